@@ -1,0 +1,1 @@
+//! include_arch! (filled in by the code-generation stage).

@@ -1,0 +1,1 @@
+//! Runtime support for archc-generated models.

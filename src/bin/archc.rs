@@ -1,1 +1,303 @@
-fn main() {}
+//! `archc`: the command-line front end. Reads files, calls the library, prints, and sets the exit code:
+//! 0 when every file is clean (warnings allowed), 1 when any file has errors, 2 for usage or I/O problems.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use archc::diagnostic::{LineIndex, Severity};
+use archc::{compile, Checked, Code, Diagnostic, SourceKind};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "archc", version, about = "Check neural-network architectures and compile them to candle models")]
+struct Cli {
+    /// When to colour diagnostics.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    color: ColorChoice,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Infer every shape and report every error and warning.
+    Check {
+        /// `.arch` or `.yaml` files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Output format: human-readable diagnostics or one JSON object per file.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Treat warnings as errors (exit 1).
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+    /// Print a table of layers, output shapes, parameters and MACs.
+    Summary {
+        file: PathBuf,
+        /// Which network, when the file defines several (default: all).
+        #[arg(long)]
+        network: Option<String>,
+        /// Show rows nested at most this deep (0: top-level statements only).
+        #[arg(long)]
+        depth: Option<usize>,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Print a long explanation of a diagnostic code, e.g. `archc explain E0102`.
+    Explain {
+        /// The code, e.g. E0102; `--list` shows all codes.
+        code: Option<String>,
+        #[arg(long)]
+        list: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+/// A usage or I/O failure: exit code 2.
+struct Fatal(String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color = match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let result = match cli.command {
+        Command::Check {
+            files,
+            format,
+            deny_warnings,
+        } => run_check(&files, format, deny_warnings, color),
+        Command::Summary {
+            file,
+            network,
+            depth,
+            format,
+        } => run_summary(&file, network.as_deref(), depth, format, color),
+        Command::Explain { code, list } => run_explain(code.as_deref(), list),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Fatal(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn read_source(path: &Path) -> Result<String, Fatal> {
+    if path.is_dir() {
+        return Err(Fatal(format!("{}: is a directory, not an architecture file", path.display())));
+    }
+    let bytes = std::fs::read(path).map_err(|e| Fatal(format!("{}: cannot read: {e}", path.display())))?;
+    if bytes.len() > archc::syntax::MAX_SOURCE_BYTES {
+        return Err(Fatal(format!(
+            "{}: {} bytes is larger than the {} byte limit",
+            path.display(),
+            bytes.len(),
+            archc::syntax::MAX_SOURCE_BYTES
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        Fatal(format!(
+            "{}: not valid UTF-8 (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+fn display_name(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn run_check(files: &[PathBuf], format: Format, deny_warnings: bool, color: bool) -> Result<ExitCode, Fatal> {
+    let mut failed = false;
+    let mut io_failed = false;
+    let mut json_files = Vec::new();
+    for path in files {
+        let source = match read_source(path) {
+            Ok(source) => source,
+            Err(Fatal(message)) => {
+                eprintln!("error: {message}");
+                io_failed = true;
+                continue;
+            }
+        };
+        let name = display_name(path);
+        let checked = compile(SourceKind::from_path(&name), &source);
+        let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
+        let warnings = checked.diagnostics.len() - errors;
+        failed |= errors > 0 || (deny_warnings && warnings > 0);
+        match format {
+            Format::Human => {
+                eprint!("{}", archc::render::render(&name, &source, &checked.diagnostics, color));
+                eprintln!("{}", status_line(&name, &checked, errors, warnings));
+            }
+            Format::Json => json_files.push(json_report(&name, &source, &checked)),
+        }
+    }
+    if let Format::Json = format {
+        let text = serde_json::to_string_pretty(&serde_json::Value::Array(json_files)).expect("JSON values serialise");
+        let _ = writeln!(std::io::stdout(), "{text}");
+    }
+    Ok(if io_failed {
+        ExitCode::from(2)
+    } else if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn status_line(name: &str, checked: &Checked, errors: usize, warnings: usize) -> String {
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    if errors > 0 {
+        format!("{name}: {}, {}", plural(errors, "error"), plural(warnings, "warning"))
+    } else {
+        let networks: Vec<String> = checked
+            .networks
+            .iter()
+            .map(|n| format!("{} {} → {}", n.name, n.input, n.output))
+            .collect();
+        format!(
+            "{name}: ok ({}{}){}",
+            plural(checked.networks.len(), "network"),
+            if networks.is_empty() { String::new() } else { format!(": {}", networks.join(", ")) },
+            if warnings > 0 { format!(", {}", plural(warnings, "warning")) } else { String::new() }
+        )
+    }
+}
+
+fn json_report(name: &str, source: &str, checked: &Checked) -> serde_json::Value {
+    let index = LineIndex::new(source);
+    let position = |offset: u32| {
+        let (line, column) = index.line_col(offset as usize);
+        serde_json::json!({ "offset": offset, "line": line, "column": column })
+    };
+    let diagnostics: Vec<serde_json::Value> = checked
+        .diagnostics
+        .iter()
+        .map(|d: &Diagnostic| {
+            serde_json::json!({
+                "severity": match d.severity { Severity::Error => "error", Severity::Warning => "warning" },
+                "code": d.code.as_str(),
+                "message": d.message,
+                "start": position(d.primary.span.start),
+                "end": position(d.primary.span.end),
+                "label": d.primary.message,
+                "secondary": d.secondary.iter().map(|l| serde_json::json!({
+                    "start": position(l.span.start), "end": position(l.span.end), "label": l.message
+                })).collect::<Vec<_>>(),
+                "notes": d.notes,
+                "help": d.help,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "file": name,
+        "ok": !checked.has_errors(),
+        "networks": checked.networks.iter().map(|n| serde_json::json!({
+            "name": n.name, "input": n.input.dims(), "output": n.output.dims()
+        })).collect::<Vec<_>>(),
+        "diagnostics": diagnostics,
+    })
+}
+
+fn checked_or_report(path: &Path, color: bool) -> Result<(String, String, Checked), ExitCode> {
+    let source = read_source(path).map_err(|Fatal(message)| {
+        eprintln!("error: {message}");
+        ExitCode::from(2)
+    })?;
+    let name = display_name(path);
+    let checked = compile(SourceKind::from_path(&name), &source);
+    if checked.has_errors() {
+        eprint!("{}", archc::render::render(&name, &source, &checked.diagnostics, color));
+        let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
+        eprintln!("{name}: {errors} error(s); fix them first");
+        return Err(ExitCode::from(1));
+    }
+    Ok((name, source, checked))
+}
+
+fn run_summary(
+    path: &Path,
+    network: Option<&str>,
+    depth: Option<usize>,
+    format: Format,
+    color: bool,
+) -> Result<ExitCode, Fatal> {
+    let (_, _, checked) = match checked_or_report(path, color) {
+        Ok(ok) => ok,
+        Err(code) => return Ok(code),
+    };
+    let networks: Vec<_> = checked
+        .networks
+        .iter()
+        .filter(|n| network.is_none_or(|wanted| wanted == n.name))
+        .collect();
+    if networks.is_empty() {
+        let names: Vec<&str> = checked.networks.iter().map(|n| n.name.as_str()).collect();
+        return Err(Fatal(match network {
+            Some(wanted) => format!("no network `{wanted}` in {}; it has: {}", path.display(), names.join(", ")),
+            None => format!("{} defines no network", path.display()),
+        }));
+    }
+    let mut out = String::new();
+    let mut json = Vec::new();
+    for network in networks {
+        let summary = archc::summary::summarize(network);
+        match format {
+            Format::Human => out.push_str(&summary.table(depth.unwrap_or(usize::MAX))),
+            Format::Json => json.push(serde_json::json!({
+                "network": summary.network,
+                "params_total": summary.params_total,
+                "params_inference": summary.params_inference,
+                "macs_inference": summary.macs_inference,
+                "macs_training": summary.macs_training,
+                "rows": summary.rows.iter().filter(|r| r.depth <= depth.unwrap_or(usize::MAX)).map(|r| serde_json::json!({
+                    "path": r.path, "kind": r.kind, "output": r.output.dims(), "params": r.params,
+                    "macs": r.macs, "depth": r.depth, "training_only": r.training_only,
+                })).collect::<Vec<_>>(),
+            })),
+        }
+    }
+    if let Format::Json = format {
+        out = serde_json::to_string_pretty(&json).expect("JSON values serialise");
+        out.push('\n');
+    }
+    let _ = std::io::stdout().write_all(out.as_bytes());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_explain(code: Option<&str>, list: bool) -> Result<ExitCode, Fatal> {
+    if list || code.is_none() {
+        for code in Code::ALL {
+            println!("{code}  {}", code.title());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let text = code.unwrap_or_default();
+    match Code::parse(text) {
+        Some(code) => {
+            println!("{code}: {}\n\n{}", code.title(), archc::explain::explanation(code));
+            Ok(ExitCode::SUCCESS)
+        }
+        None => Err(Fatal(format!("unknown code `{text}`; `archc explain --list` shows them all"))),
+    }
+}

@@ -1,0 +1,220 @@
+//! Normalisation layers: `torch.nn.LocalResponseNorm` and a batch norm that checks its input
+//! the way PyTorch does.
+//!
+//! candle's `candle_nn::BatchNorm` already matches PyTorch: in training it normalises with the
+//! biased batch variance over every dimension but the channel one, and updates the running mean
+//! and the running variance (with the *unbiased* batch variance, `n / (n - 1)` times the biased
+//! one) by `momentum`; in evaluation it uses the running statistics. [`BatchNorm`] wraps it to
+//! load its four tensors with descriptive errors and to reject inputs PyTorch rejects.
+
+use candle_core::{Error, Module, ModuleT, Result, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+use crate::load::load_tensor_with_init;
+
+/// `torch.nn.LocalResponseNorm`: normalises each value by the energy of nearby channels,
+///
+/// ```text
+/// b[c] = a[c] / (k + alpha / size * sum(a[c'] ^ 2 for c' in c - size/2 ..= c + (size-1)/2)) ^ beta
+/// ```
+///
+/// where channels outside `0..C` count as zero (the window is zero padded, and the divisor is
+/// always `size`). Channels are dimension 1 of an `[N, C, ...]` tensor of rank 3 or more.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lrn {
+    /// Number of channels in the window.
+    pub size: usize,
+    /// Scale of the sum of squares; PyTorch's default is `1e-4`.
+    pub alpha: f64,
+    /// Exponent; PyTorch's default is `0.75`.
+    pub beta: f64,
+    /// Additive constant; PyTorch's default is `1.0`.
+    pub k: f64,
+}
+
+impl Lrn {
+    /// A window of `size` channels with PyTorch's defaults `alpha = 1e-4`, `beta = 0.75`,
+    /// `k = 1`.
+    pub fn new(size: usize) -> Self {
+        Self {
+            size,
+            alpha: 1e-4,
+            beta: 0.75,
+            k: 1.0,
+        }
+    }
+}
+
+impl Module for Lrn {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.rank() < 3 {
+            return Err(Error::msg(format!(
+                "local_response_norm expects an [N, C, ...] tensor of rank 3 or more, found \
+                 shape {:?}",
+                x.dims()
+            )));
+        }
+        if self.size == 0 {
+            return Err(Error::msg("local_response_norm size must be at least 1, found 0"));
+        }
+        let channels = x.dim(1)?;
+        let squares = x
+            .sqr()?
+            .pad_with_zeros(1, self.size / 2, (self.size - 1) / 2)?;
+        let mut window_sum = squares.narrow(1, 0, channels)?;
+        for offset in 1..self.size {
+            window_sum = (window_sum + squares.narrow(1, offset, channels)?)?;
+        }
+        // PyTorch averages the window (avg_pool3d), then applies alpha and k.
+        let divisor = (window_sum / self.size as f64)?
+            .affine(self.alpha, self.k)?
+            .powf(self.beta)?;
+        x / divisor
+    }
+}
+
+/// The options of a [`BatchNorm`], with PyTorch's defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchNormSpec {
+    /// Added to the variance before the square root; default `1e-5`.
+    pub eps: f64,
+    /// Weight of the batch statistic in the running-statistic update; default `0.1`.
+    pub momentum: f64,
+    /// Whether the layer has a learnable `weight` and `bias`; default `true`.
+    pub affine: bool,
+}
+
+impl Default for BatchNormSpec {
+    fn default() -> Self {
+        Self {
+            eps: 1e-5,
+            momentum: 0.1,
+            affine: true,
+        }
+    }
+}
+
+/// `torch.nn.BatchNorm2d` (and `BatchNorm1d`): normalises each channel (dimension 1) of an
+/// `[N, C]`, `[N, C, L]` or `[N, C, H, W]` tensor.
+///
+/// Implements [`ModuleT`]: with `train = false` it uses the running statistics; with
+/// `train = true` it uses the batch statistics and updates the running ones in place.
+#[derive(Debug, Clone)]
+pub struct BatchNorm {
+    inner: candle_nn::BatchNorm,
+    num_features: usize,
+}
+
+impl BatchNorm {
+    /// Wraps a candle batch norm over `num_features` channels.
+    pub fn new(inner: candle_nn::BatchNorm, num_features: usize) -> Result<Self> {
+        if inner.running_mean().dims() != [num_features] {
+            return Err(Error::msg(format!(
+                "batch norm over {num_features} channels has a running mean of shape {:?}",
+                inner.running_mean().dims()
+            )));
+        }
+        Ok(Self {
+            inner,
+            num_features,
+        })
+    }
+
+    /// Number of channels normalised.
+    pub fn num_features(&self) -> usize {
+        self.num_features
+    }
+
+    /// The running mean, `[num_features]`; updated by each training forward pass.
+    pub fn running_mean(&self) -> &Tensor {
+        self.inner.running_mean()
+    }
+
+    /// The running variance, `[num_features]`; updated by each training forward pass.
+    pub fn running_var(&self) -> &Tensor {
+        self.inner.running_var()
+    }
+
+    /// The wrapped candle layer.
+    pub fn inner(&self) -> &candle_nn::BatchNorm {
+        &self.inner
+    }
+}
+
+impl ModuleT for BatchNorm {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if !(2..=4).contains(&x.rank()) {
+            return Err(Error::msg(format!(
+                "batch_norm expects an [N, C], [N, C, L] or [N, C, H, W] tensor, found shape {:?}",
+                x.dims()
+            )));
+        }
+        if x.dim(1)? != self.num_features {
+            return Err(Error::msg(format!(
+                "batch_norm expects {} channels, found {} (input shape {:?})",
+                self.num_features,
+                x.dim(1)?,
+                x.dims()
+            )));
+        }
+        // The unbiased variance needs two values per channel; PyTorch refuses fewer too.
+        if train && x.elem_count() / self.num_features.max(1) < 2 {
+            return Err(Error::msg(format!(
+                "batch_norm needs more than 1 value per channel when training, found input \
+                 shape {:?}",
+                x.dims()
+            )));
+        }
+        self.inner.forward_t(x, train)
+    }
+}
+
+/// Loads a [`BatchNorm`] over `num_features` channels from `vb`: `running_mean`, `running_var`
+/// and, when `spec.affine`, `weight` and `bias`, all `[num_features]`, naming `context` in any
+/// error. A `num_batches_tracked` entry, as PyTorch saves it, is not needed.
+pub fn batch_norm(
+    vb: VarBuilder,
+    num_features: usize,
+    spec: BatchNormSpec,
+    context: &str,
+) -> Result<BatchNorm> {
+    if !(spec.eps >= 0.0) {
+        return Err(Error::msg(format!(
+            "{context}: batch norm eps must be non-negative, found {}",
+            spec.eps
+        )));
+    }
+    if !(0.0..=1.0).contains(&spec.momentum) {
+        return Err(Error::msg(format!(
+            "{context}: batch norm momentum must be between 0 and 1, found {}",
+            spec.momentum
+        )));
+    }
+    let load = |name: &str, init: f64| {
+        load_tensor_with_init(&vb, name, num_features, Init::Const(init), context)
+    };
+    let running_mean = load("running_mean", 0.0)?;
+    let running_var = load("running_var", 1.0)?;
+    let inner = if spec.affine {
+        let weight = load("weight", 1.0)?;
+        let bias = load("bias", 0.0)?;
+        candle_nn::BatchNorm::new_with_momentum(
+            num_features,
+            running_mean,
+            running_var,
+            weight,
+            bias,
+            spec.eps,
+            spec.momentum,
+        )?
+    } else {
+        candle_nn::BatchNorm::new_no_bias_with_momentum(
+            num_features,
+            running_mean,
+            running_var,
+            spec.eps,
+            spec.momentum,
+        )?
+    };
+    BatchNorm::new(inner, num_features)
+}

@@ -1,0 +1,384 @@
+//! Pooling layers with PyTorch's exact semantics: padding, ceil mode, dilation, and
+//! `count_include_pad`, which candle's own `max_pool2d` / `avg_pool2d` do not have.
+//!
+//! Both window pools work one spatial axis at a time, because a max or a sum over a rectangular
+//! window is the max or sum over its rows of the max or sum over its columns. Along an axis the
+//! input is padded once, the `kernel * out` window elements are gathered with a single
+//! `index_select` into a `[.., kernel, out, ..]` layout, and reduced over the kernel axis. All of
+//! this is tensor ops, so it runs on any candle device; only the window indices and the average
+//! pool's divisors, which depend on shapes and not on data, are computed on the host.
+
+use candle_core::{Device, Error, Module, Result, Tensor};
+
+use crate::shape::{expect_nchw, pool_out_size};
+
+/// `torch.nn.MaxPool2d`: the maximum over each `kernel` window, with the input padded by `pad`
+/// on both sides with `-inf` (so padding never wins), windows spaced by `stride`, window
+/// elements spaced by `dilation`, and `ceil_mode` allowing a last window that hangs over the end
+/// of the padded input (the part that hangs over does not count).
+///
+/// All pairs are `(height, width)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxPool2d {
+    /// Window size.
+    pub kernel: (usize, usize),
+    /// Distance between window starts; PyTorch's default is the kernel size.
+    pub stride: (usize, usize),
+    /// Implicit `-inf` padding on each side; at most half the dilated kernel.
+    pub pad: (usize, usize),
+    /// Distance between the elements of a window; 1 for an ordinary pool.
+    pub dilation: (usize, usize),
+    /// Round the output size up instead of down.
+    pub ceil_mode: bool,
+}
+
+impl MaxPool2d {
+    /// A pool with PyTorch's defaults: stride equal to the kernel, no padding, no dilation,
+    /// floor mode.
+    pub fn new(kernel: (usize, usize)) -> Self {
+        Self {
+            kernel,
+            stride: kernel,
+            pad: (0, 0),
+            dilation: (1, 1),
+            ceil_mode: false,
+        }
+    }
+
+    /// The `(height, width)` this pool produces from an input of `(height, width)`.
+    pub fn output_size(&self, input: (usize, usize)) -> Result<(usize, usize)> {
+        Ok((
+            self.axis(input.0, Axis::Height)?.out,
+            self.axis(input.1, Axis::Width)?.out,
+        ))
+    }
+
+    fn axis(&self, input: usize, axis: Axis) -> Result<AxisWindows> {
+        let pick = |pair: (usize, usize)| match axis {
+            Axis::Height => pair.0,
+            Axis::Width => pair.1,
+        };
+        AxisWindows::new(
+            input,
+            pick(self.kernel),
+            pick(self.stride),
+            pick(self.pad),
+            pick(self.dilation),
+            self.ceil_mode,
+        )
+        .map_err(|e| describe_pool_error(e, "max_pool2d", axis, input))
+    }
+}
+
+impl Module for MaxPool2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = expect_nchw(x, "max_pool2d")?;
+        let rows = self.axis(h, Axis::Height)?;
+        let cols = self.axis(w, Axis::Width)?;
+        let x = pad_with_value(x, 3, cols.pad_before, cols.pad_after, f64::NEG_INFINITY)?;
+        let x = cols.gather(&x, 3)?.max(3)?;
+        let x = pad_with_value(&x, 2, rows.pad_before, rows.pad_after, f64::NEG_INFINITY)?;
+        rows.gather(&x, 2)?.max(2)
+    }
+}
+
+/// `torch.nn.AvgPool2d`: the mean over each `kernel` window, with zero padding `pad` on both
+/// sides, windows spaced by `stride`, and `ceil_mode` as for [`MaxPool2d`].
+///
+/// The divisor follows ATen's kernel exactly. A window starting at `start = o * stride - pad`
+/// is first clipped to the padded input, `end = min(start + kernel, input + pad)`; with
+/// `count_include_pad` the divisor is that clipped window's size `end - start` (padding counts,
+/// but the part of a ceil-mode window beyond the padding does not); without it the divisor is
+/// the number of real input elements, `min(end, input) - max(start, 0)`. The 2-D divisor is the
+/// product of the two axes' divisors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AvgPool2d {
+    /// Window size.
+    pub kernel: (usize, usize),
+    /// Distance between window starts; PyTorch's default is the kernel size.
+    pub stride: (usize, usize),
+    /// Implicit zero padding on each side; at most half the kernel.
+    pub pad: (usize, usize),
+    /// Round the output size up instead of down.
+    pub ceil_mode: bool,
+    /// Count padding elements in the divisor; PyTorch's default is `true`.
+    pub count_include_pad: bool,
+}
+
+impl AvgPool2d {
+    /// A pool with PyTorch's defaults: stride equal to the kernel, no padding, floor mode,
+    /// `count_include_pad = true`.
+    pub fn new(kernel: (usize, usize)) -> Self {
+        Self {
+            kernel,
+            stride: kernel,
+            pad: (0, 0),
+            ceil_mode: false,
+            count_include_pad: true,
+        }
+    }
+
+    /// The `(height, width)` this pool produces from an input of `(height, width)`.
+    pub fn output_size(&self, input: (usize, usize)) -> Result<(usize, usize)> {
+        Ok((
+            self.axis(input.0, Axis::Height)?.out,
+            self.axis(input.1, Axis::Width)?.out,
+        ))
+    }
+
+    fn axis(&self, input: usize, axis: Axis) -> Result<AxisWindows> {
+        let pick = |pair: (usize, usize)| match axis {
+            Axis::Height => pair.0,
+            Axis::Width => pair.1,
+        };
+        AxisWindows::new(
+            input,
+            pick(self.kernel),
+            pick(self.stride),
+            pick(self.pad),
+            1,
+            self.ceil_mode,
+        )
+        .map_err(|e| describe_pool_error(e, "avg_pool2d", axis, input))
+    }
+}
+
+impl Module for AvgPool2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = expect_nchw(x, "avg_pool2d")?;
+        let rows = self.axis(h, Axis::Height)?;
+        let cols = self.axis(w, Axis::Width)?;
+        let x = x.pad_with_zeros(3, cols.pad_before, cols.pad_after)?;
+        let x = cols.gather(&x, 3)?.sum(3)?;
+        let x = x.pad_with_zeros(2, rows.pad_before, rows.pad_after)?;
+        let sums = rows.gather(&x, 2)?.sum(2)?;
+        let row_divisors = rows.divisors(self.count_include_pad);
+        let col_divisors = cols.divisors(self.count_include_pad);
+        let divisors: Vec<f32> = row_divisors
+            .iter()
+            .flat_map(|r| col_divisors.iter().map(move |c| (r * c) as f32))
+            .collect();
+        let divisors = Tensor::from_vec(divisors, (rows.out, cols.out), x.device())?
+            .to_dtype(x.dtype())?;
+        sums.broadcast_div(&divisors)
+    }
+}
+
+/// `torch.nn.AdaptiveAvgPool2d` as a layer; see [`adaptive_avg_pool2d`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdaptiveAvgPool2d {
+    /// The `(height, width)` of the output.
+    pub output: (usize, usize),
+}
+
+impl AdaptiveAvgPool2d {
+    /// An adaptive pool producing `output = (height, width)`.
+    pub fn new(output: (usize, usize)) -> Self {
+        Self { output }
+    }
+}
+
+impl Module for AdaptiveAvgPool2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        adaptive_avg_pool2d(x, self.output)
+    }
+}
+
+/// `torch.nn.functional.adaptive_avg_pool2d`: averages an NCHW tensor into `output =
+/// (height, width)` bins. Along an axis of length `n` pooled to `m`, bin `i` covers
+/// `floor(i * n / m) .. ceil((i + 1) * n / m)`, so bins overlap when `m` does not divide `n`
+/// (14 -> 4 gives 0..4, 3..7, 7..11, 10..14).
+///
+/// `(1, 1)` is a global average pool and is a single mean; when both sizes divide evenly the
+/// bins are disjoint and the pool is a reshape and a sum; otherwise each axis is summed with a
+/// 0/1 bin-membership matrix, and the sums are divided by the bin areas as PyTorch does.
+pub fn adaptive_avg_pool2d(x: &Tensor, output: (usize, usize)) -> Result<Tensor> {
+    let (n, c, h, w) = expect_nchw(x, "adaptive_avg_pool2d")?;
+    let (oh, ow) = output;
+    if oh == 0 || ow == 0 {
+        return Err(Error::msg(format!(
+            "adaptive_avg_pool2d needs a non-empty output size, found ({oh}, {ow})"
+        )));
+    }
+    if h == 0 || w == 0 {
+        return Err(Error::msg(format!(
+            "adaptive_avg_pool2d needs a non-empty input, found shape {:?}",
+            x.dims()
+        )));
+    }
+    if (oh, ow) == (1, 1) {
+        return x.mean_keepdim((2, 3));
+    }
+    if h % oh == 0 && w % ow == 0 {
+        let (kh, kw) = (h / oh, w / ow);
+        return x
+            .reshape((n, c, oh, kh, ow, kw))?
+            .sum((3, 5))?
+            .affine(1.0 / (kh * kw) as f64, 0.0);
+    }
+    let (row_bins, row_counts) = adaptive_bins(h, oh, x.device())?;
+    let (col_bins, col_counts) = adaptive_bins(w, ow, x.device())?;
+    let dtype = x.dtype();
+    // [n*c*h, w] x [w, ow] sums each row's column bins ...
+    let x = x
+        .reshape((n * c * h, w))?
+        .matmul(&col_bins.to_dtype(dtype)?.t()?)?;
+    // ... then, with h moved last, [n*c*ow, h] x [h, oh] sums the row bins.
+    let x = x
+        .reshape((n * c, h, ow))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((n * c * ow, h))?
+        .matmul(&row_bins.to_dtype(dtype)?.t()?)?;
+    let sums = x
+        .reshape((n, c, ow, oh))?
+        .transpose(2, 3)?
+        .contiguous()?;
+    let areas: Vec<f32> = row_counts
+        .iter()
+        .flat_map(|r| col_counts.iter().map(move |c| (r * c) as f32))
+        .collect();
+    let areas = Tensor::from_vec(areas, (oh, ow), sums.device())?.to_dtype(dtype)?;
+    sums.broadcast_div(&areas)
+}
+
+/// The `[out, input]` 0/1 matrix of PyTorch's adaptive bins and each bin's length.
+fn adaptive_bins(input: usize, out: usize, device: &Device) -> Result<(Tensor, Vec<usize>)> {
+    let mut membership = vec![0f32; out * input];
+    let mut counts = Vec::with_capacity(out);
+    for i in 0..out {
+        let start = i * input / out;
+        let end = ((i + 1) * input).div_ceil(out);
+        membership[i * input + start..i * input + end].fill(1.0);
+        counts.push(end - start);
+    }
+    Ok((Tensor::from_vec(membership, (out, input), device)?, counts))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Axis {
+    Height,
+    Width,
+}
+
+/// Adds which pool, axis and input length failed to an output-size error.
+fn describe_pool_error(e: Error, op: &str, axis: Axis, input: usize) -> Error {
+    let axis = match axis {
+        Axis::Height => "height",
+        Axis::Width => "width",
+    };
+    Error::msg(format!("{op}: input {axis} {input}: {e}"))
+}
+
+/// The windows of a pool along one axis, in padded coordinates.
+#[derive(Debug, Clone)]
+struct AxisWindows {
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+    out: usize,
+    /// Padding before the input: PyTorch's `pad`.
+    pad_before: usize,
+    /// Padding after the input: `pad`, plus whatever a ceil-mode window hangs over.
+    pad_after: usize,
+}
+
+impl AxisWindows {
+    fn new(
+        input: usize,
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+        dilation: usize,
+        ceil_mode: bool,
+    ) -> Result<Self> {
+        let out = pool_out_size(input, kernel, stride, pad, dilation, ceil_mode)?;
+        let overflow = || Error::msg("pooling window indices overflow u32");
+        // Index of the last element of the last window, in padded coordinates.
+        let last = (kernel - 1)
+            .checked_mul(dilation)
+            .and_then(|a| (out - 1).checked_mul(stride).and_then(|b| a.checked_add(b)))
+            .ok_or_else(overflow)?;
+        if u32::try_from(last).is_err() {
+            return Err(overflow());
+        }
+        // pool_out_size guarantees input + 2 * pad does not overflow.
+        let padded = (input + 2 * pad).max(last + 1);
+        Ok(Self {
+            input,
+            kernel,
+            stride,
+            pad,
+            dilation,
+            out,
+            pad_before: pad,
+            pad_after: padded - input - pad,
+        })
+    }
+
+    /// Gathers the windows of the (already padded) `x` along `dim` and splits that dimension
+    /// into `[kernel, out]`, window element first, ready to be reduced over `dim`.
+    fn gather(&self, x: &Tensor, dim: usize) -> Result<Tensor> {
+        let mut indices = Vec::with_capacity(self.kernel * self.out);
+        for k in 0..self.kernel {
+            for o in 0..self.out {
+                // In range: AxisWindows::new checked the largest of these against u32.
+                indices.push((k * self.dilation + o * self.stride) as u32);
+            }
+        }
+        let indices = Tensor::from_vec(indices, self.kernel * self.out, x.device())?;
+        let gathered = x.index_select(&indices, dim)?;
+        let mut dims = gathered.dims().to_vec();
+        dims.splice(dim..=dim, [self.kernel, self.out]);
+        gathered.reshape(dims)
+    }
+
+    /// The average pool divisor of each window along this axis, per ATen's `cpu_avg_pool`.
+    fn divisors(&self, count_include_pad: bool) -> Vec<usize> {
+        (0..self.out)
+            .map(|o| {
+                // Window bounds in input coordinates, shifted by `pad` to stay unsigned.
+                let start = o * self.stride;
+                let end = (start + self.kernel).min(self.input + 2 * self.pad);
+                let clipped_start = start.max(self.pad);
+                let clipped_end = end.min(self.input + self.pad);
+                let divisor = if count_include_pad {
+                    end - start
+                } else {
+                    clipped_end.saturating_sub(clipped_start)
+                };
+                // An empty window sums to zero; PyTorch outputs 0 there, not 0 / 0.
+                divisor.max(1)
+            })
+            .collect()
+    }
+}
+
+/// Pads `dim` of `x` with `before` and `after` copies of `value`.
+fn pad_with_value(
+    x: &Tensor,
+    dim: usize,
+    before: usize,
+    after: usize,
+    value: f64,
+) -> Result<Tensor> {
+    if before == 0 && after == 0 {
+        return Ok(x.clone());
+    }
+    let filler = |len: usize| -> Result<Tensor> {
+        let mut dims = x.dims().to_vec();
+        dims[dim] = len;
+        Tensor::zeros(dims, x.dtype(), x.device())?.affine(1.0, value)
+    };
+    let mut parts = Vec::with_capacity(3);
+    if before > 0 {
+        parts.push(filler(before)?);
+    }
+    parts.push(x.clone());
+    if after > 0 {
+        parts.push(filler(after)?);
+    }
+    Tensor::cat(&parts, dim)
+}

@@ -1,0 +1,181 @@
+//! The abstract syntax tree: what a source file says, before any checking.
+//!
+//! Every node carries a [`Span`] (byte offsets into its source), so later stages can point at the text that
+//! caused a diagnostic. Both front ends, the `.arch` parser ([`crate::syntax`]) and the YAML loader
+//! ([`crate::yaml`]), produce this tree; everything after them is shared.
+
+use crate::diagnostic::Span;
+
+/// A parsed source file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct File {
+    pub items: Vec<Definition>,
+}
+
+/// Whether a definition is a reusable block or a network that code is generated for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefinitionKind {
+    Block,
+    Network,
+}
+
+/// `block NAME(PARAMS) { ... }` or `network NAME(PARAMS) { ... }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Definition {
+    pub kind: DefinitionKind,
+    pub name: Ident,
+    pub params: Vec<Param>,
+    pub body: Vec<Statement>,
+    pub span: Span,
+}
+
+/// A name as written, with where it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ident {
+    pub name: String,
+    pub span: Span,
+}
+
+/// A parameter of a block or network, with its default value if it has one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Param {
+    pub name: Ident,
+    pub default: Option<Expr>,
+}
+
+/// One statement of a body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statement {
+    /// `input [C, H, W]`
+    Input(ShapeExpr),
+    /// `NAME = CHAIN : [..]`, `CHAIN`, or `side NAME = CHAIN from SOURCE`.
+    Layer(LayerStatement),
+}
+
+/// A chain of operations, optionally named, optionally with a declared output shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerStatement {
+    pub name: Option<Ident>,
+    /// `Some(source)` for a training-only side output (`side NAME = ... from SOURCE`).
+    pub side_from: Option<Ident>,
+    pub chain: Vec<Op>,
+    pub declared: Option<ShapeExpr>,
+    pub span: Span,
+}
+
+/// One element of a chain.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// A built-in layer or a block, with arguments.
+    Call(Call),
+    /// `concat { ... }` or `add { ... }`.
+    Group(Group),
+}
+
+impl Op {
+    /// The source text this operation spans.
+    pub fn span(&self) -> Span {
+        match self {
+            Op::Call(call) => call.span,
+            Op::Group(group) => group.span,
+        }
+    }
+}
+
+/// `callee(args)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub callee: Ident,
+    pub args: Vec<Arg>,
+    pub span: Span,
+}
+
+/// A positional (`name: None`) or keyword argument.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Arg {
+    pub name: Option<Ident>,
+    pub value: Expr,
+    pub span: Span,
+}
+
+/// How a group combines its branches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupKind {
+    /// Concatenate along the channel axis.
+    Concat,
+    /// Element-wise sum.
+    Add,
+}
+
+impl GroupKind {
+    /// The keyword that introduces this group.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            GroupKind::Concat => "concat",
+            GroupKind::Add => "add",
+        }
+    }
+}
+
+/// `concat { branch = ... }`: branches that all read the group's input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub kind: GroupKind,
+    pub keyword_span: Span,
+    pub branches: Vec<LayerStatement>,
+    pub span: Span,
+}
+
+/// `[e, e, e]`: a shape with the batch axis left out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShapeExpr {
+    pub dims: Vec<Expr>,
+    pub span: Span,
+}
+
+/// An expression with its span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+/// Binary operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+}
+
+impl BinaryOp {
+    /// The operator as written in source.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "+",
+            BinaryOp::Sub => "-",
+            BinaryOp::Mul => "*",
+            BinaryOp::Div => "/",
+            BinaryOp::Rem => "%",
+        }
+    }
+}
+
+/// The forms an expression takes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExprKind {
+    /// An integer literal too large for `i64` keeps its text so the checker can report it.
+    Int(Result<i64, String>),
+    Float(f64),
+    Bool(bool),
+    /// The `same` padding keyword.
+    Same,
+    /// A parameter reference.
+    Name(String),
+    /// `[a, b]`
+    List(Vec<Expr>),
+    Neg(Box<Expr>),
+    Binary(BinaryOp, Box<Expr>, Box<Expr>),
+}

@@ -1,0 +1,1198 @@
+//! Checking: shape and channel inference over the AST, producing the [`ir`](crate::ir) and every diagnostic.
+//!
+//! The checker walks each network from its `input` statement down, instantiating blocks with their argument
+//! values, inferring every in-channel count and spatial size with PyTorch's formulas, and verifying concat and
+//! add agreement and the declared sizes. It never stops at the first error: a statement that fails continues
+//! with its declared size (when it has one), so the rows after it are still checked against what the author
+//! meant.
+
+mod eval;
+mod layers;
+mod shape;
+
+use std::collections::{HashMap, HashSet};
+
+use crate::ast::{self, Call, Definition, DefinitionKind, Expr, ExprKind, GroupKind, LayerStatement, Op, Statement};
+use crate::diagnostic::{Code, Diagnostic, Span};
+use crate::ir::{Layer, Network, Node, NodeKind, Role, Shape, Value};
+
+use eval::{did_you_mean, eval, Binding, Env};
+use layers::{builtin, infer_layer, spell_out_layer, Args, BoundArg, ArgDefault, BUILTINS};
+
+pub use layers::MAX_DIM;
+
+/// The deepest chain of block instances accepted.
+pub const MAX_BLOCK_DEPTH: usize = 64;
+/// The most IR nodes one file may expand to (blocks are instantiated per use).
+pub const MAX_NODES: usize = 2_000_000;
+
+/// The result of checking a file: the networks that checked without errors, and all diagnostics.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub networks: Vec<Network>,
+    /// Errors and warnings in source order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Checked {
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// The names of the built-in layers.
+pub fn builtin_layers() -> impl Iterator<Item = &'static str> {
+    BUILTINS.iter().map(|(name, _)| *name)
+}
+
+/// Checks every definition in `file`.
+pub fn check_file(file: &ast::File) -> Checked {
+    let mut checker = Checker {
+        blocks: HashMap::new(),
+        diagnostics: Vec::new(),
+        stack: Vec::new(),
+        nodes: 0,
+        budget_reported: false,
+    };
+    checker.register(file);
+    let mut networks = Vec::new();
+    for definition in &file.items {
+        checker.check_unused_params(definition);
+        if definition.kind == DefinitionKind::Network {
+            let before = checker.error_count();
+            if let Some(network) = checker.check_network(definition) {
+                if checker.error_count() == before {
+                    networks.push(network);
+                }
+            }
+        }
+    }
+    checker.check_unused_blocks(file);
+    let mut diagnostics = checker.diagnostics;
+    // A block used several times reports an error in its body once per instance; the first instance's report
+    // (which names that instance) is enough.
+    let mut seen = HashSet::new();
+    diagnostics.retain(|d| seen.insert((d.code, d.primary.span)));
+    diagnostics.sort_by_key(|d| (d.primary.span.start, d.primary.span.end));
+    Checked { networks, diagnostics }
+}
+
+struct Checker<'a> {
+    blocks: HashMap<&'a str, &'a Definition>,
+    diagnostics: Vec<Diagnostic>,
+    /// The block instances being checked, outermost first, with their call spans.
+    stack: Vec<(&'a str, Span)>,
+    nodes: usize,
+    budget_reported: bool,
+}
+
+/// Where a body sits, which decides what it may contain.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Network,
+    Block,
+}
+
+/// The names taken at one level of weight paths.
+type Scope = HashMap<String, Span>;
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+impl<'a> Checker<'a> {
+    fn error_count(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+
+    fn register(&mut self, file: &'a ast::File) {
+        let mut first: HashMap<&str, Span> = HashMap::new();
+        for definition in &file.items {
+            let name = definition.name.name.as_str();
+            if builtin(name).is_some() {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::DuplicateDefinition,
+                        definition.name.span,
+                        format!("`{name}` is a built-in layer and cannot be redefined"),
+                    )
+                    .with_label("shadows the built-in layer")
+                    .with_help(format!("rename this {}", kind_word(definition.kind))),
+                );
+                continue;
+            }
+            if let Some(previous) = first.get(name) {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::DuplicateDefinition,
+                        definition.name.span,
+                        format!("`{name}` is defined twice"),
+                    )
+                    .with_label("defined again here")
+                    .with_secondary(*previous, "first defined here"),
+                );
+                continue;
+            }
+            first.insert(name, definition.name.span);
+            if definition.kind == DefinitionKind::Block {
+                self.blocks.insert(name, definition);
+            }
+            let mut params: HashMap<&str, Span> = HashMap::new();
+            for param in &definition.params {
+                if let Some(previous) = params.insert(&param.name.name, param.name.span) {
+                    self.diagnostics.push(
+                        Diagnostic::error(
+                            Code::DuplicateParameter,
+                            param.name.span,
+                            format!("parameter `{}` is declared twice", param.name.name),
+                        )
+                        .with_label("declared again here")
+                        .with_secondary(previous, "first declared here"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn spend_node(&mut self, span: Span) -> bool {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            if !self.budget_reported {
+                self.budget_reported = true;
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::LimitExceeded,
+                        span,
+                        format!("the network expands to more than {MAX_NODES} layers"),
+                    )
+                    .with_label("limit reached while expanding this"),
+                );
+            }
+            return false;
+        }
+        true
+    }
+
+    fn check_network(&mut self, definition: &'a Definition) -> Option<Network> {
+        let mut env = Env::default();
+        for param in &definition.params {
+            let value = match &param.default {
+                Some(default) => eval(default, &env, &mut self.diagnostics),
+                None => {
+                    self.diagnostics.push(
+                        Diagnostic::error(
+                            Code::MissingNetworkDefault,
+                            param.name.span,
+                            format!("network parameter `{}` has no default", param.name.name),
+                        )
+                        .with_label("needs a value")
+                        .with_help(format!(
+                            "give it the value the network is checked with: `{} = ...`",
+                            param.name.name
+                        )),
+                    );
+                    None
+                }
+            };
+            env.bindings.push(Binding {
+                name: &param.name.name,
+                value,
+            });
+        }
+        let (input_shape, body) = match definition.body.split_first() {
+            Some((Statement::Input(shape), rest)) => (self.eval_shape(shape, &env), rest),
+            _ => {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::MisplacedInput,
+                        definition.name.span,
+                        format!("network `{}` does not start with an input statement", definition.name.name),
+                    )
+                    .with_label("no `input` first in this network")
+                    .with_help("declare the shape of one sample first, e.g. `input [3, 224, 224]`"),
+                );
+                (None, definition.body.as_slice())
+            }
+        };
+        let (body, output) = self.check_body(body, &env, input_shape, "", BodyKind::Network);
+        let params = definition
+            .params
+            .iter()
+            .zip(&env.bindings)
+            .map(|(param, binding)| Some((param.name.name.clone(), binding.value?)))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Network {
+            name: definition.name.name.clone(),
+            params,
+            input: input_shape?,
+            body,
+            output: output?,
+            span: definition.span,
+        })
+    }
+
+    fn eval_shape(&mut self, shape: &ast::ShapeExpr, env: &Env<'_>) -> Option<Shape> {
+        let mut dims = Vec::new();
+        for dim in &shape.dims {
+            match eval(dim, env, &mut self.diagnostics)? {
+                Value::Int(v) if (1..=MAX_DIM).contains(&v) => dims.push(v as u64),
+                Value::Int(v) => {
+                    self.diagnostics.push(
+                        Diagnostic::error(
+                            Code::InvalidArgument,
+                            dim.span,
+                            format!("a shape's sizes must be between 1 and {MAX_DIM}, found {v}"),
+                        )
+                        .with_label("invalid size"),
+                    );
+                    return None;
+                }
+                other => {
+                    self.diagnostics.push(
+                        Diagnostic::error(
+                            Code::ArgumentType,
+                            dim.span,
+                            format!("a shape's sizes must be integers, found {} `{other}`", other.type_name()),
+                        )
+                        .with_label("expected an integer"),
+                    );
+                    return None;
+                }
+            }
+        }
+        match dims.as_slice() {
+            [c, h, w] => Some(Shape::Map { c: *c, h: *h, w: *w }),
+            [features] => Some(Shape::Flat { features: *features }),
+            _ => {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::ShapeRank,
+                        shape.span,
+                        format!("a shape is `[C, H, W]` or `[features]`, this one has {} sizes", dims.len()),
+                    )
+                    .with_label("the batch axis is implied and not written"),
+                );
+                None
+            }
+        }
+    }
+
+    fn check_body(
+        &mut self,
+        statements: &'a [Statement],
+        env: &Env<'_>,
+        input: Option<Shape>,
+        prefix: &str,
+        kind: BodyKind,
+    ) -> (Vec<Node>, Option<Shape>) {
+        let mut scope = Scope::new();
+        let mut current = input;
+        let mut named_outputs: Vec<(&str, Option<Shape>)> = Vec::new();
+        let mut nodes = Vec::new();
+        for statement in statements {
+            let layer = match statement {
+                Statement::Input(shape) => {
+                    let message = match kind {
+                        BodyKind::Network => "a network has one `input` statement, and it comes first",
+                        BodyKind::Block => "a block takes its input from where it is used; it has no `input` statement",
+                    };
+                    self.diagnostics.push(
+                        Diagnostic::error(Code::MisplacedInput, shape.span, message).with_label("unexpected `input`"),
+                    );
+                    continue;
+                }
+                Statement::Layer(layer) => layer,
+            };
+            let (statement_input, role) = match &layer.side_from {
+                None => (current, Role::Main),
+                Some(source) => {
+                    if kind != BodyKind::Network {
+                        self.diagnostics.push(
+                            Diagnostic::error(
+                                Code::InvalidSideOutput,
+                                layer.span,
+                                "side outputs belong in a network, not in a block",
+                            )
+                            .with_label("training-only outputs are model outputs"),
+                        );
+                        continue;
+                    }
+                    match named_outputs.iter().rev().find(|(name, _)| *name == source.name) {
+                        Some((_, shape)) => (
+                            *shape,
+                            Role::Side {
+                                source: source.name.clone(),
+                            },
+                        ),
+                        None => {
+                            let names: Vec<&str> = named_outputs.iter().map(|(n, _)| *n).collect();
+                            let mut diagnostic = Diagnostic::error(
+                                Code::InvalidSideOutput,
+                                source.span,
+                                format!("side output reads `{}`, which is not an earlier statement", source.name),
+                            )
+                            .with_label("unknown source");
+                            if let Some(similar) = did_you_mean(&source.name, &names) {
+                                diagnostic = diagnostic.with_help(format!("did you mean `{similar}`?"));
+                            }
+                            self.diagnostics.push(diagnostic);
+                            (
+                                None,
+                                Role::Side {
+                                    source: source.name.clone(),
+                                },
+                            )
+                        }
+                    }
+                }
+            };
+            let (node, output) = self.check_statement(layer, env, statement_input, prefix, &mut scope, role.clone());
+            if role == Role::Main {
+                current = output;
+                if let Some(name) = &layer.name {
+                    named_outputs.push((&name.name, output));
+                }
+            }
+            nodes.extend(node);
+        }
+        (nodes, current)
+    }
+
+    /// Checks one statement; returns its node (if it checked) and the shape the next statement reads (the
+    /// declared one, when the statement failed but declared its size).
+    fn check_statement(
+        &mut self,
+        statement: &'a LayerStatement,
+        env: &Env<'_>,
+        input: Option<Shape>,
+        prefix: &str,
+        scope: &mut Scope,
+        role: Role,
+    ) -> (Option<Node>, Option<Shape>) {
+        let name = statement.name.as_ref().map(|n| n.name.as_str());
+        if let Some(ident) = &statement.name {
+            if let Some(previous) = scope.insert(ident.name.clone(), ident.span) {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::DuplicateName,
+                        ident.span,
+                        format!("the name `{}` is already used at this level", ident.name),
+                    )
+                    .with_label("used again here")
+                    .with_secondary(previous, "first used here")
+                    .with_note("names become field and weight names, so they must be unique"),
+                );
+            }
+        }
+        let path = name.map_or_else(|| prefix.to_string(), |n| join(prefix, n));
+        let node = if let [op] = statement.chain.as_slice() {
+            self.check_op(op, env, input, &path, name, scope)
+        } else {
+            let mut children = Vec::new();
+            let mut current = input;
+            let mut failed = false;
+            for (index, op) in statement.chain.iter().enumerate() {
+                let index = index.to_string();
+                let mut own_scope = Scope::new();
+                match self.check_op(op, env, current, &join(&path, &index), Some(&index), &mut own_scope) {
+                    Some(child) => {
+                        current = Some(child.output);
+                        children.push(child);
+                    }
+                    None => {
+                        current = None;
+                        failed = true;
+                    }
+                }
+            }
+            match (failed, input, current) {
+                (false, Some(input), Some(output)) => Some(Node {
+                    name: name.map(str::to_string),
+                    path: path.clone(),
+                    kind: NodeKind::Chain(children),
+                    input,
+                    output,
+                    role: Role::Main,
+                    span: statement.span,
+                }),
+                _ => None,
+            }
+        };
+        let node = node.map(|mut node| {
+            node.role = role;
+            node
+        });
+        if let Some(node) = &node {
+            if statement.name.is_none() && has_weights(node) && !matches!(node.kind, NodeKind::Concat(_) | NodeKind::Add(_)) {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::UnnamedWeights,
+                        statement.span,
+                        "this statement has weights but no name",
+                    )
+                    .with_label("unnamed")
+                    .with_note("a statement's name becomes its field and weight name in the generated model")
+                    .with_help("name it: `conv = conv2d(...)`"),
+                );
+            }
+        }
+        let declared = statement.declared.as_ref().and_then(|shape| Some((shape, self.eval_shape(shape, env)?)));
+        match (node, declared) {
+            (Some(node), Some((shape_expr, declared))) if node.output != declared => {
+                self.report_declared_mismatch(statement, &node, shape_expr.span, declared);
+                (None, Some(declared))
+            }
+            (Some(node), _) => {
+                let output = node.output;
+                (Some(node), Some(output))
+            }
+            (None, declared) => (None, declared.map(|(_, shape)| shape)),
+        }
+    }
+
+    fn check_op(
+        &mut self,
+        op: &'a Op,
+        env: &Env<'_>,
+        input: Option<Shape>,
+        path: &str,
+        name: Option<&str>,
+        scope: &mut Scope,
+    ) -> Option<Node> {
+        if !self.spend_node(op.span()) {
+            return None;
+        }
+        match op {
+            Op::Call(call) => self.check_call(call, env, input, path, name),
+            Op::Group(group) => {
+                let mut own_scope = Scope::new();
+                // An unnamed group is transparent: its branches are named at the enclosing level.
+                let branch_scope = if name.is_some() { &mut own_scope } else { scope };
+                let mut branches = Vec::new();
+                let mut failed = false;
+                for branch in &group.branches {
+                    let (node, _) = self.check_statement(branch, env, input, path, branch_scope, Role::Main);
+                    match node {
+                        Some(node) => branches.push(node),
+                        None => failed = true,
+                    }
+                }
+                if failed || branches.is_empty() {
+                    if group.branches.is_empty() {
+                        self.diagnostics.push(
+                            Diagnostic::error(
+                                Code::InvalidArgument,
+                                group.span,
+                                format!("`{}` needs at least one branch", group.kind.keyword()),
+                            )
+                            .with_label("empty"),
+                        );
+                    }
+                    return None;
+                }
+                let output = self.combine(group, &branches)?;
+                let kind = match group.kind {
+                    GroupKind::Concat => NodeKind::Concat(branches),
+                    GroupKind::Add => NodeKind::Add(branches),
+                };
+                Some(Node {
+                    name: name.map(str::to_string),
+                    path: path.to_string(),
+                    kind,
+                    input: input?,
+                    output,
+                    role: Role::Main,
+                    span: group.span,
+                })
+            }
+        }
+    }
+
+    fn check_call(
+        &mut self,
+        call: &'a Call,
+        env: &Env<'_>,
+        input: Option<Shape>,
+        path: &str,
+        name: Option<&str>,
+    ) -> Option<Node> {
+        let callee = call.callee.name.as_str();
+        if let Some(signature) = builtin(callee) {
+            let names: Vec<&str> = signature.iter().map(|(n, _)| *n).collect();
+            let bound = self.bind(call, &names, env)?;
+            let mut values = Vec::new();
+            let mut missing = Vec::new();
+            for ((param, default), given) in signature.iter().zip(bound) {
+                let arg = match (given, default) {
+                    (Some(arg), _) => arg,
+                    (None, ArgDefault::Value(value)) => BoundArg {
+                        value: Some(*value),
+                        span: call.span,
+                        given: false,
+                    },
+                    (None, ArgDefault::Kernel) => BoundArg {
+                        value: None,
+                        span: call.span,
+                        given: false,
+                    },
+                    (None, ArgDefault::Required) => {
+                        missing.push(*param);
+                        continue;
+                    }
+                };
+                values.push((*param, arg));
+            }
+            if !missing.is_empty() {
+                self.report_missing(call, &missing, &signature_text(callee, signature));
+                return None;
+            }
+            let layer = BUILTINS.iter().find(|(n, _)| *n == callee).map(|(n, _)| *n)?;
+            let mut args = Args {
+                layer,
+                call_span: call.span,
+                values,
+                diagnostics: &mut self.diagnostics,
+                failed: false,
+            };
+            let (layer, output) = infer_layer(&mut args, input)?;
+            return Some(Node {
+                name: name.map(str::to_string),
+                path: path.to_string(),
+                kind: NodeKind::Layer(layer),
+                input: input?,
+                output,
+                role: Role::Main,
+                span: call.span,
+            });
+        }
+        let Some(&definition) = self.blocks.get(callee) else {
+            let mut candidates: Vec<&str> = builtin_layers().collect();
+            candidates.extend(self.blocks.keys().copied());
+            candidates.sort_unstable();
+            let mut diagnostic = Diagnostic::error(
+                Code::UnknownCallee,
+                call.callee.span,
+                format!("unknown layer or block `{callee}`"),
+            )
+            .with_label("not a built-in layer or a block in this file");
+            if let Some(similar) = did_you_mean(callee, &candidates) {
+                diagnostic = diagnostic.with_help(format!("did you mean `{similar}`?"));
+            }
+            self.diagnostics.push(diagnostic);
+            return None;
+        };
+        if let Some(position) = self.stack.iter().position(|(block, _)| *block == callee) {
+            let cycle: Vec<&str> = self.stack[position..].iter().map(|(b, _)| *b).chain([callee]).collect();
+            self.diagnostics.push(
+                Diagnostic::error(Code::RecursiveBlock, call.span, format!("block `{callee}` uses itself"))
+                    .with_label("recursive use")
+                    .with_secondary(definition.name.span, "defined here")
+                    .with_note(format!("cycle: {}", cycle.join(" → ")))
+                    .with_note("a block expands in place, so a cycle would never end"),
+            );
+            return None;
+        }
+        if self.stack.len() >= MAX_BLOCK_DEPTH {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    Code::LimitExceeded,
+                    call.span,
+                    format!("blocks nested more than {MAX_BLOCK_DEPTH} deep"),
+                )
+                .with_label("nesting limit reached here"),
+            );
+            return None;
+        }
+        let names: Vec<&str> = definition.params.iter().map(|p| p.name.name.as_str()).collect();
+        let bound = self.bind(call, &names, env)?;
+        let mut callee_env = Env::default();
+        let mut missing = Vec::new();
+        for (param, given) in definition.params.iter().zip(bound) {
+            let value = match (given, &param.default) {
+                (Some(arg), _) => arg.value,
+                (None, Some(default)) => eval(default, &callee_env, &mut self.diagnostics),
+                (None, None) => {
+                    missing.push(param.name.name.as_str());
+                    None
+                }
+            };
+            callee_env.bindings.push(Binding {
+                name: &param.name.name,
+                value,
+            });
+        }
+        if !missing.is_empty() {
+            self.report_missing(call, &missing, &block_signature(definition));
+            return None;
+        }
+        let before = self.diagnostics.len();
+        self.stack.push((callee, call.span));
+        let (body, output) = self.check_body(&definition.body, &callee_env, input, path, BodyKind::Block);
+        self.stack.pop();
+        let instance = name.map_or_else(|| format!("`{callee}`"), |n| format!("`{n}`"));
+        for diagnostic in &mut self.diagnostics[before..] {
+            if diagnostic.primary.span.start >= definition.span.start && diagnostic.primary.span.end <= definition.span.end {
+                diagnostic.secondary.push(crate::diagnostic::Label {
+                    span: call.span,
+                    message: format!("in this instance: {instance}"),
+                });
+            }
+        }
+        if definition.body.is_empty() {
+            // An empty block is the identity.
+            return Some(Node {
+                name: name.map(str::to_string),
+                path: path.to_string(),
+                kind: NodeKind::Block {
+                    block: callee.to_string(),
+                    args: Vec::new(),
+                    body,
+                    },
+                input: input?,
+                output: input?,
+                role: Role::Main,
+                span: call.span,
+            });
+        }
+        let args = definition
+            .params
+            .iter()
+            .zip(&callee_env.bindings)
+            .map(|(param, binding)| Some((param.name.name.clone(), binding.value?)))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Node {
+            name: name.map(str::to_string),
+            path: path.to_string(),
+            kind: NodeKind::Block {
+                block: callee.to_string(),
+                args,
+                body,
+            },
+            input: input?,
+            output: output?,
+            role: Role::Main,
+            span: call.span,
+        })
+    }
+
+    /// Matches a call's arguments to parameter names. Returns, per parameter, the given argument; `None` when
+    /// the arguments themselves are malformed (already reported).
+    fn bind(&mut self, call: &Call, params: &[&str], env: &Env<'_>) -> Option<Vec<Option<BoundArg>>> {
+        let callee = call.callee.name.as_str();
+        let mut bound: Vec<Option<BoundArg>> = vec![None; params.len()];
+        let mut ok = true;
+        let mut positional = 0;
+        let mut seen_keyword = false;
+        for arg in &call.args {
+            let value = eval(&arg.value, env, &mut self.diagnostics);
+            let index = match &arg.name {
+                None => {
+                    if seen_keyword {
+                        self.diagnostics.push(
+                            Diagnostic::error(Code::Syntax, arg.span, "positional argument after a keyword argument")
+                                .with_label("move this before the keyword arguments"),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                    positional += 1;
+                    if positional > params.len() {
+                        self.diagnostics.push(
+                            Diagnostic::error(
+                                Code::TooManyArguments,
+                                arg.span,
+                                format!(
+                                    "`{callee}` takes {} argument{}, but {} were given",
+                                    params.len(),
+                                    if params.len() == 1 { "" } else { "s" },
+                                    call.args.iter().filter(|a| a.name.is_none()).count()
+                                ),
+                            )
+                            .with_label("unexpected argument")
+                            .with_note(format!("parameters: {}", params.join(", "))),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                    positional - 1
+                }
+                Some(keyword) => {
+                    seen_keyword = true;
+                    match params.iter().position(|p| *p == keyword.name) {
+                        Some(index) => index,
+                        None => {
+                            let mut diagnostic = Diagnostic::error(
+                                Code::UnknownArgument,
+                                keyword.span,
+                                format!("`{callee}` has no parameter `{}`", keyword.name),
+                            )
+                            .with_label("unknown keyword");
+                            diagnostic = match did_you_mean(&keyword.name, params) {
+                                Some(similar) => diagnostic.with_help(format!("did you mean `{similar}`?")),
+                                None => diagnostic.with_note(format!("parameters: {}", params.join(", "))),
+                            };
+                            self.diagnostics.push(diagnostic);
+                            ok = false;
+                            continue;
+                        }
+                    }
+                }
+            };
+            if let Some(previous) = bound[index] {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::DuplicateArgument,
+                        arg.span,
+                        format!("`{}` of `{callee}` is given twice", params[index]),
+                    )
+                    .with_label("given again here")
+                    .with_secondary(previous.span, "first given here"),
+                );
+                ok = false;
+                continue;
+            }
+            bound[index] = Some(BoundArg {
+                value,
+                span: arg.value.span,
+                given: true,
+            });
+        }
+        ok.then_some(bound)
+    }
+
+    fn report_missing(&mut self, call: &Call, missing: &[&str], signature: &str) {
+        let list = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
+        self.diagnostics.push(
+            Diagnostic::error(
+                Code::MissingArgument,
+                call.span,
+                format!(
+                    "`{}` is missing {} {list}",
+                    call.callee.name,
+                    if missing.len() == 1 { "argument" } else { "arguments" }
+                ),
+            )
+            .with_label(format!("missing {list}"))
+            .with_note(format!("signature: {signature}")),
+        );
+    }
+
+    fn combine(&mut self, group: &ast::Group, branches: &[Node]) -> Option<Shape> {
+        let keyword = group.kind.keyword();
+        // The size most branches agree on is taken as intended; the others are the suspects.
+        let key = |shape: Shape| match (group.kind, shape) {
+            (GroupKind::Concat, Shape::Map { h, w, .. }) => vec![h, w],
+            (GroupKind::Concat, Shape::Flat { .. }) => vec![],
+            (GroupKind::Add, shape) => shape.dims(),
+        };
+        let mut counts: Vec<(Vec<u64>, usize)> = Vec::new();
+        for branch in branches {
+            let k = key(branch.output);
+            match counts.iter_mut().find(|(existing, _)| *existing == k) {
+                Some((_, count)) => *count += 1,
+                None => counts.push((k, 1)),
+            }
+        }
+        let ranks: HashSet<usize> = branches.iter().map(|b| b.output.dims().len()).collect();
+        if counts.len() == 1 && ranks.len() == 1 {
+            let first = branches[0].output;
+            return Some(match (group.kind, first) {
+                (GroupKind::Add, shape) => shape,
+                (GroupKind::Concat, Shape::Map { h, w, .. }) => Shape::Map {
+                    c: self.sum_channels(group, branches)?,
+                    h,
+                    w,
+                },
+                (GroupKind::Concat, Shape::Flat { .. }) => Shape::Flat {
+                    features: self.sum_channels(group, branches)?,
+                },
+            });
+        }
+        let majority = counts.iter().max_by_key(|(_, count)| *count).map(|(k, _)| k.clone()).unwrap_or_default();
+        let describe = |node: &Node| node.name.clone().unwrap_or_else(|| "branch".to_string());
+        let listing = branches
+            .iter()
+            .map(|b| format!("{} {}", describe(b), b.output))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let code = match group.kind {
+            GroupKind::Concat => Code::ConcatSpatialMismatch,
+            GroupKind::Add => Code::AddShapeMismatch,
+        };
+        for branch in branches.iter().filter(|b| key(b.output) != majority) {
+            let expected = branches.iter().find(|b| key(b.output) == majority).map(|b| b.output);
+            let what = match group.kind {
+                GroupKind::Concat => "spatial size",
+                GroupKind::Add => "shape",
+            };
+            let mut diagnostic = Diagnostic::error(
+                code,
+                branch.span,
+                format!(
+                    "{keyword} branch `{}` has {what} {}, the other branches {}",
+                    describe(branch),
+                    spatial_text(branch.output, group.kind),
+                    expected.map_or_else(|| "differ".to_string(), |e| spatial_text(e, group.kind)),
+                ),
+            )
+            .with_label(format!("produces {}", branch.output))
+            .with_note(format!("branch outputs: {listing}"));
+            if let Some(culprit) = spatial_culprit(branch) {
+                diagnostic.primary.span = culprit.span;
+                diagnostic.primary.label_prefix(format!("`{}` produces {}", culprit.path, culprit.output));
+                diagnostic = diagnostic.with_secondary(branch.span, "in this branch");
+                if let (NodeKind::Layer(layer), Some(expected)) = (&culprit.kind, expected) {
+                    if let Some(arithmetic) = spell_out_layer(layer, culprit.input, culprit.output) {
+                        diagnostic = diagnostic.with_note(format!("{}: {arithmetic}", culprit.path));
+                    }
+                    if let Some(help) = keep_size_hint(layer, culprit.input, expected) {
+                        diagnostic = diagnostic.with_help(help);
+                    }
+                }
+            }
+            self.diagnostics.push(diagnostic);
+        }
+        // Recover with the majority's size, so the statements after this one are still checked.
+        let intended = branches.iter().find(|b| key(b.output) == majority)?.output;
+        match (group.kind, intended) {
+            (GroupKind::Concat, Shape::Map { h, w, .. }) if ranks.len() == 1 => Some(Shape::Map {
+                c: self.sum_channels(group, branches)?,
+                h,
+                w,
+            }),
+            (GroupKind::Add, shape) => Some(shape),
+            _ => None,
+        }
+    }
+
+    fn sum_channels(&mut self, group: &ast::Group, branches: &[Node]) -> Option<u64> {
+        branches
+            .iter()
+            .try_fold(0u64, |total, b| total.checked_add(b.output.channels()))
+            .or_else(|| {
+                self.diagnostics.push(
+                    Diagnostic::error(Code::Overflow, group.span, "concatenated channel count overflows")
+                        .with_label("too many channels"),
+                );
+                None
+            })
+    }
+
+    fn report_declared_mismatch(&mut self, statement: &LayerStatement, node: &Node, declared_span: Span, declared: Shape) {
+        let who = statement
+            .name
+            .as_ref()
+            .map_or_else(|| "this statement".to_string(), |n| format!("`{}`", n.name));
+        let inferred = node.output;
+        let chain_span = statement
+            .chain
+            .first()
+            .map(|op| op.span().to(statement.chain.last().map_or(op.span(), Op::span)))
+            .unwrap_or(statement.span);
+        let message = match (inferred, declared) {
+            (Shape::Map { c, h, w }, Shape::Map { c: dc, h: dh, w: dw }) if (h, w) == (dh, dw) => {
+                format!("{who} produces {c} channels, the declaration says {dc}")
+            }
+            (Shape::Map { c, h, w }, Shape::Map { c: dc, h: dh, w: dw }) if c == dc => {
+                format!("{who} produces {h}×{w} maps, the declaration says {dh}×{dw}")
+            }
+            (Shape::Flat { features }, Shape::Flat { features: declared }) => {
+                format!("{who} produces {features} features, the declaration says {declared}")
+            }
+            _ => format!("{who} produces {inferred}, the declaration says {declared}"),
+        };
+        let mut diagnostic = Diagnostic::error(Code::DeclaredShapeMismatch, chain_span, message)
+            .with_label(format!("produces {inferred}"))
+            .with_secondary(declared_span, "declared here");
+        if inferred.channels() != declared.channels() {
+            if let Some(parts) = concat_parts(node) {
+                let names = parts.iter().map(|(n, c)| format!("{n} {c}")).collect::<Vec<_>>().join(" + ");
+                diagnostic = diagnostic.with_note(format!("concat of {names} = {}", inferred.channels()));
+            }
+        }
+        if let (Shape::Map { h, w, .. }, Shape::Map { h: dh, w: dw, .. }) = (inferred, declared) {
+            if (h, w) != (dh, dw) {
+                let mut changed = Vec::new();
+                node.walk(&mut |n: &Node| {
+                    if let NodeKind::Layer(layer) = &n.kind {
+                        if let (Shape::Map { h: ih, w: iw, .. }, Shape::Map { h: oh, w: ow, .. }) = (n.input, n.output) {
+                            if (ih, iw) != (oh, ow) {
+                                changed.push(n);
+                            }
+                        }
+                        let _ = layer;
+                    }
+                });
+                for n in changed.iter().take(4) {
+                    if let NodeKind::Layer(layer) = &n.kind {
+                        if let Some(arithmetic) = spell_out_layer(layer, n.input, n.output) {
+                            diagnostic = diagnostic.with_note(format!("{}: {arithmetic}", display_path(&n.path, layer)));
+                        }
+                    }
+                }
+                if let [only] = changed.as_slice() {
+                    if let NodeKind::Layer(layer) = &only.kind {
+                        if let Some(help) = keep_size_hint(layer, only.input, declared) {
+                            diagnostic = diagnostic.with_help(help);
+                        }
+                    }
+                }
+            }
+        }
+        self.diagnostics.push(diagnostic);
+    }
+
+    fn check_unused_params(&mut self, definition: &Definition) {
+        let mut used = HashSet::new();
+        for param in &definition.params {
+            if let Some(default) = &param.default {
+                collect_names(default, &mut used);
+            }
+        }
+        for statement in &definition.body {
+            match statement {
+                Statement::Input(shape) => shape.dims.iter().for_each(|e| collect_names(e, &mut used)),
+                Statement::Layer(layer) => collect_statement_names(layer, &mut used),
+            }
+        }
+        for param in &definition.params {
+            if !used.contains(param.name.name.as_str()) {
+                self.diagnostics.push(
+                    Diagnostic::warning(
+                        Code::UnusedParameter,
+                        param.name.span,
+                        format!("parameter `{}` is never used", param.name.name),
+                    )
+                    .with_label("unused")
+                    .with_help("remove it, or use it in the body"),
+                );
+            }
+        }
+    }
+
+    fn check_unused_blocks(&mut self, file: &'a ast::File) {
+        let networks: Vec<&Definition> = file.items.iter().filter(|d| d.kind == DefinitionKind::Network).collect();
+        if networks.is_empty() {
+            // A file of blocks alone is a library; it has no uses to count.
+            return;
+        }
+        let mut reached: HashSet<&str> = HashSet::new();
+        let mut pending: Vec<&Definition> = networks;
+        while let Some(definition) = pending.pop() {
+            let mut callees = HashSet::new();
+            for statement in &definition.body {
+                if let Statement::Layer(layer) = statement {
+                    collect_callees(layer, &mut callees);
+                }
+            }
+            for callee in callees {
+                if let Some(&block) = self.blocks.get(callee) {
+                    if reached.insert(&block.name.name) {
+                        pending.push(block);
+                    }
+                }
+            }
+        }
+        for definition in &file.items {
+            if definition.kind == DefinitionKind::Block
+                && self.blocks.get(definition.name.name.as_str()) == Some(&definition)
+                && !reached.contains(definition.name.name.as_str())
+            {
+                self.diagnostics.push(
+                    Diagnostic::warning(
+                        Code::UnusedBlock,
+                        definition.name.span,
+                        format!("block `{}` is never used", definition.name.name),
+                    )
+                    .with_label("unused")
+                    .with_note("unused blocks are parsed but not checked: they have no input shape"),
+                );
+            }
+        }
+    }
+}
+
+impl crate::diagnostic::Label {
+    fn label_prefix(&mut self, text: String) {
+        self.message = text;
+    }
+}
+
+fn kind_word(kind: DefinitionKind) -> &'static str {
+    match kind {
+        DefinitionKind::Block => "block",
+        DefinitionKind::Network => "network",
+    }
+}
+
+fn signature_text(name: &str, params: &[(&str, ArgDefault)]) -> String {
+    let params: Vec<String> = params
+        .iter()
+        .map(|(param, default)| match default {
+            ArgDefault::Required => param.to_string(),
+            ArgDefault::Value(value) => format!("{param} = {value}"),
+            ArgDefault::Kernel => format!("{param} = kernel"),
+        })
+        .collect();
+    format!("{name}({})", params.join(", "))
+}
+
+fn block_signature(definition: &Definition) -> String {
+    let params: Vec<&str> = definition.params.iter().map(|p| p.name.name.as_str()).collect();
+    format!("block {}({})", definition.name.name, params.join(", "))
+}
+
+fn has_weights(node: &Node) -> bool {
+    let mut found = false;
+    node.walk(&mut |n: &Node| {
+        if let NodeKind::Layer(layer) = &n.kind {
+            found |= layer.has_weights();
+        }
+    });
+    found
+}
+
+fn spatial_text(shape: Shape, kind: GroupKind) -> String {
+    match (kind, shape) {
+        (GroupKind::Concat, Shape::Map { h, w, .. }) => format!("{h}×{w}"),
+        (_, shape) => shape.to_string(),
+    }
+}
+
+/// The layer inside a branch that changed the spatial size, when exactly one did.
+fn spatial_culprit(branch: &Node) -> Option<&Node> {
+    let mut changed = Vec::new();
+    branch.walk(&mut |n: &Node| {
+        if let (NodeKind::Layer(_), Shape::Map { h, w, .. }, Shape::Map { h: oh, w: ow, .. }) = (&n.kind, n.input, n.output) {
+            if (h, w) != (oh, ow) {
+                changed.push(n);
+            }
+        }
+    });
+    match changed.as_slice() {
+        [only] => Some(*only),
+        _ => None,
+    }
+}
+
+/// `a 5×5 kernel keeps 28×28 with pad 2`, or a stride that should be 1.
+fn keep_size_hint(layer: &Layer, input: Shape, expected: Shape) -> Option<String> {
+    let (Shape::Map { h, w, .. }, Shape::Map { h: eh, w: ew, .. }) = (input, expected) else {
+        return None;
+    };
+    match *layer {
+        Layer::Conv2d {
+            kernel,
+            stride,
+            padding,
+            dilation,
+            ..
+        } => {
+            if stride != [1, 1] && (eh, ew) == (h, w) {
+                return Some(format!(
+                    "stride {} shrinks the map; with stride 1 (and padding {}) a {}×{} kernel keeps {h}×{w}",
+                    stride[0],
+                    dilation[0] * (kernel[0] - 1) / 2,
+                    kernel[0],
+                    kernel[1]
+                ));
+            }
+            if (eh, ew) == (h, w) && kernel[0] % 2 == 1 && kernel[1] % 2 == 1 && dilation == [1, 1] {
+                let keep = [(kernel[0] - 1) / 2, (kernel[1] - 1) / 2];
+                if padding.as_symmetric() != Some(keep) {
+                    let pad = if keep[0] == keep[1] {
+                        keep[0].to_string()
+                    } else {
+                        format!("[{}, {}]", keep[0], keep[1])
+                    };
+                    return Some(format!(
+                        "a {}×{} kernel keeps {h}×{w} with `pad = {pad}` (or `pad = same`)",
+                        kernel[0], kernel[1]
+                    ));
+                }
+            }
+            None
+        }
+        Layer::MaxPool2d { stride, kernel, .. } | Layer::AvgPool2d { stride, kernel, .. } => {
+            if (eh, ew) == (h, w) && stride != [1, 1] {
+                Some(format!(
+                    "stride {} shrinks the map; a {}×{} pool with `stride = 1, pad = {}` keeps {h}×{w}",
+                    stride[0],
+                    kernel[0],
+                    kernel[1],
+                    kernel[0] / 2
+                ))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+fn display_path(path: &str, layer: &Layer) -> String {
+    if path.is_empty() {
+        layer.kind_name().to_string()
+    } else {
+        format!("{path} ({})", layer.kind_name())
+    }
+}
+
+/// For a node ending in a concat: the concat's path and its branches' channel counts.
+fn concat_parts(node: &Node) -> Option<Vec<(String, u64)>> {
+    match &node.kind {
+        NodeKind::Concat(branches) => Some(
+            branches
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (b.name.clone().unwrap_or_else(|| format!("branch {i}")), b.output.channels()))
+                .collect(),
+        ),
+        NodeKind::Block { body, .. } => body.iter().rev().find(|n| n.role == Role::Main).and_then(concat_parts),
+        NodeKind::Chain(children) => children.last().and_then(concat_parts),
+        _ => None,
+    }
+}
+
+fn collect_names<'e>(expr: &'e Expr, names: &mut HashSet<&'e str>) {
+    match &expr.kind {
+        ExprKind::Name(name) => {
+            names.insert(name);
+        }
+        ExprKind::List(items) => items.iter().for_each(|e| collect_names(e, names)),
+        ExprKind::Neg(operand) => collect_names(operand, names),
+        ExprKind::Binary(_, lhs, rhs) => {
+            collect_names(lhs, names);
+            collect_names(rhs, names);
+        }
+        ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Bool(_) | ExprKind::Same => {}
+    }
+}
+
+fn collect_statement_names<'e>(statement: &'e LayerStatement, names: &mut HashSet<&'e str>) {
+    if let Some(shape) = &statement.declared {
+        shape.dims.iter().for_each(|e| collect_names(e, names));
+    }
+    for op in &statement.chain {
+        match op {
+            Op::Call(call) => call.args.iter().for_each(|a| collect_names(&a.value, names)),
+            Op::Group(group) => group.branches.iter().for_each(|b| collect_statement_names(b, names)),
+        }
+    }
+}
+
+fn collect_callees<'e>(statement: &'e LayerStatement, callees: &mut HashSet<&'e str>) {
+    for op in &statement.chain {
+        match op {
+            Op::Call(call) => {
+                callees.insert(&call.callee.name);
+            }
+            Op::Group(group) => group.branches.iter().for_each(|b| collect_callees(b, callees)),
+        }
+    }
+}

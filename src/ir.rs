@@ -1,0 +1,307 @@
+//! The checked network: every node with its resolved layer configuration and its input and output shapes.
+//!
+//! The IR is what the checker proves correct and what code generation and the summary read. Every parameter
+//! expression has been evaluated, every in-channel count inferred. Paths are the weight-name prefixes the
+//! generated model uses (`inception3a.branch2.0`), which reproduce PyTorch `state_dict` names.
+
+use std::fmt;
+
+use crate::diagnostic::Span;
+
+/// The shape of one sample (the batch axis is implied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Shape {
+    /// A feature map `[C, H, W]`.
+    Map { c: u64, h: u64, w: u64 },
+    /// A flat feature vector `[F]`.
+    Flat { features: u64 },
+}
+
+impl Shape {
+    /// The number of channels (features, for a flat shape).
+    pub fn channels(self) -> u64 {
+        match self {
+            Shape::Map { c, .. } => c,
+            Shape::Flat { features } => features,
+        }
+    }
+
+    /// The dimensions as written in a declaration.
+    pub fn dims(self) -> Vec<u64> {
+        match self {
+            Shape::Map { c, h, w } => vec![c, h, w],
+            Shape::Flat { features } => vec![features],
+        }
+    }
+
+    /// The number of elements, if it fits in `u64`.
+    pub fn elements(self) -> Option<u64> {
+        match self {
+            Shape::Map { c, h, w } => c.checked_mul(h)?.checked_mul(w),
+            Shape::Flat { features } => Some(features),
+        }
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Shape::Map { c, h, w } => write!(f, "[{c}, {h}, {w}]"),
+            Shape::Flat { features } => write!(f, "[{features}]"),
+        }
+    }
+}
+
+/// A value a parameter or argument can take.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    /// `same` padding.
+    Same,
+    /// `[h, w]`
+    Pair(i64, i64),
+}
+
+impl Value {
+    /// The type's name, for messages.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Value::Int(_) => "integer",
+            Value::Float(_) => "float",
+            Value::Bool(_) => "bool",
+            Value::Same => "`same`",
+            Value::Pair(..) => "pair",
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Int(v) => write!(f, "{v}"),
+            Value::Float(v) => write!(f, "{v:?}"),
+            Value::Bool(v) => write!(f, "{v}"),
+            Value::Same => f.write_str("same"),
+            Value::Pair(h, w) => write!(f, "[{h}, {w}]"),
+        }
+    }
+}
+
+/// A (height, width) pair.
+pub type Hw = [u64; 2];
+
+/// Zero padding on each side of a feature map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Padding {
+    pub top: u64,
+    pub bottom: u64,
+    pub left: u64,
+    pub right: u64,
+}
+
+impl Padding {
+    /// The same padding on both sides of each axis.
+    pub fn symmetric([h, w]: Hw) -> Padding {
+        Padding {
+            top: h,
+            bottom: h,
+            left: w,
+            right: w,
+        }
+    }
+
+    /// `Some([h, w])` when each axis is padded equally on both sides.
+    pub fn as_symmetric(self) -> Option<Hw> {
+        (self.top == self.bottom && self.left == self.right).then_some([self.top, self.left])
+    }
+}
+
+/// A built-in layer with every argument resolved and every in-channel count inferred.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Layer {
+    Conv2d {
+        in_channels: u64,
+        out_channels: u64,
+        kernel: Hw,
+        stride: Hw,
+        padding: Padding,
+        dilation: Hw,
+        groups: u64,
+        bias: bool,
+    },
+    MaxPool2d {
+        kernel: Hw,
+        stride: Hw,
+        padding: Hw,
+        dilation: Hw,
+        ceil_mode: bool,
+    },
+    AvgPool2d {
+        kernel: Hw,
+        stride: Hw,
+        padding: Hw,
+        ceil_mode: bool,
+        count_include_pad: bool,
+    },
+    AdaptiveAvgPool2d {
+        output: Hw,
+    },
+    BatchNorm {
+        num_features: u64,
+        eps: f64,
+        momentum: f64,
+        affine: bool,
+    },
+    Lrn {
+        size: u64,
+        alpha: f64,
+        beta: f64,
+        k: f64,
+    },
+    Relu,
+    Dropout {
+        p: f64,
+    },
+    Flatten,
+    Linear {
+        in_features: u64,
+        out_features: u64,
+        bias: bool,
+    },
+    Softmax,
+    Identity,
+}
+
+impl Layer {
+    /// The layer's name in the language.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Layer::Conv2d { .. } => "conv2d",
+            Layer::MaxPool2d { .. } => "max_pool",
+            Layer::AvgPool2d { .. } => "avg_pool",
+            Layer::AdaptiveAvgPool2d { .. } => "adaptive_avg_pool",
+            Layer::BatchNorm { .. } => "batch_norm",
+            Layer::Lrn { .. } => "lrn",
+            Layer::Relu => "relu",
+            Layer::Dropout { .. } => "dropout",
+            Layer::Flatten => "flatten",
+            Layer::Linear { .. } => "linear",
+            Layer::Softmax => "softmax",
+            Layer::Identity => "identity",
+        }
+    }
+
+    /// Whether the layer owns tensors in the weight file.
+    pub fn has_weights(&self) -> bool {
+        matches!(
+            self,
+            Layer::Conv2d { .. } | Layer::Linear { .. } | Layer::BatchNorm { .. }
+        )
+    }
+}
+
+/// What a node computes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeKind {
+    /// One built-in layer.
+    Layer(Layer),
+    /// An instance of a block: its body, checked with these argument values.
+    Block {
+        block: String,
+        args: Vec<(String, Value)>,
+        body: Vec<Node>,
+    },
+    /// Several operations in sequence (`a -> b`); children are named `0`, `1`, ...
+    Chain(Vec<Node>),
+    /// Branches reading the same input, concatenated along channels.
+    Concat(Vec<Node>),
+    /// Branches reading the same input, summed element-wise.
+    Add(Vec<Node>),
+}
+
+/// Whether a node is on the main path or a training-only side output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    Main,
+    /// `side NAME = ... from SOURCE`: evaluated only in training mode, from SOURCE's output.
+    Side { source: String },
+}
+
+/// One checked statement (or chain element, or branch).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// The field name in the generated model (`None` for unnamed parameterless statements).
+    pub name: Option<String>,
+    /// The weight-name prefix, e.g. `inception3a.branch2.0`; empty for unnamed top-level statements.
+    pub path: String,
+    pub kind: NodeKind,
+    pub input: Shape,
+    pub output: Shape,
+    pub role: Role,
+    /// The statement or operation this node came from.
+    pub span: Span,
+}
+
+impl Node {
+    /// The nodes directly inside this one.
+    pub fn children(&self) -> &[Node] {
+        match &self.kind {
+            NodeKind::Layer(_) => &[],
+            NodeKind::Block { body, .. } => body,
+            NodeKind::Chain(nodes) | NodeKind::Concat(nodes) | NodeKind::Add(nodes) => nodes,
+        }
+    }
+
+    /// Visits this node and everything below it, parents first, in source order.
+    pub fn walk<'a>(&'a self, visit: &mut impl FnMut(&'a Node)) {
+        visit(self);
+        for child in self.children() {
+            child.walk(visit);
+        }
+    }
+
+    fn clear_spans(&mut self) {
+        self.span = Span::default();
+        match &mut self.kind {
+            NodeKind::Layer(_) => {}
+            NodeKind::Block { body: nodes, .. }
+            | NodeKind::Chain(nodes)
+            | NodeKind::Concat(nodes)
+            | NodeKind::Add(nodes) => nodes.iter_mut().for_each(Node::clear_spans),
+        }
+    }
+}
+
+/// A checked network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Network {
+    pub name: String,
+    /// The network's parameters and the values the check used (their defaults).
+    pub params: Vec<(String, Value)>,
+    pub input: Shape,
+    /// Top-level statements in source order, side outputs included.
+    pub body: Vec<Node>,
+    /// The shape of the main output (the last main-path statement).
+    pub output: Shape,
+    pub span: Span,
+}
+
+impl Network {
+    /// Visits every node, parents first, in source order.
+    pub fn walk<'a>(&'a self, mut visit: impl FnMut(&'a Node)) {
+        for node in &self.body {
+            node.walk(&mut visit);
+        }
+    }
+
+    /// The same network with every span reset: two front ends (`.arch` and YAML) that describe the same network
+    /// produce equal IR once source positions are set aside.
+    pub fn without_spans(&self) -> Network {
+        let mut network = self.clone();
+        network.span = Span::default();
+        network.body.iter_mut().for_each(Node::clear_spans);
+        network
+    }
+}

@@ -1,0 +1,211 @@
+//! Parameter and multiply-accumulate counts from the IR: the `archc summary` table.
+//!
+//! Parameters are trainable tensors only (batch-norm running statistics are buffers, as in PyTorch's
+//! `parameters()`). MACs count the multiply-accumulates of convolutions and linear layers for one sample, the
+//! convention behind torchvision's published GFLOPS figures.
+
+use std::fmt;
+
+use crate::ir::{Layer, Network, Node, NodeKind, Role, Shape};
+
+/// One row of the table: a layer, or a block instance / branch with its totals.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// The weight path (`inception3a.branch2.0`), or the layer kind for unnamed layers.
+    pub path: String,
+    /// `conv2d`, `inception`, `concat`, ...
+    pub kind: String,
+    pub output: Shape,
+    pub params: u64,
+    pub macs: u64,
+    /// Nesting depth, for indentation.
+    pub depth: usize,
+    /// Part of a training-only side output.
+    pub training_only: bool,
+}
+
+/// The totals and the per-node rows of one network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub network: String,
+    pub input: Shape,
+    pub rows: Vec<Row>,
+    /// All parameters, side outputs included.
+    pub params_total: u64,
+    /// Parameters used in inference (side outputs excluded).
+    pub params_inference: u64,
+    /// MACs of one inference forward pass.
+    pub macs_inference: u64,
+    /// MACs of one training forward pass (side outputs included).
+    pub macs_training: u64,
+}
+
+/// Parameters and MACs of one built-in layer with the given output shape.
+pub fn layer_cost(layer: &Layer, output: Shape) -> (u64, u64) {
+    let spatial = match output {
+        Shape::Map { h, w, .. } => h.saturating_mul(w),
+        Shape::Flat { .. } => 1,
+    };
+    match *layer {
+        Layer::Conv2d {
+            in_channels,
+            out_channels,
+            kernel,
+            groups,
+            bias,
+            ..
+        } => {
+            let per_output = (in_channels / groups).saturating_mul(kernel[0]).saturating_mul(kernel[1]);
+            let weights = out_channels.saturating_mul(per_output);
+            (
+                weights.saturating_add(if bias { out_channels } else { 0 }),
+                weights.saturating_mul(spatial),
+            )
+        }
+        Layer::Linear {
+            in_features,
+            out_features,
+            bias,
+        } => {
+            let weights = in_features.saturating_mul(out_features);
+            (weights.saturating_add(if bias { out_features } else { 0 }), weights)
+        }
+        Layer::BatchNorm {
+            num_features, affine, ..
+        } => (if affine { 2 * num_features } else { 0 }, 0),
+        _ => (0, 0),
+    }
+}
+
+/// Parameters and MACs of a node and everything inside it.
+pub fn node_cost(node: &Node) -> (u64, u64) {
+    match &node.kind {
+        NodeKind::Layer(layer) => layer_cost(layer, node.output),
+        _ => node.children().iter().map(node_cost).fold((0, 0), |(p, m), (cp, cm)| {
+            (p.saturating_add(cp), m.saturating_add(cm))
+        }),
+    }
+}
+
+/// Builds the summary of a checked network.
+pub fn summarize(network: &Network) -> Summary {
+    let mut rows = Vec::new();
+    let (mut params_total, mut params_inference, mut macs_inference, mut macs_training) = (0u64, 0u64, 0u64, 0u64);
+    for node in &network.body {
+        let training_only = node.role != Role::Main;
+        let (params, macs) = node_cost(node);
+        params_total = params_total.saturating_add(params);
+        macs_training = macs_training.saturating_add(macs);
+        if !training_only {
+            params_inference = params_inference.saturating_add(params);
+            macs_inference = macs_inference.saturating_add(macs);
+        }
+        push_rows(node, 0, training_only, &mut rows);
+    }
+    Summary {
+        network: network.name.clone(),
+        input: network.input,
+        rows,
+        params_total,
+        params_inference,
+        macs_inference,
+        macs_training,
+    }
+}
+
+fn push_rows(node: &Node, depth: usize, training_only: bool, rows: &mut Vec<Row>) {
+    let kind = match &node.kind {
+        NodeKind::Layer(layer) => layer.kind_name().to_string(),
+        NodeKind::Block { block, .. } => block.clone(),
+        NodeKind::Chain(_) => "chain".to_string(),
+        NodeKind::Concat(_) => "concat".to_string(),
+        NodeKind::Add(_) => "add".to_string(),
+    };
+    let (params, macs) = node_cost(node);
+    rows.push(Row {
+        path: if node.path.is_empty() { kind.clone() } else { node.path.clone() },
+        kind,
+        output: node.output,
+        params,
+        macs,
+        depth,
+        training_only,
+    });
+    // Unnamed groups are transparent in paths; keep their branches at the same depth as the group's row + 1.
+    for child in node.children() {
+        push_rows(child, depth + 1, training_only, rows);
+    }
+}
+
+/// `6624904` as `6,624,904`.
+pub fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+impl Summary {
+    /// The table, limited to rows at most `max_depth` deep.
+    pub fn table(&self, max_depth: usize) -> String {
+        let rows: Vec<&Row> = self.rows.iter().filter(|r| r.depth <= max_depth).collect();
+        let label = |r: &Row| format!("{}{}", "  ".repeat(r.depth), r.path);
+        let kind = |r: &Row| {
+            if r.training_only && r.depth == 0 {
+                format!("{} (training only)", r.kind)
+            } else {
+                r.kind.clone()
+            }
+        };
+        let w_path = rows.iter().map(|r| label(r).chars().count()).max().unwrap_or(0).max(5);
+        let w_kind = rows.iter().map(|r| kind(r).len()).max().unwrap_or(0).max(4);
+        let w_shape = rows.iter().map(|r| r.output.to_string().len()).max().unwrap_or(0).max(12);
+        let w_params = rows.iter().map(|r| thousands(r.params).len()).max().unwrap_or(0).max(6);
+        let w_macs = rows.iter().map(|r| thousands(r.macs).len()).max().unwrap_or(0).max(4);
+        let mut out = String::new();
+        let header = format!(
+            "{:<w_path$}  {:<w_kind$}  {:<w_shape$}  {:>w_params$}  {:>w_macs$}",
+            "Layer", "Kind", "Output shape", "Params", "MACs"
+        );
+        let rule = "─".repeat(header.chars().count());
+        out.push_str(&format!("{} — input {}\n{rule}\n{header}\n{rule}\n", self.network, self.input));
+        for r in rows {
+            out.push_str(&format!(
+                "{:<w_path$}  {:<w_kind$}  {:<w_shape$}  {:>w_params$}  {:>w_macs$}\n",
+                label(r),
+                kind(r),
+                r.output.to_string(),
+                thousands(r.params),
+                thousands(r.macs)
+            ));
+        }
+        out.push_str(&format!("{rule}\n"));
+        out.push_str(&format!("Total params:            {}\n", thousands(self.params_total)));
+        out.push_str(&format!(
+            "Inference params:        {} (training-only side outputs excluded)\n",
+            thousands(self.params_inference)
+        ));
+        out.push_str(&format!(
+            "Inference MACs/sample:   {} ({:.3} G)\n",
+            thousands(self.macs_inference),
+            self.macs_inference as f64 / 1e9
+        ));
+        out.push_str(&format!(
+            "Training MACs/sample:    {} ({:.3} G, forward only)\n",
+            thousands(self.macs_training),
+            self.macs_training as f64 / 1e9
+        ));
+        out
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.table(usize::MAX))
+    }
+}

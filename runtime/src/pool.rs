@@ -158,8 +158,8 @@ impl Module for AvgPool2d {
             .iter()
             .flat_map(|r| col_divisors.iter().map(move |c| (r * c) as f32))
             .collect();
-        let divisors = Tensor::from_vec(divisors, (rows.out, cols.out), x.device())?
-            .to_dtype(x.dtype())?;
+        let divisors =
+            Tensor::from_vec(divisors, (rows.out, cols.out), x.device())?.to_dtype(x.dtype())?;
         sums.broadcast_div(&divisors)
     }
 }
@@ -196,12 +196,12 @@ pub fn adaptive_avg_pool2d(x: &Tensor, output: (usize, usize)) -> Result<Tensor>
     let (n, c, h, w) = expect_nchw(x, "adaptive_avg_pool2d")?;
     let (oh, ow) = output;
     if oh == 0 || ow == 0 {
-        return Err(Error::msg(format!(
+        return Err(crate::error(format!(
             "adaptive_avg_pool2d needs a non-empty output size, found ({oh}, {ow})"
         )));
     }
     if h == 0 || w == 0 {
-        return Err(Error::msg(format!(
+        return Err(crate::error(format!(
             "adaptive_avg_pool2d needs a non-empty input, found shape {:?}",
             x.dims()
         )));
@@ -230,10 +230,7 @@ pub fn adaptive_avg_pool2d(x: &Tensor, output: (usize, usize)) -> Result<Tensor>
         .contiguous()?
         .reshape((n * c * ow, h))?
         .matmul(&row_bins.to_dtype(dtype)?.t()?)?;
-    let sums = x
-        .reshape((n, c, ow, oh))?
-        .transpose(2, 3)?
-        .contiguous()?;
+    let sums = x.reshape((n, c, ow, oh))?.transpose(2, 3)?.contiguous()?;
     let areas: Vec<f32> = row_counts
         .iter()
         .flat_map(|r| col_counts.iter().map(move |c| (r * c) as f32))
@@ -267,7 +264,7 @@ fn describe_pool_error(e: Error, op: &str, axis: Axis, input: usize) -> Error {
         Axis::Height => "height",
         Axis::Width => "width",
     };
-    Error::msg(format!("{op}: input {axis} {input}: {e}"))
+    crate::error(format!("{op}: input {axis} {input}: {e}"))
 }
 
 /// The windows of a pool along one axis, in padded coordinates.
@@ -295,7 +292,7 @@ impl AxisWindows {
         ceil_mode: bool,
     ) -> Result<Self> {
         let out = pool_out_size(input, kernel, stride, pad, dilation, ceil_mode)?;
-        let overflow = || Error::msg("pooling window indices overflow u32");
+        let overflow = || crate::error("pooling window indices overflow u32");
         // Index of the last element of the last window, in padded coordinates.
         let last = (kernel - 1)
             .checked_mul(dilation)
@@ -329,7 +326,8 @@ impl AxisWindows {
             }
         }
         let indices = Tensor::from_vec(indices, self.kernel * self.out, x.device())?;
-        let gathered = x.index_select(&indices, dim)?;
+        // index_select only reads contiguous tensors; `contiguous` is free when x already is.
+        let gathered = x.contiguous()?.index_select(&indices, dim)?;
         let mut dims = gathered.dims().to_vec();
         dims.splice(dim..=dim, [self.kernel, self.out]);
         gathered.reshape(dims)

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use candle_core::{Error, Result, Tensor};
+use candle_core::{Result, Tensor};
 
 /// The per-sample shape of an activation, as generated code tracks it at construction time to
 /// infer the input channels of the next layer.
@@ -35,7 +35,9 @@ impl Dims {
             Dims::Chw(c, h, w) => c
                 .checked_mul(h)
                 .and_then(|ch| ch.checked_mul(w))
-                .ok_or_else(|| Error::msg(format!("the element count of {self} overflows usize"))),
+                .ok_or_else(|| {
+                    crate::error(format!("the element count of {self} overflows usize"))
+                }),
             Dims::Flat(n) => Ok(n),
         }
     }
@@ -64,7 +66,7 @@ impl fmt::Display for Dims {
 pub fn expect_nchw(x: &Tensor, op: &str) -> Result<(usize, usize, usize, usize)> {
     match *x.dims() {
         [n, c, h, w] => Ok((n, c, h, w)),
-        ref dims => Err(Error::msg(format!(
+        ref dims => Err(crate::error(format!(
             "{op} expects a rank-4 NCHW tensor, found shape {dims:?} (rank {})",
             dims.len()
         ))),
@@ -74,16 +76,16 @@ pub fn expect_nchw(x: &Tensor, op: &str) -> Result<(usize, usize, usize, usize)>
 /// The spatial extent a kernel covers once dilated: `dilation * (kernel - 1) + 1`.
 fn effective_kernel(kernel: usize, dilation: usize) -> Result<usize> {
     if kernel == 0 {
-        return Err(Error::msg("kernel size must be at least 1, found 0"));
+        return Err(crate::error("kernel size must be at least 1, found 0"));
     }
     if dilation == 0 {
-        return Err(Error::msg("dilation must be at least 1, found 0"));
+        return Err(crate::error("dilation must be at least 1, found 0"));
     }
     dilation
         .checked_mul(kernel - 1)
         .and_then(|v| v.checked_add(1))
         .ok_or_else(|| {
-            Error::msg(format!(
+            crate::error(format!(
                 "kernel {kernel} with dilation {dilation} overflows usize"
             ))
         })
@@ -114,15 +116,15 @@ pub fn conv_out_size(
     dilation: usize,
 ) -> Result<usize> {
     if stride == 0 {
-        return Err(Error::msg("stride must be at least 1, found 0"));
+        return Err(crate::error("stride must be at least 1, found 0"));
     }
     let effective = effective_kernel(kernel, dilation)?;
     let padded = input
         .checked_add(pad.0)
         .and_then(|v| v.checked_add(pad.1))
-        .ok_or_else(|| Error::msg(format!("input {input} padded by {pad:?} overflows usize")))?;
+        .ok_or_else(|| crate::error(format!("input {input} padded by {pad:?} overflows usize")))?;
     if effective > padded {
-        return Err(Error::msg(format!(
+        return Err(crate::error(format!(
             "{} is larger than the padded input {padded}",
             describe_kernel(kernel, dilation, effective)
         )));
@@ -154,19 +156,23 @@ pub fn pool_out_size(
     ceil_mode: bool,
 ) -> Result<usize> {
     if stride == 0 {
-        return Err(Error::msg("stride must be at least 1, found 0"));
+        return Err(crate::error("stride must be at least 1, found 0"));
     }
     let effective = effective_kernel(kernel, dilation)?;
     if pad > effective / 2 {
-        return Err(Error::msg(format!(
+        return Err(crate::error(format!(
             "pad {pad} should be at most half of the {}",
             describe_kernel(kernel, dilation, effective)
         )));
     }
-    let overflow = || Error::msg(format!("pooling an input of {input} overflows i64"));
+    let overflow = || crate::error(format!("pooling an input of {input} overflows i64"));
     let to_i64 = |v: usize| i64::try_from(v).map_err(|_| overflow());
-    let (input_i, pad_i, stride_i, effective_i) =
-        (to_i64(input)?, to_i64(pad)?, to_i64(stride)?, to_i64(effective)?);
+    let (input_i, pad_i, stride_i, effective_i) = (
+        to_i64(input)?,
+        to_i64(pad)?,
+        to_i64(stride)?,
+        to_i64(effective)?,
+    );
     let padded = pad_i
         .checked_mul(2)
         .and_then(|p| p.checked_add(input_i))
@@ -179,7 +185,7 @@ pub fn pool_out_size(
         out -= 1;
     }
     if out < 1 {
-        return Err(Error::msg(if effective_i > padded {
+        return Err(crate::error(if effective_i > padded {
             format!(
                 "{} is larger than the padded input {padded}",
                 describe_kernel(kernel, dilation, effective),
@@ -210,7 +216,10 @@ mod tests {
     #[test]
     fn conv_out_size_rejects_a_kernel_larger_than_the_input() {
         let err = conv_out_size(7, 8, 1, (0, 0), 1).unwrap_err().to_string();
-        assert!(err.contains("kernel 8 is larger than the padded input 7"), "{err}");
+        assert!(
+            err.contains("kernel 8 is larger than the padded input 7"),
+            "{err}"
+        );
         let err = conv_out_size(4, 3, 1, (0, 0), 2).unwrap_err().to_string();
         assert!(err.contains("kernel 3 (dilation 2, extent 5)"), "{err}");
         assert!(conv_out_size(4, 3, 0, (0, 0), 1).is_err());
@@ -241,9 +250,15 @@ mod tests {
     #[test]
     fn pool_out_size_errors() {
         let err = pool_out_size(7, 8, 1, 0, 1, false).unwrap_err().to_string();
-        assert!(err.contains("kernel 8 is larger than the padded input 7"), "{err}");
+        assert!(
+            err.contains("kernel 8 is larger than the padded input 7"),
+            "{err}"
+        );
         let err = pool_out_size(7, 3, 1, 2, 1, false).unwrap_err().to_string();
-        assert!(err.contains("pad 2 should be at most half of the kernel 3"), "{err}");
+        assert!(
+            err.contains("pad 2 should be at most half of the kernel 3"),
+            "{err}"
+        );
         assert!(pool_out_size(7, 3, 0, 0, 1, false).is_err());
         assert!(pool_out_size(7, 3, 1, 0, 0, false).is_err());
         assert!(pool_out_size(2, 3, 2, 0, 1, false).is_err());

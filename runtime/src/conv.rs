@@ -48,7 +48,7 @@ impl Pad2d {
         let total = |k: usize, d: usize| {
             k.checked_sub(1)
                 .and_then(|k1| k1.checked_mul(d))
-                .ok_or_else(|| Error::msg(format!("'same' padding for kernel {k} dilation {d}")))
+                .ok_or_else(|| crate::error(format!("'same' padding for kernel {k} dilation {d}")))
         };
         let (th, tw) = (total(kernel.0, dilation.0)?, total(kernel.1, dilation.1)?);
         Ok(Self {
@@ -105,7 +105,7 @@ impl Conv2dSpec {
             (self.pad.top, self.pad.bottom),
             self.dilation.0,
         )
-        .map_err(|e| Error::msg(format!("conv2d: input height {}: {e}", input.0)))?;
+        .map_err(|e| crate::error(format!("conv2d: input height {}: {e}", input.0)))?;
         let w = conv_out_size(
             input.1,
             kernel.1,
@@ -113,7 +113,7 @@ impl Conv2dSpec {
             (self.pad.left, self.pad.right),
             self.dilation.1,
         )
-        .map_err(|e| Error::msg(format!("conv2d: input width {}: {e}", input.1)))?;
+        .map_err(|e| crate::error(format!("conv2d: input width {}: {e}", input.1)))?;
         Ok((h, w))
     }
 }
@@ -138,7 +138,7 @@ impl Conv2d {
     /// optional `bias` of shape `[out_channels]`.
     pub fn new(weight: Tensor, bias: Option<Tensor>, spec: Conv2dSpec) -> Result<Self> {
         let (out_channels, _, kh, kw) = weight.dims4().map_err(|_| {
-            Error::msg(format!(
+            crate::error(format!(
                 "conv2d weight must be [out, in / groups, kh, kw], found shape {:?}",
                 weight.dims()
             ))
@@ -146,7 +146,7 @@ impl Conv2d {
         validate_spec(&spec, out_channels, (kh, kw))?;
         if let Some(bias) = &bias {
             if bias.dims() != [out_channels] {
-                return Err(Error::msg(format!(
+                return Err(crate::error(format!(
                     "conv2d bias must be [{out_channels}], found shape {:?}",
                     bias.dims()
                 )));
@@ -215,7 +215,7 @@ impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (_, c, h, w) = expect_nchw(x, "conv2d")?;
         if c != self.in_channels() {
-            return Err(Error::msg(format!(
+            return Err(crate::error(format!(
                 "conv2d expects {} input channels, found {c} (input shape {:?})",
                 self.in_channels(),
                 x.dims()
@@ -257,12 +257,12 @@ pub fn conv2d(
         if context.is_empty() {
             e
         } else {
-            Error::msg(format!("{context}: {e}"))
+            crate::error(format!("{context}: {e}"))
         }
     };
     validate_spec(&spec, out_channels, kernel).map_err(in_context)?;
-    if in_channels % spec.groups != 0 {
-        return Err(in_context(Error::msg(format!(
+    if !divides(spec.groups, in_channels) {
+        return Err(in_context(crate::error(format!(
             "conv2d input channels {in_channels} do not divide into {} groups",
             spec.groups
         ))));
@@ -298,33 +298,40 @@ pub fn conv2d(
 /// Checks what a convolution's options must satisfy regardless of the input.
 fn validate_spec(spec: &Conv2dSpec, out_channels: usize, kernel: (usize, usize)) -> Result<()> {
     if kernel.0 == 0 || kernel.1 == 0 {
-        return Err(Error::msg(format!(
+        return Err(crate::error(format!(
             "conv2d kernel must be at least 1x1, found {}x{}",
             kernel.0, kernel.1
         )));
     }
     if spec.stride.0 == 0 || spec.stride.1 == 0 {
-        return Err(Error::msg(format!(
+        return Err(crate::error(format!(
             "conv2d stride must be at least 1, found {:?}",
             spec.stride
         )));
     }
     if spec.dilation.0 == 0 || spec.dilation.1 == 0 {
-        return Err(Error::msg(format!(
+        return Err(crate::error(format!(
             "conv2d dilation must be at least 1, found {:?}",
             spec.dilation
         )));
     }
     if spec.groups == 0 {
-        return Err(Error::msg("conv2d groups must be at least 1, found 0"));
+        return Err(crate::error("conv2d groups must be at least 1, found 0"));
     }
-    if out_channels % spec.groups != 0 {
-        return Err(Error::msg(format!(
+    if !divides(spec.groups, out_channels) {
+        return Err(crate::error(format!(
             "conv2d output channels {out_channels} do not divide into {} groups",
             spec.groups
         )));
     }
     Ok(())
+}
+
+/// Whether `divisor` divides `n`; `usize::is_multiple_of` is newer than the workspace's
+/// `rust-version`.
+#[allow(clippy::manual_is_multiple_of)]
+fn divides(divisor: usize, n: usize) -> bool {
+    n % divisor == 0
 }
 
 /// Inserts `dilation - 1` zero taps between the taps of `weight` along `dim`, so a convolution
@@ -353,9 +360,9 @@ fn every_nth(x: &Tensor, dim: usize, step: usize, count: usize) -> Result<Tensor
     }
     let indices: Vec<u32> = (0..count)
         .map(|i| {
-            u32::try_from(i * step).map_err(|_| Error::msg("conv2d output index overflows u32"))
+            u32::try_from(i * step).map_err(|_| crate::error("conv2d output index overflows u32"))
         })
         .collect::<Result<_>>()?;
     let indices = Tensor::from_vec(indices, count, x.device())?;
-    x.index_select(&indices, dim)
+    x.contiguous()?.index_select(&indices, dim)
 }

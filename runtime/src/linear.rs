@@ -73,6 +73,9 @@ mod tests {
         let err = linear(vb.pp("fc"), 4, 2, true, "statement `fc`")
             .unwrap_err()
             .to_string();
-        assert!(err.ends_with("expected shape [2, 4], found [2, 3]"), "{err}");
+        assert!(
+            err.ends_with("expected shape [2, 4], found [2, 3]"),
+            "{err}"
+        );
     }
 }

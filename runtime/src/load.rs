@@ -72,26 +72,26 @@ fn describe_load_error(
     };
     let expected_dims = expected.dims();
     if let Some(found) = found_shape(&err) {
-        return Error::msg(format!(
+        return crate::error(format!(
             "{subject}: expected shape {expected_dims:?}, found {:?}",
             found.dims()
         ));
     }
     if !vb.contains_tensor(name) {
-        return Error::msg(format!(
+        return crate::error(format!(
             "{subject}: expected shape {expected_dims:?}, but the tensor is missing"
         ));
     }
     // Some backends (a VarMap) report a mismatch only as text; ask for the tensor unchecked.
     if let Ok(found) = vb.get_unchecked(name) {
         if found.shape() != expected {
-            return Error::msg(format!(
+            return crate::error(format!(
                 "{subject}: expected shape {expected_dims:?}, found {:?}",
                 found.dims()
             ));
         }
     }
-    Error::msg(format!("{subject}: {err}"))
+    crate::error(format!("{subject}: {err}"))
 }
 
 /// The shape a backend found, when the error is candle's `UnexpectedShape` (possibly wrapped).
@@ -166,7 +166,10 @@ mod tests {
         let err = load_tensor(&vb.pp("fc"), "weight", (10, 5), "statement `fc`")
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("cannot load `fc.weight` for statement `fc`: "), "{err}");
+        assert!(
+            err.starts_with("cannot load `fc.weight` for statement `fc`: "),
+            "{err}"
+        );
         assert!(err.contains("[10, 5]") && err.contains("[10, 4]"), "{err}");
     }
 
@@ -184,11 +187,17 @@ mod tests {
         let err = load_tensor(&vb.pp("conv"), "weight", (4, 3, 3, 3), "statement `conv`")
             .unwrap_err()
             .to_string();
-        assert!(err.ends_with("expected shape [4, 3, 3, 3], found [4, 3, 1, 1]"), "{err}");
+        assert!(
+            err.ends_with("expected shape [4, 3, 3, 3], found [4, 3, 1, 1]"),
+            "{err}"
+        );
         let err = load_tensor(&vb.pp("conv"), "bias", 4, "statement `conv`")
             .unwrap_err()
             .to_string();
-        assert!(err.ends_with("expected shape [4], but the tensor is missing"), "{err}");
+        assert!(
+            err.ends_with("expected shape [4], but the tensor is missing"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

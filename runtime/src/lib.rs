@@ -1,7 +1,7 @@
 //! Runtime support for archc-generated models: the few candle layers whose PyTorch semantics
-//! candle does not provide (pooling with padding and ceil mode, adaptive average pooling,
-//! convolution with asymmetric padding), tensor loading with errors that name the `.arch`
-//! statement a weight belongs to, and shape arithmetic.
+//! candle does not provide (pooling with padding and ceil mode, adaptive average pooling, local
+//! response normalisation, convolution with asymmetric padding), batch norm and tensor loading
+//! with errors that name the `.arch` statement a weight belongs to, and shape arithmetic.
 //!
 //! Generated code names candle through this crate ([`candle_core`], [`candle_nn`]) so that a
 //! model crate needs only `archc-runtime` as a dependency.
@@ -9,6 +9,7 @@
 pub mod conv;
 pub mod linear;
 pub mod load;
+pub mod norm;
 pub mod pool;
 pub mod shape;
 
@@ -18,6 +19,7 @@ pub use candle_nn;
 pub use conv::{conv2d, Conv2d, Conv2dSpec, Pad2d};
 pub use linear::linear;
 pub use load::{load_tensor, load_tensor_with_init};
+pub use norm::{batch_norm, BatchNorm, BatchNormSpec, Lrn};
 pub use pool::{adaptive_avg_pool2d, AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use shape::{conv_out_size, expect_nchw, pool_out_size, Dims};
 

@@ -7,7 +7,7 @@
 //! one) by `momentum`; in evaluation it uses the running statistics. [`BatchNorm`] wraps it to
 //! load its four tensors with descriptive errors and to reject inputs PyTorch rejects.
 
-use candle_core::{Error, Module, ModuleT, Result, Tensor};
+use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::load::load_tensor_with_init;
@@ -48,14 +48,16 @@ impl Lrn {
 impl Module for Lrn {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if x.rank() < 3 {
-            return Err(Error::msg(format!(
+            return Err(crate::error(format!(
                 "local_response_norm expects an [N, C, ...] tensor of rank 3 or more, found \
                  shape {:?}",
                 x.dims()
             )));
         }
         if self.size == 0 {
-            return Err(Error::msg("local_response_norm size must be at least 1, found 0"));
+            return Err(crate::error(
+                "local_response_norm size must be at least 1, found 0",
+            ));
         }
         let channels = x.dim(1)?;
         let squares = x
@@ -109,7 +111,7 @@ impl BatchNorm {
     /// Wraps a candle batch norm over `num_features` channels.
     pub fn new(inner: candle_nn::BatchNorm, num_features: usize) -> Result<Self> {
         if inner.running_mean().dims() != [num_features] {
-            return Err(Error::msg(format!(
+            return Err(crate::error(format!(
                 "batch norm over {num_features} channels has a running mean of shape {:?}",
                 inner.running_mean().dims()
             )));
@@ -144,13 +146,13 @@ impl BatchNorm {
 impl ModuleT for BatchNorm {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if !(2..=4).contains(&x.rank()) {
-            return Err(Error::msg(format!(
+            return Err(crate::error(format!(
                 "batch_norm expects an [N, C], [N, C, L] or [N, C, H, W] tensor, found shape {:?}",
                 x.dims()
             )));
         }
         if x.dim(1)? != self.num_features {
-            return Err(Error::msg(format!(
+            return Err(crate::error(format!(
                 "batch_norm expects {} channels, found {} (input shape {:?})",
                 self.num_features,
                 x.dim(1)?,
@@ -159,7 +161,7 @@ impl ModuleT for BatchNorm {
         }
         // The unbiased variance needs two values per channel; PyTorch refuses fewer too.
         if train && x.elem_count() / self.num_features.max(1) < 2 {
-            return Err(Error::msg(format!(
+            return Err(crate::error(format!(
                 "batch_norm needs more than 1 value per channel when training, found input \
                  shape {:?}",
                 x.dims()
@@ -178,14 +180,14 @@ pub fn batch_norm(
     spec: BatchNormSpec,
     context: &str,
 ) -> Result<BatchNorm> {
-    if !(spec.eps >= 0.0) {
-        return Err(Error::msg(format!(
+    if spec.eps.is_nan() || spec.eps < 0.0 {
+        return Err(crate::error(format!(
             "{context}: batch norm eps must be non-negative, found {}",
             spec.eps
         )));
     }
     if !(0.0..=1.0).contains(&spec.momentum) {
-        return Err(Error::msg(format!(
+        return Err(crate::error(format!(
             "{context}: batch norm momentum must be between 0 and 1, found {}",
             spec.momentum
         )));

@@ -223,6 +223,7 @@ codes! {
     MissingNetworkDefault = "E0136", "network parameter without a default";
     DuplicateParameter = "E0137", "parameter declared twice";
     ShapeRank = "E0138", "declared shape of the wrong rank";
+    Unsupported = "E0140", "construct code generation cannot express";
     PoolDropsInput = "W0201", "floor-mode pooling ignores the last rows or columns";
     UnusedBlock = "W0202", "block never used";
     UnusedParameter = "W0203", "parameter never used";

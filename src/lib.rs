@@ -13,6 +13,7 @@
 
 pub mod ast;
 pub mod check;
+pub mod codegen;
 pub mod diagnostic;
 pub mod explain;
 pub mod ir;

@@ -9,10 +9,12 @@
 pub mod conv;
 pub mod linear;
 pub mod load;
+pub mod nn;
 pub mod norm;
 pub mod pool;
 pub mod shape;
 
+pub use archc_macros::include_arch;
 pub use candle_core;
 pub use candle_nn;
 

@@ -45,6 +45,10 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Print the Rust (candle) code generated for a file's networks.
+    Emit {
+        file: PathBuf,
+    },
     /// Print a long explanation of a diagnostic code, e.g. `archc explain E0102`.
     Explain {
         /// The code, e.g. E0102; `--list` shows all codes.
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
             format,
         } => run_summary(&file, network.as_deref(), depth, format, color),
         Command::Explain { code, list } => run_explain(code.as_deref(), list),
+        Command::Emit { file } => run_emit(&file, color),
     };
     match result {
         Ok(code) => code,
@@ -299,5 +304,20 @@ fn run_explain(code: Option<&str>, list: bool) -> Result<ExitCode, Fatal> {
             Ok(ExitCode::SUCCESS)
         }
         None => Err(Fatal(format!("unknown code `{text}`; `archc explain --list` shows them all"))),
+    }
+}
+
+fn run_emit(path: &Path, color: bool) -> Result<ExitCode, Fatal> {
+    let source = read_source(path)?;
+    let name = display_name(path);
+    match archc::codegen::emit_source(SourceKind::from_path(&name), &name, &source) {
+        Ok(code) => {
+            let _ = std::io::stdout().write_all(code.as_bytes());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(diagnostics) => {
+            eprint!("{}", archc::render::render(&name, &source, &diagnostics, color));
+            Ok(ExitCode::from(1))
+        }
     }
 }

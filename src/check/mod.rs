@@ -7,7 +7,7 @@
 //! meant.
 
 mod eval;
-mod layers;
+pub(crate) mod layers;
 mod shape;
 
 use std::collections::{HashMap, HashSet};

@@ -1,0 +1,197 @@
+//! Rust types of parameters, and parameter expressions translated to Rust.
+//!
+//! Generated models take their network parameters at run time (`Config`), so parameter arithmetic becomes Rust
+//! arithmetic. Each parameter gets one Rust type, inferred from the values the checker saw for it.
+
+use proc_macro2::{Ident, Span as RustSpan, TokenStream};
+use quote::quote;
+
+use crate::ast::{BinaryOp, Expr, ExprKind};
+use crate::ir::Value;
+
+use super::CodegenError;
+
+/// The Rust type of a parameter or expression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ty {
+    Int,
+    Float,
+    Bool,
+    /// `(i64, i64)`: a `[h, w]` pair.
+    Pair,
+    /// `archc_runtime::nn::Pad`: an integer, a pair or `same`.
+    Pad,
+}
+
+impl Ty {
+    pub fn of(value: Value) -> Ty {
+        match value {
+            Value::Int(_) => Ty::Int,
+            Value::Float(_) => Ty::Float,
+            Value::Bool(_) => Ty::Bool,
+            Value::Pair(..) => Ty::Pair,
+            Value::Same => Ty::Pad,
+        }
+    }
+
+    /// The type that holds values of both types, if there is one.
+    pub fn join(self, other: Ty) -> Option<Ty> {
+        use Ty::*;
+        match (self, other) {
+            (a, b) if a == b => Some(a),
+            (Int, Float) | (Float, Int) => Some(Float),
+            (Int, Pair) | (Pair, Int) => Some(Pair),
+            (Int | Pair | Pad, Int | Pair | Pad) => Some(Pad),
+            _ => None,
+        }
+    }
+
+    pub fn tokens(self) -> TokenStream {
+        match self {
+            Ty::Int => quote!(i64),
+            Ty::Float => quote!(f64),
+            Ty::Bool => quote!(bool),
+            Ty::Pair => quote!((i64, i64)),
+            Ty::Pad => quote!(::archc_runtime::nn::Pad),
+        }
+    }
+}
+
+/// Rust keywords that cannot be used as plain identifiers.
+const KEYWORDS: &[&str] = &[
+    "as", "async", "await", "break", "const", "continue", "dyn", "else", "enum", "extern", "fn", "for", "if",
+    "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "static", "struct",
+    "trait", "type", "unsafe", "use", "where", "while", "abstract", "become", "box", "do", "final", "gen", "macro",
+    "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
+];
+
+/// A Rust identifier for a name from the source: raw (`r#type`) for keywords; `self`-like names get a suffix.
+pub(crate) fn rust_ident(name: &str) -> Ident {
+    match name {
+        "self" | "Self" | "super" | "crate" | "_" => Ident::new(&format!("{name}_"), RustSpan::call_site()),
+        _ if KEYWORDS.contains(&name) => Ident::new_raw(name, RustSpan::call_site()),
+        _ => Ident::new(name, RustSpan::call_site()),
+    }
+}
+
+/// `inception_aux` → `InceptionAux`.
+pub(crate) fn type_ident(name: &str) -> Ident {
+    let mut out = String::new();
+    let mut upper = true;
+    for ch in name.chars() {
+        if ch == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(ch.to_uppercase());
+            upper = false;
+        } else {
+            out.push(ch);
+        }
+    }
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, 'B');
+    }
+    rust_ident(&out)
+}
+
+/// Parameter names and types in scope while translating expressions.
+pub(crate) type Scope<'a> = [(&'a str, Ty)];
+
+/// The type of an expression, given the parameters' types.
+pub(crate) fn expr_ty(expr: &Expr, scope: &Scope<'_>) -> Result<Ty, CodegenError> {
+    Ok(match &expr.kind {
+        ExprKind::Int(_) => Ty::Int,
+        ExprKind::Float(_) => Ty::Float,
+        ExprKind::Bool(_) => Ty::Bool,
+        ExprKind::Same => Ty::Pad,
+        ExprKind::List(_) => Ty::Pair,
+        ExprKind::Name(name) => scope
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, ty)| *ty)
+            .ok_or_else(|| CodegenError::new(expr.span, format!("unknown parameter `{name}`")))?,
+        ExprKind::Neg(operand) => expr_ty(operand, scope)?,
+        ExprKind::Binary(_, lhs, rhs) => match (expr_ty(lhs, scope)?, expr_ty(rhs, scope)?) {
+            (Ty::Int, Ty::Int) => Ty::Int,
+            (Ty::Int | Ty::Float, Ty::Int | Ty::Float) => Ty::Float,
+            _ => {
+                return Err(CodegenError::new(
+                    expr.span,
+                    "arithmetic on a pair or `same` parameter cannot be generated",
+                ))
+            }
+        },
+    })
+}
+
+/// Translates an expression to Rust, converted to type `want`.
+pub(crate) fn expr(expr_: &Expr, scope: &Scope<'_>, want: Ty) -> Result<TokenStream, CodegenError> {
+    let have = expr_ty(expr_, scope)?;
+    let tokens = raw_expr(expr_, scope)?;
+    coerce(tokens, have, want).ok_or_else(|| {
+        CodegenError::new(
+            expr_.span,
+            format!("a value of type {have:?} is used where {want:?} is needed"),
+        )
+    })
+}
+
+fn coerce(tokens: TokenStream, have: Ty, want: Ty) -> Option<TokenStream> {
+    Some(match (have, want) {
+        (a, b) if a == b => tokens,
+        (Ty::Int, Ty::Float) => quote!((#tokens) as f64),
+        (Ty::Int, Ty::Pair) => quote!(::archc_runtime::nn::pair(#tokens)),
+        (Ty::Int | Ty::Pair, Ty::Pad) => quote!(::archc_runtime::nn::Pad::from(#tokens)),
+        _ => return None,
+    })
+}
+
+fn raw_expr(expr_: &Expr, scope: &Scope<'_>) -> Result<TokenStream, CodegenError> {
+    Ok(match &expr_.kind {
+        ExprKind::Int(Ok(v)) => {
+            let lit = proc_macro2::Literal::i64_unsuffixed(*v);
+            quote!(#lit)
+        }
+        ExprKind::Int(Err(text)) => {
+            return Err(CodegenError::new(expr_.span, format!("integer `{text}` is too large")))
+        }
+        ExprKind::Float(v) => {
+            let lit = proc_macro2::Literal::f64_unsuffixed(*v);
+            quote!(#lit)
+        }
+        ExprKind::Bool(true) => quote!(true),
+        ExprKind::Bool(false) => quote!(false),
+        ExprKind::Same => quote!(::archc_runtime::nn::Pad::Same),
+        ExprKind::Name(name) => {
+            let ident = rust_ident(name);
+            quote!(#ident)
+        }
+        ExprKind::List(items) => {
+            let items = items
+                .iter()
+                .map(|item| expr(item, scope, Ty::Int))
+                .collect::<Result<Vec<_>, _>>()?;
+            quote!((#(#items),*))
+        }
+        ExprKind::Neg(operand) => {
+            let inner = raw_expr(operand, scope)?;
+            quote!(-(#inner))
+        }
+        ExprKind::Binary(op, lhs, rhs) => {
+            let ty = expr_ty(expr_, scope)?;
+            let a = expr(lhs, scope, ty)?;
+            let b = expr(rhs, scope, ty)?;
+            match (op, ty) {
+                (BinaryOp::Add, _) => quote!((#a + #b)),
+                (BinaryOp::Sub, _) => quote!((#a - #b)),
+                (BinaryOp::Mul, _) => quote!((#a * #b)),
+                // The language's integer division rounds down, like Python's `//`.
+                (BinaryOp::Div, Ty::Int) => quote!(i64::div_euclid(#a, #b)),
+                (BinaryOp::Rem, Ty::Int) => quote!(i64::rem_euclid(#a, #b)),
+                (BinaryOp::Div, _) => quote!((#a / #b)),
+                (BinaryOp::Rem, _) => quote!((#a % #b)),
+            }
+        }
+    })
+}

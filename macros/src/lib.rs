@@ -51,7 +51,12 @@ fn expand(literal: &LitStr) -> syn::Result<proc_macro2::TokenStream> {
         let mut errors = diagnostics
             .iter()
             .filter(|d| d.is_error())
-            .map(|d| error(archc::render::render_compact(&relative, &source, d)));
+            .map(|d| {
+                // rustc prefixes `error: `; the rendered header would repeat it, so lead with the message.
+                let rendered = archc::render::render_compact(&relative, &source, d);
+                let details = rendered.split_once('\n').map_or("", |(_, rest)| rest);
+                error(format!("{} [{}]\n{details}", d.message, d.code))
+            });
         let mut combined = errors.next().unwrap_or_else(|| error(format!("`{relative}` has errors")));
         combined.extend(errors);
         combined

@@ -48,6 +48,10 @@ enum Command {
     /// Print the Rust (candle) code generated for a file's networks.
     Emit {
         file: PathBuf,
+        /// Print prettyplease's layout as is, without passing it through `rustfmt` (which is used, as bindgen
+        /// does, when it is on PATH, so the output is `rustfmt --check` clean).
+        #[arg(long)]
+        no_rustfmt: bool,
     },
     /// Print a long explanation of a diagnostic code, e.g. `archc explain E0102`.
     Explain {
@@ -94,7 +98,7 @@ fn main() -> ExitCode {
             format,
         } => run_summary(&file, network.as_deref(), depth, format, color),
         Command::Explain { code, list } => run_explain(code.as_deref(), list),
-        Command::Emit { file } => run_emit(&file, color),
+        Command::Emit { file, no_rustfmt } => run_emit(&file, !no_rustfmt, color),
     };
     match result {
         Ok(code) => code,
@@ -307,11 +311,12 @@ fn run_explain(code: Option<&str>, list: bool) -> Result<ExitCode, Fatal> {
     }
 }
 
-fn run_emit(path: &Path, color: bool) -> Result<ExitCode, Fatal> {
+fn run_emit(path: &Path, use_rustfmt: bool, color: bool) -> Result<ExitCode, Fatal> {
     let source = read_source(path)?;
     let name = display_name(path);
     match archc::codegen::emit_source(SourceKind::from_path(&name), &name, &source) {
         Ok(code) => {
+            let code = if use_rustfmt { rustfmt(&code).unwrap_or(code) } else { code };
             let _ = std::io::stdout().write_all(code.as_bytes());
             Ok(ExitCode::SUCCESS)
         }
@@ -320,4 +325,22 @@ fn run_emit(path: &Path, color: bool) -> Result<ExitCode, Fatal> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Formats Rust source with `rustfmt` (edition 2021), if it is installed and succeeds.
+fn rustfmt(code: &str) -> Option<String> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("rustfmt")
+        .args(["--edition", "2021", "--emit", "stdout"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut stdin = child.stdin.take()?;
+    let input = code.to_string();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let output = child.wait_with_output().ok()?;
+    writer.join().ok()?.ok()?;
+    (output.status.success() && !output.stdout.is_empty()).then(|| String::from_utf8(output.stdout).ok())?
 }

@@ -1,0 +1,3 @@
+archc_runtime::include_arch!("/etc/googlenet.arch");
+
+fn main() {}

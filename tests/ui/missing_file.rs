@@ -1,0 +1,3 @@
+archc_runtime::include_arch!("tests/ui/no_such_file.arch");
+
+fn main() {}

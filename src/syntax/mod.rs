@@ -24,7 +24,8 @@ pub const MAX_NESTING: usize = 64;
 /// not recover, and a tree built around a syntax error would only produce follow-on noise).
 pub fn parse(source: &str) -> Result<File, Vec<Diagnostic>> {
     check_limits(source).map_err(|diagnostic| vec![diagnostic])?;
-    let mut pairs = ArchParser::parse(Rule::file, source).map_err(|error| vec![syntax_error(error)])?;
+    let mut pairs =
+        ArchParser::parse(Rule::file, source).map_err(|error| vec![file_syntax_error(source, &error)])?;
     let file = pairs.next().expect("pest returns the file rule on success");
     let items = file
         .into_inner()
@@ -85,6 +86,8 @@ fn shift_diagnostic(mut diagnostic: Diagnostic, offset: usize) -> Diagnostic {
     diagnostic
 }
 
+// One diagnostic, on a path taken once per parse: not worth boxing for every caller.
+#[allow(clippy::result_large_err)]
 fn check_limits(source: &str) -> Result<(), Diagnostic> {
     if source.len() > MAX_SOURCE_BYTES {
         return Err(Diagnostic::error(
@@ -198,6 +201,227 @@ fn syntax_error(error: pest::error::Error<Rule>) -> Diagnostic {
         .with_label(message)
 }
 
+/// `text` without trailing whitespace and `# comments`. `#` only ever starts a comment, so a `#` on the last
+/// line that has text is where that line's comment begins.
+fn without_trailing_trivia(text: &str) -> &str {
+    let mut text = text.trim_end();
+    loop {
+        let line_start = text.rfind('\n').map_or(0, |i| i + 1);
+        match text[line_start..].find('#') {
+            Some(hash) => text = text[..line_start + hash].trim_end(),
+            None => return text,
+        }
+    }
+}
+
+/// A syntax error in a whole `.arch` file, described from where it happened: what was found there, what the
+/// innermost open bracket still needs, and which bracket was never closed.
+fn file_syntax_error(source: &str, error: &pest::error::Error<Rule>) -> Diagnostic {
+    let position = match error.location {
+        pest::error::InputLocation::Pos(pos) => pos,
+        pest::error::InputLocation::Span((start, _)) => start,
+    }
+    .min(source.len());
+    let positives: &[Rule] = match &error.variant {
+        pest::error::ErrorVariant::ParsingError { positives, .. } => positives,
+        pest::error::ErrorVariant::CustomError { .. } => &[],
+    };
+    let found = Token::at(source, position);
+    let open = unclosed_brackets(source, position);
+    let innermost = open.last().copied();
+    let closer = |open: u8| match open {
+        b'(' => "`)`",
+        b'[' => "`]`",
+        _ => "`}`",
+    };
+    let found_span = Span::new(position, position + found.text.len());
+
+    // The file ended inside a definition: name the bracket that was never closed.
+    if found.kind == TokenKind::End {
+        let mut diagnostic = Diagnostic::error(Code::Syntax, found_span, "unexpected end of file");
+        if let Some((bracket, at)) = innermost {
+            diagnostic = diagnostic
+                .with_label(format!("expected {} here", closer(bracket)))
+                .with_secondary(Span::new(at, at + 1), format!("this `{}` is never closed", bracket as char))
+                .with_help(format!("close it with {}", closer(bracket)));
+        } else {
+            diagnostic = diagnostic.with_label(format!("expected {}", expected_list(positives, None)));
+        }
+        return diagnostic;
+    }
+
+    // A new definition inside a body: the body before it was not closed.
+    if matches!(found.text, "block" | "network") {
+        if let Some((b'{', at)) = open.iter().rev().find(|(bracket, _)| *bracket == b'{').copied() {
+            return Diagnostic::error(Code::Syntax, found_span, format!("expected `}}` before `{}`", found.text))
+                .with_label(format!("`{}` starts a new definition", found.text))
+                .with_secondary(Span::new(at, at + 1), "this `{` is never closed")
+                .with_help("close the body above with `}` before the next definition");
+        }
+    }
+
+    let expected = expected_list(positives, innermost.map(|(bracket, _)| bracket));
+    let message = format!("expected {expected}, found {}", found.describe());
+    let mut diagnostic =
+        Diagnostic::error(Code::Syntax, found_span, message).with_label(format!("expected {expected}"));
+    let previous = previous_token(source, position).map(|p| Token::at(source, p));
+    let expression_ended = only_operators(positives);
+    if found.text == "=>" {
+        diagnostic = diagnostic.with_help("layers are chained with `->`");
+    } else if expression_ended
+        && matches!(found.kind, TokenKind::Number | TokenKind::Word | TokenKind::Bracket)
+        && previous.as_ref().is_some_and(|p| p.kind == TokenKind::Word)
+    {
+        // `stride 2`: a name, then a value.
+        let name = previous.map_or("", |p| p.text);
+        diagnostic = diagnostic.with_help(format!(
+            "keyword arguments are written `name = value`: `{name} = {}`",
+            found.text
+        ));
+    } else if !found.text.is_ascii() {
+        diagnostic = diagnostic.with_help("names are ASCII letters, digits and underscores");
+    } else if let Some((bracket @ (b'(' | b'['), at)) = innermost.filter(|_| expression_ended) {
+        diagnostic = diagnostic
+            .with_secondary(Span::new(at, at + 1), format!("`{}` opened here", bracket as char))
+            .with_help(format!("is a {} missing?", closer(bracket)));
+    }
+    diagnostic
+}
+
+fn only_operators(positives: &[Rule]) -> bool {
+    !positives.is_empty()
+        && positives
+            .iter()
+            .all(|rule| matches!(rule, Rule::add_op | Rule::sub_op | Rule::mul_op | Rule::div_op | Rule::rem_op | Rule::infix))
+}
+
+/// What could have come next, in words: pest reports the rules it tried, not the punctuation, so a finished
+/// expression inside `(`/`[` is told it needs a `,` or the closing bracket.
+fn expected_list(positives: &[Rule], innermost: Option<u8>) -> String {
+    let mut items: Vec<String> = Vec::new();
+    let mut push = |item: &str| {
+        if !items.iter().any(|existing| existing == item) {
+            items.push(item.to_string());
+        }
+    };
+    if only_operators(positives) {
+        match innermost {
+            Some(b'(') => {
+                push("`,`");
+                push("`)`");
+            }
+            Some(b'[') => {
+                push("`,`");
+                push("`]`");
+            }
+            _ => {}
+        }
+        push("an operator");
+        return join_alternatives(&items);
+    }
+    let mut statement = false;
+    for rule in positives {
+        match rule {
+            Rule::arg_list => push("`(`"),
+            Rule::declared_shape => {
+                push("`->`");
+                push("`:`");
+            }
+            Rule::statement | Rule::layer_stmt | Rule::input_stmt | Rule::side_stmt => statement = true,
+            Rule::add_op | Rule::sub_op | Rule::mul_op | Rule::div_op | Rule::rem_op | Rule::infix => {
+                push("an operator")
+            }
+            other => push(&rule_name(other)),
+        }
+    }
+    if statement {
+        if innermost == Some(b'{') {
+            push("`}`");
+        }
+        push("a statement");
+    }
+    join_alternatives(&items)
+}
+
+/// The brackets still open at `position`, outermost first, with their offsets (comments skipped).
+fn unclosed_brackets(source: &str, position: usize) -> Vec<(u8, usize)> {
+    let mut open = Vec::new();
+    let mut in_comment = false;
+    for (offset, byte) in source.bytes().enumerate().take(position) {
+        match byte {
+            b'\n' => in_comment = false,
+            _ if in_comment => {}
+            b'#' => in_comment = true,
+            b'(' | b'[' | b'{' => open.push((byte, offset)),
+            b')' | b']' | b'}' => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    open
+}
+
+/// The start of the last token before `position`, skipping blanks and comments.
+fn previous_token(source: &str, position: usize) -> Option<usize> {
+    let before = without_trailing_trivia(&source[..position]);
+    let last = before.chars().next_back()?;
+    let end = before.len();
+    if last.is_ascii_alphanumeric() || last == '_' {
+        Some(before.trim_end_matches(|c: char| c.is_ascii_alphanumeric() || c == '_').len())
+    } else {
+        Some(end - last.len_utf8())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenKind {
+    End,
+    Word,
+    Number,
+    Bracket,
+    Other,
+}
+
+/// A rough token at an error position, for `found ...` in messages.
+struct Token<'s> {
+    kind: TokenKind,
+    text: &'s str,
+}
+
+impl<'s> Token<'s> {
+    fn at(source: &'s str, position: usize) -> Token<'s> {
+        let rest = source.get(position..).unwrap_or("");
+        let Some(first) = rest.chars().next() else {
+            return Token {
+                kind: TokenKind::End,
+                text: "",
+            };
+        };
+        let run = |keep: fn(char) -> bool| &rest[..rest.find(|c: char| !keep(c)).unwrap_or(rest.len())];
+        let (kind, text) = if first.is_ascii_alphabetic() || first == '_' {
+            (TokenKind::Word, run(|c| c.is_ascii_alphanumeric() || c == '_'))
+        } else if first.is_ascii_digit() {
+            (TokenKind::Number, run(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        } else if "([{".contains(first) {
+            (TokenKind::Bracket, &rest[..1])
+        } else if ["->", "=>", "=="].iter().any(|pair| rest.starts_with(pair)) {
+            (TokenKind::Other, &rest[..2])
+        } else {
+            (TokenKind::Other, &rest[..first.len_utf8()])
+        };
+        Token { kind, text }
+    }
+
+    fn describe(&self) -> String {
+        match self.kind {
+            TokenKind::End => "end of file".to_string(),
+            _ if self.text.trim().is_empty() => "a line break".to_string(),
+            _ => format!("`{}`", self.text),
+        }
+    }
+}
+
 fn join_alternatives(items: &[String]) -> String {
     match items {
         [] => String::new(),
@@ -216,9 +440,12 @@ fn definition(pair: Pair<'_, Rule>) -> Definition {
 }
 
 impl Builder {
+    /// The pair's span without the blanks and comments pest lets a rule swallow after its last token (a call
+    /// without arguments ends after the whitespace that follows it), so carets stop at the text itself.
     fn span(&self, pair: &Pair<'_, Rule>) -> Span {
         let span = pair.as_span();
-        Span::new(span.start() + self.offset, span.end() + self.offset)
+        let end = span.start() + without_trailing_trivia(pair.as_str()).len();
+        Span::new(span.start() + self.offset, end + self.offset)
     }
 
     fn definition(&self, pair: Pair<'_, Rule>) -> Definition {

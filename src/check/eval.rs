@@ -107,7 +107,7 @@ pub(crate) fn eval(expr: &Expr, env: &Env<'_>, diagnostics: &mut Vec<Diagnostic>
             Value::Float(v) => Some(Value::Float(-v)),
             other => {
                 diagnostics.push(
-                    Diagnostic::error(Code::ExpressionType, expr.span, format!("cannot negate a {}", other.type_name()))
+                    Diagnostic::error(Code::ExpressionType, expr.span, format!("cannot negate {}", a_type(other)))
                         .with_label("not a number"),
                 );
                 None
@@ -177,12 +177,21 @@ fn binary(op: BinaryOp, left: Value, right: Value, span: Span, diagnostics: &mut
                 Diagnostic::error(
                     Code::ExpressionType,
                     span,
-                    format!("cannot apply `{symbol}` to a {} and a {}", left.type_name(), right.type_name()),
+                    format!("cannot apply `{symbol}` to {} and {}", a_type(left), a_type(right)),
                 )
                 .with_label("arithmetic needs numbers"),
             );
             None
         }
+    }
+}
+
+/// The value's type with its article, for messages: `an integer`, `a bool`.
+pub(crate) fn a_type(value: Value) -> String {
+    let name = value.type_name();
+    match name.chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => format!("an {name}"),
+        _ => format!("a {name}"),
     }
 }
 
@@ -198,23 +207,55 @@ fn as_f64(value: Value) -> f64 {
 pub(crate) fn did_you_mean<'n>(name: &str, candidates: &[&'n str]) -> Option<&'n str> {
     candidates
         .iter()
-        .map(|candidate| (edit_distance(name, candidate), *candidate))
+        .map(|candidate| {
+            let distance = if name.eq_ignore_ascii_case(candidate) { 0 } else { edit_distance(name, candidate) };
+            (distance, *candidate)
+        })
         .filter(|(distance, candidate)| *distance <= (name.len().max(candidate.len()) / 3).max(1))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
 }
 
+/// Edits (insert, delete, substitute, or swap two neighbours: `bais` → `bias` is one) between `a` and `b`.
 fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous + usize::from(ca != *cb);
-            previous = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(previous + 1);
+    // Three rows of the optimal-string-alignment table: two back (for swaps), previous, current.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut current = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let substitution = previous[j - 1] + usize::from(a[i - 1] != b[j - 1]);
+            current[j] = substitution.min(previous[j] + 1).min(current[j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                current[j] = current[j].min(before[j - 2] + 1);
+            }
         }
+        before = std::mem::replace(&mut previous, current);
     }
-    row[b.len()]
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_a_swap_as_one_edit() {
+        assert_eq!(edit_distance("bais", "bias"), 1);
+        assert_eq!(edit_distance("incepton", "inception"), 1);
+        assert_eq!(edit_distance("conv3d", "conv2d"), 1);
+        assert_eq!(edit_distance("", "relu"), 4);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn did_you_mean_picks_close_names_only() {
+        assert_eq!(did_you_mean("bais", &["out", "bias"]), Some("bias"));
+        assert_eq!(did_you_mean("incepton", &["inception", "inception_aux"]), Some("inception"));
+        assert_eq!(did_you_mean("xyz", &["out", "bias"]), None);
+        // Short names need an exact-but-one match: `p` is not a typo of `pad`.
+        assert_eq!(did_you_mean("p", &["pad"]), None);
+    }
 }

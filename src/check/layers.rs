@@ -229,6 +229,15 @@ impl Args<'_> {
     }
 }
 
+/// `2` for `[2, 2]`, `[2, 3]` otherwise: a size as it would be written.
+fn hw_text([h, w]: Hw) -> String {
+    if h == w {
+        h.to_string()
+    } else {
+        format!("[{h}, {w}]")
+    }
+}
+
 /// Padding as written: explicit sizes or `same`.
 enum PadArg {
     Explicit(Hw),
@@ -277,7 +286,7 @@ fn resolve(args: &mut Args<'_>) -> Option<Layer> {
                         args.diagnostics.push(
                             Diagnostic::error(Code::InvalidArgument, span, "`pad = same` needs stride 1")
                                 .with_label("`same` here")
-                                .with_secondary(args.span("stride"), format!("stride is {stride:?}"))
+                                .with_secondary(args.span("stride"), format!("stride {}", hw_text(stride)))
                                 .with_note("with a stride above 1 no padding keeps the input size, as in PyTorch"),
                         );
                         return None;
@@ -679,15 +688,24 @@ fn pool_shape(
     let [out_h, out_w] = both_axes(args, axes, Some(ceil_mode));
     let (out_h, out_w) = (out_h?, out_w?);
     if !ceil_mode {
-        warn_dropped(args, "rows", h, kernel[0], stride[0], padding[0], dilation[0], out_h);
-        warn_dropped(args, "columns", w, kernel[1], stride[1], padding[1], dilation[1], out_w);
+        warn_dropped(args, ["row", "rows"], h, kernel[0], stride[0], padding[0], dilation[0], out_h);
+        warn_dropped(args, ["column", "columns"], w, kernel[1], stride[1], padding[1], dilation[1], out_w);
     }
     Some(Shape::Map { c, h: out_h, w: out_w })
 }
 
 /// Floor mode silently ignores input that the last window does not reach.
 #[allow(clippy::too_many_arguments)]
-fn warn_dropped(args: &mut Args<'_>, what: &str, input: u64, kernel: u64, stride: u64, pad: u64, dilation: u64, output: u64) {
+fn warn_dropped(
+    args: &mut Args<'_>,
+    [one, many]: [&str; 2],
+    input: u64,
+    kernel: u64,
+    stride: u64,
+    pad: u64,
+    dilation: u64,
+    output: u64,
+) {
     let Ok(effective) = effective_kernel(kernel, dilation) else { return };
     let covered = (output - 1) * stride + effective;
     let padded = input + 2 * pad;
@@ -696,15 +714,16 @@ fn warn_dropped(args: &mut Args<'_>, what: &str, input: u64, kernel: u64, stride
     if dropped == 0 {
         return;
     }
+    let last = if dropped == 1 { format!("last {one}") } else { format!("last {dropped} {many}") };
     args.diagnostics.push(
         Diagnostic::warning(
             Code::PoolDropsInput,
             args.call_span,
-            format!("{} in floor mode ignores the last {dropped} {what} of its input", args.layer),
+            format!("{} in floor mode ignores the {last} of its input", args.layer),
         )
-        .with_label(format!("{dropped} of {input} {what} never pooled"))
+        .with_label(format!("{dropped} of {input} {many} never pooled"))
         .with_note(format!(
-            "{}; the windows cover {covered} of the {padded} padded {what}",
+            "{}; the windows cover {covered} of the {padded} padded {many}",
             spell_out(input, kernel, stride, (pad, pad), dilation, false, output)
         ))
         .with_help("use `ceil = true` (as Caffe and torchvision's GoogLeNet do) or adjust kernel, stride or padding"),

@@ -50,6 +50,7 @@ pub fn builtin_layers() -> impl Iterator<Item = &'static str> {
 pub fn check_file(file: &ast::File) -> Checked {
     let mut checker = Checker {
         blocks: HashMap::new(),
+        rejected: HashSet::new(),
         diagnostics: Vec::new(),
         stack: Vec::new(),
         nodes: 0,
@@ -58,6 +59,10 @@ pub fn check_file(file: &ast::File) -> Checked {
     checker.register(file);
     let mut networks = Vec::new();
     for definition in &file.items {
+        // A definition rejected by `register` (a duplicate, or a built-in's name) is reported once, not checked.
+        if checker.rejected.contains(&definition.span) {
+            continue;
+        }
         checker.check_unused_params(definition);
         if definition.kind == DefinitionKind::Network {
             let before = checker.error_count();
@@ -80,6 +85,8 @@ pub fn check_file(file: &ast::File) -> Checked {
 
 struct Checker<'a> {
     blocks: HashMap<&'a str, &'a Definition>,
+    /// Spans of definitions that were reported as duplicates or as shadowing a built-in.
+    rejected: HashSet<Span>,
     diagnostics: Vec<Diagnostic>,
     /// The block instances being checked, outermost first, with their call spans.
     stack: Vec<(&'a str, Span)>,
@@ -124,6 +131,7 @@ impl<'a> Checker<'a> {
                     .with_label("shadows the built-in layer")
                     .with_help(format!("rename this {}", kind_word(definition.kind))),
                 );
+                self.rejected.insert(definition.span);
                 continue;
             }
             if let Some(previous) = first.get(name) {
@@ -136,6 +144,7 @@ impl<'a> Checker<'a> {
                     .with_label("defined again here")
                     .with_secondary(*previous, "first defined here"),
                 );
+                self.rejected.insert(definition.span);
                 continue;
             }
             first.insert(name, definition.name.span);
@@ -275,7 +284,11 @@ impl<'a> Checker<'a> {
                         shape.span,
                         format!("a shape is `[C, H, W]` or `[features]`, this one has {} sizes", dims.len()),
                     )
-                    .with_label("the batch axis is implied and not written"),
+                    .with_label(if dims.len() == 4 {
+                        "the batch axis is implied and not written"
+                    } else {
+                        "a feature map is `[C, H, W]`, a flat vector `[features]`"
+                    }),
                 );
                 None
             }
@@ -294,7 +307,7 @@ impl<'a> Checker<'a> {
         let mut current = input;
         let mut named_outputs: Vec<(&str, Option<Shape>)> = Vec::new();
         let mut nodes = Vec::new();
-        for statement in statements {
+        for (index, statement) in statements.iter().enumerate() {
             let layer = match statement {
                 Statement::Input(shape) => {
                     let message = match kind {
@@ -352,6 +365,7 @@ impl<'a> Checker<'a> {
                 }
             };
             let (node, output) = self.check_statement(layer, env, statement_input, prefix, &mut scope, role.clone());
+            self.hint_missing_equals(layer, statements.get(index + 1));
             if role == Role::Main {
                 current = output;
                 if let Some(name) = &layer.name {
@@ -361,6 +375,30 @@ impl<'a> Checker<'a> {
             nodes.extend(node);
         }
         (nodes, current)
+    }
+
+    /// `conv1 conv2d(...)` parses as two statements, an unknown layer `conv1` and an unnamed `conv2d(...)`: when
+    /// an unknown bare name is followed by an unnamed statement, the likelier mistake is a missing `=`.
+    fn hint_missing_equals(&mut self, statement: &LayerStatement, next: Option<&Statement>) {
+        let ([Op::Call(call)], None, None) = (statement.chain.as_slice(), &statement.name, &statement.side_from) else {
+            return;
+        };
+        let Some(Statement::Layer(next)) = next else { return };
+        if !call.args.is_empty() || call.span != call.callee.span || next.name.is_some() || next.side_from.is_some() {
+            return;
+        }
+        let name = &call.callee.name;
+        let Some(diagnostic) = self
+            .diagnostics
+            .iter_mut()
+            .rev()
+            .find(|d| d.code == Code::UnknownCallee && d.primary.span == call.callee.span)
+        else {
+            return;
+        };
+        diagnostic.primary.message = format!("`{name}` is read as a layer of its own");
+        diagnostic.help = Some(format!("to name the statement that follows, write `{name} = ...`"));
+        diagnostic.notes.push("a statement is `NAME = LAYER -> LAYER ...`; without `=` the name is a layer call".to_string());
     }
 
     /// Checks one statement; returns its node (if it checked) and the shape the next statement reads (the
@@ -495,7 +533,7 @@ impl<'a> Checker<'a> {
                     }
                     return None;
                 }
-                let output = self.combine(group, &branches)?;
+                let output = self.combine(group, input?, &branches)?;
                 let kind = match group.kind {
                     GroupKind::Concat => NodeKind::Concat(branches),
                     GroupKind::Add => NodeKind::Add(branches),
@@ -580,7 +618,9 @@ impl<'a> Checker<'a> {
                 format!("unknown layer or block `{callee}`"),
             )
             .with_label("not a built-in layer or a block in this file");
-            if let Some(similar) = did_you_mean(callee, &candidates) {
+            if let Some(ours) = pytorch_layer(callee) {
+                diagnostic = diagnostic.with_help(format!("PyTorch's `{callee}` is `{ours}` here"));
+            } else if let Some(similar) = did_you_mean(callee, &candidates) {
                 diagnostic = diagnostic.with_help(format!("did you mean `{similar}`?"));
             }
             self.diagnostics.push(diagnostic);
@@ -589,7 +629,14 @@ impl<'a> Checker<'a> {
         if let Some(position) = self.stack.iter().position(|(block, _)| *block == callee) {
             let cycle: Vec<&str> = self.stack[position..].iter().map(|(b, _)| *b).chain([callee]).collect();
             self.diagnostics.push(
-                Diagnostic::error(Code::RecursiveBlock, call.span, format!("block `{callee}` uses itself"))
+                Diagnostic::error(Code::RecursiveBlock, call.span, match cycle.as_slice() {
+                    [_, _] => format!("block `{callee}` uses itself"),
+                    [_, through @ .., _] => format!(
+                        "block `{callee}` uses itself through {}",
+                        through.iter().map(|b| format!("`{b}`")).collect::<Vec<_>>().join(", ")
+                    ),
+                    _ => format!("block `{callee}` uses itself"),
+                })
                     .with_label("recursive use")
                     .with_secondary(definition.name.span, "defined here")
                     .with_note(format!("cycle: {}", cycle.join(" → ")))
@@ -732,10 +779,19 @@ impl<'a> Checker<'a> {
                                 format!("`{callee}` has no parameter `{}`", keyword.name),
                             )
                             .with_label("unknown keyword");
-                            diagnostic = match did_you_mean(&keyword.name, params) {
-                                Some(similar) => diagnostic.with_help(format!("did you mean `{similar}`?")),
-                                None => diagnostic.with_note(format!("parameters: {}", params.join(", "))),
+                            diagnostic = match pytorch_keyword(&keyword.name, params) {
+                                Some(PytorchKeyword::Renamed(ours)) => diagnostic
+                                    .with_label(format!("PyTorch's name for `{ours}`"))
+                                    .with_help(format!("write `{ours} = ...`")),
+                                Some(PytorchKeyword::Inferred) => diagnostic
+                                    .with_label("inferred from the input")
+                                    .with_help(format!("remove it: `{}` follows from the input shape", keyword.name)),
+                                None => match did_you_mean(&keyword.name, params) {
+                                    Some(similar) => diagnostic.with_help(format!("did you mean `{similar}`?")),
+                                    None => diagnostic,
+                                },
                             };
+                            diagnostic = diagnostic.with_note(format!("parameters: {}", params.join(", ")));
                             self.diagnostics.push(diagnostic);
                             ok = false;
                             continue;
@@ -782,8 +838,15 @@ impl<'a> Checker<'a> {
         );
     }
 
-    fn combine(&mut self, group: &ast::Group, branches: &[Node]) -> Option<Shape> {
+    fn combine(&mut self, group: &ast::Group, input: Shape, branches: &[Node]) -> Option<Shape> {
         let keyword = group.kind.keyword();
+        if group.kind == GroupKind::Concat {
+            let flat = branches.iter().filter(|b| matches!(b.output, Shape::Flat { .. })).count();
+            if flat != 0 && flat != branches.len() {
+                self.report_concat_rank_mix(group, branches);
+                return None;
+            }
+        }
         // The size most branches agree on is taken as intended; the others are the suspects.
         let key = |shape: Shape| match (group.kind, shape) {
             (GroupKind::Concat, Shape::Map { h, w, .. }) => vec![h, w],
@@ -798,8 +861,7 @@ impl<'a> Checker<'a> {
                 None => counts.push((k, 1)),
             }
         }
-        let ranks: HashSet<usize> = branches.iter().map(|b| b.output.dims().len()).collect();
-        if counts.len() == 1 && ranks.len() == 1 {
+        if counts.len() == 1 {
             let first = branches[0].output;
             return Some(match (group.kind, first) {
                 (GroupKind::Add, shape) => shape,
@@ -813,7 +875,18 @@ impl<'a> Checker<'a> {
                 },
             });
         }
-        let majority = counts.iter().max_by_key(|(_, count)| *count).map(|(k, _)| k.clone()).unwrap_or_default();
+        let top = counts.iter().map(|(_, count)| *count).max().unwrap_or(0);
+        let leaders: Vec<&Vec<u64>> = counts.iter().filter(|(_, count)| *count == top).map(|(k, _)| k).collect();
+        // With no majority, a concat most likely meant to keep its input's size (as Inception modules do); an add
+        // gives no such clue (a residual's shortcut and main path are equally suspect).
+        let majority = match leaders.as_slice() {
+            [only] => (*only).clone(),
+            _ if group.kind == GroupKind::Concat && leaders.contains(&&key(input)) => key(input),
+            _ => {
+                self.report_disagreement(group, input, branches);
+                return None;
+            }
+        };
         let describe = |node: &Node| node.name.clone().unwrap_or_else(|| "branch".to_string());
         let listing = branches
             .iter()
@@ -824,17 +897,18 @@ impl<'a> Checker<'a> {
             GroupKind::Concat => Code::ConcatSpatialMismatch,
             GroupKind::Add => Code::AddShapeMismatch,
         };
-        for branch in branches.iter().filter(|b| key(b.output) != majority) {
-            let expected = branches.iter().find(|b| key(b.output) == majority).map(|b| b.output);
+        let expected = branches.iter().find(|b| key(b.output) == majority).map(|b| b.output);
+        let others = if top == 1 { "the other branch" } else { "the other branches" };
+        for (branch, statement) in branches.iter().zip(&group.branches).filter(|(b, _)| key(b.output) != majority) {
             let what = match group.kind {
                 GroupKind::Concat => "spatial size",
                 GroupKind::Add => "shape",
             };
             let mut diagnostic = Diagnostic::error(
                 code,
-                branch.span,
+                statement.span,
                 format!(
-                    "{keyword} branch `{}` has {what} {}, the other branches {}",
+                    "{keyword} branch `{}` has {what} {}, {others} {}",
                     describe(branch),
                     spatial_text(branch.output, group.kind),
                     expected.map_or_else(|| "differ".to_string(), |e| spatial_text(e, group.kind)),
@@ -844,8 +918,8 @@ impl<'a> Checker<'a> {
             .with_note(format!("branch outputs: {listing}"));
             if let Some(culprit) = spatial_culprit(branch) {
                 diagnostic.primary.span = culprit.span;
-                diagnostic.primary.label_prefix(format!("`{}` produces {}", culprit.path, culprit.output));
-                diagnostic = diagnostic.with_secondary(branch.span, "in this branch");
+                diagnostic.primary.message = format!("`{}` produces {}", culprit.path, culprit.output);
+                diagnostic = diagnostic.with_secondary(statement.span, "in this branch");
                 if let (NodeKind::Layer(layer), Some(expected)) = (&culprit.kind, expected) {
                     if let Some(arithmetic) = spell_out_layer(layer, culprit.input, culprit.output) {
                         diagnostic = diagnostic.with_note(format!("{}: {arithmetic}", culprit.path));
@@ -858,15 +932,105 @@ impl<'a> Checker<'a> {
             self.diagnostics.push(diagnostic);
         }
         // Recover with the majority's size, so the statements after this one are still checked.
-        let intended = branches.iter().find(|b| key(b.output) == majority)?.output;
-        match (group.kind, intended) {
-            (GroupKind::Concat, Shape::Map { h, w, .. }) if ranks.len() == 1 => Some(Shape::Map {
+        match (group.kind, expected?) {
+            (GroupKind::Concat, Shape::Map { h, w, .. }) => Some(Shape::Map {
                 c: self.sum_channels(group, branches)?,
                 h,
                 w,
             }),
+            (GroupKind::Concat, Shape::Flat { .. }) => None,
             (GroupKind::Add, shape) => Some(shape),
-            _ => None,
+        }
+    }
+
+    /// Branches that split evenly between shapes: no side is the suspect, so one diagnostic shows them all.
+    fn report_disagreement(&mut self, group: &ast::Group, input: Shape, branches: &[Node]) {
+        let (code, what, verb) = match group.kind {
+            GroupKind::Concat => (Code::ConcatSpatialMismatch, "spatial size", "concatenate"),
+            GroupKind::Add => (Code::AddShapeMismatch, "shape", "sum"),
+        };
+        let describe = |node: &Node| node.name.as_ref().map_or_else(|| "branch".to_string(), |n| format!("`{n}`"));
+        let listing = branches
+            .iter()
+            .map(|b| format!("{} gives {}", describe(b), spatial_text(b.output, group.kind)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut diagnostic = Diagnostic::error(
+            code,
+            group.keyword_span,
+            format!("{} branches disagree on {what}: {listing}", group.kind.keyword()),
+        )
+        .with_label(format!("cannot {verb} these branches"));
+        for (branch, statement) in branches.iter().zip(&group.branches) {
+            diagnostic = diagnostic.with_secondary(statement.span, format!("{}", branch.output));
+        }
+        for branch in branches {
+            if let Some(culprit) = spatial_culprit(branch) {
+                if let NodeKind::Layer(layer) = &culprit.kind {
+                    if let Some(arithmetic) = spell_out_layer(layer, culprit.input, culprit.output) {
+                        diagnostic = diagnostic.with_note(format!("{}: {arithmetic}", culprit.path));
+                    }
+                }
+            }
+        }
+        // A residual whose shortcut passes its input through, next to a main path that changes the shape: the
+        // shortcut needs a projection (a 1×1 convolution with the main path's channels and stride).
+        let passes_through = branches.iter().find(|b| b.output == input);
+        let changed: Vec<&Node> = branches.iter().filter(|b| b.output != input).collect();
+        if let (GroupKind::Add, Some(shortcut), Some(first)) = (group.kind, passes_through, changed.first()) {
+            if changed.iter().all(|b| b.output == first.output) {
+                if let Some(projection) = projection(input, first.output) {
+                    diagnostic = diagnostic.with_help(format!(
+                        "{} passes its input {input} through unchanged; to add it to {} it needs a projection, e.g. \
+                         `{} = {projection}`",
+                        describe(shortcut),
+                        first.output,
+                        shortcut.name.as_deref().unwrap_or("shortcut"),
+                    ));
+                }
+            }
+        }
+        self.diagnostics.push(diagnostic);
+    }
+
+    /// A concat of flat vectors and feature maps: the odd ones out are reported.
+    fn report_concat_rank_mix(&mut self, group: &ast::Group, branches: &[Node]) {
+        let is_flat = |b: &Node| matches!(b.output, Shape::Flat { .. });
+        let flat = branches.iter().filter(|b| is_flat(b)).count();
+        let report_flat = flat * 2 <= branches.len();
+        let listing = branches
+            .iter()
+            .map(|b| format!("{} {}", b.name.as_deref().unwrap_or("branch"), b.output))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for (branch, statement) in branches.iter().zip(&group.branches) {
+            if is_flat(branch) != report_flat {
+                continue;
+            }
+            let name = branch.name.as_deref().unwrap_or("branch");
+            let message = if report_flat {
+                format!("concat branch `{name}` is a flat vector {}, the other branches are feature maps", branch.output)
+            } else {
+                format!("concat branch `{name}` is a feature map {}, the other branches are flat vectors", branch.output)
+            };
+            let mut diagnostic = Diagnostic::error(Code::ConcatSpatialMismatch, statement.span, message)
+                .with_label(format!("produces {}", branch.output))
+                .with_note(format!("branch outputs: {listing}"))
+                .with_note("concat joins along the channel axis: its branches are all [C, H, W] maps of one size, or all flat vectors");
+            let mut flatten = None;
+            branch.walk(&mut |n: &Node| {
+                if matches!(n.kind, NodeKind::Layer(Layer::Flatten)) {
+                    flatten = Some((n.span, n.input));
+                }
+            });
+            if let (true, Some((span, flattened))) = (report_flat, flatten) {
+                diagnostic.primary.span = span;
+                diagnostic.primary.message = format!("flattens {flattened} to {}", branch.output);
+                diagnostic = diagnostic
+                    .with_secondary(statement.span, "in this branch")
+                    .with_help("flatten after the concat, not inside one branch");
+            }
+            self.diagnostics.push(diagnostic);
         }
     }
 
@@ -915,6 +1079,26 @@ impl<'a> Checker<'a> {
                 diagnostic = diagnostic.with_note(format!("concat of {names} = {}", inferred.channels()));
             }
         }
+        if let (Shape::Flat { features }, Shape::Flat { features: expected }) = (inferred, declared) {
+            // Flattening a map that was not pooled down to 1×1 multiplies the features by its area.
+            let mut flattened = None;
+            node.walk(&mut |n: &Node| {
+                if matches!(n.kind, NodeKind::Layer(Layer::Flatten)) {
+                    flattened = Some(n.input);
+                }
+            });
+            if let Some(Shape::Map { c, h, w }) = flattened {
+                diagnostic = diagnostic.with_note(format!(
+                    "flatten turns the [{c}, {h}, {w}] map into {c} × {h} × {w} = {} features",
+                    c.saturating_mul(h).saturating_mul(w)
+                ));
+                if c == expected && (h, w) != (1, 1) && features != expected {
+                    diagnostic = diagnostic.with_help(format!(
+                        "{expected} features need a 1×1 map: pool the {h}×{w} map down to 1×1 before flattening"
+                    ));
+                }
+            }
+        }
         if let (Shape::Map { h, w, .. }, Shape::Map { h: dh, w: dw, .. }) = (inferred, declared) {
             if (h, w) != (dh, dw) {
                 let mut changed = Vec::new();
@@ -960,8 +1144,17 @@ impl<'a> Checker<'a> {
                 Statement::Layer(layer) => collect_statement_names(layer, &mut used),
             }
         }
+        let params: Vec<&str> = definition.params.iter().map(|p| p.name.name.as_str()).collect();
+        // A parameter whose name was misspelt where it is used is reported there (E0120, with this name as the
+        // suggestion); calling it unused as well would point the reader the wrong way.
+        let misspelt: HashSet<&str> = used
+            .iter()
+            .filter(|name| !params.contains(name))
+            .filter_map(|name| did_you_mean(name, &params))
+            .collect();
         for param in &definition.params {
-            if !used.contains(param.name.name.as_str()) {
+            let name = param.name.name.as_str();
+            if !used.contains(name) && !misspelt.contains(name) {
                 self.diagnostics.push(
                     Diagnostic::warning(
                         Code::UnusedParameter,
@@ -1017,10 +1210,60 @@ impl<'a> Checker<'a> {
     }
 }
 
-impl crate::diagnostic::Label {
-    fn label_prefix(&mut self, text: String) {
-        self.message = text;
+/// The built-in layer for a PyTorch module or function name (`MaxPool2d`, `max_pool2d`, `BatchNorm2d`), when the
+/// language spells it differently.
+fn pytorch_layer(name: &str) -> Option<&'static str> {
+    const LAYERS: &[(&str, &str)] = &[
+        ("conv2d", "conv2d"),
+        ("maxpool2d", "max_pool"),
+        ("maxpool", "max_pool"),
+        ("avgpool2d", "avg_pool"),
+        ("avgpool", "avg_pool"),
+        ("adaptiveavgpool2d", "adaptive_avg_pool"),
+        ("adaptiveavgpool", "adaptive_avg_pool"),
+        ("globalavgpool", "global_avg_pool"),
+        ("globalaveragepool", "global_avg_pool"),
+        ("batchnorm2d", "batch_norm"),
+        ("batchnorm", "batch_norm"),
+        ("localresponsenorm", "lrn"),
+        ("relu", "relu"),
+        ("dropout", "dropout"),
+        ("flatten", "flatten"),
+        ("linear", "linear"),
+        ("softmax", "softmax"),
+        ("identity", "identity"),
+    ];
+    let normalized: String = name.chars().filter(|c| *c != '_').map(|c| c.to_ascii_lowercase()).collect();
+    LAYERS
+        .iter()
+        .find(|(theirs, ours)| *theirs == normalized && *ours != name)
+        .map(|(_, ours)| *ours)
+}
+
+/// What a PyTorch keyword argument is called here.
+enum PytorchKeyword {
+    Renamed(&'static str),
+    /// In-channel counts are inferred, never written.
+    Inferred,
+}
+
+/// Recognises PyTorch's names for this language's parameters (`kernel_size`, `padding`, ...) among `params`.
+fn pytorch_keyword(keyword: &str, params: &[&str]) -> Option<PytorchKeyword> {
+    const RENAMED: &[(&str, &str)] = &[
+        ("kernel_size", "kernel"),
+        ("padding", "pad"),
+        ("out_channels", "out"),
+        ("out_features", "out"),
+        ("ceil_mode", "ceil"),
+        ("output_size", "size"),
+    ];
+    if matches!(keyword, "in_channels" | "in_features" | "num_features") {
+        return Some(PytorchKeyword::Inferred);
     }
+    RENAMED
+        .iter()
+        .find(|(theirs, ours)| *theirs == keyword && params.contains(ours))
+        .map(|(_, ours)| PytorchKeyword::Renamed(ours))
 }
 
 fn kind_word(kind: DefinitionKind) -> &'static str {
@@ -1133,6 +1376,24 @@ fn keep_size_hint(layer: &Layer, input: Shape, expected: Shape) -> Option<String
         }
         _ => None,
     }
+}
+
+/// A 1×1 convolution (with batch norm) taking `from` to `to`: `conv2d(128, 1, stride = 2) -> batch_norm`.
+fn projection(from: Shape, to: Shape) -> Option<String> {
+    let (Shape::Map { h, w, .. }, Shape::Map { c, h: oh, w: ow }) = (from, to) else {
+        return None;
+    };
+    // A 1×1 convolution without padding gives floor((n − 1) / s) + 1; the smallest stride giving `oh` rows.
+    let stride = if oh <= 1 { h } else { (h - 1) / oh + 1 };
+    let fits = |n: u64, out: u64| stride >= 1 && (n - 1) / stride + 1 == out;
+    if !(fits(h, oh) && fits(w, ow)) {
+        return None;
+    }
+    Some(if stride == 1 {
+        format!("conv2d({c}, 1) -> batch_norm")
+    } else {
+        format!("conv2d({c}, 1, stride = {stride}) -> batch_norm")
+    })
 }
 
 fn display_path(path: &str, layer: &Layer) -> String {

@@ -78,7 +78,10 @@ impl Module for MaxPool2d {
         let (_, _, h, w) = expect_nchw(x, "max_pool2d")?;
         let rows = self.axis(h, Axis::Height)?;
         let cols = self.axis(w, Axis::Width)?;
-        if self.dilation == (1, 1) {
+        // candle's native pool has no gradient for overlapping windows (kernel != stride), so
+        // a forward pass that is being differentiated takes the gather path below.
+        let differentiable = x.track_op() && self.kernel != self.stride;
+        if self.dilation == (1, 1) && !differentiable {
             // Once padded with -inf to exactly cover every window, this is an unpadded,
             // floor-mode pool, which candle has natively and runs several times faster.
             let x = pad_with_value(x, 3, cols.pad_before, cols.pad_after, f64::NEG_INFINITY)?

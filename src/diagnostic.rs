@@ -212,7 +212,7 @@ codes! {
     PaddingTooLarge = "E0116", "pooling padding larger than half the kernel";
     UnknownName = "E0120", "unknown parameter name";
     Overflow = "E0121", "integer overflow";
-    InvalidArithmetic = "E0122", "division by zero or inexact division";
+    InvalidArithmetic = "E0122", "division by zero or a non-finite result";
     ExpressionType = "E0123", "operands of the wrong type";
     DuplicateDefinition = "E0130", "block or network defined twice";
     DuplicateName = "E0131", "statement name used twice";

@@ -3,7 +3,7 @@
 //! GoogLeNet paper, and reports held-out accuracy.
 //!
 //! ```sh
-//! cargo run --release --example train -- [--epochs 6] [--train 2000] [--test 500]
+//! cargo run --release --example train -- [--epochs 3] [--train 2000] [--test 500]
 //! ```
 
 use archc_runtime::candle_core::{DType, Device, Module, Result, Tensor, D};
@@ -84,7 +84,7 @@ fn arg(name: &str, default: usize) -> usize {
 
 fn main() -> Result<()> {
     let device = Device::Cpu;
-    let (epochs, train_count, test_count) = (arg("--epochs", 6), arg("--train", 2000), arg("--test", 500));
+    let (epochs, train_count, test_count) = (arg("--epochs", 3), arg("--train", 2000), arg("--test", 500));
     let batch = 50;
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (train_x, train_y) = dataset(train_count, &mut rng, &device)?;

@@ -33,9 +33,11 @@ pub(crate) fn conv_output(
     Ok((padded - effective) / stride + 1)
 }
 
-/// The spatial output size of a pooling window along one axis, as PyTorch computes it (Caffe agrees in ceil
-/// mode): `floor_or_ceil((input + 2 * pad - dilation * (kernel - 1) - 1) / stride) + 1`, and in ceil mode the last
-/// window is dropped when it would start in the right padding: `if (out - 1) * stride >= input + pad { out -= 1 }`.
+/// The spatial output size of a pooling window along one axis, as PyTorch's `pooling_output_shape` computes it
+/// (Caffe agrees in ceil mode): `floor_or_ceil((input + 2 * pad - dilation * (kernel - 1) - 1) / stride) + 1`,
+/// and in ceil mode the last window is dropped when it would start in the right padding:
+/// `if (out - 1) * stride >= input + pad { out -= 1 }`. In ceil mode a window may hang over the end of the
+/// padded input, as in PyTorch: an input of 2 pooled by a window of 3 with stride 2 gives 1.
 pub(crate) fn pool_output(
     input: u64,
     kernel: u64,
@@ -49,18 +51,22 @@ pub(crate) fn pool_output(
         .and_then(|p| p.checked_add(input))
         .ok_or(SizeError::Overflow)?;
     let effective = effective_kernel(kernel, dilation)?;
-    if effective > padded {
-        return Err(SizeError::WindowTooLarge {
-            effective_kernel: effective,
-            padded_input: padded,
-        });
-    }
-    let span = padded - effective;
-    let mut output = if ceil_mode { span.div_ceil(stride) } else { span / stride } + 1;
-    if ceil_mode && (output - 1).checked_mul(stride).ok_or(SizeError::Overflow)? >= input + pad {
+    let too_large = SizeError::WindowTooLarge {
+        effective_kernel: effective,
+        padded_input: padded,
+    };
+    // Signed arithmetic in 128 bits: the numerator is negative when the window overhangs, and ceil mode's
+    // rounding term may bring it back to zero.
+    let rounding = if ceil_mode { i128::from(stride) - 1 } else { 0 };
+    let numerator = i128::from(padded) - i128::from(effective) + rounding;
+    let mut output = numerator.div_euclid(i128::from(stride)) + 1;
+    if ceil_mode && (output - 1) * i128::from(stride) >= i128::from(input) + i128::from(pad) {
         output -= 1;
     }
-    Ok(output)
+    if output < 1 {
+        return Err(too_large);
+    }
+    u64::try_from(output).map_err(|_| SizeError::Overflow)
 }
 
 /// `dilation * (kernel - 1) + 1`
@@ -140,6 +146,12 @@ mod tests {
         assert_eq!(pool_output(5, 2, 2, 1, 1, true), Ok(3));
         // An 8x8 average pool on a 7x7 map does not fit.
         assert!(matches!(pool_output(7, 8, 1, 0, 1, false), Err(SizeError::WindowTooLarge { .. })));
+        // In ceil mode a window may overhang the input, as in PyTorch: 2 pooled by 3 with stride 2 gives
+        // ceil((2 - 3) / 2) + 1 = 1 (floor mode: no window fits).
+        assert_eq!(pool_output(2, 3, 2, 0, 1, true), Ok(1));
+        assert!(matches!(pool_output(2, 3, 2, 0, 1, false), Err(SizeError::WindowTooLarge { .. })));
+        // With stride 1 the rounding adds nothing, and the window must fit.
+        assert!(matches!(pool_output(2, 3, 1, 0, 1, true), Err(SizeError::WindowTooLarge { .. })));
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub(crate) fn parse_chain_at(text: &str, offset: usize) -> Result<(Vec<Op>, Opti
 
 /// Parses a shape `[C, H, W]` from YAML text at `offset`.
 pub(crate) fn parse_shape_at(text: &str, offset: usize) -> Result<ShapeExpr, Diagnostic> {
+    check_limits(text).map_err(|d| shift_diagnostic(d, offset))?;
     let mut pairs = ArchParser::parse(Rule::yaml_shape, text)
         .map_err(|error| shift_diagnostic(syntax_error(error), offset))?;
     let pair = pairs.next().expect("yaml_shape matched").into_inner().next().expect("shape");
@@ -71,6 +72,7 @@ pub(crate) fn parse_expr_at(text: &str, offset: usize) -> Result<Expr, Diagnosti
 
 /// Parses a name (a block, statement or parameter name) from YAML text at `offset`.
 pub(crate) fn parse_ident_at(text: &str, offset: usize) -> Result<Ident, Diagnostic> {
+    check_limits(text).map_err(|d| shift_diagnostic(d, offset))?;
     let mut pairs = ArchParser::parse(Rule::yaml_ident, text)
         .map_err(|error| shift_diagnostic(syntax_error(error), offset))?;
     let pair = pairs.next().expect("yaml_ident matched").into_inner().next().expect("ident");

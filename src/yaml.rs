@@ -24,17 +24,23 @@
 //!           branch3: basic_conv(c5r, 1) -> basic_conv(c5, 3, pad = 1)
 //!           branch4: max_pool(3, stride = 1, pad = 1, ceil = true) -> basic_conv(pp, 1)
 //! networks:
-//!   googlenet:
+//!   tiny_googlenet:
 //!     params: {num_classes: 1000, dropout: 0.2}  # a mapping works too (`~` for no default)
 //!     input: [3, 224, 224]                  # the network's `input` statement
 //!     body:
 //!       - conv1: basic_conv(64, 7, stride = 2, pad = 3)
 //!         shape: [64, 112, 112]             # the declared output shape
 //!       - pool1: "max_pool(3, stride = 2, ceil = true) : [64, 56, 56]"   # or inline, quoted
-//!       - side aux1: inception_aux(num_classes) from conv1
+//!       - inception3a: inception(64, 96, 128, 16, 32, 32)
+//!         shape: [256, 56, 56]
+//!       - side aux: global_avg_pool -> flatten -> linear(num_classes)
+//!         from: pool1                       # a training-only side output
 //!         shape: [num_classes]
+//!       - pool: global_avg_pool
 //!       - flatten
+//!       - drop: dropout(dropout)
 //!       - fc: linear(num_classes)
+//!         shape: [num_classes]
 //! ```
 //!
 //! - The top level is a mapping with the keys `blocks` and `networks`, each a mapping from names to
@@ -68,12 +74,15 @@
 //! at most about twice its own size, so a "billion laughs" document is rejected after a bounded amount of
 //! work.
 
+// `Diagnostic` is the front end's error type; a failure is reported once, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use crate::ast::*;
-use crate::diagnostic::{Code, Diagnostic, Label, Span};
+use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::syntax::{
     parse_chain_at, parse_expr_at, parse_ident_at, parse_shape_at, MAX_NESTING, MAX_SOURCE_BYTES,
 };
@@ -157,6 +166,7 @@ impl Node {
 
 /// Reads `source` into a node tree, enforcing the nesting and expansion limits.
 fn load(source: &str) -> Result<Node, Diagnostic> {
+    check_flow_nesting(source)?;
     let mut loader = Loader {
         source,
         cursor: 0,
@@ -166,6 +176,7 @@ fn load(source: &str) -> Result<Node, Diagnostic> {
         budget: source.len().saturating_mul(2).saturating_add(1024),
         failure: None,
         tag: None,
+        indicator: None,
     };
     let deserializer = serde_yaml::Deserializer::from_str(source);
     match (NodeSeed {
@@ -198,6 +209,8 @@ struct Loader<'s> {
     failure: Option<Diagnostic>,
     /// The tag (`!name`) skipped on the way to the current node, if any.
     tag: Option<Span>,
+    /// The last indicator (`-`, `?`, `:`) skipped on the way to the current node: where an empty node is.
+    indicator: Option<usize>,
 }
 
 /// Where a node starts, as seen before serde_yaml says what kind of node it is.
@@ -285,7 +298,10 @@ impl Loader<'_> {
                 {
                     self.cursor += 3
                 }
-                b'-' | b'?' if next_is_blank => self.cursor += 1,
+                b'-' | b'?' if next_is_blank => {
+                    self.indicator = Some(self.cursor);
+                    self.cursor += 1
+                }
                 b':' if next_is_blank
                     || (self.flow_depth > 0
                         && (next.is_some_and(is_flow_indicator)
@@ -294,6 +310,7 @@ impl Loader<'_> {
                                 Some(b'"' | b'\'')
                             ))) =>
                 {
+                    self.indicator = Some(self.cursor);
                     self.cursor += 1
                 }
                 b',' => self.cursor += 1,
@@ -313,8 +330,13 @@ impl Loader<'_> {
         if let Some(alias) = self.replay {
             return Start::Alias(alias);
         }
-        self.tag = None;
+        // A block collection's first node starts where the collection does: keep what was skipped for both.
+        let before = self.cursor;
+        let (tag, indicator) = (self.tag.take(), self.indicator.take());
         self.skip_trivia();
+        if self.cursor == before {
+            (self.tag, self.indicator) = (tag, indicator);
+        }
         if self.byte(self.cursor) == Some(b'*') {
             let end = self.token_end(self.cursor);
             let alias = self.span(self.cursor, end);
@@ -534,7 +556,11 @@ impl Loader<'_> {
                         0
                     };
                     self.cursor = at + len;
-                    (self.span(at, at + len), None)
+                    match self.indicator {
+                        // Nothing written: point at the `-` or `:` that introduces the empty node.
+                        Some(indicator) if len == 0 => (self.span(indicator, indicator + 1), None),
+                        _ => (self.span(at, at + len), None),
+                    }
                 }
                 _ => self.locate_plain(at),
             },
@@ -739,6 +765,197 @@ impl<'de> Visitor<'de> for NodeVisitor<'_, '_> {
     }
 }
 
+/// What libyaml may be reading at one point of the source, for [`check_flow_nesting`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lex {
+    /// Between tokens.
+    Code,
+    /// Inside a plain scalar.
+    Plain,
+    /// Inside an anchor, alias or tag.
+    Property,
+    Single,
+    /// After a `'` that a second `'` escapes.
+    SingleEscape,
+    Double,
+    /// After a `\` in a double-quoted scalar.
+    DoubleEscape,
+    Comment,
+    /// After a block scalar header (`|`, `>`), before its first non-empty line.
+    BlockHeader,
+    /// Inside a block scalar whose lines are indented at least this much.
+    Block(usize),
+}
+
+impl Lex {
+    /// Whether a `]` read in this state may be text rather than the end of a flow collection.
+    fn hides_brackets(self) -> bool {
+        !matches!(self, Lex::Code | Lex::Plain)
+    }
+}
+
+/// Rejects flow collections (`[...]`, `{...}`) nested deeper than [`MAX_NESTING`] before libyaml reads the
+/// document: libyaml's scanner does work proportional to the flow depth for every token, so a deeply nested
+/// document would take quadratic time (100 000 levels take half a minute) before any limit could apply.
+///
+/// Which brackets are real depends on YAML's lexical rules (a `]` in a quoted scalar or a comment is text), and
+/// an attacker controls the text, so the scan tracks every state libyaml may be in (it is a small
+/// nondeterministic automaton, linear in the source) and counts an opening bracket when some state reads it as
+/// one, a closing bracket only when no state can read it as text. The count never falls below libyaml's depth.
+fn check_flow_nesting(source: &str) -> Result<(), Diagnostic> {
+    let bytes = source.as_bytes();
+    let blank = |at: usize| bytes.get(at).map_or(true, |b| is_blank(*b));
+    // libyaml's line breaks: LF, CR, NEL, LS and PS; returns the break's length.
+    let line_break = |at: usize| -> usize {
+        match bytes[at..] {
+            [b'\n' | b'\r', ..] => 1,
+            [0xC2, 0x85, ..] => 2,
+            [0xE2, 0x80, 0xA8 | 0xA9, ..] => 3,
+            _ => 0,
+        }
+    };
+    let mut states = vec![Lex::Code];
+    let mut next = Vec::with_capacity(8);
+    let mut depth = 0usize;
+    let mut at = 0;
+    let mut line_start = true;
+    while at < bytes.len() {
+        next.clear();
+        let push = |next: &mut Vec<Lex>, state: Lex| {
+            // Two block scalars merge into the one that lasts longer.
+            if let Lex::Block(indent) = state {
+                if let Some(Lex::Block(other)) =
+                    next.iter_mut().find(|s| matches!(s, Lex::Block(_)))
+                {
+                    *other = (*other).min(indent);
+                    return;
+                }
+            }
+            if !next.contains(&state) {
+                next.push(state);
+            }
+        };
+        let break_len = line_break(at);
+        if break_len > 0 {
+            let line = at + break_len;
+            let indent = bytes[line..].iter().take_while(|b| **b == b' ').count();
+            let empty = bytes
+                .get(line + indent)
+                .map_or(true, |b| matches!(b, b'\n' | b'\r'));
+            for &state in &states {
+                match state {
+                    Lex::Plain => {
+                        push(&mut next, Lex::Plain);
+                        push(&mut next, Lex::Code);
+                    }
+                    Lex::Code | Lex::Property | Lex::Comment => push(&mut next, Lex::Code),
+                    Lex::Single | Lex::SingleEscape => push(&mut next, Lex::Single),
+                    Lex::Double | Lex::DoubleEscape => push(&mut next, Lex::Double),
+                    Lex::BlockHeader if empty => push(&mut next, Lex::BlockHeader),
+                    // The first line is content, or (when indented less than the block needs) already code.
+                    Lex::BlockHeader => {
+                        push(&mut next, Lex::Block(indent.max(1)));
+                        push(&mut next, Lex::Code);
+                    }
+                    Lex::Block(min) if empty || indent >= min => push(&mut next, Lex::Block(min)),
+                    Lex::Block(_) => push(&mut next, Lex::Code),
+                }
+            }
+            std::mem::swap(&mut states, &mut next);
+            at = line;
+            line_start = true;
+            continue;
+        }
+        let byte = bytes[at];
+        let after = bytes.get(at + 1).copied();
+        let before_blank = at == 0 || line_start || is_blank(bytes[at - 1]);
+        let mut opens = false;
+        let mut closes = false;
+        for &state in &states {
+            match state {
+                Lex::Code => match byte {
+                    b' ' | b'\t' => push(&mut next, Lex::Code),
+                    b'#' => push(&mut next, Lex::Comment),
+                    b'%' if line_start => push(&mut next, Lex::Comment),
+                    b'\'' => push(&mut next, Lex::Single),
+                    b'"' => push(&mut next, Lex::Double),
+                    b'[' | b'{' | b']' | b'}' | b',' => {
+                        opens |= matches!(byte, b'[' | b'{');
+                        closes |= matches!(byte, b']' | b'}');
+                        push(&mut next, Lex::Code);
+                    }
+                    b'-' | b'?' | b':' if blank(at + 1) => push(&mut next, Lex::Code),
+                    // `?x` and `:x` are indicators in flow context, text in block context; `--` may start
+                    // a document marker, `.` at a line start too.
+                    b'-' | b'?' | b':' => {
+                        push(&mut next, Lex::Code);
+                        push(&mut next, Lex::Plain);
+                    }
+                    b'.' if line_start => {
+                        push(&mut next, Lex::Code);
+                        push(&mut next, Lex::Plain);
+                    }
+                    b'*' | b'&' | b'!' => push(&mut next, Lex::Property),
+                    b'|' | b'>' => push(&mut next, Lex::BlockHeader),
+                    _ => push(&mut next, Lex::Plain),
+                },
+                Lex::Plain => match byte {
+                    b'#' if before_blank => push(&mut next, Lex::Comment),
+                    b':' if blank(at + 1) => push(&mut next, Lex::Code),
+                    // In flow context these end the scalar; in block context they are text.
+                    b'[' | b'{' | b']' | b'}' | b',' | b'?' | b':' => {
+                        opens |= matches!(byte, b'[' | b'{');
+                        closes |= matches!(byte, b']' | b'}');
+                        push(&mut next, Lex::Plain);
+                        push(&mut next, Lex::Code);
+                    }
+                    _ => push(&mut next, Lex::Plain),
+                },
+                Lex::Property => match byte {
+                    b' ' | b'\t' => push(&mut next, Lex::Code),
+                    b'[' | b'{' | b']' | b'}' | b',' => {
+                        opens |= matches!(byte, b'[' | b'{');
+                        push(&mut next, Lex::Property);
+                        push(&mut next, Lex::Code);
+                    }
+                    _ => push(&mut next, Lex::Property),
+                },
+                Lex::Single => match byte {
+                    b'\'' if after == Some(b'\'') => push(&mut next, Lex::SingleEscape),
+                    b'\'' => push(&mut next, Lex::Code),
+                    _ => push(&mut next, Lex::Single),
+                },
+                Lex::SingleEscape => push(&mut next, Lex::Single),
+                Lex::Double => match byte {
+                    b'\\' => push(&mut next, Lex::DoubleEscape),
+                    b'"' => push(&mut next, Lex::Code),
+                    _ => push(&mut next, Lex::Double),
+                },
+                Lex::DoubleEscape => push(&mut next, Lex::Double),
+                Lex::Comment | Lex::BlockHeader | Lex::Block(_) => push(&mut next, state),
+            }
+        }
+        if opens {
+            depth += 1;
+            if depth > MAX_NESTING {
+                return Err(Diagnostic::error(
+                    Code::LimitExceeded,
+                    Span::new(at, at + 1),
+                    format!("YAML lists and mappings nested more than {MAX_NESTING} deep"),
+                )
+                .with_label("nesting limit reached here"));
+            }
+        }
+        if closes && !states.iter().any(|state| state.hides_brackets()) {
+            depth = depth.saturating_sub(1);
+        }
+        std::mem::swap(&mut states, &mut next);
+        line_start = false;
+        at += 1;
+    }
+    Ok(())
+}
+
 /// Converts a serde_yaml error (malformed YAML, or one of its own limits) to a diagnostic.
 fn yaml_error(source: &str, error: &serde_yaml::Error, cursor: usize) -> Diagnostic {
     let text = error.to_string();
@@ -839,6 +1056,11 @@ fn yaml_error(source: &str, error: &serde_yaml::Error, cursor: usize) -> Diagnos
 // Lowering: the node tree to the AST.
 // ---------------------------------------------------------------------------------------------------------
 
+/// A schema error: the YAML is well formed but not an architecture.
+fn schema_error(span: Span, message: impl Into<String>, label: impl Into<String>) -> Diagnostic {
+    Diagnostic::error(Code::Yaml, span, message).with_label(label)
+}
+
 struct Lowerer<'s> {
     source: &'s str,
     diagnostics: Vec<Diagnostic>,
@@ -860,24 +1082,17 @@ enum Place {
 }
 
 impl Lowerer<'_> {
-    fn error(
-        &mut self,
-        span: Span,
-        message: impl Into<String>,
-        label: impl Into<String>,
-    ) -> &mut Diagnostic {
-        self.diagnostics
-            .push(Diagnostic::error(Code::Yaml, span, message).with_label(label));
-        self.diagnostics.last_mut().expect("just pushed")
+    fn push(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic);
     }
 
     fn expected(&mut self, node: &Node, what: &str) {
         let found = node.describe();
-        self.error(
+        self.push(schema_error(
             node.span,
             format!("expected {what}, found {found}"),
             format!("expected {what}"),
-        );
+        ));
     }
 
     /// Parses a scalar's text with one of the `.arch` entry points: its raw source text when it was found
@@ -915,7 +1130,28 @@ impl Lowerer<'_> {
 
     fn ident(&mut self, node: &Node) -> Option<Ident> {
         match node.as_str() {
-            Some(text) => self.parse_text(node, text, parse_ident_at),
+            Some(text) => {
+                let before = self.diagnostics.len();
+                let ident = self.parse_text(node, text, parse_ident_at);
+                if ident.is_none() && self.diagnostics.len() == before + 1 {
+                    // The grammar's "expected ..." says little about a name; say what a name is.
+                    let diagnostic = self.diagnostics.pop().expect("just pushed");
+                    if diagnostic.code != Code::Syntax {
+                        self.diagnostics.push(diagnostic);
+                        return None;
+                    }
+                    self.diagnostics.push(
+                        Diagnostic::error(Code::Syntax, node.span, format!("`{text}` is not a name"))
+                            .with_label("not a name")
+                            .with_help(
+                                "a name is letters, digits and `_`, does not start with a digit, and is not a \
+                                 keyword (`block`, `network`, `input`, `side`, `from`, `concat`, `add`, `true`, \
+                                 `false`, `same`)",
+                            ),
+                    );
+                }
+                ident
+            }
             None => {
                 self.expected(node, "a name");
                 None
@@ -942,12 +1178,14 @@ impl Lowerer<'_> {
                     let key_text = key
                         .as_str()
                         .map_or_else(|| key.describe().to_string(), |k| format!("`{k}`"));
-                    self.error(
-                        key.span,
-                        format!("unknown top-level key {key_text}"),
-                        "unknown key",
-                    )
-                    .help = Some("the top level has `blocks` and `networks`".into());
+                    self.push(
+                        schema_error(
+                            key.span,
+                            format!("unknown top-level key {key_text}"),
+                            "unknown key",
+                        )
+                        .with_help("the top level has `blocks` and `networks`"),
+                    );
                     continue;
                 }
             };
@@ -974,16 +1212,14 @@ impl Lowerer<'_> {
 
     fn duplicate_key(&mut self, key: &Node, first: Span) {
         let name = key.as_str().unwrap_or_default().to_string();
-        self.error(
-            key.span,
-            format!("the key `{name}` appears twice"),
-            "repeated here",
-        )
-        .secondary
-        .push(Label {
-            span: first,
-            message: "first here".into(),
-        });
+        self.push(
+            schema_error(
+                key.span,
+                format!("the key `{name}` appears twice"),
+                "repeated here",
+            )
+            .with_secondary(first, "first here"),
+        );
     }
 
     fn definition(&mut self, kind: DefinitionKind, key: &Node, value: &Node) -> Option<Definition> {
@@ -1011,18 +1247,22 @@ impl Lowerer<'_> {
                     let key_text = field
                         .as_str()
                         .map_or_else(|| field.describe().to_string(), |k| format!("`{k}`"));
-                    self.error(
-                        field.span,
-                        format!("unknown key {key_text} in a definition"),
-                        "unknown key",
-                    )
-                    .help = Some("a definition has `params`, `input` and `body`".into());
+                    self.push(
+                        schema_error(
+                            field.span,
+                            format!("unknown key {key_text} in a definition"),
+                            "unknown key",
+                        )
+                        .with_help("a definition has `params`, `input` and `body`"),
+                    );
                 }
             }
         }
         let Some(mut body) = body else {
-            self.error(key.span, "this definition has no `body`", "no `body`")
-                .help = Some("add `body:` with a list of statements".into());
+            self.push(
+                schema_error(key.span, "this definition has no `body`", "no `body`")
+                    .with_help("add `body:` with a list of statements"),
+            );
             return None;
         };
         if let Some(input) = input {
@@ -1201,23 +1441,30 @@ impl Lowerer<'_> {
                     .as_str()
                     .map_or_else(|| key.describe().to_string(), |k| format!("`{k}`"));
                 let first = first.as_str().unwrap_or_default().to_string();
-                self.error(key.span, format!("one statement has two heads, `{first}` and {second}"), "second head")
-                    .help = Some(
-                    "each statement is its own list item: start the next one with `- `; a statement's other keys \
-                     are only `shape` and `from`"
-                        .into(),
+                self.push(
+                    schema_error(
+                        key.span,
+                        format!("one statement has two heads, `{first}` and {second}"),
+                        "second head",
+                    )
+                    .with_help(
+                        "each statement is its own list item: start the next one with `- `; a statement's \
+                         other keys are only `shape` and `from`",
+                    ),
                 );
             } else {
                 head = Some((key, value));
             }
         }
         let Some((key, value)) = head else {
-            self.error(
-                node.span,
-                "this statement has no name or chain",
-                "only `shape`/`from`",
-            )
-            .help = Some("write `- NAME: CHAIN` and its `shape:` under it".into());
+            self.push(
+                schema_error(
+                    node.span,
+                    "this statement has no name or chain",
+                    "only `shape`/`from`",
+                )
+                .with_help("write `- NAME: CHAIN` and its `shape:` under it"),
+            );
             return None;
         };
         let Some(head_text) = key.as_str() else {
@@ -1239,19 +1486,19 @@ impl Lowerer<'_> {
         let (name, chain_value, is_side) = match head_text {
             "input" => {
                 if place == Place::Branch {
-                    self.error(
+                    self.push(schema_error(
                         key.span,
                         "a branch cannot be an `input` statement",
                         "not allowed in a group",
-                    );
+                    ));
                     return None;
                 }
                 if let Some((attr, _)) = shape_attr.or(from_attr) {
-                    self.error(
+                    self.push(schema_error(
                         attr.span,
                         "an `input` statement has no other keys",
                         "not allowed here",
-                    );
+                    ));
                 }
                 return self.shape(value).map(Statement::Input);
             }
@@ -1267,11 +1514,11 @@ impl Lowerer<'_> {
             _ => match side_name {
                 Some(side_name) => {
                     if place == Place::Branch {
-                        self.error(
+                        self.push(schema_error(
                             key.span,
                             "a branch cannot be a side output",
                             "not allowed in a group",
-                        );
+                        ));
                         return None;
                     }
                     let name = self.side_name(key, side_name);
@@ -1292,46 +1539,48 @@ impl Lowerer<'_> {
         } = chain_value;
         let declared = match (declared, declared_attr) {
             (Some(inline), Some(attr)) => {
-                self.error(
-                    attr.span,
-                    "the output shape is declared twice",
-                    "declared again here",
-                )
-                .secondary
-                .push(Label {
-                    span: inline.span,
-                    message: "first declared here".into(),
-                });
+                self.push(
+                    schema_error(
+                        attr.span,
+                        "the output shape is declared twice",
+                        "declared again here",
+                    )
+                    .with_secondary(inline.span, "first declared here"),
+                );
                 None
             }
             (inline, attr) => inline.or(attr),
         };
         let side_from = match (from, from_attr_ident) {
             (Some(inline), Some(attr)) => {
-                self.error(
-                    attr.span,
-                    "the side output's source is given twice",
-                    "given again here",
+                self.push(
+                    schema_error(
+                        attr.span,
+                        "the side output's source is given twice",
+                        "given again here",
+                    )
+                    .with_secondary(inline.span, "first given here"),
                 );
-                let _ = inline;
                 return None;
             }
             (inline, attr) => inline.or(attr),
         };
         if is_side && side_from.is_none() {
-            self.error(key.span, "a side output needs a source", "no `from`")
-                .help = Some("add `from: SOURCE` (an earlier statement's name)".into());
+            self.push(
+                schema_error(key.span, "a side output needs a source", "no `from`")
+                    .with_help("add `from: SOURCE` (an earlier statement's name)"),
+            );
             return None;
         }
         if !is_side && side_from.is_some() {
             let span = from_attr.map_or(value.span, |(attr, _)| attr.span);
-            self.error(
-                span,
-                "only side outputs read `from` another statement",
-                "`from` on an ordinary statement",
-            )
-            .help = Some(
-                "name the statement `side NAME` to make it a training-only side output".into(),
+            self.push(
+                schema_error(
+                    span,
+                    "only side outputs read `from` another statement",
+                    "`from` on an ordinary statement",
+                )
+                .with_help("name the statement `side NAME` to make it a training-only side output"),
             );
             return None;
         }
@@ -1372,14 +1621,16 @@ impl Lowerer<'_> {
     fn chain_value(&mut self, node: &Node, allow_from: bool) -> Option<ChainValue> {
         match &node.kind {
             Kind::Str(text) => {
-                let value = self.parse_text(node, text, |text, offset| chain_text(text, offset))?;
+                let value = self.parse_text(node, text, chain_text)?;
                 if value.from.is_some() && !allow_from {
-                    self.error(
-                        node.span,
-                        "only side outputs read `from` another statement",
-                        "`from` here",
-                    )
-                    .help = Some("write the statement as `side NAME: CHAIN from SOURCE`".into());
+                    self.push(
+                        schema_error(
+                            node.span,
+                            "only side outputs read `from` another statement",
+                            "`from` here",
+                        )
+                        .with_help("write the statement as `side NAME: CHAIN from SOURCE`"),
+                    );
                     return None;
                 }
                 Some(value)
@@ -1414,11 +1665,11 @@ impl Lowerer<'_> {
                         continue;
                     };
                     if !last && value.declared.is_some() {
-                        self.error(
+                        self.push(schema_error(
                             part.span,
                             "only the end of a chain can declare its shape",
                             "not the last part",
-                        );
+                        ));
                         ok = false;
                     }
                     chain.extend(value.chain);

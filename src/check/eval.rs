@@ -34,7 +34,27 @@ impl<'a> Env<'a> {
 }
 
 /// Evaluates `expr` in `env`. Errors are pushed to `diagnostics`; `None` means the value is unknown.
+///
+/// Only the recursion is here; everything else is out of line, so that each level of a deep expression costs
+/// a small stack frame (the syntax limits bound the depth; this keeps it well within a thread's stack).
 pub(crate) fn eval(expr: &Expr, env: &Env<'_>, diagnostics: &mut Vec<Diagnostic>) -> Option<Value> {
+    match &expr.kind {
+        ExprKind::Binary(op, lhs, rhs) => {
+            let left = eval(lhs, env, diagnostics);
+            let right = eval(rhs, env, diagnostics);
+            binary(*op, left?, right?, expr.span, diagnostics)
+        }
+        ExprKind::Neg(operand) => {
+            let value = eval(operand, env, diagnostics)?;
+            negate(value, expr.span, diagnostics)
+        }
+        ExprKind::List(items) => eval_list(expr.span, items, env, diagnostics),
+        _ => eval_leaf(expr, env, diagnostics),
+    }
+}
+
+#[inline(never)]
+fn eval_leaf(expr: &Expr, env: &Env<'_>, diagnostics: &mut Vec<Diagnostic>) -> Option<Value> {
     match &expr.kind {
         ExprKind::Int(Ok(value)) => Some(Value::Int(*value)),
         ExprKind::Int(Err(text)) => {
@@ -78,45 +98,47 @@ pub(crate) fn eval(expr: &Expr, env: &Env<'_>, diagnostics: &mut Vec<Diagnostic>
                 None
             }
         },
-        ExprKind::List(items) => {
-            let values: Vec<Option<Value>> = items.iter().map(|item| eval(item, env, diagnostics)).collect();
-            match values.as_slice() {
-                [Some(Value::Int(h)), Some(Value::Int(w))] => Some(Value::Pair(*h, *w)),
-                _ if values.iter().any(Option::is_none) => None,
-                _ => {
-                    diagnostics.push(
-                        Diagnostic::error(
-                            Code::ExpressionType,
-                            expr.span,
-                            "a list must be a pair of integers `[height, width]`",
-                        )
-                        .with_label(format!("{} item(s) here", items.len())),
-                    );
-                    None
-                }
-            }
+        ExprKind::List(_) | ExprKind::Neg(_) | ExprKind::Binary(..) => unreachable!("handled by `eval`"),
+    }
+}
+
+#[inline(never)]
+fn eval_list(span: Span, items: &[Expr], env: &Env<'_>, diagnostics: &mut Vec<Diagnostic>) -> Option<Value> {
+    let values: Vec<Option<Value>> = items.iter().map(|item| eval(item, env, diagnostics)).collect();
+    match values.as_slice() {
+        [Some(Value::Int(h)), Some(Value::Int(w))] => Some(Value::Pair(*h, *w)),
+        _ if values.iter().any(Option::is_none) => None,
+        _ => {
+            diagnostics.push(
+                Diagnostic::error(
+                    Code::ExpressionType,
+                    span,
+                    "a list must be a pair of integers `[height, width]`",
+                )
+                .with_label(format!("{} item(s) here", items.len())),
+            );
+            None
         }
-        ExprKind::Neg(operand) => match eval(operand, env, diagnostics)? {
-            Value::Int(v) => match v.checked_neg() {
-                Some(v) => Some(Value::Int(v)),
-                None => {
-                    diagnostics.push(overflow(expr.span, format!("-({v})")));
-                    None
-                }
-            },
-            Value::Float(v) => Some(Value::Float(-v)),
-            other => {
-                diagnostics.push(
-                    Diagnostic::error(Code::ExpressionType, expr.span, format!("cannot negate {}", a_type(other)))
-                        .with_label("not a number"),
-                );
+    }
+}
+
+#[inline(never)]
+fn negate(value: Value, span: Span, diagnostics: &mut Vec<Diagnostic>) -> Option<Value> {
+    match value {
+        Value::Int(v) => match v.checked_neg() {
+            Some(v) => Some(Value::Int(v)),
+            None => {
+                diagnostics.push(overflow(span, format!("-({v})")));
                 None
             }
         },
-        ExprKind::Binary(op, lhs, rhs) => {
-            let left = eval(lhs, env, diagnostics);
-            let right = eval(rhs, env, diagnostics);
-            binary(*op, left?, right?, expr.span, diagnostics)
+        Value::Float(v) => Some(Value::Float(-v)),
+        other => {
+            diagnostics.push(
+                Diagnostic::error(Code::ExpressionType, span, format!("cannot negate {}", a_type(other)))
+                    .with_label("not a number"),
+            );
+            None
         }
     }
 }
@@ -127,6 +149,7 @@ fn overflow(span: Span, arithmetic: String) -> Diagnostic {
         .with_note(format!("{arithmetic} does not fit in a 64-bit integer"))
 }
 
+#[inline(never)]
 fn binary(op: BinaryOp, left: Value, right: Value, span: Span, diagnostics: &mut Vec<Diagnostic>) -> Option<Value> {
     let symbol = op.symbol();
     match (left, right) {

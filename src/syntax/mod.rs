@@ -19,6 +19,10 @@ struct ArchParser;
 pub const MAX_SOURCE_BYTES: usize = 8 * 1024 * 1024;
 /// The deepest bracket nesting accepted (`(`, `[`, `{` together).
 pub const MAX_NESTING: usize = 64;
+/// The most operators (`+ - * / %`, unary minus included) in one expression between brackets and commas.
+/// With [`MAX_NESTING`] this bounds an expression tree's depth, which the checker and code generator recurse
+/// over: `1 + 1 + ... + 1` with 200,000 terms would otherwise overflow their stacks. Real expressions have a handful.
+pub const MAX_OPERATORS: usize = 32;
 
 /// Parses a whole `.arch` file. On failure returns the diagnostics (a syntax error stops parsing: pest does
 /// not recover, and a tree built around a syntax error would only produce follow-on noise).
@@ -104,13 +108,17 @@ fn check_limits(source: &str) -> Result<(), Diagnostic> {
     }
     let mut depth = 0usize;
     let mut in_comment = false;
-    for (offset, byte) in source.bytes().enumerate() {
+    // Operators seen in the expression being read at each bracket level (the outermost is index 0).
+    let mut operators = vec![0usize];
+    let bytes = source.as_bytes();
+    for (offset, &byte) in bytes.iter().enumerate() {
         match byte {
             b'\n' => in_comment = false,
             _ if in_comment => {}
             b'#' => in_comment = true,
             b'(' | b'[' | b'{' => {
                 depth += 1;
+                operators.push(0);
                 if depth > MAX_NESTING {
                     return Err(Diagnostic::error(
                         Code::LimitExceeded,
@@ -120,7 +128,28 @@ fn check_limits(source: &str) -> Result<(), Diagnostic> {
                     .with_label("nesting limit reached here"));
                 }
             }
-            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b')' | b']' | b'}' => {
+                depth = depth.saturating_sub(1);
+                if operators.len() > 1 {
+                    operators.pop();
+                }
+            }
+            // An expression ends at these; a statement's layers are separated by `->`, not an operator.
+            b',' | b'=' | b':' => *operators.last_mut().expect("one level at least") = 0,
+            b'-' if bytes.get(offset + 1) == Some(&b'>') => *operators.last_mut().expect("one level at least") = 0,
+            b'+' | b'-' | b'*' | b'/' | b'%' => {
+                let count = operators.last_mut().expect("one level at least");
+                *count += 1;
+                if *count > MAX_OPERATORS {
+                    return Err(Diagnostic::error(
+                        Code::LimitExceeded,
+                        Span::new(offset, offset + 1),
+                        format!("an expression with more than {MAX_OPERATORS} operators"),
+                    )
+                    .with_label("operator limit reached here")
+                    .with_help("compute the value in fewer steps, or pass it as a parameter"));
+                }
+            }
             _ => {}
         }
     }

@@ -28,6 +28,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("syntax_unterminated_block.arch", &["E0001"]),
     ("syntax_unexpected_end.arch", &["E0001"]),
     ("nesting_limit.arch", &["E0003"]),
+    ("expression_operator_limit.arch", &["E0003"]),
     // Calls and arguments.
     ("unknown_layer.arch", &["E0101"]),
     ("unknown_block_typo.arch", &["E0101"]),

@@ -815,3 +815,33 @@ fn very_long_names_are_fine() {
         vec![Code::UnknownCallee]
     );
 }
+
+#[test]
+fn pathological_expressions_are_limited_not_stack_overflows() {
+    let network = |expr: &str| {
+        format!("network n {{\n    input [3, 8, 8]\n    conv = conv2d({expr}, 3)\n}}\n")
+    };
+    // 200,000 terms, or 200,000 unary minuses: rejected before any recursion.
+    for expr in [
+        vec!["1"; 200_000].join(" + "),
+        format!("{}1", "-".repeat(200_000)),
+    ] {
+        let checked = compile_and_check_invariants(&network(&expr));
+        let codes: Vec<Code> = checked.diagnostics.iter().map(|d| d.code).collect();
+        assert_eq!(codes, vec![Code::LimitExceeded]);
+    }
+    // The deepest expression the limits admit: every bracket level full of operators. It checks (on a test
+    // thread's small stack) to the right value: each level adds its ones to the level inside.
+    let levels = archc::syntax::MAX_NESTING - 2;
+    let ones = vec!["1"; archc::syntax::MAX_OPERATORS - 1].join(" + ");
+    let mut expr = "0".to_string();
+    for _ in 0..levels {
+        expr = format!("({expr} + {ones})");
+    }
+    let checked = compile_and_check_invariants(&network(&format!(
+        "{expr} - {}",
+        levels * (archc::syntax::MAX_OPERATORS - 1) - 4
+    )));
+    assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+    assert_eq!(checked.networks[0].output, Shape::Map { c: 4, h: 6, w: 6 });
+}

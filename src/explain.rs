@@ -520,8 +520,9 @@ floor((112 - 3) / 2) + 1 = 55 windows cover 111 of the 112 rows. GoogLeNet (Caff
 `max_pool(3, stride = 2, ceil = true)`, which gives 56."
         }
         Code::UnusedBlock => {
-            "A block is not used by any network, directly or through other blocks. An unused block is parsed but not
-checked (it has no input shape to check it with). A file of blocks alone is a library and is not warned about.
+            "A block is not used by any network, directly or through other blocks. With no input shape, an unused
+block is checked only for what needs none: the layers and blocks it calls, their arguments, its names. A file
+of blocks alone is a library: its blocks are checked the same way, and not reported unused.
 
 Example:
 

@@ -71,6 +71,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     // Warnings only.
     ("floor_mode_pool.arch", &["W0201"]),
     ("unused_block.arch", &["W0202"]),
+    ("library_block_errors.arch", &["E0112", "E0101"]),
     ("unused_parameter.arch", &["W0203", "W0203"]),
     // Many at once.
     (

@@ -845,3 +845,32 @@ fn pathological_expressions_are_limited_not_stack_overflows() {
     assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
     assert_eq!(checked.networks[0].output, Shape::Map { c: 4, h: 6, w: 6 });
 }
+
+#[test]
+fn deepest_admissible_nesting_checks_without_overflow() {
+    // Groups nested as deep as the bracket limit allows, on a test thread's small stack.
+    let depth = archc::syntax::MAX_NESTING - 1;
+    let mut group = "relu".to_string();
+    for level in 0..depth {
+        group = format!("concat {{ b{level} = {group} }}");
+    }
+    let source = format!("network n {{\n    input [3, 8, 8]\n    g = {group}\n}}\n");
+    let checked = compile_and_check_invariants(&source);
+    assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+
+    // Blocks instantiated as deep as the block limit allows, and one deeper.
+    for (depth, ok) in [(archc::check::MAX_BLOCK_DEPTH, true), (archc::check::MAX_BLOCK_DEPTH + 1, false)] {
+        let mut source = String::from("block b0 {\n    conv = conv2d(4, 3, pad = 1)\n}\n");
+        for level in 1..depth {
+            source.push_str(&format!("block b{level} {{\n    inner = b{}\n}}\n", level - 1));
+        }
+        source.push_str(&format!("network n {{\n    input [3, 8, 8]\n    top = b{}\n}}\n", depth - 1));
+        let checked = compile_and_check_invariants(&source);
+        let codes: Vec<Code> = checked.diagnostics.iter().map(|d| d.code).collect();
+        if ok {
+            assert!(codes.is_empty(), "{depth}: {codes:?}");
+        } else {
+            assert_eq!(codes, vec![Code::LimitExceeded], "{depth}");
+        }
+    }
+}

@@ -73,7 +73,7 @@ pub fn check_file(file: &ast::File) -> Checked {
             }
         }
     }
-    checker.check_unused_blocks(file);
+    checker.check_unreached_blocks(file);
     let mut diagnostics = checker.diagnostics;
     // A block used several times reports an error in its body once per instance; the first instance's report
     // (which names that instance) is enough.
@@ -618,8 +618,8 @@ impl<'a> Checker<'a> {
                 format!("unknown layer or block `{callee}`"),
             )
             .with_label("not a built-in layer or a block in this file");
-            if let Some(ours) = pytorch_layer(callee) {
-                diagnostic = diagnostic.with_help(format!("PyTorch's `{callee}` is `{ours}` here"));
+            if let Some((ours, module)) = pytorch_layer(callee) {
+                diagnostic = diagnostic.with_help(format!("did you mean `{ours}`? (PyTorch's `{module}`)"));
             } else if let Some(similar) = did_you_mean(callee, &candidates) {
                 diagnostic = diagnostic.with_help(format!("did you mean `{similar}`?"));
             }
@@ -1168,12 +1168,16 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn check_unused_blocks(&mut self, file: &'a ast::File) {
-        let networks: Vec<&Definition> = file.items.iter().filter(|d| d.kind == DefinitionKind::Network).collect();
-        if networks.is_empty() {
-            // A file of blocks alone is a library; it has no uses to count.
-            return;
-        }
+    /// Blocks that no network reaches are never instantiated, so they are checked on their own, without an
+    /// input shape: what needs no shape (callees, arguments, names, nested uses, recursion) is still verified.
+    /// In a file with networks they are also reported unused; a file of blocks alone is a library.
+    fn check_unreached_blocks(&mut self, file: &'a ast::File) {
+        let networks: Vec<&Definition> = file
+            .items
+            .iter()
+            .filter(|d| d.kind == DefinitionKind::Network && !self.rejected.contains(&d.span))
+            .collect();
+        let is_library = !file.items.iter().any(|d| d.kind == DefinitionKind::Network);
         let mut reached: HashSet<&str> = HashSet::new();
         let mut pending: Vec<&Definition> = networks;
         while let Some(definition) = pending.pop() {
@@ -1192,10 +1196,14 @@ impl<'a> Checker<'a> {
             }
         }
         for definition in &file.items {
-            if definition.kind == DefinitionKind::Block
-                && self.blocks.get(definition.name.name.as_str()) == Some(&definition)
-                && !reached.contains(definition.name.name.as_str())
+            let registered = self.blocks.get(definition.name.name.as_str()) == Some(&definition);
+            if definition.kind != DefinitionKind::Block
+                || !registered
+                || reached.contains(definition.name.name.as_str())
             {
+                continue;
+            }
+            if !is_library {
                 self.diagnostics.push(
                     Diagnostic::warning(
                         Code::UnusedBlock,
@@ -1203,41 +1211,60 @@ impl<'a> Checker<'a> {
                         format!("block `{}` is never used", definition.name.name),
                     )
                     .with_label("unused")
-                    .with_note("unused blocks are parsed but not checked: they have no input shape"),
+                    .with_note(
+                        "with no input shape, an unused block is checked only for what needs none: names, \
+                         arguments and the blocks it uses",
+                    ),
                 );
             }
+            self.check_block_alone(definition);
         }
+    }
+
+    /// Checks a block's body with its parameters at their defaults (unknown where there is none) and no input.
+    fn check_block_alone(&mut self, definition: &'a Definition) {
+        let mut env = Env::default();
+        for param in &definition.params {
+            let value = param.default.as_ref().and_then(|default| eval(default, &env, &mut self.diagnostics));
+            env.bindings.push(Binding {
+                name: &param.name.name,
+                value,
+            });
+        }
+        self.stack.push((&definition.name.name, definition.name.span));
+        let _ = self.check_body(&definition.body, &env, None, &definition.name.name, BodyKind::Block);
+        self.stack.pop();
     }
 }
 
-/// The built-in layer for a PyTorch module or function name (`MaxPool2d`, `max_pool2d`, `BatchNorm2d`), when the
-/// language spells it differently.
-fn pytorch_layer(name: &str) -> Option<&'static str> {
-    const LAYERS: &[(&str, &str)] = &[
-        ("conv2d", "conv2d"),
-        ("maxpool2d", "max_pool"),
-        ("maxpool", "max_pool"),
-        ("avgpool2d", "avg_pool"),
-        ("avgpool", "avg_pool"),
-        ("adaptiveavgpool2d", "adaptive_avg_pool"),
-        ("adaptiveavgpool", "adaptive_avg_pool"),
-        ("globalavgpool", "global_avg_pool"),
-        ("globalaveragepool", "global_avg_pool"),
-        ("batchnorm2d", "batch_norm"),
-        ("batchnorm", "batch_norm"),
-        ("localresponsenorm", "lrn"),
-        ("relu", "relu"),
-        ("dropout", "dropout"),
-        ("flatten", "flatten"),
-        ("linear", "linear"),
-        ("softmax", "softmax"),
-        ("identity", "identity"),
+/// The built-in layer for a PyTorch module or function name written in PyTorch's or a near spelling
+/// (`MaxPool2d`, `max_pool2d`, `BatchNorm`), with PyTorch's module name.
+fn pytorch_layer(name: &str) -> Option<(&'static str, &'static str)> {
+    const LAYERS: &[(&str, &str, &str)] = &[
+        ("conv2d", "conv2d", "Conv2d"),
+        ("maxpool2d", "max_pool", "MaxPool2d"),
+        ("maxpool", "max_pool", "MaxPool2d"),
+        ("avgpool2d", "avg_pool", "AvgPool2d"),
+        ("avgpool", "avg_pool", "AvgPool2d"),
+        ("adaptiveavgpool2d", "adaptive_avg_pool", "AdaptiveAvgPool2d"),
+        ("adaptiveavgpool", "adaptive_avg_pool", "AdaptiveAvgPool2d"),
+        ("globalavgpool", "global_avg_pool", "AdaptiveAvgPool2d(1)"),
+        ("globalaveragepool", "global_avg_pool", "AdaptiveAvgPool2d(1)"),
+        ("batchnorm2d", "batch_norm", "BatchNorm2d"),
+        ("batchnorm", "batch_norm", "BatchNorm2d"),
+        ("localresponsenorm", "lrn", "LocalResponseNorm"),
+        ("relu", "relu", "ReLU"),
+        ("dropout", "dropout", "Dropout"),
+        ("flatten", "flatten", "Flatten"),
+        ("linear", "linear", "Linear"),
+        ("softmax", "softmax", "Softmax"),
+        ("identity", "identity", "Identity"),
     ];
     let normalized: String = name.chars().filter(|c| *c != '_').map(|c| c.to_ascii_lowercase()).collect();
     LAYERS
         .iter()
-        .find(|(theirs, ours)| *theirs == normalized && *ours != name)
-        .map(|(_, ours)| *ours)
+        .find(|(theirs, ours, _)| *theirs == normalized && *ours != name)
+        .map(|(_, ours, module)| (*ours, *module))
 }
 
 /// What a PyTorch keyword argument is called here.

@@ -159,7 +159,10 @@ impl<'a> LineIndex<'a> {
             .line_starts
             .get(line)
             .map_or(self.source.len(), |next| next - 1);
-        self.source.get(start..end).unwrap_or("").trim_end_matches('\r')
+        self.source
+            .get(start..end)
+            .unwrap_or("")
+            .trim_end_matches('\r')
     }
 }
 

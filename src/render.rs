@@ -1,6 +1,8 @@
 //! Rendering diagnostics as rustc-style text, for the edges (CLI and proc macro). Uses codespan-reporting.
 
-use codespan_reporting::diagnostic::{Diagnostic as CsDiagnostic, Label as CsLabel, Severity as CsSeverity};
+use codespan_reporting::diagnostic::{
+    Diagnostic as CsDiagnostic, Label as CsLabel, Severity as CsSeverity,
+};
 use codespan_reporting::files::SimpleFile;
 use codespan_reporting::term::{self, termcolor::Buffer};
 
@@ -10,7 +12,11 @@ use crate::diagnostic::{Diagnostic, LineIndex, Severity};
 pub fn render(name: &str, source: &str, diagnostics: &[Diagnostic], color: bool) -> String {
     let file = SimpleFile::new(name, source);
     let config = term::Config::default();
-    let mut buffer = if color { Buffer::ansi() } else { Buffer::no_color() };
+    let mut buffer = if color {
+        Buffer::ansi()
+    } else {
+        Buffer::no_color()
+    };
     for diagnostic in diagnostics {
         // codespan-reporting slices the source by these ranges; clamp them to be safe on any input.
         let clamp = |span: crate::Span| {
@@ -24,14 +30,18 @@ pub fn render(name: &str, source: &str, diagnostics: &[Diagnostic], color: bool)
             }
             start..end
         };
-        let mut labels = vec![CsLabel::primary((), clamp(diagnostic.primary.span)).with_message(&diagnostic.primary.message)];
+        let mut labels = vec![CsLabel::primary((), clamp(diagnostic.primary.span))
+            .with_message(&diagnostic.primary.message)];
         labels.extend(
-            diagnostic
-                .secondary
-                .iter()
-                .map(|label| CsLabel::secondary((), clamp(label.span)).with_message(&label.message)),
+            diagnostic.secondary.iter().map(|label| {
+                CsLabel::secondary((), clamp(label.span)).with_message(&label.message)
+            }),
         );
-        let mut notes: Vec<String> = diagnostic.notes.iter().map(|n| format!("note: {n}")).collect();
+        let mut notes: Vec<String> = diagnostic
+            .notes
+            .iter()
+            .map(|n| format!("note: {n}"))
+            .collect();
         if let Some(help) = &diagnostic.help {
             notes.push(format!("help: {help}"));
         }

@@ -55,7 +55,9 @@ pub fn layer_cost(layer: &Layer, output: Shape) -> (u64, u64) {
             bias,
             ..
         } => {
-            let per_output = (in_channels / groups).saturating_mul(kernel[0]).saturating_mul(kernel[1]);
+            let per_output = (in_channels / groups)
+                .saturating_mul(kernel[0])
+                .saturating_mul(kernel[1]);
             let weights = out_channels.saturating_mul(per_output);
             (
                 weights.saturating_add(if bias { out_channels } else { 0 }),
@@ -68,10 +70,15 @@ pub fn layer_cost(layer: &Layer, output: Shape) -> (u64, u64) {
             bias,
         } => {
             let weights = in_features.saturating_mul(out_features);
-            (weights.saturating_add(if bias { out_features } else { 0 }), weights)
+            (
+                weights.saturating_add(if bias { out_features } else { 0 }),
+                weights,
+            )
         }
         Layer::BatchNorm {
-            num_features, affine, ..
+            num_features,
+            affine,
+            ..
         } => (if affine { 2 * num_features } else { 0 }, 0),
         _ => (0, 0),
     }
@@ -81,16 +88,21 @@ pub fn layer_cost(layer: &Layer, output: Shape) -> (u64, u64) {
 pub fn node_cost(node: &Node) -> (u64, u64) {
     match &node.kind {
         NodeKind::Layer(layer) => layer_cost(layer, node.output),
-        _ => node.children().iter().map(node_cost).fold((0, 0), |(p, m), (cp, cm)| {
-            (p.saturating_add(cp), m.saturating_add(cm))
-        }),
+        _ => node
+            .children()
+            .iter()
+            .map(node_cost)
+            .fold((0, 0), |(p, m), (cp, cm)| {
+                (p.saturating_add(cp), m.saturating_add(cm))
+            }),
     }
 }
 
 /// Builds the summary of a checked network.
 pub fn summarize(network: &Network) -> Summary {
     let mut rows = Vec::new();
-    let (mut params_total, mut params_inference, mut macs_inference, mut macs_training) = (0u64, 0u64, 0u64, 0u64);
+    let (mut params_total, mut params_inference, mut macs_inference, mut macs_training) =
+        (0u64, 0u64, 0u64, 0u64);
     for node in &network.body {
         let training_only = node.role != Role::Main;
         let (params, macs) = node_cost(node);
@@ -123,7 +135,11 @@ fn push_rows(node: &Node, depth: usize, training_only: bool, rows: &mut Vec<Row>
     };
     let (params, macs) = node_cost(node);
     rows.push(Row {
-        path: if node.path.is_empty() { kind.clone() } else { node.path.clone() },
+        path: if node.path.is_empty() {
+            kind.clone()
+        } else {
+            node.path.clone()
+        },
         kind,
         output: node.output,
         params,
@@ -162,18 +178,41 @@ impl Summary {
                 r.kind.clone()
             }
         };
-        let w_path = rows.iter().map(|r| label(r).chars().count()).max().unwrap_or(0).max(5);
+        let w_path = rows
+            .iter()
+            .map(|r| label(r).chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(5);
         let w_kind = rows.iter().map(|r| kind(r).len()).max().unwrap_or(0).max(4);
-        let w_shape = rows.iter().map(|r| r.output.to_string().len()).max().unwrap_or(0).max(12);
-        let w_params = rows.iter().map(|r| thousands(r.params).len()).max().unwrap_or(0).max(6);
-        let w_macs = rows.iter().map(|r| thousands(r.macs).len()).max().unwrap_or(0).max(4);
+        let w_shape = rows
+            .iter()
+            .map(|r| r.output.to_string().len())
+            .max()
+            .unwrap_or(0)
+            .max(12);
+        let w_params = rows
+            .iter()
+            .map(|r| thousands(r.params).len())
+            .max()
+            .unwrap_or(0)
+            .max(6);
+        let w_macs = rows
+            .iter()
+            .map(|r| thousands(r.macs).len())
+            .max()
+            .unwrap_or(0)
+            .max(4);
         let mut out = String::new();
         let header = format!(
             "{:<w_path$}  {:<w_kind$}  {:<w_shape$}  {:>w_params$}  {:>w_macs$}",
             "Layer", "Kind", "Output shape", "Params", "MACs"
         );
         let rule = "─".repeat(header.chars().count());
-        out.push_str(&format!("{} — input {}\n{rule}\n{header}\n{rule}\n", self.network, self.input));
+        out.push_str(&format!(
+            "{} — input {}\n{rule}\n{header}\n{rule}\n",
+            self.network, self.input
+        ));
         for r in rows {
             out.push_str(&format!(
                 "{:<w_path$}  {:<w_kind$}  {:<w_shape$}  {:>w_params$}  {:>w_macs$}\n",
@@ -185,7 +224,10 @@ impl Summary {
             ));
         }
         out.push_str(&format!("{rule}\n"));
-        out.push_str(&format!("Total params:            {}\n", thousands(self.params_total)));
+        out.push_str(&format!(
+            "Total params:            {}\n",
+            thousands(self.params_total)
+        ));
         out.push_str(&format!(
             "Inference params:        {} (training-only side outputs excluded)\n",
             thousands(self.params_inference)

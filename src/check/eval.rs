@@ -90,21 +90,34 @@ fn eval_leaf(expr: &Expr, env: &Env<'_>, diagnostics: &mut Vec<Diagnostic>) -> O
                 .with_label("not a parameter of this block or network");
                 let names: Vec<&str> = env.bindings.iter().map(|b| b.name).collect();
                 if let Some(similar) = did_you_mean(name, &names) {
-                    diagnostic = diagnostic.with_help(format!("a parameter with a similar name exists: `{similar}`"));
+                    diagnostic = diagnostic.with_help(format!(
+                        "a parameter with a similar name exists: `{similar}`"
+                    ));
                 } else if !names.is_empty() {
-                    diagnostic = diagnostic.with_note(format!("parameters in scope: {}", names.join(", ")));
+                    diagnostic =
+                        diagnostic.with_note(format!("parameters in scope: {}", names.join(", ")));
                 }
                 diagnostics.push(diagnostic);
                 None
             }
         },
-        ExprKind::List(_) | ExprKind::Neg(_) | ExprKind::Binary(..) => unreachable!("handled by `eval`"),
+        ExprKind::List(_) | ExprKind::Neg(_) | ExprKind::Binary(..) => {
+            unreachable!("handled by `eval`")
+        }
     }
 }
 
 #[inline(never)]
-fn eval_list(span: Span, items: &[Expr], env: &Env<'_>, diagnostics: &mut Vec<Diagnostic>) -> Option<Value> {
-    let values: Vec<Option<Value>> = items.iter().map(|item| eval(item, env, diagnostics)).collect();
+fn eval_list(
+    span: Span,
+    items: &[Expr],
+    env: &Env<'_>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Value> {
+    let values: Vec<Option<Value>> = items
+        .iter()
+        .map(|item| eval(item, env, diagnostics))
+        .collect();
     match values.as_slice() {
         [Some(Value::Int(h)), Some(Value::Int(w))] => Some(Value::Pair(*h, *w)),
         _ if values.iter().any(Option::is_none) => None,
@@ -135,8 +148,12 @@ fn negate(value: Value, span: Span, diagnostics: &mut Vec<Diagnostic>) -> Option
         Value::Float(v) => Some(Value::Float(-v)),
         other => {
             diagnostics.push(
-                Diagnostic::error(Code::ExpressionType, span, format!("cannot negate {}", a_type(other)))
-                    .with_label("not a number"),
+                Diagnostic::error(
+                    Code::ExpressionType,
+                    span,
+                    format!("cannot negate {}", a_type(other)),
+                )
+                .with_label("not a number"),
             );
             None
         }
@@ -150,7 +167,13 @@ fn overflow(span: Span, arithmetic: String) -> Diagnostic {
 }
 
 #[inline(never)]
-fn binary(op: BinaryOp, left: Value, right: Value, span: Span, diagnostics: &mut Vec<Diagnostic>) -> Option<Value> {
+fn binary(
+    op: BinaryOp,
+    left: Value,
+    right: Value,
+    span: Span,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Value> {
     let symbol = op.symbol();
     match (left, right) {
         (Value::Int(a), Value::Int(b)) => {
@@ -189,8 +212,12 @@ fn binary(op: BinaryOp, left: Value, right: Value, span: Span, diagnostics: &mut
                 Some(Value::Float(value))
             } else {
                 diagnostics.push(
-                    Diagnostic::error(Code::InvalidArithmetic, span, "arithmetic gives a non-finite number")
-                        .with_label(format!("{a} {symbol} {b} = {value}")),
+                    Diagnostic::error(
+                        Code::InvalidArithmetic,
+                        span,
+                        "arithmetic gives a non-finite number",
+                    )
+                    .with_label(format!("{a} {symbol} {b} = {value}")),
                 );
                 None
             }
@@ -200,7 +227,11 @@ fn binary(op: BinaryOp, left: Value, right: Value, span: Span, diagnostics: &mut
                 Diagnostic::error(
                     Code::ExpressionType,
                     span,
-                    format!("cannot apply `{symbol}` to {} and {}", a_type(left), a_type(right)),
+                    format!(
+                        "cannot apply `{symbol}` to {} and {}",
+                        a_type(left),
+                        a_type(right)
+                    ),
                 )
                 .with_label("arithmetic needs numbers"),
             );
@@ -231,7 +262,11 @@ pub(crate) fn did_you_mean<'n>(name: &str, candidates: &[&'n str]) -> Option<&'n
     candidates
         .iter()
         .map(|candidate| {
-            let distance = if name.eq_ignore_ascii_case(candidate) { 0 } else { edit_distance(name, candidate) };
+            let distance = if name.eq_ignore_ascii_case(candidate) {
+                0
+            } else {
+                edit_distance(name, candidate)
+            };
             (distance, *candidate)
         })
         .filter(|(distance, candidate)| *distance <= (name.len().max(candidate.len()) / 3).max(1))
@@ -276,7 +311,10 @@ mod tests {
     #[test]
     fn did_you_mean_picks_close_names_only() {
         assert_eq!(did_you_mean("bais", &["out", "bias"]), Some("bias"));
-        assert_eq!(did_you_mean("incepton", &["inception", "inception_aux"]), Some("inception"));
+        assert_eq!(
+            did_you_mean("incepton", &["inception", "inception_aux"]),
+            Some("inception")
+        );
         assert_eq!(did_you_mean("xyz", &["out", "bias"]), None);
         // Short names need an exact-but-one match: `p` is not a typo of `pad`.
         assert_eq!(did_you_mean("p", &["pad"]), None);

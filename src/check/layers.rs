@@ -72,14 +72,20 @@ pub(crate) const BUILTINS: &[(&str, &[(&str, ArgDefault)])] = &[
     ("relu", &[]),
     ("dropout", &[("p", V(Value::Float(0.5)))]),
     ("flatten", &[]),
-    ("linear", &[("out", Required), ("bias", V(Value::Bool(true)))]),
+    (
+        "linear",
+        &[("out", Required), ("bias", V(Value::Bool(true)))],
+    ),
     ("softmax", &[]),
     ("identity", &[]),
 ];
 
 /// The signature of a built-in layer, if `name` is one.
 pub(crate) fn builtin(name: &str) -> Option<&'static [(&'static str, ArgDefault)]> {
-    BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, params)| *params)
+    BUILTINS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, params)| *params)
 }
 
 /// The largest size, stride, padding or channel count accepted (PyTorch's kernels index with 32-bit ints).
@@ -119,7 +125,12 @@ impl Args<'_> {
             Diagnostic::error(
                 Code::ArgumentType,
                 arg.span,
-                format!("`{}` of {} must be {expected}, found {} `{found}`", name, self.layer, found.type_name()),
+                format!(
+                    "`{}` of {} must be {expected}, found {} `{found}`",
+                    name,
+                    self.layer,
+                    found.type_name()
+                ),
             )
             .with_label(format!("expected {expected}")),
         );
@@ -128,18 +139,30 @@ impl Args<'_> {
     fn range_error(&mut self, name: &str, arg: BoundArg, message: String) {
         self.failed = true;
         self.diagnostics.push(
-            Diagnostic::error(Code::InvalidArgument, arg.span, format!("`{name}` of {}: {message}", self.layer))
-                .with_label(message),
+            Diagnostic::error(
+                Code::InvalidArgument,
+                arg.span,
+                format!("`{name}` of {}: {message}", self.layer),
+            )
+            .with_label(message),
         );
     }
 
     fn check_range(&mut self, name: &str, arg: BoundArg, value: i64, min: i64) -> Option<u64> {
         if value < min {
-            let what = if min == 0 { "non-negative" } else { "at least 1" };
+            let what = if min == 0 {
+                "non-negative"
+            } else {
+                "at least 1"
+            };
             self.range_error(name, arg, format!("must be {what}, found {value}"));
             None
         } else if value > MAX_DIM {
-            self.range_error(name, arg, format!("{value} is larger than the limit {MAX_DIM}"));
+            self.range_error(
+                name,
+                arg,
+                format!("{value} is larger than the limit {MAX_DIM}"),
+            );
             None
         } else {
             Some(value as u64)
@@ -166,7 +189,10 @@ impl Args<'_> {
                 let v = self.check_range(name, arg, v, min)?;
                 Some([v, v])
             }
-            Value::Pair(h, w) => Some([self.check_range(name, arg, h, min)?, self.check_range(name, arg, w, min)?]),
+            Value::Pair(h, w) => Some([
+                self.check_range(name, arg, h, min)?,
+                self.check_range(name, arg, w, min)?,
+            ]),
             other => {
                 self.type_error(name, arg, "an integer or an `[h, w]` pair", other);
                 None
@@ -194,7 +220,11 @@ impl Args<'_> {
             Some(value)
         } else {
             let arg = self.get(name);
-            self.range_error(name, arg, format!("must be between {min} and {max}, found {value}"));
+            self.range_error(
+                name,
+                arg,
+                format!("must be between {min} and {max}, found {value}"),
+            );
             None
         }
     }
@@ -310,9 +340,14 @@ fn resolve(args: &mut Args<'_>) -> Option<Layer> {
                     Diagnostic::error(
                         Code::InvalidGroups,
                         span,
-                        format!("{out_channels} output channels cannot be split into {groups} groups"),
+                        format!(
+                            "{out_channels} output channels cannot be split into {groups} groups"
+                        ),
                     )
-                    .with_label(format!("{out_channels} % {groups} = {}", out_channels % groups)),
+                    .with_label(format!(
+                        "{out_channels} % {groups} = {}",
+                        out_channels % groups
+                    )),
                 );
                 return None;
             }
@@ -430,8 +465,14 @@ fn check_pool_padding(args: &mut Args<'_>, kernel: Hw, padding: Hw) -> Option<()
                         args.layer, padding[axis], kernel[axis]
                     ),
                 )
-                .with_label(format!("at most {} for a kernel of {}", kernel[axis] / 2, kernel[axis]))
-                .with_note("a window made mostly of padding has no input to pool; PyTorch rejects it too"),
+                .with_label(format!(
+                    "at most {} for a kernel of {}",
+                    kernel[axis] / 2,
+                    kernel[axis]
+                ))
+                .with_note(
+                    "a window made mostly of padding has no input to pool; PyTorch rejects it too",
+                ),
             );
             return None;
         }
@@ -461,7 +502,10 @@ fn layer_with_input(layer: Layer, input: Shape) -> Layer {
             bias,
         },
         Layer::BatchNorm {
-            eps, momentum, affine, ..
+            eps,
+            momentum,
+            affine,
+            ..
         } => Layer::BatchNorm {
             num_features: input.channels(),
             eps,
@@ -488,7 +532,10 @@ fn require_map(args: &mut Args<'_>, input: Shape) -> Option<(u64, u64, u64)> {
                 Diagnostic::error(
                     Code::WrongInputRank,
                     args.call_span,
-                    format!("{} needs a [C, H, W] feature map, but its input is flat: [{features}]", args.layer),
+                    format!(
+                        "{} needs a [C, H, W] feature map, but its input is flat: [{features}]",
+                        args.layer
+                    ),
                 )
                 .with_label("applied to a flat vector")
                 .with_help("move this layer before `flatten`"),
@@ -546,8 +593,12 @@ fn axis_output(
         Err(SizeError::Overflow) => {
             args.failed = true;
             args.diagnostics.push(
-                Diagnostic::error(Code::Overflow, args.call_span, format!("{} output size overflows", args.layer))
-                    .with_label("sizes too large"),
+                Diagnostic::error(
+                    Code::Overflow,
+                    args.call_span,
+                    format!("{} output size overflows", args.layer),
+                )
+                .with_label("sizes too large"),
             );
             None
         }
@@ -596,8 +647,20 @@ fn infer_output_shape(args: &mut Args<'_>, layer: &Layer, input: Shape) -> Optio
                 return None;
             }
             let axes = [
-                (h, kernel[0], stride[0], (padding.top, padding.bottom), dilation[0]),
-                (w, kernel[1], stride[1], (padding.left, padding.right), dilation[1]),
+                (
+                    h,
+                    kernel[0],
+                    stride[0],
+                    (padding.top, padding.bottom),
+                    dilation[0],
+                ),
+                (
+                    w,
+                    kernel[1],
+                    stride[1],
+                    (padding.left, padding.right),
+                    dilation[1],
+                ),
             ];
             let [out_h, out_w] = both_axes(args, axes, None);
             Some(Shape::Map {
@@ -637,8 +700,12 @@ fn infer_output_shape(args: &mut Args<'_>, layer: &Layer, input: Shape) -> Optio
             None => {
                 args.failed = true;
                 args.diagnostics.push(
-                    Diagnostic::error(Code::Overflow, args.call_span, format!("flattening {input} overflows"))
-                        .with_label("too many elements"),
+                    Diagnostic::error(
+                        Code::Overflow,
+                        args.call_span,
+                        format!("flattening {input} overflows"),
+                    )
+                    .with_label("too many elements"),
                 );
                 None
             }
@@ -666,7 +733,11 @@ fn infer_output_shape(args: &mut Args<'_>, layer: &Layer, input: Shape) -> Optio
                 None
             }
         },
-        Layer::BatchNorm { .. } | Layer::Relu | Layer::Dropout { .. } | Layer::Softmax | Layer::Identity => Some(input),
+        Layer::BatchNorm { .. }
+        | Layer::Relu
+        | Layer::Dropout { .. }
+        | Layer::Softmax
+        | Layer::Identity => Some(input),
     }
 }
 
@@ -682,16 +753,50 @@ fn pool_shape(
 ) -> Option<Shape> {
     let (c, h, w) = require_map(args, input)?;
     let axes = [
-        (h, kernel[0], stride[0], (padding[0], padding[0]), dilation[0]),
-        (w, kernel[1], stride[1], (padding[1], padding[1]), dilation[1]),
+        (
+            h,
+            kernel[0],
+            stride[0],
+            (padding[0], padding[0]),
+            dilation[0],
+        ),
+        (
+            w,
+            kernel[1],
+            stride[1],
+            (padding[1], padding[1]),
+            dilation[1],
+        ),
     ];
     let [out_h, out_w] = both_axes(args, axes, Some(ceil_mode));
     let (out_h, out_w) = (out_h?, out_w?);
     if !ceil_mode {
-        warn_dropped(args, ["row", "rows"], h, kernel[0], stride[0], padding[0], dilation[0], out_h);
-        warn_dropped(args, ["column", "columns"], w, kernel[1], stride[1], padding[1], dilation[1], out_w);
+        warn_dropped(
+            args,
+            ["row", "rows"],
+            h,
+            kernel[0],
+            stride[0],
+            padding[0],
+            dilation[0],
+            out_h,
+        );
+        warn_dropped(
+            args,
+            ["column", "columns"],
+            w,
+            kernel[1],
+            stride[1],
+            padding[1],
+            dilation[1],
+            out_w,
+        );
     }
-    Some(Shape::Map { c, h: out_h, w: out_w })
+    Some(Shape::Map {
+        c,
+        h: out_h,
+        w: out_w,
+    })
 }
 
 /// Floor mode silently ignores input that the last window does not reach.
@@ -706,7 +811,9 @@ fn warn_dropped(
     dilation: u64,
     output: u64,
 ) {
-    let Ok(effective) = effective_kernel(kernel, dilation) else { return };
+    let Ok(effective) = effective_kernel(kernel, dilation) else {
+        return;
+    };
     let covered = (output - 1) * stride + effective;
     let padded = input + 2 * pad;
     // Only real input counts: trailing padding that no window reaches is harmless.
@@ -714,7 +821,11 @@ fn warn_dropped(
     if dropped == 0 {
         return;
     }
-    let last = if dropped == 1 { format!("last {one}") } else { format!("last {dropped} {many}") };
+    let last = if dropped == 1 {
+        format!("last {one}")
+    } else {
+        format!("last {dropped} {many}")
+    };
     args.diagnostics.push(
         Diagnostic::warning(
             Code::PoolDropsInput,
@@ -742,25 +853,45 @@ pub(crate) fn spell_out_layer(layer: &Layer, input: Shape, output: Shape) -> Opt
             padding,
             dilation,
             ..
-        } => (kernel, stride, [(padding.top, padding.bottom), (padding.left, padding.right)], dilation, false),
+        } => (
+            kernel,
+            stride,
+            [(padding.top, padding.bottom), (padding.left, padding.right)],
+            dilation,
+            false,
+        ),
         Layer::MaxPool2d {
             kernel,
             stride,
             padding,
             dilation,
             ceil_mode,
-        } => (kernel, stride, [(padding[0], padding[0]), (padding[1], padding[1])], dilation, ceil_mode),
+        } => (
+            kernel,
+            stride,
+            [(padding[0], padding[0]), (padding[1], padding[1])],
+            dilation,
+            ceil_mode,
+        ),
         Layer::AvgPool2d {
             kernel,
             stride,
             padding,
             ceil_mode,
             ..
-        } => (kernel, stride, [(padding[0], padding[0]), (padding[1], padding[1])], [1, 1], ceil_mode),
+        } => (
+            kernel,
+            stride,
+            [(padding[0], padding[0]), (padding[1], padding[1])],
+            [1, 1],
+            ceil_mode,
+        ),
         _ => return None,
     };
     let height = spell_out(h, kernel[0], stride[0], pads[0], dilation[0], ceil, oh);
-    if (h, kernel[0], stride[0], pads[0], dilation[0]) == (w, kernel[1], stride[1], pads[1], dilation[1]) {
+    if (h, kernel[0], stride[0], pads[0], dilation[0])
+        == (w, kernel[1], stride[1], pads[1], dilation[1])
+    {
         Some(format!("height and width: {height}"))
     } else {
         let width = spell_out(w, kernel[1], stride[1], pads[1], dilation[1], ceil, ow);

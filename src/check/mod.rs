@@ -12,12 +12,15 @@ mod shape;
 
 use std::collections::{HashMap, HashSet};
 
-use crate::ast::{self, Call, Definition, DefinitionKind, Expr, ExprKind, GroupKind, LayerStatement, Op, Statement};
+use crate::ast::{
+    self, Call, Definition, DefinitionKind, Expr, ExprKind, GroupKind, LayerStatement, Op,
+    Statement,
+};
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::ir::{Layer, Network, Node, NodeKind, Role, Shape, Value};
 
 use eval::{did_you_mean, eval, Binding, Env};
-use layers::{builtin, infer_layer, spell_out_layer, Args, BoundArg, ArgDefault, BUILTINS};
+use layers::{builtin, infer_layer, spell_out_layer, ArgDefault, Args, BoundArg, BUILTINS};
 
 pub use layers::MAX_DIM;
 
@@ -80,7 +83,10 @@ pub fn check_file(file: &ast::File) -> Checked {
     let mut seen = HashSet::new();
     diagnostics.retain(|d| seen.insert((d.code, d.primary.span)));
     diagnostics.sort_by_key(|d| (d.primary.span.start, d.primary.span.end));
-    Checked { networks, diagnostics }
+    Checked {
+        networks,
+        diagnostics,
+    }
 }
 
 struct Checker<'a> {
@@ -220,7 +226,10 @@ impl<'a> Checker<'a> {
                     Diagnostic::error(
                         Code::MisplacedInput,
                         definition.name.span,
-                        format!("network `{}` does not start with an input statement", definition.name.name),
+                        format!(
+                            "network `{}` does not start with an input statement",
+                            definition.name.name
+                        ),
                     )
                     .with_label("no `input` first in this network")
                     .with_help("declare the shape of one sample first, e.g. `input [3, 224, 224]`"),
@@ -266,7 +275,10 @@ impl<'a> Checker<'a> {
                         Diagnostic::error(
                             Code::ArgumentType,
                             dim.span,
-                            format!("a shape's sizes must be integers, found {} `{other}`", other.type_name()),
+                            format!(
+                                "a shape's sizes must be integers, found {} `{other}`",
+                                other.type_name()
+                            ),
                         )
                         .with_label("expected an integer"),
                     );
@@ -275,14 +287,23 @@ impl<'a> Checker<'a> {
             }
         }
         match dims.as_slice() {
-            [c, h, w] => Some(Shape::Map { c: *c, h: *h, w: *w }),
-            [features] => Some(Shape::Flat { features: *features }),
+            [c, h, w] => Some(Shape::Map {
+                c: *c,
+                h: *h,
+                w: *w,
+            }),
+            [features] => Some(Shape::Flat {
+                features: *features,
+            }),
             _ => {
                 self.diagnostics.push(
                     Diagnostic::error(
                         Code::ShapeRank,
                         shape.span,
-                        format!("a shape is `[C, H, W]` or `[features]`, this one has {} sizes", dims.len()),
+                        format!(
+                            "a shape is `[C, H, W]` or `[features]`, this one has {} sizes",
+                            dims.len()
+                        ),
                     )
                     .with_label(if dims.len() == 4 {
                         "the batch axis is implied and not written"
@@ -315,7 +336,8 @@ impl<'a> Checker<'a> {
                         BodyKind::Block => "a block takes its input from where it is used; it has no `input` statement",
                     };
                     self.diagnostics.push(
-                        Diagnostic::error(Code::MisplacedInput, shape.span, message).with_label("unexpected `input`"),
+                        Diagnostic::error(Code::MisplacedInput, shape.span, message)
+                            .with_label("unexpected `input`"),
                     );
                     continue;
                 }
@@ -335,7 +357,11 @@ impl<'a> Checker<'a> {
                         );
                         continue;
                     }
-                    match named_outputs.iter().rev().find(|(name, _)| *name == source.name) {
+                    match named_outputs
+                        .iter()
+                        .rev()
+                        .find(|(name, _)| *name == source.name)
+                    {
                         Some((_, shape)) => (
                             *shape,
                             Role::Side {
@@ -347,11 +373,15 @@ impl<'a> Checker<'a> {
                             let mut diagnostic = Diagnostic::error(
                                 Code::InvalidSideOutput,
                                 source.span,
-                                format!("side output reads `{}`, which is not an earlier statement", source.name),
+                                format!(
+                                    "side output reads `{}`, which is not an earlier statement",
+                                    source.name
+                                ),
                             )
                             .with_label("unknown source");
                             if let Some(similar) = did_you_mean(&source.name, &names) {
-                                diagnostic = diagnostic.with_help(format!("did you mean `{similar}`?"));
+                                diagnostic =
+                                    diagnostic.with_help(format!("did you mean `{similar}`?"));
                             }
                             self.diagnostics.push(diagnostic);
                             (
@@ -364,7 +394,14 @@ impl<'a> Checker<'a> {
                     }
                 }
             };
-            let (node, output) = self.check_statement(layer, env, statement_input, prefix, &mut scope, role.clone());
+            let (node, output) = self.check_statement(
+                layer,
+                env,
+                statement_input,
+                prefix,
+                &mut scope,
+                role.clone(),
+            );
             self.hint_missing_equals(layer, statements.get(index + 1));
             if role == Role::Main {
                 current = output;
@@ -380,11 +417,21 @@ impl<'a> Checker<'a> {
     /// `conv1 conv2d(...)` parses as two statements, an unknown layer `conv1` and an unnamed `conv2d(...)`: when
     /// an unknown bare name is followed by an unnamed statement, the likelier mistake is a missing `=`.
     fn hint_missing_equals(&mut self, statement: &LayerStatement, next: Option<&Statement>) {
-        let ([Op::Call(call)], None, None) = (statement.chain.as_slice(), &statement.name, &statement.side_from) else {
+        let ([Op::Call(call)], None, None) = (
+            statement.chain.as_slice(),
+            &statement.name,
+            &statement.side_from,
+        ) else {
             return;
         };
-        let Some(Statement::Layer(next)) = next else { return };
-        if !call.args.is_empty() || call.span != call.callee.span || next.name.is_some() || next.side_from.is_some() {
+        let Some(Statement::Layer(next)) = next else {
+            return;
+        };
+        if !call.args.is_empty()
+            || call.span != call.callee.span
+            || next.name.is_some()
+            || next.side_from.is_some()
+        {
             return;
         }
         let name = &call.callee.name;
@@ -397,8 +444,13 @@ impl<'a> Checker<'a> {
             return;
         };
         diagnostic.primary.message = format!("`{name}` is read as a layer of its own");
-        diagnostic.help = Some(format!("to name the statement that follows, write `{name} = ...`"));
-        diagnostic.notes.push("a statement is `NAME = LAYER -> LAYER ...`; without `=` the name is a layer call".to_string());
+        diagnostic.help = Some(format!(
+            "to name the statement that follows, write `{name} = ...`"
+        ));
+        diagnostic.notes.push(
+            "a statement is `NAME = LAYER -> LAYER ...`; without `=` the name is a layer call"
+                .to_string(),
+        );
     }
 
     /// Checks one statement; returns its node (if it checked) and the shape the next statement reads (the
@@ -437,7 +489,14 @@ impl<'a> Checker<'a> {
             for (index, op) in statement.chain.iter().enumerate() {
                 let index = index.to_string();
                 let mut own_scope = Scope::new();
-                match self.check_op(op, env, current, &join(&path, &index), Some(&index), &mut own_scope) {
+                match self.check_op(
+                    op,
+                    env,
+                    current,
+                    &join(&path, &index),
+                    Some(&index),
+                    &mut own_scope,
+                ) {
                     Some(child) => {
                         current = Some(child.output);
                         children.push(child);
@@ -466,7 +525,10 @@ impl<'a> Checker<'a> {
             node
         });
         if let Some(node) = &node {
-            if statement.name.is_none() && has_weights(node) && !matches!(node.kind, NodeKind::Concat(_) | NodeKind::Add(_)) {
+            if statement.name.is_none()
+                && has_weights(node)
+                && !matches!(node.kind, NodeKind::Concat(_) | NodeKind::Add(_))
+            {
                 self.diagnostics.push(
                     Diagnostic::error(
                         Code::UnnamedWeights,
@@ -479,7 +541,10 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        let declared = statement.declared.as_ref().and_then(|shape| Some((shape, self.eval_shape(shape, env)?)));
+        let declared = statement
+            .declared
+            .as_ref()
+            .and_then(|shape| Some((shape, self.eval_shape(shape, env)?)));
         match (node, declared) {
             (Some(node), Some((shape_expr, declared))) if node.output != declared => {
                 self.report_declared_mismatch(statement, &node, shape_expr.span, declared);
@@ -510,11 +575,16 @@ impl<'a> Checker<'a> {
             Op::Group(group) => {
                 let mut own_scope = Scope::new();
                 // An unnamed group is transparent: its branches are named at the enclosing level.
-                let branch_scope = if name.is_some() { &mut own_scope } else { scope };
+                let branch_scope = if name.is_some() {
+                    &mut own_scope
+                } else {
+                    scope
+                };
                 let mut branches = Vec::new();
                 let mut failed = false;
                 for branch in &group.branches {
-                    let (node, _) = self.check_statement(branch, env, input, path, branch_scope, Role::Main);
+                    let (node, _) =
+                        self.check_statement(branch, env, input, path, branch_scope, Role::Main);
                     match node {
                         Some(node) => branches.push(node),
                         None => failed = true,
@@ -589,7 +659,10 @@ impl<'a> Checker<'a> {
                 self.report_missing(call, &missing, &signature_text(callee, signature));
                 return None;
             }
-            let layer = BUILTINS.iter().find(|(n, _)| *n == callee).map(|(n, _)| *n)?;
+            let layer = BUILTINS
+                .iter()
+                .find(|(n, _)| *n == callee)
+                .map(|(n, _)| *n)?;
             let mut args = Args {
                 layer,
                 call_span: call.span,
@@ -619,7 +692,8 @@ impl<'a> Checker<'a> {
             )
             .with_label("not a built-in layer or a block in this file");
             if let Some((ours, module)) = pytorch_layer(callee) {
-                diagnostic = diagnostic.with_help(format!("did you mean `{ours}`? (PyTorch's `{module}`)"));
+                diagnostic =
+                    diagnostic.with_help(format!("did you mean `{ours}`? (PyTorch's `{module}`)"));
             } else if let Some(similar) = did_you_mean(callee, &candidates) {
                 diagnostic = diagnostic.with_help(format!("did you mean `{similar}`?"));
             }
@@ -627,20 +701,32 @@ impl<'a> Checker<'a> {
             return None;
         };
         if let Some(position) = self.stack.iter().position(|(block, _)| *block == callee) {
-            let cycle: Vec<&str> = self.stack[position..].iter().map(|(b, _)| *b).chain([callee]).collect();
+            let cycle: Vec<&str> = self.stack[position..]
+                .iter()
+                .map(|(b, _)| *b)
+                .chain([callee])
+                .collect();
             self.diagnostics.push(
-                Diagnostic::error(Code::RecursiveBlock, call.span, match cycle.as_slice() {
-                    [_, _] => format!("block `{callee}` uses itself"),
-                    [_, through @ .., _] => format!(
-                        "block `{callee}` uses itself through {}",
-                        through.iter().map(|b| format!("`{b}`")).collect::<Vec<_>>().join(", ")
-                    ),
-                    _ => format!("block `{callee}` uses itself"),
-                })
-                    .with_label("recursive use")
-                    .with_secondary(definition.name.span, "defined here")
-                    .with_note(format!("cycle: {}", cycle.join(" → ")))
-                    .with_note("a block expands in place, so a cycle would never end"),
+                Diagnostic::error(
+                    Code::RecursiveBlock,
+                    call.span,
+                    match cycle.as_slice() {
+                        [_, _] => format!("block `{callee}` uses itself"),
+                        [_, through @ .., _] => format!(
+                            "block `{callee}` uses itself through {}",
+                            through
+                                .iter()
+                                .map(|b| format!("`{b}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        _ => format!("block `{callee}` uses itself"),
+                    },
+                )
+                .with_label("recursive use")
+                .with_secondary(definition.name.span, "defined here")
+                .with_note(format!("cycle: {}", cycle.join(" → ")))
+                .with_note("a block expands in place, so a cycle would never end"),
             );
             return None;
         }
@@ -655,7 +741,11 @@ impl<'a> Checker<'a> {
             );
             return None;
         }
-        let names: Vec<&str> = definition.params.iter().map(|p| p.name.name.as_str()).collect();
+        let names: Vec<&str> = definition
+            .params
+            .iter()
+            .map(|p| p.name.name.as_str())
+            .collect();
         let bound = self.bind(call, &names, env)?;
         let mut callee_env = Env::default();
         let mut missing = Vec::new();
@@ -679,11 +769,14 @@ impl<'a> Checker<'a> {
         }
         let before = self.diagnostics.len();
         self.stack.push((callee, call.span));
-        let (body, output) = self.check_body(&definition.body, &callee_env, input, path, BodyKind::Block);
+        let (body, output) =
+            self.check_body(&definition.body, &callee_env, input, path, BodyKind::Block);
         self.stack.pop();
         let instance = name.map_or_else(|| format!("`{callee}`"), |n| format!("`{n}`"));
         for diagnostic in &mut self.diagnostics[before..] {
-            if diagnostic.primary.span.start >= definition.span.start && diagnostic.primary.span.end <= definition.span.end {
+            if diagnostic.primary.span.start >= definition.span.start
+                && diagnostic.primary.span.end <= definition.span.end
+            {
                 diagnostic.secondary.push(crate::diagnostic::Label {
                     span: call.span,
                     message: format!("in this instance: {instance}"),
@@ -699,7 +792,7 @@ impl<'a> Checker<'a> {
                     block: callee.to_string(),
                     args: Vec::new(),
                     body,
-                    },
+                },
                 input: input?,
                 output: input?,
                 role: Role::Main,
@@ -729,7 +822,12 @@ impl<'a> Checker<'a> {
 
     /// Matches a call's arguments to parameter names. Returns, per parameter, the given argument; `None` when
     /// the arguments themselves are malformed (already reported).
-    fn bind(&mut self, call: &Call, params: &[&str], env: &Env<'_>) -> Option<Vec<Option<BoundArg>>> {
+    fn bind(
+        &mut self,
+        call: &Call,
+        params: &[&str],
+        env: &Env<'_>,
+    ) -> Option<Vec<Option<BoundArg>>> {
         let callee = call.callee.name.as_str();
         let mut bound: Vec<Option<BoundArg>> = vec![None; params.len()];
         let mut ok = true;
@@ -741,8 +839,12 @@ impl<'a> Checker<'a> {
                 None => {
                     if seen_keyword {
                         self.diagnostics.push(
-                            Diagnostic::error(Code::Syntax, arg.span, "positional argument after a keyword argument")
-                                .with_label("move this before the keyword arguments"),
+                            Diagnostic::error(
+                                Code::Syntax,
+                                arg.span,
+                                "positional argument after a keyword argument",
+                            )
+                            .with_label("move this before the keyword arguments"),
                         );
                         ok = false;
                         continue;
@@ -785,13 +887,19 @@ impl<'a> Checker<'a> {
                                     .with_help(format!("write `{ours} = ...`")),
                                 Some(PytorchKeyword::Inferred) => diagnostic
                                     .with_label("inferred from the input")
-                                    .with_help(format!("remove it: `{}` follows from the input shape", keyword.name)),
+                                    .with_help(format!(
+                                        "remove it: `{}` follows from the input shape",
+                                        keyword.name
+                                    )),
                                 None => match did_you_mean(&keyword.name, params) {
-                                    Some(similar) => diagnostic.with_help(format!("did you mean `{similar}`?")),
+                                    Some(similar) => {
+                                        diagnostic.with_help(format!("did you mean `{similar}`?"))
+                                    }
                                     None => diagnostic,
                                 },
                             };
-                            diagnostic = diagnostic.with_note(format!("parameters: {}", params.join(", ")));
+                            diagnostic =
+                                diagnostic.with_note(format!("parameters: {}", params.join(", ")));
                             self.diagnostics.push(diagnostic);
                             ok = false;
                             continue;
@@ -822,7 +930,11 @@ impl<'a> Checker<'a> {
     }
 
     fn report_missing(&mut self, call: &Call, missing: &[&str], signature: &str) {
-        let list = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
+        let list = missing
+            .iter()
+            .map(|m| format!("`{m}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
         self.diagnostics.push(
             Diagnostic::error(
                 Code::MissingArgument,
@@ -830,7 +942,11 @@ impl<'a> Checker<'a> {
                 format!(
                     "`{}` is missing {} {list}",
                     call.callee.name,
-                    if missing.len() == 1 { "argument" } else { "arguments" }
+                    if missing.len() == 1 {
+                        "argument"
+                    } else {
+                        "arguments"
+                    }
                 ),
             )
             .with_label(format!("missing {list}"))
@@ -841,7 +957,10 @@ impl<'a> Checker<'a> {
     fn combine(&mut self, group: &ast::Group, input: Shape, branches: &[Node]) -> Option<Shape> {
         let keyword = group.kind.keyword();
         if group.kind == GroupKind::Concat {
-            let flat = branches.iter().filter(|b| matches!(b.output, Shape::Flat { .. })).count();
+            let flat = branches
+                .iter()
+                .filter(|b| matches!(b.output, Shape::Flat { .. }))
+                .count();
             if flat != 0 && flat != branches.len() {
                 self.report_concat_rank_mix(group, branches);
                 return None;
@@ -876,7 +995,11 @@ impl<'a> Checker<'a> {
             });
         }
         let top = counts.iter().map(|(_, count)| *count).max().unwrap_or(0);
-        let leaders: Vec<&Vec<u64>> = counts.iter().filter(|(_, count)| *count == top).map(|(k, _)| k).collect();
+        let leaders: Vec<&Vec<u64>> = counts
+            .iter()
+            .filter(|(_, count)| *count == top)
+            .map(|(k, _)| k)
+            .collect();
         // With no majority, a concat most likely meant to keep its input's size (as Inception modules do); an add
         // gives no such clue (a residual's shortcut and main path are equally suspect).
         let majority = match leaders.as_slice() {
@@ -897,9 +1020,20 @@ impl<'a> Checker<'a> {
             GroupKind::Concat => Code::ConcatSpatialMismatch,
             GroupKind::Add => Code::AddShapeMismatch,
         };
-        let expected = branches.iter().find(|b| key(b.output) == majority).map(|b| b.output);
-        let others = if top == 1 { "the other branch" } else { "the other branches" };
-        for (branch, statement) in branches.iter().zip(&group.branches).filter(|(b, _)| key(b.output) != majority) {
+        let expected = branches
+            .iter()
+            .find(|b| key(b.output) == majority)
+            .map(|b| b.output);
+        let others = if top == 1 {
+            "the other branch"
+        } else {
+            "the other branches"
+        };
+        for (branch, statement) in branches
+            .iter()
+            .zip(&group.branches)
+            .filter(|(b, _)| key(b.output) != majority)
+        {
             let what = match group.kind {
                 GroupKind::Concat => "spatial size",
                 GroupKind::Add => "shape",
@@ -918,11 +1052,14 @@ impl<'a> Checker<'a> {
             .with_note(format!("branch outputs: {listing}"));
             if let Some(culprit) = spatial_culprit(branch) {
                 diagnostic.primary.span = culprit.span;
-                diagnostic.primary.message = format!("`{}` produces {}", culprit.path, culprit.output);
+                diagnostic.primary.message =
+                    format!("`{}` produces {}", culprit.path, culprit.output);
                 diagnostic = diagnostic.with_secondary(statement.span, "in this branch");
                 if let (NodeKind::Layer(layer), Some(expected)) = (&culprit.kind, expected) {
-                    if let Some(arithmetic) = spell_out_layer(layer, culprit.input, culprit.output) {
-                        diagnostic = diagnostic.with_note(format!("{}: {arithmetic}", culprit.path));
+                    if let Some(arithmetic) = spell_out_layer(layer, culprit.input, culprit.output)
+                    {
+                        diagnostic =
+                            diagnostic.with_note(format!("{}: {arithmetic}", culprit.path));
                     }
                     if let Some(help) = keep_size_hint(layer, culprit.input, expected) {
                         diagnostic = diagnostic.with_help(help);
@@ -949,16 +1086,29 @@ impl<'a> Checker<'a> {
             GroupKind::Concat => (Code::ConcatSpatialMismatch, "spatial size", "concatenate"),
             GroupKind::Add => (Code::AddShapeMismatch, "shape", "sum"),
         };
-        let describe = |node: &Node| node.name.as_ref().map_or_else(|| "branch".to_string(), |n| format!("`{n}`"));
+        let describe = |node: &Node| {
+            node.name
+                .as_ref()
+                .map_or_else(|| "branch".to_string(), |n| format!("`{n}`"))
+        };
         let listing = branches
             .iter()
-            .map(|b| format!("{} gives {}", describe(b), spatial_text(b.output, group.kind)))
+            .map(|b| {
+                format!(
+                    "{} gives {}",
+                    describe(b),
+                    spatial_text(b.output, group.kind)
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let mut diagnostic = Diagnostic::error(
             code,
             group.keyword_span,
-            format!("{} branches disagree on {what}: {listing}", group.kind.keyword()),
+            format!(
+                "{} branches disagree on {what}: {listing}",
+                group.kind.keyword()
+            ),
         )
         .with_label(format!("cannot {verb} these branches"));
         for (branch, statement) in branches.iter().zip(&group.branches) {
@@ -967,8 +1117,10 @@ impl<'a> Checker<'a> {
         for branch in branches {
             if let Some(culprit) = spatial_culprit(branch) {
                 if let NodeKind::Layer(layer) = &culprit.kind {
-                    if let Some(arithmetic) = spell_out_layer(layer, culprit.input, culprit.output) {
-                        diagnostic = diagnostic.with_note(format!("{}: {arithmetic}", culprit.path));
+                    if let Some(arithmetic) = spell_out_layer(layer, culprit.input, culprit.output)
+                    {
+                        diagnostic =
+                            diagnostic.with_note(format!("{}: {arithmetic}", culprit.path));
                     }
                 }
             }
@@ -977,7 +1129,9 @@ impl<'a> Checker<'a> {
         // shortcut needs a projection (a 1×1 convolution with the main path's channels and stride).
         let passes_through = branches.iter().find(|b| b.output == input);
         let changed: Vec<&Node> = branches.iter().filter(|b| b.output != input).collect();
-        if let (GroupKind::Add, Some(shortcut), Some(first)) = (group.kind, passes_through, changed.first()) {
+        if let (GroupKind::Add, Some(shortcut), Some(first)) =
+            (group.kind, passes_through, changed.first())
+        {
             if changed.iter().all(|b| b.output == first.output) {
                 if let Some(projection) = projection(input, first.output) {
                     diagnostic = diagnostic.with_help(format!(
@@ -1040,14 +1194,24 @@ impl<'a> Checker<'a> {
             .try_fold(0u64, |total, b| total.checked_add(b.output.channels()))
             .or_else(|| {
                 self.diagnostics.push(
-                    Diagnostic::error(Code::Overflow, group.span, "concatenated channel count overflows")
-                        .with_label("too many channels"),
+                    Diagnostic::error(
+                        Code::Overflow,
+                        group.span,
+                        "concatenated channel count overflows",
+                    )
+                    .with_label("too many channels"),
                 );
                 None
             })
     }
 
-    fn report_declared_mismatch(&mut self, statement: &LayerStatement, node: &Node, declared_span: Span, declared: Shape) {
+    fn report_declared_mismatch(
+        &mut self,
+        statement: &LayerStatement,
+        node: &Node,
+        declared_span: Span,
+        declared: Shape,
+    ) {
         let who = statement
             .name
             .as_ref()
@@ -1056,13 +1220,30 @@ impl<'a> Checker<'a> {
         let chain_span = statement
             .chain
             .first()
-            .map(|op| op.span().to(statement.chain.last().map_or(op.span(), Op::span)))
+            .map(|op| {
+                op.span()
+                    .to(statement.chain.last().map_or(op.span(), Op::span))
+            })
             .unwrap_or(statement.span);
         let message = match (inferred, declared) {
-            (Shape::Map { c, h, w }, Shape::Map { c: dc, h: dh, w: dw }) if (h, w) == (dh, dw) => {
+            (
+                Shape::Map { c, h, w },
+                Shape::Map {
+                    c: dc,
+                    h: dh,
+                    w: dw,
+                },
+            ) if (h, w) == (dh, dw) => {
                 format!("{who} produces {c} channels, the declaration says {dc}")
             }
-            (Shape::Map { c, h, w }, Shape::Map { c: dc, h: dh, w: dw }) if c == dc => {
+            (
+                Shape::Map { c, h, w },
+                Shape::Map {
+                    c: dc,
+                    h: dh,
+                    w: dw,
+                },
+            ) if c == dc => {
                 format!("{who} produces {h}×{w} maps, the declaration says {dh}×{dw}")
             }
             (Shape::Flat { features }, Shape::Flat { features: declared }) => {
@@ -1075,11 +1256,17 @@ impl<'a> Checker<'a> {
             .with_secondary(declared_span, "declared here");
         if inferred.channels() != declared.channels() {
             if let Some(parts) = concat_parts(node) {
-                let names = parts.iter().map(|(n, c)| format!("{n} {c}")).collect::<Vec<_>>().join(" + ");
-                diagnostic = diagnostic.with_note(format!("concat of {names} = {}", inferred.channels()));
+                let names = parts
+                    .iter()
+                    .map(|(n, c)| format!("{n} {c}"))
+                    .collect::<Vec<_>>()
+                    .join(" + ");
+                diagnostic =
+                    diagnostic.with_note(format!("concat of {names} = {}", inferred.channels()));
             }
         }
-        if let (Shape::Flat { features }, Shape::Flat { features: expected }) = (inferred, declared) {
+        if let (Shape::Flat { features }, Shape::Flat { features: expected }) = (inferred, declared)
+        {
             // Flattening a map that was not pooled down to 1×1 multiplies the features by its area.
             let mut flattened = None;
             node.walk(&mut |n: &Node| {
@@ -1104,7 +1291,9 @@ impl<'a> Checker<'a> {
                 let mut changed = Vec::new();
                 node.walk(&mut |n: &Node| {
                     if let NodeKind::Layer(layer) = &n.kind {
-                        if let (Shape::Map { h: ih, w: iw, .. }, Shape::Map { h: oh, w: ow, .. }) = (n.input, n.output) {
+                        if let (Shape::Map { h: ih, w: iw, .. }, Shape::Map { h: oh, w: ow, .. }) =
+                            (n.input, n.output)
+                        {
                             if (ih, iw) != (oh, ow) {
                                 changed.push(n);
                             }
@@ -1115,7 +1304,10 @@ impl<'a> Checker<'a> {
                 for n in changed.iter().take(4) {
                     if let NodeKind::Layer(layer) = &n.kind {
                         if let Some(arithmetic) = spell_out_layer(layer, n.input, n.output) {
-                            diagnostic = diagnostic.with_note(format!("{}: {arithmetic}", display_path(&n.path, layer)));
+                            diagnostic = diagnostic.with_note(format!(
+                                "{}: {arithmetic}",
+                                display_path(&n.path, layer)
+                            ));
                         }
                     }
                 }
@@ -1140,11 +1332,17 @@ impl<'a> Checker<'a> {
         }
         for statement in &definition.body {
             match statement {
-                Statement::Input(shape) => shape.dims.iter().for_each(|e| collect_names(e, &mut used)),
+                Statement::Input(shape) => {
+                    shape.dims.iter().for_each(|e| collect_names(e, &mut used))
+                }
                 Statement::Layer(layer) => collect_statement_names(layer, &mut used),
             }
         }
-        let params: Vec<&str> = definition.params.iter().map(|p| p.name.name.as_str()).collect();
+        let params: Vec<&str> = definition
+            .params
+            .iter()
+            .map(|p| p.name.name.as_str())
+            .collect();
         // A parameter whose name was misspelt where it is used is reported there (E0120, with this name as the
         // suggestion); calling it unused as well would point the reader the wrong way.
         let misspelt: HashSet<&str> = used
@@ -1225,14 +1423,24 @@ impl<'a> Checker<'a> {
     fn check_block_alone(&mut self, definition: &'a Definition) {
         let mut env = Env::default();
         for param in &definition.params {
-            let value = param.default.as_ref().and_then(|default| eval(default, &env, &mut self.diagnostics));
+            let value = param
+                .default
+                .as_ref()
+                .and_then(|default| eval(default, &env, &mut self.diagnostics));
             env.bindings.push(Binding {
                 name: &param.name.name,
                 value,
             });
         }
-        self.stack.push((&definition.name.name, definition.name.span));
-        let _ = self.check_body(&definition.body, &env, None, &definition.name.name, BodyKind::Block);
+        self.stack
+            .push((&definition.name.name, definition.name.span));
+        let _ = self.check_body(
+            &definition.body,
+            &env,
+            None,
+            &definition.name.name,
+            BodyKind::Block,
+        );
         self.stack.pop();
     }
 }
@@ -1246,10 +1454,18 @@ fn pytorch_layer(name: &str) -> Option<(&'static str, &'static str)> {
         ("maxpool", "max_pool", "MaxPool2d"),
         ("avgpool2d", "avg_pool", "AvgPool2d"),
         ("avgpool", "avg_pool", "AvgPool2d"),
-        ("adaptiveavgpool2d", "adaptive_avg_pool", "AdaptiveAvgPool2d"),
+        (
+            "adaptiveavgpool2d",
+            "adaptive_avg_pool",
+            "AdaptiveAvgPool2d",
+        ),
         ("adaptiveavgpool", "adaptive_avg_pool", "AdaptiveAvgPool2d"),
         ("globalavgpool", "global_avg_pool", "AdaptiveAvgPool2d(1)"),
-        ("globalaveragepool", "global_avg_pool", "AdaptiveAvgPool2d(1)"),
+        (
+            "globalaveragepool",
+            "global_avg_pool",
+            "AdaptiveAvgPool2d(1)",
+        ),
         ("batchnorm2d", "batch_norm", "BatchNorm2d"),
         ("batchnorm", "batch_norm", "BatchNorm2d"),
         ("localresponsenorm", "lrn", "LocalResponseNorm"),
@@ -1260,7 +1476,11 @@ fn pytorch_layer(name: &str) -> Option<(&'static str, &'static str)> {
         ("softmax", "softmax", "Softmax"),
         ("identity", "identity", "Identity"),
     ];
-    let normalized: String = name.chars().filter(|c| *c != '_').map(|c| c.to_ascii_lowercase()).collect();
+    let normalized: String = name
+        .chars()
+        .filter(|c| *c != '_')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
     LAYERS
         .iter()
         .find(|(theirs, ours, _)| *theirs == normalized && *ours != name)
@@ -1313,7 +1533,11 @@ fn signature_text(name: &str, params: &[(&str, ArgDefault)]) -> String {
 }
 
 fn block_signature(definition: &Definition) -> String {
-    let params: Vec<&str> = definition.params.iter().map(|p| p.name.name.as_str()).collect();
+    let params: Vec<&str> = definition
+        .params
+        .iter()
+        .map(|p| p.name.name.as_str())
+        .collect();
     format!("block {}({})", definition.name.name, params.join(", "))
 }
 
@@ -1338,7 +1562,9 @@ fn spatial_text(shape: Shape, kind: GroupKind) -> String {
 fn spatial_culprit(branch: &Node) -> Option<&Node> {
     let mut changed = Vec::new();
     branch.walk(&mut |n: &Node| {
-        if let (NodeKind::Layer(_), Shape::Map { h, w, .. }, Shape::Map { h: oh, w: ow, .. }) = (&n.kind, n.input, n.output) {
+        if let (NodeKind::Layer(_), Shape::Map { h, w, .. }, Shape::Map { h: oh, w: ow, .. }) =
+            (&n.kind, n.input, n.output)
+        {
             if (h, w) != (oh, ow) {
                 changed.push(n);
             }
@@ -1372,7 +1598,8 @@ fn keep_size_hint(layer: &Layer, input: Shape, expected: Shape) -> Option<String
                     kernel[1]
                 ));
             }
-            if (eh, ew) == (h, w) && kernel[0] % 2 == 1 && kernel[1] % 2 == 1 && dilation == [1, 1] {
+            if (eh, ew) == (h, w) && kernel[0] % 2 == 1 && kernel[1] % 2 == 1 && dilation == [1, 1]
+            {
                 let keep = [(kernel[0] - 1) / 2, (kernel[1] - 1) / 2];
                 if padding.as_symmetric() != Some(keep) {
                     let pad = if keep[0] == keep[1] {
@@ -1438,10 +1665,19 @@ fn concat_parts(node: &Node) -> Option<Vec<(String, u64)>> {
             branches
                 .iter()
                 .enumerate()
-                .map(|(i, b)| (b.name.clone().unwrap_or_else(|| format!("branch {i}")), b.output.channels()))
+                .map(|(i, b)| {
+                    (
+                        b.name.clone().unwrap_or_else(|| format!("branch {i}")),
+                        b.output.channels(),
+                    )
+                })
                 .collect(),
         ),
-        NodeKind::Block { body, .. } => body.iter().rev().find(|n| n.role == Role::Main).and_then(concat_parts),
+        NodeKind::Block { body, .. } => body
+            .iter()
+            .rev()
+            .find(|n| n.role == Role::Main)
+            .and_then(concat_parts),
         NodeKind::Chain(children) => children.last().and_then(concat_parts),
         _ => None,
     }
@@ -1468,8 +1704,14 @@ fn collect_statement_names<'e>(statement: &'e LayerStatement, names: &mut HashSe
     }
     for op in &statement.chain {
         match op {
-            Op::Call(call) => call.args.iter().for_each(|a| collect_names(&a.value, names)),
-            Op::Group(group) => group.branches.iter().for_each(|b| collect_statement_names(b, names)),
+            Op::Call(call) => call
+                .args
+                .iter()
+                .for_each(|a| collect_names(&a.value, names)),
+            Op::Group(group) => group
+                .branches
+                .iter()
+                .for_each(|b| collect_statement_names(b, names)),
         }
     }
 }
@@ -1480,7 +1722,10 @@ fn collect_callees<'e>(statement: &'e LayerStatement, callees: &mut HashSet<&'e 
             Op::Call(call) => {
                 callees.insert(&call.callee.name);
             }
-            Op::Group(group) => group.branches.iter().for_each(|b| collect_callees(b, callees)),
+            Op::Group(group) => group
+                .branches
+                .iter()
+                .for_each(|b| collect_callees(b, callees)),
         }
     }
 }

@@ -5,7 +5,10 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SizeError {
     /// The (dilated) window does not fit in the padded input.
-    WindowTooLarge { effective_kernel: u64, padded_input: u64 },
+    WindowTooLarge {
+        effective_kernel: u64,
+        padded_input: u64,
+    },
     /// The arithmetic overflowed 64 bits.
     Overflow,
 }
@@ -145,18 +148,33 @@ mod tests {
         // 5 with kernel 2, stride 2, pad 1: ceil(5 / 2) + 1 = 4; window 4 starts at 6 >= 5 + 1, so 3.
         assert_eq!(pool_output(5, 2, 2, 1, 1, true), Ok(3));
         // An 8x8 average pool on a 7x7 map does not fit.
-        assert!(matches!(pool_output(7, 8, 1, 0, 1, false), Err(SizeError::WindowTooLarge { .. })));
+        assert!(matches!(
+            pool_output(7, 8, 1, 0, 1, false),
+            Err(SizeError::WindowTooLarge { .. })
+        ));
         // In ceil mode a window may overhang the input, as in PyTorch: 2 pooled by 3 with stride 2 gives
         // ceil((2 - 3) / 2) + 1 = 1 (floor mode: no window fits).
         assert_eq!(pool_output(2, 3, 2, 0, 1, true), Ok(1));
-        assert!(matches!(pool_output(2, 3, 2, 0, 1, false), Err(SizeError::WindowTooLarge { .. })));
+        assert!(matches!(
+            pool_output(2, 3, 2, 0, 1, false),
+            Err(SizeError::WindowTooLarge { .. })
+        ));
         // With stride 1 the rounding adds nothing, and the window must fit.
-        assert!(matches!(pool_output(2, 3, 1, 0, 1, true), Err(SizeError::WindowTooLarge { .. })));
+        assert!(matches!(
+            pool_output(2, 3, 1, 0, 1, true),
+            Err(SizeError::WindowTooLarge { .. })
+        ));
     }
 
     #[test]
     fn overflow_is_an_error_not_a_panic() {
-        assert_eq!(conv_output(u64::MAX, 1, 1, (1, 1), 1), Err(SizeError::Overflow));
-        assert_eq!(pool_output(1, u64::MAX, 1, 0, 2, false), Err(SizeError::Overflow));
+        assert_eq!(
+            conv_output(u64::MAX, 1, 1, (1, 1), 1),
+            Err(SizeError::Overflow)
+        );
+        assert_eq!(
+            pool_output(1, u64::MAX, 1, 0, 2, false),
+            Err(SizeError::Overflow)
+        );
     }
 }

@@ -28,8 +28,8 @@ pub const MAX_OPERATORS: usize = 32;
 /// not recover, and a tree built around a syntax error would only produce follow-on noise).
 pub fn parse(source: &str) -> Result<File, Vec<Diagnostic>> {
     check_limits(source).map_err(|diagnostic| vec![diagnostic])?;
-    let mut pairs =
-        ArchParser::parse(Rule::file, source).map_err(|error| vec![file_syntax_error(source, &error)])?;
+    let mut pairs = ArchParser::parse(Rule::file, source)
+        .map_err(|error| vec![file_syntax_error(source, &error)])?;
     let file = pairs.next().expect("pest returns the file rule on success");
     let items = file
         .into_inner()
@@ -42,7 +42,10 @@ pub fn parse(source: &str) -> Result<File, Vec<Diagnostic>> {
 /// Parses a single chain with an optional declared shape, as found in a YAML statement's value
 /// (`basic_conv(64, 7, stride = 2) : [64, 112, 112]`). `offset` is where `text` starts in the whole file, so
 /// spans point into the original YAML source.
-pub(crate) fn parse_chain_at(text: &str, offset: usize) -> Result<(Vec<Op>, Option<ShapeExpr>), Diagnostic> {
+pub(crate) fn parse_chain_at(
+    text: &str,
+    offset: usize,
+) -> Result<(Vec<Op>, Option<ShapeExpr>), Diagnostic> {
     check_limits(text).map_err(|d| shift_diagnostic(d, offset))?;
     let mut pairs = ArchParser::parse(Rule::yaml_chain, text)
         .map_err(|error| shift_diagnostic(syntax_error(error), offset))?;
@@ -61,7 +64,12 @@ pub(crate) fn parse_shape_at(text: &str, offset: usize) -> Result<ShapeExpr, Dia
     check_limits(text).map_err(|d| shift_diagnostic(d, offset))?;
     let mut pairs = ArchParser::parse(Rule::yaml_shape, text)
         .map_err(|error| shift_diagnostic(syntax_error(error), offset))?;
-    let pair = pairs.next().expect("yaml_shape matched").into_inner().next().expect("shape");
+    let pair = pairs
+        .next()
+        .expect("yaml_shape matched")
+        .into_inner()
+        .next()
+        .expect("shape");
     Ok(Builder { offset }.shape(pair))
 }
 
@@ -70,7 +78,12 @@ pub(crate) fn parse_expr_at(text: &str, offset: usize) -> Result<Expr, Diagnosti
     check_limits(text).map_err(|d| shift_diagnostic(d, offset))?;
     let mut pairs = ArchParser::parse(Rule::yaml_expr, text)
         .map_err(|error| shift_diagnostic(syntax_error(error), offset))?;
-    let pair = pairs.next().expect("yaml_expr matched").into_inner().next().expect("expr");
+    let pair = pairs
+        .next()
+        .expect("yaml_expr matched")
+        .into_inner()
+        .next()
+        .expect("expr");
     Ok(Builder { offset }.expr(pair))
 }
 
@@ -79,7 +92,12 @@ pub(crate) fn parse_ident_at(text: &str, offset: usize) -> Result<Ident, Diagnos
     check_limits(text).map_err(|d| shift_diagnostic(d, offset))?;
     let mut pairs = ArchParser::parse(Rule::yaml_ident, text)
         .map_err(|error| shift_diagnostic(syntax_error(error), offset))?;
-    let pair = pairs.next().expect("yaml_ident matched").into_inner().next().expect("ident");
+    let pair = pairs
+        .next()
+        .expect("yaml_ident matched")
+        .into_inner()
+        .next()
+        .expect("ident");
     Ok(Builder { offset }.ident(pair))
 }
 
@@ -136,7 +154,9 @@ fn check_limits(source: &str) -> Result<(), Diagnostic> {
             }
             // An expression ends at these; a statement's layers are separated by `->`, not an operator.
             b',' | b'=' | b':' => *operators.last_mut().expect("one level at least") = 0,
-            b'-' if bytes.get(offset + 1) == Some(&b'>') => *operators.last_mut().expect("one level at least") = 0,
+            b'-' if bytes.get(offset + 1) == Some(&b'>') => {
+                *operators.last_mut().expect("one level at least") = 0
+            }
             b'+' | b'-' | b'*' | b'/' | b'%' => {
                 let count = operators.last_mut().expect("one level at least");
                 *count += 1;
@@ -228,8 +248,12 @@ fn syntax_error(error: pest::error::Error<Rule>) -> Diagnostic {
         }
         pest::error::ErrorVariant::CustomError { message } => message.clone(),
     };
-    Diagnostic::error(Code::Syntax, Span::new(start, end.max(start)), message.clone())
-        .with_label(message)
+    Diagnostic::error(
+        Code::Syntax,
+        Span::new(start, end.max(start)),
+        message.clone(),
+    )
+    .with_label(message)
 }
 
 /// `text` without trailing whitespace and `# comments`. `#` only ever starts a comment, so a `#` on the last
@@ -273,34 +297,50 @@ fn file_syntax_error(source: &str, error: &pest::error::Error<Rule>) -> Diagnost
         if let Some((bracket, at)) = innermost {
             diagnostic = diagnostic
                 .with_label(format!("expected {} here", closer(bracket)))
-                .with_secondary(Span::new(at, at + 1), format!("this `{}` is never closed", bracket as char))
+                .with_secondary(
+                    Span::new(at, at + 1),
+                    format!("this `{}` is never closed", bracket as char),
+                )
                 .with_help(format!("close it with {}", closer(bracket)));
         } else {
-            diagnostic = diagnostic.with_label(format!("expected {}", expected_list(positives, None)));
+            diagnostic =
+                diagnostic.with_label(format!("expected {}", expected_list(positives, None)));
         }
         return diagnostic;
     }
 
     // A new definition inside a body: the body before it was not closed.
     if matches!(found.text, "block" | "network") {
-        if let Some((b'{', at)) = open.iter().rev().find(|(bracket, _)| *bracket == b'{').copied() {
-            return Diagnostic::error(Code::Syntax, found_span, format!("expected `}}` before `{}`", found.text))
-                .with_label(format!("`{}` starts a new definition", found.text))
-                .with_secondary(Span::new(at, at + 1), "this `{` is never closed")
-                .with_help("close the body above with `}` before the next definition");
+        if let Some((b'{', at)) = open
+            .iter()
+            .rev()
+            .find(|(bracket, _)| *bracket == b'{')
+            .copied()
+        {
+            return Diagnostic::error(
+                Code::Syntax,
+                found_span,
+                format!("expected `}}` before `{}`", found.text),
+            )
+            .with_label(format!("`{}` starts a new definition", found.text))
+            .with_secondary(Span::new(at, at + 1), "this `{` is never closed")
+            .with_help("close the body above with `}` before the next definition");
         }
     }
 
     let expected = expected_list(positives, innermost.map(|(bracket, _)| bracket));
     let message = format!("expected {expected}, found {}", found.describe());
-    let mut diagnostic =
-        Diagnostic::error(Code::Syntax, found_span, message).with_label(format!("expected {expected}"));
+    let mut diagnostic = Diagnostic::error(Code::Syntax, found_span, message)
+        .with_label(format!("expected {expected}"));
     let previous = previous_token(source, position).map(|p| Token::at(source, p));
     let expression_ended = only_operators(positives);
     if found.text == "=>" {
         diagnostic = diagnostic.with_help("layers are chained with `->`");
     } else if expression_ended
-        && matches!(found.kind, TokenKind::Number | TokenKind::Word | TokenKind::Bracket)
+        && matches!(
+            found.kind,
+            TokenKind::Number | TokenKind::Word | TokenKind::Bracket
+        )
         && previous.as_ref().is_some_and(|p| p.kind == TokenKind::Word)
     {
         // `stride 2`: a name, then a value.
@@ -313,7 +353,10 @@ fn file_syntax_error(source: &str, error: &pest::error::Error<Rule>) -> Diagnost
         diagnostic = diagnostic.with_help("names are ASCII letters, digits and underscores");
     } else if let Some((bracket @ (b'(' | b'['), at)) = innermost.filter(|_| expression_ended) {
         diagnostic = diagnostic
-            .with_secondary(Span::new(at, at + 1), format!("`{}` opened here", bracket as char))
+            .with_secondary(
+                Span::new(at, at + 1),
+                format!("`{}` opened here", bracket as char),
+            )
             .with_help(format!("is a {} missing?", closer(bracket)));
     }
     diagnostic
@@ -321,9 +364,17 @@ fn file_syntax_error(source: &str, error: &pest::error::Error<Rule>) -> Diagnost
 
 fn only_operators(positives: &[Rule]) -> bool {
     !positives.is_empty()
-        && positives
-            .iter()
-            .all(|rule| matches!(rule, Rule::add_op | Rule::sub_op | Rule::mul_op | Rule::div_op | Rule::rem_op | Rule::infix))
+        && positives.iter().all(|rule| {
+            matches!(
+                rule,
+                Rule::add_op
+                    | Rule::sub_op
+                    | Rule::mul_op
+                    | Rule::div_op
+                    | Rule::rem_op
+                    | Rule::infix
+            )
+        })
 }
 
 /// What could have come next, in words: pest reports the rules it tried, not the punctuation, so a finished
@@ -358,10 +409,15 @@ fn expected_list(positives: &[Rule], innermost: Option<u8>) -> String {
                 push("`->`");
                 push("`:`");
             }
-            Rule::statement | Rule::layer_stmt | Rule::input_stmt | Rule::side_stmt => statement = true,
-            Rule::add_op | Rule::sub_op | Rule::mul_op | Rule::div_op | Rule::rem_op | Rule::infix => {
-                push("an operator")
+            Rule::statement | Rule::layer_stmt | Rule::input_stmt | Rule::side_stmt => {
+                statement = true
             }
+            Rule::add_op
+            | Rule::sub_op
+            | Rule::mul_op
+            | Rule::div_op
+            | Rule::rem_op
+            | Rule::infix => push("an operator"),
             other => push(&rule_name(other)),
         }
     }
@@ -399,7 +455,11 @@ fn previous_token(source: &str, position: usize) -> Option<usize> {
     let last = before.chars().next_back()?;
     let end = before.len();
     if last.is_ascii_alphanumeric() || last == '_' {
-        Some(before.trim_end_matches(|c: char| c.is_ascii_alphanumeric() || c == '_').len())
+        Some(
+            before
+                .trim_end_matches(|c: char| c.is_ascii_alphanumeric() || c == '_')
+                .len(),
+        )
     } else {
         Some(end - last.len_utf8())
     }
@@ -429,11 +489,18 @@ impl<'s> Token<'s> {
                 text: "",
             };
         };
-        let run = |keep: fn(char) -> bool| &rest[..rest.find(|c: char| !keep(c)).unwrap_or(rest.len())];
+        let run =
+            |keep: fn(char) -> bool| &rest[..rest.find(|c: char| !keep(c)).unwrap_or(rest.len())];
         let (kind, text) = if first.is_ascii_alphabetic() || first == '_' {
-            (TokenKind::Word, run(|c| c.is_ascii_alphanumeric() || c == '_'))
+            (
+                TokenKind::Word,
+                run(|c| c.is_ascii_alphanumeric() || c == '_'),
+            )
         } else if first.is_ascii_digit() {
-            (TokenKind::Number, run(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            (
+                TokenKind::Number,
+                run(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.'),
+            )
         } else if "([{".contains(first) {
             (TokenKind::Bracket, &rest[..1])
         } else if ["->", "=>", "=="].iter().any(|pair| rest.starts_with(pair)) {
@@ -607,7 +674,8 @@ impl Builder {
 
     fn expr(&self, pair: Pair<'_, Rule>) -> Expr {
         let pratt = PrattParser::new()
-            .op(PrattOp::infix(Rule::add_op, Assoc::Left) | PrattOp::infix(Rule::sub_op, Assoc::Left))
+            .op(PrattOp::infix(Rule::add_op, Assoc::Left)
+                | PrattOp::infix(Rule::sub_op, Assoc::Left))
             .op(PrattOp::infix(Rule::mul_op, Assoc::Left)
                 | PrattOp::infix(Rule::div_op, Assoc::Left)
                 | PrattOp::infix(Rule::rem_op, Assoc::Left))

@@ -12,7 +12,9 @@ fn deep_file(layers: usize) -> String {
     for i in 0..layers {
         if i % 500 == 499 && size > 4 {
             size /= 2;
-            source.push_str(&format!("    pool{i} = max_pool(2, stride = 2) : [width, {size}, {size}]\n"));
+            source.push_str(&format!(
+                "    pool{i} = max_pool(2, stride = 2) : [width, {size}, {size}]\n"
+            ));
         } else {
             source.push_str(&format!(
                 "    layer{i} = conv2d(width, 3, pad = 1, bias = false) -> batch_norm -> relu : [width, {size}, {size}]\n"
@@ -24,8 +26,11 @@ fn deep_file(layers: usize) -> String {
 }
 
 fn bench_check(c: &mut Criterion) {
-    let googlenet = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/architectures/googlenet.arch"))
-        .expect("shipped architecture");
+    let googlenet = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/architectures/googlenet.arch"
+    ))
+    .expect("shipped architecture");
     c.bench_function("check googlenet.arch", |b| {
         b.iter(|| assert!(!compile(SourceKind::Arch, &googlenet).has_errors()))
     });

@@ -27,10 +27,15 @@ const STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// Decodes, resizes to 256 on the short side, centre-crops 224×224 and normalises with ImageNet statistics.
 fn load_image(path: &str) -> std::result::Result<Vec<f32>, String> {
-    let image = image::open(path).map_err(|e| format!("{path}: {e}"))?.to_rgb8();
+    let image = image::open(path)
+        .map_err(|e| format!("{path}: {e}"))?
+        .to_rgb8();
     let (w, h) = image.dimensions();
     let scale = 256.0 / w.min(h) as f32;
-    let (nw, nh) = (((w as f32 * scale).round() as u32).max(224), ((h as f32 * scale).round() as u32).max(224));
+    let (nw, nh) = (
+        ((w as f32 * scale).round() as u32).max(224),
+        ((h as f32 * scale).round() as u32).max(224),
+    );
     let resized = image::imageops::resize(&image, nw, nh, image::imageops::FilterType::Triangle);
     let (x0, y0) = ((nw - 224) / 2, (nh - 224) / 2);
     let mut chw = vec![0f32; 3 * 224 * 224];
@@ -38,7 +43,8 @@ fn load_image(path: &str) -> std::result::Result<Vec<f32>, String> {
         for x in 0..224 {
             let pixel = resized.get_pixel(x0 + x, y0 + y);
             for c in 0..3 {
-                chw[c * 224 * 224 + (y * 224 + x) as usize] = (pixel[c] as f32 / 255.0 - MEAN[c]) / STD[c];
+                chw[c * 224 * 224 + (y * 224 + x) as usize] =
+                    (pixel[c] as f32 / 255.0 - MEAN[c]) / STD[c];
             }
         }
     }
@@ -59,7 +65,11 @@ fn transform_input(batch: &Tensor) -> Result<Tensor> {
 
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let weights = args.iter().position(|a| a == "--weights").and_then(|i| args.get(i + 1)).cloned();
+    let weights = args
+        .iter()
+        .position(|a| a == "--weights")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let transform = args.iter().any(|a| a == "--transform-input");
     let images: Vec<&String> = args
         .iter()
@@ -74,7 +84,9 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         // SAFETY: the file is memory-mapped read-only and not modified while the model lives.
         Some(path) => unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &device)? },
         None => {
-            eprintln!("no --weights given: random initialisation (the classes printed are meaningless)");
+            eprintln!(
+                "no --weights given: random initialisation (the classes printed are meaningless)"
+            );
             VarBuilder::from_varmap(&varmap, DType::F32, &device)
         }
     };
@@ -111,6 +123,10 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             println!("  class {class:>4}  {:6.2}%", probability * 100.0);
         }
     }
-    println!("{} image(s) in {:.1} ms", names.len(), elapsed.as_secs_f64() * 1e3);
+    println!(
+        "{} image(s) in {:.1} ms",
+        names.len(),
+        elapsed.as_secs_f64() * 1e3
+    );
     Ok(())
 }

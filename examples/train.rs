@@ -44,7 +44,11 @@ fn draw(label: usize, rng: &mut Rng) -> Vec<f32> {
                 0 => dx * dx + dy * dy <= radius * radius,
                 1 => dx.abs() <= radius * 0.8 && dy.abs() <= radius * 0.8,
                 2 => dy <= radius * 0.7 && dy >= -radius * 0.9 + 1.8 * dx.abs(),
-                _ => (dx.abs() <= radius * 0.25 || dy.abs() <= radius * 0.25) && dx.abs() <= radius && dy.abs() <= radius,
+                _ => {
+                    (dx.abs() <= radius * 0.25 || dy.abs() <= radius * 0.25)
+                        && dx.abs() <= radius
+                        && dy.abs() <= radius
+                }
             };
             let noise = rng.uniform(-0.2, 0.2);
             pixels[y * SIZE + x] = if inside { 1.0 } else { 0.0 } + noise;
@@ -69,7 +73,11 @@ fn dataset(count: usize, rng: &mut Rng, device: &Device) -> Result<(Tensor, Tens
 
 fn accuracy(model: &shapes_net::Model, images: &Tensor, labels: &Tensor) -> Result<f32> {
     let predicted = model.forward(images)?.argmax(D::Minus1)?;
-    let correct = predicted.eq(labels)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
+    let correct = predicted
+        .eq(labels)?
+        .to_dtype(DType::F32)?
+        .sum_all()?
+        .to_scalar::<f32>()?;
     Ok(correct / labels.dim(0)? as f32)
 }
 
@@ -84,7 +92,8 @@ fn arg(name: &str, default: usize) -> usize {
 
 fn main() -> Result<()> {
     let device = Device::Cpu;
-    let (epochs, train_count, test_count) = (arg("--epochs", 3), arg("--train", 2000), arg("--test", 500));
+    let (epochs, train_count, test_count) =
+        (arg("--epochs", 3), arg("--train", 2000), arg("--test", 500));
     let batch = 50;
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (train_x, train_y) = dataset(train_count, &mut rng, &device)?;
@@ -127,7 +136,10 @@ fn main() -> Result<()> {
             let ys = train_y.index_select(&indices, 0)?;
             let outputs = model.forward_t(&xs, true)?;
             let main_loss = loss::cross_entropy(&outputs.logits, &ys)?;
-            let aux = outputs.aux.as_ref().expect("training mode computes the side output");
+            let aux = outputs
+                .aux
+                .as_ref()
+                .expect("training mode computes the side output");
             // The paper weights auxiliary losses by 0.3.
             let loss = (&main_loss + (loss::cross_entropy(aux, &ys)? * 0.3)?)?;
             optimizer.backward_step(&loss)?;

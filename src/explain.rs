@@ -45,7 +45,7 @@ carries the YAML parser's own description and position."
         Code::LimitExceeded => {
             "The input is larger than archc accepts. The limits keep the checker's time and memory bounded on any
 input: a source of at most 8 MiB, brackets nested at most 64 deep, at most 32 operators in one expression
-between brackets and commas, blocks instantiated at most 64 deep, and at most 2,000,000 layers once every
+between brackets and commas, blocks instantiated at most 64 deep, and at most 200,000 layers once every
 block use is expanded.
 
 Example:

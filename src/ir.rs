@@ -226,7 +226,9 @@ pub enum NodeKind {
 pub enum Role {
     Main,
     /// `side NAME = ... from SOURCE`: evaluated only in training mode, from SOURCE's output.
-    Side { source: String },
+    Side {
+        source: String,
+    },
 }
 
 /// One checked statement (or chain element, or branch).

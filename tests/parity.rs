@@ -15,7 +15,9 @@ archc_runtime::include_arch!("tests/parity/torchvision_tiny.arch");
 archc_runtime::include_arch!("tests/parity/paper_tiny.arch");
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/parity")
+        .join(name)
 }
 
 fn load(path: &Path) -> HashMap<String, Tensor> {
@@ -30,8 +32,22 @@ fn weights(path: &Path) -> VarBuilder<'static> {
 #[track_caller]
 fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
     assert_eq!(got.dims(), want.dims(), "{what}: shape");
-    let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1.0);
-    let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let scale = want
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+        .max(1.0);
+    let diff = (got - want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert!(
         diff <= 1e-4 * scale,
         "{what}: max |a - b| = {diff:e} exceeds 1e-4 * {scale} (max |reference| = {scale})"
@@ -46,7 +62,10 @@ fn torchvision_tiny_matches_pytorch_in_eval_mode() {
     let logits = model.forward(&io["input"]).unwrap();
     assert_close("eval logits", &logits, &io["eval_logits"]);
     let outputs = model.forward_t(&io["input"], false).unwrap();
-    assert!(outputs.aux1.is_none() && outputs.aux2.is_none(), "side outputs are training-only");
+    assert!(
+        outputs.aux1.is_none() && outputs.aux2.is_none(),
+        "side outputs are training-only"
+    );
 }
 
 #[test]
@@ -62,8 +81,16 @@ fn torchvision_tiny_matches_pytorch_in_training_mode() {
     let model = googlenet_tiny::Model::new(vb, &config).unwrap();
     let outputs = model.forward_t(&io["input"], true).unwrap();
     assert_close("train logits", &outputs.logits, &io["train_logits"]);
-    assert_close("train aux1", outputs.aux1.as_ref().unwrap(), &io["train_aux1"]);
-    assert_close("train aux2", outputs.aux2.as_ref().unwrap(), &io["train_aux2"]);
+    assert_close(
+        "train aux1",
+        outputs.aux1.as_ref().unwrap(),
+        &io["train_aux1"],
+    );
+    assert_close(
+        "train aux2",
+        outputs.aux2.as_ref().unwrap(),
+        &io["train_aux2"],
+    );
     // Batch norm updated its running statistics as PyTorch did (momentum 0.1, unbiased variance).
     assert_close(
         "conv1.bn.running_mean after one training step",
@@ -87,7 +114,11 @@ fn paper_tiny_matches_pytorch_in_eval_and_training_mode() {
     let io = load(&fixture("paper_tiny.io.safetensors"));
     let vb = weights(&fixture("paper_tiny.weights.safetensors"));
     let model = googlenet_paper_tiny::Model::new(vb.clone(), &Default::default()).unwrap();
-    assert_close("eval logits", &model.forward(&io["input"]).unwrap(), &io["eval_logits"]);
+    assert_close(
+        "eval logits",
+        &model.forward(&io["input"]).unwrap(),
+        &io["eval_logits"],
+    );
     let config = googlenet_paper_tiny::Config {
         dropout: 0.0,
         dropout_aux: 0.0,
@@ -96,6 +127,90 @@ fn paper_tiny_matches_pytorch_in_eval_and_training_mode() {
     let model = googlenet_paper_tiny::Model::new(vb, &config).unwrap();
     let outputs = model.forward_t(&io["input"], true).unwrap();
     assert_close("train logits", &outputs.logits, &io["train_logits"]);
-    assert_close("train aux1", outputs.aux1.as_ref().unwrap(), &io["train_aux1"]);
-    assert_close("train aux2", outputs.aux2.as_ref().unwrap(), &io["train_aux2"]);
+    assert_close(
+        "train aux1",
+        outputs.aux1.as_ref().unwrap(),
+        &io["train_aux1"],
+    );
+    assert_close(
+        "train aux2",
+        outputs.aux2.as_ref().unwrap(),
+        &io["train_aux2"],
+    );
+}
+
+/// Both shipped GoogLeNets are `network googlenet`; a module each keeps the generated modules apart.
+mod torchvision {
+    archc_runtime::include_arch!("architectures/googlenet_torchvision.arch");
+}
+mod paper {
+    archc_runtime::include_arch!("architectures/googlenet.arch");
+}
+
+/// The full-size networks of `architectures/`, against `make_fixtures.py --full` (about 100 MB, not committed):
+/// `ARCHC_PARITY_DIR=/tmp/archc-parity-full cargo test --release --test parity -- --ignored`.
+#[test]
+#[ignore = "needs ARCHC_PARITY_DIR with the full-size fixtures (tests/parity/README.md)"]
+fn full_size_googlenets_match_pytorch() {
+    let dir = PathBuf::from(std::env::var("ARCHC_PARITY_DIR").expect("set ARCHC_PARITY_DIR"));
+    // torchvision's GoogLeNet; the fixture has 1000 classes and was exported with dropout p = 0 in training.
+    let io = load(&dir.join("torchvision_full.io.safetensors"));
+    let vb = weights(&dir.join("torchvision_full.weights.safetensors"));
+    use torchvision::googlenet;
+    let model = googlenet::Model::new(vb.clone(), &googlenet::Config::default()).unwrap();
+    assert_close(
+        "torchvision eval logits",
+        &model.forward(&io["input"]).unwrap(),
+        &io["eval_logits"],
+    );
+    let config = googlenet::Config {
+        dropout: 0.0,
+        dropout_aux: 0.0,
+        ..Default::default()
+    };
+    let model = googlenet::Model::new(vb, &config).unwrap();
+    let outputs = model.forward_t(&io["input"], true).unwrap();
+    assert_close(
+        "torchvision train logits",
+        &outputs.logits,
+        &io["train_logits"],
+    );
+    assert_close(
+        "torchvision train aux1",
+        outputs.aux1.as_ref().unwrap(),
+        &io["train_aux1"],
+    );
+    assert_close(
+        "torchvision train aux2",
+        outputs.aux2.as_ref().unwrap(),
+        &io["train_aux2"],
+    );
+
+    // The paper's GoogLeNet (LRN, biases, 5x5, ceil-mode pools, 7x7 average pool).
+    let io = load(&dir.join("paper_full.io.safetensors"));
+    let vb = weights(&dir.join("paper_full.weights.safetensors"));
+    let model = paper::googlenet::Model::new(vb.clone(), &Default::default()).unwrap();
+    assert_close(
+        "paper eval logits",
+        &model.forward(&io["input"]).unwrap(),
+        &io["eval_logits"],
+    );
+    let config = paper::googlenet::Config {
+        dropout: 0.0,
+        dropout_aux: 0.0,
+        ..Default::default()
+    };
+    let model = paper::googlenet::Model::new(vb, &config).unwrap();
+    let outputs = model.forward_t(&io["input"], true).unwrap();
+    assert_close("paper train logits", &outputs.logits, &io["train_logits"]);
+    assert_close(
+        "paper train aux1",
+        outputs.aux1.as_ref().unwrap(),
+        &io["train_aux1"],
+    );
+    assert_close(
+        "paper train aux2",
+        outputs.aux2.as_ref().unwrap(),
+        &io["train_aux2"],
+    );
 }

@@ -20,7 +20,9 @@ use syn::{parse_macro_input, LitStr};
 #[proc_macro]
 pub fn include_arch(input: TokenStream) -> TokenStream {
     let literal = parse_macro_input!(input as LitStr);
-    expand(&literal).unwrap_or_else(syn::Error::into_compile_error).into()
+    expand(&literal)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }
 
 fn expand(literal: &LitStr) -> syn::Result<proc_macro2::TokenStream> {
@@ -33,9 +35,16 @@ fn expand(literal: &LitStr) -> syn::Result<proc_macro2::TokenStream> {
     }
     let root = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
-        .ok_or_else(|| error("CARGO_MANIFEST_DIR is not set; include_arch! must be expanded by cargo".into()))?;
+        .ok_or_else(|| {
+            error("CARGO_MANIFEST_DIR is not set; include_arch! must be expanded by cargo".into())
+        })?;
     let path = root.join(&relative);
-    let bytes = std::fs::read(&path).map_err(|e| error(format!("cannot read `{relative}` ({}): {e}", path.display())))?;
+    let bytes = std::fs::read(&path).map_err(|e| {
+        error(format!(
+            "cannot read `{relative}` ({}): {e}",
+            path.display()
+        ))
+    })?;
     if bytes.len() > archc::syntax::MAX_SOURCE_BYTES {
         return Err(error(format!(
             "`{relative}` is {} bytes, larger than the {} byte limit",
@@ -44,23 +53,26 @@ fn expand(literal: &LitStr) -> syn::Result<proc_macro2::TokenStream> {
         )));
     }
     let source = String::from_utf8(bytes).map_err(|e| {
-        error(format!("`{relative}` is not valid UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()))
+        error(format!(
+            "`{relative}` is not valid UTF-8 (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
     })?;
     let kind = archc::SourceKind::from_path(&relative);
-    let tokens = archc::codegen::generate_source(kind, &relative, &source).map_err(|diagnostics| {
-        let mut errors = diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .map(|d| {
+    let tokens =
+        archc::codegen::generate_source(kind, &relative, &source).map_err(|diagnostics| {
+            let mut errors = diagnostics.iter().filter(|d| d.is_error()).map(|d| {
                 // rustc prefixes `error: `; the rendered header would repeat it, so lead with the message.
                 let rendered = archc::render::render_compact(&relative, &source, d);
                 let details = rendered.split_once('\n').map_or("", |(_, rest)| rest);
                 error(format!("{} [{}]\n{details}", d.message, d.code))
             });
-        let mut combined = errors.next().unwrap_or_else(|| error(format!("`{relative}` has errors")));
-        combined.extend(errors);
-        combined
-    })?;
+            let mut combined = errors
+                .next()
+                .unwrap_or_else(|| error(format!("`{relative}` has errors")));
+            combined.extend(errors);
+            combined
+        })?;
     let absolute = path.to_string_lossy().into_owned();
     Ok(quote! {
         // Makes cargo rebuild this crate when the architecture file changes.

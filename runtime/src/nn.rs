@@ -10,7 +10,10 @@ use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 pub use crate::shape::Dims;
-use crate::{error, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, BatchNormSpec, Conv2d, Conv2dSpec, Lrn, MaxPool2d, Pad2d};
+use crate::{
+    error, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, BatchNormSpec, Conv2d, Conv2dSpec, Lrn,
+    MaxPool2d, Pad2d,
+};
 
 /// The largest size, stride or padding accepted, as in the checker.
 const MAX_DIM: i64 = i32::MAX as i64;
@@ -39,7 +42,10 @@ impl IntoHw for i64 {
 
 impl IntoHw for (i64, i64) {
     fn into_hw(self, what: &str, min: i64, at: &str) -> Result<(usize, usize)> {
-        Ok((checked_dim(self.0, what, min, at)?, checked_dim(self.1, what, min, at)?))
+        Ok((
+            checked_dim(self.0, what, min, at)?,
+            checked_dim(self.1, what, min, at)?,
+        ))
     }
 }
 
@@ -81,14 +87,19 @@ impl Dims {
         match sizes.as_slice() {
             [c, h, w] => Ok(Dims::Chw(*c, *h, *w)),
             [f] => Ok(Dims::Flat(*f)),
-            _ => Err(error(format!("{at}: a shape has 1 or 3 sizes, found {dims:?}"))),
+            _ => Err(error(format!(
+                "{at}: a shape has 1 or 3 sizes, found {dims:?}"
+            ))),
         }
     }
 
     /// Checks a declared output size (`: [C, H, W]`) against the inferred one.
     pub fn expect(&self, declared: &[i64], at: &str) -> Result<()> {
         let matches = declared.len() == self.to_vec().len()
-            && declared.iter().zip(self.to_vec()).all(|(&d, actual)| d >= 0 && d as usize == actual);
+            && declared
+                .iter()
+                .zip(self.to_vec())
+                .all(|(&d, actual)| d >= 0 && d as usize == actual);
         if matches {
             Ok(())
         } else {
@@ -117,7 +128,9 @@ impl Dims {
 
     /// The shape of a channel concatenation.
     pub fn concat(parts: &[Dims], at: &str) -> Result<Dims> {
-        let first = *parts.first().ok_or_else(|| error(format!("{at}: concat of nothing")))?;
+        let first = *parts
+            .first()
+            .ok_or_else(|| error(format!("{at}: concat of nothing")))?;
         let mut channels = 0usize;
         for part in parts {
             let same_space = match (first, part) {
@@ -128,7 +141,11 @@ impl Dims {
             if !same_space {
                 return Err(error(format!(
                     "{at}: concat branches disagree: {}",
-                    parts.iter().map(Dims::to_string).collect::<Vec<_>>().join(", ")
+                    parts
+                        .iter()
+                        .map(Dims::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
             channels = channels
@@ -143,11 +160,17 @@ impl Dims {
 
     /// The shape of an element-wise sum.
     pub fn add(parts: &[Dims], at: &str) -> Result<Dims> {
-        let first = *parts.first().ok_or_else(|| error(format!("{at}: add of nothing")))?;
+        let first = *parts
+            .first()
+            .ok_or_else(|| error(format!("{at}: add of nothing")))?;
         if parts.iter().any(|p| *p != first) {
             return Err(error(format!(
                 "{at}: add branches disagree: {}",
-                parts.iter().map(Dims::to_string).collect::<Vec<_>>().join(", ")
+                parts
+                    .iter()
+                    .map(Dims::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         Ok(first)
@@ -159,7 +182,11 @@ impl Dims {
         let dims = xs.dims();
         let ok = dims.len() == expected.len() + 1 && dims[1..] == expected[..];
         if !ok {
-            let want = expected.iter().map(usize::to_string).collect::<Vec<_>>().join(", ");
+            let want = expected
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
             return Err(error(format!(
                 "{source}: expected an input of shape [N, {want}], found {dims:?}"
             )));
@@ -238,7 +265,9 @@ pub fn max_pool(
         dilation: dilation.into_hw("dilation", 1, at)?,
         ceil_mode: ceil,
     };
-    let (oh, ow) = pool.output_size((h, w)).map_err(|e| error(format!("{at}: {e}")))?;
+    let (oh, ow) = pool
+        .output_size((h, w))
+        .map_err(|e| error(format!("{at}: {e}")))?;
     Ok((pool, Dims::Chw(c, oh, ow)))
 }
 
@@ -260,12 +289,18 @@ pub fn avg_pool(
         ceil_mode: ceil,
         count_include_pad,
     };
-    let (oh, ow) = pool.output_size((h, w)).map_err(|e| error(format!("{at}: {e}")))?;
+    let (oh, ow) = pool
+        .output_size((h, w))
+        .map_err(|e| error(format!("{at}: {e}")))?;
     Ok((pool, Dims::Chw(c, oh, ow)))
 }
 
 /// `adaptive_avg_pool(size)`.
-pub fn adaptive_avg_pool(input: Dims, size: impl IntoHw, at: &str) -> Result<(AdaptiveAvgPool2d, Dims)> {
+pub fn adaptive_avg_pool(
+    input: Dims,
+    size: impl IntoHw,
+    at: &str,
+) -> Result<(AdaptiveAvgPool2d, Dims)> {
     let (c, _, _) = input.chw("adaptive_avg_pool", at)?;
     let (oh, ow) = size.into_hw("size", 1, at)?;
     Ok((AdaptiveAvgPool2d::new((oh, ow)), Dims::Chw(c, oh, ow)))
@@ -285,7 +320,11 @@ pub fn batch_norm(
     affine: bool,
     at: &str,
 ) -> Result<(BatchNorm, Dims)> {
-    let spec = BatchNormSpec { eps, momentum, affine };
+    let spec = BatchNormSpec {
+        eps,
+        momentum,
+        affine,
+    };
     let context = format!("batch_norm at {at}");
     let bn = crate::batch_norm(vb, input.channels(), spec, &context)?;
     Ok((bn, input))
@@ -295,19 +334,35 @@ pub fn batch_norm(
 pub fn lrn(input: Dims, size: i64, alpha: f64, beta: f64, k: f64, at: &str) -> Result<(Lrn, Dims)> {
     input.chw("lrn", at)?;
     let size = checked_count(size, "size", at)?;
-    Ok((Lrn { size, alpha, beta, k }, input))
+    Ok((
+        Lrn {
+            size,
+            alpha,
+            beta,
+            k,
+        },
+        input,
+    ))
 }
 
 /// `dropout(p)`.
 pub fn dropout(input: Dims, p: f64, at: &str) -> Result<(candle_nn::Dropout, Dims)> {
     if !(0.0..=1.0).contains(&p) {
-        return Err(error(format!("{at}: dropout probability must be in [0, 1], found {p}")));
+        return Err(error(format!(
+            "{at}: dropout probability must be in [0, 1], found {p}"
+        )));
     }
     Ok((candle_nn::Dropout::new(p as f32), input))
 }
 
 /// `linear(out, bias)`.
-pub fn linear(vb: VarBuilder, input: Dims, out: i64, bias: bool, at: &str) -> Result<(candle_nn::Linear, Dims)> {
+pub fn linear(
+    vb: VarBuilder,
+    input: Dims,
+    out: i64,
+    bias: bool,
+    at: &str,
+) -> Result<(candle_nn::Linear, Dims)> {
     let in_features = match input {
         Dims::Flat(f) => f,
         Dims::Chw(..) => {
@@ -327,5 +382,6 @@ pub fn sum(parts: &[&Tensor]) -> Result<Tensor> {
     let (first, rest) = parts
         .split_first()
         .ok_or_else(|| error("add of no branches"))?;
-    rest.iter().try_fold((*first).clone(), |acc, part| acc + *part)
+    rest.iter()
+        .try_fold((*first).clone(), |acc, part| acc + *part)
 }

@@ -10,7 +10,11 @@ use archc::{compile, Checked, Code, Diagnostic, SourceKind};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "archc", version, about = "Check neural-network architectures and compile them to candle models")]
+#[command(
+    name = "archc",
+    version,
+    about = "Check neural-network architectures and compile them to candle models"
+)]
 struct Cli {
     /// When to colour diagnostics.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
@@ -83,7 +87,9 @@ fn main() -> ExitCode {
     let color = match cli.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        ColorChoice::Auto => {
+            std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+        }
     };
     let result = match cli.command {
         Command::Check {
@@ -111,9 +117,13 @@ fn main() -> ExitCode {
 
 fn read_source(path: &Path) -> Result<String, Fatal> {
     if path.is_dir() {
-        return Err(Fatal(format!("{}: is a directory, not an architecture file", path.display())));
+        return Err(Fatal(format!(
+            "{}: is a directory, not an architecture file",
+            path.display()
+        )));
     }
-    let bytes = std::fs::read(path).map_err(|e| Fatal(format!("{}: cannot read: {e}", path.display())))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| Fatal(format!("{}: cannot read: {e}", path.display())))?;
     if bytes.len() > archc::syntax::MAX_SOURCE_BYTES {
         return Err(Fatal(format!(
             "{}: {} bytes is larger than the {} byte limit",
@@ -135,7 +145,12 @@ fn display_name(path: &Path) -> String {
     path.display().to_string()
 }
 
-fn run_check(files: &[PathBuf], format: Format, deny_warnings: bool, color: bool) -> Result<ExitCode, Fatal> {
+fn run_check(
+    files: &[PathBuf],
+    format: Format,
+    deny_warnings: bool,
+    color: bool,
+) -> Result<ExitCode, Fatal> {
     let mut failed = false;
     let mut io_failed = false;
     let mut json_files = Vec::new();
@@ -155,14 +170,18 @@ fn run_check(files: &[PathBuf], format: Format, deny_warnings: bool, color: bool
         failed |= errors > 0 || (deny_warnings && warnings > 0);
         match format {
             Format::Human => {
-                eprint!("{}", archc::render::render(&name, &source, &checked.diagnostics, color));
+                eprint!(
+                    "{}",
+                    archc::render::render(&name, &source, &checked.diagnostics, color)
+                );
                 eprintln!("{}", status_line(&name, &checked, errors, warnings));
             }
             Format::Json => json_files.push(json_report(&name, &source, &checked)),
         }
     }
     if let Format::Json = format {
-        let text = serde_json::to_string_pretty(&serde_json::Value::Array(json_files)).expect("JSON values serialise");
+        let text = serde_json::to_string_pretty(&serde_json::Value::Array(json_files))
+            .expect("JSON values serialise");
         let _ = writeln!(std::io::stdout(), "{text}");
     }
     Ok(if io_failed {
@@ -177,7 +196,11 @@ fn run_check(files: &[PathBuf], format: Format, deny_warnings: bool, color: bool
 fn status_line(name: &str, checked: &Checked, errors: usize, warnings: usize) -> String {
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     if errors > 0 {
-        format!("{name}: {}, {}", plural(errors, "error"), plural(warnings, "warning"))
+        format!(
+            "{name}: {}, {}",
+            plural(errors, "error"),
+            plural(warnings, "warning")
+        )
     } else {
         let networks: Vec<String> = checked
             .networks
@@ -187,8 +210,16 @@ fn status_line(name: &str, checked: &Checked, errors: usize, warnings: usize) ->
         format!(
             "{name}: ok ({}{}){}",
             plural(checked.networks.len(), "network"),
-            if networks.is_empty() { String::new() } else { format!(": {}", networks.join(", ")) },
-            if warnings > 0 { format!(", {}", plural(warnings, "warning")) } else { String::new() }
+            if networks.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", networks.join(", "))
+            },
+            if warnings > 0 {
+                format!(", {}", plural(warnings, "warning"))
+            } else {
+                String::new()
+            }
         )
     }
 }
@@ -236,7 +267,10 @@ fn checked_or_report(path: &Path, color: bool) -> Result<(String, String, Checke
     let name = display_name(path);
     let checked = compile(SourceKind::from_path(&name), &source);
     if checked.has_errors() {
-        eprint!("{}", archc::render::render(&name, &source, &checked.diagnostics, color));
+        eprint!(
+            "{}",
+            archc::render::render(&name, &source, &checked.diagnostics, color)
+        );
         let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
         eprintln!("{name}: {errors} error(s); fix them first");
         return Err(ExitCode::from(1));
@@ -263,7 +297,11 @@ fn run_summary(
     if networks.is_empty() {
         let names: Vec<&str> = checked.networks.iter().map(|n| n.name.as_str()).collect();
         return Err(Fatal(match network {
-            Some(wanted) => format!("no network `{wanted}` in {}; it has: {}", path.display(), names.join(", ")),
+            Some(wanted) => format!(
+                "no network `{wanted}` in {}; it has: {}",
+                path.display(),
+                names.join(", ")
+            ),
             None => format!("{} defines no network", path.display()),
         }));
     }
@@ -304,10 +342,16 @@ fn run_explain(code: Option<&str>, list: bool) -> Result<ExitCode, Fatal> {
     let text = code.unwrap_or_default();
     match Code::parse(text) {
         Some(code) => {
-            println!("{code}: {}\n\n{}", code.title(), archc::explain::explanation(code));
+            println!(
+                "{code}: {}\n\n{}",
+                code.title(),
+                archc::explain::explanation(code)
+            );
             Ok(ExitCode::SUCCESS)
         }
-        None => Err(Fatal(format!("unknown code `{text}`; `archc explain --list` shows them all"))),
+        None => Err(Fatal(format!(
+            "unknown code `{text}`; `archc explain --list` shows them all"
+        ))),
     }
 }
 
@@ -316,12 +360,19 @@ fn run_emit(path: &Path, use_rustfmt: bool, color: bool) -> Result<ExitCode, Fat
     let name = display_name(path);
     match archc::codegen::emit_source(SourceKind::from_path(&name), &name, &source) {
         Ok(code) => {
-            let code = if use_rustfmt { rustfmt(&code).unwrap_or(code) } else { code };
+            let code = if use_rustfmt {
+                rustfmt(&code).unwrap_or(code)
+            } else {
+                code
+            };
             let _ = std::io::stdout().write_all(code.as_bytes());
             Ok(ExitCode::SUCCESS)
         }
         Err(diagnostics) => {
-            eprint!("{}", archc::render::render(&name, &source, &diagnostics, color));
+            eprint!(
+                "{}",
+                archc::render::render(&name, &source, &diagnostics, color)
+            );
             Ok(ExitCode::from(1))
         }
     }
@@ -342,5 +393,6 @@ fn rustfmt(code: &str) -> Option<String> {
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     let output = child.wait_with_output().ok()?;
     writer.join().ok()?.ok()?;
-    (output.status.success() && !output.stdout.is_empty()).then(|| String::from_utf8(output.stdout).ok())?
+    (output.status.success() && !output.stdout.is_empty())
+        .then(|| String::from_utf8(output.stdout).ok())?
 }

@@ -41,13 +41,18 @@ impl CodegenError {
     }
 
     fn into_diagnostic(self) -> Diagnostic {
-        Diagnostic::error(Code::Unsupported, self.span, self.message).with_label("cannot generate code for this")
+        Diagnostic::error(Code::Unsupported, self.span, self.message)
+            .with_label("cannot generate code for this")
     }
 }
 
 /// Parses, checks and generates code for a source. `name` is the path written into error messages and
 /// locations (`architectures/googlenet.arch`). Returns the diagnostics when the file has errors.
-pub fn generate_source(kind: SourceKind, name: &str, source: &str) -> Result<TokenStream, Vec<Diagnostic>> {
+pub fn generate_source(
+    kind: SourceKind,
+    name: &str,
+    source: &str,
+) -> Result<TokenStream, Vec<Diagnostic>> {
     let file = crate::parse_source(kind, source)?;
     let checked = crate::check_file(&file);
     if checked.has_errors() {
@@ -74,7 +79,12 @@ pub fn emit_source(kind: SourceKind, name: &str, source: &str) -> Result<String,
 }
 
 /// Generates one module per network of a checked file.
-pub fn generate(file: &File, checked: &Checked, name: &str, source: &str) -> Result<TokenStream, CodegenError> {
+pub fn generate(
+    file: &File,
+    checked: &Checked,
+    name: &str,
+    source: &str,
+) -> Result<TokenStream, CodegenError> {
     let blocks: HashMap<&str, &Definition> = file
         .items
         .iter()
@@ -199,7 +209,9 @@ fn runtime_layer(name: &str) -> Option<(TokenStream, bool, bool)> {
         "batch_norm" => (quote!(::archc_runtime::BatchNorm), true, true),
         "max_pool" => (quote!(::archc_runtime::MaxPool2d), false, false),
         "avg_pool" => (quote!(::archc_runtime::AvgPool2d), false, false),
-        "adaptive_avg_pool" | "global_avg_pool" => (quote!(::archc_runtime::AdaptiveAvgPool2d), false, false),
+        "adaptive_avg_pool" | "global_avg_pool" => {
+            (quote!(::archc_runtime::AdaptiveAvgPool2d), false, false)
+        }
         "lrn" => (quote!(::archc_runtime::Lrn), false, false),
         "dropout" => (quote!(::archc_runtime::candle_nn::Dropout), false, true),
         _ => return None,
@@ -212,9 +224,17 @@ impl Generator<'_> {
         format!("{}:{line}:{column}", self.file_name)
     }
 
-    fn network_module(&self, definition: &Definition, network: &Network) -> Result<TokenStream, CodegenError> {
+    fn network_module(
+        &self,
+        definition: &Definition,
+        network: &Network,
+    ) -> Result<TokenStream, CodegenError> {
         let module = rust_ident(&network.name);
-        let scope: Vec<(&str, Ty)> = network.params.iter().map(|(n, v)| (n.as_str(), Ty::of(*v))).collect();
+        let scope: Vec<(&str, Ty)> = network
+            .params
+            .iter()
+            .map(|(n, v)| (n.as_str(), Ty::of(*v)))
+            .collect();
         let config_fields: Vec<TokenStream> = network
             .params
             .iter()
@@ -251,7 +271,12 @@ impl Generator<'_> {
             }
         });
         let mut block_items = Vec::new();
-        for block in self.blocks.values().copied().filter(|b| used.contains(&b.name.name)) {
+        for block in self
+            .blocks
+            .values()
+            .copied()
+            .filter(|b| used.contains(&b.name.name))
+        {
             block_items.push((block.span.start, self.block_struct(block)?));
         }
         block_items.sort_by_key(|(start, _)| *start);
@@ -260,7 +285,12 @@ impl Generator<'_> {
         // The network body.
         let (input_shape, statements) = match definition.body.split_first() {
             Some((Statement::Input(shape), rest)) => (shape, rest),
-            _ => return Err(CodegenError::new(definition.span, "network without an input statement")),
+            _ => {
+                return Err(CodegenError::new(
+                    definition.span,
+                    "network without an input statement",
+                ))
+            }
         };
         let mut body = Body::default();
         let input_dims = input_shape
@@ -282,10 +312,13 @@ impl Generator<'_> {
         let mut dims_of: HashMap<&str, Ident> = HashMap::new();
         let mut sides = Vec::new();
         for statement in statements {
-            let Statement::Layer(layer) = statement else { continue };
+            let Statement::Layer(layer) = statement else {
+                continue;
+            };
             match &layer.side_from {
                 None => {
-                    let (dims, lines) = self.statement(layer, &scope, "", current.clone(), &mut body)?;
+                    let (dims, lines) =
+                        self.statement(layer, &scope, "", current.clone(), &mut body)?;
                     forward.extend(lines);
                     current = dims;
                     if let Some(name) = &layer.name {
@@ -298,10 +331,10 @@ impl Generator<'_> {
                 }
                 Some(source) => {
                     let name = layer.name.as_ref().expect("side outputs are named");
-                    let source_dims = dims_of
-                        .get(source.name.as_str())
-                        .cloned()
-                        .ok_or_else(|| CodegenError::new(source.span, "unknown side-output source"))?;
+                    let source_dims =
+                        dims_of.get(source.name.as_str()).cloned().ok_or_else(|| {
+                            CodegenError::new(source.span, "unknown side-output source")
+                        })?;
                     let (_, lines) = self.statement(layer, &scope, "", source_dims, &mut body)?;
                     let saved = format_ident!("{}_out", source.name);
                     let output = rust_ident(&name.name);
@@ -319,17 +352,21 @@ impl Generator<'_> {
             }
         }
         let output_dims = current;
-        let (field_names, field_types): (Vec<Ident>, Vec<TokenStream>) = body.fields.iter().cloned().unzip();
+        let (field_names, field_types): (Vec<Ident>, Vec<TokenStream>) =
+            body.fields.iter().cloned().unzip();
         let ctor = &body.ctor;
         let [c, h, w] = match network.input {
             crate::ir::Shape::Map { c, h, w } => [c, h, w].map(|v| v as usize),
             crate::ir::Shape::Flat { features } => [features as usize, 1, 1],
         };
         let input_const = match network.input {
-            crate::ir::Shape::Map { .. } => quote!(pub const INPUT_SHAPE: &[usize] = &[#c, #h, #w];),
+            crate::ir::Shape::Map { .. } => {
+                quote!(pub const INPUT_SHAPE: &[usize] = &[#c, #h, #w];)
+            }
             crate::ir::Shape::Flat { .. } => quote!(pub const INPUT_SHAPE: &[usize] = &[#c];),
         };
-        let output_dims_const: Vec<usize> = network.output.dims().iter().map(|v| *v as usize).collect();
+        let output_dims_const: Vec<usize> =
+            network.output.dims().iter().map(|v| *v as usize).collect();
         let source_name = self.file_name;
         let module_doc = format!(
             "The `{}` network of `{}`, generated by archc. Input `[N, {}]`, output `[N, {}]` with the default `Config`.",
@@ -338,7 +375,9 @@ impl Generator<'_> {
             network.input.dims().iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
             network.output.dims().iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
         );
-        let side_docs = sides.iter().map(|s| format!("The training-only side output `{s}`; `None` in inference."));
+        let side_docs = sides
+            .iter()
+            .map(|s| format!("The training-only side output `{s}`; `None` in inference."));
         Ok(quote! {
             #[doc = #module_doc]
             #[allow(clippy::too_many_arguments, clippy::let_and_return, unused_variables, non_snake_case)]
@@ -424,7 +463,11 @@ impl Generator<'_> {
 
     fn block_struct(&self, block: &Definition) -> Result<TokenStream, CodegenError> {
         let name = type_ident(&block.name.name);
-        let types = self.param_types.get(&block.name.name).cloned().unwrap_or_default();
+        let types = self
+            .param_types
+            .get(&block.name.name)
+            .cloned()
+            .unwrap_or_default();
         let scope: Vec<(&str, Ty)> = types.iter().map(|(n, t)| (n.as_str(), *t)).collect();
         let params: Vec<TokenStream> = types
             .iter()
@@ -438,12 +481,15 @@ impl Generator<'_> {
         let mut forward = Vec::new();
         let mut current = format_ident!("input");
         for statement in &block.body {
-            let Statement::Layer(layer) = statement else { continue };
+            let Statement::Layer(layer) = statement else {
+                continue;
+            };
             let (dims, lines) = self.statement(layer, &scope, "", current, &mut body)?;
             forward.extend(lines);
             current = dims;
         }
-        let (field_names, field_types): (Vec<Ident>, Vec<TokenStream>) = body.fields.iter().cloned().unzip();
+        let (field_names, field_types): (Vec<Ident>, Vec<TokenStream>) =
+            body.fields.iter().cloned().unzip();
         let ctor = &body.ctor;
         let doc = format!("The block `{}` of `{}`.", block.name.name, self.file_name);
         Ok(quote! {
@@ -506,7 +552,8 @@ impl Generator<'_> {
                 self.at(shape.span),
                 name.map_or_else(String::new, |n| format!(" (`{n}`)"))
             );
-            body.ctor.push(quote!(#current.expect(&[#(#dims),*], #at)?;));
+            body.ctor
+                .push(quote!(#current.expect(&[#(#dims),*], #at)?;));
         }
         Ok((current, forward))
     }
@@ -530,9 +577,17 @@ impl Generator<'_> {
                 let mut branch_values = Vec::new();
                 let mut branch_lines = Vec::new();
                 for (index, branch) in group.branches.iter().enumerate() {
-                    let (dims, lines) = self.statement(branch, scope, &branch_prefix, input.clone(), body)?;
+                    let (dims, lines) =
+                        self.statement(branch, scope, &branch_prefix, input.clone(), body)?;
                     let var = match &branch.name {
-                        Some(n) if !matches!(n.name.as_str(), "xs" | "vb" | "train" | "input" | "cfg") => rust_ident(&n.name),
+                        Some(n)
+                            if !matches!(
+                                n.name.as_str(),
+                                "xs" | "vb" | "train" | "input" | "cfg"
+                            ) =>
+                        {
+                            rust_ident(&n.name)
+                        }
                         _ => format_ident!("branch_{}", index),
                     };
                     branch_lines.push(quote! {
@@ -549,11 +604,13 @@ impl Generator<'_> {
                 let at = self.at(group.span);
                 let combine = match group.kind {
                     crate::ast::GroupKind::Concat => {
-                        body.ctor.push(quote!(let #out = Dims::concat(&[#(#branch_dims),*], #at)?;));
+                        body.ctor
+                            .push(quote!(let #out = Dims::concat(&[#(#branch_dims),*], #at)?;));
                         quote!(Tensor::cat(&[#(&#branch_values),*], 1)?)
                     }
                     crate::ast::GroupKind::Add => {
-                        body.ctor.push(quote!(let #out = Dims::add(&[#(#branch_dims),*], #at)?;));
+                        body.ctor
+                            .push(quote!(let #out = Dims::add(&[#(#branch_dims),*], #at)?;));
                         quote!(::archc_runtime::nn::sum(&[#(&#branch_values),*])?)
                     }
                 };
@@ -585,7 +642,10 @@ impl Generator<'_> {
                 "relu" => return Ok((input, quote!(let xs = xs.relu()?;))),
                 "identity" => return Ok((input, quote!())),
                 "softmax" => {
-                    return Ok((input, quote!(let xs = ::archc_runtime::candle_nn::ops::softmax(&xs, 1)?;)))
+                    return Ok((
+                        input,
+                        quote!(let xs = ::archc_runtime::candle_nn::ops::softmax(&xs, 1)?;),
+                    ))
                 }
                 "flatten" => {
                     let out = body.dims_var();
@@ -594,9 +654,12 @@ impl Generator<'_> {
                 }
                 _ => {}
             }
-            let (ty, weights, train) = runtime_layer(callee).expect("every built-in has a runtime layer");
+            let (ty, weights, train) =
+                runtime_layer(callee).expect("every built-in has a runtime layer");
             let args = self.builtin_args(call, callee, signature, scope)?;
-            let field_name = path.clone().unwrap_or_else(|| format!("{callee}{}", body.fields.len()));
+            let field_name = path
+                .clone()
+                .unwrap_or_else(|| format!("{callee}{}", body.fields.len()));
             let field = body.field(&field_name, ty);
             let constructor = format_ident!("{}", callee);
             let out = body.dims_var();
@@ -615,10 +678,9 @@ impl Generator<'_> {
             };
             return Ok((out, forward));
         }
-        let block = self
-            .blocks
-            .get(callee)
-            .ok_or_else(|| CodegenError::new(call.callee.span, format!("unknown block `{callee}`")))?;
+        let block = self.blocks.get(callee).ok_or_else(|| {
+            CodegenError::new(call.callee.span, format!("unknown block `{callee}`"))
+        })?;
         let types = self.param_types.get(callee).cloned().unwrap_or_default();
         let mut given: Vec<Option<&crate::ast::Expr>> = vec![None; block.params.len()];
         let mut positional = 0;
@@ -652,7 +714,9 @@ impl Generator<'_> {
             args.push(value);
         }
         let ty = type_ident(callee);
-        let field_name = path.clone().unwrap_or_else(|| format!("{callee}{}", body.fields.len()));
+        let field_name = path
+            .clone()
+            .unwrap_or_else(|| format!("{callee}{}", body.fields.len()));
         let field = body.field(&field_name, quote!(#ty));
         let out = body.dims_var();
         let vb = match &path {
@@ -706,11 +770,17 @@ impl Generator<'_> {
                 (Some(e), _) => translate(e)?,
                 (None, ArgDefault::Value(value)) => value_tokens(*value),
                 (None, ArgDefault::Kernel) => {
-                    let kernel = signature.iter().position(|(p, _)| *p == "kernel").expect("pools have a kernel");
-                    let e = given[kernel].ok_or_else(|| CodegenError::new(call.span, "missing kernel"))?;
+                    let kernel = signature
+                        .iter()
+                        .position(|(p, _)| *p == "kernel")
+                        .expect("pools have a kernel");
+                    let e = given[kernel]
+                        .ok_or_else(|| CodegenError::new(call.span, "missing kernel"))?;
                     translate(e)?
                 }
-                (None, ArgDefault::Required) => return Err(CodegenError::new(call.span, format!("missing `{param}`"))),
+                (None, ArgDefault::Required) => {
+                    return Err(CodegenError::new(call.span, format!("missing `{param}`")))
+                }
             };
             args.push(tokens);
         }
@@ -739,7 +809,10 @@ fn value_tokens(value: Value) -> TokenStream {
         Value::Bool(v) => quote!(#v),
         Value::Same => quote!(::archc_runtime::nn::Pad::Same),
         Value::Pair(h, w) => {
-            let (h, w) = (proc_macro2::Literal::i64_unsuffixed(h), proc_macro2::Literal::i64_unsuffixed(w));
+            let (h, w) = (
+                proc_macro2::Literal::i64_unsuffixed(h),
+                proc_macro2::Literal::i64_unsuffixed(w),
+            );
             quote!((#h, #w))
         }
     }

@@ -59,16 +59,19 @@ impl Ty {
 
 /// Rust keywords that cannot be used as plain identifiers.
 const KEYWORDS: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "dyn", "else", "enum", "extern", "fn", "for", "if",
-    "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "static", "struct",
-    "trait", "type", "unsafe", "use", "where", "while", "abstract", "become", "box", "do", "final", "gen", "macro",
-    "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
+    "as", "async", "await", "break", "const", "continue", "dyn", "else", "enum", "extern", "fn",
+    "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref",
+    "return", "static", "struct", "trait", "type", "unsafe", "use", "where", "while", "abstract",
+    "become", "box", "do", "final", "gen", "macro", "override", "priv", "try", "typeof", "unsized",
+    "virtual", "yield",
 ];
 
 /// A Rust identifier for a name from the source: raw (`r#type`) for keywords; `self`-like names get a suffix.
 pub(crate) fn rust_ident(name: &str) -> Ident {
     match name {
-        "self" | "Self" | "super" | "crate" | "_" => Ident::new(&format!("{name}_"), RustSpan::call_site()),
+        "self" | "Self" | "super" | "crate" | "_" => {
+            Ident::new(&format!("{name}_"), RustSpan::call_site())
+        }
         _ if KEYWORDS.contains(&name) => Ident::new_raw(name, RustSpan::call_site()),
         _ => Ident::new(name, RustSpan::call_site()),
     }
@@ -154,7 +157,10 @@ fn raw_expr(expr_: &Expr, scope: &Scope<'_>) -> Result<TokenStream, CodegenError
             quote!(#lit)
         }
         ExprKind::Int(Err(text)) => {
-            return Err(CodegenError::new(expr_.span, format!("integer `{text}` is too large")))
+            return Err(CodegenError::new(
+                expr_.span,
+                format!("integer `{text}` is too large"),
+            ))
         }
         ExprKind::Float(v) => {
             let lit = proc_macro2::Literal::f64_unsuffixed(*v);

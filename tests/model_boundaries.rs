@@ -10,7 +10,8 @@ use archc_runtime::candle_nn::{VarBuilder, VarMap};
 archc_runtime::include_arch!("tests/parity/torchvision_tiny.arch");
 
 fn reference_weights() -> HashMap<String, Tensor> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity/torchvision_tiny.weights.safetensors");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/parity/torchvision_tiny.weights.safetensors");
     archc_runtime::candle_core::safetensors::load(path, &Device::Cpu).expect("fixture loads")
 }
 
@@ -24,10 +25,16 @@ fn a_missing_tensor_is_named_with_its_arch_statement() {
     let mut tensors = reference_weights();
     tensors.remove("inception3a.branch2.0.conv.weight");
     let message = build(tensors).err().expect("a missing tensor is an error");
-    assert!(message.contains("inception3a.branch2.0.conv.weight"), "{message}");
+    assert!(
+        message.contains("inception3a.branch2.0.conv.weight"),
+        "{message}"
+    );
     assert!(message.contains("missing"), "{message}");
     // The conv2d statement inside `basic_conv`, line 6 of the .arch file.
-    assert!(message.contains("tests/parity/torchvision_tiny.arch:6:"), "{message}");
+    assert!(
+        message.contains("tests/parity/torchvision_tiny.arch:6:"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -38,8 +45,13 @@ fn a_mis_shaped_tensor_reports_expected_and_found_shapes() {
         "inception3a.branch2.1.conv.weight".to_string(),
         Tensor::zeros((16, 12, 5, 5), DType::F32, &Device::Cpu).unwrap(),
     );
-    let message = build(tensors).err().expect("a mis-shaped tensor is an error");
-    assert!(message.contains("inception3a.branch2.1.conv.weight"), "{message}");
+    let message = build(tensors)
+        .err()
+        .expect("a mis-shaped tensor is an error");
+    assert!(
+        message.contains("inception3a.branch2.1.conv.weight"),
+        "{message}"
+    );
     assert!(message.contains("[16, 12, 3, 3]"), "{message}");
     assert!(message.contains("[16, 12, 5, 5]"), "{message}");
 }
@@ -52,12 +64,20 @@ fn a_wrong_input_shape_is_an_error_saying_what_was_expected() {
         Tensor::zeros((3, 96, 96), DType::F32, &Device::Cpu).unwrap(),
         Tensor::zeros((2, 1, 96, 96), DType::F32, &Device::Cpu).unwrap(),
     ] {
-        let message = model.forward(&bad).err().expect("wrong input is an error").to_string();
+        let message = model
+            .forward(&bad)
+            .err()
+            .expect("wrong input is an error")
+            .to_string();
         assert!(message.contains("[N, 3, 96, 96]"), "{message}");
         assert!(message.contains(&format!("{:?}", bad.dims())), "{message}");
     }
     let integers = Tensor::zeros((1, 3, 96, 96), DType::U32, &Device::Cpu).unwrap();
-    let message = model.forward(&integers).err().expect("integer input is an error").to_string();
+    let message = model
+        .forward(&integers)
+        .err()
+        .expect("integer input is an error")
+        .to_string();
     assert!(message.contains("floating-point"), "{message}");
 }
 

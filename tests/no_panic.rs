@@ -859,12 +859,21 @@ fn deepest_admissible_nesting_checks_without_overflow() {
     assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
 
     // Blocks instantiated as deep as the block limit allows, and one deeper.
-    for (depth, ok) in [(archc::check::MAX_BLOCK_DEPTH, true), (archc::check::MAX_BLOCK_DEPTH + 1, false)] {
+    for (depth, ok) in [
+        (archc::check::MAX_BLOCK_DEPTH, true),
+        (archc::check::MAX_BLOCK_DEPTH + 1, false),
+    ] {
         let mut source = String::from("block b0 {\n    conv = conv2d(4, 3, pad = 1)\n}\n");
         for level in 1..depth {
-            source.push_str(&format!("block b{level} {{\n    inner = b{}\n}}\n", level - 1));
+            source.push_str(&format!(
+                "block b{level} {{\n    inner = b{}\n}}\n",
+                level - 1
+            ));
         }
-        source.push_str(&format!("network n {{\n    input [3, 8, 8]\n    top = b{}\n}}\n", depth - 1));
+        source.push_str(&format!(
+            "network n {{\n    input [3, 8, 8]\n    top = b{}\n}}\n",
+            depth - 1
+        ));
         let checked = compile_and_check_invariants(&source);
         let codes: Vec<Code> = checked.diagnostics.iter().map(|d| d.code).collect();
         if ok {
@@ -873,4 +882,27 @@ fn deepest_admissible_nesting_checks_without_overflow() {
             assert_eq!(codes, vec![Code::LimitExceeded], "{depth}");
         }
     }
+}
+
+#[test]
+fn exponential_block_expansion_is_cut_off_quickly() {
+    // Each block uses the one below twice: 2^40 convolutions if expanded.
+    let mut source = String::from("block b0 {\n    conv = conv2d(4, 3, pad = 1)\n}\n");
+    for level in 1..40 {
+        source.push_str(&format!(
+            "block b{level} {{\n    x = b{0}\n    y = b{0}\n}}\n",
+            level - 1
+        ));
+    }
+    source.push_str("network n {\n    input [4, 8, 8]\n    top = b39\n}\n");
+    let start = std::time::Instant::now();
+    let checked = compile_and_check_invariants(&source);
+    let codes: Vec<Code> = checked.diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(codes, vec![Code::LimitExceeded]);
+    // Twice over (the invariants check determinism), in a debug build.
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
 }

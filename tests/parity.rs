@@ -54,6 +54,28 @@ fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
     );
 }
 
+/// Compares a training-mode forward pass (logits and both auxiliary heads) with the reference.
+#[track_caller]
+fn assert_train_outputs(
+    what: &str,
+    logits: &Tensor,
+    aux1: Option<&Tensor>,
+    aux2: Option<&Tensor>,
+    io: &HashMap<String, Tensor>,
+) {
+    assert_close(&format!("{what} train logits"), logits, &io["train_logits"]);
+    assert_close(
+        &format!("{what} train aux1"),
+        aux1.expect("aux1 in training"),
+        &io["train_aux1"],
+    );
+    assert_close(
+        &format!("{what} train aux2"),
+        aux2.expect("aux2 in training"),
+        &io["train_aux2"],
+    );
+}
+
 #[test]
 fn torchvision_tiny_matches_pytorch_in_eval_mode() {
     let io = load(&fixture("torchvision_tiny.io.safetensors"));
@@ -80,16 +102,12 @@ fn torchvision_tiny_matches_pytorch_in_training_mode() {
     };
     let model = googlenet_tiny::Model::new(vb, &config).unwrap();
     let outputs = model.forward_t(&io["input"], true).unwrap();
-    assert_close("train logits", &outputs.logits, &io["train_logits"]);
-    assert_close(
-        "train aux1",
-        outputs.aux1.as_ref().unwrap(),
-        &io["train_aux1"],
-    );
-    assert_close(
-        "train aux2",
-        outputs.aux2.as_ref().unwrap(),
-        &io["train_aux2"],
+    assert_train_outputs(
+        "googlenet",
+        &outputs.logits,
+        outputs.aux1.as_ref(),
+        outputs.aux2.as_ref(),
+        &io,
     );
     // Batch norm updated its running statistics as PyTorch did (momentum 0.1, unbiased variance).
     assert_close(
@@ -126,16 +144,12 @@ fn paper_tiny_matches_pytorch_in_eval_and_training_mode() {
     };
     let model = googlenet_paper_tiny::Model::new(vb, &config).unwrap();
     let outputs = model.forward_t(&io["input"], true).unwrap();
-    assert_close("train logits", &outputs.logits, &io["train_logits"]);
-    assert_close(
-        "train aux1",
-        outputs.aux1.as_ref().unwrap(),
-        &io["train_aux1"],
-    );
-    assert_close(
-        "train aux2",
-        outputs.aux2.as_ref().unwrap(),
-        &io["train_aux2"],
+    assert_train_outputs(
+        "googlenet",
+        &outputs.logits,
+        outputs.aux1.as_ref(),
+        outputs.aux2.as_ref(),
+        &io,
     );
 }
 
@@ -170,20 +184,12 @@ fn full_size_googlenets_match_pytorch() {
     };
     let model = googlenet::Model::new(vb, &config).unwrap();
     let outputs = model.forward_t(&io["input"], true).unwrap();
-    assert_close(
-        "torchvision train logits",
+    assert_train_outputs(
+        "torchvision",
         &outputs.logits,
-        &io["train_logits"],
-    );
-    assert_close(
-        "torchvision train aux1",
-        outputs.aux1.as_ref().unwrap(),
-        &io["train_aux1"],
-    );
-    assert_close(
-        "torchvision train aux2",
-        outputs.aux2.as_ref().unwrap(),
-        &io["train_aux2"],
+        outputs.aux1.as_ref(),
+        outputs.aux2.as_ref(),
+        &io,
     );
 
     // The paper's GoogLeNet (LRN, biases, 5x5, ceil-mode pools, 7x7 average pool).
@@ -202,15 +208,11 @@ fn full_size_googlenets_match_pytorch() {
     };
     let model = paper::googlenet::Model::new(vb, &config).unwrap();
     let outputs = model.forward_t(&io["input"], true).unwrap();
-    assert_close("paper train logits", &outputs.logits, &io["train_logits"]);
-    assert_close(
-        "paper train aux1",
-        outputs.aux1.as_ref().unwrap(),
-        &io["train_aux1"],
-    );
-    assert_close(
-        "paper train aux2",
-        outputs.aux2.as_ref().unwrap(),
-        &io["train_aux2"],
+    assert_train_outputs(
+        "paper",
+        &outputs.logits,
+        outputs.aux1.as_ref(),
+        outputs.aux2.as_ref(),
+        &io,
     );
 }

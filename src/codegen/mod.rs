@@ -682,20 +682,8 @@ impl Generator<'_> {
             CodegenError::new(call.callee.span, format!("unknown block `{callee}`"))
         })?;
         let types = self.param_types.get(callee).cloned().unwrap_or_default();
-        let mut given: Vec<Option<&crate::ast::Expr>> = vec![None; block.params.len()];
-        let mut positional = 0;
-        for arg in &call.args {
-            let index = match &arg.name {
-                Some(name) => block.params.iter().position(|p| p.name.name == name.name),
-                None => {
-                    positional += 1;
-                    Some(positional - 1)
-                }
-            };
-            if let Some(index) = index {
-                given[index] = Some(&arg.value);
-            }
-        }
+        let names: Vec<&str> = block.params.iter().map(|p| p.name.name.as_str()).collect();
+        let given = given_args(call, &names);
         let mut args = Vec::new();
         for ((param, given), (_, ty)) in block.params.iter().zip(given).zip(&types) {
             let value = match (given, &param.default) {
@@ -736,20 +724,8 @@ impl Generator<'_> {
         signature: &[(&str, ArgDefault)],
         scope: &[(&str, Ty)],
     ) -> Result<Vec<TokenStream>, CodegenError> {
-        let mut given: Vec<Option<&crate::ast::Expr>> = vec![None; signature.len()];
-        let mut positional = 0;
-        for arg in &call.args {
-            let index = match &arg.name {
-                Some(name) => signature.iter().position(|(p, _)| *p == name.name),
-                None => {
-                    positional += 1;
-                    Some(positional - 1)
-                }
-            };
-            if let Some(index) = index {
-                given[index] = Some(&arg.value);
-            }
-        }
+        let names: Vec<&str> = signature.iter().map(|(p, _)| *p).collect();
+        let given = given_args(call, &names);
         let mut args = Vec::new();
         for (index, (param, default)) in signature.iter().enumerate() {
             let want = builtin_want(callee, param);
@@ -786,6 +762,26 @@ impl Generator<'_> {
         }
         Ok(args)
     }
+}
+
+/// Each parameter's argument expression, if the call gives one (positional first, then by keyword). The checker
+/// has already rejected malformed argument lists.
+fn given_args<'c>(call: &'c Call, params: &[&str]) -> Vec<Option<&'c crate::ast::Expr>> {
+    let mut given = vec![None; params.len()];
+    let mut positional = 0;
+    for arg in &call.args {
+        let index = match &arg.name {
+            Some(name) => params.iter().position(|p| *p == name.name),
+            None => {
+                positional += 1;
+                Some(positional - 1)
+            }
+        };
+        if let Some(slot) = index.and_then(|i| given.get_mut(i)) {
+            *slot = Some(&arg.value);
+        }
+    }
+    given
 }
 
 fn join(prefix: &str, name: &str) -> String {

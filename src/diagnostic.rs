@@ -154,7 +154,13 @@ impl<'a> LineIndex<'a> {
 
     /// The text of a 1-based line, without its line break.
     pub fn line_text(&self, line: usize) -> &'a str {
-        let start = self.line_starts.get(line - 1).copied().unwrap_or(0);
+        // Line 0 and lines past the end have no text (not the whole source, and no underflow).
+        let Some(&start) = line
+            .checked_sub(1)
+            .and_then(|index| self.line_starts.get(index))
+        else {
+            return "";
+        };
         let end = self
             .line_starts
             .get(line)
@@ -235,5 +241,35 @@ codes! {
 impl fmt::Display for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_index_counts_characters_and_ignores_carriage_returns() {
+        let source = "ab\r\nçé x\n\nlast";
+        let index = LineIndex::new(source);
+        assert_eq!(index.line_col(0), (1, 1));
+        assert_eq!(index.line_col(4), (2, 1));
+        // `x` comes after two 2-byte characters and a space: column 4.
+        assert_eq!(index.line_col(9), (2, 4));
+        assert_eq!(index.line_col(source.len()), (4, 5));
+        assert_eq!(index.line_col(usize::MAX), (4, 5));
+        assert_eq!(index.line_text(1), "ab");
+        assert_eq!(index.line_text(2), "çé x");
+        assert_eq!(index.line_text(3), "");
+        assert_eq!(index.line_text(4), "last");
+        assert_eq!(index.line_text(0), "");
+        assert_eq!(index.line_text(5), "");
+    }
+
+    #[test]
+    fn empty_source_has_one_empty_line() {
+        let index = LineIndex::new("");
+        assert_eq!(index.line_col(0), (1, 1));
+        assert_eq!(index.line_text(1), "");
     }
 }

@@ -47,6 +47,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("groups_not_dividing_channels.arch", &["E0106"]),
     // Expressions.
     ("unknown_parameter_name.arch", &["E0120"]),
+    ("block_reads_network_parameter.arch", &["E0120"]),
     ("integer_overflow.arch", &["E0121"]),
     ("integer_literal_too_large.arch", &["E0121"]),
     ("division_by_zero.arch", &["E0122"]),

@@ -782,6 +782,18 @@ impl<'a> Checker<'a> {
                     span: call.span,
                     message: format!("in this instance: {instance}"),
                 });
+                // A block sees only its own parameters: a name the caller has was meant to be passed down.
+                if diagnostic.code == Code::UnknownName {
+                    let unknown = name_at(definition, diagnostic.primary.span);
+                    if let Some(unknown) =
+                        unknown.filter(|n| env.bindings.iter().any(|b| b.name == *n))
+                    {
+                        diagnostic.help = Some(format!(
+                            "`{unknown}` belongs to the caller; a block sees only its own parameters: declare \
+                             `block {callee}(..., {unknown})` and pass it in this call"
+                        ));
+                    }
+                }
             }
         }
         if definition.body.is_empty() {
@@ -1351,9 +1363,31 @@ impl<'a> Checker<'a> {
             .filter(|name| !params.contains(name))
             .filter_map(|name| did_you_mean(name, &params))
             .collect();
+        // A parameter that a block used here reads without declaring it (E0120 there, with a hint to pass it)
+        // was meant to be used, only not passed down.
+        let mut callees = HashSet::new();
+        for statement in &definition.body {
+            if let Statement::Layer(layer) = statement {
+                collect_callees(layer, &mut callees);
+            }
+        }
+        let mut read_by_callees = HashSet::new();
+        for block in callees.iter().filter_map(|callee| self.blocks.get(callee)) {
+            let mut read = HashSet::new();
+            for statement in &block.body {
+                match statement {
+                    Statement::Input(shape) => {
+                        shape.dims.iter().for_each(|e| collect_names(e, &mut read))
+                    }
+                    Statement::Layer(layer) => collect_statement_names(layer, &mut read),
+                }
+            }
+            read.retain(|name| !block.params.iter().any(|p| p.name.name == *name));
+            read_by_callees.extend(read);
+        }
         for param in &definition.params {
             let name = param.name.name.as_str();
-            if !used.contains(name) && !misspelt.contains(name) {
+            if !used.contains(name) && !misspelt.contains(name) && !read_by_callees.contains(name) {
                 self.diagnostics.push(
                     Diagnostic::warning(
                         Code::UnusedParameter,
@@ -1682,6 +1716,35 @@ fn concat_parts(node: &Node) -> Option<Vec<(String, u64)>> {
         NodeKind::Chain(children) => children.last().and_then(concat_parts),
         _ => None,
     }
+}
+
+/// The parameter name written at `span` in a definition, if an expression there is a name.
+fn name_at(definition: &Definition, span: Span) -> Option<&str> {
+    fn in_expr(expr: &Expr, span: Span) -> Option<&str> {
+        match &expr.kind {
+            ExprKind::Name(name) if expr.span == span => Some(name),
+            ExprKind::List(items) => items.iter().find_map(|e| in_expr(e, span)),
+            ExprKind::Neg(operand) => in_expr(operand, span),
+            ExprKind::Binary(_, lhs, rhs) => in_expr(lhs, span).or_else(|| in_expr(rhs, span)),
+            _ => None,
+        }
+    }
+    fn in_statement(statement: &LayerStatement, span: Span) -> Option<&str> {
+        let declared = statement.declared.iter().flat_map(|shape| &shape.dims);
+        declared.clone().find_map(|e| in_expr(e, span)).or_else(|| {
+            statement.chain.iter().find_map(|op| match op {
+                Op::Call(call) => call.args.iter().find_map(|a| in_expr(&a.value, span)),
+                Op::Group(group) => group.branches.iter().find_map(|b| in_statement(b, span)),
+            })
+        })
+    }
+    definition
+        .body
+        .iter()
+        .find_map(|statement| match statement {
+            Statement::Input(shape) => shape.dims.iter().find_map(|e| in_expr(e, span)),
+            Statement::Layer(layer) => in_statement(layer, span),
+        })
 }
 
 fn collect_names<'e>(expr: &'e Expr, names: &mut HashSet<&'e str>) {

@@ -8,9 +8,9 @@
 //! strides by convolving with stride 1 and keeping every stride-th row and column.
 
 use candle_core::{Error, Module, Result, Tensor};
-use candle_nn::{init::DEFAULT_KAIMING_NORMAL, Conv2dConfig, Init, VarBuilder};
+use candle_nn::{init::DEFAULT_KAIMING_NORMAL, Conv2dConfig, VarBuilder};
 
-use crate::load::load_tensor_with_init;
+use crate::load::{load_bias, load_tensor_with_init};
 use crate::shape::{conv_out_size, expect_nchw};
 
 /// Zero padding on each side of a feature map.
@@ -275,23 +275,16 @@ pub fn conv2d(
         DEFAULT_KAIMING_NORMAL,
         context,
     )?;
-    let bias = if bias {
-        let fan_in = (in_per_group * kernel.0 * kernel.1).max(1) as f64;
-        let bound = 1.0 / fan_in.sqrt();
-        let init = Init::Uniform {
-            lo: -bound,
-            up: bound,
-        };
-        Some(load_tensor_with_init(
-            &vb,
-            "bias",
-            out_channels,
-            init,
-            context,
-        )?)
-    } else {
-        None
-    };
+    let bias = bias
+        .then(|| {
+            load_bias(
+                &vb,
+                out_channels,
+                in_per_group * kernel.0 * kernel.1,
+                context,
+            )
+        })
+        .transpose()?;
     Conv2d::new(weight, bias, spec).map_err(in_context)
 }
 

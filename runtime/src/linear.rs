@@ -1,9 +1,9 @@
 //! Fully connected layers loaded with descriptive errors.
 
 use candle_core::Result;
-use candle_nn::{init::DEFAULT_KAIMING_NORMAL, Init, Linear, VarBuilder};
+use candle_nn::{init::DEFAULT_KAIMING_NORMAL, Linear, VarBuilder};
 
-use crate::load::load_tensor_with_init;
+use crate::load::{load_bias, load_tensor_with_init};
 
 /// Loads a `torch.nn.Linear` from `vb`: `weight` `[out_features, in_features]` and, when `bias`
 /// is set, `bias` `[out_features]`, naming `context` in any error.
@@ -24,22 +24,9 @@ pub fn linear(
         DEFAULT_KAIMING_NORMAL,
         context,
     )?;
-    let bias = if bias {
-        let bound = 1.0 / (in_features.max(1) as f64).sqrt();
-        let init = Init::Uniform {
-            lo: -bound,
-            up: bound,
-        };
-        Some(load_tensor_with_init(
-            &vb,
-            "bias",
-            out_features,
-            init,
-            context,
-        )?)
-    } else {
-        None
-    };
+    let bias = bias
+        .then(|| load_bias(&vb, out_features, in_features, context))
+        .transpose()?;
     Ok(Linear::new(weight, bias))
 }
 

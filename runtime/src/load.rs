@@ -46,6 +46,17 @@ pub fn load_tensor_with_init<S: Into<Shape>>(
     }
 }
 
+/// Loads an optional `bias` of `len` values; a `VarMap`-backed builder initialises it uniformly in
+/// `±1 / sqrt(fan_in)`, as PyTorch's convolution and linear layers do.
+pub fn load_bias(vb: &VarBuilder, len: usize, fan_in: usize, context: &str) -> Result<Tensor> {
+    let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+    let init = Init::Uniform {
+        lo: -bound,
+        up: bound,
+    };
+    load_tensor_with_init(vb, "bias", len, init, context)
+}
+
 /// The full dotted path of `name` under `vb`'s prefix, as it appears in a safetensors file.
 pub fn tensor_path(vb: &VarBuilder, name: &str) -> String {
     let prefix = vb.prefix();

@@ -57,19 +57,13 @@ impl MaxPool2d {
     }
 
     fn axis(&self, input: usize, axis: Axis) -> Result<AxisWindows> {
-        let pick = |pair: (usize, usize)| match axis {
-            Axis::Height => pair.0,
-            Axis::Width => pair.1,
-        };
-        AxisWindows::new(
+        AxisWindows::along(
+            "max_pool2d",
+            axis,
             input,
-            pick(self.kernel),
-            pick(self.stride),
-            pick(self.pad),
-            pick(self.dilation),
+            [self.kernel, self.stride, self.pad, self.dilation],
             self.ceil_mode,
         )
-        .map_err(|e| describe_pool_error(e, "max_pool2d", axis, input))
     }
 }
 
@@ -144,19 +138,13 @@ impl AvgPool2d {
     }
 
     fn axis(&self, input: usize, axis: Axis) -> Result<AxisWindows> {
-        let pick = |pair: (usize, usize)| match axis {
-            Axis::Height => pair.0,
-            Axis::Width => pair.1,
-        };
-        AxisWindows::new(
+        AxisWindows::along(
+            "avg_pool2d",
+            axis,
             input,
-            pick(self.kernel),
-            pick(self.stride),
-            pick(self.pad),
-            1,
+            [self.kernel, self.stride, self.pad, (1, 1)],
             self.ceil_mode,
         )
-        .map_err(|e| describe_pool_error(e, "avg_pool2d", axis, input))
     }
 }
 
@@ -300,6 +288,23 @@ struct AxisWindows {
 }
 
 impl AxisWindows {
+    /// The windows of a 2-D pool along one `axis`, from its `[kernel, stride, pad, dilation]`
+    /// `(height, width)` pairs; errors name the pooling `op`.
+    fn along(
+        op: &str,
+        axis: Axis,
+        input: usize,
+        pairs: [(usize, usize); 4],
+        ceil_mode: bool,
+    ) -> Result<AxisWindows> {
+        let [kernel, stride, pad, dilation] = pairs.map(|pair| match axis {
+            Axis::Height => pair.0,
+            Axis::Width => pair.1,
+        });
+        AxisWindows::new(input, kernel, stride, pad, dilation, ceil_mode)
+            .map_err(|e| describe_pool_error(e, op, axis, input))
+    }
+
     fn new(
         input: usize,
         kernel: usize,

@@ -54,61 +54,63 @@ fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
     );
 }
 
-/// Compares a training-mode forward pass (logits and both auxiliary heads) with the reference.
-#[track_caller]
-fn assert_train_outputs(
-    what: &str,
-    logits: &Tensor,
-    aux1: Option<&Tensor>,
-    aux2: Option<&Tensor>,
-    io: &HashMap<String, Tensor>,
-) {
-    assert_close(&format!("{what} train logits"), logits, &io["train_logits"]);
-    assert_close(
-        &format!("{what} train aux1"),
-        aux1.expect("aux1 in training"),
-        &io["train_aux1"],
-    );
-    assert_close(
-        &format!("{what} train aux2"),
-        aux2.expect("aux2 in training"),
-        &io["train_aux2"],
-    );
+/// Checks a generated network (`$module`: its `Model` and `Config`) against a reference `io` file: eval logits
+/// with the default `Config`, then logits and both auxiliary heads in training mode with every dropout at p = 0
+/// (how the references were exported, so they are deterministic). Evaluates to the model after that training
+/// pass.
+macro_rules! assert_matches_reference {
+    ($module:path, $what:expr, $vb:expr, $io:expr) => {{
+        use $module as network;
+        let (what, vb, io): (&str, VarBuilder, &HashMap<String, Tensor>) = ($what, $vb, $io);
+        let model = network::Model::new(vb.clone(), &network::Config::default()).unwrap();
+        let eval = model.forward_t(&io["input"], false).unwrap();
+        assert_close(
+            &format!("{what} eval logits"),
+            &eval.logits,
+            &io["eval_logits"],
+        );
+        assert!(
+            eval.aux1.is_none() && eval.aux2.is_none(),
+            "side outputs are training-only"
+        );
+        let config = network::Config {
+            dropout: 0.0,
+            dropout_aux: 0.0,
+            ..Default::default()
+        };
+        let model = network::Model::new(vb, &config).unwrap();
+        let train = model.forward_t(&io["input"], true).unwrap();
+        assert_close(
+            &format!("{what} train logits"),
+            &train.logits,
+            &io["train_logits"],
+        );
+        assert_close(
+            &format!("{what} train aux1"),
+            train.aux1.as_ref().unwrap(),
+            &io["train_aux1"],
+        );
+        assert_close(
+            &format!("{what} train aux2"),
+            train.aux2.as_ref().unwrap(),
+            &io["train_aux2"],
+        );
+        model
+    }};
 }
 
 #[test]
-fn torchvision_tiny_matches_pytorch_in_eval_mode() {
+fn torchvision_tiny_matches_pytorch() {
     let io = load(&fixture("torchvision_tiny.io.safetensors"));
     let vb = weights(&fixture("torchvision_tiny.weights.safetensors"));
-    let model = googlenet_tiny::Model::new(vb, &googlenet_tiny::Config::default()).unwrap();
-    let logits = model.forward(&io["input"]).unwrap();
-    assert_close("eval logits", &logits, &io["eval_logits"]);
-    let outputs = model.forward_t(&io["input"], false).unwrap();
-    assert!(
-        outputs.aux1.is_none() && outputs.aux2.is_none(),
-        "side outputs are training-only"
+    // `Module::forward` is the inference path too.
+    let model = googlenet_tiny::Model::new(vb.clone(), &Default::default()).unwrap();
+    assert_close(
+        "forward",
+        &model.forward(&io["input"]).unwrap(),
+        &io["eval_logits"],
     );
-}
-
-#[test]
-fn torchvision_tiny_matches_pytorch_in_training_mode() {
-    let io = load(&fixture("torchvision_tiny.io.safetensors"));
-    let vb = weights(&fixture("torchvision_tiny.weights.safetensors"));
-    // The reference was produced with every dropout at p = 0 so that it is deterministic.
-    let config = googlenet_tiny::Config {
-        dropout: 0.0,
-        dropout_aux: 0.0,
-        ..Default::default()
-    };
-    let model = googlenet_tiny::Model::new(vb, &config).unwrap();
-    let outputs = model.forward_t(&io["input"], true).unwrap();
-    assert_train_outputs(
-        "googlenet",
-        &outputs.logits,
-        outputs.aux1.as_ref(),
-        outputs.aux2.as_ref(),
-        &io,
-    );
+    let model = assert_matches_reference!(googlenet_tiny, "torchvision tiny", vb, &io);
     // Batch norm updated its running statistics as PyTorch did (momentum 0.1, unbiased variance).
     assert_close(
         "conv1.bn.running_mean after one training step",
@@ -128,29 +130,10 @@ fn torchvision_tiny_matches_pytorch_in_training_mode() {
 }
 
 #[test]
-fn paper_tiny_matches_pytorch_in_eval_and_training_mode() {
+fn paper_tiny_matches_pytorch() {
     let io = load(&fixture("paper_tiny.io.safetensors"));
     let vb = weights(&fixture("paper_tiny.weights.safetensors"));
-    let model = googlenet_paper_tiny::Model::new(vb.clone(), &Default::default()).unwrap();
-    assert_close(
-        "eval logits",
-        &model.forward(&io["input"]).unwrap(),
-        &io["eval_logits"],
-    );
-    let config = googlenet_paper_tiny::Config {
-        dropout: 0.0,
-        dropout_aux: 0.0,
-        ..Default::default()
-    };
-    let model = googlenet_paper_tiny::Model::new(vb, &config).unwrap();
-    let outputs = model.forward_t(&io["input"], true).unwrap();
-    assert_train_outputs(
-        "googlenet",
-        &outputs.logits,
-        outputs.aux1.as_ref(),
-        outputs.aux2.as_ref(),
-        &io,
-    );
+    assert_matches_reference!(googlenet_paper_tiny, "paper tiny", vb, &io);
 }
 
 /// Both shipped GoogLeNets are `network googlenet`; a module each keeps the generated modules apart.
@@ -167,52 +150,11 @@ mod paper {
 #[ignore = "needs ARCHC_PARITY_DIR with the full-size fixtures (tests/parity/README.md)"]
 fn full_size_googlenets_match_pytorch() {
     let dir = PathBuf::from(std::env::var("ARCHC_PARITY_DIR").expect("set ARCHC_PARITY_DIR"));
-    // torchvision's GoogLeNet; the fixture has 1000 classes and was exported with dropout p = 0 in training.
     let io = load(&dir.join("torchvision_full.io.safetensors"));
     let vb = weights(&dir.join("torchvision_full.weights.safetensors"));
-    use torchvision::googlenet;
-    let model = googlenet::Model::new(vb.clone(), &googlenet::Config::default()).unwrap();
-    assert_close(
-        "torchvision eval logits",
-        &model.forward(&io["input"]).unwrap(),
-        &io["eval_logits"],
-    );
-    let config = googlenet::Config {
-        dropout: 0.0,
-        dropout_aux: 0.0,
-        ..Default::default()
-    };
-    let model = googlenet::Model::new(vb, &config).unwrap();
-    let outputs = model.forward_t(&io["input"], true).unwrap();
-    assert_train_outputs(
-        "torchvision",
-        &outputs.logits,
-        outputs.aux1.as_ref(),
-        outputs.aux2.as_ref(),
-        &io,
-    );
-
+    assert_matches_reference!(torchvision::googlenet, "torchvision", vb, &io);
     // The paper's GoogLeNet (LRN, biases, 5x5, ceil-mode pools, 7x7 average pool).
     let io = load(&dir.join("paper_full.io.safetensors"));
     let vb = weights(&dir.join("paper_full.weights.safetensors"));
-    let model = paper::googlenet::Model::new(vb.clone(), &Default::default()).unwrap();
-    assert_close(
-        "paper eval logits",
-        &model.forward(&io["input"]).unwrap(),
-        &io["eval_logits"],
-    );
-    let config = paper::googlenet::Config {
-        dropout: 0.0,
-        dropout_aux: 0.0,
-        ..Default::default()
-    };
-    let model = paper::googlenet::Model::new(vb, &config).unwrap();
-    let outputs = model.forward_t(&io["input"], true).unwrap();
-    assert_train_outputs(
-        "paper",
-        &outputs.logits,
-        outputs.aux1.as_ref(),
-        outputs.aux2.as_ref(),
-        &io,
-    );
+    assert_matches_reference!(paper::googlenet, "paper", vb, &io);
 }

@@ -1301,19 +1301,7 @@ impl<'a> Checker<'a> {
         }
         if let (Shape::Map { h, w, .. }, Shape::Map { h: dh, w: dw, .. }) = (inferred, declared) {
             if (h, w) != (dh, dw) {
-                let mut changed = Vec::new();
-                node.walk(&mut |n: &Node| {
-                    if let NodeKind::Layer(layer) = &n.kind {
-                        if let (Shape::Map { h: ih, w: iw, .. }, Shape::Map { h: oh, w: ow, .. }) =
-                            (n.input, n.output)
-                        {
-                            if (ih, iw) != (oh, ow) {
-                                changed.push(n);
-                            }
-                        }
-                        let _ = layer;
-                    }
-                });
+                let changed = resizing_layers(node);
                 for n in changed.iter().take(4) {
                     if let NodeKind::Layer(layer) = &n.kind {
                         if let Some(arithmetic) = spell_out_layer(layer, n.input, n.output) {
@@ -1595,8 +1583,16 @@ fn spatial_text(shape: Shape, kind: GroupKind) -> String {
 
 /// The layer inside a branch that changed the spatial size, when exactly one did.
 fn spatial_culprit(branch: &Node) -> Option<&Node> {
+    match resizing_layers(branch).as_slice() {
+        [only] => Some(*only),
+        _ => None,
+    }
+}
+
+/// The layers inside `node`, in source order, whose output map has a different height or width than their input.
+fn resizing_layers(node: &Node) -> Vec<&Node> {
     let mut changed = Vec::new();
-    branch.walk(&mut |n: &Node| {
+    node.walk(&mut |n: &Node| {
         if let (NodeKind::Layer(_), Shape::Map { h, w, .. }, Shape::Map { h: oh, w: ow, .. }) =
             (&n.kind, n.input, n.output)
         {
@@ -1605,10 +1601,7 @@ fn spatial_culprit(branch: &Node) -> Option<&Node> {
             }
         }
     });
-    match changed.as_slice() {
-        [only] => Some(*only),
-        _ => None,
-    }
+    changed
 }
 
 /// `a 5×5 kernel keeps 28×28 with pad 2`, or a stride that should be 1.

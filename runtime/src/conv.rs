@@ -204,6 +204,18 @@ impl Conv2d {
         self.weight.dims()[1] * self.spec.groups
     }
 
+    /// An error unless `c`, the channel count of input `x`, is what the convolution expects.
+    pub(crate) fn check_channels(&self, c: usize, x: &Tensor) -> Result<()> {
+        if c == self.in_channels() {
+            return Ok(());
+        }
+        Err(crate::error(format!(
+            "conv2d expects {} input channels, found {c} (input shape {:?})",
+            self.in_channels(),
+            x.dims()
+        )))
+    }
+
     /// The `(height, width)` this convolution produces from an input of `(height, width)`.
     pub fn output_size(&self, input: (usize, usize)) -> Result<(usize, usize)> {
         let dims = self.weight.dims();
@@ -214,13 +226,7 @@ impl Conv2d {
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (_, c, h, w) = expect_nchw(x, "conv2d")?;
-        if c != self.in_channels() {
-            return Err(crate::error(format!(
-                "conv2d expects {} input channels, found {c} (input shape {:?})",
-                self.in_channels(),
-                x.dims()
-            )));
-        }
+        self.check_channels(c, x)?;
         let (oh, ow) = self.output_size((h, w))?;
         let x = match self.explicit_pad {
             Some(pad) => x

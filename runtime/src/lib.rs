@@ -7,6 +7,8 @@
 //! model crate needs only `archc-runtime` as a dependency.
 
 pub mod conv;
+mod cpu;
+pub mod fused;
 pub mod linear;
 pub mod load;
 pub mod nn;
@@ -19,6 +21,7 @@ pub use candle_core;
 pub use candle_nn;
 
 pub use conv::{conv2d, Conv2d, Conv2dSpec, Pad2d};
+pub use fused::conv_bn_act;
 pub use linear::linear;
 pub use load::{load_tensor, load_tensor_with_init};
 pub use norm::{batch_norm, BatchNorm, BatchNormSpec, Lrn};

@@ -13,6 +13,8 @@
 
 use candle_core::{Device, Error, Module, Result, Tensor};
 
+use crate::cpu;
+use crate::fused::{cpu_kernels_apply, cpu_tensor, optimizations, with_images};
 use crate::shape::{expect_nchw, pool_out_size};
 
 /// `torch.nn.MaxPool2d`: the maximum over each `kernel` window, with the input padded by `pad`
@@ -72,6 +74,11 @@ impl Module for MaxPool2d {
         let (_, _, h, w) = expect_nchw(x, "max_pool2d")?;
         let rows = self.axis(h, Axis::Height)?;
         let cols = self.axis(w, Axis::Width)?;
+        if optimizations().pool_kernels && cpu_kernels_apply(x) {
+            return pool_on_cpu(x, &rows, &cols, |planes, data, rows, cols| {
+                cpu::max_pool2d(data, planes, rows, cols)
+            });
+        }
         // candle's native pool has no gradient for overlapping windows (kernel != stride), so
         // a forward pass that is being differentiated takes the gather path below.
         let differentiable = x.track_op() && self.kernel != self.stride;
@@ -153,20 +160,40 @@ impl Module for AvgPool2d {
         let (_, _, h, w) = expect_nchw(x, "avg_pool2d")?;
         let rows = self.axis(h, Axis::Height)?;
         let cols = self.axis(w, Axis::Width)?;
-        let x = x.pad_with_zeros(3, cols.pad_before, cols.pad_after)?;
-        let x = cols.gather(&x, 3)?.sum(3)?;
-        let x = x.pad_with_zeros(2, rows.pad_before, rows.pad_after)?;
-        let sums = rows.gather(&x, 2)?.sum(2)?;
         let row_divisors = rows.divisors(self.count_include_pad);
         let col_divisors = cols.divisors(self.count_include_pad);
         let divisors: Vec<f32> = row_divisors
             .iter()
             .flat_map(|r| col_divisors.iter().map(move |c| (r * c) as f32))
             .collect();
+        if optimizations().pool_kernels && cpu_kernels_apply(x) {
+            return pool_on_cpu(x, &rows, &cols, |planes, data, rows, cols| {
+                cpu::avg_pool2d(data, planes, rows, cols, &divisors)
+            });
+        }
+        let x = x.pad_with_zeros(3, cols.pad_before, cols.pad_after)?;
+        let x = cols.gather(&x, 3)?.sum(3)?;
+        let x = x.pad_with_zeros(2, rows.pad_before, rows.pad_after)?;
+        let sums = rows.gather(&x, 2)?.sum(2)?;
         let divisors =
             Tensor::from_vec(divisors, (rows.out, cols.out), x.device())?.to_dtype(x.dtype())?;
         sums.broadcast_div(&divisors)
     }
+}
+
+/// Runs a CPU pooling kernel over every `[h, w]` plane of `x`; `pool` gets the plane count, the planes and the
+/// windows along each axis.
+fn pool_on_cpu(
+    x: &Tensor,
+    rows: &AxisWindows,
+    cols: &AxisWindows,
+    pool: impl FnOnce(usize, &[f32], &cpu::PoolAxis, &cpu::PoolAxis) -> Vec<f32>,
+) -> Result<Tensor> {
+    let (n, c, _, _) = expect_nchw(x, "pooling")?;
+    let x = x.contiguous()?;
+    let (row_axis, col_axis) = (rows.cpu_axis(), cols.cpu_axis());
+    let out = with_images(&x, |data, _| pool(n * c, data, &row_axis, &col_axis))?;
+    Ok(cpu_tensor(out, (n, c, rows.out, cols.out)))
 }
 
 /// `torch.nn.AdaptiveAvgPool2d` as a layer; see [`adaptive_avg_pool2d`].
@@ -361,6 +388,18 @@ impl AxisWindows {
         let mut dims = gathered.dims().to_vec();
         dims.splice(dim..=dim, [self.kernel, self.out]);
         gathered.reshape(dims)
+    }
+
+    /// The same windows, for the CPU kernels.
+    fn cpu_axis(&self) -> cpu::PoolAxis {
+        cpu::PoolAxis {
+            len: self.input,
+            kernel: self.kernel,
+            stride: self.stride,
+            pad: self.pad,
+            dilation: self.dilation,
+            out: self.out,
+        }
     }
 
     /// The average pool divisor of each window along this axis, per ATen's `cpu_avg_pool`.

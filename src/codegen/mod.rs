@@ -179,6 +179,61 @@ impl Body {
     }
 }
 
+/// One step of a forward pass, before [`lower`] fuses neighbouring layers.
+enum Step {
+    /// A built-in layer with weights or state, applied to `xs` through its field.
+    Layer {
+        layer: String,
+        field: Ident,
+        /// Whether its forward takes the training flag.
+        train: bool,
+    },
+    /// `relu`, which has no field.
+    Relu,
+    /// Finished code: groups, reshapes, block calls, saved side-output sources.
+    Code(TokenStream),
+}
+
+/// Turns a sequence of steps into forward statements. A `conv2d`, with the `batch_norm` and the `relu` that
+/// directly follow it, becomes one call to `archc_runtime::conv_bn_act`, which runs them as one pass in
+/// inference (the batch norm folded into the convolution's output scale and shift) and one by one in training.
+fn lower(steps: Vec<Step>) -> Vec<TokenStream> {
+    let mut lines = Vec::new();
+    let mut steps = steps.into_iter().peekable();
+    while let Some(step) = steps.next() {
+        match step {
+            Step::Layer { layer, field, .. } if layer == "conv2d" => {
+                let bn = match steps.peek() {
+                    Some(Step::Layer { layer, field, .. }) if layer == "batch_norm" => {
+                        let bn = quote!(Some(&self.#field));
+                        steps.next();
+                        bn
+                    }
+                    _ => quote!(None),
+                };
+                let relu = matches!(steps.peek(), Some(Step::Relu));
+                if relu {
+                    steps.next();
+                }
+                lines.push(quote! {
+                    let xs = ::archc_runtime::conv_bn_act(&xs, &self.#field, #bn, #relu, train)?;
+                });
+            }
+            Step::Layer {
+                field, train: true, ..
+            } => lines.push(quote!(let xs = xs.apply_t(&self.#field, train)?;)),
+            Step::Layer {
+                field,
+                train: false,
+                ..
+            } => lines.push(quote!(let xs = xs.apply(&self.#field)?;)),
+            Step::Relu => lines.push(quote!(let xs = xs.relu()?;)),
+            Step::Code(code) => lines.push(code),
+        }
+    }
+    lines
+}
+
 /// What one built-in argument becomes in Rust.
 #[derive(Clone, Copy)]
 enum Want {
@@ -317,15 +372,15 @@ impl Generator<'_> {
             };
             match &layer.side_from {
                 None => {
-                    let (dims, lines) =
+                    let (dims, steps) =
                         self.statement(layer, &scope, "", current.clone(), &mut body)?;
-                    forward.extend(lines);
+                    forward.extend(steps);
                     current = dims;
                     if let Some(name) = &layer.name {
                         dims_of.insert(&name.name, current.clone());
                         if side_sources.contains(name.name.as_str()) {
                             let saved = format_ident!("{}_out", name.name);
-                            forward.push(quote!(let #saved = xs.clone();));
+                            forward.push(Step::Code(quote!(let #saved = xs.clone();)));
                         }
                     }
                 }
@@ -335,10 +390,11 @@ impl Generator<'_> {
                         dims_of.get(source.name.as_str()).cloned().ok_or_else(|| {
                             CodegenError::new(source.span, "unknown side-output source")
                         })?;
-                    let (_, lines) = self.statement(layer, &scope, "", source_dims, &mut body)?;
+                    let (_, steps) = self.statement(layer, &scope, "", source_dims, &mut body)?;
+                    let lines = lower(steps);
                     let saved = format_ident!("{}_out", source.name);
                     let output = rust_ident(&name.name);
-                    forward.push(quote! {
+                    forward.push(Step::Code(quote! {
                         let #output = if train {
                             let xs = #saved.clone();
                             #(#lines)*
@@ -346,12 +402,13 @@ impl Generator<'_> {
                         } else {
                             None
                         };
-                    });
+                    }));
                     sides.push(output);
                 }
             }
         }
         let output_dims = current;
+        let forward = lower(forward);
         let (field_names, field_types): (Vec<Ident>, Vec<TokenStream>) =
             body.fields.iter().cloned().unzip();
         let ctor = &body.ctor;
@@ -484,10 +541,11 @@ impl Generator<'_> {
             let Statement::Layer(layer) = statement else {
                 continue;
             };
-            let (dims, lines) = self.statement(layer, &scope, "", current, &mut body)?;
-            forward.extend(lines);
+            let (dims, steps) = self.statement(layer, &scope, "", current, &mut body)?;
+            forward.extend(steps);
             current = dims;
         }
+        let forward = lower(forward);
         let (field_names, field_types): (Vec<Ident>, Vec<TokenStream>) =
             body.fields.iter().cloned().unzip();
         let ctor = &body.ctor;
@@ -526,7 +584,7 @@ impl Generator<'_> {
         prefix: &str,
         input: Ident,
         body: &mut Body,
-    ) -> Result<(Ident, Vec<TokenStream>), CodegenError> {
+    ) -> Result<(Ident, Vec<Step>), CodegenError> {
         let mut forward = Vec::new();
         let mut current = input;
         let name = statement.name.as_ref().map(|n| n.name.as_str());
@@ -537,9 +595,9 @@ impl Generator<'_> {
                 (Some(name), false) => Some(join(&join(prefix, name), &index.to_string())),
                 (None, _) => None,
             };
-            let (dims, line) = self.op(op, scope, prefix, path, current, body)?;
+            let (dims, step) = self.op(op, scope, prefix, path, current, body)?;
             current = dims;
-            forward.push(line);
+            forward.push(step);
         }
         if let Some(shape) = &statement.declared {
             let dims = shape
@@ -567,7 +625,7 @@ impl Generator<'_> {
         path: Option<String>,
         input: Ident,
         body: &mut Body,
-    ) -> Result<(Ident, TokenStream), CodegenError> {
+    ) -> Result<(Ident, Step), CodegenError> {
         match op {
             Op::Call(call) => self.call(call, scope, path, input, body),
             Op::Group(group) => {
@@ -577,8 +635,9 @@ impl Generator<'_> {
                 let mut branch_values = Vec::new();
                 let mut branch_lines = Vec::new();
                 for (index, branch) in group.branches.iter().enumerate() {
-                    let (dims, lines) =
+                    let (dims, steps) =
                         self.statement(branch, scope, &branch_prefix, input.clone(), body)?;
+                    let lines = lower(steps);
                     let var = match &branch.name {
                         Some(n)
                             if !matches!(
@@ -616,12 +675,12 @@ impl Generator<'_> {
                 };
                 Ok((
                     out,
-                    quote! {
+                    Step::Code(quote! {
                         let xs = {
                             #(#branch_lines)*
                             #combine
                         };
-                    },
+                    }),
                 ))
             }
         }
@@ -634,23 +693,25 @@ impl Generator<'_> {
         path: Option<String>,
         input: Ident,
         body: &mut Body,
-    ) -> Result<(Ident, TokenStream), CodegenError> {
+    ) -> Result<(Ident, Step), CodegenError> {
         let callee = call.callee.name.as_str();
         let at = self.at(call.span);
         if let Some(signature) = builtin(callee) {
             match callee {
-                "relu" => return Ok((input, quote!(let xs = xs.relu()?;))),
-                "identity" => return Ok((input, quote!())),
+                "relu" => return Ok((input, Step::Relu)),
+                "identity" => return Ok((input, Step::Code(quote!()))),
                 "softmax" => {
                     return Ok((
                         input,
-                        quote!(let xs = ::archc_runtime::candle_nn::ops::softmax(&xs, 1)?;),
+                        Step::Code(
+                            quote!(let xs = ::archc_runtime::candle_nn::ops::softmax(&xs, 1)?;),
+                        ),
                     ))
                 }
                 "flatten" => {
                     let out = body.dims_var();
                     body.ctor.push(quote!(let #out = #input.flatten(#at)?;));
-                    return Ok((out, quote!(let xs = xs.flatten_from(1)?;)));
+                    return Ok((out, Step::Code(quote!(let xs = xs.flatten_from(1)?;))));
                 }
                 _ => {}
             }
@@ -671,12 +732,14 @@ impl Generator<'_> {
             body.ctor.push(quote! {
                 let (#field, #out) = ::archc_runtime::nn::#constructor(#vb #input, #(#args,)* #at)?;
             });
-            let forward = if train {
-                quote!(let xs = xs.apply_t(&self.#field, train)?;)
-            } else {
-                quote!(let xs = xs.apply(&self.#field)?;)
-            };
-            return Ok((out, forward));
+            return Ok((
+                out,
+                Step::Layer {
+                    layer: callee.to_string(),
+                    field,
+                    train,
+                },
+            ));
         }
         let block = self.blocks.get(callee).ok_or_else(|| {
             CodegenError::new(call.callee.span, format!("unknown block `{callee}`"))
@@ -714,7 +777,10 @@ impl Generator<'_> {
         body.ctor.push(quote! {
             let (#field, #out) = #ty::new(#vb, #input, #(#args),*)?;
         });
-        Ok((out, quote!(let xs = xs.apply_t(&self.#field, train)?;)))
+        Ok((
+            out,
+            Step::Code(quote!(let xs = xs.apply_t(&self.#field, train)?;)),
+        ))
     }
 
     fn builtin_args(

@@ -1,0 +1,660 @@
+//! CPU inference kernels for `f32` NCHW tensors: the passes a generated model spends its time in, written so
+//! that each does the least memory traffic it can.
+//!
+//! * [`conv2d`]: a convolution as one matrix product per image and group, `W [out, k] x X [k, oh * ow]`,
+//!   whose result is already the NCHW output (no transpose afterwards). A 1×1, stride-1, unpadded convolution
+//!   multiplies the input in place; any other builds the `[k, oh * ow]` patch matrix once (im2col, with the
+//!   zero padding written straight into it, so the input is never padded as a tensor). The per-channel
+//!   epilogue `y = act(scale * acc + shift)`, which is where a following batch norm and the convolution's bias
+//!   go, runs on each image's output right after its product, while it is still in cache.
+//! * [`max_pool2d`] and [`avg_pool2d`]: one pass over each plane with the windows clipped to the input, so
+//!   padding and ceil mode cost nothing and no padded copy is made.
+//!
+//! Work is spread over rayon's pool: across images when there are at least as many images as threads,
+//! otherwise inside the matrix product. The kernels work on slices and return plain vectors; [`crate::fused`]
+//! and the pooling layers decide when they apply (CPU, `f32`, no gradient wanted) and wrap the results in
+//! tensors.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+/// Everything about a convolution over one image except the tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConvGeometry {
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub kernel: (usize, usize),
+    pub stride: (usize, usize),
+    /// Zero rows above and columns to the left; padding below and to the right is implied by `out`.
+    pub pad_before: (usize, usize),
+    pub dilation: (usize, usize),
+    pub groups: usize,
+    /// The output `(height, width)`.
+    pub out: (usize, usize),
+}
+
+impl ConvGeometry {
+    fn in_per_group(&self) -> usize {
+        self.c_in / self.groups
+    }
+
+    fn out_per_group(&self) -> usize {
+        self.c_out / self.groups
+    }
+
+    /// Rows of the patch matrix: one per weight of an output channel.
+    fn depth(&self) -> usize {
+        self.in_per_group() * self.kernel.0 * self.kernel.1
+    }
+
+    /// Columns of the patch matrix: one per output position.
+    fn columns(&self) -> usize {
+        self.out.0 * self.out.1
+    }
+
+    /// Whether the input, read as a `[c_in, h * w]` matrix, is already the patch matrix.
+    fn is_pointwise(&self) -> bool {
+        self.kernel == (1, 1)
+            && self.stride == (1, 1)
+            && self.pad_before == (0, 0)
+            && self.out == (self.h, self.w)
+    }
+}
+
+/// What happens to each output value `acc` of channel `c` after the product:
+/// `act(scale[c] * acc + shift[c])`, with a missing `scale` meaning 1 and a missing `shift` 0.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Epilogue {
+    pub scale: Option<Vec<f32>>,
+    pub shift: Option<Vec<f32>>,
+    pub relu: bool,
+}
+
+impl Epilogue {
+    /// Applies the epilogue to the `[channels, len]` rows of one image's output, `first` being the index of the
+    /// first row's channel.
+    fn apply(&self, rows: &mut [f32], len: usize, first: usize) {
+        if self.scale.is_none() && self.shift.is_none() && !self.relu {
+            return;
+        }
+        for (i, row) in rows.chunks_exact_mut(len).enumerate() {
+            let c = first + i;
+            let scale = self.scale.as_ref().map_or(1.0, |s| s[c]);
+            let shift = self.shift.as_ref().map_or(0.0, |s| s[c]);
+            match (self.relu, scale == 1.0) {
+                (true, true) => row.iter_mut().for_each(|v| *v = (*v + shift).max(0.0)),
+                (true, false) => row
+                    .iter_mut()
+                    .for_each(|v| *v = (*v * scale + shift).max(0.0)),
+                (false, _) => row.iter_mut().for_each(|v| *v = *v * scale + shift),
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// Each thread's patch-matrix buffer, reused across calls so large convolutions do not allocate per image.
+    static PATCHES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Convolves `batch` images. `x` holds image `n` at `x[n * image_stride..]` as a contiguous `[c_in, h, w]`
+/// block; `weight` is the contiguous `[c_out, c_in / groups, kh, kw]` kernel. Returns the contiguous
+/// `[batch, c_out, oh, ow]` output with `epilogue` applied.
+pub(crate) fn conv2d(
+    x: &[f32],
+    batch: usize,
+    image_stride: usize,
+    weight: &[f32],
+    geometry: &ConvGeometry,
+    epilogue: &Epilogue,
+) -> Vec<f32> {
+    let g = geometry;
+    let image_out = g.c_out * g.columns();
+    let mut out = vec![0f32; batch * image_out];
+    if image_out == 0 {
+        return out;
+    }
+    let threads = rayon::current_num_threads();
+    let image = |n: usize| &x[n * image_stride..n * image_stride + g.c_in * g.h * g.w];
+    if batch >= threads || threads == 1 {
+        // Enough images to keep every thread busy: one image per task, each product single-threaded.
+        out.par_chunks_mut(image_out)
+            .enumerate()
+            .for_each(|(n, dst)| conv_image(image(n), weight, g, epilogue, dst, false));
+    } else {
+        for (n, dst) in out.chunks_mut(image_out).enumerate() {
+            conv_image(image(n), weight, g, epilogue, dst, true);
+        }
+    }
+    out
+}
+
+/// One image: for each group, the product `W_g [out_g, depth] x patches_g [depth, columns]` into the group's
+/// output rows, then the epilogue on those rows. `parallel` builds the patches on every thread and splits the
+/// output rows between the threads, each multiplying its share of `W_g` by the whole patch matrix and finishing
+/// its rows while they are in its cache.
+fn conv_image(
+    x: &[f32],
+    weight: &[f32],
+    g: &ConvGeometry,
+    epilogue: &Epilogue,
+    dst: &mut [f32],
+    parallel: bool,
+) {
+    let (depth, columns, out_g, in_g) =
+        (g.depth(), g.columns(), g.out_per_group(), g.in_per_group());
+    let plane = g.h * g.w;
+    for group in 0..g.groups {
+        let w_g = &weight[group * out_g * depth..(group + 1) * out_g * depth];
+        let dst_g = &mut dst[group * out_g * columns..(group + 1) * out_g * columns];
+        let x_g = &x[group * in_g * plane..(group + 1) * in_g * plane];
+        let first_channel = group * out_g;
+        let multiply = |patches: &[f32], dst_g: &mut [f32]| {
+            if !parallel {
+                matmul(w_g, patches, dst_g, (out_g, depth, columns));
+                epilogue.apply(dst_g, columns, first_channel);
+                return;
+            }
+            // Row blocks of a multiple of 8 rows (the product's register tile), about one per thread.
+            let threads = rayon::current_num_threads();
+            let rows = out_g
+                .div_ceil(threads)
+                .next_multiple_of(8)
+                .min(out_g)
+                .max(1);
+            dst_g
+                .par_chunks_mut(rows * columns)
+                .enumerate()
+                .for_each(|(i, dst_rows)| {
+                    let m = dst_rows.len() / columns;
+                    let w_rows = &w_g[i * rows * depth..(i * rows + m) * depth];
+                    matmul(w_rows, patches, dst_rows, (m, depth, columns));
+                    epilogue.apply(dst_rows, columns, first_channel + i * rows);
+                });
+        };
+        if g.is_pointwise() {
+            // The input channels are the rows of the patch matrix already.
+            multiply(x_g, dst_g);
+        } else {
+            PATCHES.with(|cell| {
+                let mut patches = cell.borrow_mut();
+                patches.resize(depth * columns, 0.0);
+                im2col(x_g, g, &mut patches, parallel);
+                multiply(&patches, dst_g);
+            });
+        }
+    }
+}
+
+/// `dst [m, n] = lhs [m, k] x rhs [k, n]`, all row-major and contiguous.
+/// Single-threaded: callers split the work.
+fn matmul(lhs: &[f32], rhs: &[f32], dst: &mut [f32], (m, k, n): (usize, usize, usize)) {
+    assert!(
+        lhs.len() >= m * k && rhs.len() >= k * n && dst.len() >= m * n,
+        "matmul operands too short"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        dst[..m * n].fill(0.0);
+        return;
+    }
+    // SAFETY: the three slices hold at least m * k, k * n and m * n elements (asserted above), and the strides
+    // describe exactly those row-major layouts, so every access gemm makes is inside its slice; `dst` is
+    // borrowed mutably and does not alias the inputs.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Writes the `[in_g * kh * kw, oh * ow]` patch matrix of one group's input `x` (`[in_g, h, w]`): row
+/// `(c, i, j)`, column `(oy, ox)` holds `x[c, oy * sh + i * dh - pt, ox * sw + j * dw - pl]`, or 0 outside the
+/// input.
+fn im2col(x: &[f32], g: &ConvGeometry, patches: &mut [f32], parallel: bool) {
+    let (kh, kw) = g.kernel;
+    let columns = g.columns();
+    let plane = g.h * g.w;
+    let fill_row = |row: usize, dst: &mut [f32]| {
+        let c = row / (kh * kw);
+        let (i, j) = ((row / kw) % kh, row % kw);
+        let src = &x[c * plane..(c + 1) * plane];
+        // Output columns whose input column is inside the image: ox * sw + j * dw - pl in 0..w.
+        let offset = j * g.dilation.1;
+        let (lo, hi) = valid_range(offset, g.pad_before.1, g.stride.1, g.w, g.out.1);
+        for (oy, dst_row) in dst.chunks_exact_mut(g.out.1).enumerate() {
+            let iy = (oy * g.stride.0 + i * g.dilation.0) as isize - g.pad_before.0 as isize;
+            if iy < 0 || iy as usize >= g.h || lo >= hi {
+                dst_row.fill(0.0);
+                continue;
+            }
+            let src_row = &src[iy as usize * g.w..(iy as usize + 1) * g.w];
+            dst_row[..lo].fill(0.0);
+            dst_row[hi..].fill(0.0);
+            let first = lo * g.stride.1 + offset - g.pad_before.1;
+            if g.stride.1 == 1 {
+                dst_row[lo..hi].copy_from_slice(&src_row[first..first + (hi - lo)]);
+            } else {
+                for (k, v) in dst_row[lo..hi].iter_mut().enumerate() {
+                    *v = src_row[first + k * g.stride.1];
+                }
+            }
+        }
+    };
+    if parallel {
+        patches
+            .par_chunks_mut(columns)
+            .enumerate()
+            .for_each(|(row, dst)| fill_row(row, dst));
+    } else {
+        patches
+            .chunks_mut(columns)
+            .enumerate()
+            .for_each(|(row, dst)| fill_row(row, dst));
+    }
+}
+
+/// The output positions `lo..hi` (out of `out`) whose input position `o * stride + offset - pad` lies in
+/// `0..len`.
+fn valid_range(offset: usize, pad: usize, stride: usize, len: usize, out: usize) -> (usize, usize) {
+    // o * stride + offset >= pad  <=>  o >= ceil((pad - offset) / stride)
+    let lo = pad.saturating_sub(offset).div_ceil(stride).min(out);
+    // o * stride + offset - pad <= len - 1  <=>  o <= (len - 1 + pad - offset) / stride
+    let hi = match (len + pad).checked_sub(offset + 1) {
+        Some(last) => (last / stride + 1).min(out),
+        None => 0,
+    };
+    (lo, hi.max(lo))
+}
+
+/// The windows of a pool along one axis: output `o` reads the input positions `o * stride + t * dilation - pad`
+/// (`t` in `0..kernel`) that lie in `0..len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PoolAxis {
+    pub len: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub dilation: usize,
+    pub out: usize,
+}
+
+impl PoolAxis {
+    /// `dst[o] = op(dst[o], src[o * stride + t * dilation - pad])` for every tap `t` and every `o` whose tap
+    /// is inside `src`. Tap by tap, so a stride-1 axis is a run of element-wise operations on slices.
+    fn reduce(&self, src: &[f32], dst: &mut [f32], op: impl Fn(f32, f32) -> f32) {
+        for t in 0..self.kernel {
+            let offset = t * self.dilation;
+            let (lo, hi) = valid_range(offset, self.pad, self.stride, self.len, self.out);
+            if lo >= hi {
+                continue;
+            }
+            let first = lo * self.stride + offset - self.pad;
+            if self.stride == 1 {
+                for (d, &v) in dst[lo..hi].iter_mut().zip(&src[first..first + (hi - lo)]) {
+                    *d = op(*d, v);
+                }
+            } else {
+                for (k, d) in dst[lo..hi].iter_mut().enumerate() {
+                    *d = op(*d, src[first + k * self.stride]);
+                }
+            }
+        }
+    }
+}
+
+/// The larger of two values, NaN if either is (PyTorch's max pool propagates NaN; `f32::max` would drop it).
+#[inline]
+fn max_or_nan(a: f32, b: f32) -> f32 {
+    if a > b || a.is_nan() {
+        a
+    } else {
+        b
+    }
+}
+
+/// Max pooling of `planes` contiguous planes. Padding never wins (it counts as `-inf`).
+pub(crate) fn max_pool2d(x: &[f32], planes: usize, rows: &PoolAxis, cols: &PoolAxis) -> Vec<f32> {
+    pool2d(x, planes, rows, cols, f32::NEG_INFINITY, max_or_nan, |_| {})
+}
+
+/// Average pooling of `planes` contiguous planes: each window's sum over its taps divided by
+/// `divisors[oy * ow + ox]`.
+pub(crate) fn avg_pool2d(
+    x: &[f32],
+    planes: usize,
+    rows: &PoolAxis,
+    cols: &PoolAxis,
+    divisors: &[f32],
+) -> Vec<f32> {
+    pool2d(
+        x,
+        planes,
+        rows,
+        cols,
+        0.0,
+        |a, b| a + b,
+        |plane| {
+            for (v, d) in plane.iter_mut().zip(divisors) {
+                *v /= d;
+            }
+        },
+    )
+}
+
+/// A separable pool: each plane is reduced along its rows into a `[h, ow]` buffer, then along its columns,
+/// with `finish` applied to each finished output plane.
+fn pool2d(
+    x: &[f32],
+    planes: usize,
+    rows: &PoolAxis,
+    cols: &PoolAxis,
+    identity: f32,
+    op: impl Fn(f32, f32) -> f32 + Sync + Copy,
+    finish: impl Fn(&mut [f32]) + Sync,
+) -> Vec<f32> {
+    let (h, w) = (rows.len, cols.len);
+    let (oh, ow) = (rows.out, cols.out);
+    let mut out = vec![0f32; planes * oh * ow];
+    if oh * ow == 0 {
+        return out;
+    }
+    out.par_chunks_mut(oh * ow).enumerate().for_each_init(
+        || vec![0f32; h * ow],
+        |across, (p, dst)| {
+            let src = &x[p * h * w..(p + 1) * h * w];
+            for (src_row, row) in src.chunks_exact(w).zip(across.chunks_exact_mut(ow)) {
+                row.fill(identity);
+                cols.reduce(src_row, row, op);
+            }
+            // Along the columns: output row oy combines the rows its taps select, element-wise.
+            dst.fill(identity);
+            for t in 0..rows.kernel {
+                let offset = t * rows.dilation;
+                let (lo, hi) = valid_range(offset, rows.pad, rows.stride, h, oh);
+                for oy in lo..hi {
+                    let iy = oy * rows.stride + offset - rows.pad;
+                    let dst_row = &mut dst[oy * ow..(oy + 1) * ow];
+                    for (d, &v) in dst_row.iter_mut().zip(&across[iy * ow..(iy + 1) * ow]) {
+                        *d = op(*d, v);
+                    }
+                }
+            }
+            finish(dst);
+        },
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The convolution written out as its definition, one output value at a time.
+    fn naive_conv(x: &[f32], batch: usize, weight: &[f32], g: &ConvGeometry) -> Vec<f32> {
+        let (kh, kw) = g.kernel;
+        let (in_g, out_g) = (g.in_per_group(), g.out_per_group());
+        let mut out = Vec::new();
+        for n in 0..batch {
+            for co in 0..g.c_out {
+                let group = co / out_g;
+                for oy in 0..g.out.0 {
+                    for ox in 0..g.out.1 {
+                        let mut acc = 0f64;
+                        for ci in 0..in_g {
+                            for i in 0..kh {
+                                for j in 0..kw {
+                                    let iy = (oy * g.stride.0 + i * g.dilation.0) as isize
+                                        - g.pad_before.0 as isize;
+                                    let ix = (ox * g.stride.1 + j * g.dilation.1) as isize
+                                        - g.pad_before.1 as isize;
+                                    if iy < 0 || ix < 0 || iy as usize >= g.h || ix as usize >= g.w
+                                    {
+                                        continue;
+                                    }
+                                    let c = group * in_g + ci;
+                                    let xv = x[((n * g.c_in + c) * g.h + iy as usize) * g.w
+                                        + ix as usize];
+                                    let wv = weight[((co * in_g + ci) * kh + i) * kw + j];
+                                    acc += f64::from(xv) * f64::from(wv);
+                                }
+                            }
+                        }
+                        out.push(acc as f32);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        // A small deterministic pseudo-random sequence in [-1, 1).
+        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state % 2000) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn out_len(len: usize, k: usize, s: usize, p: (usize, usize), d: usize) -> usize {
+        (len + p.0 + p.1 - d * (k - 1) - 1) / s + 1
+    }
+
+    #[test]
+    fn conv_matches_the_definition_for_every_kind_of_geometry() {
+        // (c_in, h, w, c_out, kernel, stride, pad (top, bottom, left, right), dilation, groups, batch)
+        let cases = [
+            (3, 9, 7, 4, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, 2), // pointwise
+            (3, 9, 7, 4, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, 1),
+            (2, 11, 10, 5, (7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1, 3),
+            (4, 8, 9, 6, (3, 2), (2, 1), (1, 0, 0, 2), (1, 2), 2, 2), // asymmetric everything, groups
+            (4, 6, 6, 4, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 4, 1), // depthwise, dilated
+            (2, 5, 5, 3, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1, 2), // strided 1x1 is not pointwise
+            (1, 4, 4, 2, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1, 1), // kernel larger than the input
+        ];
+        for (case, &(c_in, h, w, c_out, kernel, stride, pad, dilation, groups, batch)) in
+            cases.iter().enumerate()
+        {
+            let out = (
+                out_len(h, kernel.0, stride.0, (pad.0, pad.1), dilation.0),
+                out_len(w, kernel.1, stride.1, (pad.2, pad.3), dilation.1),
+            );
+            let g = ConvGeometry {
+                c_in,
+                h,
+                w,
+                c_out,
+                kernel,
+                stride,
+                pad_before: (pad.0, pad.2),
+                dilation,
+                groups,
+                out,
+            };
+            let x = values(batch * c_in * h * w, case as u32);
+            let weight = values(
+                c_out * c_in / groups * kernel.0 * kernel.1,
+                100 + case as u32,
+            );
+            let expected = naive_conv(&x, batch, &weight, &g);
+            for epilogue_kind in 0..2 {
+                let epilogue = if epilogue_kind == 0 {
+                    Epilogue::default()
+                } else {
+                    Epilogue {
+                        scale: Some(values(c_out, 7)),
+                        shift: Some(values(c_out, 8)),
+                        relu: true,
+                    }
+                };
+                let got = conv2d(&x, batch, c_in * h * w, &weight, &g, &epilogue);
+                assert_eq!(got.len(), expected.len(), "case {case}");
+                let plane = out.0 * out.1;
+                for (i, (&a, &e)) in got.iter().zip(&expected).enumerate() {
+                    let c = (i / plane) % c_out;
+                    let e = match &epilogue.scale {
+                        None => e,
+                        Some(scale) => {
+                            (e * scale[c] + epilogue.shift.as_ref().unwrap()[c]).max(0.0)
+                        }
+                    };
+                    assert!(
+                        (a - e).abs() < 1e-4,
+                        "case {case} epilogue {epilogue_kind} element {i}: {a} vs {e}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn valid_range_keeps_exactly_the_columns_inside_the_input() {
+        for len in 1..6 {
+            for pad in 0..3 {
+                for offset in 0..5 {
+                    for stride in 1..4 {
+                        let out = 7;
+                        let (lo, hi) = valid_range(offset, pad, stride, len, out);
+                        for o in 0..out {
+                            let inside = (o * stride + offset)
+                                .checked_sub(pad)
+                                .is_some_and(|i| i < len);
+                            assert_eq!(
+                                inside,
+                                (lo..hi).contains(&o),
+                                "len {len} pad {pad} offset {offset} stride {stride} o {o}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn max_pool_skips_padding_and_propagates_nan() {
+        // One 3x3 plane, kernel 2, stride 2, pad 1: rows {-1, 0} and {1, 2}, the same for columns.
+        let x = [1.0, 2.0, 3.0, 4.0, f32::NAN, 6.0, -7.0, -8.0, -9.0];
+        let axis = PoolAxis {
+            len: 3,
+            kernel: 2,
+            stride: 2,
+            pad: 1,
+            dilation: 1,
+            out: 2,
+        };
+        let out = max_pool2d(&x, 1, &axis, &axis);
+        assert_eq!(out[0], 1.0);
+        assert_eq!(out[1], 3.0);
+        assert_eq!(out[2], 4.0);
+        assert!(out[3].is_nan());
+    }
+
+    #[test]
+    fn pools_match_their_definition() {
+        // (len, kernel, stride, pad, dilation, out) per axis; `out` as PyTorch's formula gives it, ceil mode
+        // included (the last case's window hangs over the end).
+        let axes = [
+            PoolAxis {
+                len: 7,
+                kernel: 3,
+                stride: 1,
+                pad: 1,
+                dilation: 1,
+                out: 7,
+            },
+            PoolAxis {
+                len: 8,
+                kernel: 3,
+                stride: 2,
+                pad: 0,
+                dilation: 1,
+                out: 4,
+            }, // ceil: (8 - 3 + 1) / 2 + 1
+            PoolAxis {
+                len: 9,
+                kernel: 2,
+                stride: 3,
+                pad: 1,
+                dilation: 2,
+                out: 3,
+            },
+            PoolAxis {
+                len: 5,
+                kernel: 5,
+                stride: 1,
+                pad: 2,
+                dilation: 1,
+                out: 5,
+            },
+        ];
+        for rows in &axes {
+            for cols in &axes {
+                let planes = 3;
+                let x = values(planes * rows.len * cols.len, 9);
+                let divisors: Vec<f32> = (0..rows.out * cols.out).map(|i| 1.0 + i as f32).collect();
+                let max = max_pool2d(&x, planes, rows, cols);
+                let avg = avg_pool2d(&x, planes, rows, cols, &divisors);
+                let taps = |a: &PoolAxis, o: usize| -> Vec<usize> {
+                    (0..a.kernel)
+                        .filter_map(|t| {
+                            (o * a.stride + t * a.dilation)
+                                .checked_sub(a.pad)
+                                .filter(|&i| i < a.len)
+                        })
+                        .collect()
+                };
+                for p in 0..planes {
+                    for oy in 0..rows.out {
+                        for ox in 0..cols.out {
+                            let mut best = f32::NEG_INFINITY;
+                            let mut sum = 0.0;
+                            for iy in taps(rows, oy) {
+                                for ix in taps(cols, ox) {
+                                    let v = x[(p * rows.len + iy) * cols.len + ix];
+                                    best = best.max(v);
+                                    sum += v;
+                                }
+                            }
+                            let o = (p * rows.out + oy) * cols.out + ox;
+                            assert_eq!(max[o], best, "max {rows:?} {cols:?} at {p},{oy},{ox}");
+                            let expected = sum / divisors[oy * cols.out + ox];
+                            assert!(
+                                (avg[o] - expected).abs() < 1e-5,
+                                "avg {rows:?} {cols:?} at {p},{oy},{ox}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

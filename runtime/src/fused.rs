@@ -1,0 +1,261 @@
+//! Fused inference: a convolution together with the batch norm and ReLU that follow it, run as one pass by the
+//! CPU kernels of [`crate::cpu`].
+//!
+//! Generated code calls [`conv_bn_act`] for every `conv2d` of a chain, passing the batch norm and the ReLU when
+//! they come straight after it. In training, or on a device or dtype the CPU kernels do not cover, or when the
+//! input carries a gradient, it runs the layers one by one exactly as written. Otherwise the batch norm is
+//! folded into the convolution: with `s = gamma / sqrt(running_var + eps)` per output channel,
+//! `bn(conv(x) + b) = s * conv(x) + (beta + s * (b - running_mean))`, which the kernel applies to each output
+//! value as it finishes, with the ReLU. `s` and the shift are computed from the live tensors on every call
+//! (a few microseconds), so a model that trains, or whose `VarMap` is loaded after it was built, never runs
+//! with stale folded weights.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use candle_core::op::BackpropOp;
+use candle_core::{CpuStorage, DType, Device, Module, ModuleT, Result, Storage, Tensor};
+
+use crate::cpu::{self, ConvGeometry, Epilogue};
+use crate::{BatchNorm, Conv2d};
+
+/// The inference optimisations, each of which can be switched off to measure what it brings (`bench/`). Every
+/// combination computes the same values, up to floating-point rounding; all are on by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Optimizations {
+    /// Convolutions as one matrix product per image, without candle's im2col layout and transposes.
+    pub conv_kernel: bool,
+    /// Batch norm and ReLU folded into the convolution's output pass (needs `conv_kernel`).
+    pub fold_batch_norm: bool,
+    /// Max and average pools in one pass, with padding and ceil mode handled by clipping windows.
+    pub pool_kernels: bool,
+    /// Sibling 1×1 convolutions that read the same tensor run as one product.
+    pub fuse_siblings: bool,
+}
+
+impl Optimizations {
+    /// Everything on: what a generated model runs with unless told otherwise.
+    pub const ALL: Optimizations = Optimizations {
+        conv_kernel: true,
+        fold_batch_norm: true,
+        pool_kernels: true,
+        fuse_siblings: true,
+    };
+
+    /// Everything off: candle's own layers, one by one, as in training.
+    pub const NONE: Optimizations = Optimizations {
+        conv_kernel: false,
+        fold_batch_norm: false,
+        pool_kernels: false,
+        fuse_siblings: false,
+    };
+
+    fn bits(self) -> u8 {
+        u8::from(self.conv_kernel)
+            | u8::from(self.fold_batch_norm) << 1
+            | u8::from(self.pool_kernels) << 2
+            | u8::from(self.fuse_siblings) << 3
+    }
+
+    fn from_bits(bits: u8) -> Optimizations {
+        Optimizations {
+            conv_kernel: bits & 1 != 0,
+            fold_batch_norm: bits & 2 != 0,
+            pool_kernels: bits & 4 != 0,
+            fuse_siblings: bits & 8 != 0,
+        }
+    }
+}
+
+static OPTIMIZATIONS: AtomicU8 = AtomicU8::new(0b1111);
+
+/// Sets the inference optimisations for every model in the process, e.g. to measure one on its own.
+pub fn set_optimizations(optimizations: Optimizations) {
+    OPTIMIZATIONS.store(optimizations.bits(), Ordering::Relaxed);
+}
+
+/// The inference optimisations in effect.
+pub fn optimizations() -> Optimizations {
+    Optimizations::from_bits(OPTIMIZATIONS.load(Ordering::Relaxed))
+}
+
+/// Whether the CPU kernels can compute `x`'s layer: a CPU `f32` tensor that no gradient is wanted for.
+pub(crate) fn cpu_kernels_apply(x: &Tensor) -> bool {
+    matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 && !x.track_op()
+}
+
+/// `relu(bn(conv(x)))`, with the batch norm and the ReLU optional: the three layers of a chain like
+/// `conv2d -> batch_norm -> relu`, fused into one pass in inference.
+pub fn conv_bn_act(
+    x: &Tensor,
+    conv: &Conv2d,
+    bn: Option<&BatchNorm>,
+    relu: bool,
+    train: bool,
+) -> Result<Tensor> {
+    let weight = conv.weight();
+    let weight_on_cpu = matches!(weight.device(), Device::Cpu) && weight.dtype() == DType::F32;
+    let options = optimizations();
+    if train || !options.conv_kernel || !cpu_kernels_apply(x) || !weight_on_cpu {
+        return unfused(x, conv, bn, relu, train);
+    }
+    if !options.fold_batch_norm && (bn.is_some() || relu) {
+        let y = conv_bn_act(x, conv, None, false, train)?;
+        return unfused_tail(&y, bn, relu, train);
+    }
+    let (n, c, h, w) = crate::expect_nchw(x, "conv2d")?;
+    conv.check_channels(c, x)?;
+    let (oh, ow) = conv.output_size((h, w))?;
+    let (c_out, _, kh, kw) = weight.dims4()?;
+    let spec = conv.spec();
+    let geometry = ConvGeometry {
+        c_in: c,
+        h,
+        w,
+        c_out,
+        kernel: (kh, kw),
+        stride: spec.stride,
+        pad_before: (spec.pad.top, spec.pad.left),
+        dilation: spec.dilation,
+        groups: spec.groups,
+        out: (oh, ow),
+    };
+    let epilogue = epilogue(conv, bn, relu, c_out)?;
+    let weight = weight.contiguous()?;
+    let out = with_f32(&weight, |weight| {
+        with_images(x, |images, image_stride| {
+            cpu::conv2d(images, n, image_stride, weight, &geometry, &epilogue)
+        })
+    })??;
+    Ok(cpu_tensor(out, (n, c_out, oh, ow)))
+}
+
+/// The layers one at a time, as in training.
+fn unfused(
+    x: &Tensor,
+    conv: &Conv2d,
+    bn: Option<&BatchNorm>,
+    relu: bool,
+    train: bool,
+) -> Result<Tensor> {
+    unfused_tail(&conv.forward(x)?, bn, relu, train)
+}
+
+/// The batch norm and ReLU after a convolution, one by one.
+fn unfused_tail(y: &Tensor, bn: Option<&BatchNorm>, relu: bool, train: bool) -> Result<Tensor> {
+    let mut y = y.clone();
+    if let Some(bn) = bn {
+        y = bn.forward_t(&y, train)?;
+    }
+    if relu {
+        y = y.relu()?;
+    }
+    Ok(y)
+}
+
+/// The per-channel scale and shift that apply the convolution's bias and the batch norm's inference transform.
+fn epilogue(
+    conv: &Conv2d,
+    bn: Option<&BatchNorm>,
+    relu: bool,
+    channels: usize,
+) -> Result<Epilogue> {
+    let bias = conv.bias().map(vec_f64).transpose()?;
+    let Some(bn) = bn else {
+        return Ok(Epilogue {
+            scale: None,
+            shift: bias.map(|b| b.into_iter().map(|v| v as f32).collect()),
+            relu,
+        });
+    };
+    if bn.num_features() != channels {
+        return Err(crate::error(format!(
+            "batch_norm expects {} channels, the convolution before it produces {channels}",
+            bn.num_features()
+        )));
+    }
+    let inner = bn.inner();
+    let mean = vec_f64(inner.running_mean())?;
+    let var = vec_f64(inner.running_var())?;
+    let (gamma, beta) = match inner.weight_and_bias() {
+        Some((gamma, beta)) => (Some(vec_f64(gamma)?), Some(vec_f64(beta)?)),
+        None => (None, None),
+    };
+    let eps = inner.eps();
+    let mut scale = Vec::with_capacity(channels);
+    let mut shift = Vec::with_capacity(channels);
+    for c in 0..channels {
+        let s = gamma.as_ref().map_or(1.0, |g| g[c]) / (var[c] + eps).sqrt();
+        let b = bias.as_ref().map_or(0.0, |b| b[c]);
+        scale.push(s as f32);
+        shift.push((beta.as_ref().map_or(0.0, |b| b[c]) + s * (b - mean[c])) as f32);
+    }
+    Ok(Epilogue {
+        scale: Some(scale),
+        shift: Some(shift),
+        relu,
+    })
+}
+
+fn vec_f64(t: &Tensor) -> Result<Vec<f64>> {
+    t.to_dtype(DType::F64)?.flatten_all()?.to_vec1()
+}
+
+/// Calls `f` with the contiguous `f32` data of a CPU tensor.
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(CpuStorage::F32(data)) => {
+            let start = layout.start_offset();
+            Ok(f(&data[start..start + layout.shape().elem_count()]))
+        }
+        _ => Err(crate::error(
+            "internal error: the CPU kernels need a CPU f32 tensor",
+        )),
+    }
+}
+
+/// Calls `f` with an NCHW CPU `f32` tensor's data and the distance between its images, each image being a
+/// contiguous `[c, h, w]` block; copies the tensor first only when its images are not. A channel slice of a
+/// larger map (`narrow` on dimension 1) qualifies as it is.
+pub(crate) fn with_images<R>(x: &Tensor, f: impl FnOnce(&[f32], usize) -> R) -> Result<R> {
+    let (_, c, h, w) = crate::expect_nchw(x, "the CPU kernels")?;
+    let images_contiguous = {
+        let stride = x.stride();
+        let dims = [c, h, w];
+        let contiguous = [h * w, w, 1];
+        (0..3).all(|d| dims[d] <= 1 || stride[d + 1] == contiguous[d])
+    };
+    let x = if images_contiguous {
+        x.clone()
+    } else {
+        x.contiguous()?
+    };
+    let (n, image) = (x.dim(0)?, c * h * w);
+    let image_stride = if n > 1 { x.stride()[0] } else { image };
+    let (storage, layout) = x.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(CpuStorage::F32(data)) => {
+            let start = layout.start_offset();
+            let end = if n == 0 {
+                start
+            } else {
+                start + (n - 1) * image_stride + image
+            };
+            Ok(f(&data[start..end], image_stride))
+        }
+        _ => Err(crate::error(
+            "internal error: the CPU kernels need a CPU f32 tensor",
+        )),
+    }
+}
+
+/// A contiguous CPU tensor over `data`, outside any gradient graph.
+pub(crate) fn cpu_tensor(data: Vec<f32>, shape: (usize, usize, usize, usize)) -> Tensor {
+    Tensor::from_storage(
+        Storage::Cpu(CpuStorage::F32(data)),
+        shape,
+        BackpropOp::none(),
+        false,
+    )
+}

@@ -304,24 +304,47 @@ pub(crate) struct PoolAxis {
 
 impl PoolAxis {
     /// `dst[o] = op(dst[o], src[o * stride + t * dilation - pad])` for every tap `t` and every `o` whose tap
-    /// is inside `src`. Tap by tap, so a stride-1 axis is a run of element-wise operations on slices.
-    fn reduce(&self, src: &[f32], dst: &mut [f32], op: impl Fn(f32, f32) -> f32) {
+    /// is inside `src`. Tap by tap, so each tap is an element-wise operation on two slices, which vectorises
+    /// when the stride is 1.
+    fn reduce_dense(&self, src: &[f32], dst: &mut [f32], op: impl Fn(f32, f32) -> f32) {
+        debug_assert_eq!(self.stride, 1);
         for t in 0..self.kernel {
             let offset = t * self.dilation;
-            let (lo, hi) = valid_range(offset, self.pad, self.stride, self.len, self.out);
+            let (lo, hi) = valid_range(offset, self.pad, 1, self.len, self.out);
             if lo >= hi {
                 continue;
             }
-            let first = lo * self.stride + offset - self.pad;
-            if self.stride == 1 {
-                for (d, &v) in dst[lo..hi].iter_mut().zip(&src[first..first + (hi - lo)]) {
-                    *d = op(*d, v);
-                }
-            } else {
-                for (k, d) in dst[lo..hi].iter_mut().enumerate() {
-                    *d = op(*d, src[first + k * self.stride]);
-                }
+            let first = lo + offset - self.pad;
+            for (d, &v) in dst[lo..hi].iter_mut().zip(&src[first..first + (hi - lo)]) {
+                *d = op(*d, v);
             }
+        }
+    }
+
+    /// Reduces `src` (one row of `len` values) into `dst` (`out` values), which starts filled with the
+    /// operation's `identity`. A strided axis is reduced at every position first (`scratch`), then every
+    /// `stride`-th result is kept: a few more operations, but vectorised ones instead of strided gathers.
+    fn reduce(
+        &self,
+        src: &[f32],
+        dst: &mut [f32],
+        scratch: &mut Vec<f32>,
+        identity: f32,
+        op: impl Fn(f32, f32) -> f32 + Copy,
+    ) {
+        if self.stride == 1 {
+            return self.reduce_dense(src, dst, op);
+        }
+        let dense = PoolAxis {
+            stride: 1,
+            out: (self.out - 1) * self.stride + 1,
+            ..*self
+        };
+        scratch.clear();
+        scratch.resize(dense.out, identity);
+        dense.reduce_dense(src, scratch, op);
+        for (o, d) in dst.iter_mut().enumerate() {
+            *d = op(*d, scratch[o * self.stride]);
         }
     }
 }
@@ -329,7 +352,8 @@ impl PoolAxis {
 /// The larger of two values, NaN if either is (PyTorch's max pool propagates NaN; `f32::max` would drop it).
 #[inline]
 fn max_or_nan(a: f32, b: f32) -> f32 {
-    if a > b || a.is_nan() {
+    // `|`, not `||`: no branch, so loops over slices vectorise to compare-and-blend.
+    if (a > b) | a.is_nan() {
         a
     } else {
         b
@@ -383,12 +407,12 @@ fn pool2d(
         return out;
     }
     out.par_chunks_mut(oh * ow).enumerate().for_each_init(
-        || vec![0f32; h * ow],
-        |across, (p, dst)| {
+        || (vec![0f32; h * ow], Vec::new()),
+        |(across, scratch), (p, dst)| {
             let src = &x[p * h * w..(p + 1) * h * w];
             for (src_row, row) in src.chunks_exact(w).zip(across.chunks_exact_mut(ow)) {
                 row.fill(identity);
-                cols.reduce(src_row, row, op);
+                cols.reduce(src_row, row, scratch, identity, op);
             }
             // Along the columns: output row oy combines the rows its taps select, element-wise.
             dst.fill(identity);

@@ -11,9 +11,10 @@
 //! with stale folded weights.
 
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 
 use candle_core::op::BackpropOp;
-use candle_core::{CpuStorage, DType, Device, Module, ModuleT, Result, Storage, Tensor};
+use candle_core::{CpuStorage, DType, Device, Module, ModuleT, Result, Storage, Tensor, TensorId};
 
 use crate::cpu::{self, ConvGeometry, Epilogue};
 use crate::{BatchNorm, Conv2d};
@@ -258,4 +259,139 @@ pub(crate) fn cpu_tensor(data: Vec<f32>, shape: (usize, usize, usize, usize)) ->
         BackpropOp::none(),
         false,
     )
+}
+
+/// A convolution that starts a branch, with the batch norm and ReLU that fold into it: what generated code
+/// offers [`sibling_heads`] for each branch of a concatenation.
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'a> {
+    pub conv: &'a Conv2d,
+    pub bn: Option<&'a BatchNorm>,
+    pub relu: bool,
+}
+
+impl Head<'_> {
+    /// A 1×1 convolution with stride 1, no padding and one group: a plain matrix product over channels.
+    fn is_pointwise(&self) -> bool {
+        let spec = self.conv.spec();
+        let dims = self.conv.weight().dims();
+        dims.len() == 4
+            && dims[2..] == [1, 1]
+            && spec.stride == (1, 1)
+            && spec.pad == crate::Pad2d::default()
+            && spec.groups == 1
+    }
+}
+
+/// The stacked weights of a concatenation's fused heads, kept between calls. It is reused only while the
+/// heads' weights are the same tensors and none is a `Var` (candle tensors are otherwise immutable), so a
+/// trained or reloaded model never runs with a stale copy.
+#[derive(Debug, Clone, Default)]
+pub struct SiblingCache(Arc<Mutex<Option<StackedWeights>>>);
+
+/// Which weights were stacked (by tensor id), and the stack.
+type StackedWeights = (Vec<TensorId>, Tensor);
+
+/// Runs the 1×1 convolutions that start several branches of a concatenation, all reading `x`, as one matrix
+/// product: the weights stacked into `[sum of outputs, inputs]`, each head's batch norm and ReLU folded into
+/// its rows of the output pass. Returns, per branch, the head's output (a channel slice of the shared result)
+/// for the fused heads, and `None` for the branches to run as usual: all of them in training, off CPU/`f32`,
+/// with fewer than two pointwise heads, or when the optimisation is off.
+pub fn sibling_heads(
+    x: &Tensor,
+    heads: &[Option<Head<'_>>],
+    cache: &SiblingCache,
+    train: bool,
+) -> Result<Vec<Option<Tensor>>> {
+    let mut outputs = vec![None; heads.len()];
+    let options = optimizations();
+    if train
+        || !(options.fuse_siblings && options.conv_kernel && options.fold_batch_norm)
+        || !cpu_kernels_apply(x)
+    {
+        return Ok(outputs);
+    }
+    // Heads that can share one product: pointwise, CPU f32 weights, and the same ReLU choice as the first.
+    let mut chosen: Vec<(usize, Head<'_>)> = Vec::new();
+    for (i, head) in heads.iter().enumerate() {
+        let Some(head) = head else { continue };
+        let weight = head.conv.weight();
+        let usable = head.is_pointwise()
+            && matches!(weight.device(), Device::Cpu)
+            && weight.dtype() == DType::F32
+            && !matches!(chosen.first(), Some((_, first)) if first.relu != head.relu);
+        if usable {
+            chosen.push((i, *head));
+        }
+    }
+    if chosen.len() < 2 {
+        return Ok(outputs);
+    }
+    let (n, c, h, w) = crate::expect_nchw(x, "conv2d")?;
+    let mut scale = Vec::new();
+    let mut shift = Vec::new();
+    let mut widths = Vec::with_capacity(chosen.len());
+    for (_, head) in &chosen {
+        head.conv.check_channels(c, x)?;
+        let c_out = head.conv.weight().dim(0)?;
+        let epilogue = epilogue(head.conv, head.bn, head.relu, c_out)?;
+        scale.extend(epilogue.scale.unwrap_or_else(|| vec![1.0; c_out]));
+        shift.extend(epilogue.shift.unwrap_or_else(|| vec![0.0; c_out]));
+        widths.push(c_out);
+    }
+    let total: usize = widths.iter().sum();
+    let weights = stacked_weights(&chosen, cache)?;
+    let geometry = ConvGeometry {
+        c_in: c,
+        h,
+        w,
+        c_out: total,
+        kernel: (1, 1),
+        stride: (1, 1),
+        pad_before: (0, 0),
+        dilation: (1, 1),
+        groups: 1,
+        out: (h, w),
+    };
+    let epilogue = Epilogue {
+        scale: Some(scale),
+        shift: Some(shift),
+        relu: chosen[0].1.relu,
+    };
+    let out = with_f32(&weights, |weights| {
+        with_images(x, |images, image_stride| {
+            cpu::conv2d(images, n, image_stride, weights, &geometry, &epilogue)
+        })
+    })??;
+    let out = cpu_tensor(out, (n, total, h, w));
+    let mut start = 0;
+    for ((i, _), width) in chosen.iter().zip(widths) {
+        outputs[*i] = Some(out.narrow(1, start, width)?);
+        start += width;
+    }
+    Ok(outputs)
+}
+
+/// The chosen heads' weights stacked as `[sum of outputs, inputs]`, from `cache` when it holds them.
+fn stacked_weights(chosen: &[(usize, Head<'_>)], cache: &SiblingCache) -> Result<Tensor> {
+    let ids: Vec<TensorId> = chosen.iter().map(|(_, h)| h.conv.weight().id()).collect();
+    let cacheable = chosen.iter().all(|(_, h)| !h.conv.weight().is_variable());
+    let mut slot = cache
+        .0
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if cacheable {
+        if let Some((cached_ids, weights)) = slot.as_ref() {
+            if *cached_ids == ids {
+                return Ok(weights.clone());
+            }
+        }
+    }
+    let parts = chosen
+        .iter()
+        .map(|(_, h)| h.conv.weight().flatten_from(1))
+        .collect::<Result<Vec<_>>>()?;
+    let weights = Tensor::cat(&parts, 0)?.contiguous()?;
+    *slot = cacheable.then(|| (ids, weights.clone()));
+    Ok(weights)
 }

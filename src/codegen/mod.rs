@@ -190,48 +190,118 @@ enum Step {
     },
     /// `relu`, which has no field.
     Relu,
+    /// A call of a block, through its field.
+    Block(Ident),
     /// Finished code: groups, reshapes, block calls, saved side-output sources.
     Code(TokenStream),
 }
 
-/// Turns a sequence of steps into forward statements. A `conv2d`, with the `batch_norm` and the `relu` that
-/// directly follow it, becomes one call to `archc_runtime::conv_bn_act`, which runs them as one pass in
-/// inference (the batch norm folded into the convolution's output scale and shift) and one by one in training.
-fn lower(steps: Vec<Step>) -> Vec<TokenStream> {
-    let mut lines = Vec::new();
+/// A forward step after fusion.
+enum Lowered {
+    /// `conv2d`, with the `batch_norm` and `relu` that directly follow it: one call to
+    /// `archc_runtime::conv_bn_act`, which runs them as one pass in inference (the batch norm folded into the
+    /// convolution's output scale and shift) and one by one in training.
+    Unit {
+        conv: Ident,
+        bn: Option<Ident>,
+        relu: bool,
+    },
+    /// A block call.
+    Block(Ident),
+    /// Any other statement.
+    Line(TokenStream),
+}
+
+impl Lowered {
+    fn tokens(&self) -> TokenStream {
+        match self {
+            Lowered::Unit { conv, bn, relu } => {
+                let bn = bn_tokens(bn.as_ref());
+                quote!(let xs = ::archc_runtime::conv_bn_act(&xs, &self.#conv, #bn, #relu, train)?;)
+            }
+            Lowered::Block(field) => quote!(let xs = xs.apply_t(&self.#field, train)?;),
+            Lowered::Line(line) => line.clone(),
+        }
+    }
+
+    /// The `Option<archc_runtime::fused::Head>` this step offers when it starts a branch: its convolution, or
+    /// the head of the block it calls.
+    fn head(&self) -> Option<TokenStream> {
+        match self {
+            Lowered::Unit { conv, bn, relu } => {
+                let bn = bn_tokens(bn.as_ref());
+                Some(
+                    quote!(Some(::archc_runtime::fused::Head { conv: &self.#conv, bn: #bn, relu: #relu })),
+                )
+            }
+            Lowered::Block(field) => Some(quote!(self.#field.head())),
+            Lowered::Line(_) => None,
+        }
+    }
+
+    /// The statements that finish this step given its head's output in `xs`.
+    fn after_head(&self) -> Option<TokenStream> {
+        match self {
+            Lowered::Unit { .. } => Some(quote!()),
+            Lowered::Block(field) => {
+                Some(quote!(let xs = self.#field.forward_after_head(&xs, train)?;))
+            }
+            Lowered::Line(_) => None,
+        }
+    }
+}
+
+fn bn_tokens(bn: Option<&Ident>) -> TokenStream {
+    match bn {
+        Some(bn) => quote!(Some(&self.#bn)),
+        None => quote!(None),
+    }
+}
+
+/// Fuses neighbouring steps: a `conv2d` with the `batch_norm` and `relu` that directly follow it.
+fn lower(steps: Vec<Step>) -> Vec<Lowered> {
+    let mut lowered = Vec::new();
     let mut steps = steps.into_iter().peekable();
     while let Some(step) = steps.next() {
-        match step {
+        lowered.push(match step {
             Step::Layer { layer, field, .. } if layer == "conv2d" => {
                 let bn = match steps.peek() {
                     Some(Step::Layer { layer, field, .. }) if layer == "batch_norm" => {
-                        let bn = quote!(Some(&self.#field));
+                        let bn = field.clone();
                         steps.next();
-                        bn
+                        Some(bn)
                     }
-                    _ => quote!(None),
+                    _ => None,
                 };
                 let relu = matches!(steps.peek(), Some(Step::Relu));
                 if relu {
                     steps.next();
                 }
-                lines.push(quote! {
-                    let xs = ::archc_runtime::conv_bn_act(&xs, &self.#field, #bn, #relu, train)?;
-                });
+                Lowered::Unit {
+                    conv: field,
+                    bn,
+                    relu,
+                }
             }
             Step::Layer {
                 field, train: true, ..
-            } => lines.push(quote!(let xs = xs.apply_t(&self.#field, train)?;)),
+            } => Lowered::Line(quote!(let xs = xs.apply_t(&self.#field, train)?;)),
             Step::Layer {
                 field,
                 train: false,
                 ..
-            } => lines.push(quote!(let xs = xs.apply(&self.#field)?;)),
-            Step::Relu => lines.push(quote!(let xs = xs.relu()?;)),
-            Step::Code(code) => lines.push(code),
-        }
+            } => Lowered::Line(quote!(let xs = xs.apply(&self.#field)?;)),
+            Step::Relu => Lowered::Line(quote!(let xs = xs.relu()?;)),
+            Step::Block(field) => Lowered::Block(field),
+            Step::Code(code) => Lowered::Line(code),
+        });
     }
-    lines
+    lowered
+}
+
+/// The forward statements of lowered steps.
+fn lines(lowered: &[Lowered]) -> Vec<TokenStream> {
+    lowered.iter().map(Lowered::tokens).collect()
 }
 
 /// What one built-in argument becomes in Rust.
@@ -391,7 +461,7 @@ impl Generator<'_> {
                             CodegenError::new(source.span, "unknown side-output source")
                         })?;
                     let (_, steps) = self.statement(layer, &scope, "", source_dims, &mut body)?;
-                    let lines = lower(steps);
+                    let lines = lines(&lower(steps));
                     let saved = format_ident!("{}_out", source.name);
                     let output = rust_ident(&name.name);
                     forward.push(Step::Code(quote! {
@@ -408,7 +478,7 @@ impl Generator<'_> {
             }
         }
         let output_dims = current;
-        let forward = lower(forward);
+        let forward = lines(&lower(forward));
         let (field_names, field_types): (Vec<Ident>, Vec<TokenStream>) =
             body.fields.iter().cloned().unzip();
         let ctor = &body.ctor;
@@ -545,7 +615,25 @@ impl Generator<'_> {
             forward.extend(steps);
             current = dims;
         }
-        let forward = lower(forward);
+        let lowered = lower(forward);
+        let forward = lines(&lowered);
+        let block_name = &block.name.name;
+        let head = lowered
+            .first()
+            .and_then(Lowered::head)
+            .unwrap_or_else(|| quote!(None));
+        let after_head = match lowered.split_first() {
+            Some((first, rest)) => match first.after_head() {
+                Some(first) => {
+                    let rest = lines(rest);
+                    quote!(#first #(#rest)* Ok(xs))
+                }
+                None => quote!(Err(::archc_runtime::candle_core::Error::Msg(
+                    format!("internal error: block `{}` has no head convolution", #block_name)
+                ))),
+            },
+            None => quote!(Ok(xs)),
+        };
         let (field_names, field_types): (Vec<Ident>, Vec<TokenStream>) =
             body.fields.iter().cloned().unzip();
         let ctor = &body.ctor;
@@ -562,6 +650,18 @@ impl Generator<'_> {
                 pub fn new(vb: VarBuilder, input: Dims, #(#params),*) -> Result<(Self, Dims)> {
                     #(#ctor)*
                     Ok((Self { #(#field_names,)* }, #current))
+                }
+
+                /// The convolution the block starts with, if any, which a concatenation may run together with
+                /// its siblings' (`archc_runtime::fused::sibling_heads`).
+                pub fn head(&self) -> Option<::archc_runtime::fused::Head<'_>> {
+                    #head
+                }
+
+                /// The rest of the block's forward pass, given the output of its `head` in inference.
+                pub fn forward_after_head(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+                    let xs = xs.clone();
+                    #after_head
                 }
             }
 
@@ -633,11 +733,10 @@ impl Generator<'_> {
                 let branch_prefix = path.unwrap_or_else(|| prefix.to_string());
                 let mut branch_dims = Vec::new();
                 let mut branch_values = Vec::new();
-                let mut branch_lines = Vec::new();
+                let mut branch_lowered = Vec::new();
                 for (index, branch) in group.branches.iter().enumerate() {
                     let (dims, steps) =
                         self.statement(branch, scope, &branch_prefix, input.clone(), body)?;
-                    let lines = lower(steps);
                     let var = match &branch.name {
                         Some(n)
                             if !matches!(
@@ -649,16 +748,12 @@ impl Generator<'_> {
                         }
                         _ => format_ident!("branch_{}", index),
                     };
-                    branch_lines.push(quote! {
-                        let #var = {
-                            let xs = xs.clone();
-                            #(#lines)*
-                            xs
-                        };
-                    });
+                    branch_lowered.push(lower(steps));
                     branch_dims.push(dims);
                     branch_values.push(var);
                 }
+                let branch_lines =
+                    self.branch_lines(&branch_values, &branch_lowered, group.kind, body);
                 let out = body.dims_var();
                 let at = self.at(group.span);
                 let combine = match group.kind {
@@ -684,6 +779,64 @@ impl Generator<'_> {
                 ))
             }
         }
+    }
+
+    /// The statements that compute each branch of a group into its variable. In a concatenation where two or
+    /// more branches start with a convolution, the heads are first offered to
+    /// `archc_runtime::fused::sibling_heads`, which may run them as one product in inference; a branch whose
+    /// head it ran continues from that output.
+    fn branch_lines(
+        &self,
+        vars: &[Ident],
+        branches: &[Vec<Lowered>],
+        kind: crate::ast::GroupKind,
+        body: &mut Body,
+    ) -> Vec<TokenStream> {
+        let heads: Vec<Option<TokenStream>> = branches
+            .iter()
+            .map(|b| b.first().and_then(Lowered::head))
+            .collect();
+        let fusable = kind == crate::ast::GroupKind::Concat && heads.iter().flatten().count() >= 2;
+        if !fusable {
+            return vars
+                .iter()
+                .zip(branches)
+                .map(|(var, lowered)| {
+                    let lines = lines(lowered);
+                    quote!(let #var = { let xs = xs.clone(); #(#lines)* xs };)
+                })
+                .collect();
+        }
+        let cache = body.field("siblings", quote!(::archc_runtime::fused::SiblingCache));
+        body.ctor
+            .push(quote!(let #cache = ::archc_runtime::fused::SiblingCache::default();));
+        let head_exprs = heads
+            .iter()
+            .map(|h| h.clone().unwrap_or_else(|| quote!(None)));
+        let mut out = vec![quote! {
+            let mut heads = ::archc_runtime::fused::sibling_heads(&xs, &[#(#head_exprs),*], &self.#cache, train)?
+                .into_iter();
+        }];
+        for (var, lowered) in vars.iter().zip(branches) {
+            let all = lines(lowered);
+            let after = lowered
+                .split_first()
+                .and_then(|(first, rest)| Some((first.after_head()?, lines(rest))));
+            out.push(match after {
+                Some((first, rest)) => quote! {
+                    let #var = match heads.next().flatten() {
+                        Some(xs) => { #first #(#rest)* xs }
+                        None => { let xs = xs.clone(); #(#all)* xs }
+                    };
+                },
+                // No head was offered for this branch, so there is no output to take.
+                None => quote! {
+                    heads.next();
+                    let #var = { let xs = xs.clone(); #(#all)* xs };
+                },
+            });
+        }
+        out
     }
 
     fn call(
@@ -777,10 +930,7 @@ impl Generator<'_> {
         body.ctor.push(quote! {
             let (#field, #out) = #ty::new(#vb, #input, #(#args),*)?;
         });
-        Ok((
-            out,
-            Step::Code(quote!(let xs = xs.apply_t(&self.#field, train)?;)),
-        ))
+        Ok((out, Step::Block(field)))
     }
 
     fn builtin_args(

@@ -263,7 +263,10 @@ impl Builder<'_> {
             );
             current = vec![id];
         }
-        let mut checked = network.map_or(&[][..], |n| n.body.as_slice()).iter().peekable();
+        let mut checked = network
+            .map_or(&[][..], |n| n.body.as_slice())
+            .iter()
+            .peekable();
         let mut named: HashMap<&str, Outputs> = HashMap::new();
         for statement in statements {
             let Statement::Layer(statement) = statement else {
@@ -278,7 +281,10 @@ impl Builder<'_> {
                 node.span.start >= statement.span.start && node.span.end <= statement.span.end
             };
             // Checked nodes come in source order; skip any that belong to no statement (none do today).
-            while checked.peek().is_some_and(|n| n.span.end <= statement.span.start) {
+            while checked
+                .peek()
+                .is_some_and(|n| n.span.end <= statement.span.start)
+            {
                 checked.next();
             }
             let outputs = match checked.next_if(within) {
@@ -479,7 +485,8 @@ impl Builder<'_> {
         let index = LineIndex::new(self.source);
         for diagnostic in diagnostics.iter().filter(|d| d.is_error()) {
             let span = diagnostic.primary.span;
-            let contains = |s: Span| s.start <= span.start && span.end <= s.end && s != Span::default();
+            let contains =
+                |s: Span| s.start <= span.start && span.end <= s.end && s != Span::default();
             let smallest = self
                 .graph
                 .nodes
@@ -496,7 +503,12 @@ impl Builder<'_> {
                     placed = true;
                 }
                 for cluster in self.graph.clusters.iter_mut().filter(|c| c.span == best) {
-                    add_error(&mut cluster.errors, &mut cluster.messages, &code, diagnostic);
+                    add_error(
+                        &mut cluster.errors,
+                        &mut cluster.messages,
+                        &code,
+                        diagnostic,
+                    );
                     placed = true;
                 }
             }
@@ -716,7 +728,10 @@ impl Graph {
         match item {
             Item::Node(id) => {
                 let node = &self.nodes[id];
-                let mut attributes = vec![format!("label={}", dot_string(&self.label_lines(id).join("\n")))];
+                let mut attributes = vec![format!(
+                    "label={}",
+                    dot_string(&self.label_lines(id).join("\n"))
+                )];
                 if !node.errors.is_empty() {
                     attributes.push(format!(
                         "color=\"{RED}\", fontcolor=\"{RED}\", fillcolor=\"{RED_FILL}\", penwidth=2"
@@ -727,7 +742,9 @@ impl Graph {
                         "style=\"rounded,filled,dashed\", color=\"{GREY}\", fontcolor=\"{GREY}\", fillcolor=\"{GREY_FILL}\""
                     ));
                 } else if node.style == NodeStyle::Unchecked {
-                    attributes.push(format!("style=\"rounded,filled,dotted\", fontcolor=\"{GREY}\""));
+                    attributes.push(format!(
+                        "style=\"rounded,filled,dotted\", fontcolor=\"{GREY}\""
+                    ));
                 }
                 match node.style {
                     NodeStyle::Input => attributes.push("fillcolor=\"#e8f0fe\"".to_string()),
@@ -741,7 +758,11 @@ impl Graph {
             Item::Cluster(id) => {
                 let cluster = &self.clusters[id];
                 let _ = writeln!(out, "{indent}subgraph cluster_{id} {{");
-                let _ = writeln!(out, "{indent}    label={};", dot_string(&self.cluster_label(id)));
+                let _ = writeln!(
+                    out,
+                    "{indent}    label={};",
+                    dot_string(&self.cluster_label(id))
+                );
                 let style = match (cluster.kind, !cluster.errors.is_empty(), cluster.side) {
                     (_, true, _) => format!("style=\"rounded\", color=\"{RED}\", fontcolor=\"{RED}\", penwidth=2"),
                     (ClusterKind::Branch, ..) => "style=\"rounded,dotted\", color=\"#bdc1c6\", fontcolor=\"#80868b\", fontsize=9, labeljust=l".to_string(),
@@ -783,8 +804,15 @@ mod svg {
     const LINE_HEIGHT: f64 = 14.5;
     const PAD_X: f64 = 10.0;
     const PAD_Y: f64 = 6.0;
-    /// The free space kept around each node (half the gap between neighbours).
-    const HALO: Point = Point { x: 9.0, y: 17.0 };
+    /// The free space kept around each node (half the gap between neighbours); more between levels when block
+    /// boxes with their labels must fit between them.
+    const HALO: Point = Point { x: 9.0, y: 14.0 };
+    const HALO_WITH_BOXES: Point = Point { x: 9.0, y: 26.0 };
+    /// The properties that mark a spacer, which is laid out but not drawn.
+    const SPACER: &str = "class=\"spacer\"";
+    /// Line height and character width of cluster labels (10.5 px).
+    const CLUSTER_LINE: f64 = 12.5;
+    const CLUSTER_CHAR_WIDTH: f64 = 5.9;
     /// Space above the drawing for the title.
     const TITLE_HEIGHT: f64 = 34.0;
 
@@ -826,6 +854,9 @@ mod svg {
             properties: Option<String>,
             _clip: Option<ClipHandle>,
         ) {
+            if properties.as_deref() == Some(SPACER) {
+                return;
+            }
             self.grow(xy.add(size));
             let fill = look.fill_color.map_or("none".to_string(), web);
             let _ = writeln!(
@@ -884,6 +915,9 @@ mod svg {
 
         fn draw_text(&mut self, xy: Point, text: &str, look: &StyleAttr) {
             let lines: Vec<&str> = text.lines().collect();
+            if lines.is_empty() {
+                return;
+            }
             let top = xy.y - LINE_HEIGHT * lines.len() as f64 / 2.0;
             let _ = write!(
                 self.body,
@@ -893,12 +927,20 @@ mod svg {
                 web(look.line_color),
             );
             for (index, line) in lines.iter().enumerate() {
-                let weight = if index == 0 { r#" font-weight="bold""# } else { "" };
+                let weight = if index == 0 {
+                    r#" font-weight="bold""#
+                } else {
+                    ""
+                };
                 let _ = write!(
                     self.body,
                     r#"<tspan x="{:.1}" dy="{}"{weight}>{}</tspan>"#,
                     xy.x,
-                    if index == 0 { LINE_HEIGHT * 0.8 } else { LINE_HEIGHT },
+                    if index == 0 {
+                        LINE_HEIGHT * 0.8
+                    } else {
+                        LINE_HEIGHT
+                    },
                     escape(line)
                 );
             }
@@ -923,7 +965,14 @@ mod svg {
             }
             let mut d = format!(
                 "M {:.1} {:.1} C {:.1} {:.1}, {:.1} {:.1}, {:.1} {:.1} ",
-                first.0.x, first.0.y, first.1.x, first.1.y, second.0.x, second.0.y, second.1.x, second.1.y
+                first.0.x,
+                first.0.y,
+                first.1.x,
+                first.1.y,
+                second.0.x,
+                second.0.y,
+                second.1.x,
+                second.1.y
             );
             for (a, b) in rest {
                 let _ = write!(d, "S {:.1} {:.1}, {:.1} {:.1} ", a.x, a.y, b.x, b.y);
@@ -934,14 +983,121 @@ mod svg {
                 d.trim_end(),
                 web(look.line_color),
                 look.line_width,
-                if dashed { r#" stroke-dasharray="5,4""# } else { "" },
-                if head.1 { r#" marker-end="url(#arrow)""# } else { "" },
+                if dashed {
+                    r#" stroke-dasharray="5,4""#
+                } else {
+                    ""
+                },
+                if head.1 {
+                    r#" marker-end="url(#arrow)""#
+                } else {
+                    ""
+                },
             );
         }
 
         fn create_clip(&mut self, _xy: Point, _size: Point, _rounded_px: usize) -> ClipHandle {
             0
         }
+    }
+
+    /// Each node's level: the longest path to it from a node with no inputs (edges always point to nodes
+    /// created later, so one pass in creation order is enough).
+    fn longest_path_depths(graph: &Graph) -> Vec<usize> {
+        let mut depth = vec![0usize; graph.nodes.len()];
+        let mut edges: Vec<_> = graph.edges.iter().collect();
+        edges.sort_by_key(|e| e.to);
+        for edge in edges {
+            depth[edge.to] = depth[edge.to].max(depth[edge.from] + 1);
+        }
+        depth
+    }
+
+    /// A cluster's label broken at its ` · ` separators into lines that fit `width` pixels.
+    fn cluster_label_lines(label: &str, width: f64) -> Vec<String> {
+        let fits = ((width - 12.0) / CLUSTER_CHAR_WIDTH).max(8.0) as usize;
+        let mut lines: Vec<String> = Vec::new();
+        for part in label.split(" · ") {
+            match lines.last_mut() {
+                Some(line) if line.chars().count() + 3 + part.chars().count() <= fits => {
+                    line.push_str(" · ");
+                    line.push_str(part);
+                }
+                _ => lines.push(part.to_string()),
+            }
+        }
+        lines
+    }
+
+    fn node_element(graph: &Graph, id: usize, halo: Point) -> Element {
+        let node = &graph.nodes[id];
+        let lines = graph.label_lines(id);
+        let widest = lines.iter().map(|l| l.chars().count()).max().unwrap_or(1);
+        let size = Point::new(
+            widest as f64 * CHAR_WIDTH + 2.0 * PAD_X,
+            lines.len() as f64 * LINE_HEIGHT + 2.0 * PAD_Y,
+        );
+        let (style, class) = if !node.errors.is_empty() {
+            (look(RED, RED_FILL, 2), r#"class="node error""#)
+        } else if node.side {
+            (
+                look(GREY, GREY_FILL, 1),
+                r#"class="node side" stroke-dasharray="5,3""#,
+            )
+        } else {
+            match node.style {
+                NodeStyle::Input => (look("#1a73e8", "#e8f0fe", 1), r#"class="node input""#),
+                NodeStyle::Merge => (look("#b06000", "#fef7e0", 1), r#"class="node merge""#),
+                NodeStyle::Unchecked => (
+                    look(GREY, "#ffffff", 1),
+                    r#"class="node unchecked" stroke-dasharray="2,2""#,
+                ),
+                NodeStyle::Layer => (look("#3c4043", "#ffffff", 1), r#"class="node""#),
+            }
+        };
+        let mut element = Element::create_with_properties(
+            ShapeKind::new_box(&lines.join("\n")),
+            style,
+            Orientation::TopToBottom,
+            size,
+            class,
+        );
+        element.pos = Position::new(Point::zero(), size, Point::zero(), halo);
+        element
+    }
+
+    /// layout-rs ends an arrow only at a box: a spacer is a box of one pixel that is never drawn.
+    fn spacer_element(look: &StyleAttr, halo: Point) -> Element {
+        let size = Point::splat(1.0);
+        let mut element = Element::create_with_properties(
+            ShapeKind::new_box(""),
+            look.clone(),
+            Orientation::TopToBottom,
+            size,
+            SPACER,
+        );
+        element.pos = Position::new(Point::zero(), size, Point::zero(), Point::new(4.0, halo.y));
+        element
+    }
+
+    fn edge_look(side: bool) -> StyleAttr {
+        let line = if side { GREY } else { "#5f6368" };
+        StyleAttr::new(color(line), 1, None, 0, FONT as usize)
+    }
+
+    /// One arrow, or one piece of an arrow cut by spacers (only the last piece has a head).
+    fn edge_segment(look: &StyleAttr, side: bool, last: bool) -> Arrow {
+        let style = if side {
+            LineStyleKind::Dashed
+        } else {
+            LineStyleKind::Normal
+        };
+        let end = if last {
+            LineEndKind::Arrow
+        } else {
+            LineEndKind::None
+        };
+        Arrow::new(LineEndKind::None, end, style, "", look, &None, &None)
     }
 
     fn look(line: &str, fill: &str, width: usize) -> StyleAttr {
@@ -951,56 +1107,35 @@ mod svg {
     /// Lays the graph out with layout-rs and draws it.
     pub fn render(graph: &Graph) -> String {
         let mut visual = VisualGraph::new(Orientation::TopToBottom);
+        // A short branch would otherwise be pulled down next to its merge node, and the columns of a concat
+        // would start at different heights: every node gets its longest-path depth, and an edge that skips
+        // levels passes through invisible spacers, one per level. Spacers are added right after the node their
+        // edge leaves, so each level lists its nodes in source order (branch1 left of branch2) with no crossing
+        // for layout-rs's optimizer to untangle by reordering.
+        let depth = longest_path_depths(graph);
+        let halo = if graph.clusters.iter().any(|c| c.kind != ClusterKind::Branch) {
+            HALO_WITH_BOXES
+        } else {
+            HALO
+        };
         let mut handles = Vec::new();
+        let mut pending = Vec::new();
         for id in 0..graph.nodes.len() {
-            let node = &graph.nodes[id];
-            let lines = graph.label_lines(id);
-            let widest = lines.iter().map(|l| l.chars().count()).max().unwrap_or(1);
-            let size = Point::new(
-                widest as f64 * CHAR_WIDTH + 2.0 * PAD_X,
-                lines.len() as f64 * LINE_HEIGHT + 2.0 * PAD_Y,
-            );
-            let (style, class) = if !node.errors.is_empty() {
-                (look(RED, RED_FILL, 2), r#"class="node error""#)
-            } else if node.side {
-                (look(GREY, GREY_FILL, 1), r#"class="node side" stroke-dasharray="5,3""#)
-            } else {
-                match node.style {
-                    NodeStyle::Input => (look("#1a73e8", "#e8f0fe", 1), r#"class="node input""#),
-                    NodeStyle::Merge => (look("#b06000", "#fef7e0", 1), r#"class="node merge""#),
-                    NodeStyle::Unchecked => {
-                        (look(GREY, "#ffffff", 1), r#"class="node unchecked" stroke-dasharray="2,2""#)
-                    }
-                    NodeStyle::Layer => (look("#3c4043", "#ffffff", 1), r#"class="node""#),
+            handles.push(visual.add_node(node_element(graph, id, halo)));
+            for edge in graph.edges.iter().filter(|e| e.from == id) {
+                let look = edge_look(edge.side);
+                let mut from = handles[id];
+                for _ in depth[edge.from] + 1..depth[edge.to] {
+                    let spacer = visual.add_node(spacer_element(&look, halo));
+                    visual.add_edge(edge_segment(&look, edge.side, false), from, spacer);
+                    from = spacer;
                 }
-            };
-            let mut element = Element::create_with_properties(
-                ShapeKind::new_box(&lines.join("\n")),
-                style,
-                Orientation::TopToBottom,
-                size,
-                class,
-            );
-            element.pos = Position::new(Point::zero(), size, Point::zero(), HALO);
-            handles.push(visual.add_node(element));
+                pending.push((from, edge));
+            }
         }
-        for edge in &graph.edges {
-            let (line, style) = if edge.side {
-                (GREY, LineStyleKind::Dashed)
-            } else {
-                ("#5f6368", LineStyleKind::Normal)
-            };
-            let look = StyleAttr::new(color(line), 1, None, 0, FONT as usize);
-            let arrow = Arrow::new(
-                LineEndKind::None,
-                LineEndKind::Arrow,
-                style,
-                "",
-                &look,
-                &None,
-                &None,
-            );
-            visual.add_edge(arrow, handles[edge.from], handles[edge.to]);
+        for (from, edge) in pending {
+            let look = edge_look(edge.side);
+            visual.add_edge(edge_segment(&look, edge.side, true), from, handles[edge.to]);
         }
         let mut canvas = Canvas {
             body: String::new(),
@@ -1039,7 +1174,14 @@ mod svg {
             }
             boxes[id] = bounds.map(|(lo, hi)| match graph.clusters[id].kind {
                 ClusterKind::Branch => (lo, hi),
-                _ => (Point::new(lo.x - 6.0, lo.y - 16.0), Point::new(hi.x + 6.0, hi.y + 5.0)),
+                _ => {
+                    let lines =
+                        cluster_label_lines(&graph.cluster_label(id), hi.x - lo.x + 12.0).len();
+                    (
+                        Point::new(lo.x - 6.0, lo.y - 4.0 - CLUSTER_LINE * lines as f64),
+                        Point::new(hi.x + 6.0, hi.y + 5.0),
+                    )
+                }
             });
         }
         let mut back = String::new();
@@ -1064,13 +1206,16 @@ mod svg {
                 hi.x - lo.x,
                 hi.y - lo.y
             );
-            let _ = writeln!(
-                back,
-                r#"<text x="{:.1}" y="{:.1}" font-size="10.5" fill="{text}">{}</text>"#,
-                lo.x + 6.0,
-                lo.y + 11.5,
-                escape(&graph.cluster_label(id))
-            );
+            let label = cluster_label_lines(&graph.cluster_label(id), hi.x - lo.x);
+            for (index, line) in label.iter().enumerate() {
+                let _ = writeln!(
+                    back,
+                    r#"<text x="{:.1}" y="{:.1}" font-size="10.5" fill="{text}">{}</text>"#,
+                    lo.x + 6.0,
+                    lo.y + 11.5 + CLUSTER_LINE * index as f64,
+                    escape(line)
+                );
+            }
         }
 
         let width = canvas.size.x.max(300.0) + 10.0;
@@ -1085,7 +1230,10 @@ mod svg {
         );
         out.push_str(r##"<defs><marker id="arrow" markerWidth="8" markerHeight="6" refX="8" refY="3" orient="auto"><polygon points="0 0, 8 3, 0 6" fill="#5f6368"/></marker></defs>"##);
         out.push('\n');
-        let _ = writeln!(out, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
+        let _ = writeln!(
+            out,
+            r##"<rect width="100%" height="100%" fill="#ffffff"/>"##
+        );
         for (index, line) in header.iter().enumerate() {
             let (size, fill, weight) = if index == 0 {
                 (15, "#202124", r#" font-weight="bold""#)

@@ -72,6 +72,14 @@ enum Command {
         #[arg(long)]
         allow_errors: bool,
     },
+    /// Format `.arch` files in place: canonical layout, aligned rows, every comment kept.
+    Fmt {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Write nothing: show the changes as a diff and exit 1 if any file is not formatted.
+        #[arg(long)]
+        check: bool,
+    },
     /// Print a long explanation of a diagnostic code, e.g. `archc explain E0102`.
     Explain {
         /// The code, e.g. E0102; `--list` shows all codes.
@@ -126,6 +134,7 @@ fn main() -> ExitCode {
         } => run_summary(&file, network.as_deref(), depth, format, color),
         Command::Explain { code, list } => run_explain(code.as_deref(), list),
         Command::Emit { file, no_rustfmt } => run_emit(&file, !no_rustfmt, color),
+        Command::Fmt { files, check } => run_fmt(&files, check, color),
         Command::Graph {
             file,
             format,
@@ -486,4 +495,64 @@ fn run_graph(
     };
     let _ = std::io::stdout().write_all(text.as_bytes());
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_fmt(files: &[PathBuf], check: bool, color: bool) -> Result<ExitCode, Fatal> {
+    let mut io_failed = false;
+    let mut failed = false;
+    for path in files {
+        let name = display_name(path);
+        if SourceKind::from_path(&name) == SourceKind::Yaml {
+            eprintln!(
+                "error: {name}: `archc fmt` formats `.arch` files only; YAML is left as written"
+            );
+            io_failed = true;
+            continue;
+        }
+        let source = match read_source(path) {
+            Ok(source) => source,
+            Err(Fatal(message)) => {
+                eprintln!("error: {message}");
+                io_failed = true;
+                continue;
+            }
+        };
+        let formatted = match archc::fmt::format_source(&source) {
+            Ok(formatted) => formatted,
+            Err(diagnostics) => {
+                eprint!(
+                    "{}",
+                    archc::render::render(&name, &source, &diagnostics, color)
+                );
+                eprintln!("{name}: not formatted (syntax error); left as it is");
+                failed = true;
+                continue;
+            }
+        };
+        if formatted == source {
+            continue;
+        }
+        if check {
+            failed = true;
+            let diff = similar::TextDiff::from_lines(&source, &formatted);
+            let _ = write!(
+                std::io::stdout(),
+                "{}",
+                diff.unified_diff().context_radius(2).header(
+                    &format!("{name} (as written)"),
+                    &format!("{name} (formatted)")
+                )
+            );
+        } else if let Err(error) = std::fs::write(path, formatted.as_bytes()) {
+            eprintln!("error: {name}: cannot write: {error}");
+            io_failed = true;
+        }
+    }
+    Ok(if io_failed {
+        ExitCode::from(2)
+    } else if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

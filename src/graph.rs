@@ -67,6 +67,8 @@ pub enum ClusterKind {
     Block,
     /// One branch of a `concat` or `add` (a column).
     Branch,
+    /// A training-only side output drawn as several nodes.
+    Side,
 }
 
 /// A box around related nodes.
@@ -142,6 +144,7 @@ pub fn build(
         },
         source,
         collapse: options.collapse,
+        statements: Vec::new(),
     };
     let mut titles = Vec::new();
     for definition in &definitions {
@@ -178,6 +181,9 @@ struct Builder<'s> {
     graph: Graph,
     source: &'s str,
     collapse: bool,
+    /// Each network statement drawn, with the nodes its output comes from: an error on the statement's own
+    /// text (its name, its declared size) goes there.
+    statements: Vec<(Span, Outputs)>,
 }
 
 /// The nodes a statement's output comes from.
@@ -290,10 +296,36 @@ impl Builder<'_> {
             let outputs = match checked.next_if(within) {
                 Some(node) => {
                     let side = side || matches!(node.role, Role::Side { .. });
+                    // A side output drawn as several nodes gets a box saying it is training-only (a block
+                    // instance's box says so itself).
+                    let spread = match &node.kind {
+                        NodeKind::Chain(children) => {
+                            !(self.collapse
+                                && children
+                                    .iter()
+                                    .all(|c| matches!(c.kind, NodeKind::Layer(_))))
+                        }
+                        NodeKind::Concat(_) | NodeKind::Add(_) => true,
+                        NodeKind::Layer(_) | NodeKind::Block { .. } => false,
+                    };
+                    let cluster = if side && spread {
+                        let label = format!("{} · training only", node.path);
+                        Some(self.open_cluster(
+                            cluster,
+                            label,
+                            ClusterKind::Side,
+                            true,
+                            statement.span,
+                            None,
+                        ))
+                    } else {
+                        cluster
+                    };
                     self.node(node, &inputs, side, cluster, true)
                 }
                 None => vec![self.unchecked(statement, &inputs, cluster)],
             };
+            self.statements.push((statement.span, outputs.clone()));
             if !side {
                 current = outputs.clone();
                 if let Some(name) = &statement.name {
@@ -513,6 +545,20 @@ impl Builder<'_> {
                 }
             }
             if !placed {
+                let statement = self
+                    .statements
+                    .iter()
+                    .filter(|(s, _)| contains(*s))
+                    .min_by_key(|(s, _)| s.end - s.start);
+                if let Some((_, outputs)) = statement {
+                    for &id in outputs {
+                        let node = &mut self.graph.nodes[id];
+                        add_error(&mut node.errors, &mut node.messages, &code, diagnostic);
+                        placed = true;
+                    }
+                }
+            }
+            if !placed {
                 let block = file.items.iter().find(|d| {
                     d.kind == DefinitionKind::Block
                         && d.span.start <= span.start
@@ -527,6 +573,20 @@ impl Builder<'_> {
                         .filter(|n| n.blocks.contains(name))
                     {
                         add_error(&mut node.errors, &mut node.messages, &code, diagnostic);
+                        placed = true;
+                    }
+                    for cluster in self
+                        .graph
+                        .clusters
+                        .iter_mut()
+                        .filter(|c| c.block.as_ref() == Some(name))
+                    {
+                        add_error(
+                            &mut cluster.errors,
+                            &mut cluster.messages,
+                            &code,
+                            diagnostic,
+                        );
                         placed = true;
                     }
                 }
@@ -1013,7 +1073,8 @@ mod svg {
         depth
     }
 
-    /// A cluster's label broken at its ` · ` separators into lines that fit `width` pixels.
+    /// A cluster's label broken at its ` · ` separators into lines that fit `width` pixels, two at most (the
+    /// space between levels holds no more; what is cut is the output shape, which the last node shows too).
     fn cluster_label_lines(label: &str, width: f64) -> Vec<String> {
         let fits = ((width - 12.0) / CLUSTER_CHAR_WIDTH).max(8.0) as usize;
         let mut lines: Vec<String> = Vec::new();
@@ -1025,6 +1086,10 @@ mod svg {
                 }
                 _ => lines.push(part.to_string()),
             }
+        }
+        if lines.len() > 2 {
+            lines.truncate(2);
+            lines[1].push_str(" …");
         }
         lines
     }

@@ -254,3 +254,47 @@ fn cli_picks_a_network_by_name() {
     ]);
     assert_eq!(named.status.code(), Some(0));
 }
+
+#[test]
+fn every_fixture_draws_without_panicking() {
+    // Every file of the broken-file corpus that parses, drawn as --allow-errors would, both ways: every error is
+    // either on a node or in the title's list, never dropped.
+    let dir = path("tests/fixtures/errors");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("fixtures")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    for file in files {
+        let source = std::fs::read_to_string(&file).expect("readable");
+        let Ok(ast) = archc::parse_source(SourceKind::Arch, &source) else {
+            continue;
+        };
+        let (checked, recovered) = archc::check::check_file_recovering(&ast);
+        for collapse in [false, true] {
+            let options = GraphOptions {
+                collapse,
+                network: None,
+            };
+            let graph = build(&ast, &recovered, &checked.diagnostics, &source, &options);
+            let drawn: Vec<&String> = graph
+                .nodes
+                .iter()
+                .flat_map(|n| &n.messages)
+                .chain(graph.clusters.iter().flat_map(|c| &c.messages))
+                .chain(&graph.unplaced)
+                .collect();
+            for error in checked.diagnostics.iter().filter(|d| d.is_error()) {
+                assert!(
+                    drawn.iter().any(|m| m.ends_with(&error.message)),
+                    "{}: {} not drawn",
+                    file.display(),
+                    error.message
+                );
+            }
+            let svg = graph.to_svg();
+            roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            assert!(graph.to_dot().starts_with("digraph"));
+        }
+    }
+}

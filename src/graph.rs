@@ -131,7 +131,7 @@ pub fn build(
         .items
         .iter()
         .filter(|d| d.kind == DefinitionKind::Network)
-        .filter(|d| options.network.as_ref().is_none_or(|n| *n == d.name.name))
+        .filter(|d| options.network.as_ref().map_or(true, |n| *n == d.name.name))
         .collect();
     let mut builder = Builder {
         graph: Graph {

@@ -8,6 +8,9 @@
 //! 3. [`summary`] computes parameter and MAC counts from the IR;
 //! 4. [`codegen`] turns a checked file into Rust tokens for a candle model.
 //!
+//! Tools around the language: [`graph`] draws a checked network (DOT or SVG); [`fmt`] lays `.arch` source out
+//! canonically, comments kept.
+//!
 //! The library does no I/O and never prints: [`render`] turns diagnostics into text for the edges (the `archc`
 //! binary and the `include_arch!` macro).
 
@@ -16,6 +19,8 @@ pub mod check;
 pub mod codegen;
 pub mod diagnostic;
 pub mod explain;
+pub mod fmt;
+pub mod graph;
 pub mod ir;
 pub mod render;
 pub mod summary;

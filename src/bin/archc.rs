@@ -57,6 +57,29 @@ enum Command {
         #[arg(long)]
         no_rustfmt: bool,
     },
+    /// Draw a network as a graph: an SVG picture (laid out in-process) or Graphviz DOT.
+    Graph {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Svg)]
+        format: GraphFormat,
+        /// Draw each block instance (and each chain of plain layers) as one node.
+        #[arg(long)]
+        collapse: bool,
+        /// Which network, when the file defines several (default: all).
+        #[arg(long)]
+        network: Option<String>,
+        /// Draw a file with errors too: what the checker recovered, the offending nodes in red.
+        #[arg(long)]
+        allow_errors: bool,
+    },
+    /// Format `.arch` files in place: canonical layout, aligned rows, every comment kept.
+    Fmt {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Write nothing: show the changes as a diff and exit 1 if any file is not formatted.
+        #[arg(long)]
+        check: bool,
+    },
     /// Print a long explanation of a diagnostic code, e.g. `archc explain E0102`.
     Explain {
         /// The code, e.g. E0102; `--list` shows all codes.
@@ -70,6 +93,12 @@ enum Command {
 enum Format {
     Human,
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Svg,
+    Dot,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -105,6 +134,14 @@ fn main() -> ExitCode {
         } => run_summary(&file, network.as_deref(), depth, format, color),
         Command::Explain { code, list } => run_explain(code.as_deref(), list),
         Command::Emit { file, no_rustfmt } => run_emit(&file, !no_rustfmt, color),
+        Command::Fmt { files, check } => run_fmt(&files, check, color),
+        Command::Graph {
+            file,
+            format,
+            collapse,
+            network,
+            allow_errors,
+        } => run_graph(&file, format, collapse, network, allow_errors, color),
     };
     match result {
         Ok(code) => code,
@@ -395,4 +432,127 @@ fn rustfmt(code: &str) -> Option<String> {
     writer.join().ok()?.ok()?;
     (output.status.success() && !output.stdout.is_empty())
         .then(|| String::from_utf8(output.stdout).ok())?
+}
+
+fn run_graph(
+    path: &Path,
+    format: GraphFormat,
+    collapse: bool,
+    network: Option<String>,
+    allow_errors: bool,
+    color: bool,
+) -> Result<ExitCode, Fatal> {
+    let source = read_source(path)?;
+    let name = display_name(path);
+    let report = |diagnostics: &[Diagnostic]| {
+        eprint!(
+            "{}",
+            archc::render::render(&name, &source, diagnostics, color)
+        );
+    };
+    let file = match archc::parse_source(SourceKind::from_path(&name), &source) {
+        Ok(file) => file,
+        Err(diagnostics) => {
+            report(&diagnostics);
+            eprintln!("{name}: syntax error; nothing to draw");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let (checked, recovered) = archc::check::check_file_recovering(&file);
+    if checked.has_errors() && !allow_errors {
+        report(&checked.diagnostics);
+        let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
+        eprintln!("{name}: {errors} error(s); fix them first, or draw them with --allow-errors");
+        return Ok(ExitCode::from(1));
+    }
+    if !checked.diagnostics.is_empty() {
+        report(&checked.diagnostics);
+    }
+    let names: Vec<&str> = file
+        .items
+        .iter()
+        .filter(|d| d.kind == archc::ast::DefinitionKind::Network)
+        .map(|d| d.name.name.as_str())
+        .collect();
+    match &network {
+        Some(wanted) if !names.contains(&wanted.as_str()) => {
+            return Err(Fatal(format!(
+                "no network `{wanted}` in {}; it has: {}",
+                path.display(),
+                names.join(", ")
+            )))
+        }
+        None if names.is_empty() => {
+            return Err(Fatal(format!("{} defines no network", path.display())))
+        }
+        _ => {}
+    }
+    let options = archc::graph::GraphOptions { collapse, network };
+    let graph = archc::graph::build(&file, &recovered, &checked.diagnostics, &source, &options);
+    let text = match format {
+        GraphFormat::Svg => graph.to_svg(),
+        GraphFormat::Dot => graph.to_dot(),
+    };
+    let _ = std::io::stdout().write_all(text.as_bytes());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_fmt(files: &[PathBuf], check: bool, color: bool) -> Result<ExitCode, Fatal> {
+    let mut io_failed = false;
+    let mut failed = false;
+    for path in files {
+        let name = display_name(path);
+        if SourceKind::from_path(&name) == SourceKind::Yaml {
+            eprintln!(
+                "error: {name}: `archc fmt` formats `.arch` files only; YAML is left as written"
+            );
+            io_failed = true;
+            continue;
+        }
+        let source = match read_source(path) {
+            Ok(source) => source,
+            Err(Fatal(message)) => {
+                eprintln!("error: {message}");
+                io_failed = true;
+                continue;
+            }
+        };
+        let formatted = match archc::fmt::format_source(&source) {
+            Ok(formatted) => formatted,
+            Err(diagnostics) => {
+                eprint!(
+                    "{}",
+                    archc::render::render(&name, &source, &diagnostics, color)
+                );
+                eprintln!("{name}: not formatted (syntax error); left as it is");
+                failed = true;
+                continue;
+            }
+        };
+        if formatted == source {
+            continue;
+        }
+        if check {
+            failed = true;
+            let diff = similar::TextDiff::from_lines(&source, &formatted);
+            let _ = write!(
+                std::io::stdout(),
+                "{}",
+                diff.unified_diff().context_radius(2).header(
+                    &format!("{name} (as written)"),
+                    &format!("{name} (formatted)")
+                )
+            );
+        } else if let Err(error) = std::fs::write(path, formatted.as_bytes()) {
+            eprintln!("error: {name}: cannot write: {error}");
+            io_failed = true;
+        }
+    }
+    Ok(if io_failed {
+        ExitCode::from(2)
+    } else if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

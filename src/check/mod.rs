@@ -52,6 +52,13 @@ pub fn builtin_layers() -> impl Iterator<Item = &'static str> {
 
 /// Checks every definition in `file`.
 pub fn check_file(file: &ast::File) -> Checked {
+    check_file_recovering(file).0
+}
+
+/// Checks every definition like [`check_file`], and also returns every network the checker could follow from
+/// its input to its output, those with errors included: a statement that failed is missing from such a
+/// network's body, and the statements after it read its declared size. `archc graph --allow-errors` draws these.
+pub fn check_file_recovering(file: &ast::File) -> (Checked, Vec<Network>) {
     let mut checker = Checker {
         blocks: HashMap::new(),
         rejected: HashSet::new(),
@@ -62,6 +69,7 @@ pub fn check_file(file: &ast::File) -> Checked {
     };
     checker.register(file);
     let mut networks = Vec::new();
+    let mut recovered = Vec::new();
     for definition in &file.items {
         // A definition rejected by `register` (a duplicate, or a built-in's name) is reported once, not checked.
         if checker.rejected.contains(&definition.span) {
@@ -72,8 +80,9 @@ pub fn check_file(file: &ast::File) -> Checked {
             let before = checker.error_count();
             if let Some(network) = checker.check_network(definition) {
                 if checker.error_count() == before {
-                    networks.push(network);
+                    networks.push(network.clone());
                 }
+                recovered.push(network);
             }
         }
     }
@@ -84,10 +93,13 @@ pub fn check_file(file: &ast::File) -> Checked {
     let mut seen = HashSet::new();
     diagnostics.retain(|d| seen.insert((d.code, d.primary.span)));
     diagnostics.sort_by_key(|d| (d.primary.span.start, d.primary.span.end));
-    Checked {
-        networks,
-        diagnostics,
-    }
+    (
+        Checked {
+            networks,
+            diagnostics,
+        },
+        recovered,
+    )
 }
 
 struct Checker<'a> {

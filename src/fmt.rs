@@ -1,0 +1,792 @@
+//! Formatting: `.arch` source in its canonical layout, every comment kept.
+//!
+//! [`format_source`] parses the file, prints the AST back out and puts each `# comment` (which the AST does not
+//! hold) back before the token it preceded. The layout:
+//!
+//! - four spaces per level; one statement per line; a `concat`/`add` group opens a block of its own;
+//! - one space after commas and around `=`, `->`, `:` and binary operators; none inside brackets;
+//! - in a run of consecutive one-line statements (a blank line or a multi-line statement ends a run) the `=`
+//!   line up, and so do the declared sizes (`: [..]`), four columns past the longest row; a row more than
+//!   [`OUTLIER`] columns longer than the run's median keeps a single space instead of pushing the column out;
+//! - a comment on the line of some code stays at the end of that line (two spaces before `#`); a comment on a
+//!   line of its own stays on a line of its own, at the indentation of what follows it;
+//! - blank lines between statements and between definitions are kept, runs of them squeezed to one; none at
+//!   the start or end of a body or of the file;
+//! - parentheses only where precedence needs them; integer and float literals as written; `relu()` keeps its
+//!   empty parentheses (the checker tells `conv1 conv2d(..)` hints by them); trailing commas dropped.
+//!
+//! A statement that holds a comment is broken after it, its remainder indented one more level.
+
+use crate::ast::{
+    Arg, Call, Definition, DefinitionKind, Expr, ExprKind, Group, LayerStatement, Op, Param,
+    ShapeExpr, Statement,
+};
+use crate::diagnostic::Diagnostic;
+
+/// A row longer than the median row of its run by more than this many columns is left out of the alignment
+/// of declared sizes (a `side aux = ... from ...` row among short ones).
+pub const OUTLIER: usize = 12;
+
+/// The gap between the longest aligned row and the column of declared sizes.
+const DECLARED_GAP: usize = 4;
+
+const INDENT: &str = "    ";
+
+/// Formats a whole `.arch` source. A file with a syntax error is returned as its diagnostics.
+pub fn format_source(source: &str) -> Result<String, Vec<Diagnostic>> {
+    let file = crate::syntax::parse(source)?;
+    let mut formatter = Formatter {
+        source,
+        comments: scan_comments(source),
+        next_comment: 0,
+        out: Writer::default(),
+    };
+    let mut entries = Vec::new();
+    for definition in &file.items {
+        formatter.comments_as_entries(definition.span.start as usize, &mut entries);
+        if formatter.blank_before(definition.span.start as usize) && !entries.is_empty() {
+            entries.push(Entry::Blank);
+        }
+        let lines = formatter.lines_of(0, |f| f.definition(definition));
+        entries.push(Entry::Lines(lines));
+        formatter.trailing_comment(definition.span.end as usize, source.len(), &mut entries);
+    }
+    formatter.comments_as_entries(source.len() + 1, &mut entries);
+    let mut text = layout(&entries, 0).join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// One `# comment`.
+#[derive(Debug, Clone)]
+struct Comment {
+    start: usize,
+    /// The comment's text, `#` included, without trailing blanks.
+    text: String,
+    /// Nothing but blanks before it on its line.
+    own_line: bool,
+}
+
+/// Every comment in `source`. `#` has no other meaning in the language, so each `#` starts one.
+fn scan_comments(source: &str) -> Vec<Comment> {
+    let mut comments = Vec::new();
+    let mut line_start = 0;
+    for line in source.split_inclusive('\n') {
+        if let Some(hash) = line.find('#') {
+            let text = line[hash..].trim_end();
+            comments.push(Comment {
+                start: line_start + hash,
+                text: text.to_string(),
+                own_line: line[..hash].trim().is_empty(),
+            });
+        }
+        line_start += line.len();
+    }
+    comments
+}
+
+/// What a body (or the file) is made of, before alignment.
+#[derive(Debug, Clone)]
+enum Entry {
+    Blank,
+    /// A comment on a line of its own.
+    Comment(String),
+    /// A one-line statement, in cells, for alignment.
+    Row(Row),
+    /// Lines already laid out (a definition, a multi-line statement), relative to the body's indentation.
+    Lines(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+struct Row {
+    /// `name` or `side name`.
+    name: Option<String>,
+    /// The chain, with ` from SOURCE` for a side output.
+    chain: String,
+    /// The declared shape, `[..]`.
+    declared: Option<String>,
+    trailing: Option<String>,
+}
+
+/// Lays out entries at `level`: aligns the rows of each run.
+fn layout(entries: &[Entry], level: usize) -> Vec<String> {
+    let indent = INDENT.repeat(level);
+    let mut lines = Vec::new();
+    let mut index = 0;
+    while index < entries.len() {
+        match &entries[index] {
+            Entry::Blank => {
+                lines.push(String::new());
+                index += 1;
+            }
+            Entry::Comment(text) => {
+                lines.push(format!("{indent}{text}"));
+                index += 1;
+            }
+            Entry::Lines(block) => {
+                lines.extend(block.iter().map(|line| {
+                    if line.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{indent}{line}")
+                    }
+                }));
+                index += 1;
+            }
+            Entry::Row(_) => {
+                // A run: rows, with comments between them, up to a blank line or a multi-line entry.
+                let end = entries[index..]
+                    .iter()
+                    .position(|e| matches!(e, Entry::Blank | Entry::Lines(_)))
+                    .map_or(entries.len(), |offset| index + offset);
+                lines.extend(layout_run(&entries[index..end], &indent));
+                index = end;
+            }
+        }
+    }
+    lines
+}
+
+fn layout_run(run: &[Entry], indent: &str) -> Vec<String> {
+    let rows: Vec<&Row> = run
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Row(row) => Some(row),
+            _ => None,
+        })
+        .collect();
+    let name_width = rows
+        .iter()
+        .filter_map(|r| r.name.as_ref())
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap_or(0);
+    let prefix = |row: &Row| match &row.name {
+        Some(name) => format!("{indent}{name:<name_width$} = {}", row.chain),
+        None => format!("{indent}{}", row.chain),
+    };
+    let mut widths: Vec<usize> = rows
+        .iter()
+        .filter(|r| r.declared.is_some())
+        .map(|r| prefix(r).chars().count())
+        .collect();
+    widths.sort_unstable();
+    let limit = widths
+        .get(widths.len() / 2)
+        .map_or(usize::MAX, |median| median + OUTLIER);
+    let column = widths
+        .iter()
+        .filter(|w| **w <= limit)
+        .max()
+        .map_or(0, |w| w + DECLARED_GAP);
+    run.iter()
+        .map(|entry| match entry {
+            Entry::Comment(text) => format!("{indent}{text}"),
+            Entry::Row(row) => {
+                let mut line = prefix(row);
+                if let Some(declared) = &row.declared {
+                    let width = line.chars().count();
+                    let pad = if width <= limit { column - width } else { 1 };
+                    line.push_str(&" ".repeat(pad));
+                    line.push_str(": ");
+                    line.push_str(declared);
+                }
+                if let Some(comment) = &row.trailing {
+                    line.push_str("  ");
+                    line.push_str(comment);
+                }
+                line
+            }
+            _ => String::new(),
+        })
+        .collect()
+}
+
+/// Text being written token by token, with line breaks where comments force them.
+#[derive(Debug, Default)]
+struct Writer {
+    lines: Vec<String>,
+    current: String,
+    /// Indentation level of the statement being written, relative to the lines' level.
+    level: usize,
+    /// Set once a comment broke the statement: the rest is indented one more level.
+    continued: bool,
+    want_space: bool,
+}
+
+impl Writer {
+    fn text(&mut self, text: &str) {
+        if self.current.is_empty() {
+            self.current = INDENT.repeat(self.level + usize::from(self.continued));
+        } else if self.want_space {
+            self.current.push(' ');
+        }
+        self.want_space = false;
+        self.current.push_str(text);
+    }
+
+    fn space(&mut self) {
+        self.want_space = true;
+    }
+
+    fn newline(&mut self) {
+        if !self.current.trim().is_empty() {
+            let line = std::mem::take(&mut self.current);
+            self.lines.push(line.trim_end().to_string());
+        }
+        self.current.clear();
+        self.want_space = false;
+    }
+
+    fn at_line_start(&self) -> bool {
+        self.current.trim().is_empty()
+    }
+}
+
+struct Formatter<'s> {
+    source: &'s str,
+    comments: Vec<Comment>,
+    /// The first comment not yet written.
+    next_comment: usize,
+    out: Writer,
+}
+
+/// A statement of a body or a branch of a group.
+#[derive(Clone, Copy)]
+enum Item<'a> {
+    Input(&'a ShapeExpr),
+    Layer(&'a LayerStatement),
+}
+
+impl<'s> Formatter<'s> {
+    // --- source positions -------------------------------------------------------------------------------------
+
+    /// The first code (not blank, not comment) at or after `pos`.
+    fn next_code(&self, mut pos: usize) -> usize {
+        let bytes = self.source.as_bytes();
+        while pos < bytes.len() {
+            match bytes[pos] {
+                b' ' | b'\t' | b'\r' | b'\n' => pos += 1,
+                b'#' => {
+                    pos = self.source[pos..]
+                        .find('\n')
+                        .map_or(bytes.len(), |offset| pos + offset)
+                }
+                _ => break,
+            }
+        }
+        pos
+    }
+
+    /// The first code after `pos` that is not a closing parenthesis: where the separator after an expression
+    /// (which may have sat in parentheses) is.
+    fn next_separator(&self, mut pos: usize) -> usize {
+        loop {
+            pos = self.next_code(pos);
+            if self.source.as_bytes().get(pos) == Some(&b')') {
+                pos += 1;
+            } else {
+                return pos;
+            }
+        }
+    }
+
+    /// The bracket closing the one at `open` (comments skipped; the file parsed, so brackets balance).
+    fn matching(&self, open: usize) -> usize {
+        let bytes = self.source.as_bytes();
+        let mut depth = 0usize;
+        let mut pos = open;
+        while pos < bytes.len() {
+            match bytes[pos] {
+                b'#' => {
+                    pos = self.source[pos..]
+                        .find('\n')
+                        .map_or(bytes.len(), |offset| pos + offset);
+                    continue;
+                }
+                b'(' | b'[' | b'{' => depth += 1,
+                b')' | b']' | b'}' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        return pos;
+                    }
+                }
+                _ => {}
+            }
+            pos += 1;
+        }
+        bytes.len()
+    }
+
+    /// Whether a blank line separates `pos` from the code or comment before it.
+    fn blank_before(&self, pos: usize) -> bool {
+        let before = &self.source[..pos.min(self.source.len())];
+        let blanks = &before[before.trim_end().len()..];
+        blanks.matches('\n').count() >= 2
+    }
+
+    /// Where an `input` statement starts: the keyword before its shape.
+    fn input_start(&self, shape: &ShapeExpr) -> usize {
+        let mut end = shape.span.start as usize;
+        loop {
+            let before = self.source[..end].trim_end();
+            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+            match before[line_start..].find('#') {
+                Some(hash) => end = line_start + hash,
+                None => return before.len().saturating_sub("input".len()),
+            }
+        }
+    }
+
+    fn item_span(&self, item: Item<'_>) -> (usize, usize) {
+        match item {
+            Item::Input(shape) => (self.input_start(shape), shape.span.end as usize),
+            Item::Layer(statement) => (statement.span.start as usize, statement.span.end as usize),
+        }
+    }
+
+    // --- comments ---------------------------------------------------------------------------------------------
+
+    fn pending_comment_before(&self, pos: usize) -> Option<&Comment> {
+        self.comments
+            .get(self.next_comment)
+            .filter(|comment| comment.start < pos)
+    }
+
+    /// Writes the comments before `pos` into the statement being written, breaking its line after each.
+    fn comments_before(&mut self, pos: usize) {
+        while let Some(comment) = self.pending_comment_before(pos).cloned() {
+            self.next_comment += 1;
+            if !comment.own_line && !self.out.at_line_start() {
+                self.out.current.push_str("  ");
+                self.out.current.push_str(&comment.text);
+            } else {
+                self.out.newline();
+                self.out.text(&comment.text);
+            }
+            self.out.newline();
+            self.out.continued = true;
+        }
+    }
+
+    /// The comments before `pos`, as entries of a body (with the blank lines before them).
+    fn comments_as_entries(&mut self, pos: usize, entries: &mut Vec<Entry>) {
+        while let Some(comment) = self.pending_comment_before(pos).cloned() {
+            self.next_comment += 1;
+            if self.blank_before(comment.start) && !entries.is_empty() {
+                entries.push(Entry::Blank);
+            }
+            entries.push(Entry::Comment(comment.text));
+        }
+    }
+
+    /// The comment right after `end` on the same line (and before `limit`), if there is one.
+    fn take_trailing(&mut self, end: usize, limit: usize) -> Option<String> {
+        let comment = self.pending_comment_before(limit)?;
+        if comment.start < end || self.source[end..comment.start].contains('\n') {
+            return None;
+        }
+        let text = comment.text.clone();
+        self.next_comment += 1;
+        Some(text)
+    }
+
+    /// Appends the comment after `end` on the same line to the last entry.
+    fn trailing_comment(&mut self, end: usize, limit: usize, entries: &mut [Entry]) {
+        if let Some(comment) = self.take_trailing(end, limit) {
+            match entries.last_mut() {
+                Some(Entry::Row(row)) => row.trailing = Some(comment),
+                Some(Entry::Lines(lines)) => {
+                    if let Some(last) = lines.last_mut() {
+                        last.push_str("  ");
+                        last.push_str(&comment);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    // --- writing ----------------------------------------------------------------------------------------------
+
+    fn token(&mut self, text: &str, at: usize) {
+        self.comments_before(at);
+        self.out.text(text);
+    }
+
+    fn slice(&self, start: u32, end: u32) -> &'s str {
+        self.source.get(start as usize..end as usize).unwrap_or("")
+    }
+
+    /// Runs `write` on a fresh writer at `level` and returns its lines.
+    fn lines_of(&mut self, level: usize, write: impl FnOnce(&mut Self)) -> Vec<String> {
+        let saved = std::mem::replace(
+            &mut self.out,
+            Writer {
+                level,
+                ..Writer::default()
+            },
+        );
+        write(self);
+        self.out.newline();
+        std::mem::replace(&mut self.out, saved).lines
+    }
+
+    /// Runs `write` on a fresh, unbroken line and returns the text.
+    fn cell(&mut self, write: impl FnOnce(&mut Self)) -> String {
+        let lines = self.lines_of(0, write);
+        lines.join(" ")
+    }
+
+    fn definition(&mut self, definition: &Definition) {
+        let keyword = match definition.kind {
+            DefinitionKind::Block => "block",
+            DefinitionKind::Network => "network",
+        };
+        self.token(keyword, definition.span.start as usize);
+        self.out.space();
+        self.token(&definition.name.name, definition.name.span.start as usize);
+        let mut after = definition.name.span.end as usize;
+        let open = self.next_code(after);
+        if self.source.as_bytes().get(open) == Some(&b'(') {
+            let close = self.matching(open);
+            self.token("(", open);
+            self.separated(&definition.params, |f, param: &Param| {
+                f.token(&param.name.name, param.name.span.start as usize);
+                if let Some(default) = &param.default {
+                    f.out.space();
+                    f.token("=", f.next_code(param.name.span.end as usize));
+                    f.out.space();
+                    f.expr(default, 0, false);
+                }
+                param_end(param)
+            });
+            self.token(")", close);
+            after = close + 1;
+        }
+        self.out.space();
+        let open = self.next_code(after);
+        let close = self.matching(open);
+        let items: Vec<Item<'_>> = definition
+            .body
+            .iter()
+            .map(|statement| match statement {
+                Statement::Input(shape) => Item::Input(shape),
+                Statement::Layer(layer) => Item::Layer(layer),
+            })
+            .collect();
+        self.braced(open, close, &items);
+    }
+
+    /// `{`, the items one level deeper, `}`.
+    fn braced(&mut self, open: usize, close: usize, items: &[Item<'_>]) {
+        self.token("{", open);
+        let first = items.first().map_or(close, |item| self.item_span(*item).0);
+        if let Some(comment) = self.take_trailing(open + 1, first.min(close)) {
+            self.out.current.push_str("  ");
+            self.out.current.push_str(&comment);
+        }
+        self.out.newline();
+        let level = self.out.level + usize::from(self.out.continued);
+        let continued = std::mem::replace(&mut self.out.continued, false);
+        let entries = self.body(items, close);
+        let lines = layout(&entries, level + 1);
+        self.out.lines.extend(lines);
+        self.out.continued = continued;
+        self.token("}", close);
+    }
+
+    /// The entries of a body whose closing brace is at `close`.
+    fn body(&mut self, items: &[Item<'_>], close: usize) -> Vec<Entry> {
+        let mut entries = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let (start, end) = self.item_span(*item);
+            let next = items
+                .get(index + 1)
+                .map_or(close, |next| self.item_span(*next).0);
+            self.comments_as_entries(start, &mut entries);
+            if self.blank_before(start) && !entries.is_empty() {
+                entries.push(Entry::Blank);
+            }
+            let has_comment = self.pending_comment_before(end).is_some();
+            match item {
+                Item::Layer(statement) if !has_comment && is_one_line(statement) => {
+                    let row = self.row(statement);
+                    entries.push(Entry::Row(row));
+                }
+                _ => {
+                    let lines = self.lines_of(0, |f| f.item(*item));
+                    entries.push(Entry::Lines(lines));
+                }
+            }
+            self.trailing_comment(end, next, &mut entries);
+        }
+        self.comments_as_entries(close, &mut entries);
+        entries
+    }
+
+    fn row(&mut self, statement: &LayerStatement) -> Row {
+        let name = statement
+            .name
+            .as_ref()
+            .map(|name| match &statement.side_from {
+                Some(_) => format!("side {}", name.name),
+                None => name.name.clone(),
+            });
+        let chain = self.cell(|f| {
+            f.chain(&statement.chain);
+            if let Some(source) = &statement.side_from {
+                f.out.space();
+                f.token("from", source.span.start as usize);
+                f.out.space();
+                f.token(&source.name, source.span.start as usize);
+            }
+        });
+        let declared = statement
+            .declared
+            .as_ref()
+            .map(|shape| self.cell(|f| f.shape(shape)));
+        Row {
+            name,
+            chain,
+            declared,
+            trailing: None,
+        }
+    }
+
+    fn item(&mut self, item: Item<'_>) {
+        match item {
+            Item::Input(shape) => {
+                self.token("input", self.input_start(shape));
+                self.out.space();
+                self.shape(shape);
+            }
+            Item::Layer(statement) => self.statement(statement),
+        }
+    }
+
+    fn statement(&mut self, statement: &LayerStatement) {
+        if let Some(name) = &statement.name {
+            if statement.side_from.is_some() {
+                self.token("side", statement.span.start as usize);
+                self.out.space();
+            }
+            self.token(&name.name, name.span.start as usize);
+            self.out.space();
+            self.token("=", self.next_code(name.span.end as usize));
+            self.out.space();
+        }
+        self.chain(&statement.chain);
+        let mut end = statement
+            .chain
+            .last()
+            .map_or(0, |op| op.span().end as usize);
+        if let Some(source) = &statement.side_from {
+            self.out.space();
+            self.token("from", self.next_code(end));
+            self.out.space();
+            self.token(&source.name, source.span.start as usize);
+            end = source.span.end as usize;
+        }
+        if let Some(shape) = &statement.declared {
+            self.out.space();
+            self.token(":", self.next_code(end));
+            self.out.space();
+            self.shape(shape);
+        }
+    }
+
+    fn chain(&mut self, chain: &[Op]) {
+        for (index, op) in chain.iter().enumerate() {
+            if index > 0 {
+                self.out.space();
+                let previous = chain[index - 1].span().end as usize;
+                self.token("->", self.next_code(previous));
+                self.out.space();
+            }
+            match op {
+                Op::Call(call) => self.call(call),
+                Op::Group(group) => self.group(group),
+            }
+        }
+    }
+
+    fn call(&mut self, call: &Call) {
+        self.token(&call.callee.name, call.callee.span.start as usize);
+        if call.span.end > call.callee.span.end {
+            let open = self.next_code(call.callee.span.end as usize);
+            self.token("(", open);
+            self.separated(&call.args, |f, arg: &Arg| {
+                if let Some(name) = &arg.name {
+                    f.token(&name.name, name.span.start as usize);
+                    f.out.space();
+                    f.token("=", f.next_code(name.span.end as usize));
+                    f.out.space();
+                }
+                f.expr(&arg.value, 0, false);
+                arg.value.span.end as usize
+            });
+            self.token(")", call.span.end as usize - 1);
+        }
+    }
+
+    fn group(&mut self, group: &Group) {
+        self.token(group.kind.keyword(), group.keyword_span.start as usize);
+        self.out.space();
+        let open = self.next_code(group.keyword_span.end as usize);
+        let items: Vec<Item<'_>> = group.branches.iter().map(Item::Layer).collect();
+        self.braced(open, group.span.end as usize - 1, &items);
+    }
+
+    /// Items separated by `, `; `write` writes one and returns where it ends in the source.
+    fn separated<T>(&mut self, items: &[T], mut write: impl FnMut(&mut Self, &T) -> usize) {
+        let mut previous_end = None;
+        for item in items {
+            if let Some(end) = previous_end {
+                self.token(",", self.next_separator(end));
+                self.out.space();
+            }
+            previous_end = Some(write(self, item));
+        }
+    }
+
+    fn shape(&mut self, shape: &ShapeExpr) {
+        self.token("[", shape.span.start as usize);
+        self.separated(&shape.dims, |f, dim: &Expr| {
+            f.expr(dim, 0, false);
+            dim.span.end as usize
+        });
+        self.token("]", shape.span.end as usize - 1);
+    }
+
+    /// Writes `expr` where an operator of precedence `parent` holds it (`right`: as its right operand), with
+    /// parentheses only where they change the meaning.
+    fn expr(&mut self, expr: &Expr, parent: u8, right: bool) {
+        let own = precedence(expr);
+        let parens = own < parent || (right && own == parent && own < PRIMARY);
+        if parens {
+            self.token("(", expr.span.start as usize);
+        }
+        match &expr.kind {
+            ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Bool(_) | ExprKind::Same => self
+                .token(
+                    self.slice(expr.span.start, expr.span.end),
+                    expr.span.start as usize,
+                ),
+            ExprKind::Name(name) => self.token(name, expr.span.start as usize),
+            ExprKind::List(items) => {
+                self.token("[", expr.span.start as usize);
+                self.separated(items, |f, item: &Expr| {
+                    f.expr(item, 0, false);
+                    item.span.end as usize
+                });
+                self.token("]", expr.span.end as usize - 1);
+            }
+            ExprKind::Neg(operand) => {
+                self.token("-", expr.span.start as usize);
+                self.expr(operand, NEG, false);
+            }
+            ExprKind::Binary(op, lhs, rhs) => {
+                self.expr(lhs, own, false);
+                self.out.space();
+                self.token(op.symbol(), self.next_separator(lhs.span.end as usize));
+                self.out.space();
+                self.expr(rhs, own, true);
+            }
+        }
+        if parens {
+            self.token(")", expr.span.end as usize);
+        }
+    }
+}
+
+const NEG: u8 = 3;
+const PRIMARY: u8 = 4;
+
+fn precedence(expr: &Expr) -> u8 {
+    use crate::ast::BinaryOp::*;
+    match &expr.kind {
+        ExprKind::Binary(Add | Sub, ..) => 1,
+        ExprKind::Binary(Mul | Div | Rem, ..) => 2,
+        ExprKind::Neg(_) => NEG,
+        _ => PRIMARY,
+    }
+}
+
+fn param_end(param: &Param) -> usize {
+    param
+        .default
+        .as_ref()
+        .map_or(param.name.span.end, |d| d.span.end) as usize
+}
+
+/// A statement with no group fits on one line.
+fn is_one_line(statement: &LayerStatement) -> bool {
+    statement.chain.iter().all(|op| matches!(op, Op::Call(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fmt(source: &str) -> String {
+        format_source(source).unwrap_or_else(|d| panic!("{source:?}: {d:?}"))
+    }
+
+    #[test]
+    fn aligns_names_and_declared_sizes_in_a_run() {
+        let source = "network n(k = 10) {\ninput [3, 8, 8]\na = conv2d(4, 3, pad = 1) : [4, 8, 8]\nlonger_name = relu : [4, 8, 8]\n}\n";
+        // `longer_name` (11) sets the `=` column; the longer prefix, `    a           = conv2d(4, 3, pad = 1)`
+        // (4 + 11 + 3 + 21 = 39 columns), puts `:` four columns past it, at column 43 (0-based).
+        let a = "    a           = conv2d(4, 3, pad = 1)";
+        let b = "    longer_name = relu";
+        assert_eq!((a.len(), b.len()), (39, 22));
+        let expected = format!(
+            "network n(k = 10) {{\n    input [3, 8, 8]\n{a}{}: [4, 8, 8]\n{b}{}: [4, 8, 8]\n}}\n",
+            " ".repeat(43 - 39),
+            " ".repeat(43 - 22)
+        );
+        assert_eq!(fmt(source), expected);
+    }
+
+    #[test]
+    fn keeps_every_comment_in_its_place() {
+        let source = "# header\n\nblock b(c) {  # opening\n    # before conv\n    conv = conv2d(c, # channels\n        3)  # trailing\n    # last\n}\n# between\nnetwork n {\n input [1, 4, 4]\n x = b(2)\n}\n# end\n";
+        let out = fmt(source);
+        for comment in [
+            "# header",
+            "# opening",
+            "# before conv",
+            "# channels",
+            "# trailing",
+            "# last",
+            "# between",
+            "# end",
+        ] {
+            assert_eq!(out.matches(comment).count(), 1, "{comment} in\n{out}");
+        }
+        assert_eq!(
+            out,
+            "# header\n\nblock b(c) {  # opening\n    # before conv\n    conv = conv2d(c,  # channels\n        3)  # trailing\n    # last\n}\n# between\nnetwork n {\n    input [1, 4, 4]\n    x = b(2)\n}\n# end\n"
+        );
+    }
+
+    #[test]
+    fn parentheses_only_where_precedence_needs_them() {
+        let source = "network n(a = 1, b = 2, c = 3) { input [((a + b)) * c, (a - (b - c)), -(a + b), (a * b) + c] }";
+        assert_eq!(
+            fmt(source),
+            "network n(a = 1, b = 2, c = 3) {\n    input [(a + b) * c, a - (b - c), -(a + b), a * b + c]\n}\n"
+        );
+    }
+
+    #[test]
+    fn outlier_rows_keep_a_single_space() {
+        let source = "network n {\ninput [1, 4, 4]\na = relu : [1, 4, 4]\nb = relu : [1, 4, 4]\nside c = identity -> identity -> identity from a : [1, 4, 4]\n}";
+        let out = fmt(source);
+        assert!(out.contains("    a      = relu    : [1, 4, 4]\n"), "{out}");
+        assert!(out.contains("from a : [1, 4, 4]\n"), "{out}");
+    }
+}

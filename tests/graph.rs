@@ -1,0 +1,300 @@
+//! `archc graph`: DOT snapshots (GoogLeNet full and collapsed, a small file with one of each node kind), errors
+//! drawn on the node they are about, and an SVG that parses, holds the labels and has no overlapping boxes.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use archc::graph::{build, Graph, GraphOptions};
+use archc::SourceKind;
+
+fn path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+fn graph(relative: &str, collapse: bool) -> Graph {
+    let source = std::fs::read_to_string(path(relative)).expect("fixture");
+    let file = archc::parse_source(SourceKind::from_path(relative), &source).expect("parses");
+    let (checked, recovered) = archc::check::check_file_recovering(&file);
+    let options = GraphOptions {
+        collapse,
+        network: None,
+    };
+    build(&file, &recovered, &checked.diagnostics, &source, &options)
+}
+
+/// The node whose first label line is `name`.
+fn node<'g>(graph: &'g Graph, name: &str) -> &'g archc::graph::GraphNode {
+    graph
+        .nodes
+        .iter()
+        .find(|n| n.lines.first().is_some_and(|l| l == name))
+        .unwrap_or_else(|| panic!("no node `{name}`"))
+}
+
+#[test]
+fn googlenet_dot() {
+    let graph = graph("architectures/googlenet.arch", false);
+    // input; 7 stem statements, three of them conv -> relu (10 nodes); 9 Inception modules, each with branches
+    // of 2, 4, 4 and 3 layers and a concat (14 nodes); pool3 and pool4; pool5, flatten, drop, fc; 2 aux heads
+    // of 8 layers (pool, conv, relu, flatten, fc1, relu, drop, fc2).
+    assert_eq!(graph.nodes.len(), 1 + 10 + 9 * 14 + 2 + 4 + 2 * 8);
+    let branch = node(&graph, "inception3a.branch2.2");
+    assert_eq!(
+        branch.lines,
+        ["inception3a.branch2.2", "conv 3×3/1", "128×28×28"]
+    );
+    assert!(node(&graph, "aux1.fc2").side);
+    assert!(!node(&graph, "fc").side);
+    insta::assert_snapshot!("googlenet_dot", graph.to_dot());
+}
+
+#[test]
+fn googlenet_collapsed_dot() {
+    let graph = graph("architectures/googlenet.arch", true);
+    // One node per statement: input, 22 main-path statements and the two aux heads.
+    assert_eq!(graph.nodes.len(), 1 + 22 + 2);
+    assert_eq!(
+        node(&graph, "inception3b").lines,
+        [
+            "inception3b",
+            "inception(128, 128, 192, 32, 96, 64)",
+            "480×28×28"
+        ]
+    );
+    assert_eq!(
+        node(&graph, "aux1").lines,
+        ["aux1", "inception_aux(1000, 0.7)", "1000", "training only"]
+    );
+    insta::assert_snapshot!("googlenet_collapsed_dot", graph.to_dot());
+}
+
+#[test]
+fn small_dot() {
+    let graph = graph("tests/fixtures/graph/small.arch", false);
+    // The add's two branches both read the stem's output (its relu), and meet at the add.
+    let add = graph
+        .nodes
+        .iter()
+        .position(|n| n.lines == ["res", "add", "16×32×32"]);
+    let add = add.expect("the add node");
+    let into_add: Vec<usize> = graph
+        .edges
+        .iter()
+        .filter(|e| e.to == add)
+        .map(|e| e.from)
+        .collect();
+    assert_eq!(into_add.len(), 2);
+    insta::assert_snapshot!("small_dot", graph.to_dot());
+}
+
+#[test]
+fn allow_errors_highlights_the_culprit() {
+    let graph = graph(
+        "tests/fixtures/errors/inception3b_columns_out_of_order.arch",
+        true,
+    );
+    let culprit = node(&graph, "inception3b");
+    assert_eq!(culprit.errors, ["E0102"]);
+    // Drawn from its source, since the checker dropped it: the call and the declared size.
+    assert_eq!(
+        culprit.lines,
+        [
+            "inception3b",
+            "inception(128, 192, 32, 32, 96, 64)",
+            "declared [480, 28, 28]"
+        ]
+    );
+    for other in ["inception3a", "pool3"] {
+        assert!(
+            node(&graph, other).errors.is_empty(),
+            "{other} is not at fault"
+        );
+    }
+    // pool3 is still drawn from what the checker recovered: it read the declared 480 channels.
+    assert_eq!(node(&graph, "pool3").lines[2], "480×14×14");
+    let dot = graph.to_dot();
+    let line = dot
+        .lines()
+        .find(|l| l.contains("label=\"inception3b\\n"))
+        .expect("culprit in DOT");
+    assert!(
+        line.contains("error E0102") && line.contains("color=\"#c5221f\""),
+        "{line}"
+    );
+    assert_eq!(dot.matches("error E0").count(), 1);
+}
+
+#[test]
+fn errors_in_a_block_body_go_to_its_instances() {
+    // `inception_5x5_pad_1`: a 5x5 convolution padded by 1 inside the block shrinks the map; every instance
+    // fails, and the error (in the block's text) is drawn on them.
+    let graph = graph("tests/fixtures/errors/inception_5x5_pad_1.arch", true);
+    let marked: Vec<&str> = graph
+        .nodes
+        .iter()
+        .filter(|n| !n.errors.is_empty())
+        .map(|n| n.lines[0].as_str())
+        .collect();
+    assert!(
+        !marked.is_empty() && marked.iter().all(|n| n.starts_with("inception")),
+        "{marked:?}"
+    );
+    assert!(graph.unplaced.is_empty(), "{:?}", graph.unplaced);
+}
+
+#[test]
+fn svg_parses_holds_the_labels_and_boxes_do_not_overlap() {
+    for (file, collapse) in [
+        ("architectures/googlenet.arch", true),
+        ("architectures/googlenet.arch", false),
+        ("tests/fixtures/graph/small.arch", false),
+    ] {
+        let graph = graph(file, collapse);
+        let svg = graph.to_svg();
+        let document = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(document.root_element().tag_name().name(), "svg");
+        let text: Vec<String> = document
+            .descendants()
+            .filter(|n| n.has_tag_name("tspan"))
+            .filter_map(|n| n.text().map(str::to_string))
+            .collect();
+        for node in &graph.nodes {
+            for line in &node.lines {
+                assert!(text.contains(line), "{file}: label line `{line}` not drawn");
+            }
+        }
+        let boxes: Vec<[f64; 4]> = document
+            .descendants()
+            .filter(|n| {
+                n.has_tag_name("rect")
+                    && n.attribute("class").is_some_and(|c| c.starts_with("node"))
+            })
+            .map(|n| {
+                let number = |a: &str| {
+                    n.attribute(a)
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .expect("coordinate")
+                };
+                [number("x"), number("y"), number("width"), number("height")]
+            })
+            .collect();
+        assert_eq!(boxes.len(), graph.nodes.len(), "{file}: one box per node");
+        for (i, a) in boxes.iter().enumerate() {
+            for b in &boxes[i + 1..] {
+                let apart = a[0] + a[2] <= b[0]
+                    || b[0] + b[2] <= a[0]
+                    || a[1] + a[3] <= b[1]
+                    || b[1] + b[3] <= a[1];
+                assert!(apart, "{file}: boxes {a:?} and {b:?} overlap");
+            }
+        }
+        if !collapse {
+            // GoogLeNet's four Inception branches side by side: the heads of inception3a's branches share a row.
+            if file.contains("googlenet") {
+                let row: Vec<f64> = (1..=4)
+                    .map(|b| {
+                        let label = format!("inception3a.branch{b}.0");
+                        let tspan = document
+                            .descendants()
+                            .find(|n| n.has_tag_name("tspan") && n.text() == Some(label.as_str()))
+                            .expect("branch head drawn");
+                        let text = tspan.parent().expect("text element");
+                        text.attribute("y").and_then(|y| y.parse().ok()).expect("y")
+                    })
+                    .collect();
+                assert!(row.windows(2).all(|w| (w[0] - w[1]).abs() < 0.5), "{row:?}");
+            }
+        }
+    }
+}
+
+fn archc(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_archc"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("archc runs")
+}
+
+#[test]
+fn cli_refuses_a_file_with_errors_unless_allowed() {
+    let file = "tests/fixtures/errors/inception3b_columns_out_of_order.arch";
+    let refused = archc(&["graph", file]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(refused.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("error[E0102]"), "{stderr}");
+
+    let drawn = archc(&["graph", "--allow-errors", "--format", "dot", file]);
+    assert_eq!(drawn.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&drawn.stdout);
+    assert!(
+        stdout.starts_with("digraph") && stdout.contains("error E0102"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn cli_picks_a_network_by_name() {
+    let unknown = archc(&[
+        "graph",
+        "--network",
+        "resnet",
+        "architectures/googlenet.arch",
+    ]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no network `resnet`"));
+    let named = archc(&[
+        "graph",
+        "--network",
+        "googlenet",
+        "--format",
+        "dot",
+        "architectures/googlenet.arch",
+    ]);
+    assert_eq!(named.status.code(), Some(0));
+}
+
+#[test]
+fn every_fixture_draws_without_panicking() {
+    // Every file of the broken-file corpus that parses, drawn as --allow-errors would, both ways: every error is
+    // either on a node or in the title's list, never dropped.
+    let dir = path("tests/fixtures/errors");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("fixtures")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    for file in files {
+        let source = std::fs::read_to_string(&file).expect("readable");
+        let Ok(ast) = archc::parse_source(SourceKind::Arch, &source) else {
+            continue;
+        };
+        let (checked, recovered) = archc::check::check_file_recovering(&ast);
+        for collapse in [false, true] {
+            let options = GraphOptions {
+                collapse,
+                network: None,
+            };
+            let graph = build(&ast, &recovered, &checked.diagnostics, &source, &options);
+            let drawn: Vec<&String> = graph
+                .nodes
+                .iter()
+                .flat_map(|n| &n.messages)
+                .chain(graph.clusters.iter().flat_map(|c| &c.messages))
+                .chain(&graph.unplaced)
+                .collect();
+            for error in checked.diagnostics.iter().filter(|d| d.is_error()) {
+                assert!(
+                    drawn.iter().any(|m| m.ends_with(&error.message)),
+                    "{}: {} not drawn",
+                    file.display(),
+                    error.message
+                );
+            }
+            let svg = graph.to_svg();
+            roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            assert!(graph.to_dot().starts_with("digraph"));
+        }
+    }
+}

@@ -329,7 +329,7 @@ fn run_summary(
     let networks: Vec<_> = checked
         .networks
         .iter()
-        .filter(|n| network.is_none_or(|wanted| wanted == n.name))
+        .filter(|n| network.map_or(true, |wanted| wanted == n.name))
         .collect();
     if networks.is_empty() {
         let names: Vec<&str> = checked.networks.iter().map(|n| n.name.as_str()).collect();

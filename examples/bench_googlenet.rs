@@ -11,6 +11,7 @@
 //! optimisations (`all`, `none`, or a comma-separated subset of `conv,fold,pool,siblings`), so each can be
 //! measured on its own.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use archc_runtime::candle_core::{DType, Device, Module, Tensor};
@@ -81,7 +82,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let vb = match &args.weights {
         // SAFETY: the file is only read, and nothing else in this process writes it while mapped.
         Some(path) => unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &device)? },
-        None => VarBuilder::from_varmap(&varmap, DType::F32, &device),
+        // Random weights: created in a VarMap, then detached, since a layer whose weights are `Var`s wants
+        // their gradients and so runs as candle ops, even in inference.
+        None => {
+            let random = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+            googlenet::Model::new(random, &googlenet::Config::default())?;
+            let tensors: HashMap<String, Tensor> = varmap
+                .data()
+                .lock()
+                .map_err(|_| "the VarMap's lock is poisoned")?
+                .iter()
+                .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+                .collect();
+            VarBuilder::from_tensors(tensors, DType::F32, &device)
+        }
     };
     let model = googlenet::Model::new(vb, &googlenet::Config::default())?;
     let input = Tensor::randn(0f32, 1.0, (args.batch, 3, 224, 224), &device)?;

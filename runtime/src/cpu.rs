@@ -15,7 +15,7 @@
 //! and the pooling layers decide when they apply (CPU, `f32`, no gradient wanted) and wrap the results in
 //! tensors.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 
 use rayon::prelude::*;
 
@@ -97,7 +97,10 @@ impl Epilogue {
 
 thread_local! {
     /// Each thread's patch-matrix buffer, reused across calls so large convolutions do not allocate per image.
-    static PATCHES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// A user takes it out and puts it back rather than borrowing it: while a convolution waits for its rayon
+    /// tasks, its thread may run another convolution (a task stolen from an outer parallel loop), which then
+    /// finds the slot empty and allocates its own buffer instead of aliasing this one.
+    static PATCHES: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// Convolves `batch` images. `x` holds image `n` at `x[n * image_stride..]` as a contiguous `[c_in, h, w]`
@@ -179,12 +182,11 @@ fn conv_image(
             // The input channels are the rows of the patch matrix already.
             multiply(x_g, dst_g);
         } else {
-            PATCHES.with(|cell| {
-                let mut patches = cell.borrow_mut();
-                patches.resize(depth * columns, 0.0);
-                im2col(x_g, g, &mut patches, parallel);
-                multiply(&patches, dst_g);
-            });
+            let mut patches = PATCHES.take();
+            patches.resize(depth * columns, 0.0);
+            im2col(x_g, g, &mut patches, parallel);
+            multiply(&patches, dst_g);
+            PATCHES.set(patches);
         }
     }
 }

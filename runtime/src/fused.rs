@@ -3,7 +3,7 @@
 //!
 //! Generated code calls [`conv_bn_act`] for every `conv2d` of a chain, passing the batch norm and the ReLU when
 //! they come straight after it. In training, or on a device or dtype the CPU kernels do not cover, or when the
-//! input carries a gradient, it runs the layers one by one exactly as written. Otherwise the batch norm is
+//! input or one of the layers' tensors wants a gradient, it runs the layers one by one exactly as written. Otherwise the batch norm is
 //! folded into the convolution: with `s = gamma / sqrt(running_var + eps)` per output channel,
 //! `bn(conv(x) + b) = s * conv(x) + (beta + s * (b - running_mean))`, which the kernel applies to each output
 //! value as it finishes, with the ReLU. `s` and the shift are computed from the live tensors on every call
@@ -11,10 +11,9 @@
 //! with stale folded weights.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
 
 use candle_core::op::BackpropOp;
-use candle_core::{CpuStorage, DType, Device, Module, ModuleT, Result, Storage, Tensor, TensorId};
+use candle_core::{CpuStorage, DType, Device, Module, ModuleT, Result, Storage, Tensor};
 
 use crate::cpu::{self, ConvGeometry, Epilogue};
 use crate::{BatchNorm, Conv2d};
@@ -84,6 +83,19 @@ pub(crate) fn cpu_kernels_apply(x: &Tensor) -> bool {
     matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 && !x.track_op()
 }
 
+/// Whether a gradient is wanted for a learned tensor of a convolution or of its batch norm, as for the `Var`s
+/// of a `VarMap`-backed model. The kernels' output is outside the gradient graph, so such a layer must run as
+/// candle ops even in inference mode: fine-tuning with frozen batch-norm statistics runs with `train = false`
+/// and needs the weights' gradients. The running statistics do not count: candle keeps them in `Var`s to
+/// update them in place, and nothing learns them by gradient.
+fn parameters_track_op(conv: &Conv2d, bn: Option<&BatchNorm>) -> bool {
+    let conv_tracks = conv.weight().track_op() || conv.bias().is_some_and(Tensor::track_op);
+    let bn_tracks = bn
+        .and_then(|bn| bn.inner().weight_and_bias())
+        .is_some_and(|(gamma, beta)| gamma.track_op() || beta.track_op());
+    conv_tracks || bn_tracks
+}
+
 /// `relu(bn(conv(x)))`, with the batch norm and the ReLU optional: the three layers of a chain like
 /// `conv2d -> batch_norm -> relu`, fused into one pass in inference.
 pub fn conv_bn_act(
@@ -96,7 +108,12 @@ pub fn conv_bn_act(
     let weight = conv.weight();
     let weight_on_cpu = matches!(weight.device(), Device::Cpu) && weight.dtype() == DType::F32;
     let options = optimizations();
-    if train || !options.conv_kernel || !cpu_kernels_apply(x) || !weight_on_cpu {
+    if train
+        || !options.conv_kernel
+        || !cpu_kernels_apply(x)
+        || !weight_on_cpu
+        || parameters_track_op(conv, bn)
+    {
         return unfused(x, conv, bn, relu, train);
     }
     if !options.fold_batch_norm && (bn.is_some() || relu) {
@@ -283,24 +300,18 @@ impl Head<'_> {
     }
 }
 
-/// The stacked weights of a concatenation's fused heads, kept between calls. It is reused only while the
-/// heads' weights are the same tensors and none is a `Var` (candle tensors are otherwise immutable), so a
-/// trained or reloaded model never runs with a stale copy.
-#[derive(Debug, Clone, Default)]
-pub struct SiblingCache(Arc<Mutex<Option<StackedWeights>>>);
-
-/// Which weights were stacked (by tensor id), and the stack.
-type StackedWeights = (Vec<TensorId>, Tensor);
-
 /// Runs the 1×1 convolutions that start several branches of a concatenation, all reading `x`, as one matrix
 /// product: the weights stacked into `[sum of outputs, inputs]`, each head's batch norm and ReLU folded into
 /// its rows of the output pass. Returns, per branch, the head's output (a channel slice of the shared result)
 /// for the fused heads, and `None` for the branches to run as usual: all of them in training, off CPU/`f32`,
-/// with fewer than two pointwise heads, or when the optimisation is off.
+/// when a gradient is wanted, with fewer than two pointwise heads, or when the optimisation is off.
+///
+/// The weights are stacked again on every call, a copy small next to the product. A stack kept between calls
+/// could go stale with no sign of it: a tensor that is not a `Var` can still share its storage with one
+/// (`Var::detach`) or be written in place (`Tensor::slice_set`).
 pub fn sibling_heads(
     x: &Tensor,
     heads: &[Option<Head<'_>>],
-    cache: &SiblingCache,
     train: bool,
 ) -> Result<Vec<Option<Tensor>>> {
     let mut outputs = vec![None; heads.len()];
@@ -311,7 +322,8 @@ pub fn sibling_heads(
     {
         return Ok(outputs);
     }
-    // Heads that can share one product: pointwise, CPU f32 weights, and the same ReLU choice as the first.
+    // Heads that can share one product: pointwise, CPU f32 weights that no gradient is wanted for, and the same
+    // ReLU choice as the first.
     let mut chosen: Vec<(usize, Head<'_>)> = Vec::new();
     for (i, head) in heads.iter().enumerate() {
         let Some(head) = head else { continue };
@@ -319,6 +331,7 @@ pub fn sibling_heads(
         let usable = head.is_pointwise()
             && matches!(weight.device(), Device::Cpu)
             && weight.dtype() == DType::F32
+            && !parameters_track_op(head.conv, head.bn)
             && !matches!(chosen.first(), Some((_, first)) if first.relu != head.relu);
         if usable {
             chosen.push((i, *head));
@@ -340,7 +353,7 @@ pub fn sibling_heads(
         widths.push(c_out);
     }
     let total: usize = widths.iter().sum();
-    let weights = stacked_weights(&chosen, cache)?;
+    let weights = stacked_weights(&chosen)?;
     let geometry = ConvGeometry {
         c_in: c,
         h,
@@ -372,26 +385,11 @@ pub fn sibling_heads(
     Ok(outputs)
 }
 
-/// The chosen heads' weights stacked as `[sum of outputs, inputs]`, from `cache` when it holds them.
-fn stacked_weights(chosen: &[(usize, Head<'_>)], cache: &SiblingCache) -> Result<Tensor> {
-    let ids: Vec<TensorId> = chosen.iter().map(|(_, h)| h.conv.weight().id()).collect();
-    let cacheable = chosen.iter().all(|(_, h)| !h.conv.weight().is_variable());
-    let mut slot = cache
-        .0
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if cacheable {
-        if let Some((cached_ids, weights)) = slot.as_ref() {
-            if *cached_ids == ids {
-                return Ok(weights.clone());
-            }
-        }
-    }
+/// The chosen heads' weights stacked as `[sum of outputs, inputs]`.
+fn stacked_weights(chosen: &[(usize, Head<'_>)]) -> Result<Tensor> {
     let parts = chosen
         .iter()
         .map(|(_, h)| h.conv.weight().flatten_from(1))
         .collect::<Result<Vec<_>>>()?;
-    let weights = Tensor::cat(&parts, 0)?.contiguous()?;
-    *slot = cacheable.then(|| (ids, weights.clone()));
-    Ok(weights)
+    Tensor::cat(&parts, 0)?.contiguous()
 }

@@ -565,3 +565,71 @@ fn adaptive_avg_pool_matches_reference_loops() {
         }
     }
 }
+
+#[test]
+fn max_pool_propagates_nan_and_infinities_for_every_window_shape() {
+    // PyTorch's max pool returns NaN for any window holding one (`val > max || isnan(val)`), and infinities
+    // are ordinary values. Swept over kernels, strides, dilations, padding and ceil mode on tiny inputs.
+    let mut rng = Rng::new(21);
+    let mut checked = 0;
+    for h in [1usize, 2, 3, 5, 8] {
+        let w = h + 1;
+        for k in 1..=4usize {
+            for s in 1..=3usize {
+                for d in 1..=2usize {
+                    // PyTorch allows padding up to half the dilated kernel.
+                    let extent = d * (k - 1) + 1;
+                    for p in 0..=extent / 2 {
+                        for ceil_mode in [false, true] {
+                            let mut data = rng.vec(6 * h * w);
+                            let len = data.len();
+                            data[1] = f32::NAN;
+                            data[5 % len] = f32::INFINITY;
+                            data[7 % len] = f32::NEG_INFINITY;
+                            let pool = MaxPool2d {
+                                kernel: (k, k),
+                                stride: (s, s),
+                                pad: (p, p),
+                                dilation: (d, d),
+                                ceil_mode,
+                            };
+                            let x = nchw(data.clone(), (2, 3, h, w));
+                            let Ok(y) = pool.forward(&x) else { continue };
+                            let (oh, ow) = (y.dim(2).unwrap(), y.dim(3).unwrap());
+                            let taps = |o: usize, len: usize| {
+                                (0..k).filter_map(move |t| {
+                                    (o * s + t * d).checked_sub(p).filter(|&i| i < len)
+                                })
+                            };
+                            let mut expected = Vec::new();
+                            for plane in 0..6 {
+                                for oy in 0..oh {
+                                    for ox in 0..ow {
+                                        let mut max = f32::NEG_INFINITY;
+                                        for iy in taps(oy, h) {
+                                            for ix in taps(ox, w) {
+                                                let v = data[(plane * h + iy) * w + ix];
+                                                if v > max || v.is_nan() {
+                                                    max = v;
+                                                }
+                                            }
+                                        }
+                                        expected.push(max);
+                                    }
+                                }
+                            }
+                            for (i, (g, e)) in values(&y).iter().zip(&expected).enumerate() {
+                                assert!(
+                                    g == e || (g.is_nan() && e.is_nan()),
+                                    "{pool:?} on {h}x{w}, element {i}: {g} vs {e}"
+                                );
+                            }
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} pools were valid");
+}

@@ -752,8 +752,7 @@ impl Generator<'_> {
                     branch_dims.push(dims);
                     branch_values.push(var);
                 }
-                let branch_lines =
-                    self.branch_lines(&branch_values, &branch_lowered, group.kind, body);
+                let branch_lines = self.branch_lines(&branch_values, &branch_lowered, group.kind);
                 let out = body.dims_var();
                 let at = self.at(group.span);
                 let combine = match group.kind {
@@ -790,7 +789,6 @@ impl Generator<'_> {
         vars: &[Ident],
         branches: &[Vec<Lowered>],
         kind: crate::ast::GroupKind,
-        body: &mut Body,
     ) -> Vec<TokenStream> {
         let heads: Vec<Option<TokenStream>> = branches
             .iter()
@@ -807,14 +805,11 @@ impl Generator<'_> {
                 })
                 .collect();
         }
-        let cache = body.field("siblings", quote!(::archc_runtime::fused::SiblingCache));
-        body.ctor
-            .push(quote!(let #cache = ::archc_runtime::fused::SiblingCache::default();));
         let head_exprs = heads
             .iter()
             .map(|h| h.clone().unwrap_or_else(|| quote!(None)));
         let mut out = vec![quote! {
-            let mut heads = ::archc_runtime::fused::sibling_heads(&xs, &[#(#head_exprs),*], &self.#cache, train)?
+            let mut heads = ::archc_runtime::fused::sibling_heads(&xs, &[#(#head_exprs),*], train)?
                 .into_iter();
         }];
         for (var, lowered) in vars.iter().zip(branches) {

@@ -37,10 +37,11 @@ ARCHC_BIN = os.path.join(ROOT, "target", "release", "examples", "bench_googlenet
 # one brings is measured against the same fully optimised model (see runtime/src/fused.rs).
 ARCHC_CONFIGS = [
     ("archc, plain candle layers", "none"),
-    ("archc without one-pass pools", "conv,fold,siblings"),
-    ("archc without BN/ReLU folding", "conv,pool,siblings"),
-    ("archc without the conv kernel", "pool,siblings"),
-    ("archc without sibling 1x1 fusion", "conv,fold,pool"),
+    ("archc without one-pass pools", "conv,fold,siblings,micro"),
+    ("archc without BN/ReLU folding", "conv,pool,siblings,micro"),
+    ("archc without the conv kernel", "pool,siblings,micro"),
+    ("archc without sibling 1x1 fusion", "conv,fold,pool,micro"),
+    ("archc without micro-batches", "conv,fold,pool,siblings"),
     ("archc (all optimisations)", "all"),
 ]
 
@@ -81,7 +82,7 @@ def worker(engine, batch, iters, workdir):
     import numpy as np
     import torch
 
-    threads = os.cpu_count()
+    threads = len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     if engine == "pytorch":
@@ -141,6 +142,11 @@ def main():
     parser.add_argument("--iters", type=int, default=10, help="timed passes per measurement")
     parser.add_argument("--rounds", type=int, default=1, help="round-robin repetitions; the best median is kept")
     parser.add_argument("--skip-build", action="store_true", help="use the already built example binary")
+    parser.add_argument(
+        "--cpus",
+        help="comma-separated CPU numbers to run every engine on (e.g. 0 for one core); "
+        "each engine uses one thread per CPU",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -162,6 +168,11 @@ def main():
         subprocess.run(
             ["cargo", "build", "--release", "--quiet", "--example", "bench_googlenet"], cwd=ROOT, check=True
         )
+    if args.cpus:
+        # Inherited by every engine's process; archc's rayon pool and PyTorch/ORT size themselves from it.
+        cpus = {int(c) for c in args.cpus.split(",")}
+        os.sched_setaffinity(0, cpus)
+        os.environ["RAYON_NUM_THREADS"] = str(len(cpus))
     workdir = tempfile.mkdtemp(prefix="archc-bench-")
     prepare(workdir)
     weights = os.path.join(workdir, "googlenet.safetensors")
@@ -183,7 +194,8 @@ def main():
                     best[key] = result
                 print(f"{label:40} batch {batch}: {result['ms_per_batch'] / batch:8.2f} ms/image", file=sys.stderr)
 
-    print(f"\n{os.cpu_count()} threads; median of {args.iters} passes, best of {args.rounds} round(s).\n")
+    cpus = sorted(os.sched_getaffinity(0))
+    print(f"\nCPUs {cpus} ({len(cpus)} threads per engine); median of {args.iters} passes, best of {args.rounds} round(s).\n")
     print("| engine | batch | ms/image | GMAC/s | peak RSS (MiB) | vs ONNX Runtime | vs PyTorch |")
     print("|---|---|---|---|---|---|---|")
     for batch in args.batches:

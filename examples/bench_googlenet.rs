@@ -8,7 +8,7 @@
 //! Prints one JSON object: the median time per batch and per image over `--iters` timed runs (after
 //! `--warmup` untimed ones) and the process's peak resident memory. `--weights` loads a torchvision
 //! `state_dict` saved as safetensors; without it the weights are random. `--optimizations` picks the inference
-//! optimisations (`all`, `none`, or a comma-separated subset of `conv,fold,pool,siblings`), so each can be
+//! optimisations (`all`, `none`, or a comma-separated subset of `conv,fold,pool,siblings,micro`), so each can be
 //! measured on its own.
 
 use std::collections::HashMap;
@@ -35,7 +35,7 @@ struct Args {
     /// A torchvision GoogLeNet state_dict as safetensors; random weights without it.
     #[arg(long)]
     weights: Option<std::path::PathBuf>,
-    /// `all`, `none`, or a comma-separated subset of `conv,fold,pool,siblings`.
+    /// `all`, `none`, or a comma-separated subset of `conv,fold,pool,siblings,micro`.
     #[arg(long, default_value = "all")]
     optimizations: String,
 }
@@ -53,9 +53,10 @@ fn parse_optimizations(text: &str) -> Result<Optimizations, String> {
             "fold" => o.fold_batch_norm = true,
             "pool" => o.pool_kernels = true,
             "siblings" => o.fuse_siblings = true,
+            "micro" => o.micro_batches = true,
             other => {
                 return Err(format!(
-                    "unknown optimisation `{other}`; expected conv, fold, pool or siblings"
+                    "unknown optimisation `{other}`; expected conv, fold, pool, siblings or micro"
                 ))
             }
         }

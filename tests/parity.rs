@@ -130,6 +130,42 @@ fn torchvision_tiny_matches_pytorch() {
 }
 
 #[test]
+fn a_batch_larger_than_the_thread_pool_gives_each_image_its_own_logits() {
+    // Inference runs such a batch through the network a few images at a time (micro-batches); the rows
+    // must be exactly what each image gives on its own, which for the fixture's images is PyTorch's output.
+    let io = load(&fixture("torchvision_tiny.io.safetensors"));
+    let vb = weights(&fixture("torchvision_tiny.weights.safetensors"));
+    let model = googlenet_tiny::Model::new(vb, &Default::default()).unwrap();
+    let input = &io["input"];
+    let n = input.dim(0).unwrap();
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    // Repeat the fixture's images (scaled, so repeats differ) until the batch exceeds the pool twice over.
+    let copies = (2 * threads + 1).div_ceil(n);
+    let parts: Vec<Tensor> = (0..copies)
+        .map(|i| input.affine(1.0 - 0.25 * i as f64, 0.0).unwrap())
+        .collect();
+    let batch = Tensor::cat(&parts, 0).unwrap();
+    let logits = model.forward(&batch).unwrap();
+    assert_eq!(
+        logits.dims(),
+        [copies * n, io["eval_logits"].dim(1).unwrap()]
+    );
+    for i in 0..copies * n {
+        let alone = model.forward(&batch.narrow(0, i, 1).unwrap()).unwrap();
+        assert_close(
+            &format!("image {i}"),
+            &logits.narrow(0, i, 1).unwrap(),
+            &alone,
+        );
+    }
+    assert_close(
+        "the fixture's images",
+        &logits.narrow(0, 0, n).unwrap(),
+        &io["eval_logits"],
+    );
+}
+
+#[test]
 fn paper_tiny_matches_pytorch() {
     let io = load(&fixture("paper_tiny.io.safetensors"));
     let vb = weights(&fixture("paper_tiny.weights.safetensors"));

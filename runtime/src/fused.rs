@@ -30,6 +30,9 @@ pub struct Optimizations {
     pub pool_kernels: bool,
     /// Sibling 1×1 convolutions that read the same tensor run as one product.
     pub fuse_siblings: bool,
+    /// A batch larger than the thread pool runs through the whole network a few images at a time (one per
+    /// thread), so each image's activations stay in cache from one layer to the next.
+    pub micro_batches: bool,
 }
 
 impl Optimizations {
@@ -39,6 +42,7 @@ impl Optimizations {
         fold_batch_norm: true,
         pool_kernels: true,
         fuse_siblings: true,
+        micro_batches: true,
     };
 
     /// Everything off: candle's own layers, one by one, as in training.
@@ -47,6 +51,7 @@ impl Optimizations {
         fold_batch_norm: false,
         pool_kernels: false,
         fuse_siblings: false,
+        micro_batches: false,
     };
 
     fn bits(self) -> u8 {
@@ -54,6 +59,7 @@ impl Optimizations {
             | u8::from(self.fold_batch_norm) << 1
             | u8::from(self.pool_kernels) << 2
             | u8::from(self.fuse_siblings) << 3
+            | u8::from(self.micro_batches) << 4
     }
 
     fn from_bits(bits: u8) -> Optimizations {
@@ -62,11 +68,12 @@ impl Optimizations {
             fold_batch_norm: bits & 2 != 0,
             pool_kernels: bits & 4 != 0,
             fuse_siblings: bits & 8 != 0,
+            micro_batches: bits & 16 != 0,
         }
     }
 }
 
-static OPTIMIZATIONS: AtomicU8 = AtomicU8::new(0b1111);
+static OPTIMIZATIONS: AtomicU8 = AtomicU8::new(0b1_1111);
 
 /// Sets the inference optimisations for every model in the process, e.g. to measure one on its own.
 pub fn set_optimizations(optimizations: Optimizations) {
@@ -392,4 +399,31 @@ fn stacked_weights(chosen: &[(usize, Head<'_>)]) -> Result<Tensor> {
         .map(|(_, h)| h.conv.weight().flatten_from(1))
         .collect::<Result<Vec<_>>>()?;
     Tensor::cat(&parts, 0)?.contiguous()
+}
+
+/// Inference over a batch larger than the thread pool, in micro-batches of one image per thread: `forward`
+/// runs on each slice of the batch and the outputs are concatenated along the batch. Layer by layer over the
+/// whole batch, every layer's output for all images passes through memory before the next layer reads it;
+/// a micro-batch's activations stay in the cores' caches. Returns `None`, so the caller runs the batch as it
+/// is, when the batch is small enough already, when the CPU kernels do not apply (training, other devices or
+/// dtypes, an input that wants a gradient) or when the optimisation is off. Inference in eval mode treats
+/// images independently, so the result is the same.
+pub fn in_micro_batches(
+    xs: &Tensor,
+    forward: impl Fn(&Tensor) -> Result<Tensor>,
+) -> Result<Option<Tensor>> {
+    let chunk = rayon::current_num_threads().max(1);
+    let batch = match xs.dims().first() {
+        Some(&n) => n,
+        None => return Ok(None),
+    };
+    if !optimizations().micro_batches || !cpu_kernels_apply(xs) || batch <= chunk {
+        return Ok(None);
+    }
+    let mut outputs = Vec::with_capacity(batch.div_ceil(chunk));
+    for start in (0..batch).step_by(chunk) {
+        let slice = xs.narrow(0, start, chunk.min(batch - start))?;
+        outputs.push(forward(&slice)?);
+    }
+    Tensor::cat(&outputs, 0).map(Some)
 }

@@ -572,6 +572,12 @@ impl Generator<'_> {
                     /// updates batch statistics, and the side outputs are computed.
                     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Outputs> {
                         self.input.check_input(xs, SOURCE)?;
+                        if !train {
+                            let micro = ::archc_runtime::fused::in_micro_batches(xs, |xs| Ok(self.forward_t(xs, false)?.logits))?;
+                            if let Some(logits) = micro {
+                                return Ok(Outputs { logits, #(#sides: None,)* });
+                            }
+                        }
                         let xs = xs.clone();
                         #(#forward)*
                         Ok(Outputs { logits: xs, #(#sides,)* })

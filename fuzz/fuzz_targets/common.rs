@@ -1,8 +1,15 @@
-//! What every fuzz target runs on one input: the whole front end, then everything the CLI and the macro do
-//! with its result. Shared by the `.arch` and YAML targets (and mirrored by `tests/fuzz_regressions.rs`).
+//! What the fuzz targets run on one input, shared by them and by `tests/fuzz_regressions.rs`, which replays
+//! every crash found through the same functions.
 //!
-//! A panic anywhere is a crash; so is a broken invariant: a diagnostic span outside the source or inside a
-//! character, or a file that checks clean but whose generated code does not parse.
+//! [`run`]: the whole front end, then everything the CLI and the macro do with its result (the `arch` and
+//! `yaml` targets). A panic anywhere is a crash; so is a broken invariant: a diagnostic span outside the source
+//! or inside a character, or a file that checks clean but whose generated code does not parse.
+//!
+//! [`run_weights`]: a weight file opened with `archc_runtime::Weights` and every tensor loaded (the `weights`
+//! target). Any malformed file must be an error, never a panic.
+
+// Each target uses one of the entry points.
+#![allow(dead_code)]
 
 use archc::diagnostic::LineIndex;
 use archc::{Code, SourceKind};
@@ -63,4 +70,24 @@ pub fn run(kind: SourceKind, data: &[u8]) {
         }
         let _ = archc::render::render(name, source, &diagnostics, false);
     }
+}
+
+pub fn run_weights(data: &[u8]) {
+    use archc_runtime::candle_core::{DType, Device};
+    use archc_runtime::weights::{is_batch_norm_counter, Weights};
+
+    let Ok(weights) = Weights::from_bytes("fuzz.safetensors", data.to_vec()) else {
+        return;
+    };
+    let names: Vec<String> = weights.names().take(16).map(str::to_string).collect();
+    for dtype in [DType::F32, DType::F16] {
+        let vb = weights.var_builder(dtype, &Device::Cpu);
+        for name in &names {
+            let _ = vb.get_unchecked(name);
+            let _ = archc_runtime::load_tensor(&vb, name, (2, 3), "statement `fuzz`");
+        }
+        let _ = archc_runtime::load_tensor(&vb, "absent", 4, "statement `fuzz`");
+    }
+    let _ = weights.unused_warning(is_batch_norm_counter);
+    let _ = weights.unused_warning(|_| false);
 }

@@ -194,8 +194,8 @@ proptest! {
     #[test]
     fn any_size_arguments_give_the_formula_or_an_error(input in input(), layer in layer()) {
         let source = format!(
-            "network n {{\n    input {}\n    l = {}\n    f = flatten\n}}\n",
-            format!("[{}, {}, {}]", input[0], input[1], input[2]),
+            "network n {{\n    input [{}, {}, {}]\n    l = {}\n    f = flatten\n}}\n",
+            input[0], input[1], input[2],
             layer.source()
         );
         let checked = compile(&source);

@@ -191,9 +191,9 @@ fn an_integer_tensor_where_a_weight_is_expected_names_tensor_dtype_and_statement
         tensors.insert("conv1.conv.weight".to_string(), integers);
         let path = scratch.save(&format!("{shown}.safetensors"), &tensors);
         let weights = Weights::open(&path).unwrap();
-        let message = build(&weights)
-            .err()
-            .expect("an integer weight is an error");
+        let Err(message) = build(&weights) else {
+            panic!("an integer weight is an error");
+        };
         assert!(
             message.contains(&format!(
                 "`conv1.conv.weight` in {} has dtype {shown}, expected a floating-point weight (F16, BF16, F32 or \

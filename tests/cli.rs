@@ -56,10 +56,15 @@ fn archc(args: &[&str], path: &Path) -> Run {
     }
 }
 
-/// The three commands that print a result on stdout in their human form.
-const HUMAN: [&[&str]; 3] = [&["check"], &["summary"], &["emit"]];
+/// The commands whose stdout must stay empty on failure (`check --format json` is tested on its own).
+const HUMAN: [&[&str]; 4] = [
+    &["check"],
+    &["summary"],
+    &["summary", "--format", "json"],
+    &["emit"],
+];
 
-/// Runs `check`, `summary` and `emit` on `path` and asserts: exit `code`, nothing on stdout, and stderr
+/// Runs `check`, `summary` (both formats) and `emit` on `path` and asserts: exit `code`, nothing on stdout, and stderr
 /// containing every one of `expected`. Then `check --format json`: the same exit code, and stdout one JSON
 /// array whose only entry names the file and says it is not ok (an I/O error is on stderr too). Returns that
 /// entry.

@@ -19,6 +19,7 @@
 
 use archc_runtime::candle_core::{DType, Device, Module, Result, Tensor, D};
 use archc_runtime::candle_nn::{ops::softmax, VarBuilder, VarMap};
+use archc_runtime::weights::{is_batch_norm_counter, Weights};
 
 archc_runtime::include_arch!("architectures/googlenet_torchvision.arch");
 
@@ -80,9 +81,10 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
 
     let device = Device::Cpu;
     let varmap = VarMap::new();
+    // Opened with errors naming the file and the culprit tensor, and a record of the tensors the model reads.
+    let weights = weights.map(Weights::open).transpose()?;
     let vb = match &weights {
-        // SAFETY: the file is memory-mapped read-only and not modified while the model lives.
-        Some(path) => unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &device)? },
+        Some(weights) => weights.var_builder(DType::F32, &device),
         None => {
             eprintln!(
                 "no --weights given: random initialisation (the classes printed are meaningless)"
@@ -91,6 +93,10 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         }
     };
     let model = googlenet::Model::new(vb, &googlenet::Config::default())?;
+    // torchvision's batch-norm step counters are expected to be left over; anything else is worth reporting.
+    if let Some(warning) = weights.and_then(|w| w.unused_warning(is_batch_norm_counter)) {
+        eprintln!("{warning}");
+    }
 
     let mut pixels = Vec::new();
     let mut names = Vec::new();

@@ -994,7 +994,7 @@ fn yaml_error(source: &str, error: &serde_yaml::Error, cursor: usize) -> Diagnos
             .with_note("aliases and nesting are bounded so that no document can take unbounded time or memory");
     }
     if text.starts_with("deserializing from YAML containing more than one document") {
-        let second = source
+        let marker = source
             .match_indices("---")
             .map(|(i, _)| i)
             .filter(|&i| i == 0 || source.as_bytes()[i - 1] == b'\n')
@@ -1002,11 +1002,16 @@ fn yaml_error(source: &str, error: &serde_yaml::Error, cursor: usize) -> Diagnos
                 source[..i]
                     .lines()
                     .any(|line| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
-            })
-            .unwrap_or(0);
+            });
+        // Without a `---` line (`"" x`, or a `...` end marker), the second document starts at the first content
+        // after the first one, which the walk has just read to its end. A `---` is ASCII; that content need not be.
+        let span = match marker {
+            Some(at) => Span::new(at, at + 3),
+            None => point(next_content(source, cursor)),
+        };
         return Diagnostic::error(
             Code::Yaml,
-            Span::new(second, (second + 3).min(source.len())),
+            span,
             "an architecture file holds one YAML document",
         )
         .with_label("a second document starts here");
@@ -1050,6 +1055,27 @@ fn yaml_error(source: &str, error: &serde_yaml::Error, cursor: usize) -> Diagnos
         diagnostic = diagnostic.with_help("YAML indents with spaces, not tabs");
     }
     diagnostic
+}
+
+/// The first offset at or after `at` that holds content: not a blank, a comment, or a `...` document end line.
+fn next_content(source: &str, at: usize) -> usize {
+    let mut at = at.min(source.len());
+    while let Some(rest) = source.get(at..) {
+        let trimmed = rest.trim_start();
+        at = source.len() - trimmed.len();
+        let skipped = if trimmed.starts_with('#')
+            || (trimmed.starts_with("...") && (at == 0 || source.as_bytes()[at - 1] == b'\n'))
+        {
+            trimmed.find('\n').map_or(trimmed.len(), |i| i + 1)
+        } else {
+            0
+        };
+        if skipped == 0 {
+            break;
+        }
+        at += skipped;
+    }
+    at
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -405,6 +405,10 @@ fn malformed_yaml_and_schema_errors_point_at_the_offending_place() {
         ("networks:\n  n:\n\tinput: [3]\n", Code::Yaml, 3, 1, "tabs"),
         ("networks: {n: [}\n", Code::Yaml, 1, 16, "malformed YAML"),
         ("a: 1\n---\nb: 2\n", Code::Yaml, 2, 1, "one YAML document"),
+        // A second document without a `---` line: the first content after the first document (found by the
+        // yaml fuzz target: the span was 0..3 whatever the text, here splitting `é`).
+        ("\"\"é\n", Code::Yaml, 1, 3, "one YAML document"),
+        ("a: 1\n...\n# next\nb: 2\n", Code::Yaml, 4, 1, "one YAML document"),
         ("networks:\n  n:\n    body: *nowhere\n", Code::Yaml, 3, 11, "unknown anchor"),
         // A declared shape after `: ` in a plain scalar is a YAML mapping; the help says to quote it.
         (

@@ -1,7 +1,8 @@
 //! Runtime support for archc-generated models: the few candle layers whose PyTorch semantics
 //! candle does not provide (pooling with padding and ceil mode, adaptive average pooling, local
 //! response normalisation, convolution with asymmetric padding), batch norm and tensor loading
-//! with errors that name the `.arch` statement a weight belongs to, and shape arithmetic.
+//! with errors that name the `.arch` statement a weight belongs to, weight files opened with errors that
+//! name the file and the culprit tensor ([`Weights`]), and shape arithmetic.
 //!
 //! Generated code names candle through this crate ([`candle_core`], [`candle_nn`]) so that a
 //! model crate needs only `archc-runtime` as a dependency.
@@ -15,6 +16,7 @@ pub mod nn;
 pub mod norm;
 pub mod pool;
 pub mod shape;
+pub mod weights;
 
 pub use archc_macros::include_arch;
 pub use candle_core;
@@ -27,6 +29,7 @@ pub use load::{load_tensor, load_tensor_with_init};
 pub use norm::{batch_norm, BatchNorm, BatchNormSpec, Lrn};
 pub use pool::{adaptive_avg_pool2d, AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use shape::{conv_out_size, expect_nchw, pool_out_size, Dims};
+pub use weights::Weights;
 
 /// An error carrying just `message`. Unlike `candle_core::Error::msg`, no backtrace is attached
 /// when `RUST_BACKTRACE` is set, so the text stays the one written here.

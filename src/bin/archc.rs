@@ -1,7 +1,7 @@
 //! `archc`: the command-line front end. Reads files, calls the library, prints, and sets the exit code:
 //! 0 when every file is clean (warnings allowed), 1 when any file has errors, 2 for usage or I/O problems.
 
-use std::io::{IsTerminal, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -159,21 +159,34 @@ fn read_source(path: &Path) -> Result<String, Fatal> {
             path.display()
         )));
     }
-    let bytes =
-        std::fs::read(path).map_err(|e| Fatal(format!("{}: cannot read: {e}", path.display())))?;
-    if bytes.len() > archc::syntax::MAX_SOURCE_BYTES {
+    let limit = archc::syntax::MAX_SOURCE_BYTES;
+    let cannot_read = |e: std::io::Error| Fatal(format!("{}: cannot read: {e}", path.display()));
+    // Read at most one byte past the limit, so a huge file (or `/dev/zero`) is rejected without being read whole.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(cannot_read)?
+        .take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() > limit {
+        // A device or a pipe has no size to report.
+        let size = match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => format!("{} bytes is", m.len()),
+            _ => "the input is".to_string(),
+        };
         return Err(Fatal(format!(
-            "{}: {} bytes is larger than the {} byte limit",
+            "{}: {size} larger than the {limit} byte limit",
             path.display(),
-            bytes.len(),
-            archc::syntax::MAX_SOURCE_BYTES
         )));
     }
     String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let valid = String::from_utf8_lossy(&e.as_bytes()[..offset]);
+        let (line, column) = LineIndex::new(&valid).line_col(offset);
         Fatal(format!(
-            "{}: not valid UTF-8 (invalid byte at offset {})",
+            "{}:{line}:{column}: not valid UTF-8 (byte 0x{:02x} at offset {offset}); architecture files are UTF-8 text",
             path.display(),
-            e.utf8_error().valid_up_to()
+            e.as_bytes()[offset]
         ))
     })
 }
@@ -197,6 +210,16 @@ fn run_check(
             Err(Fatal(message)) => {
                 eprintln!("error: {message}");
                 io_failed = true;
+                // In JSON every file named gets an entry, so a script never reads an unread file as clean.
+                if let Format::Json = format {
+                    json_files.push(serde_json::json!({
+                        "file": display_name(path),
+                        "ok": false,
+                        "error": message,
+                        "networks": [],
+                        "diagnostics": [],
+                    }));
+                }
                 continue;
             }
         };
@@ -396,6 +419,16 @@ fn run_emit(path: &Path, use_rustfmt: bool, color: bool) -> Result<ExitCode, Fat
     let source = read_source(path)?;
     let name = display_name(path);
     match archc::codegen::emit_source(SourceKind::from_path(&name), &name, &source) {
+        // Only a header: a script would take that for generated code. As for `summary`, a usage error.
+        Ok(_)
+            if compile(SourceKind::from_path(&name), &source)
+                .networks
+                .is_empty() =>
+        {
+            Err(Fatal(format!(
+                "{name} defines no network; there is nothing to emit"
+            )))
+        }
         Ok(code) => {
             let code = if use_rustfmt {
                 rustfmt(&code).unwrap_or(code)

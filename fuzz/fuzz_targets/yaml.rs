@@ -1,0 +1,6 @@
+//! Fuzzes the YAML front end: load, check, render diagnostics, summarise and generate code.
+#![no_main]
+
+mod common;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| common::run(archc::SourceKind::Yaml, data));

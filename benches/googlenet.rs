@@ -11,7 +11,11 @@ archc_runtime::include_arch!("architectures/googlenet_torchvision.arch");
 fn bench_googlenet(c: &mut Criterion) {
     let device = Device::Cpu;
     let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+    // Random weights, detached from the VarMap so inference takes the CPU kernels (Var weights keep their
+    // gradients and run as candle ops).
+    let random = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+    googlenet::Model::new(random, &googlenet::Config::default()).expect("model builds");
+    let vb = archc_runtime::load::detached(&varmap, &device).expect("weights detach");
     let model = googlenet::Model::new(vb, &googlenet::Config::default()).expect("model builds");
     let mut group = c.benchmark_group("googlenet_torchvision inference");
     group.sample_size(10);

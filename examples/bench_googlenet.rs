@@ -11,7 +11,6 @@
 //! optimisations (`all`, `none`, or a comma-separated subset of `conv,fold,pool,siblings,micro`), so each can be
 //! measured on its own.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use archc_runtime::candle_core::{DType, Device, Module, Tensor};
@@ -88,14 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => {
             let random = VarBuilder::from_varmap(&varmap, DType::F32, &device);
             googlenet::Model::new(random, &googlenet::Config::default())?;
-            let tensors: HashMap<String, Tensor> = varmap
-                .data()
-                .lock()
-                .map_err(|_| "the VarMap's lock is poisoned")?
-                .iter()
-                .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
-                .collect();
-            VarBuilder::from_tensors(tensors, DType::F32, &device)
+            archc_runtime::load::detached(&varmap, &device)?
         }
     };
     let model = googlenet::Model::new(vb, &googlenet::Config::default())?;

@@ -116,6 +116,30 @@ fn found_shape(err: &Error) -> Option<&Shape> {
     }
 }
 
+/// A `VarBuilder` over detached copies of every variable in `varmap`: the same values as plain tensors.
+///
+/// A layer whose weights are `Var`s keeps their gradients, so it runs as candle ops even in inference (see
+/// [`crate::fused`]). To run a model built on a `VarMap` (random weights, or weights just trained) at inference
+/// speed, build it again from this builder.
+pub fn detached(
+    varmap: &candle_nn::VarMap,
+    device: &candle_core::Device,
+) -> Result<VarBuilder<'static>> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| crate::error("the VarMap's lock is poisoned"))?;
+    let tensors: std::collections::HashMap<String, Tensor> = data
+        .iter()
+        .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+        .collect();
+    let dtype = tensors
+        .values()
+        .next()
+        .map_or(candle_core::DType::F32, Tensor::dtype);
+    Ok(VarBuilder::from_tensors(tensors, dtype, device))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

@@ -94,7 +94,38 @@ pub(crate) fn type_ident(name: &str) -> Ident {
     if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
         out.insert(0, 'B');
     }
+    // A block may not take the name of a type the generated module defines or imports.
+    if GENERATED_TYPES.contains(&out.as_str()) {
+        out.push_str("Block");
+    }
     rust_ident(&out)
+}
+
+/// The type names every generated module defines or imports.
+const GENERATED_TYPES: &[&str] = &[
+    "Model",
+    "Config",
+    "Outputs",
+    "Tensor",
+    "VarBuilder",
+    "Result",
+    "Dims",
+    "Module",
+    "ModuleT",
+    "Self",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::type_ident;
+
+    #[test]
+    fn block_types_never_shadow_the_generated_ones() {
+        assert_eq!(type_ident("inception_aux").to_string(), "InceptionAux");
+        assert_eq!(type_ident("model").to_string(), "ModelBlock");
+        assert_eq!(type_ident("Tensor").to_string(), "TensorBlock");
+        assert_eq!(type_ident("module_t").to_string(), "ModuleTBlock");
+    }
 }
 
 /// Parameter names and types in scope while translating expressions.

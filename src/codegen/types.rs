@@ -66,12 +66,25 @@ const KEYWORDS: &[&str] = &[
     "virtual", "yield",
 ];
 
-/// A Rust identifier for a name from the source: raw (`r#type`) for keywords; `self`-like names get a suffix.
+/// Names the generated code gives its own locals and fields: `vb`, `cfg`, `input`, `xs`, `train`, `heads`,
+/// `micro`, `logits`, and the shape variables `d0`, `d1`, ...
+fn is_generated_local(name: &str) -> bool {
+    matches!(
+        name,
+        "vb" | "cfg" | "input" | "xs" | "train" | "heads" | "micro" | "logits"
+    ) || name
+        .strip_prefix('d')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A Rust identifier for a name from the source: raw (`r#type`) for keywords; `self`-like names and the names
+/// of generated locals get a `_` suffix, so a parameter or statement can never shadow them.
 pub(crate) fn rust_ident(name: &str) -> Ident {
     match name {
         "self" | "Self" | "super" | "crate" | "_" => {
             Ident::new(&format!("{name}_"), RustSpan::call_site())
         }
+        _ if is_generated_local(name) => Ident::new(&format!("{name}_"), RustSpan::call_site()),
         _ if KEYWORDS.contains(&name) => Ident::new_raw(name, RustSpan::call_site()),
         _ => Ident::new(name, RustSpan::call_site()),
     }

@@ -85,9 +85,14 @@ pub fn optimizations() -> Optimizations {
     Optimizations::from_bits(OPTIMIZATIONS.load(Ordering::Relaxed))
 }
 
+/// Whether `t` lives on the CPU as `f32`, the one layout the CPU kernels read.
+fn is_cpu_f32(t: &Tensor) -> bool {
+    matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32
+}
+
 /// Whether the CPU kernels can compute `x`'s layer: a CPU `f32` tensor that no gradient is wanted for.
 pub(crate) fn cpu_kernels_apply(x: &Tensor) -> bool {
-    matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 && !x.track_op()
+    is_cpu_f32(x) && !x.track_op()
 }
 
 /// Whether a gradient is wanted for a learned tensor of a convolution or of its batch norm, as for the `Var`s
@@ -113,12 +118,11 @@ pub fn conv_bn_act(
     train: bool,
 ) -> Result<Tensor> {
     let weight = conv.weight();
-    let weight_on_cpu = matches!(weight.device(), Device::Cpu) && weight.dtype() == DType::F32;
     let options = optimizations();
     if train
         || !options.conv_kernel
         || !cpu_kernels_apply(x)
-        || !weight_on_cpu
+        || !is_cpu_f32(weight)
         || parameters_track_op(conv, bn)
     {
         return unfused(x, conv, bn, relu, train);
@@ -127,7 +131,7 @@ pub fn conv_bn_act(
         let y = conv_bn_act(x, conv, None, false, train)?;
         return unfused_tail(&y, bn, relu, train);
     }
-    let (n, c, h, w) = crate::expect_nchw(x, "conv2d")?;
+    let (_, c, h, w) = crate::expect_nchw(x, "conv2d")?;
     conv.check_channels(c, x)?;
     let (oh, ow) = conv.output_size((h, w))?;
     let (c_out, _, kh, kw) = weight.dims4()?;
@@ -145,13 +149,26 @@ pub fn conv_bn_act(
         out: (oh, ow),
     };
     let epilogue = epilogue(conv, bn, relu, c_out)?;
+    run_conv(x, weight, &geometry, &epilogue)
+}
+
+/// Runs the CPU convolution kernel on the NCHW batch `x` with `weight` (any layout) and returns the
+/// `[n, c_out, oh, ow]` result.
+fn run_conv(
+    x: &Tensor,
+    weight: &Tensor,
+    geometry: &ConvGeometry,
+    epilogue: &Epilogue,
+) -> Result<Tensor> {
+    let n = x.dim(0)?;
     let weight = weight.contiguous()?;
     let out = with_f32(&weight, |weight| {
         with_images(x, |images, image_stride| {
-            cpu::conv2d(images, n, image_stride, weight, &geometry, &epilogue)
+            cpu::conv2d(images, n, image_stride, weight, geometry, epilogue)
         })
     })??;
-    Ok(cpu_tensor(out, (n, c_out, oh, ow)))
+    let (oh, ow) = geometry.out;
+    Ok(cpu_tensor(out, (n, geometry.c_out, oh, ow)))
 }
 
 /// The layers one at a time, as in training.
@@ -221,23 +238,32 @@ fn epilogue(
     })
 }
 
+/// A small parameter tensor's values as `f64`. Runs on every inference call, so a CPU `f32` tensor (the usual
+/// case) is read in place rather than through candle ops.
 fn vec_f64(t: &Tensor) -> Result<Vec<f64>> {
+    if is_cpu_f32(t) {
+        return with_f32(t, |data| data.iter().map(|&v| f64::from(v)).collect());
+    }
     t.to_dtype(DType::F64)?.flatten_all()?.to_vec1()
+}
+
+/// The data of a CPU `f32` storage; an error for any other.
+fn cpu_f32_data(storage: &Storage) -> Result<&[f32]> {
+    match storage {
+        Storage::Cpu(CpuStorage::F32(data)) => Ok(data),
+        _ => Err(crate::error(
+            "internal error: the CPU kernels need a CPU f32 tensor",
+        )),
+    }
 }
 
 /// Calls `f` with the contiguous `f32` data of a CPU tensor.
 fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(CpuStorage::F32(data)) => {
-            let start = layout.start_offset();
-            Ok(f(&data[start..start + layout.shape().elem_count()]))
-        }
-        _ => Err(crate::error(
-            "internal error: the CPU kernels need a CPU f32 tensor",
-        )),
-    }
+    let data = cpu_f32_data(&storage)?;
+    let start = layout.start_offset();
+    Ok(f(&data[start..start + layout.shape().elem_count()]))
 }
 
 /// Calls `f` with an NCHW CPU `f32` tensor's data and the distance between its images, each image being a
@@ -259,20 +285,14 @@ pub(crate) fn with_images<R>(x: &Tensor, f: impl FnOnce(&[f32], usize) -> R) -> 
     let (n, image) = (x.dim(0)?, c * h * w);
     let image_stride = if n > 1 { x.stride()[0] } else { image };
     let (storage, layout) = x.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(CpuStorage::F32(data)) => {
-            let start = layout.start_offset();
-            let end = if n == 0 {
-                start
-            } else {
-                start + (n - 1) * image_stride + image
-            };
-            Ok(f(&data[start..end], image_stride))
-        }
-        _ => Err(crate::error(
-            "internal error: the CPU kernels need a CPU f32 tensor",
-        )),
-    }
+    let data = cpu_f32_data(&storage)?;
+    let start = layout.start_offset();
+    let end = if n == 0 {
+        start
+    } else {
+        start + (n - 1) * image_stride + image
+    };
+    Ok(f(&data[start..end], image_stride))
 }
 
 /// A contiguous CPU tensor over `data`, outside any gradient graph.
@@ -334,10 +354,8 @@ pub fn sibling_heads(
     let mut chosen: Vec<(usize, Head<'_>)> = Vec::new();
     for (i, head) in heads.iter().enumerate() {
         let Some(head) = head else { continue };
-        let weight = head.conv.weight();
         let usable = head.is_pointwise()
-            && matches!(weight.device(), Device::Cpu)
-            && weight.dtype() == DType::F32
+            && is_cpu_f32(head.conv.weight())
             && !parameters_track_op(head.conv, head.bn)
             && !matches!(chosen.first(), Some((_, first)) if first.relu != head.relu);
         if usable {
@@ -347,7 +365,7 @@ pub fn sibling_heads(
     if chosen.len() < 2 {
         return Ok(outputs);
     }
-    let (n, c, h, w) = crate::expect_nchw(x, "conv2d")?;
+    let (_, c, h, w) = crate::expect_nchw(x, "conv2d")?;
     let mut scale = Vec::new();
     let mut shift = Vec::new();
     let mut widths = Vec::with_capacity(chosen.len());
@@ -378,12 +396,7 @@ pub fn sibling_heads(
         shift: Some(shift),
         relu: chosen[0].1.relu,
     };
-    let out = with_f32(&weights, |weights| {
-        with_images(x, |images, image_stride| {
-            cpu::conv2d(images, n, image_stride, weights, &geometry, &epilogue)
-        })
-    })??;
-    let out = cpu_tensor(out, (n, total, h, w));
+    let out = run_conv(x, &weights, &geometry, &epilogue)?;
     let mut start = 0;
     for ((i, _), width) in chosen.iter().zip(widths) {
         outputs[*i] = Some(out.narrow(1, start, width)?);
@@ -398,7 +411,7 @@ fn stacked_weights(chosen: &[(usize, Head<'_>)]) -> Result<Tensor> {
         .iter()
         .map(|(_, h)| h.conv.weight().flatten_from(1))
         .collect::<Result<Vec<_>>>()?;
-    Tensor::cat(&parts, 0)?.contiguous()
+    Tensor::cat(&parts, 0)
 }
 
 /// Inference over a batch larger than the thread pool, in micro-batches of one image per thread: `forward`

@@ -143,12 +143,26 @@ fn main() -> ExitCode {
             allow_errors,
         } => run_graph(&file, format, collapse, network, allow_errors, color),
     };
-    match result {
-        Ok(code) => code,
-        Err(Fatal(message)) => {
-            eprintln!("error: {message}");
-            ExitCode::from(2)
-        }
+    result.unwrap_or_else(Fatal::report)
+}
+
+impl Fatal {
+    /// Prints the error and returns the exit code for usage and I/O errors, 2.
+    fn report(self) -> ExitCode {
+        eprintln!("error: {}", self.0);
+        ExitCode::from(2)
+    }
+}
+
+/// The exit code of a command over several files: 2 if any could not be read or written, else 1 if any has
+/// errors, else 0.
+fn exit_code(io_failed: bool, failed: bool) -> ExitCode {
+    if io_failed {
+        ExitCode::from(2)
+    } else if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -244,13 +258,7 @@ fn run_check(
             .expect("JSON values serialise");
         let _ = writeln!(std::io::stdout(), "{text}");
     }
-    Ok(if io_failed {
-        ExitCode::from(2)
-    } else if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(exit_code(io_failed, failed))
 }
 
 fn status_line(name: &str, checked: &Checked, errors: usize, warnings: usize) -> String {
@@ -320,10 +328,7 @@ fn json_report(name: &str, source: &str, checked: &Checked) -> serde_json::Value
 }
 
 fn checked_or_report(path: &Path, color: bool) -> Result<(String, String, Checked), ExitCode> {
-    let source = read_source(path).map_err(|Fatal(message)| {
-        eprintln!("error: {message}");
-        ExitCode::from(2)
-    })?;
+    let source = read_source(path).map_err(Fatal::report)?;
     let name = display_name(path);
     let checked = compile(SourceKind::from_path(&name), &source);
     if checked.has_errors() {
@@ -581,11 +586,5 @@ fn run_fmt(files: &[PathBuf], check: bool, color: bool) -> Result<ExitCode, Fata
             io_failed = true;
         }
     }
-    Ok(if io_failed {
-        ExitCode::from(2)
-    } else if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(exit_code(io_failed, failed))
 }

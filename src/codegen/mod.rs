@@ -14,7 +14,7 @@
 //! `nn::Op`s, which `archc_runtime::nn::Plan` runs.
 
 pub(crate) mod layer;
-mod types;
+pub(crate) mod types;
 
 use std::collections::{HashMap, HashSet};
 
@@ -313,15 +313,20 @@ impl Generator<'_> {
             forward.push(quote!(let xs = #value;));
             for side in side_outputs {
                 let piece = self.statement(&mut body, side, &channels)?;
-                let (lines, value) = render(quote!(xs), piece.steps, true);
                 let name = rust_ident(side.name.as_deref().unwrap_or("side"));
-                forward.push(quote! {
-                    let #name = if train {
-                        #(#lines)*
-                        Some(#value)
-                    } else {
-                        None
-                    };
+                let grouped = piece.steps.iter().any(|step| matches!(step, Step::Group { .. }));
+                let (lines, value) = render(quote!(xs), piece.steps, grouped);
+                forward.push(if !grouped {
+                    quote!(let #name = train.then(|| #value).transpose()?;)
+                } else {
+                    quote! {
+                        let #name = if train {
+                            #(#lines)*
+                            Some(#value)
+                        } else {
+                            None
+                        };
+                    }
                 });
                 sides.push(name);
             }

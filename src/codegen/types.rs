@@ -192,6 +192,13 @@ pub(crate) fn expr(expr_: &Expr, scope: &Scope<'_>, want: Ty) -> Result<TokenStr
 }
 
 fn coerce(tokens: TokenStream, have: Ty, want: Ty) -> Option<TokenStream> {
+    // An integer literal where a float is wanted is written as a float literal: `2.0`, not `2 as f64`.
+    if (have, want) == (Ty::Int, Ty::Float) {
+        if let Ok(value) = tokens.to_string().parse::<u64>() {
+            let literal = proc_macro2::Literal::f64_unsuffixed(value as f64);
+            return Some(quote!(#literal));
+        }
+    }
     Some(match (have, want) {
         (a, b) if a == b => tokens,
         (Ty::Int, Ty::Float) => quote!(#tokens as f64),

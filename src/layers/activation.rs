@@ -143,3 +143,66 @@ impl LayerDef for Identity {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::layers::emitted;
+
+    /// What each call generates (the layer in a block with parameters `p` and `q`), reviewed by hand.
+    #[test]
+    fn emitted_code() {
+        for (call, input, expected) in CASES {
+            assert_eq!(emitted(call, input), *expected, "{call}");
+        }
+    }
+
+    const CASES: &[(&str, &str, &str)] = &[
+        (
+            "relu",
+            "[8]",
+            r#"fn layer() {
+    let ys = xs.relu()?;
+    let op = nn::Op::Relu;
+}
+"#,
+        ),
+        (
+            "dropout(q)",
+            "[8]",
+            r#"fn layer() {
+    let layer: nn::Dropout = nn::dropout(q).at(SOURCE, 2)?;
+    let ys = xs.apply_t(&self.layer, train)?;
+    let op = nn::Op::Identity;
+}
+"#,
+        ),
+        (
+            "dropout",
+            "[8]",
+            r#"fn layer() {
+    let layer: nn::Dropout = nn::dropout(0.5).at(SOURCE, 2)?;
+    let ys = xs.apply_t(&self.layer, train)?;
+    let op = nn::Op::Identity;
+}
+"#,
+        ),
+        (
+            "softmax",
+            "[8]",
+            r#"fn layer() {
+    let ys = xs.apply(&nn::Softmax)?;
+    let op = nn::Op::Module(&nn::Softmax);
+}
+"#,
+        ),
+        (
+            "identity",
+            "[8]",
+            r#"fn layer() {
+    let ys = xs;
+    let op = nn::Op::Identity;
+}
+"#,
+        ),
+    ];
+}

@@ -312,3 +312,100 @@ pub(crate) fn spatial_formula(
         Some(format!("height: {height}; width: {width}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::layers::emitted;
+
+    /// What each call generates (the layer in a block with parameters `p` and `q`), reviewed by hand.
+    #[test]
+    fn emitted_code() {
+        for (call, input, expected) in CASES {
+            assert_eq!(emitted(call, input), *expected, "{call}");
+        }
+    }
+
+    const CASES: &[(&str, &str, &str)] = &[
+        (
+            "conv2d(64, 7, stride = 2, pad = 3, bias = false)",
+            "[3, 224, 224]",
+            r#"fn layer() {
+    let layer: nn::Conv2d = nn::conv2d(
+            in_channels,
+            64,
+            (7, 7),
+            nn::Conv2dConfig {
+                stride: (2, 2),
+                padding: nn::Pad2d::uniform(3),
+                bias: false,
+                ..Default::default()
+            },
+            vb.pp("layer"),
+        )
+        .at(SOURCE, 2)?;
+    let ys = xs.apply(&self.layer)?;
+    let op = nn::Op::Conv(&self.layer);
+}
+"#,
+        ),
+        (
+            "conv2d(p, [1, 7], pad = [0, 3])",
+            "[8, 17, 17]",
+            r#"fn layer() {
+    let layer: nn::Conv2d = nn::conv2d(
+            in_channels,
+            p,
+            (1, 7),
+            nn::Conv2dConfig {
+                padding: nn::Pad2d::from((0, 3)),
+                ..Default::default()
+            },
+            vb.pp("layer"),
+        )
+        .at(SOURCE, 2)?;
+    let ys = xs.apply(&self.layer)?;
+    let op = nn::Op::Conv(&self.layer);
+}
+"#,
+        ),
+        (
+            "conv2d(16, 3, pad = same, dilation = 2, groups = 4)",
+            "[8, 17, 17]",
+            r#"fn layer() {
+    let layer: nn::Conv2d = nn::conv2d(
+            in_channels,
+            16,
+            (3, 3),
+            nn::Conv2dConfig {
+                padding: nn::Pad2d::same((3, 3), (2, 2))?,
+                dilation: (2, 2),
+                groups: 4,
+                ..Default::default()
+            },
+            vb.pp("layer"),
+        )
+        .at(SOURCE, 2)?;
+    let ys = xs.apply(&self.layer)?;
+    let op = nn::Op::Conv(&self.layer);
+}
+"#,
+        ),
+        (
+            "conv2d(16, 1)",
+            "[8, 17, 17]",
+            r#"fn layer() {
+    let layer: nn::Conv2d = nn::conv2d(
+            in_channels,
+            16,
+            (1, 1),
+            nn::Conv2dConfig::default(),
+            vb.pp("layer"),
+        )
+        .at(SOURCE, 2)?;
+    let ys = xs.apply(&self.layer)?;
+    let op = nn::Op::Conv(&self.layer);
+}
+"#,
+        ),
+    ];
+}

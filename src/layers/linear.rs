@@ -173,3 +173,49 @@ impl LayerDef for Flatten {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::layers::emitted;
+
+    /// What each call generates (the layer in a block with parameters `p` and `q`), reviewed by hand.
+    #[test]
+    fn emitted_code() {
+        for (call, input, expected) in CASES {
+            assert_eq!(emitted(call, input), *expected, "{call}");
+        }
+    }
+
+    const CASES: &[(&str, &str, &str)] = &[
+        (
+            "linear(p)",
+            "[8]",
+            r#"fn layer() {
+    let layer: nn::Linear = nn::linear(in_channels, p, vb.pp("layer")).at(SOURCE, 2)?;
+    let ys = xs.apply(&self.layer)?;
+    let op = nn::Op::Module(&self.layer);
+}
+"#,
+        ),
+        (
+            "linear(10, bias = false)",
+            "[8]",
+            r#"fn layer() {
+    let layer: nn::Linear = nn::linear_no_bias(in_channels, 10, vb.pp("layer"))
+        .at(SOURCE, 2)?;
+    let ys = xs.apply(&self.layer)?;
+    let op = nn::Op::Module(&self.layer);
+}
+"#,
+        ),
+        (
+            "flatten",
+            "[8, 2, 2]",
+            r#"fn layer() {
+    let ys = xs.flatten_from(1)?;
+    let op = nn::Op::Flatten;
+}
+"#,
+        ),
+    ];
+}

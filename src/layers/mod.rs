@@ -220,3 +220,56 @@ pub(crate) fn label_hw([h, w]: Hw) -> String {
         format!("{h}×{w}")
     }
 }
+
+/// What one layer call generates, as text, for the tests next to each layer's definition: the field's type and
+/// constructor, the forward step and the plan node.
+#[cfg(test)]
+pub(crate) fn emitted(call: &str, input: &str) -> String {
+    use crate::codegen::layer::{EmitCx, Forward};
+    use crate::codegen::types::{Scope, Ty};
+
+    let source = format!("block b(p = 1, q = 0.5) {{\n    layer = {call}\n}}\nnetwork n {{\n    input {input}\n    x = b()\n}}\n");
+    let checked = crate::compile(crate::SourceKind::Arch, &source);
+    assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+    let crate::ir::NodeKind::Block { body, .. } = &checked.networks[0].body[0].kind else {
+        panic!("a block instance");
+    };
+    let node = &body[0];
+    let crate::ir::NodeKind::Layer(layer) = &node.kind else {
+        panic!("a layer");
+    };
+    let params = [("p".to_string(), Ty::Int), ("q".to_string(), Ty::Float)];
+    let scope = Scope {
+        params: &params,
+        config: false,
+    };
+    let field = quote::format_ident!("layer");
+    let cx = EmitCx {
+        field: &field,
+        vb: quote::quote!(vb.pp("layer")),
+        in_channels: quote::quote!(in_channels),
+        at: quote::quote!(.at(SOURCE, 2)),
+        args: &node.args,
+        scope: &scope,
+    };
+    let emitted = layer.emit(&cx).unwrap();
+    let forward = match emitted.forward {
+        Forward::Apply => quote::quote!(xs.apply(&self.layer)?),
+        Forward::ApplyT => quote::quote!(xs.apply_t(&self.layer, train)?),
+        Forward::Method(call) => quote::quote!(xs.#call?),
+        Forward::Nothing => quote::quote!(xs),
+    };
+    let field = emitted
+        .field
+        .map(|(ty, ctor)| quote::quote!(let layer: #ty = #ctor;));
+    let plan = emitted.plan;
+    let tokens = quote::quote! {
+        fn layer() {
+            #field
+            let ys = #forward;
+            let op = #plan;
+        }
+    };
+    let file: syn::File = syn::parse2(tokens).unwrap();
+    prettyplease::unparse(&file)
+}

@@ -190,3 +190,75 @@ impl LayerDef for Lrn {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::layers::emitted;
+
+    /// What each call generates (the layer in a block with parameters `p` and `q`), reviewed by hand.
+    #[test]
+    fn emitted_code() {
+        for (call, input, expected) in CASES {
+            assert_eq!(emitted(call, input), *expected, "{call}");
+        }
+    }
+
+    const CASES: &[(&str, &str, &str)] = &[
+        (
+            "batch_norm(eps = 0.001)",
+            "[8, 17, 17]",
+            r#"fn layer() {
+    let layer: nn::BatchNorm = nn::batch_norm(
+            in_channels,
+            nn::BatchNormConfig {
+                eps: 0.001,
+                ..Default::default()
+            },
+            vb.pp("layer"),
+        )
+        .at(SOURCE, 2)?;
+    let ys = xs.apply_t(&self.layer, train)?;
+    let op = nn::Op::BatchNorm(&self.layer);
+}
+"#,
+        ),
+        (
+            "batch_norm(momentum = q, affine = false)",
+            "[8]",
+            r#"fn layer() {
+    let layer: nn::BatchNorm = nn::batch_norm(
+            in_channels,
+            nn::BatchNormConfig {
+                momentum: q,
+                affine: false,
+                ..Default::default()
+            },
+            vb.pp("layer"),
+        )
+        .at(SOURCE, 2)?;
+    let ys = xs.apply_t(&self.layer, train)?;
+    let op = nn::Op::BatchNorm(&self.layer);
+}
+"#,
+        ),
+        (
+            "lrn(5, alpha = 0.0001, beta = 0.75, k = 2)",
+            "[8, 17, 17]",
+            r#"fn layer() {
+    let layer: nn::Lrn = nn::lrn(
+            5,
+            nn::LrnConfig {
+                alpha: 0.0001,
+                beta: 0.75,
+                k: 2.0,
+                ..Default::default()
+            },
+        )
+        .at(SOURCE, 2)?;
+    let ys = xs.apply(&self.layer)?;
+    let op = nn::Op::Module(&self.layer);
+}
+"#,
+        ),
+    ];
+}

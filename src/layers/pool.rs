@@ -492,3 +492,93 @@ fn warn_dropped(
         .with_help("use `ceil = true` (as Caffe and torchvision's GoogLeNet do) or adjust kernel, stride or padding"),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::layers::emitted;
+
+    /// What each call generates (the layer in a block with parameters `p` and `q`), reviewed by hand.
+    #[test]
+    fn emitted_code() {
+        for (call, input, expected) in CASES {
+            assert_eq!(emitted(call, input), *expected, "{call}");
+        }
+    }
+
+    const CASES: &[(&str, &str, &str)] = &[
+        (
+            "max_pool(3, stride = 2, ceil = true)",
+            "[8, 17, 17]",
+            r#"fn layer() {
+    let layer: nn::MaxPool2d = nn::max_pool2d(
+            (3, 3),
+            nn::MaxPool2dConfig {
+                stride: Some((2, 2)),
+                ceil_mode: true,
+                ..Default::default()
+            },
+        )
+        .at(SOURCE, 2)?;
+    let ys = xs.apply(&self.layer)?;
+    let op = nn::Op::MaxPool(&self.layer);
+}
+"#,
+        ),
+        (
+            "max_pool(3, stride = 1, pad = 1, dilation = 2)",
+            "[8, 17, 17]",
+            r#"fn layer() {
+    let layer: nn::MaxPool2d = nn::max_pool2d(
+            (3, 3),
+            nn::MaxPool2dConfig {
+                stride: Some((1, 1)),
+                padding: (1, 1),
+                dilation: (2, 2),
+                ..Default::default()
+            },
+        )
+        .at(SOURCE, 2)?;
+    let ys = xs.apply(&self.layer)?;
+    let op = nn::Op::MaxPool(&self.layer);
+}
+"#,
+        ),
+        (
+            "avg_pool(2, count_include_pad = false)",
+            "[8, 16, 16]",
+            r#"fn layer() {
+    let layer: nn::AvgPool2d = nn::avg_pool2d(
+            (2, 2),
+            nn::AvgPool2dConfig {
+                count_include_pad: false,
+                ..Default::default()
+            },
+        )
+        .at(SOURCE, 2)?;
+    let ys = xs.apply(&self.layer)?;
+    let op = nn::Op::AvgPool(&self.layer);
+}
+"#,
+        ),
+        (
+            "adaptive_avg_pool([4, 2])",
+            "[8, 17, 17]",
+            r#"fn layer() {
+    let layer: nn::AdaptiveAvgPool2d = nn::adaptive_avg_pool2d((4, 2)).at(SOURCE, 2)?;
+    let ys = xs.apply(&self.layer)?;
+    let op = nn::Op::Module(&self.layer);
+}
+"#,
+        ),
+        (
+            "global_avg_pool",
+            "[8, 17, 17]",
+            r#"fn layer() {
+    let layer: nn::AdaptiveAvgPool2d = nn::adaptive_avg_pool2d((1, 1)).at(SOURCE, 2)?;
+    let ys = xs.apply(&self.layer)?;
+    let op = nn::Op::Module(&self.layer);
+}
+"#,
+        ),
+    ];
+}

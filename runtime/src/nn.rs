@@ -15,22 +15,17 @@ use crate::{
     MaxPool2d, Pad2d,
 };
 
-/// The largest size, stride or padding accepted, as in the checker.
-const MAX_DIM: i64 = i32::MAX as i64;
-
 /// An `.arch` size argument: an integer or an `[h, w]` pair.
 pub trait IntoHw {
     /// The `(height, width)` pair, each at least `min`.
     fn into_hw(self, what: &str, min: i64, at: &str) -> Result<(usize, usize)>;
 }
 
+/// `value` within `min..=MAX_DIM`, the checker's rule ([`archc_shape::check_dim`]).
 fn checked_dim(value: i64, what: &str, min: i64, at: &str) -> Result<usize> {
-    if value < min || value > MAX_DIM {
-        return Err(error(format!(
-            "{at}: `{what}` must be between {min} and {MAX_DIM}, found {value}"
-        )));
-    }
-    Ok(value as usize)
+    archc_shape::check_dim(value, min)
+        .map_err(|e| error(format!("{at}: `{what}` {e}")))
+        .and_then(crate::shape::narrow)
 }
 
 impl IntoHw for i64 {
@@ -227,10 +222,19 @@ pub fn conv2d(
             Pad2d::symmetric(ph, pw)
         }
         Pad::Same => {
-            if stride != (1, 1) {
-                return Err(error(format!("{at}: `pad = same` needs stride 1")));
+            use crate::shape::{narrow, wide};
+            let axis = |k: usize, s: usize, d: usize| {
+                archc_shape::same_padding(wide(k), wide(s), wide(d))
+                    .map_err(|e| error(format!("{at}: {e}")))
+            };
+            let (top, bottom) = axis(kernel.0, stride.0, dilation.0)?;
+            let (left, right) = axis(kernel.1, stride.1, dilation.1)?;
+            Pad2d {
+                top: narrow(top)?,
+                bottom: narrow(bottom)?,
+                left: narrow(left)?,
+                right: narrow(right)?,
             }
-            Pad2d::same(kernel, dilation)?
         }
     };
     let spec = Conv2dSpec {

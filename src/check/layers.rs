@@ -3,7 +3,10 @@
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::ir::{Hw, Layer, Padding, Shape, Value};
 
-use super::shape::{conv_output, effective_kernel, pool_output, spell_out, SizeError};
+use archc_shape::{
+    check_dim, conv_output, pool_output, pool_padding_limit, same_padding, spell_out, windows_span,
+    SizeError,
+};
 
 /// The default of a built-in layer's parameter.
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +92,7 @@ pub(crate) fn builtin(name: &str) -> Option<&'static [(&'static str, ArgDefault)
 }
 
 /// The largest size, stride, padding or channel count accepted (PyTorch's kernels index with 32-bit ints).
-pub const MAX_DIM: i64 = i32::MAX as i64;
+pub use archc_shape::MAX_DIM;
 
 /// One bound argument: its value (unknown after an earlier error) and where it came from (the call, for
 /// defaults).
@@ -149,23 +152,12 @@ impl Args<'_> {
     }
 
     fn check_range(&mut self, name: &str, arg: BoundArg, value: i64, min: i64) -> Option<u64> {
-        if value < min {
-            let what = if min == 0 {
-                "non-negative"
-            } else {
-                "at least 1"
-            };
-            self.range_error(name, arg, format!("must be {what}, found {value}"));
-            None
-        } else if value > MAX_DIM {
-            self.range_error(
-                name,
-                arg,
-                format!("{value} is larger than the limit {MAX_DIM}"),
-            );
-            None
-        } else {
-            Some(value as u64)
+        match check_dim(value, min) {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.range_error(name, arg, error.to_string());
+                None
+            }
         }
     }
 
@@ -310,7 +302,10 @@ fn resolve(args: &mut Args<'_>) -> Option<Layer> {
             let padding = match pad? {
                 PadArg::Explicit(hw) => Padding::symmetric(hw),
                 PadArg::Same => {
-                    if stride != [1, 1] {
+                    let same =
+                        |axis: usize| same_padding(kernel[axis], stride[axis], dilation[axis]);
+                    // Arguments in range leave one way to fail: a stride above 1.
+                    let (Ok((top, bottom)), Ok((left, right))) = (same(0), same(1)) else {
                         let span = args.span("pad");
                         args.failed = true;
                         args.diagnostics.push(
@@ -320,14 +315,12 @@ fn resolve(args: &mut Args<'_>) -> Option<Layer> {
                                 .with_note("with a stride above 1 no padding keeps the input size, as in PyTorch"),
                         );
                         return None;
-                    }
-                    let total_h = effective_kernel(kernel[0], dilation[0]).ok()? - 1;
-                    let total_w = effective_kernel(kernel[1], dilation[1]).ok()? - 1;
+                    };
                     Padding {
-                        top: total_h / 2,
-                        bottom: total_h - total_h / 2,
-                        left: total_w / 2,
-                        right: total_w - total_w / 2,
+                        top,
+                        bottom,
+                        left,
+                        right,
                     }
                 }
             };
@@ -450,10 +443,11 @@ fn stride_or_kernel(args: &mut Args<'_>, kernel: Option<Hw>) -> Option<Hw> {
     }
 }
 
-/// PyTorch rejects pooling padding above half the kernel ("pad should be at most half of kernel size").
+/// PyTorch rejects pooling padding above half the kernel, dilated or not ("pad should be smaller than or equal
+/// to half of kernel size").
 fn check_pool_padding(args: &mut Args<'_>, kernel: Hw, padding: Hw) -> Option<()> {
     for axis in 0..2 {
-        if padding[axis] > kernel[axis] / 2 {
+        if padding[axis] > pool_padding_limit(kernel[axis]) {
             let span = args.span("pad");
             args.failed = true;
             args.diagnostics.push(
@@ -467,7 +461,7 @@ fn check_pool_padding(args: &mut Args<'_>, kernel: Hw, padding: Hw) -> Option<()
                 )
                 .with_label(format!(
                     "at most {} for a kernel of {}",
-                    kernel[axis] / 2,
+                    pool_padding_limit(kernel[axis]),
                     kernel[axis]
                 ))
                 .with_note(
@@ -566,6 +560,7 @@ fn axis_output(
         Err(SizeError::WindowTooLarge {
             effective_kernel,
             padded_input,
+            ..
         }) => {
             let span = args.span("kernel");
             let mut diagnostic = Diagnostic::error(
@@ -599,6 +594,25 @@ fn axis_output(
                     format!("{} output size overflows", args.layer),
                 )
                 .with_label("sizes too large"),
+            );
+            None
+        }
+        // Argument validation (`resolve`) rejects these first; reported plainly should that ever change.
+        Err(
+            error @ (SizeError::Zero(_)
+            | SizeError::PaddingTooLarge { .. }
+            | SizeError::SameNeedsStrideOne { .. }
+            | SizeError::OutputPaddingTooLarge { .. }
+            | SizeError::PaddingRemovesOutput { .. }),
+        ) => {
+            args.failed = true;
+            args.diagnostics.push(
+                Diagnostic::error(
+                    Code::InvalidArgument,
+                    args.call_span,
+                    format!("{}: {error}", args.layer),
+                )
+                .with_label(error.to_string()),
             );
             None
         }
@@ -811,10 +825,9 @@ fn warn_dropped(
     dilation: u64,
     output: u64,
 ) {
-    let Ok(effective) = effective_kernel(kernel, dilation) else {
+    let Ok(covered) = windows_span(output, kernel, stride, dilation) else {
         return;
     };
-    let covered = (output - 1) * stride + effective;
     let padded = input + 2 * pad;
     // Only real input counts: trailing padding that no window reaches is harmless.
     let dropped = (input + pad).saturating_sub(covered);

@@ -8,7 +8,6 @@
 
 mod eval;
 pub(crate) mod layers;
-mod shape;
 
 use std::collections::{HashMap, HashSet};
 

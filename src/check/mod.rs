@@ -7,7 +7,6 @@
 //! meant.
 
 mod eval;
-pub(crate) mod shape;
 
 use std::collections::{HashMap, HashSet};
 

@@ -3,7 +3,7 @@
 
 use quote::quote;
 
-use crate::check::shape::{effective_kernel, spell_out};
+use archc_shape::{same_padding, spell_out};
 use crate::codegen::layer::{EmitCx, Emitted, Want};
 use crate::codegen::CodegenError;
 use crate::diagnostic::{Code, Diagnostic};
@@ -236,26 +236,24 @@ fn resolve(args: &mut Args<'_>) -> Option<Layer> {
     let padding = match pad? {
         PadArg::Explicit(hw) => Padding::symmetric(hw),
         PadArg::Same => {
-            if stride != [1, 1] {
+            let same = |axis: usize| same_padding(kernel[axis], stride[axis], dilation[axis]);
+            // Arguments in range leave one way to fail: a stride above 1.
+            let (Ok((top, bottom)), Ok((left, right))) = (same(0), same(1)) else {
                 let span = args.span("pad");
                 let stride_span = args.span("stride");
                 args.report(
                     Diagnostic::error(Code::InvalidArgument, span, "`pad = same` needs stride 1")
                         .with_label("`same` here")
                         .with_secondary(stride_span, format!("stride {}", hw_text(stride)))
-                        .with_note(
-                            "with a stride above 1 no padding keeps the input size, as in PyTorch",
-                        ),
+                        .with_note("with a stride above 1 no padding keeps the input size, as in PyTorch"),
                 );
                 return None;
-            }
-            let total_h = effective_kernel(kernel[0], dilation[0]).ok()? - 1;
-            let total_w = effective_kernel(kernel[1], dilation[1]).ok()? - 1;
+            };
             Padding {
-                top: total_h / 2,
-                bottom: total_h - total_h / 2,
-                left: total_w / 2,
-                right: total_w - total_w / 2,
+                top,
+                bottom,
+                left,
+                right,
             }
         }
     };

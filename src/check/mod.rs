@@ -534,6 +534,7 @@ impl<'a> Checker<'a> {
                     role: Role::Main,
                     span: statement.span,
                     args: Vec::new(),
+                    declared: None,
                 }),
                 _ => None,
             }
@@ -568,7 +569,8 @@ impl<'a> Checker<'a> {
                 self.report_declared_mismatch(statement, &node, shape_expr.span, declared);
                 (None, Some(declared))
             }
-            (Some(node), _) => {
+            (Some(mut node), _) => {
+                node.declared = statement.declared.as_ref().map(|shape| shape.dims.clone());
                 let output = node.output;
                 (Some(node), Some(output))
             }
@@ -635,6 +637,7 @@ impl<'a> Checker<'a> {
                     role: Role::Main,
                     span: group.span,
                     args: Vec::new(),
+                    declared: None,
                 })
             }
         }
@@ -699,6 +702,7 @@ impl<'a> Checker<'a> {
                 role: Role::Main,
                 span: call.span,
                 args: bound_args(call, &names, &bound),
+                declared: None,
             });
         }
         let Some(&definition) = self.blocks.get(callee) else {
@@ -831,6 +835,7 @@ impl<'a> Checker<'a> {
                 role: Role::Main,
                 span: call.span,
                 args: call_args,
+                declared: None,
             });
         }
         let args = definition
@@ -852,6 +857,7 @@ impl<'a> Checker<'a> {
             role: Role::Main,
             span: call.span,
             args: call_args,
+            declared: None,
         })
     }
 

@@ -1,9 +1,9 @@
 //! A built-in call's arguments after binding, with typed accessors that report misuse, and the checks every
 //! layer family shares (feature-map input, per-axis output sizes).
 
-use archc_shape::{check_dim, conv_output, pool_output, SizeError};
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::ir::{Shape, Value};
+use archc_shape::{check_dim, conv_output, pool_output, SizeError};
 
 use super::Hw;
 

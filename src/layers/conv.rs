@@ -3,11 +3,11 @@
 
 use quote::quote;
 
-use archc_shape::{same_padding, spell_out};
 use crate::codegen::layer::{EmitCx, Emitted, Want};
 use crate::codegen::CodegenError;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::ir::{Padding, Shape, Value};
+use archc_shape::{same_padding, spell_out};
 
 use super::args::{both_axes, pad_arg, require_map, ArgDefault::*, Args, PadArg};
 use super::{hw_text, label_hw, Builtin, Hw, Layer, LayerDef, Param};
@@ -245,7 +245,9 @@ fn resolve(args: &mut Args<'_>) -> Option<Layer> {
                     Diagnostic::error(Code::InvalidArgument, span, "`pad = same` needs stride 1")
                         .with_label("`same` here")
                         .with_secondary(stride_span, format!("stride {}", hw_text(stride)))
-                        .with_note("with a stride above 1 no padding keeps the input size, as in PyTorch"),
+                        .with_note(
+                            "with a stride above 1 no padding keeps the input size, as in PyTorch",
+                        ),
                 );
                 return None;
             };

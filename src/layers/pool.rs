@@ -3,11 +3,11 @@
 
 use quote::quote;
 
-use archc_shape::{pool_padding_limit, spell_out, windows_span};
 use crate::codegen::layer::{EmitCx, Emitted, Want};
 use crate::codegen::CodegenError;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::ir::{Shape, Value};
+use archc_shape::{pool_padding_limit, spell_out, windows_span};
 
 use super::args::{both_axes, require_map, stride_or_kernel, ArgDefault::*, Args};
 use super::conv::spatial_formula;

@@ -138,9 +138,31 @@ fn call_hover(document: &Document, file: &ast::File, call: &ast::Call) -> String
         }
     }
     let instances = document.nodes_at(call.span);
-    if !instances.is_empty() {
-        out.push_str("\n---\n");
+    out.push_str("\n---\n");
+    if instances.is_empty() {
+        out.push_str(&unchecked_text(document, call.span));
+    } else {
         out.push_str(&instances_text(&instances, true));
+    }
+    out
+}
+
+/// Why a call or statement has no checked node: the errors on it, with what the checker inferred.
+fn unchecked_text(document: &Document, span: Span) -> String {
+    let mut out = String::from("not checked");
+    for d in &document.diagnostics {
+        if d.is_error()
+            && d.primary.span.start < span.end.max(span.start + 1)
+            && span.start < d.primary.span.end.max(d.primary.span.start + 1)
+        {
+            let _ = write!(out, "\n\n**{}**: {}", d.code, d.message);
+            if !d.primary.message.is_empty() {
+                let _ = write!(out, " ({})", d.primary.message);
+            }
+            for note in &d.notes {
+                let _ = write!(out, "  \nnote: {note}");
+            }
+        }
     }
     out
 }
@@ -156,7 +178,8 @@ fn statement_hover(document: &Document, statement: &LayerStatement) -> String {
     }
     let instances = document.nodes_at(statement_node_span(statement));
     if instances.is_empty() {
-        out.push_str("\nnot checked (see the diagnostics)");
+        out.push('\n');
+        out.push_str(&unchecked_text(document, statement.span));
     } else {
         out.push('\n');
         out.push_str(&instances_text(&instances, statement.chain.len() == 1));
@@ -449,6 +472,8 @@ pub fn inlay_hints(document: &Document, range: std::ops::Range<usize>) -> Vec<In
             data: None,
         });
     }
+    // A group's row ends after its branches' rows: editors want hints in document order.
+    hints.sort_by_key(|h| (h.position.line, h.position.character));
     hints
 }
 
@@ -679,5 +704,74 @@ pub fn formatting(document: &Document) -> Result<Vec<TextEdit>, String> {
                 .unwrap_or_default();
             Err(format!("not formatted: syntax error{first}"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SOURCE: &str = "\
+network net(n = 10) {
+    input [3, 32, 32]
+    conv = conv2d(16, 3, pad = 1)
+    pool = max_pool(3, stride = 2) : [16, 16, 16]
+    fc = flatten -> linear(n)
+}
+";
+
+    fn hover_text(source: &str, needle: &str) -> String {
+        let document = Document::new(SourceKind::Arch, 0, source.to_string());
+        let offset = source.find(needle).expect("needle") + 1;
+        match hover(&document, offset).map(|h| h.contents) {
+            Some(HoverContents::Markup(markup)) => markup.value,
+            other => panic!("no markdown hover: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn keywords_match_the_grammar() {
+        let grammar = include_str!("../../grammar/arch.pest");
+        let rule = grammar
+            .lines()
+            .find(|line| line.starts_with("keyword "))
+            .expect("a keyword rule");
+        let mut words: Vec<&str> = rule.split('"').skip(1).step_by(2).collect();
+        let mut ours = KEYWORDS.to_vec();
+        words.sort_unstable();
+        ours.sort_unstable();
+        assert_eq!(words, ours);
+    }
+
+    #[test]
+    fn hover_on_a_layer_call_shows_signature_shapes_costs_and_the_formula() {
+        let text = hover_text(SOURCE, "conv2d");
+        assert!(text.contains("conv2d(out, kernel, stride = 1"), "{text}");
+        assert!(text.contains(signatures::description("conv2d")));
+        // 16 filters of 3×3×3 plus 16 biases; 16·27 MACs at each of 32×32 positions.
+        assert!(
+            text.contains("`[3, 32, 32]` → `[16, 32, 32]` · 448 params · 442,368 MACs"),
+            "{text}"
+        );
+        assert!(
+            text.contains("height and width: 32 + 2×1 − 3 + 1 = 32"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn hover_on_a_row_that_fails_shows_the_error_and_its_arithmetic() {
+        // A 3×3/2 pool of 32 gives floor((32 − 3) / 2) + 1 = 15, not the declared 16.
+        let text = hover_text(SOURCE, "pool =");
+        assert!(text.contains("not checked"), "{text}");
+        assert!(text.contains("E0102"), "{text}");
+        assert!(text.contains("floor((32 − 3) / 2) + 1 = 15"), "{text}");
+    }
+
+    #[test]
+    fn hover_on_a_code_in_a_comment_explains_it() {
+        let source = "# see W0201 here\n";
+        let text = hover_text(source, "W0201");
+        assert!(text.starts_with("**W0201**: floor-mode pooling"), "{text}");
     }
 }

@@ -14,7 +14,7 @@ pub mod features;
 pub mod signatures;
 pub mod text;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use lsp_server::{Connection, ErrorCode, Message, Notification, Request, Response, ResponseError};
 use lsp_types::notification::{self as notif, Notification as _};
@@ -390,7 +390,15 @@ pub fn serve(connection: &Connection) -> Result<bool, Box<dyn std::error::Error 
     };
     connection.initialize_finish(id, serde_json::to_value(result)?)?;
     let mut server = Server::new();
-    for message in &connection.receiver {
+    let mut queue = VecDeque::new();
+    loop {
+        let message = match queue.pop_front() {
+            Some(message) => message,
+            None => match connection.receiver.recv() {
+                Ok(message) => message,
+                Err(_) => return Ok(false),
+            },
+        };
         match message {
             Message::Request(request) => {
                 if connection.handle_shutdown(&request)? {
@@ -399,9 +407,14 @@ pub fn serve(connection: &Connection) -> Result<bool, Box<dyn std::error::Error 
                 let response = handle_request(&mut server, request);
                 connection.sender.send(Message::Response(response))?;
             }
-            Message::Notification(notification) => {
+            Message::Notification(mut notification) => {
                 if notification.method == notif::Exit::METHOD {
                     return Ok(false);
+                }
+                if notification.method == notif::DidChangeTextDocument::METHOD {
+                    // Keystrokes that arrived while the last one was checked are checked once, together.
+                    queue.extend(connection.receiver.try_iter());
+                    notification = coalesce_changes(notification, &mut queue);
                 }
                 let Notification { method, params } = notification;
                 let replies = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -415,5 +428,73 @@ pub fn serve(connection: &Connection) -> Result<bool, Box<dyn std::error::Error 
             Message::Response(_) => {}
         }
     }
-    Ok(false)
+}
+
+/// Merges the `didChange` notifications for the same document at the front of `queue` into `first` (their
+/// changes appended in order, their last version kept), so a burst of keystrokes costs one check. Any other
+/// message stops the merge, so the order of everything else is kept.
+fn coalesce_changes(mut first: Notification, queue: &mut VecDeque<Message>) -> Notification {
+    let uri = first.params["textDocument"]["uri"].clone();
+    while let Some(Message::Notification(next)) = queue.front() {
+        if next.method != first.method || next.params["textDocument"]["uri"] != uri {
+            break;
+        }
+        let (Some(more), Some(version)) = (
+            next.params["contentChanges"].as_array().cloned(),
+            next.params["textDocument"].get("version").cloned(),
+        ) else {
+            break;
+        };
+        let Some(changes) = first
+            .params
+            .get_mut("contentChanges")
+            .and_then(Value::as_array_mut)
+        else {
+            break;
+        };
+        changes.extend(more);
+        first.params["textDocument"]["version"] = version;
+        queue.pop_front();
+    }
+    first
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn change(uri: &str, version: i32, text: &str) -> Notification {
+        Notification::new(
+            notif::DidChangeTextDocument::METHOD.to_string(),
+            json!({ "textDocument": { "uri": uri, "version": version }, "contentChanges": [{ "text": text }] }),
+        )
+    }
+
+    #[test]
+    fn queued_changes_to_one_document_are_checked_once_and_other_messages_keep_their_order() {
+        let mut queue = VecDeque::from([
+            Message::Notification(change("file:///a.arch", 2, "ab")),
+            Message::Notification(change("file:///a.arch", 3, "abc")),
+            Message::Notification(change("file:///b.arch", 1, "x")),
+            Message::Notification(change("file:///a.arch", 4, "abcd")),
+        ]);
+        let merged = coalesce_changes(change("file:///a.arch", 1, "a"), &mut queue);
+        assert_eq!(merged.params["textDocument"]["version"], 3);
+        assert_eq!(
+            merged.params["contentChanges"],
+            json!([{ "text": "a" }, { "text": "ab" }, { "text": "abc" }])
+        );
+        assert_eq!(queue.len(), 2, "b's change and a's later one stay queued");
+
+        let mut server = Server::new();
+        let uri: Uri = "file:///a.arch".parse().unwrap();
+        server.notify(
+            notif::DidOpenTextDocument::METHOD,
+            json!({ "textDocument": { "uri": "file:///a.arch", "languageId": "arch", "version": 0, "text": "" } }),
+        );
+        let published = server.notify(&merged.method, merged.params);
+        assert_eq!(published[0].params["version"], 3);
+        assert_eq!(server.document(&uri).unwrap().text.as_str(), "abc");
+    }
 }

@@ -612,7 +612,7 @@ pub fn document_symbols(document: &Document) -> Vec<DocumentSymbol> {
                     DefinitionKind::Block => SymbolKind::CLASS,
                     DefinitionKind::Network => SymbolKind::MODULE,
                 },
-                text.range(definition.span),
+                text.range(definition.span.to(definition.name.span)),
                 text.range(definition.name.span),
                 Some(children),
             )

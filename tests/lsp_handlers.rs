@@ -15,7 +15,11 @@ const YAML_URI: &str = "file:///prop/model.yaml";
 
 fn config() -> ProptestConfig {
     ProptestConfig {
-        cases: 128,
+        // PROPTEST_CASES raises it for a longer run.
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(128),
         failure_persistence: None,
         ..ProptestConfig::default()
     }

@@ -52,6 +52,31 @@ pub fn hover(document: &Document, offset: usize) -> Option<Hover> {
             Some(document.text.range(call.callee.span)),
         ));
     }
+    if let Some((call, name)) = calls(file).into_iter().find_map(|(_, call)| {
+        let name = call
+            .args
+            .iter()
+            .filter_map(|a| a.name.as_ref())
+            .find(|n| contains(n.span, offset))?;
+        Some((call, name))
+    }) {
+        if let Some(signature) = signatures::builtin(&call.callee.name) {
+            let body = match signature.params.iter().find(|(p, _)| *p == name.name) {
+                Some((_, Some(default))) => {
+                    format!(
+                        "`{}` of `{}` (default `{default}`)",
+                        name.name, signature.name
+                    )
+                }
+                Some((_, None)) => format!("`{}` of `{}` (required)", name.name, signature.name),
+                None => format!("`{}` has no parameter `{}`", signature.name, name.name),
+            };
+            return Some(markdown(
+                format!("{body}\n\n```arch\n{}\n```", signature.label()),
+                Some(document.text.range(name.span)),
+            ));
+        }
+    }
     let all = occurrences(file);
     if let Some(occurrence) = occurrence_at(&all, offset) {
         let body = match &occurrence.symbol {
@@ -766,6 +791,15 @@ network net(n = 10) {
         assert!(text.contains("not checked"), "{text}");
         assert!(text.contains("E0102"), "{text}");
         assert!(text.contains("floor((32 − 3) / 2) + 1 = 15"), "{text}");
+    }
+
+    #[test]
+    fn hover_on_a_keyword_argument_shows_its_default() {
+        let text = hover_text(SOURCE, "stride");
+        assert!(
+            text.starts_with("`stride` of `max_pool` (default `kernel`)"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -55,7 +55,7 @@ macro_rules! keeps_shape {
 impl LayerDef for Relu {
     const BUILTINS: &'static [Builtin] = &[Builtin {
         name: "relu",
-        summary: "rectified linear unit, max(x, 0) (PyTorch's nn.ReLU)",
+        summary: "Rectified linear unit, element-wise; the shape is unchanged.",
         params: &[],
         resolve: |_| Some(Layer::Relu(Relu)),
     }];
@@ -74,8 +74,11 @@ impl LayerDef for Relu {
 impl LayerDef for Dropout {
     const BUILTINS: &'static [Builtin] = &[Builtin {
         name: "dropout",
-        summary: "dropout with probability p in training, the identity in inference (PyTorch's nn.Dropout)",
-        params: &[Param { name: "p", default: Value(Value::Float(0.5)) }],
+        summary: "Dropout with probability `p` in training; the identity in inference.",
+        params: &[Param {
+            name: "p",
+            default: Value(Value::Float(0.5)),
+        }],
         resolve: |args| {
             let p = args.float_in("p", 0.0, 1.0)?;
             Some(Layer::Dropout(Dropout { p }))
@@ -102,7 +105,7 @@ impl LayerDef for Dropout {
 impl LayerDef for Softmax {
     const BUILTINS: &'static [Builtin] = &[Builtin {
         name: "softmax",
-        summary: "softmax over channels (PyTorch's nn.Softmax(dim=1))",
+        summary: "Softmax over the features.",
         params: &[],
         resolve: |_| Some(Layer::Softmax(Softmax)),
     }];
@@ -124,7 +127,7 @@ impl LayerDef for Softmax {
 impl LayerDef for Identity {
     const BUILTINS: &'static [Builtin] = &[Builtin {
         name: "identity",
-        summary: "passes its input through (PyTorch's nn.Identity)",
+        summary: "Passes its input through unchanged.",
         params: &[],
         resolve: |_| Some(Layer::Identity(Identity)),
     }];

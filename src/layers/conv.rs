@@ -28,7 +28,7 @@ pub struct Conv2d {
 impl LayerDef for Conv2d {
     const BUILTINS: &'static [Builtin] = &[Builtin {
         name: "conv2d",
-        summary: "2-D convolution (PyTorch's nn.Conv2d); in-channels are inferred",
+        summary: "2-D convolution (PyTorch `nn.Conv2d`); in-channels are inferred; `pad = same` keeps the size.",
         params: &[
             Param {
                 name: "out",

@@ -124,7 +124,7 @@ impl LayerDef for Linear {
 impl LayerDef for Flatten {
     const BUILTINS: &'static [Builtin] = &[Builtin {
         name: "flatten",
-        summary: "a [C, H, W] map to a flat [C·H·W] vector (PyTorch's nn.Flatten)",
+        summary: "Flattens `[C, H, W]` into `[C·H·W]` features.",
         params: &[],
         resolve: |_| Some(Layer::Flatten(Flatten)),
     }];

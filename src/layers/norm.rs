@@ -31,7 +31,7 @@ pub struct Lrn {
 impl LayerDef for BatchNorm {
     const BUILTINS: &'static [Builtin] = &[Builtin {
         name: "batch_norm",
-        summary: "batch normalisation over channels (PyTorch's nn.BatchNorm2d / 1d); features are inferred",
+        summary: "Batch normalisation over the channels (`nn.BatchNorm2d`, or `BatchNorm1d` on a flat input).",
         params: &[
             Param { name: "eps", default: Value(Value::Float(1e-5)) },
             Param { name: "momentum", default: Value(Value::Float(0.1)) },
@@ -114,7 +114,7 @@ impl LayerDef for BatchNorm {
 impl LayerDef for Lrn {
     const BUILTINS: &'static [Builtin] = &[Builtin {
         name: "lrn",
-        summary: "local response normalisation across channels (PyTorch's nn.LocalResponseNorm)",
+        summary: "Local response normalisation across channels (`nn.LocalResponseNorm`, AlexNet/GoogLeNet).",
         params: &[
             Param {
                 name: "size",

@@ -42,7 +42,7 @@ pub struct AdaptiveAvgPool2d {
 impl LayerDef for MaxPool2d {
     const BUILTINS: &'static [Builtin] = &[Builtin {
         name: "max_pool",
-        summary: "max pooling (PyTorch's nn.MaxPool2d); stride defaults to the kernel",
+        summary: "2-D max pooling (`nn.MaxPool2d`); the stride defaults to the kernel; `ceil = true` is Caffe's rounding.",
         params: &[
             Param {
                 name: "kernel",
@@ -131,7 +131,7 @@ impl LayerDef for MaxPool2d {
 impl LayerDef for AvgPool2d {
     const BUILTINS: &'static [Builtin] = &[Builtin {
         name: "avg_pool",
-        summary: "average pooling (PyTorch's nn.AvgPool2d); stride defaults to the kernel",
+        summary: "2-D average pooling (`nn.AvgPool2d`); the stride defaults to the kernel.",
         params: &[
             Param {
                 name: "kernel",
@@ -221,7 +221,7 @@ impl LayerDef for AdaptiveAvgPool2d {
     const BUILTINS: &'static [Builtin] = &[
         Builtin {
             name: "adaptive_avg_pool",
-            summary: "average pooling to a fixed size (PyTorch's nn.AdaptiveAvgPool2d)",
+            summary: "Adaptive average pooling to a fixed output size (`nn.AdaptiveAvgPool2d`).",
             params: &[Param {
                 name: "size",
                 default: Required,
@@ -233,7 +233,7 @@ impl LayerDef for AdaptiveAvgPool2d {
         },
         Builtin {
             name: "global_avg_pool",
-            summary: "average over the whole map: adaptive_avg_pool(1)",
+            summary: "Average over the whole map: `[C, H, W]` becomes `[C, 1, 1]`.",
             params: &[],
             resolve: |_| {
                 Some(Layer::AdaptiveAvgPool2d(AdaptiveAvgPool2d {

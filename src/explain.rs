@@ -102,8 +102,11 @@ The arguments are GoogLeNet's Table 1 row for inception (3b) with its columns ou
 128 + 32 + 96 + 64 = 320 channels, not 480. The note spells out the concat; for a spatial mismatch the notes
 show each layer's size arithmetic.
 
-After a mismatch the checker continues with the declared size, so the rows below are checked against what
-the author meant and one run reports every wrong row."
+After a mismatch either the row or its declaration may be the wrong one, so the checker follows both sizes:
+each row below is checked against the declared size and against the computed one, and is reported only when
+it agrees with neither. A wrong declaration (the rows below are right for the real size) and a wrong
+computation upstream (a changed input size or stride, the declarations below are right) each give one error,
+and one run still reports every wrong row. A row whose declaration agrees with one of the two settles it."
         }
         Code::ConcatSpatialMismatch => {
             "The branches of a `concat` do not agree on their spatial size. A concat joins its branches along the

@@ -69,6 +69,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
     // Shapes.
     ("add_shape_mismatch_residual.arch", &["E0104"]),
     ("concat_flat_and_map.arch", &["E0103"]),
+    // One mistake, one error (tests/cascade.rs checks the lines).
+    ("cascade_wrong_declaration.arch", &["E0102"]),
+    ("cascade_wrong_input_size.arch", &["E0102"]),
+    ("cascade_wrong_stride.arch", &["E0102"]),
     // Warnings only.
     ("floor_mode_pool.arch", &["W0201"]),
     ("unused_block.arch", &["W0202"]),

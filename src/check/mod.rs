@@ -4,7 +4,9 @@
 //! values, inferring every in-channel count and spatial size with PyTorch's formulas, and verifying concat and
 //! add agreement and the declared sizes. It never stops at the first error: a statement that fails continues
 //! with its declared size (when it has one), so the rows after it are still checked against what the author
-//! meant.
+//! meant. When a declaration disagrees with what its row computes, either may be the wrong one, so the rows
+//! after it are checked against both (see [`Checker::check_row`]): one wrong declaration gives one error, and
+//! so does one wrong computation upstream.
 
 mod eval;
 pub(crate) mod layers;
@@ -57,7 +59,8 @@ pub fn check_file(file: &ast::File) -> Checked {
 
 /// Checks every definition like [`check_file`], and also returns every network the checker could follow from
 /// its input to its output, those with errors included: a statement that failed is missing from such a
-/// network's body, and the statements after it read its declared size. `archc graph --allow-errors` draws these.
+/// network's body, and the statements after it read its declared size (or what it computes, where the rows
+/// after it agree with that instead). `archc graph --allow-errors` draws these.
 pub fn check_file_recovering(file: &ast::File) -> (Checked, Vec<Network>) {
     let mut checker = Checker {
         blocks: HashMap::new(),
@@ -338,8 +341,9 @@ impl<'a> Checker<'a> {
         kind: BodyKind,
     ) -> (Vec<Node>, Option<Shape>) {
         let mut scope = Scope::new();
-        let mut current = input;
-        let mut named_outputs: Vec<(&str, Option<Shape>)> = Vec::new();
+        // The shapes the next row may read, most trusted first (see `check_row`).
+        let mut current: Vec<Shape> = input.into_iter().collect();
+        let mut named_outputs: Vec<(&str, Vec<Shape>)> = Vec::new();
         let mut nodes = Vec::new();
         for (index, statement) in statements.iter().enumerate() {
             let layer = match statement {
@@ -357,7 +361,7 @@ impl<'a> Checker<'a> {
                 Statement::Layer(layer) => layer,
             };
             let (statement_input, role) = match &layer.side_from {
-                None => (current, Role::Main),
+                None => (current.clone(), Role::Main),
                 Some(source) => {
                     if kind != BodyKind::Network {
                         self.diagnostics.push(
@@ -375,8 +379,8 @@ impl<'a> Checker<'a> {
                         .rev()
                         .find(|(name, _)| *name == source.name)
                     {
-                        Some((_, shape)) => (
-                            *shape,
+                        Some((_, shapes)) => (
+                            shapes.clone(),
                             Role::Side {
                                 source: source.name.clone(),
                             },
@@ -398,7 +402,7 @@ impl<'a> Checker<'a> {
                             }
                             self.diagnostics.push(diagnostic);
                             (
-                                None,
+                                Vec::new(),
                                 Role::Side {
                                     source: source.name.clone(),
                                 },
@@ -407,24 +411,101 @@ impl<'a> Checker<'a> {
                     }
                 }
             };
-            let (node, output) = self.check_statement(
+            let (node, outputs) = self.check_row(
                 layer,
                 env,
-                statement_input,
+                &statement_input,
                 prefix,
                 &mut scope,
                 role.clone(),
             );
             self.hint_missing_equals(layer, statements.get(index + 1));
             if role == Role::Main {
-                current = output;
                 if let Some(name) = &layer.name {
-                    named_outputs.push((&name.name, output));
+                    named_outputs.push((&name.name, outputs.clone()));
                 }
+                current = outputs;
             }
             nodes.extend(node);
         }
-        (nodes, current)
+        // A block's output is one shape: where its last rows left two, the caller reads the trusted one.
+        (nodes, current.first().copied())
+    }
+
+    /// Checks one row of a body against each shape its input may have.
+    ///
+    /// After a row whose declaration disagrees with what it computes, either may be wrong: a wrong declaration
+    /// (the rows after it are right, computed from the real size), or a wrong computation upstream (a changed
+    /// input size, a wrong stride: the declarations after it are right). So the next rows read both, the
+    /// declared size first. A row is checked from each; the first reading under which it checks cleanly, and
+    /// agrees with its own declaration if it has one, is taken, and its diagnostics are the row's. A row that
+    /// checks cleanly under neither is reported as read from the declared size (as with one reading), and
+    /// what it computes and declares become the next two readings. A row with a declaration that agrees
+    /// settles the question: the rows after it read that size alone.
+    fn check_row(
+        &mut self,
+        statement: &'a LayerStatement,
+        env: &Env<'_>,
+        inputs: &[Shape],
+        prefix: &str,
+        scope: &mut Scope,
+        role: Role,
+    ) -> (Option<Node>, Vec<Shape>) {
+        if inputs.len() < 2 {
+            let input = inputs.first().copied();
+            return self.check_statement(statement, env, input, prefix, scope, role);
+        }
+        // Each reading is checked on its own copy of the names and diagnostics; only the one taken is kept.
+        let mut readings = Vec::new();
+        for &input in inputs {
+            let mut own_scope = scope.clone();
+            let outer = std::mem::take(&mut self.diagnostics);
+            let budget_reported = self.budget_reported;
+            let node = self.infer_statement(
+                statement,
+                env,
+                Some(input),
+                prefix,
+                &mut own_scope,
+                role.clone(),
+            );
+            let diagnostics = std::mem::replace(&mut self.diagnostics, outer);
+            self.budget_reported = budget_reported;
+            let clean = node.is_some() && !diagnostics.iter().any(Diagnostic::is_error);
+            readings.push((node, diagnostics, own_scope, clean));
+        }
+        let declared = self.eval_declared(statement, env);
+        let agrees = |(node, _, _, clean): &(Option<Node>, _, _, bool)| {
+            *clean
+                && node
+                    .as_ref()
+                    .zip(declared)
+                    .map_or(true, |(node, (_, declared))| node.output == declared)
+        };
+        let taken = readings.iter().position(agrees);
+        let outputs: Vec<Shape> = match (taken, declared) {
+            (Some(_), Some((_, declared))) => vec![declared],
+            // Without a declaration nothing settles the question: every reading that checks goes on.
+            (Some(taken), None) => {
+                let mut outputs = Vec::new();
+                for (node, _, _, clean) in &readings[taken..] {
+                    if let (Some(node), true) = (node, clean) {
+                        if !outputs.contains(&node.output) {
+                            outputs.push(node.output);
+                        }
+                    }
+                }
+                outputs
+            }
+            (None, _) => Vec::new(),
+        };
+        let (node, diagnostics, own_scope, _) = readings.swap_remove(taken.unwrap_or(0));
+        self.diagnostics.extend(diagnostics);
+        *scope = own_scope;
+        match taken {
+            Some(_) => (node, outputs),
+            None => self.settle_declared(statement, node, declared),
+        }
     }
 
     /// `conv1 conv2d(...)` parses as two statements, an unknown layer `conv1` and an unnamed `conv2d(...)`: when
@@ -466,8 +547,9 @@ impl<'a> Checker<'a> {
         );
     }
 
-    /// Checks one statement; returns its node (if it checked) and the shape the next statement reads (the
-    /// declared one, when the statement failed but declared its size).
+    /// Checks one statement; returns its node (if it checked) and the shapes the next statement may read: its
+    /// output; or, when it disagrees with its declaration, the declared shape and then the computed one; or,
+    /// when it failed, its declared shape if it has one.
     fn check_statement(
         &mut self,
         statement: &'a LayerStatement,
@@ -476,7 +558,53 @@ impl<'a> Checker<'a> {
         prefix: &str,
         scope: &mut Scope,
         role: Role,
-    ) -> (Option<Node>, Option<Shape>) {
+    ) -> (Option<Node>, Vec<Shape>) {
+        let node = self.infer_statement(statement, env, input, prefix, scope, role);
+        let declared = self.eval_declared(statement, env);
+        self.settle_declared(statement, node, declared)
+    }
+
+    /// The statement's declared shape, evaluated (`None` without one, or when it does not evaluate).
+    fn eval_declared(
+        &mut self,
+        statement: &'a LayerStatement,
+        env: &Env<'_>,
+    ) -> Option<(&'a ast::ShapeExpr, Shape)> {
+        let shape = statement.declared.as_ref()?;
+        Some((shape, self.eval_shape(shape, env)?))
+    }
+
+    /// Compares a checked statement with its declaration, reporting a mismatch; returns what
+    /// [`Checker::check_statement`] returns.
+    fn settle_declared(
+        &mut self,
+        statement: &LayerStatement,
+        node: Option<Node>,
+        declared: Option<(&ast::ShapeExpr, Shape)>,
+    ) -> (Option<Node>, Vec<Shape>) {
+        match (node, declared) {
+            (Some(node), Some((shape_expr, declared))) if node.output != declared => {
+                self.report_declared_mismatch(statement, &node, shape_expr.span, declared);
+                (None, vec![declared, node.output])
+            }
+            (Some(node), _) => {
+                let output = node.output;
+                (Some(node), vec![output])
+            }
+            (None, declared) => (None, declared.map(|(_, shape)| shape).into_iter().collect()),
+        }
+    }
+
+    /// Infers one statement's node from `input`, without looking at its declared shape.
+    fn infer_statement(
+        &mut self,
+        statement: &'a LayerStatement,
+        env: &Env<'_>,
+        input: Option<Shape>,
+        prefix: &str,
+        scope: &mut Scope,
+        role: Role,
+    ) -> Option<Node> {
         let name = statement.name.as_ref().map(|n| n.name.as_str());
         if let Some(ident) = &statement.name {
             if let Some(previous) = scope.insert(ident.name.clone(), ident.span) {
@@ -554,21 +682,7 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        let declared = statement
-            .declared
-            .as_ref()
-            .and_then(|shape| Some((shape, self.eval_shape(shape, env)?)));
-        match (node, declared) {
-            (Some(node), Some((shape_expr, declared))) if node.output != declared => {
-                self.report_declared_mismatch(statement, &node, shape_expr.span, declared);
-                (None, Some(declared))
-            }
-            (Some(node), _) => {
-                let output = node.output;
-                (Some(node), Some(output))
-            }
-            (None, declared) => (None, declared.map(|(_, shape)| shape)),
-        }
+        node
     }
 
     fn check_op(

@@ -61,6 +61,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("missing_input.arch", &["E0133"]),
     ("input_inside_block.arch", &["E0133"]),
     ("unnamed_conv.arch", &["E0134"]),
+    ("unnamed_block_in_add.arch", &["E0134"]),
     ("side_output_unknown_source.arch", &["E0135"]),
     ("network_param_without_default.arch", &["E0136"]),
     ("duplicate_parameter.arch", &["E0137"]),

@@ -678,7 +678,7 @@ impl<'a> Checker<'a> {
                     )
                     .with_label("unnamed")
                     .with_note("a statement's name becomes its field and weight name in the generated model")
-                    .with_help("name it: `conv = conv2d(...)`"),
+                    .with_help(format!("name it: `{}`", name_it(statement, node, scope))),
                 );
             }
         }
@@ -1660,6 +1660,47 @@ fn pytorch_keyword(keyword: &str, params: &[&str]) -> Option<PytorchKeyword> {
         .iter()
         .find(|(theirs, ours)| *theirs == keyword && params.contains(ours))
         .map(|(_, ours)| PytorchKeyword::Renamed(ours))
+}
+
+/// The unnamed `statement` written with a name: `conv = conv2d(...) -> relu`, `downsample = downsample(...)`.
+/// The name comes from the first part that has weights, and is one not yet taken in `scope`.
+fn name_it(statement: &LayerStatement, node: &Node, scope: &Scope) -> String {
+    let parts: Vec<&Node> = match &node.kind {
+        NodeKind::Chain(children) => children.iter().collect(),
+        _ => vec![node],
+    };
+    let stem = parts
+        .iter()
+        .find(|part| has_weights(part))
+        .map_or("layer", |part| match &part.kind {
+            // torchvision's names for its layers.
+            NodeKind::Layer(layer) => match layer.kind_name() {
+                "conv2d" => "conv",
+                "linear" => "fc",
+                "batch_norm" => "bn",
+                other => other,
+            },
+            NodeKind::Block { block, .. } => block,
+            NodeKind::Chain(_) | NodeKind::Concat(_) | NodeKind::Add(_) => "layer",
+        });
+    let name = std::iter::once(stem.to_string())
+        .chain((2..).map(|n| format!("{stem}{n}")))
+        .find(|name| !scope.contains_key(name))
+        .unwrap_or_else(|| stem.to_string());
+    let mut ops: Vec<String> = statement
+        .chain
+        .iter()
+        .take(3)
+        .map(|op| match op {
+            Op::Call(call) if call.args.is_empty() => call.callee.name.clone(),
+            Op::Call(call) => format!("{}(...)", call.callee.name),
+            Op::Group(group) => format!("{} {{ ... }}", group.kind.keyword()),
+        })
+        .collect();
+    if statement.chain.len() > 3 {
+        ops.push("...".to_string());
+    }
+    format!("{name} = {}", ops.join(" -> "))
 }
 
 fn kind_word(kind: DefinitionKind) -> &'static str {

@@ -32,6 +32,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     // Calls and arguments.
     ("unknown_layer.arch", &["E0101"]),
     ("unknown_block_typo.arch", &["E0101"]),
+    ("relu6_is_not_relu.arch", &["E0101"]),
     ("too_many_positional_arguments.arch", &["E0110"]),
     ("missing_required_argument.arch", &["E0111"]),
     ("unknown_keyword_argument.arch", &["E0112", "E0112"]),

@@ -9,6 +9,7 @@
 //! so does one wrong computation upstream.
 
 mod eval;
+mod foreign;
 pub(crate) mod layers;
 mod shape;
 
@@ -22,6 +23,7 @@ use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::ir::{Layer, Network, Node, NodeKind, Role, Shape, Value};
 
 use eval::{did_you_mean, eval, Binding, Env};
+use foreign::{foreign_layer, Foreign};
 use layers::{builtin, infer_layer, spell_out_layer, ArgDefault, Args, BoundArg, BUILTINS};
 
 pub use layers::MAX_DIM;
@@ -818,11 +820,34 @@ impl<'a> Checker<'a> {
                 format!("unknown layer or block `{callee}`"),
             )
             .with_label("not a built-in layer or a block in this file");
-            if let Some((ours, module)) = pytorch_layer(callee) {
-                diagnostic =
-                    diagnostic.with_help(format!("did you mean `{ours}`? (PyTorch's `{module}`)"));
-            } else if let Some(similar) = did_you_mean(callee, &candidates) {
-                diagnostic = diagnostic.with_help(format!("did you mean `{similar}`?"));
+            let similar = did_you_mean(callee, &candidates);
+            match foreign_layer(callee) {
+                Some(Foreign::Renamed { ours, theirs }) => {
+                    diagnostic = diagnostic.with_help(format!("did you mean `{ours}`? ({theirs})"));
+                }
+                // A well-known layer of another framework is not a typo of the nearest built-in.
+                Some(Foreign::Missing(missing)) => {
+                    diagnostic = diagnostic
+                        .with_label("not built into archc")
+                        .with_note(format!(
+                            "`{callee}` is {}: {}",
+                            missing.theirs, missing.what
+                        ));
+                    if let Some(similar) = similar {
+                        diagnostic = diagnostic.with_note(format!(
+                            "`{similar}` is a different function, not another spelling of `{callee}`"
+                        ));
+                    }
+                    diagnostic = diagnostic.with_help(match missing.instead {
+                        Some(instead) => instead.to_string(),
+                        None => format!("archc has no `{callee}` layer yet"),
+                    });
+                }
+                None => {
+                    if let Some(similar) = similar {
+                        diagnostic = diagnostic.with_help(format!("did you mean `{similar}`?"));
+                    }
+                }
             }
             self.diagnostics.push(diagnostic);
             return None;
@@ -1592,48 +1617,6 @@ impl<'a> Checker<'a> {
         );
         self.stack.pop();
     }
-}
-
-/// The built-in layer for a PyTorch module or function name written in PyTorch's or a near spelling
-/// (`MaxPool2d`, `max_pool2d`, `BatchNorm`), with PyTorch's module name.
-fn pytorch_layer(name: &str) -> Option<(&'static str, &'static str)> {
-    const LAYERS: &[(&str, &str, &str)] = &[
-        ("conv2d", "conv2d", "Conv2d"),
-        ("maxpool2d", "max_pool", "MaxPool2d"),
-        ("maxpool", "max_pool", "MaxPool2d"),
-        ("avgpool2d", "avg_pool", "AvgPool2d"),
-        ("avgpool", "avg_pool", "AvgPool2d"),
-        (
-            "adaptiveavgpool2d",
-            "adaptive_avg_pool",
-            "AdaptiveAvgPool2d",
-        ),
-        ("adaptiveavgpool", "adaptive_avg_pool", "AdaptiveAvgPool2d"),
-        ("globalavgpool", "global_avg_pool", "AdaptiveAvgPool2d(1)"),
-        (
-            "globalaveragepool",
-            "global_avg_pool",
-            "AdaptiveAvgPool2d(1)",
-        ),
-        ("batchnorm2d", "batch_norm", "BatchNorm2d"),
-        ("batchnorm", "batch_norm", "BatchNorm2d"),
-        ("localresponsenorm", "lrn", "LocalResponseNorm"),
-        ("relu", "relu", "ReLU"),
-        ("dropout", "dropout", "Dropout"),
-        ("flatten", "flatten", "Flatten"),
-        ("linear", "linear", "Linear"),
-        ("softmax", "softmax", "Softmax"),
-        ("identity", "identity", "Identity"),
-    ];
-    let normalized: String = name
-        .chars()
-        .filter(|c| *c != '_')
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    LAYERS
-        .iter()
-        .find(|(theirs, ours, _)| *theirs == normalized && *ours != name)
-        .map(|(_, ours, module)| (*ours, *module))
 }
 
 /// What a PyTorch keyword argument is called here.

@@ -19,7 +19,10 @@ fn calling(callee: &str) -> String {
 
 /// Every text a diagnostic shows, for "never says" assertions.
 fn everything(diagnostic: &Diagnostic) -> String {
-    let mut text = vec![diagnostic.message.clone(), diagnostic.primary.message.clone()];
+    let mut text = vec![
+        diagnostic.message.clone(),
+        diagnostic.primary.message.clone(),
+    ];
     text.extend(diagnostic.notes.iter().cloned());
     text.extend(diagnostic.help.iter().cloned());
     text.join("\n")
@@ -55,7 +58,10 @@ fn well_known_layers_that_are_not_built_in_are_never_corrected_to_a_built_in() {
         ("gelu", "PyTorch's `GELU`"),
         ("sigmoid", "PyTorch's `Sigmoid`"),
         ("hardswish", "PyTorch's `Hardswish`"),
-        ("conv_transpose2d(8, 2, stride = 2)", "PyTorch's `ConvTranspose2d`"),
+        (
+            "conv_transpose2d(8, 2, stride = 2)",
+            "PyTorch's `ConvTranspose2d`",
+        ),
         ("layer_norm", "PyTorch's `LayerNorm`"),
         ("group_norm(4)", "PyTorch's `GroupNorm`"),
         ("upsample(scale = 2)", "PyTorch's `Upsample`"),

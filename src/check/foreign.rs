@@ -1,4 +1,5 @@
-//! Layer names from other frameworks (PyTorch, Keras), for the message about an unknown callee.
+//! Names from other frameworks (PyTorch, Keras): of layers, for the message about an unknown callee, and of
+//! keyword arguments, for the message about an unknown parameter.
 //!
 //! A name spelt the way PyTorch or Keras spells one of the built-in layers (`MaxPool2d`, `Dense`) is that
 //! layer. A well-known layer archc does not have (`relu6`, `silu`, `conv_transpose2d`) is named for what it
@@ -307,6 +308,32 @@ pub(crate) fn foreign_layer(name: &str) -> Option<Foreign> {
         .iter()
         .find(|missing| missing.keys.contains(&key.as_str()))
         .map(Foreign::Missing)
+}
+
+/// What a PyTorch keyword argument is called here.
+pub(crate) enum PytorchKeyword {
+    Renamed(&'static str),
+    /// In-channel counts are inferred, never written.
+    Inferred,
+}
+
+/// Recognises PyTorch's names for this language's parameters (`kernel_size`, `padding`, ...) among `params`.
+pub(crate) fn pytorch_keyword(keyword: &str, params: &[&str]) -> Option<PytorchKeyword> {
+    const RENAMED: &[(&str, &str)] = &[
+        ("kernel_size", "kernel"),
+        ("padding", "pad"),
+        ("out_channels", "out"),
+        ("out_features", "out"),
+        ("ceil_mode", "ceil"),
+        ("output_size", "size"),
+    ];
+    if matches!(keyword, "in_channels" | "in_features" | "num_features") {
+        return Some(PytorchKeyword::Inferred);
+    }
+    RENAMED
+        .iter()
+        .find(|(theirs, ours)| *theirs == keyword && params.contains(ours))
+        .map(|(_, ours)| PytorchKeyword::Renamed(ours))
 }
 
 #[cfg(test)]

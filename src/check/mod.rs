@@ -23,7 +23,7 @@ use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::ir::{Layer, Network, Node, NodeKind, Role, Shape, Value};
 
 use eval::{did_you_mean, eval, Binding, Env};
-use foreign::{foreign_layer, Foreign};
+use foreign::{foreign_layer, pytorch_keyword, Foreign, PytorchKeyword};
 use layers::{builtin, infer_layer, spell_out_layer, ArgDefault, Args, BoundArg, BUILTINS};
 
 pub use layers::MAX_DIM;
@@ -127,6 +127,23 @@ enum BodyKind {
 
 /// The names taken at one level of weight paths.
 type Scope = HashMap<String, Span>;
+
+/// A row checked under one of the shapes its input may have (see [`Checker::check_row`]).
+struct Reading {
+    node: Option<Node>,
+    /// What checking the row under this reading reported.
+    diagnostics: Vec<Diagnostic>,
+    /// The names taken at the row's level after it, under this reading.
+    scope: Scope,
+}
+
+impl Reading {
+    /// The row's output, when it checked without errors under this reading.
+    fn checked(&self) -> Option<Shape> {
+        let node = self.node.as_ref()?;
+        (!self.diagnostics.iter().any(Diagnostic::is_error)).then_some(node.output)
+    }
+}
 
 fn join(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
@@ -473,40 +490,38 @@ impl<'a> Checker<'a> {
             );
             let diagnostics = std::mem::replace(&mut self.diagnostics, outer);
             self.budget_reported = budget_reported;
-            let clean = node.is_some() && !diagnostics.iter().any(Diagnostic::is_error);
-            readings.push((node, diagnostics, own_scope, clean));
+            readings.push(Reading {
+                node,
+                diagnostics,
+                scope: own_scope,
+            });
         }
         let declared = self.eval_declared(statement, env);
-        let agrees = |(node, _, _, clean): &(Option<Node>, _, _, bool)| {
-            *clean
-                && node
-                    .as_ref()
-                    .zip(declared)
-                    .map_or(true, |(node, (_, declared))| node.output == declared)
-        };
-        let taken = readings.iter().position(agrees);
+        let taken = readings.iter().position(|reading| {
+            reading
+                .checked()
+                .is_some_and(|output| declared.map_or(true, |(_, declared)| output == declared))
+        });
         let outputs: Vec<Shape> = match (taken, declared) {
             (Some(_), Some((_, declared))) => vec![declared],
             // Without a declaration nothing settles the question: every reading that checks goes on.
             (Some(taken), None) => {
                 let mut outputs = Vec::new();
-                for (node, _, _, clean) in &readings[taken..] {
-                    if let (Some(node), true) = (node, clean) {
-                        if !outputs.contains(&node.output) {
-                            outputs.push(node.output);
-                        }
+                for output in readings[taken..].iter().filter_map(Reading::checked) {
+                    if !outputs.contains(&output) {
+                        outputs.push(output);
                     }
                 }
                 outputs
             }
             (None, _) => Vec::new(),
         };
-        let (node, diagnostics, own_scope, _) = readings.swap_remove(taken.unwrap_or(0));
-        self.diagnostics.extend(diagnostics);
-        *scope = own_scope;
+        let reading = readings.swap_remove(taken.unwrap_or(0));
+        self.diagnostics.extend(reading.diagnostics);
+        *scope = reading.scope;
         match taken {
-            Some(_) => (node, outputs),
-            None => self.settle_declared(statement, node, declared),
+            Some(_) => (reading.node, outputs),
+            None => self.settle_declared(statement, reading.node, declared),
         }
     }
 
@@ -1617,32 +1632,6 @@ impl<'a> Checker<'a> {
         );
         self.stack.pop();
     }
-}
-
-/// What a PyTorch keyword argument is called here.
-enum PytorchKeyword {
-    Renamed(&'static str),
-    /// In-channel counts are inferred, never written.
-    Inferred,
-}
-
-/// Recognises PyTorch's names for this language's parameters (`kernel_size`, `padding`, ...) among `params`.
-fn pytorch_keyword(keyword: &str, params: &[&str]) -> Option<PytorchKeyword> {
-    const RENAMED: &[(&str, &str)] = &[
-        ("kernel_size", "kernel"),
-        ("padding", "pad"),
-        ("out_channels", "out"),
-        ("out_features", "out"),
-        ("ceil_mode", "ceil"),
-        ("output_size", "size"),
-    ];
-    if matches!(keyword, "in_channels" | "in_features" | "num_features") {
-        return Some(PytorchKeyword::Inferred);
-    }
-    RENAMED
-        .iter()
-        .find(|(theirs, ours)| *theirs == keyword && params.contains(ours))
-        .map(|(_, ours)| PytorchKeyword::Renamed(ours))
 }
 
 /// The unnamed `statement` written with a name: `conv = conv2d(...) -> relu`, `downsample = downsample(...)`.

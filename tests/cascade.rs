@@ -102,6 +102,20 @@ fn a_row_that_contradicts_both_readings_is_reported() {
             ("E0102", line_of(&source, "c ="))
         ]
     );
+    // c is reported as read from b's declared 8×8, and says what it gives from the real 16×16.
+    let checked = archc::compile(SourceKind::Arch, &source);
+    let c = &checked.diagnostics[1];
+    assert_eq!(c.message, "`c` produces 4×4 maps, the declaration says 2×2");
+    assert!(
+        c.notes.contains(
+            &"an earlier row declares another size than it computes, so this row was checked from both: \
+              from [8, 8, 8] it gives [8, 4, 4], from [8, 16, 16] it gives [8, 8, 8]; its declaration \
+              matches neither"
+                .to_string()
+        ),
+        "{:?}",
+        c.notes
+    );
 }
 
 #[test]
@@ -197,7 +211,7 @@ fn a_wrong_branch_declaration_does_not_spread_past_a_declared_row() {
 }
 
 #[test]
-fn a_correct_row_after_a_wrong_one_in_a_chain_of_rows_is_checked_from_the_real_size() {
+fn once_settled_the_rows_read_one_size_again() {
     // After the wrong declaration is settled by c, the rows read one size again: d is wrong under it and is
     // reported, computed from c's 8×8 (→ 4×4), not from anything b declared.
     let source = format!(

@@ -130,6 +130,7 @@ type Scope = HashMap<String, Span>;
 
 /// A row checked under one of the shapes its input may have (see [`Checker::check_row`]).
 struct Reading {
+    input: Shape,
     node: Option<Node>,
     /// What checking the row under this reading reported.
     diagnostics: Vec<Diagnostic>,
@@ -491,6 +492,7 @@ impl<'a> Checker<'a> {
             let diagnostics = std::mem::replace(&mut self.diagnostics, outer);
             self.budget_reported = budget_reported;
             readings.push(Reading {
+                input,
                 node,
                 diagnostics,
                 scope: own_scope,
@@ -516,13 +518,34 @@ impl<'a> Checker<'a> {
             }
             (None, _) => Vec::new(),
         };
+        // Under no reading: the row is reported as read from the first (the declared size, as with one
+        // reading), with what it gives from the others.
+        let gives: Vec<String> = readings
+            .iter()
+            .filter_map(|r| {
+                Some(format!(
+                    "from {} it gives {}",
+                    r.input,
+                    r.node.as_ref()?.output
+                ))
+            })
+            .collect();
         let reading = readings.swap_remove(taken.unwrap_or(0));
         self.diagnostics.extend(reading.diagnostics);
         *scope = reading.scope;
-        match taken {
-            Some(_) => (reading.node, outputs),
-            None => self.settle_declared(statement, reading.node, declared),
+        if taken.is_some() {
+            return (reading.node, outputs);
         }
+        let before = self.diagnostics.len();
+        let settled = self.settle_declared(statement, reading.node, declared);
+        if let (Some(mismatch), true) = (self.diagnostics.get_mut(before), gives.len() > 1) {
+            mismatch.notes.push(format!(
+                "an earlier row declares another size than it computes, so this row was checked from both: \
+                 {}; its declaration matches neither",
+                gives.join(", ")
+            ));
+        }
+        settled
     }
 
     /// `conv1 conv2d(...)` parses as two statements, an unknown layer `conv1` and an unnamed `conv2d(...)`: when

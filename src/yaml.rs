@@ -1514,7 +1514,11 @@ impl Lowerer<'_> {
                     "this statement has no name or chain",
                     "only `shape`/`from`",
                 )
-                .with_help("write `- NAME: CHAIN` and its `shape:` under it"),
+                .with_help("write `- NAME: CHAIN` and its `shape:` under it")
+                .with_note(
+                    "beside other keys, `shape` and `from` are attributes; a statement named `from` or \
+                     `shape` declares its shape inline: `- from: \"CHAIN : [C, H, W]\"`",
+                ),
             );
             return None;
         };

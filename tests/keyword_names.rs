@@ -227,3 +227,25 @@ fn a_keyword_named_statement_after_a_dangling_arrow_blames_the_arrow() {
         error.message
     );
 }
+
+#[test]
+fn yaml_says_how_to_name_a_statement_from_when_it_has_a_shape() {
+    // Beside `shape:`, `from:` is the side-output attribute; the inline form names a statement `from`.
+    let attribute = "networks:\n  n:\n    input: [3, 8, 8]\n    body:\n      - from: conv2d(4, 1)\n        shape: [4, 8, 8]\n";
+    let checked = compile(SourceKind::Yaml, attribute);
+    let [error] = checked.diagnostics.as_slice() else {
+        panic!("{:?}", checked.diagnostics)
+    };
+    assert_eq!(error.message, "this statement has no name or chain");
+    assert!(
+        error
+            .notes
+            .iter()
+            .any(|n| n.contains("`- from: \"CHAIN : [C, H, W]\"`")),
+        "{:?}",
+        error.notes
+    );
+    let inline = "networks:\n  n:\n    input: [3, 8, 8]\n    body:\n      - from: \"conv2d(4, 1) : [4, 8, 8]\"\n";
+    let checked = clean(SourceKind::Yaml, inline);
+    assert_eq!(weight_paths(&checked.networks[0]), ["from"]);
+}

@@ -4,6 +4,9 @@
 //! friendly names. Input limits (size, bracket nesting) are enforced before pest runs, so no input can make the
 //! recursive-descent parser overflow its stack.
 
+// `Diagnostic` is the front end's error type; a failure is reported once, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
 use pest::iterators::Pair;
 use pest::pratt_parser::{Assoc, Op as PrattOp, PrattParser};
 use pest::Parser as _;
@@ -89,7 +92,6 @@ pub(crate) fn parse_expr_at(text: &str, offset: usize) -> Result<Expr, Diagnosti
 
 /// Parses a statement's or branch's name, or a side output's source, from YAML text at `offset`: keywords are
 /// names here (see the grammar's `name`).
-#[allow(clippy::result_large_err)] // one diagnostic per YAML name, like the other `parse_*_at`
 pub(crate) fn parse_name_at(text: &str, offset: usize) -> Result<Ident, Diagnostic> {
     check_limits(text).map_err(|d| shift_diagnostic(d, offset))?;
     let mut pairs = ArchParser::parse(Rule::yaml_name, text)
@@ -126,8 +128,6 @@ fn shift_diagnostic(mut diagnostic: Diagnostic, offset: usize) -> Diagnostic {
     diagnostic
 }
 
-// One diagnostic, on a path taken once per parse: not worth boxing for every caller.
-#[allow(clippy::result_large_err)]
 fn check_limits(source: &str) -> Result<(), Diagnostic> {
     if source.len() > MAX_SOURCE_BYTES {
         return Err(Diagnostic::error(

@@ -71,8 +71,11 @@ Example:
         conv1 = conv3d(64, 7, stride = 2, pad = 3)
     }
 
-`conv3d` is not a layer; the help suggests the closest name, `conv2d`. PyTorch's module names (`MaxPool2d`,
-`BatchNorm2d`, ...) are answered with the language's spelling.
+`conv3d` is not a layer; the help suggests the closest name, `conv2d`. PyTorch's and Keras' names for the
+built-in layers (`MaxPool2d`, `BatchNorm2d`, `Dense`, ...) are answered with the language's spelling. A
+well-known layer that archc does not have (`relu6`, `silu`, `gelu`, `conv_transpose2d`, `layer_norm`,
+`upsample`, ...) is named for what it is, with what to write instead where the language has a way; it is
+never corrected to a nearby built-in, which would be a different function (`relu6` is not `relu`).
 
 A missing `=` shows up here too: `conv1 conv2d(64, 7)` is two statements, a call of an unknown layer
 `conv1` and an unnamed `conv2d(64, 7)`; write `conv1 = conv2d(64, 7)`."
@@ -426,7 +429,9 @@ Example:
         conv2d(64, 7, stride = 2, pad = 3)
     }
 
-Write `conv1 = conv2d(64, 7, stride = 2, pad = 3)`."
+Write `conv1 = conv2d(64, 7, stride = 2, pad = 3)`. The help writes the statement with a name taken from its
+first part with weights (`conv`, `bn`, `fc`, or the block it calls: `downsample = downsample(...)`); any
+name will do, keywords such as `block` included, as long as it matches the checkpoint."
         }
         Code::InvalidSideOutput => {
             "A side output (`side NAME = CHAIN from SOURCE`, a training-only head such as an auxiliary classifier)

@@ -495,22 +495,16 @@ PyTorch's `[N, C, H, W]` becomes `input [3, 224, 224]` here."
             "The file checks, but code generation cannot express one of its constructs in Rust. The generated
 model keeps parameters as parameters (a Config, and typed constructor arguments per block), so some forms
 that the checker can evaluate for one set of values have no generated equivalent; the message names the
-construct. For instance, a parameter default that refers to another parameter is not generated.
+construct. For instance, an input shape that depends on a network parameter is not generated yet.
 
 Example:
 
-    block bottleneck(c, mid = c / 4) {
-        reduce = conv2d(mid, 1)
-        expand = conv2d(c, 1)
+    network stem(size = 224) {
+        input [3, size, size]
+        conv1 = conv2d(64, 7, stride = 2, pad = 3)
     }
 
-    network stem {
-        input [256, 56, 56]
-        block1 = bottleneck(256)
-    }
-
-`mid`'s default depends on `c`; pass it explicitly (`bottleneck(256, 64)`), or compute it in the body
-(`conv2d(c / 4, 1)`)."
+Write the input's sizes as numbers (`input [3, 224, 224]`)."
         }
         Code::PoolDropsInput => {
             "A pooling layer in floor mode (PyTorch's default, `ceil = false`) never reaches the last rows or

@@ -22,6 +22,7 @@ pub mod explain;
 pub mod fmt;
 pub mod graph;
 pub mod ir;
+pub mod layers;
 pub mod render;
 pub mod summary;
 pub mod syntax;

@@ -42,46 +42,7 @@ pub struct Summary {
 
 /// Parameters and MACs of one built-in layer with the given output shape.
 pub fn layer_cost(layer: &Layer, output: Shape) -> (u64, u64) {
-    let spatial = match output {
-        Shape::Map { h, w, .. } => h.saturating_mul(w),
-        Shape::Flat { .. } => 1,
-    };
-    match *layer {
-        Layer::Conv2d {
-            in_channels,
-            out_channels,
-            kernel,
-            groups,
-            bias,
-            ..
-        } => {
-            let per_output = (in_channels / groups)
-                .saturating_mul(kernel[0])
-                .saturating_mul(kernel[1]);
-            let weights = out_channels.saturating_mul(per_output);
-            (
-                weights.saturating_add(if bias { out_channels } else { 0 }),
-                weights.saturating_mul(spatial),
-            )
-        }
-        Layer::Linear {
-            in_features,
-            out_features,
-            bias,
-        } => {
-            let weights = in_features.saturating_mul(out_features);
-            (
-                weights.saturating_add(if bias { out_features } else { 0 }),
-                weights,
-            )
-        }
-        Layer::BatchNorm {
-            num_features,
-            affine,
-            ..
-        } => (if affine { 2 * num_features } else { 0 }, 0),
-        _ => (0, 0),
-    }
+    layer.cost(output)
 }
 
 /// Parameters and MACs of a node and everything inside it.

@@ -219,7 +219,7 @@ fn missing_and_mis_shaped_tensors_through_weights_name_the_tensor() {
     let message = build(&Weights::open(&path).unwrap()).err().unwrap();
     assert!(
         message.contains(
-            "cannot load `inception3a.branch2.0.conv.weight` for conv2d at tests/parity/torchvision_tiny.arch:6:"
+            "tests/parity/torchvision_tiny.arch:6: cannot load `inception3a.branch2.0.conv.weight` for conv2d:"
         ),
         "{message}"
     );

@@ -14,6 +14,7 @@ pub mod linear;
 pub mod load;
 pub mod nn;
 pub mod norm;
+pub mod plan;
 pub mod pool;
 pub mod shape;
 pub mod weights;

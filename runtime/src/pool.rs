@@ -14,7 +14,7 @@
 use candle_core::{Device, Error, Module, Result, Tensor};
 
 use crate::cpu;
-use crate::fused::{cpu_kernels_apply, cpu_tensor, optimizations, with_images};
+use crate::fused::{cpu_kernels_apply, cpu_tensor, with_images};
 use crate::shape::{expect_nchw, pool_out_size};
 
 /// `torch.nn.MaxPool2d`: the maximum over each `kernel` window, with the input padded by `pad`
@@ -69,12 +69,31 @@ impl MaxPool2d {
     }
 }
 
+impl MaxPool2d {
+    /// Checks the options on their own: a map exactly one window large must pool.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let extent = |k: usize, d: usize| k.saturating_sub(1).saturating_mul(d).saturating_add(1);
+        let probe = (
+            extent(self.kernel.0, self.dilation.0),
+            extent(self.kernel.1, self.dilation.1),
+        );
+        self.output_size(probe).map(|_| ())
+    }
+}
+
 impl Module for MaxPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, true)
+    }
+}
+
+impl MaxPool2d {
+    /// The forward pass, through the one-pass CPU kernel where it applies and `kernels` allows it.
+    pub fn forward_with(&self, x: &Tensor, kernels: bool) -> Result<Tensor> {
         let (_, _, h, w) = expect_nchw(x, "max_pool2d")?;
         let rows = self.axis(h, Axis::Height)?;
         let cols = self.axis(w, Axis::Width)?;
-        if optimizations().pool_kernels && cpu_kernels_apply(x) {
+        if kernels && cpu_kernels_apply(x) {
             return pool_on_cpu(x, &rows, &cols, |planes, data, rows, cols| {
                 cpu::max_pool2d(data, planes, rows, cols)
             });
@@ -155,8 +174,23 @@ impl AvgPool2d {
     }
 }
 
+impl AvgPool2d {
+    /// Checks the options on their own: a map exactly one window large must pool.
+    pub(crate) fn validate(&self) -> Result<()> {
+        self.output_size((self.kernel.0.max(1), self.kernel.1.max(1)))
+            .map(|_| ())
+    }
+}
+
 impl Module for AvgPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, true)
+    }
+}
+
+impl AvgPool2d {
+    /// The forward pass, through the one-pass CPU kernel where it applies and `kernels` allows it.
+    pub fn forward_with(&self, x: &Tensor, kernels: bool) -> Result<Tensor> {
         let (_, _, h, w) = expect_nchw(x, "avg_pool2d")?;
         let rows = self.axis(h, Axis::Height)?;
         let cols = self.axis(w, Axis::Width)?;
@@ -166,7 +200,7 @@ impl Module for AvgPool2d {
             .iter()
             .flat_map(|r| col_divisors.iter().map(move |c| (r * c) as f32))
             .collect();
-        if optimizations().pool_kernels && cpu_kernels_apply(x) {
+        if kernels && cpu_kernels_apply(x) {
             return pool_on_cpu(x, &rows, &cols, |planes, data, rows, cols| {
                 cpu::avg_pool2d(data, planes, rows, cols, &divisors)
             });

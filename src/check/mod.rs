@@ -10,8 +10,7 @@
 
 mod eval;
 mod foreign;
-pub(crate) mod layers;
-mod shape;
+pub(crate) mod shape;
 
 use std::collections::{HashMap, HashSet};
 
@@ -22,11 +21,12 @@ use crate::ast::{
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::ir::{Layer, Network, Node, NodeKind, Role, Shape, Value};
 
+use crate::ir::Arg;
+use crate::layers::{builtin, builtins, ArgDefault, Args, BoundArg};
 use eval::{did_you_mean, eval, Binding, Env};
 use foreign::{foreign_layer, pytorch_keyword, Foreign, PytorchKeyword};
-use layers::{builtin, infer_layer, spell_out_layer, ArgDefault, Args, BoundArg, BUILTINS};
 
-pub use layers::MAX_DIM;
+pub use crate::layers::MAX_DIM;
 
 /// The deepest chain of block instances accepted.
 pub const MAX_BLOCK_DEPTH: usize = 64;
@@ -49,9 +49,14 @@ impl Checked {
     }
 }
 
+/// The value of an expression without parameters (`None` after an error, pushed to `diagnostics`).
+pub(crate) fn eval_constant(expr: &Expr, diagnostics: &mut Vec<Diagnostic>) -> Option<Value> {
+    eval(expr, &Env::default(), diagnostics)
+}
+
 /// The names of the built-in layers.
 pub fn builtin_layers() -> impl Iterator<Item = &'static str> {
-    BUILTINS.iter().map(|(name, _)| *name)
+    builtins().map(|b| b.name)
 }
 
 /// Checks every definition in `file`.
@@ -697,6 +702,7 @@ impl<'a> Checker<'a> {
                     output,
                     role: Role::Main,
                     span: statement.span,
+                    args: Vec::new(),
                 }),
                 _ => None,
             }
@@ -783,6 +789,7 @@ impl<'a> Checker<'a> {
                     output,
                     role: Role::Main,
                     span: group.span,
+                    args: Vec::new(),
                 })
             }
         }
@@ -797,47 +804,47 @@ impl<'a> Checker<'a> {
         name: Option<&str>,
     ) -> Option<Node> {
         let callee = call.callee.name.as_str();
-        if let Some(signature) = builtin(callee) {
-            let names: Vec<&str> = signature.iter().map(|(n, _)| *n).collect();
+        if let Some(builtin) = builtin(callee) {
+            let names: Vec<&str> = builtin.params.iter().map(|p| p.name).collect();
             let bound = self.bind(call, &names, env)?;
             let mut values = Vec::new();
             let mut missing = Vec::new();
-            for ((param, default), given) in signature.iter().zip(bound) {
-                let arg = match (given, default) {
-                    (Some(arg), _) => arg,
+            for (param, given) in builtin.params.iter().zip(&bound) {
+                let arg = match (given, param.default) {
+                    (Some(arg), _) => *arg,
                     (None, ArgDefault::Value(value)) => BoundArg {
-                        value: Some(*value),
+                        value: Some(value),
                         span: call.span,
                         given: false,
+                        source: None,
                     },
                     (None, ArgDefault::Kernel) => BoundArg {
                         value: None,
                         span: call.span,
                         given: false,
+                        source: None,
                     },
                     (None, ArgDefault::Required) => {
-                        missing.push(*param);
+                        missing.push(param.name);
                         continue;
                     }
                 };
-                values.push((*param, arg));
+                values.push((param.name, arg));
             }
             if !missing.is_empty() {
-                self.report_missing(call, &missing, &signature_text(callee, signature));
+                self.report_missing(call, &missing, &builtin.signature());
                 return None;
             }
-            let layer = BUILTINS
-                .iter()
-                .find(|(n, _)| *n == callee)
-                .map(|(n, _)| *n)?;
             let mut args = Args {
-                layer,
+                layer: builtin.name,
                 call_span: call.span,
                 values,
                 diagnostics: &mut self.diagnostics,
                 failed: false,
             };
-            let (layer, output) = infer_layer(&mut args, input)?;
+            // Arguments are validated even when the input is unknown after an earlier error.
+            let layer = (builtin.resolve)(&mut args)?;
+            let (layer, output) = layer.infer(&mut args, input?)?;
             return Some(Node {
                 name: name.map(str::to_string),
                 path: path.to_string(),
@@ -846,6 +853,7 @@ impl<'a> Checker<'a> {
                 output,
                 role: Role::Main,
                 span: call.span,
+                args: bound_args(call, &names, &bound),
             });
         }
         let Some(&definition) = self.blocks.get(callee) else {
@@ -937,6 +945,7 @@ impl<'a> Checker<'a> {
             .map(|p| p.name.name.as_str())
             .collect();
         let bound = self.bind(call, &names, env)?;
+        let call_args = bound_args(call, &names, &bound);
         let mut callee_env = Env::default();
         let mut missing = Vec::new();
         for (param, given) in definition.params.iter().zip(bound) {
@@ -999,6 +1008,7 @@ impl<'a> Checker<'a> {
                 output: input?,
                 role: Role::Main,
                 span: call.span,
+                args: call_args,
             });
         }
         let args = definition
@@ -1019,6 +1029,7 @@ impl<'a> Checker<'a> {
             output: output?,
             role: Role::Main,
             span: call.span,
+            args: call_args,
         })
     }
 
@@ -1035,7 +1046,7 @@ impl<'a> Checker<'a> {
         let mut ok = true;
         let mut positional = 0;
         let mut seen_keyword = false;
-        for arg in &call.args {
+        for (position, arg) in call.args.iter().enumerate() {
             let value = eval(&arg.value, env, &mut self.diagnostics);
             let index = match &arg.name {
                 None => {
@@ -1126,6 +1137,7 @@ impl<'a> Checker<'a> {
                 value,
                 span: arg.value.span,
                 given: true,
+                source: Some(position),
             });
         }
         ok.then_some(bound)
@@ -1258,12 +1270,11 @@ impl<'a> Checker<'a> {
                     format!("`{}` produces {}", culprit.path, culprit.output);
                 diagnostic = diagnostic.with_secondary(statement.span, "in this branch");
                 if let (NodeKind::Layer(layer), Some(expected)) = (&culprit.kind, expected) {
-                    if let Some(arithmetic) = spell_out_layer(layer, culprit.input, culprit.output)
-                    {
+                    if let Some(arithmetic) = layer.formula(culprit.input, culprit.output) {
                         diagnostic =
                             diagnostic.with_note(format!("{}: {arithmetic}", culprit.path));
                     }
-                    if let Some(help) = keep_size_hint(layer, culprit.input, expected) {
+                    if let Some(help) = layer.keep_size_hint(culprit.input, expected) {
                         diagnostic = diagnostic.with_help(help);
                     }
                 }
@@ -1319,8 +1330,7 @@ impl<'a> Checker<'a> {
         for branch in branches {
             if let Some(culprit) = spatial_culprit(branch) {
                 if let NodeKind::Layer(layer) = &culprit.kind {
-                    if let Some(arithmetic) = spell_out_layer(layer, culprit.input, culprit.output)
-                    {
+                    if let Some(arithmetic) = layer.formula(culprit.input, culprit.output) {
                         diagnostic =
                             diagnostic.with_note(format!("{}: {arithmetic}", culprit.path));
                     }
@@ -1375,7 +1385,7 @@ impl<'a> Checker<'a> {
                 .with_note("concat joins along the channel axis: its branches are all [C, H, W] maps of one size, or all flat vectors");
             let mut flatten = None;
             branch.walk(&mut |n: &Node| {
-                if matches!(n.kind, NodeKind::Layer(Layer::Flatten)) {
+                if matches!(n.kind, NodeKind::Layer(Layer::Flatten(_))) {
                     flatten = Some((n.span, n.input));
                 }
             });
@@ -1472,7 +1482,7 @@ impl<'a> Checker<'a> {
             // Flattening a map that was not pooled down to 1×1 multiplies the features by its area.
             let mut flattened = None;
             node.walk(&mut |n: &Node| {
-                if matches!(n.kind, NodeKind::Layer(Layer::Flatten)) {
+                if matches!(n.kind, NodeKind::Layer(Layer::Flatten(_))) {
                     flattened = Some(n.input);
                 }
             });
@@ -1493,7 +1503,7 @@ impl<'a> Checker<'a> {
                 let changed = resizing_layers(node);
                 for n in changed.iter().take(4) {
                     if let NodeKind::Layer(layer) = &n.kind {
-                        if let Some(arithmetic) = spell_out_layer(layer, n.input, n.output) {
+                        if let Some(arithmetic) = layer.formula(n.input, n.output) {
                             diagnostic = diagnostic.with_note(format!(
                                 "{}: {arithmetic}",
                                 display_path(&n.path, layer)
@@ -1503,7 +1513,7 @@ impl<'a> Checker<'a> {
                 }
                 if let [only] = changed.as_slice() {
                     if let NodeKind::Layer(layer) = &only.kind {
-                        if let Some(help) = keep_size_hint(layer, only.input, declared) {
+                        if let Some(help) = layer.keep_size_hint(only.input, declared) {
                             diagnostic = diagnostic.with_help(help);
                         }
                     }
@@ -1705,18 +1715,6 @@ fn kind_word(kind: DefinitionKind) -> &'static str {
     }
 }
 
-fn signature_text(name: &str, params: &[(&str, ArgDefault)]) -> String {
-    let params: Vec<String> = params
-        .iter()
-        .map(|(param, default)| match default {
-            ArgDefault::Required => param.to_string(),
-            ArgDefault::Value(value) => format!("{param} = {value}"),
-            ArgDefault::Kernel => format!("{param} = kernel"),
-        })
-        .collect();
-    format!("{name}({})", params.join(", "))
-}
-
 fn block_signature(definition: &Definition) -> String {
     let params: Vec<&str> = definition
         .params
@@ -1764,62 +1762,6 @@ fn resizing_layers(node: &Node) -> Vec<&Node> {
         }
     });
     changed
-}
-
-/// `a 5×5 kernel keeps 28×28 with pad 2`, or a stride that should be 1.
-fn keep_size_hint(layer: &Layer, input: Shape, expected: Shape) -> Option<String> {
-    let (Shape::Map { h, w, .. }, Shape::Map { h: eh, w: ew, .. }) = (input, expected) else {
-        return None;
-    };
-    match *layer {
-        Layer::Conv2d {
-            kernel,
-            stride,
-            padding,
-            dilation,
-            ..
-        } => {
-            if stride != [1, 1] && (eh, ew) == (h, w) {
-                return Some(format!(
-                    "stride {} shrinks the map; with stride 1 (and padding {}) a {}×{} kernel keeps {h}×{w}",
-                    stride[0],
-                    dilation[0] * (kernel[0] - 1) / 2,
-                    kernel[0],
-                    kernel[1]
-                ));
-            }
-            if (eh, ew) == (h, w) && kernel[0] % 2 == 1 && kernel[1] % 2 == 1 && dilation == [1, 1]
-            {
-                let keep = [(kernel[0] - 1) / 2, (kernel[1] - 1) / 2];
-                if padding.as_symmetric() != Some(keep) {
-                    let pad = if keep[0] == keep[1] {
-                        keep[0].to_string()
-                    } else {
-                        format!("[{}, {}]", keep[0], keep[1])
-                    };
-                    return Some(format!(
-                        "a {}×{} kernel keeps {h}×{w} with `pad = {pad}` (or `pad = same`)",
-                        kernel[0], kernel[1]
-                    ));
-                }
-            }
-            None
-        }
-        Layer::MaxPool2d { stride, kernel, .. } | Layer::AvgPool2d { stride, kernel, .. } => {
-            if (eh, ew) == (h, w) && stride != [1, 1] {
-                Some(format!(
-                    "stride {} shrinks the map; a {}×{} pool with `stride = 1, pad = {}` keeps {h}×{w}",
-                    stride[0],
-                    kernel[0],
-                    kernel[1],
-                    kernel[0] / 2
-                ))
-            } else {
-                None
-            }
-        }
-        _ => None,
-    }
 }
 
 /// A 1×1 convolution (with batch norm) taking `from` to `to`: `conv2d(128, 1, stride = 2) -> batch_norm`.
@@ -1947,4 +1889,18 @@ fn collect_callees<'e>(statement: &'e LayerStatement, callees: &mut HashSet<&'e 
                 .for_each(|b| collect_callees(b, callees)),
         }
     }
+}
+
+/// A call's arguments bound to the callee's parameters, as written (`None` for a default).
+fn bound_args(call: &Call, params: &[&str], bound: &[Option<BoundArg>]) -> Vec<Arg> {
+    params
+        .iter()
+        .zip(bound)
+        .map(|(name, given)| Arg {
+            name: name.to_string(),
+            expr: given
+                .and_then(|arg| arg.source)
+                .map(|position| call.args[position].value.clone()),
+        })
+        .collect()
 }

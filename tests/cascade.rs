@@ -195,6 +195,29 @@ network n {{
 }
 
 #[test]
+fn a_wrong_declaration_at_the_end_of_a_block_does_not_spread_to_its_callers() {
+    // The block's last row gives 16×16 on 32×32 maps but declares 8×8 (reported there). One caller declares
+    // the real 16×16, the other the block's 8×8: each agrees with one of what the block may give.
+    let source = format!(
+        "block stage {{
+    a = {HALVE} : [8, 8, 8]
+}}
+network n {{
+    input [8, 32, 32]
+    real     = stage : [8, 16, 16]
+    real_t   = {HALVE} : [8, 8, 8]
+}}
+network m {{
+    input [8, 32, 32]
+    declared   = stage : [8, 8, 8]
+    declared_t = {HALVE} : [8, 4, 4]
+}}
+"
+    );
+    assert_eq!(errors(&source), [("E0102", line_of(&source, "a ="))]);
+}
+
+#[test]
 fn a_wrong_branch_declaration_does_not_spread_past_a_declared_row() {
     // Branch y declares 8 channels but gives 4: the concat cannot be formed, so the row goes on with its
     // declared [12, 16, 16], and the row after it is checked against that.

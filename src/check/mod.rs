@@ -76,6 +76,7 @@ pub fn check_file_recovering(file: &ast::File) -> (Checked, Vec<Network>) {
         stack: Vec::new(),
         nodes: 0,
         budget_reported: false,
+        block_readings: None,
     };
     checker.register(file);
     let mut networks = Vec::new();
@@ -121,6 +122,10 @@ struct Checker<'a> {
     stack: Vec<(&'a str, Span)>,
     nodes: usize,
     budget_reported: bool,
+    /// The call span of the block instance checked last, with the other sizes its body may give: where a row
+    /// of its body disagreed with its declaration, the body ends with more than one reading (see
+    /// [`Checker::check_row`]), and the block's output is the first.
+    block_readings: Option<(Span, Vec<Shape>)>,
 }
 
 /// Where a body sits, which decides what it may contain.
@@ -137,6 +142,8 @@ type Scope = HashMap<String, Span>;
 struct Reading {
     input: Shape,
     node: Option<Node>,
+    /// Other sizes the row may give (see [`Checker::infer_statement`]).
+    alternatives: Vec<Shape>,
     /// What checking the row under this reading reported.
     diagnostics: Vec<Diagnostic>,
     /// The names taken at the row's level after it, under this reading.
@@ -148,6 +155,12 @@ impl Reading {
     fn checked(&self) -> Option<Shape> {
         let node = self.node.as_ref()?;
         (!self.diagnostics.iter().any(Diagnostic::is_error)).then_some(node.output)
+    }
+
+    /// Whether the row checked without errors and may give `declared`.
+    fn agrees(&self, declared: Shape) -> bool {
+        self.checked()
+            .is_some_and(|output| output == declared || self.alternatives.contains(&declared))
     }
 }
 
@@ -278,7 +291,8 @@ impl<'a> Checker<'a> {
                 (None, definition.body.as_slice())
             }
         };
-        let (body, output) = self.check_body(body, &env, input_shape, "", BodyKind::Network);
+        let (body, outputs) = self.check_body(body, &env, input_shape, "", BodyKind::Network);
+        let output = outputs.first().copied();
         let params = definition
             .params
             .iter()
@@ -364,7 +378,7 @@ impl<'a> Checker<'a> {
         input: Option<Shape>,
         prefix: &str,
         kind: BodyKind,
-    ) -> (Vec<Node>, Option<Shape>) {
+    ) -> (Vec<Node>, Vec<Shape>) {
         let mut scope = Scope::new();
         // The shapes the next row may read, most trusted first (see `check_row`).
         let mut current: Vec<Shape> = input.into_iter().collect();
@@ -453,8 +467,9 @@ impl<'a> Checker<'a> {
             }
             nodes.extend(node);
         }
-        // A block's output is one shape: where its last rows left two, the caller reads the trusted one.
-        (nodes, current.first().copied())
+        // The readings left after the last row: a block's output is the first, and a row that calls it may
+        // agree with another (see `infer_statement`).
+        (nodes, current)
     }
 
     /// Checks one row of a body against each shape its input may have.
@@ -486,7 +501,7 @@ impl<'a> Checker<'a> {
             let mut own_scope = scope.clone();
             let outer = std::mem::take(&mut self.diagnostics);
             let budget_reported = self.budget_reported;
-            let node = self.infer_statement(
+            let (node, alternatives) = self.infer_statement(
                 statement,
                 env,
                 Some(input),
@@ -499,24 +514,30 @@ impl<'a> Checker<'a> {
             readings.push(Reading {
                 input,
                 node,
+                alternatives,
                 diagnostics,
                 scope: own_scope,
             });
         }
         let declared = self.eval_declared(statement, env);
-        let taken = readings.iter().position(|reading| {
-            reading
-                .checked()
-                .is_some_and(|output| declared.map_or(true, |(_, declared)| output == declared))
+        let taken = readings.iter().position(|reading| match declared {
+            Some((_, declared)) => reading.agrees(declared),
+            None => reading.checked().is_some(),
         });
         let outputs: Vec<Shape> = match (taken, declared) {
             (Some(_), Some((_, declared))) => vec![declared],
             // Without a declaration nothing settles the question: every reading that checks goes on.
             (Some(taken), None) => {
                 let mut outputs = Vec::new();
-                for output in readings[taken..].iter().filter_map(Reading::checked) {
-                    if !outputs.contains(&output) {
-                        outputs.push(output);
+                for reading in &readings[taken..] {
+                    let Some(output) = reading.checked() else {
+                        continue;
+                    };
+                    for shape in std::iter::once(output).chain(reading.alternatives.iter().copied())
+                    {
+                        if !outputs.contains(&shape) {
+                            outputs.push(shape);
+                        }
                     }
                 }
                 outputs
@@ -539,10 +560,15 @@ impl<'a> Checker<'a> {
         self.diagnostics.extend(reading.diagnostics);
         *scope = reading.scope;
         if taken.is_some() {
-            return (reading.node, outputs);
+            // Taken for what its block may give instead: the node does not have the size the rows after read.
+            let node = reading
+                .node
+                .filter(|node| declared.map_or(true, |(_, declared)| node.output == declared));
+            return (node, outputs);
         }
         let before = self.diagnostics.len();
-        let settled = self.settle_declared(statement, reading.node, declared);
+        let settled =
+            self.settle_declared(statement, reading.node, declared, &reading.alternatives);
         if let (Some(mismatch), true) = (self.diagnostics.get_mut(before), gives.len() > 1) {
             mismatch.notes.push(format!(
                 "an earlier row declares another size than it computes, so this row was checked from both: \
@@ -604,9 +630,9 @@ impl<'a> Checker<'a> {
         scope: &mut Scope,
         role: Role,
     ) -> (Option<Node>, Vec<Shape>) {
-        let node = self.infer_statement(statement, env, input, prefix, scope, role);
+        let (node, alternatives) = self.infer_statement(statement, env, input, prefix, scope, role);
         let declared = self.eval_declared(statement, env);
-        self.settle_declared(statement, node, declared)
+        self.settle_declared(statement, node, declared, &alternatives)
     }
 
     /// The statement's declared shape, evaluated (`None` without one, or when it does not evaluate).
@@ -620,27 +646,47 @@ impl<'a> Checker<'a> {
     }
 
     /// Compares a checked statement with its declaration, reporting a mismatch; returns what
-    /// [`Checker::check_statement`] returns.
+    /// [`Checker::check_statement`] returns. `alternatives` are other sizes the statement may give (see
+    /// [`Checker::infer_statement`]): a declaration that agrees with one of them is no mismatch.
     fn settle_declared(
         &mut self,
         statement: &LayerStatement,
         node: Option<Node>,
         declared: Option<(&ast::ShapeExpr, Shape)>,
+        alternatives: &[Shape],
     ) -> (Option<Node>, Vec<Shape>) {
         match (node, declared) {
+            // The block's body reported its own wrong declaration; what it computes agrees with this row.
+            (Some(node), Some((_, declared)))
+                if node.output != declared && alternatives.contains(&declared) =>
+            {
+                (None, vec![declared])
+            }
             (Some(node), Some((shape_expr, declared))) if node.output != declared => {
                 self.report_declared_mismatch(statement, &node, shape_expr.span, declared);
                 (None, vec![declared, node.output])
             }
-            (Some(node), _) => {
+            (Some(node), Some(_)) => {
                 let output = node.output;
                 (Some(node), vec![output])
+            }
+            (Some(node), None) => {
+                let mut outputs = vec![node.output];
+                for &shape in alternatives {
+                    if !outputs.contains(&shape) {
+                        outputs.push(shape);
+                    }
+                }
+                (Some(node), outputs)
             }
             (None, declared) => (None, declared.map(|(_, shape)| shape).into_iter().collect()),
         }
     }
 
-    /// Infers one statement's node from `input`, without looking at its declared shape.
+    /// Infers one statement's node from `input`, without looking at its declared shape. Also returns the other
+    /// sizes the statement may give: when it ends in a block whose body ended with more than one reading
+    /// (a row in it disagreed with its declaration, and was reported there), the node has the first, and these
+    /// are the rest.
     fn infer_statement(
         &mut self,
         statement: &'a LayerStatement,
@@ -649,7 +695,7 @@ impl<'a> Checker<'a> {
         prefix: &str,
         scope: &mut Scope,
         role: Role,
-    ) -> Option<Node> {
+    ) -> (Option<Node>, Vec<Shape>) {
         let name = statement.name.as_ref().map(|n| n.name.as_str());
         if let Some(ident) = &statement.name {
             if let Some(previous) = scope.insert(ident.name.clone(), ident.span) {
@@ -728,7 +774,11 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        node
+        let alternatives = match (statement.chain.last(), self.block_readings.take()) {
+            (Some(Op::Call(call)), Some((span, others))) if span == call.span => others,
+            _ => Vec::new(),
+        };
+        (node, alternatives)
     }
 
     fn check_op(
@@ -968,9 +1018,10 @@ impl<'a> Checker<'a> {
         }
         let before = self.diagnostics.len();
         self.stack.push((callee, call.span));
-        let (body, output) =
+        let (body, mut readings) =
             self.check_body(&definition.body, &callee_env, input, path, BodyKind::Block);
         self.stack.pop();
+        let output = readings.first().copied();
         let instance = name.map_or_else(|| format!("`{callee}`"), |n| format!("`{n}`"));
         for diagnostic in &mut self.diagnostics[before..] {
             if diagnostic.primary.span.start >= definition.span.start
@@ -1017,7 +1068,7 @@ impl<'a> Checker<'a> {
             .zip(&callee_env.bindings)
             .map(|(param, binding)| Some((param.name.name.clone(), binding.value?)))
             .collect::<Option<Vec<_>>>()?;
-        Some(Node {
+        let node = Node {
             name: name.map(str::to_string),
             path: path.to_string(),
             kind: NodeKind::Block {
@@ -1030,7 +1081,11 @@ impl<'a> Checker<'a> {
             role: Role::Main,
             span: call.span,
             args: call_args,
-        })
+        };
+        if readings.len() > 1 {
+            self.block_readings = Some((call.span, readings.split_off(1)));
+        }
+        Some(node)
     }
 
     /// Matches a call's arguments to parameter names. Returns, per parameter, the given argument; `None` when

@@ -782,6 +782,7 @@ impl Graph {
 // ---------------------------------------------------------------------------------------------------------------
 // SVG
 
+#[cfg(feature = "svg")]
 mod svg {
     //! The SVG writer: layout-rs places the nodes and routes the edges; this backend draws them (sans-serif
     //! labels sized to fit, dashed side outputs, red errors) and adds the block-instance boxes behind them.
@@ -1260,6 +1261,7 @@ mod svg {
     }
 }
 
+#[cfg(feature = "svg")]
 impl Graph {
     /// An SVG picture: layout-rs places the nodes top to bottom; block instances are boxed, side outputs dashed
     /// and grey, errors red.

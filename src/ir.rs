@@ -172,6 +172,8 @@ pub struct Node {
     pub span: Span,
     /// For a layer or block call, its arguments bound to the callee's parameters, in parameter order.
     pub args: Vec<Arg>,
+    /// For a statement, the output size it declares (`: [C, H, W]`), as written.
+    pub declared: Option<Vec<crate::ast::Expr>>,
 }
 
 impl Node {
@@ -198,6 +200,9 @@ impl Node {
             if let Some(expr) = &mut arg.expr {
                 expr.clear_spans();
             }
+        }
+        for expr in self.declared.iter_mut().flatten() {
+            expr.clear_spans();
         }
         match &mut self.kind {
             NodeKind::Layer(_) => {}

@@ -121,3 +121,21 @@ fn the_generated_model_runs_every_layer() {
     let trained = model.forward_t(&input, true).unwrap();
     assert_eq!(trained.logits.dims(), [5, 7]);
 }
+
+#[test]
+fn a_config_that_contradicts_a_declared_size_is_an_error_naming_the_statement() {
+    // `head = linear(classes, ...) : [7]`: the checker proved the default; another `classes` breaks the
+    // declaration, which the generated constructor checks since the count depends on the `Config`.
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let config = every_layer::Config { classes: 5 };
+    let message = every_layer::Model::new(vb, &config)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("`head` produces 5 channels, its declaration says 7"),
+        "{message}"
+    );
+    assert!(message.contains("every_layer.arch:18:"), "{message}");
+}

@@ -19,6 +19,7 @@ pub mod pool;
 pub mod shape;
 pub mod weights;
 
+#[cfg(feature = "macros")]
 pub use archc_macros::include_arch;
 pub use candle_core;
 pub use candle_nn;

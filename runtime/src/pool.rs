@@ -15,7 +15,7 @@ use candle_core::{Device, Error, Module, Result, Tensor};
 
 use crate::cpu;
 use crate::fused::{cpu_kernels_apply, cpu_tensor, with_images};
-use crate::shape::{expect_nchw, pool_out_size};
+use crate::shape::{expect_nchw, narrow, pool_out_size, wide};
 
 /// `torch.nn.MaxPool2d`: the maximum over each `kernel` window, with the input padded by `pad`
 /// on both sides with `-inf` (so padding never wins), windows spaced by `stride`, window
@@ -29,7 +29,8 @@ pub struct MaxPool2d {
     pub kernel: (usize, usize),
     /// Distance between window starts; PyTorch's default is the kernel size.
     pub stride: (usize, usize),
-    /// Implicit `-inf` padding on each side; at most half the dilated kernel.
+    /// Implicit `-inf` padding on each side; at most half the kernel, dilated or not, as in
+    /// PyTorch.
     pub pad: (usize, usize),
     /// Distance between the elements of a window; 1 for an ordinary pool.
     pub dilation: (usize, usize),
@@ -342,6 +343,9 @@ struct AxisWindows {
     pad: usize,
     dilation: usize,
     out: usize,
+    /// The padded length the windows span, from the first element of the first window to the
+    /// last element of the last one.
+    span: usize,
     /// Padding before the input: PyTorch's `pad`.
     pad_before: usize,
     /// Padding after the input: `pad`, plus whatever a ceil-mode window hangs over.
@@ -375,17 +379,15 @@ impl AxisWindows {
         ceil_mode: bool,
     ) -> Result<Self> {
         let out = pool_out_size(input, kernel, stride, pad, dilation, ceil_mode)?;
-        let overflow = || crate::error("pooling window indices overflow u32");
-        // Index of the last element of the last window, in padded coordinates.
-        let last = (kernel - 1)
-            .checked_mul(dilation)
-            .and_then(|a| (out - 1).checked_mul(stride).and_then(|b| a.checked_add(b)))
-            .ok_or_else(overflow)?;
-        if u32::try_from(last).is_err() {
-            return Err(overflow());
+        let span = archc_shape::windows_span(wide(out), wide(kernel), wide(stride), wide(dilation))
+            .map_err(|e| crate::error(e.to_string()))
+            .and_then(narrow)?;
+        // Every window index, up to the last element of the last window, must fit u32.
+        if u32::try_from(span - 1).is_err() {
+            return Err(crate::error("pooling window indices overflow u32"));
         }
         // pool_out_size guarantees input + 2 * pad does not overflow.
-        let padded = (input + 2 * pad).max(last + 1);
+        let padded = (input + 2 * pad).max(span);
         Ok(Self {
             input,
             kernel,
@@ -393,17 +395,16 @@ impl AxisWindows {
             pad,
             dilation,
             out,
+            span,
             pad_before: pad,
             pad_after: padded - input - pad,
         })
     }
 
-    /// The padded length the windows span, from the first element of the first window to the
-    /// last element of the last one: `extent + (out - 1) * stride`. An unpadded floor-mode pool
-    /// over exactly this length produces `out` windows.
+    /// The padded length the windows span ([`archc_shape::windows_span`]). An unpadded floor-mode
+    /// pool over exactly this length produces `out` windows.
     fn covered_len(&self) -> usize {
-        // AxisWindows::new checked this sum (as `last`) for overflow.
-        (self.kernel - 1) * self.dilation + (self.out - 1) * self.stride + 1
+        self.span
     }
 
     /// Gathers the windows of the (already padded) `x` along `dim` and splits that dimension

@@ -10,7 +10,6 @@
 
 mod eval;
 mod foreign;
-pub(crate) mod shape;
 
 use std::collections::{HashMap, HashSet};
 
@@ -563,7 +562,11 @@ impl<'a> Checker<'a> {
             // Taken for what its block may give instead: the node does not have the size the rows after read.
             let node = reading
                 .node
-                .filter(|node| declared.map_or(true, |(_, declared)| node.output == declared));
+                .filter(|node| declared.map_or(true, |(_, declared)| node.output == declared))
+                .map(|mut node| {
+                    node.declared = statement.declared.as_ref().map(|shape| shape.dims.clone());
+                    node
+                });
             return (node, outputs);
         }
         let before = self.diagnostics.len();
@@ -666,11 +669,13 @@ impl<'a> Checker<'a> {
                 self.report_declared_mismatch(statement, &node, shape_expr.span, declared);
                 (None, vec![declared, node.output])
             }
-            (Some(node), Some(_)) => {
+            (Some(mut node), Some(_)) => {
+                node.declared = statement.declared.as_ref().map(|shape| shape.dims.clone());
                 let output = node.output;
                 (Some(node), vec![output])
             }
-            (Some(node), None) => {
+            (Some(mut node), None) => {
+                node.declared = statement.declared.as_ref().map(|shape| shape.dims.clone());
                 let mut outputs = vec![node.output];
                 for &shape in alternatives {
                     if !outputs.contains(&shape) {
@@ -749,6 +754,7 @@ impl<'a> Checker<'a> {
                     role: Role::Main,
                     span: statement.span,
                     args: Vec::new(),
+                    declared: None,
                 }),
                 _ => None,
             }
@@ -840,6 +846,7 @@ impl<'a> Checker<'a> {
                     role: Role::Main,
                     span: group.span,
                     args: Vec::new(),
+                    declared: None,
                 })
             }
         }
@@ -904,6 +911,7 @@ impl<'a> Checker<'a> {
                 role: Role::Main,
                 span: call.span,
                 args: bound_args(call, &names, &bound),
+                declared: None,
             });
         }
         let Some(&definition) = self.blocks.get(callee) else {
@@ -1060,6 +1068,7 @@ impl<'a> Checker<'a> {
                 role: Role::Main,
                 span: call.span,
                 args: call_args,
+                declared: None,
             });
         }
         let args = definition
@@ -1081,6 +1090,7 @@ impl<'a> Checker<'a> {
             role: Role::Main,
             span: call.span,
             args: call_args,
+            declared: None,
         };
         if readings.len() > 1 {
             self.block_readings = Some((call.span, readings.split_off(1)));

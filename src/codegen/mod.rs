@@ -295,7 +295,7 @@ impl Generator<'_> {
             .filter(|n| n.role == Role::Main)
             .collect();
         for node in &main {
-            let piece = self.statement(&mut body, node, &channels)?;
+            let piece = self.declared_statement(&mut body, node, &channels)?;
             chain.extend(piece.steps);
             plan.extend(piece.plan);
             channels = piece.channels;
@@ -312,9 +312,12 @@ impl Generator<'_> {
             forward.extend(lines);
             forward.push(quote!(let xs = #value;));
             for side in side_outputs {
-                let piece = self.statement(&mut body, side, &channels)?;
+                let piece = self.declared_statement(&mut body, side, &channels)?;
                 let name = rust_ident(side.name.as_deref().unwrap_or("side"));
-                let grouped = piece.steps.iter().any(|step| matches!(step, Step::Group { .. }));
+                let grouped = piece
+                    .steps
+                    .iter()
+                    .any(|step| matches!(step, Step::Group { .. }));
                 let (lines, value) = render(quote!(xs), piece.steps, grouped);
                 forward.push(if !grouped {
                     quote!(let #name = train.then(|| #value).transpose()?;)
@@ -448,6 +451,33 @@ impl Generator<'_> {
                 }
             }
         })
+    }
+
+    /// A statement of a body, with a check of its declared channel count where that count depends on the
+    /// `Config` (the checker proved the default one).
+    fn declared_statement(
+        &mut self,
+        body: &mut Body<'_>,
+        node: &Node,
+        input: &Expr,
+    ) -> Result<Piece, CodegenError> {
+        let piece = self.statement(body, node, input)?;
+        if let Some(declared) = node.declared.as_ref().and_then(|dims| dims.first()) {
+            let mut declared = declared.clone();
+            declared.clear_spans();
+            let mut computed = piece.channels.clone();
+            computed.clear_spans();
+            let depends = mentions_names(&declared) || mentions_names(&computed);
+            if depends && declared != computed {
+                let computed = expr(&computed, body.scope, Ty::Int)?;
+                let declared = expr(&declared, body.scope, Ty::Int)?;
+                let name = node.name.as_deref().unwrap_or("statement");
+                let at = self.at(node.span);
+                body.ctor
+                    .push(quote!(nn::expect_channels(#computed, #declared, #name)#at?;));
+            }
+        }
+        Ok(piece)
     }
 
     /// One statement (or branch, or chain element) of a body: its constructor lines go into `body`.
@@ -649,7 +679,7 @@ impl Generator<'_> {
         let mut steps = Vec::new();
         let mut plan = Vec::new();
         for node in nodes {
-            let piece = self.statement(&mut body, node, &channels)?;
+            let piece = self.declared_statement(&mut body, node, &channels)?;
             steps.extend(piece.steps);
             plan.extend(piece.plan);
             channels = piece.channels;

@@ -1,11 +1,11 @@
 //! A built-in call's arguments after binding, with typed accessors that report misuse, and the checks every
 //! layer family shares (feature-map input, per-axis output sizes).
 
-use crate::check::shape::{conv_output, pool_output, SizeError};
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::ir::{Shape, Value};
+use archc_shape::{check_dim, conv_output, pool_output, SizeError};
 
-use super::{Hw, MAX_DIM};
+use super::Hw;
 
 /// The default of a built-in layer's parameter.
 #[derive(Debug, Clone, Copy)]
@@ -76,23 +76,12 @@ impl Args<'_> {
     }
 
     fn check_range(&mut self, name: &str, arg: BoundArg, value: i64, min: i64) -> Option<u64> {
-        if value < min {
-            let what = if min == 0 {
-                "non-negative"
-            } else {
-                "at least 1"
-            };
-            self.range_error(name, arg, format!("must be {what}, found {value}"));
-            None
-        } else if value > MAX_DIM {
-            self.range_error(
-                name,
-                arg,
-                format!("{value} is larger than the limit {MAX_DIM}"),
-            );
-            None
-        } else {
-            Some(value as u64)
+        match check_dim(value, min) {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.range_error(name, arg, error.to_string());
+                None
+            }
         }
     }
 
@@ -255,6 +244,7 @@ fn axis_output(
         Err(SizeError::WindowTooLarge {
             effective_kernel,
             padded_input,
+            ..
         }) => {
             let span = args.span("kernel");
             let mut diagnostic = Diagnostic::error(
@@ -288,6 +278,25 @@ fn axis_output(
                     format!("{} output size overflows", args.layer),
                 )
                 .with_label("sizes too large"),
+            );
+            None
+        }
+        // Argument validation (`resolve`) rejects these first; reported plainly should that ever change.
+        Err(
+            error @ (SizeError::Zero(_)
+            | SizeError::PaddingTooLarge { .. }
+            | SizeError::SameNeedsStrideOne { .. }
+            | SizeError::OutputPaddingTooLarge { .. }
+            | SizeError::PaddingRemovesOutput { .. }),
+        ) => {
+            args.failed = true;
+            args.diagnostics.push(
+                Diagnostic::error(
+                    Code::InvalidArgument,
+                    args.call_span,
+                    format!("{}: {error}", args.layer),
+                )
+                .with_label(error.to_string()),
             );
             None
         }

@@ -3,11 +3,11 @@
 
 use quote::quote;
 
-use crate::check::shape::{effective_kernel, spell_out};
 use crate::codegen::layer::{EmitCx, Emitted, Want};
 use crate::codegen::CodegenError;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::ir::{Padding, Shape, Value};
+use archc_shape::{same_padding, spell_out};
 
 use super::args::{both_axes, pad_arg, require_map, ArgDefault::*, Args, PadArg};
 use super::{hw_text, label_hw, Builtin, Hw, Layer, LayerDef, Param};
@@ -236,7 +236,9 @@ fn resolve(args: &mut Args<'_>) -> Option<Layer> {
     let padding = match pad? {
         PadArg::Explicit(hw) => Padding::symmetric(hw),
         PadArg::Same => {
-            if stride != [1, 1] {
+            let same = |axis: usize| same_padding(kernel[axis], stride[axis], dilation[axis]);
+            // Arguments in range leave one way to fail: a stride above 1.
+            let (Ok((top, bottom)), Ok((left, right))) = (same(0), same(1)) else {
                 let span = args.span("pad");
                 let stride_span = args.span("stride");
                 args.report(
@@ -248,14 +250,12 @@ fn resolve(args: &mut Args<'_>) -> Option<Layer> {
                         ),
                 );
                 return None;
-            }
-            let total_h = effective_kernel(kernel[0], dilation[0]).ok()? - 1;
-            let total_w = effective_kernel(kernel[1], dilation[1]).ok()? - 1;
+            };
             Padding {
-                top: total_h / 2,
-                bottom: total_h - total_h / 2,
-                left: total_w / 2,
-                right: total_w - total_w / 2,
+                top,
+                bottom,
+                left,
+                right,
             }
         }
     };

@@ -29,7 +29,7 @@ pub use norm::{BatchNorm, Lrn};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 
 /// The largest size, stride, padding or channel count accepted (PyTorch's kernels index with 32-bit ints).
-pub const MAX_DIM: i64 = i32::MAX as i64;
+pub use archc_shape::MAX_DIM;
 
 /// A (height, width) pair.
 pub type Hw = [u64; 2];

@@ -3,11 +3,11 @@
 
 use quote::quote;
 
-use crate::check::shape::{effective_kernel, spell_out};
 use crate::codegen::layer::{EmitCx, Emitted, Want};
 use crate::codegen::CodegenError;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::ir::{Shape, Value};
+use archc_shape::{pool_padding_limit, spell_out, windows_span};
 
 use super::args::{both_axes, require_map, stride_or_kernel, ArgDefault::*, Args};
 use super::conv::spatial_formula;
@@ -370,10 +370,11 @@ fn window_fields(
     Ok(fields)
 }
 
-/// PyTorch rejects pooling padding above half the kernel ("pad should be at most half of kernel size").
+/// PyTorch rejects pooling padding above half the kernel, dilated or not ("pad should be smaller than or equal
+/// to half of kernel size").
 fn check_pool_padding(args: &mut Args<'_>, kernel: Hw, padding: Hw) -> Option<()> {
     for axis in 0..2 {
-        if padding[axis] > kernel[axis] / 2 {
+        if padding[axis] > pool_padding_limit(kernel[axis]) {
             let span = args.span("pad");
             let layer = args.layer;
             args.report(
@@ -387,7 +388,7 @@ fn check_pool_padding(args: &mut Args<'_>, kernel: Hw, padding: Hw) -> Option<()
                 )
                 .with_label(format!(
                     "at most {} for a kernel of {}",
-                    kernel[axis] / 2,
+                    pool_padding_limit(kernel[axis]),
                     kernel[axis]
                 ))
                 .with_note(
@@ -463,10 +464,9 @@ fn warn_dropped(
     dilation: u64,
     output: u64,
 ) {
-    let Ok(effective) = effective_kernel(kernel, dilation) else {
+    let Ok(covered) = windows_span(output, kernel, stride, dilation) else {
         return;
     };
-    let covered = (output - 1) * stride + effective;
     let padded = input + 2 * pad;
     // Only real input counts: trailing padding that no window reaches is harmless.
     let dropped = (input + pad).saturating_sub(covered);

@@ -220,12 +220,7 @@ fn layout_run(run: &[Entry], indent: &str, shift: usize) -> Vec<String> {
     let column = rows
         .iter()
         .filter(|r| r.declared.is_some())
-        .map(|r| prefix(r).chars().count())
-        .zip(
-            rows.iter()
-                .filter(|r| r.declared.is_some())
-                .map(|r| tail(r)),
-        )
+        .map(|r| (prefix(r).chars().count(), tail(r)))
         .filter(|(w, tail)| *w <= limit && shift + w + DECLARED_GAP + tail <= MAX_WIDTH)
         .map(|(w, _)| w)
         .max()

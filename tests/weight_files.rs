@@ -273,7 +273,7 @@ fn a_missing_tensor_names_the_tensor_the_file_nests_differently() {
     let weights = Weights::open(&path).unwrap();
     let message = build(&weights).err().unwrap();
     assert!(
-        message.contains("cannot load `inception3a.branch2.0.conv.weight` for conv2d at "),
+        message.contains("cannot load `inception3a.branch2.0.conv.weight` for conv2d: "),
         "{message}"
     );
     assert!(

@@ -421,8 +421,9 @@ impl Generator<'_> {
                     }
 
                     /// The same model, running inference with only the optimisations in `options`.
-                    pub fn with_optimizations(self, options: nn::Optimizations) -> Self {
-                        Self { plan: nn::Plan::new(options), ..self }
+                    pub fn with_optimizations(mut self, options: nn::Optimizations) -> Self {
+                        self.plan = nn::Plan::new(options);
+                        self
                     }
 
                     /// Runs the network. In training mode (`train = true`) dropout is active, batch norm uses and

@@ -66,6 +66,8 @@ impl LayerDef for Relu {
         "relu".to_string()
     }
 
+    super::no_settings!();
+
     fn emit(&self, _cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {
         Ok(Emitted::method(quote!(relu()), quote!(nn::Op::Relu)))
     }
@@ -89,6 +91,10 @@ impl LayerDef for Dropout {
 
     fn label(&self) -> String {
         format!("dropout {}", self.p)
+    }
+
+    fn settings(&self) -> String {
+        format!("dropout: p {:?}", self.p)
     }
 
     fn emit(&self, cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {
@@ -116,6 +122,8 @@ impl LayerDef for Softmax {
         "softmax".to_string()
     }
 
+    super::no_settings!();
+
     fn emit(&self, _cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {
         Ok(Emitted::method(
             quote!(apply(&nn::Softmax)),
@@ -138,6 +146,8 @@ impl LayerDef for Identity {
         "identity".to_string()
     }
 
+    super::no_settings!();
+
     fn emit(&self, _cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {
         Ok(Emitted {
             field: None,
@@ -149,14 +159,12 @@ impl LayerDef for Identity {
 
 #[cfg(test)]
 mod tests {
-    use crate::layers::emitted;
+    use crate::layers::assert_emitted;
 
     /// What each call generates (the layer in a block with parameters `p` and `q`), reviewed by hand.
     #[test]
     fn emitted_code() {
-        for (call, input, expected) in CASES {
-            assert_eq!(emitted(call, input), *expected, "{call}");
-        }
+        assert_emitted(CASES);
     }
 
     const CASES: &[(&str, &str, &str)] = &[

@@ -131,6 +131,24 @@ impl LayerDef for Conv2d {
         )
     }
 
+    fn settings(&self) -> String {
+        let p = self.padding;
+        let pad = p.as_symmetric().map_or_else(
+            || format!("[{}, {}, {}, {}]", p.top, p.bottom, p.left, p.right),
+            hw_text,
+        );
+        format!(
+            "conv2d: {} → {} channels, kernel {}, stride {}, pad {pad}, dilation {}, groups {}, bias {}",
+            self.in_channels,
+            self.out_channels,
+            hw_text(self.kernel),
+            hw_text(self.stride),
+            hw_text(self.dilation),
+            self.groups,
+            self.bias
+        )
+    }
+
     fn label(&self) -> String {
         let mut text = format!(
             "conv {}×{}/{}",
@@ -315,14 +333,12 @@ pub(crate) fn spatial_formula(
 
 #[cfg(test)]
 mod tests {
-    use crate::layers::emitted;
+    use crate::layers::assert_emitted;
 
     /// What each call generates (the layer in a block with parameters `p` and `q`), reviewed by hand.
     #[test]
     fn emitted_code() {
-        for (call, input, expected) in CASES {
-            assert_eq!(emitted(call, input), *expected, "{call}");
-        }
+        assert_emitted(CASES);
     }
 
     const CASES: &[(&str, &str, &str)] = &[

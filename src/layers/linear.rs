@@ -94,6 +94,13 @@ impl LayerDef for Linear {
         format!("linear {}→{}", self.in_features, self.out_features)
     }
 
+    fn settings(&self) -> String {
+        format!(
+            "linear: {} → {} features, bias {}",
+            self.in_features, self.out_features, self.bias
+        )
+    }
+
     fn formula(&self, _input: Shape, _output: Shape) -> Option<String> {
         None
     }
@@ -158,6 +165,8 @@ impl LayerDef for Flatten {
         "flatten".to_string()
     }
 
+    super::no_settings!();
+
     fn formula(&self, _input: Shape, _output: Shape) -> Option<String> {
         None
     }
@@ -176,14 +185,12 @@ impl LayerDef for Flatten {
 
 #[cfg(test)]
 mod tests {
-    use crate::layers::emitted;
+    use crate::layers::assert_emitted;
 
     /// What each call generates (the layer in a block with parameters `p` and `q`), reviewed by hand.
     #[test]
     fn emitted_code() {
-        for (call, input, expected) in CASES {
-            assert_eq!(emitted(call, input), *expected, "{call}");
-        }
+        assert_emitted(CASES);
     }
 
     const CASES: &[(&str, &str, &str)] = &[

@@ -93,6 +93,9 @@ pub(crate) trait LayerDef: Sized {
     /// The kind with the settings that decide the shape, for graphs: `conv 3×3/1`.
     fn label(&self) -> String;
 
+    /// Every resolved setting, for hovers: `conv2d: 192 → 64 channels, kernel 1, ...`.
+    fn settings(&self) -> String;
+
     /// The spatial arithmetic written out with numbers, for notes under shape mismatches.
     fn formula(&self, input: Shape, output: Shape) -> Option<String>;
 
@@ -160,6 +163,13 @@ macro_rules! layers {
                 }
             }
 
+            /// Every resolved setting, for hovers: `conv2d: 192 → 64 channels, kernel 1, ...`.
+            pub fn settings(&self) -> String {
+                match self {
+                    $(Layer::$variant(layer) => layer.settings(),)*
+                }
+            }
+
             /// The spatial arithmetic written out with numbers, for notes.
             pub fn formula(&self, input: Shape, output: Shape) -> Option<String> {
                 match self {
@@ -212,12 +222,30 @@ pub(crate) fn hw_text([h, w]: Hw) -> String {
     }
 }
 
+/// The settings of a layer without any: its name.
+macro_rules! no_settings {
+    () => {
+        fn settings(&self) -> String {
+            Self::BUILTINS[0].name.to_string()
+        }
+    };
+}
+pub(crate) use no_settings;
+
 /// `2` for `[2, 2]`, `2×3` otherwise: a size in a graph label.
 pub(crate) fn label_hw([h, w]: Hw) -> String {
     if h == w {
         h.to_string()
     } else {
         format!("{h}×{w}")
+    }
+}
+
+/// Checks what each `(call, input, expected)` generates, for the tests next to each layer's definition.
+#[cfg(test)]
+pub(crate) fn assert_emitted(cases: &[(&str, &str, &str)]) {
+    for (call, input, expected) in cases {
+        assert_eq!(emitted(call, input), *expected, "{call}");
     }
 }
 

@@ -80,6 +80,13 @@ impl LayerDef for BatchNorm {
         "batch_norm".to_string()
     }
 
+    fn settings(&self) -> String {
+        format!(
+            "batch_norm: {} features, eps {:?}, momentum {:?}, affine {}",
+            self.num_features, self.eps, self.momentum, self.affine
+        )
+    }
+
     fn formula(&self, _input: Shape, _output: Shape) -> Option<String> {
         None
     }
@@ -165,6 +172,13 @@ impl LayerDef for Lrn {
         format!("lrn {}", self.size)
     }
 
+    fn settings(&self) -> String {
+        format!(
+            "lrn: size {}, alpha {:?}, beta {:?}, k {:?}",
+            self.size, self.alpha, self.beta, self.k
+        )
+    }
+
     fn formula(&self, _input: Shape, _output: Shape) -> Option<String> {
         None
     }
@@ -193,14 +207,12 @@ impl LayerDef for Lrn {
 
 #[cfg(test)]
 mod tests {
-    use crate::layers::emitted;
+    use crate::layers::assert_emitted;
 
     /// What each call generates (the layer in a block with parameters `p` and `q`), reviewed by hand.
     #[test]
     fn emitted_code() {
-        for (call, input, expected) in CASES {
-            assert_eq!(emitted(call, input), *expected, "{call}");
-        }
+        assert_emitted(CASES);
     }
 
     const CASES: &[(&str, &str, &str)] = &[

@@ -11,7 +11,7 @@ use archc_shape::{pool_padding_limit, spell_out, windows_span};
 
 use super::args::{both_axes, require_map, stride_or_kernel, ArgDefault::*, Args};
 use super::conv::spatial_formula;
-use super::{label_hw, Builtin, Hw, Layer, LayerDef, Param};
+use super::{hw_text, label_hw, Builtin, Hw, Layer, LayerDef, Param};
 
 /// Max pooling over windows of a feature map.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,29 +84,17 @@ impl LayerDef for MaxPool2d {
         },
     }];
 
-    fn infer(self, args: &mut Args<'_>, input: Shape) -> Option<(Self, Shape)> {
-        let output = pool_shape(args, input, &self.window())?;
-        Some((self, output))
-    }
+    windowed!("max_pool");
 
-    fn has_weights(&self) -> bool {
-        false
-    }
-
-    fn cost(&self, _output: Shape) -> (u64, u64) {
-        (0, 0)
-    }
-
-    fn label(&self) -> String {
-        self.window().label("max_pool")
-    }
-
-    fn formula(&self, input: Shape, output: Shape) -> Option<String> {
-        self.window().formula(input, output)
-    }
-
-    fn keep_size_hint(&self, input: Shape, expected: Shape) -> Option<String> {
-        self.window().keep_size_hint(input, expected)
+    fn settings(&self) -> String {
+        format!(
+            "max_pool: kernel {}, stride {}, pad {}, dilation {}, ceil {}",
+            hw_text(self.kernel),
+            hw_text(self.stride),
+            hw_text(self.padding),
+            hw_text(self.dilation),
+            self.ceil_mode
+        )
     }
 
     fn emit(&self, cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {
@@ -173,29 +161,17 @@ impl LayerDef for AvgPool2d {
         },
     }];
 
-    fn infer(self, args: &mut Args<'_>, input: Shape) -> Option<(Self, Shape)> {
-        let output = pool_shape(args, input, &self.window())?;
-        Some((self, output))
-    }
+    windowed!("avg_pool");
 
-    fn has_weights(&self) -> bool {
-        false
-    }
-
-    fn cost(&self, _output: Shape) -> (u64, u64) {
-        (0, 0)
-    }
-
-    fn label(&self) -> String {
-        self.window().label("avg_pool")
-    }
-
-    fn formula(&self, input: Shape, output: Shape) -> Option<String> {
-        self.window().formula(input, output)
-    }
-
-    fn keep_size_hint(&self, input: Shape, expected: Shape) -> Option<String> {
-        self.window().keep_size_hint(input, expected)
+    fn settings(&self) -> String {
+        format!(
+            "avg_pool: kernel {}, stride {}, pad {}, ceil {}, count_include_pad {}",
+            hw_text(self.kernel),
+            hw_text(self.stride),
+            hw_text(self.padding),
+            self.ceil_mode,
+            self.count_include_pad
+        )
     }
 
     fn emit(&self, cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {
@@ -261,6 +237,10 @@ impl LayerDef for AdaptiveAvgPool2d {
         format!("adaptive_avg_pool → {}×{}", self.output[0], self.output[1])
     }
 
+    fn settings(&self) -> String {
+        format!("adaptive_avg_pool: size {}", hw_text(self.output))
+    }
+
     fn formula(&self, _input: Shape, _output: Shape) -> Option<String> {
         None
     }
@@ -282,6 +262,37 @@ impl LayerDef for AdaptiveAvgPool2d {
         ))
     }
 }
+
+/// The `LayerDef` items max and average pooling share through their [`Window`].
+macro_rules! windowed {
+    ($kind:literal) => {
+        fn infer(self, args: &mut Args<'_>, input: Shape) -> Option<(Self, Shape)> {
+            let output = pool_shape(args, input, &self.window())?;
+            Some((self, output))
+        }
+
+        fn has_weights(&self) -> bool {
+            false
+        }
+
+        fn cost(&self, _output: Shape) -> (u64, u64) {
+            (0, 0)
+        }
+
+        fn label(&self) -> String {
+            self.window().label($kind)
+        }
+
+        fn formula(&self, input: Shape, output: Shape) -> Option<String> {
+            self.window().formula(input, output)
+        }
+
+        fn keep_size_hint(&self, input: Shape, expected: Shape) -> Option<String> {
+            self.window().keep_size_hint(input, expected)
+        }
+    };
+}
+use windowed;
 
 /// What max and average pooling share: the window and how it slides.
 struct Window {
@@ -495,14 +506,12 @@ fn warn_dropped(
 
 #[cfg(test)]
 mod tests {
-    use crate::layers::emitted;
+    use crate::layers::assert_emitted;
 
     /// What each call generates (the layer in a block with parameters `p` and `q`), reviewed by hand.
     #[test]
     fn emitted_code() {
-        for (call, input, expected) in CASES {
-            assert_eq!(emitted(call, input), *expected, "{call}");
-        }
+        assert_emitted(CASES);
     }
 
     const CASES: &[(&str, &str, &str)] = &[

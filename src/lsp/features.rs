@@ -12,7 +12,7 @@ use lsp_types::{
 
 use crate::ast::{self, DefinitionKind, LayerStatement, Statement};
 use crate::diagnostic::{Code, Span};
-use crate::ir::{Layer, Node, NodeKind};
+use crate::ir::{Node, NodeKind};
 use crate::summary::{node_cost, summarize, thousands};
 use crate::SourceKind;
 
@@ -241,7 +241,7 @@ fn instances_text(instances: &[Instance<'_>], single_op: bool) -> String {
         }
         match &node.kind {
             NodeKind::Layer(layer) if single_op => {
-                let _ = writeln!(out, "{}  ", layer_settings(layer));
+                let _ = writeln!(out, "{}  ", layer.settings());
                 if let Some(formula) = layer.formula(node.input, node.output) {
                     let _ = writeln!(out, "{formula}  ");
                 }
@@ -254,96 +254,6 @@ fn instances_text(instances: &[Instance<'_>], single_op: bool) -> String {
         }
     }
     out
-}
-
-/// Every resolved setting of a layer.
-fn layer_settings(layer: &Layer) -> String {
-    let hw = |[h, w]: [u64; 2]| {
-        if h == w {
-            h.to_string()
-        } else {
-            format!("[{h}, {w}]")
-        }
-    };
-    match layer {
-        Layer::Conv2d(crate::layers::Conv2d {
-            in_channels,
-            out_channels,
-            kernel,
-            stride,
-            padding,
-            dilation,
-            groups,
-            bias,
-        }) => {
-            let pad = padding.as_symmetric().map_or_else(
-                || {
-                    format!(
-                        "[{}, {}, {}, {}]",
-                        padding.top, padding.bottom, padding.left, padding.right
-                    )
-                },
-                hw,
-            );
-            format!(
-                "conv2d: {in_channels} → {out_channels} channels, kernel {}, stride {}, pad {pad}, dilation {}, \
-                 groups {groups}, bias {bias}",
-                hw(*kernel),
-                hw(*stride),
-                hw(*dilation)
-            )
-        }
-        Layer::MaxPool2d(crate::layers::MaxPool2d {
-            kernel,
-            stride,
-            padding,
-            dilation,
-            ceil_mode,
-        }) => format!(
-            "max_pool: kernel {}, stride {}, pad {}, dilation {}, ceil {ceil_mode}",
-            hw(*kernel),
-            hw(*stride),
-            hw(*padding),
-            hw(*dilation)
-        ),
-        Layer::AvgPool2d(crate::layers::AvgPool2d {
-            kernel,
-            stride,
-            padding,
-            ceil_mode,
-            count_include_pad,
-        }) => format!(
-            "avg_pool: kernel {}, stride {}, pad {}, ceil {ceil_mode}, count_include_pad {count_include_pad}",
-            hw(*kernel),
-            hw(*stride),
-            hw(*padding)
-        ),
-        Layer::AdaptiveAvgPool2d(crate::layers::AdaptiveAvgPool2d { output }) => format!("adaptive_avg_pool: size {}", hw(*output)),
-        Layer::BatchNorm(crate::layers::BatchNorm {
-            num_features,
-            eps,
-            momentum,
-            affine,
-        }) => format!(
-            "batch_norm: {num_features} features, eps {eps:?}, momentum {momentum:?}, affine {affine}"
-        ),
-        Layer::Lrn(crate::layers::Lrn {
-            size,
-            alpha,
-            beta,
-            k,
-        }) => format!("lrn: size {size}, alpha {alpha:?}, beta {beta:?}, k {k:?}"),
-        Layer::Relu(_) => "relu".to_string(),
-        Layer::Dropout(crate::layers::Dropout { p }) => format!("dropout: p {p:?}"),
-        Layer::Flatten(_) => "flatten".to_string(),
-        Layer::Linear(crate::layers::Linear {
-            in_features,
-            out_features,
-            bias,
-        }) => format!("linear: {in_features} → {out_features} features, bias {bias}"),
-        Layer::Softmax(_) => "softmax".to_string(),
-        Layer::Identity(_) => "identity".to_string(),
-    }
 }
 
 fn param_hover(document: &Document, file: &ast::File, owner: usize, name: &str) -> String {

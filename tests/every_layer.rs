@@ -139,3 +139,56 @@ fn a_config_that_contradicts_a_declared_size_is_an_error_naming_the_statement() 
     );
     assert!(message.contains("every_layer.arch:18:"), "{message}");
 }
+
+mod structures {
+    archc_runtime::include_arch!("tests/fixtures/codegen/structures.arch");
+}
+
+/// Residual adds of two and three branches, an identity branch, a branch ending in a nested concat, block
+/// defaults that refer to other parameters and size arithmetic, generated and run: the plan against candle's
+/// ops one by one, a non-default `Config`, and training.
+#[test]
+fn the_generated_forward_covers_adds_nested_concats_and_parameter_arithmetic() {
+    use structures::structures as net;
+    let device = Device::Cpu;
+    let varmap = VarMap::new();
+    net::Model::new(
+        VarBuilder::from_varmap(&varmap, DType::F32, &device),
+        &net::Config::default(),
+    )
+    .unwrap();
+    let vb = archc_runtime::load::detached(&varmap, &device).unwrap();
+    let model = net::Model::new(vb, &net::Config::default()).unwrap();
+    let input = Tensor::randn(0f32, 1.0, (3, 3, 12, 12), &device).unwrap();
+    let planned = model.forward(&input).unwrap();
+    let plain = model
+        .clone()
+        .with_optimizations(Optimizations::NONE)
+        .forward(&input)
+        .unwrap();
+    assert_eq!(planned.dims(), [3, 5]);
+    let difference = (&planned - &plain)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(difference < 1e-4, "plan and candle differ by {difference}");
+    assert_eq!(model.forward_t(&input, true).unwrap().logits.dims(), [3, 5]);
+
+    // width 12: `stem` and `res` declare `[width, 12, 12]` and hold; `mix = split(width) : [16, 12, 12]` gives
+    // (12 - 6) + (6 / 2 + (6 - 6 / 2)) + 12 = 6 + 6 + 12 = 24 channels, not the declared 16.
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+    let config = net::Config {
+        width: 12,
+        classes: 3,
+    };
+    let message = net::Model::new(vb, &config).err().unwrap().to_string();
+    assert!(
+        message.contains("structures.arch:38: `mix` produces 24 channels, its declaration says 16"),
+        "{message}"
+    );
+}

@@ -642,7 +642,7 @@ impl Generator<'_> {
                                 format!("no value for parameter `{name}` of `{block}`"),
                             )
                         })?;
-                    substitute(&default, &substitution)
+                    fold(substitute(&default, &substitution))
                 }
             };
             arguments.push(expr(&value, body.scope, *ty)?);
@@ -948,9 +948,20 @@ fn substitute(expr: &Expr, values: &HashMap<String, Expr>) -> Expr {
     }
 }
 
-/// A name-free integer expression evaluated to its literal; anything else as it is.
+/// Every name-free integer subexpression evaluated to its literal: `k / 2` with `k = 3` is `1`.
 fn fold(expr: Expr) -> Expr {
-    if mentions_names(&expr) {
+    let expr = match expr.kind {
+        ExprKind::Binary(op, lhs, rhs) => Expr {
+            kind: ExprKind::Binary(op, Box::new(fold(*lhs)), Box::new(fold(*rhs))),
+            span: expr.span,
+        },
+        ExprKind::List(items) => Expr {
+            kind: ExprKind::List(items.into_iter().map(fold).collect()),
+            span: expr.span,
+        },
+        _ => expr,
+    };
+    if mentions_names(&expr) || matches!(expr.kind, ExprKind::List(_)) {
         return expr;
     }
     let mut diagnostics = Vec::new();

@@ -1,5 +1,6 @@
 //! `archc graph` layout time: generated networks of about 100, 1,000 and 5,000 drawn nodes (Inception-like
-//! modules and residual blocks, `tests/support/generated_networks.rs`) and the shipped GoogLeNet. For each,
+//! modules and residual blocks, `tests/support/generated_networks.rs`), the shipped GoogLeNet and
+//! torchvision's Inception-v3 (`tests/fixtures/graph/inception_v3.arch`, 325 nodes). For each,
 //! the layout alone and the whole SVG (layout and writing); the graph model is built once, outside the timing.
 //!
 //! `cargo bench --bench graph`
@@ -25,12 +26,15 @@ fn model(source: &str) -> Graph {
 }
 
 fn bench_graph(c: &mut Criterion) {
-    let googlenet = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/architectures/googlenet.arch"
-    ))
-    .expect("shipped architecture");
-    let mut cases = vec![("googlenet".to_string(), model(&googlenet))];
+    let mut cases = Vec::new();
+    for (name, path) in [
+        ("googlenet", "architectures/googlenet.arch"),
+        ("inception_v3", "tests/fixtures/graph/inception_v3.arch"),
+    ] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        let source = std::fs::read_to_string(path).expect("network file");
+        cases.push((name.to_string(), model(&source)));
+    }
     for nodes in [100, 1_000, 5_000] {
         let (source, count) = generated_networks::inception_chain(nodes);
         let graph = model(&source);

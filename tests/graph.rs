@@ -148,6 +148,7 @@ fn svg_parses_holds_the_labels_and_boxes_do_not_overlap() {
         ("architectures/googlenet.arch", true),
         ("architectures/googlenet.arch", false),
         ("tests/fixtures/graph/small.arch", false),
+        ("tests/fixtures/graph/inception_v3.arch", false),
     ] {
         let graph = graph(file, collapse);
         let svg = graph.to_svg();
@@ -425,4 +426,13 @@ fn a_thousand_node_layout_keeps_boxes_apart_and_branches_in_order() {
     for (edge, route) in graph.edges.iter().zip(&layout.edges) {
         assert!(route.end.1 > route.start.1, "{edge:?} does not point down");
     }
+}
+
+#[test]
+fn the_500_node_timing_file_is_the_generators() {
+    // bench/RESULTS.md times `archc graph bench/graph_500.arch`; it must stay what the benchmark generates.
+    let committed = std::fs::read_to_string(path("bench/graph_500.arch")).expect("committed file");
+    let (generated, nodes) = generated_networks::inception_chain(500);
+    assert_eq!(committed, generated);
+    assert_eq!(nodes, graph("bench/graph_500.arch", false).nodes.len());
 }

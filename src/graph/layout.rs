@@ -122,7 +122,7 @@ pub struct Layout {
     pub work: usize,
 }
 
-/// A node's label lines and the size of its box.
+/// The size of a node's box: its label lines at [`FONT`], padded.
 pub(super) fn node_size(graph: &Graph, id: usize) -> (f64, f64) {
     let lines = graph.label_lines(id);
     let widest = lines.iter().map(|l| l.chars().count()).max().unwrap_or(1);

@@ -2,16 +2,16 @@
 //! this crate ([`Graph::to_svg`]), so no external program is needed.
 //!
 //! One file per job:
-//! - [`model`]: [`build`] walks each network definition of the AST statement by statement and draws the checked
+//! - `model.rs`: [`build`] walks each network definition of the AST statement by statement and draws the checked
 //!   node the IR has for it: every layer with its path, its kind and its inferred output shape; a block instance
 //!   as a cluster (or, with [`GraphOptions::collapse`], as one node); the branches of a `concat`/`add` side by
 //!   side, joined by a merge node; side outputs dashed and grey, marked training-only. A statement the checker
 //!   could not follow (a file with errors) is drawn from its source text, and every error is put on the node
 //!   whose span contains it, in red with its code.
-//! - [`dot`]: the model as DOT text.
+//! - `dot.rs`: the model as DOT text.
 //! - [`layout`]: a layered layout of the model in near-linear time: rows by longest path, columns from the
 //!   cluster structure (branches side by side in source order, side outputs to the right of the main line).
-//! - [`svg`]: the laid-out model as SVG.
+//! - `svg.rs`: the laid-out model as SVG.
 
 mod dot;
 pub mod layout;

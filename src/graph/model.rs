@@ -1,6 +1,6 @@
 //! The graph model: the nodes, edges and clusters [`build`] draws from a checked network (and, for a file with
 //! errors, from the statements' source text), with every error put on the node it is about. Both writers
-//! ([`super::dot`], [`super::svg`]) and the layout ([`super::layout`]) read only this model.
+//! (`dot.rs`, `svg.rs`) and the layout (`layout.rs`) read only this model.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

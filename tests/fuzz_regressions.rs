@@ -10,6 +10,9 @@ use archc::SourceKind;
 #[path = "../fuzz/fuzz_targets/common.rs"]
 mod common;
 
+#[path = "support/generated_networks.rs"]
+mod generated_networks;
+
 /// File name -> the error and warning codes it produces, in report order. `.yaml` files go through the YAML
 /// target's entry point, `.safetensors` files through the weights target's (their codes are empty), everything
 /// else through the `.arch` one.
@@ -61,7 +64,10 @@ fn every_crash_input_runs_cleanly_through_the_fuzz_entry_point() {
                 if is_weights(path) {
                     common::run_weights(&bytes)
                 } else {
-                    common::run(kind(path), &bytes)
+                    common::run(kind(path), &bytes);
+                    if matches!(kind(path), SourceKind::Arch) {
+                        common::run_graph(&bytes);
+                    }
                 }
             })
             .is_err()
@@ -101,4 +107,34 @@ fn every_crash_input_gives_its_expected_diagnostics() {
             .collect();
         assert_eq!(&codes, expected, "{file}");
     }
+}
+
+#[test]
+fn graph_layout_stays_within_the_fuzz_targets_work_budget() {
+    // The `graph` target's step budget (`common::run_graph`) holds on the shipped networks, the broken-file
+    // corpus and generated networks of 100 to 5,000 nodes, so a fuzz finding over it means a real change.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut inputs: Vec<Vec<u8>> = Vec::new();
+    for dir in [
+        "architectures",
+        "tests/fixtures/errors",
+        "tests/fixtures/graph",
+    ] {
+        let mut files: Vec<_> = std::fs::read_dir(root.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "arch"))
+            .collect();
+        files.sort();
+        inputs.extend(files.iter().map(|p| std::fs::read(p).unwrap()));
+    }
+    for nodes in [100, 1_000, 5_000] {
+        inputs.push(generated_networks::inception_chain(nodes).0.into_bytes());
+    }
+    let mut largest = 0;
+    for input in &inputs {
+        largest = largest.max(common::run_graph(input));
+    }
+    // The 5,000-node network: every node has an edge in, and there are clusters besides.
+    assert!(largest > 10_000, "{largest}");
 }

@@ -148,6 +148,7 @@ fn svg_parses_holds_the_labels_and_boxes_do_not_overlap() {
         ("architectures/googlenet.arch", true),
         ("architectures/googlenet.arch", false),
         ("tests/fixtures/graph/small.arch", false),
+        ("tests/fixtures/graph/inception_v3.arch", false),
     ] {
         let graph = graph(file, collapse);
         let svg = graph.to_svg();
@@ -297,4 +298,141 @@ fn every_fixture_draws_without_panicking() {
             assert!(graph.to_dot().starts_with("digraph"));
         }
     }
+}
+
+#[path = "support/generated_networks.rs"]
+mod generated_networks;
+
+/// Each item's box in the layout: a node's, or a cluster's (`None` for an empty cluster).
+fn item_rect(
+    layout: &archc::graph::layout::Layout,
+    item: archc::graph::Item,
+) -> Option<archc::graph::layout::Rect> {
+    match item {
+        archc::graph::Item::Node(id) => Some(layout.nodes[id]),
+        archc::graph::Item::Cluster(id) => layout.clusters[id].as_ref().map(|b| b.rect),
+    }
+}
+
+#[test]
+fn a_thousand_node_layout_keeps_boxes_apart_and_branches_in_order() {
+    use archc::graph::layout::layout;
+    use archc::graph::{ClusterKind, Item};
+
+    let (source, expected) = generated_networks::inception_chain(1_000);
+    let file = archc::parse_source(SourceKind::Arch, &source).expect("parses");
+    let (checked, recovered) = archc::check::check_file_recovering(&file);
+    assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+    let graph = build(
+        &file,
+        &recovered,
+        &checked.diagnostics,
+        &source,
+        &GraphOptions::default(),
+    );
+    assert_eq!(graph.nodes.len(), expected);
+    assert!(expected >= 1_000);
+    let layout = layout(&graph);
+
+    // No two node boxes overlap (every pair).
+    for (i, a) in layout.nodes.iter().enumerate() {
+        for b in &layout.nodes[i + 1..] {
+            assert!(!a.overlaps(b), "node boxes {a:?} and {b:?} overlap");
+        }
+    }
+    // Every cluster's box holds its items, and the items of one cluster (or of the top level) are apart.
+    let mut containers: Vec<(Option<archc::graph::layout::Rect>, &[Item])> =
+        vec![(None, &graph.items)];
+    for (id, cluster) in graph.clusters.iter().enumerate() {
+        let rect = layout.clusters[id].as_ref().expect("no empty cluster").rect;
+        containers.push((Some(rect), &cluster.items));
+    }
+    for (outer, items) in containers {
+        let rects: Vec<_> = items
+            .iter()
+            .filter_map(|&i| item_rect(&layout, i))
+            .collect();
+        assert_eq!(rects.len(), items.len());
+        for (i, a) in rects.iter().enumerate() {
+            if let Some(outer) = outer {
+                assert!(outer.contains(a), "{a:?} sticks out of its box {outer:?}");
+            }
+            for b in &rects[i + 1..] {
+                assert!(!a.overlaps(b), "boxes {a:?} and {b:?} overlap");
+            }
+        }
+    }
+    // The branches of every module side by side in source order, their first nodes on one row: the branch
+    // columns of an Inception module, and a residual block's body (a column) left of its identity (a node).
+    let mut modules = 0;
+    for cluster in &graph.clusters {
+        if cluster.kind != ClusterKind::Block {
+            continue;
+        }
+        let branches: Vec<_> = cluster
+            .items
+            .iter()
+            .filter(|&&item| match item {
+                Item::Cluster(c) => graph.clusters[c].kind == ClusterKind::Branch,
+                Item::Node(n) => graph.nodes[n].lines.get(1).is_some_and(|l| l == "identity"),
+            })
+            .map(|&item| item_rect(&layout, item).expect("drawn"))
+            .collect();
+        let expected_branches = if cluster.label.starts_with("inc") {
+            4
+        } else {
+            2
+        };
+        assert_eq!(branches.len(), expected_branches, "{}", cluster.label);
+        for pair in branches.windows(2) {
+            assert!(pair[0].right() <= pair[1].x, "{}: {pair:?}", cluster.label);
+            assert!(
+                (pair[0].y - pair[1].y).abs() < 0.5,
+                "{}: {pair:?}",
+                cluster.label
+            );
+        }
+        // The join below every branch.
+        let merge = cluster.items.iter().rev().find_map(|&item| match item {
+            Item::Node(n) => Some(layout.nodes[n]),
+            Item::Cluster(_) => None,
+        });
+        let merge = merge.expect("a join node");
+        assert!(
+            branches.iter().all(|b| b.bottom() <= merge.y),
+            "{}",
+            cluster.label
+        );
+        modules += 1;
+    }
+    // One Inception module and one residual block per `inception(` call in the generated source.
+    assert_eq!(modules, 2 * source.matches("= inception(").count());
+    // Side outputs hang to the right of the main-line nodes of their rows, and every edge points down.
+    for (side, place) in graph.nodes.iter().zip(&layout.nodes).enumerate() {
+        if !place.0.side {
+            continue;
+        }
+        for (main, other) in graph.nodes.iter().zip(&layout.nodes).enumerate() {
+            if !other.0.side && layout.rows[main] == layout.rows[side] {
+                assert!(
+                    place.1.x >= other.1.right(),
+                    "side output {:?} is not right of {:?}",
+                    place.0.lines,
+                    other.0.lines
+                );
+            }
+        }
+    }
+    for (edge, route) in graph.edges.iter().zip(&layout.edges) {
+        assert!(route.end.1 > route.start.1, "{edge:?} does not point down");
+    }
+}
+
+#[test]
+fn the_500_node_timing_file_is_the_generators() {
+    // bench/RESULTS.md times `archc graph bench/graph_500.arch`; it must stay what the benchmark generates.
+    let committed = std::fs::read_to_string(path("bench/graph_500.arch")).expect("committed file");
+    let (generated, nodes) = generated_networks::inception_chain(500);
+    assert_eq!(committed, generated);
+    assert_eq!(nodes, graph("bench/graph_500.arch", false).nodes.len());
 }

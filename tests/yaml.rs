@@ -177,10 +177,10 @@ fn googlenet_yaml_summary_matches_googlenet_arch() {
     assert_eq!(yaml.macs_inference, 1_582_671_872);
 }
 
-/// The schema example in `src/yaml.rs`'s module documentation checks without errors or warnings.
+/// The schema example in `src/yaml/mod.rs`'s module documentation checks without errors or warnings.
 #[test]
 fn the_documented_example_checks_cleanly() {
-    let module = read("src/yaml.rs");
+    let module = read("src/yaml/mod.rs");
     let example: String = module
         .lines()
         .skip_while(|line| *line != "//! ```yaml")

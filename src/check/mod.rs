@@ -13,6 +13,7 @@ mod foreign;
 
 use std::collections::{HashMap, HashSet};
 
+use crate::ast::visit::{self, Visit};
 use crate::ast::{
     self, Call, Definition, DefinitionKind, Expr, ExprKind, GroupKind, LayerStatement, Op,
     Statement,
@@ -1589,20 +1590,9 @@ impl<'a> Checker<'a> {
     }
 
     fn check_unused_params(&mut self, definition: &Definition) {
-        let mut used = HashSet::new();
-        for param in &definition.params {
-            if let Some(default) = &param.default {
-                collect_names(default, &mut used);
-            }
-        }
-        for statement in &definition.body {
-            match statement {
-                Statement::Input(shape) => {
-                    shape.dims.iter().for_each(|e| collect_names(e, &mut used))
-                }
-                Statement::Layer(layer) => collect_statement_names(layer, &mut used),
-            }
-        }
+        let mut used = Names::default();
+        used.visit_definition(definition);
+        let used = used.0;
         let params: Vec<&str> = definition
             .params
             .iter()
@@ -1617,23 +1607,10 @@ impl<'a> Checker<'a> {
             .collect();
         // A parameter that a block used here reads without declaring it (E0120 there, with a hint to pass it)
         // was meant to be used, only not passed down.
-        let mut callees = HashSet::new();
-        for statement in &definition.body {
-            if let Statement::Layer(layer) = statement {
-                collect_callees(layer, &mut callees);
-            }
-        }
+        let callees = Callees::in_body(&definition.body);
         let mut read_by_callees = HashSet::new();
         for block in callees.iter().filter_map(|callee| self.blocks.get(callee)) {
-            let mut read = HashSet::new();
-            for statement in &block.body {
-                match statement {
-                    Statement::Input(shape) => {
-                        shape.dims.iter().for_each(|e| collect_names(e, &mut read))
-                    }
-                    Statement::Layer(layer) => collect_statement_names(layer, &mut read),
-                }
-            }
+            let mut read = Names::in_body(&block.body);
             read.retain(|name| !block.params.iter().any(|p| p.name.name == *name));
             read_by_callees.extend(read);
         }
@@ -1666,13 +1643,7 @@ impl<'a> Checker<'a> {
         let mut reached: HashSet<&str> = HashSet::new();
         let mut pending: Vec<&Definition> = networks;
         while let Some(definition) = pending.pop() {
-            let mut callees = HashSet::new();
-            for statement in &definition.body {
-                if let Statement::Layer(layer) = statement {
-                    collect_callees(layer, &mut callees);
-                }
-            }
-            for callee in callees {
+            for callee in Callees::in_body(&definition.body) {
                 if let Some(&block) = self.blocks.get(callee) {
                     if reached.insert(&block.name.name) {
                         pending.push(block);
@@ -1880,79 +1851,68 @@ fn concat_parts(node: &Node) -> Option<Vec<(String, u64)>> {
     }
 }
 
-/// The parameter name written at `span` in a definition, if an expression there is a name.
+/// The parameter name written at `span` in a definition's body, if an expression there is a name.
 fn name_at(definition: &Definition, span: Span) -> Option<&str> {
-    fn in_expr(expr: &Expr, span: Span) -> Option<&str> {
-        match &expr.kind {
-            ExprKind::Name(name) if expr.span == span => Some(name),
-            ExprKind::List(items) => items.iter().find_map(|e| in_expr(e, span)),
-            ExprKind::Neg(operand) => in_expr(operand, span),
-            ExprKind::Binary(_, lhs, rhs) => in_expr(lhs, span).or_else(|| in_expr(rhs, span)),
-            _ => None,
+    struct NameAt<'ast> {
+        span: Span,
+        found: Option<&'ast str>,
+    }
+    impl<'ast> Visit<'ast> for NameAt<'ast> {
+        fn visit_expr(&mut self, expr: &'ast Expr) {
+            match &expr.kind {
+                ExprKind::Name(name) if expr.span == self.span => {
+                    self.found = self.found.or(Some(name));
+                }
+                _ => visit::visit_expr(self, expr),
+            }
         }
     }
-    fn in_statement(statement: &LayerStatement, span: Span) -> Option<&str> {
-        let declared = statement.declared.iter().flat_map(|shape| &shape.dims);
-        declared.clone().find_map(|e| in_expr(e, span)).or_else(|| {
-            statement.chain.iter().find_map(|op| match op {
-                Op::Call(call) => call.args.iter().find_map(|a| in_expr(&a.value, span)),
-                Op::Group(group) => group.branches.iter().find_map(|b| in_statement(b, span)),
-            })
-        })
-    }
+    let mut finder = NameAt { span, found: None };
     definition
         .body
         .iter()
-        .find_map(|statement| match statement {
-            Statement::Input(shape) => shape.dims.iter().find_map(|e| in_expr(e, span)),
-            Statement::Layer(layer) => in_statement(layer, span),
-        })
+        .for_each(|statement| finder.visit_statement(statement));
+    finder.found
 }
 
-fn collect_names<'e>(expr: &'e Expr, names: &mut HashSet<&'e str>) {
-    match &expr.kind {
-        ExprKind::Name(name) => {
-            names.insert(name);
+/// The parameter names an AST node reads.
+#[derive(Default)]
+struct Names<'ast>(HashSet<&'ast str>);
+
+impl<'ast> Visit<'ast> for Names<'ast> {
+    fn visit_expr(&mut self, expr: &'ast Expr) {
+        if let ExprKind::Name(name) = &expr.kind {
+            self.0.insert(name);
         }
-        ExprKind::List(items) => items.iter().for_each(|e| collect_names(e, names)),
-        ExprKind::Neg(operand) => collect_names(operand, names),
-        ExprKind::Binary(_, lhs, rhs) => {
-            collect_names(lhs, names);
-            collect_names(rhs, names);
-        }
-        ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Bool(_) | ExprKind::Same => {}
+        visit::visit_expr(self, expr);
     }
 }
 
-fn collect_statement_names<'e>(statement: &'e LayerStatement, names: &mut HashSet<&'e str>) {
-    if let Some(shape) = &statement.declared {
-        shape.dims.iter().for_each(|e| collect_names(e, names));
-    }
-    for op in &statement.chain {
-        match op {
-            Op::Call(call) => call
-                .args
-                .iter()
-                .for_each(|a| collect_names(&a.value, names)),
-            Op::Group(group) => group
-                .branches
-                .iter()
-                .for_each(|b| collect_statement_names(b, names)),
-        }
+impl<'ast> Names<'ast> {
+    fn in_body(body: &'ast [Statement]) -> HashSet<&'ast str> {
+        let mut names = Names::default();
+        body.iter()
+            .for_each(|statement| names.visit_statement(statement));
+        names.0
     }
 }
 
-fn collect_callees<'e>(statement: &'e LayerStatement, callees: &mut HashSet<&'e str>) {
-    for op in &statement.chain {
-        match op {
-            Op::Call(call) => {
-                callees.insert(&call.callee.name);
-            }
-            Op::Group(group) => group
-                .branches
-                .iter()
-                .for_each(|b| collect_callees(b, callees)),
-        }
+/// The names of the layers and blocks an AST node calls.
+#[derive(Default)]
+struct Callees<'ast>(HashSet<&'ast str>);
+
+impl<'ast> Visit<'ast> for Callees<'ast> {
+    fn visit_call(&mut self, call: &'ast Call) {
+        self.0.insert(&call.callee.name);
+    }
+}
+
+impl<'ast> Callees<'ast> {
+    fn in_body(body: &'ast [Statement]) -> HashSet<&'ast str> {
+        let mut callees = Callees::default();
+        body.iter()
+            .for_each(|statement| callees.visit_statement(statement));
+        callees.0
     }
 }
 

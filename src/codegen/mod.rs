@@ -21,6 +21,7 @@ use std::collections::{HashMap, HashSet};
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
+use crate::ast::visit::{self, Visit};
 use crate::ast::{BinaryOp, Definition, DefinitionKind, Expr, ExprKind, File};
 use crate::diagnostic::{Code, Diagnostic, LineIndex, Span};
 use crate::ir::{Network, Node, NodeKind, Role, Shape, Value};
@@ -893,14 +894,18 @@ fn mentions(tokens: &[TokenStream], name: &str) -> bool {
     tokens.iter().any(|t| walk(t.clone(), name))
 }
 
+/// Whether `expr` reads a parameter anywhere.
 fn mentions_names(expr: &Expr) -> bool {
-    match &expr.kind {
-        ExprKind::Name(_) => true,
-        ExprKind::List(items) => items.iter().any(mentions_names),
-        ExprKind::Neg(operand) => mentions_names(operand),
-        ExprKind::Binary(_, lhs, rhs) => mentions_names(lhs) || mentions_names(rhs),
-        ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Bool(_) | ExprKind::Same => false,
+    struct Mentions(bool);
+    impl Visit<'_> for Mentions {
+        fn visit_expr(&mut self, expr: &Expr) {
+            self.0 |= matches!(expr.kind, ExprKind::Name(_));
+            visit::visit_expr(self, expr);
+        }
     }
+    let mut mentions = Mentions(false);
+    mentions.visit_expr(expr);
+    mentions.0
 }
 
 fn int_expr(value: u64) -> Expr {

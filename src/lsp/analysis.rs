@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use crate::ast::{self, Expr, ExprKind, LayerStatement, Op, Statement};
+use crate::ast::visit::{self, Visit};
+use crate::ast::{self, Arg, Call, Definition, Expr, ExprKind, Group, LayerStatement, Param};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::ir::{Network, Node, NodeKind, Shape};
 use crate::SourceKind;
@@ -156,7 +157,6 @@ pub struct Occurrence {
 /// Every name occurrence in `file` that refers to a block, a network, a parameter or a statement, in source order
 /// within each definition.
 pub fn occurrences(file: &ast::File) -> Vec<Occurrence> {
-    let mut out = Vec::new();
     let definitions: HashMap<&str, usize> = file
         .items
         .iter()
@@ -164,49 +164,34 @@ pub fn occurrences(file: &ast::File) -> Vec<Occurrence> {
         .rev() // the first definition of a name wins, as in the checker
         .map(|(index, d)| (d.name.name.as_str(), index))
         .collect();
+    let mut walker = Walker {
+        file,
+        definitions: &definitions,
+        owner: 0,
+        scope: None,
+        callee: None,
+        out: Vec::new(),
+    };
     for (owner, definition) in file.items.iter().enumerate() {
-        let mut walker = Walker {
-            file,
-            definitions: &definitions,
-            owner,
-            out: &mut out,
-        };
-        walker.push(
-            definition.name.span,
-            Symbol::Definition(definition.name.name.clone()),
-            true,
-        );
-        for param in &definition.params {
-            walker.push(
-                param.name.span,
-                Symbol::Param {
-                    owner,
-                    name: param.name.name.clone(),
-                },
-                true,
-            );
-            if let Some(default) = &param.default {
-                walker.expr(default);
-            }
-        }
-        for statement in &definition.body {
-            match statement {
-                Statement::Input(shape) => shape.dims.iter().for_each(|e| walker.expr(e)),
-                Statement::Layer(statement) => walker.statement(statement, None),
-            }
-        }
+        walker.owner = owner;
+        walker.visit_definition(definition);
     }
-    out
+    walker.out
 }
 
-struct Walker<'a, 'o> {
+struct Walker<'a> {
     file: &'a ast::File,
     definitions: &'a HashMap<&'a str, usize>,
+    /// The index of the definition being walked.
     owner: usize,
-    out: &'o mut Vec<Occurrence>,
+    /// The span of the innermost group around the statement being walked; `None` at a body's top level.
+    scope: Option<Span>,
+    /// The definition the call whose arguments are being walked instantiates, if it is a block or network.
+    callee: Option<usize>,
+    out: Vec<Occurrence>,
 }
 
-impl Walker<'_, '_> {
+impl Walker<'_> {
     fn push(&mut self, span: Span, symbol: Symbol, declaration: bool) {
         self.out.push(Occurrence {
             span,
@@ -221,14 +206,37 @@ impl Walker<'_, '_> {
             .iter()
             .any(|p| p.name.name == name)
     }
+}
 
-    fn statement(&mut self, statement: &LayerStatement, scope: Option<Span>) {
+impl<'ast> Visit<'ast> for Walker<'_> {
+    fn visit_definition(&mut self, definition: &'ast Definition) {
+        self.push(
+            definition.name.span,
+            Symbol::Definition(definition.name.name.clone()),
+            true,
+        );
+        visit::visit_definition(self, definition);
+    }
+
+    fn visit_param(&mut self, param: &'ast Param) {
+        self.push(
+            param.name.span,
+            Symbol::Param {
+                owner: self.owner,
+                name: param.name.name.clone(),
+            },
+            true,
+        );
+        visit::visit_param(self, param);
+    }
+
+    fn visit_layer_statement(&mut self, statement: &'ast LayerStatement) {
         if let Some(name) = &statement.name {
             self.push(
                 name.span,
                 Symbol::Statement {
                     owner: self.owner,
-                    scope,
+                    scope: self.scope,
                     name: name.name.clone(),
                 },
                 true,
@@ -245,67 +253,57 @@ impl Walker<'_, '_> {
                 false,
             );
         }
-        for op in &statement.chain {
-            match op {
-                Op::Call(call) => {
-                    let block = self.definitions.get(call.callee.name.as_str()).copied();
-                    if block.is_some() {
-                        self.push(
-                            call.callee.span,
-                            Symbol::Definition(call.callee.name.clone()),
-                            false,
-                        );
-                    }
-                    for arg in &call.args {
-                        if let (Some(name), Some(block)) = (&arg.name, block) {
-                            if self.has_param(block, &name.name) {
-                                self.push(
-                                    name.span,
-                                    Symbol::Param {
-                                        owner: block,
-                                        name: name.name.clone(),
-                                    },
-                                    false,
-                                );
-                            }
-                        }
-                        self.expr(&arg.value);
-                    }
-                }
-                Op::Group(group) => {
-                    for branch in &group.branches {
-                        self.statement(branch, Some(group.span));
-                    }
-                }
-            }
-        }
-        if let Some(declared) = &statement.declared {
-            declared.dims.iter().for_each(|e| self.expr(e));
-        }
+        visit::visit_layer_statement(self, statement);
     }
 
-    fn expr(&mut self, expr: &Expr) {
-        match &expr.kind {
-            ExprKind::Name(name) => {
-                if self.has_param(self.owner, name) {
-                    self.push(
-                        expr.span,
-                        Symbol::Param {
-                            owner: self.owner,
-                            name: name.clone(),
-                        },
-                        false,
-                    );
-                }
-            }
-            ExprKind::List(items) => items.iter().for_each(|e| self.expr(e)),
-            ExprKind::Neg(inner) => self.expr(inner),
-            ExprKind::Binary(_, a, b) => {
-                self.expr(a);
-                self.expr(b);
-            }
-            ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Bool(_) | ExprKind::Same => {}
+    fn visit_group(&mut self, group: &'ast Group) {
+        let outer = self.scope.replace(group.span);
+        visit::visit_group(self, group);
+        self.scope = outer;
+    }
+
+    fn visit_call(&mut self, call: &'ast Call) {
+        self.callee = self.definitions.get(call.callee.name.as_str()).copied();
+        if self.callee.is_some() {
+            self.push(
+                call.callee.span,
+                Symbol::Definition(call.callee.name.clone()),
+                false,
+            );
         }
+        visit::visit_call(self, call);
+    }
+
+    fn visit_arg(&mut self, arg: &'ast Arg) {
+        if let (Some(name), Some(block)) = (&arg.name, self.callee) {
+            if self.has_param(block, &name.name) {
+                self.push(
+                    name.span,
+                    Symbol::Param {
+                        owner: block,
+                        name: name.name.clone(),
+                    },
+                    false,
+                );
+            }
+        }
+        visit::visit_arg(self, arg);
+    }
+
+    fn visit_expr(&mut self, expr: &'ast Expr) {
+        if let ExprKind::Name(name) = &expr.kind {
+            if self.has_param(self.owner, name) {
+                self.push(
+                    expr.span,
+                    Symbol::Param {
+                        owner: self.owner,
+                        name: name.clone(),
+                    },
+                    false,
+                );
+            }
+        }
+        visit::visit_expr(self, expr);
     }
 }
 
@@ -317,52 +315,54 @@ pub fn occurrence_at(occurrences: &[Occurrence], offset: usize) -> Option<&Occur
 }
 
 /// The calls of `file`, each with the index of the definition it is in.
-pub fn calls(file: &ast::File) -> Vec<(usize, &ast::Call)> {
-    fn statement<'a>(owner: usize, s: &'a LayerStatement, out: &mut Vec<(usize, &'a ast::Call)>) {
-        for op in &s.chain {
-            match op {
-                Op::Call(call) => out.push((owner, call)),
-                Op::Group(group) => group.branches.iter().for_each(|b| statement(owner, b, out)),
-            }
+pub fn calls(file: &ast::File) -> Vec<(usize, &Call)> {
+    struct Calls<'ast> {
+        owner: usize,
+        out: Vec<(usize, &'ast Call)>,
+    }
+    impl<'ast> Visit<'ast> for Calls<'ast> {
+        fn visit_call(&mut self, call: &'ast Call) {
+            self.out.push((self.owner, call));
         }
     }
-    let mut out = Vec::new();
+    let mut calls = Calls {
+        owner: 0,
+        out: Vec::new(),
+    };
     for (owner, definition) in file.items.iter().enumerate() {
-        for s in &definition.body {
-            if let Statement::Layer(s) = s {
-                statement(owner, s, &mut out);
-            }
-        }
+        calls.owner = owner;
+        calls.visit_definition(definition);
     }
-    out
+    calls.out
 }
 
 /// Every layer statement of `file` (branches included), with the index of its definition and its nesting
 /// depth (0 for a body's top level).
 pub fn statements(file: &ast::File) -> Vec<(usize, usize, &LayerStatement)> {
-    fn walk<'a>(
+    struct Statements<'ast> {
         owner: usize,
         depth: usize,
-        s: &'a LayerStatement,
-        out: &mut Vec<(usize, usize, &'a LayerStatement)>,
-    ) {
-        out.push((owner, depth, s));
-        for op in &s.chain {
-            if let Op::Group(group) = op {
-                group
-                    .branches
-                    .iter()
-                    .for_each(|b| walk(owner, depth + 1, b, out));
-            }
+        out: Vec<(usize, usize, &'ast LayerStatement)>,
+    }
+    impl<'ast> Visit<'ast> for Statements<'ast> {
+        fn visit_layer_statement(&mut self, statement: &'ast LayerStatement) {
+            self.out.push((self.owner, self.depth, statement));
+            visit::visit_layer_statement(self, statement);
+        }
+        fn visit_group(&mut self, group: &'ast Group) {
+            self.depth += 1;
+            visit::visit_group(self, group);
+            self.depth -= 1;
         }
     }
-    let mut out = Vec::new();
+    let mut statements = Statements {
+        owner: 0,
+        depth: 0,
+        out: Vec::new(),
+    };
     for (owner, definition) in file.items.iter().enumerate() {
-        for s in &definition.body {
-            if let Statement::Layer(s) = s {
-                walk(owner, 0, s, &mut out);
-            }
-        }
+        statements.owner = owner;
+        statements.visit_definition(definition);
     }
-    out
+    statements.out
 }

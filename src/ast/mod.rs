@@ -6,6 +6,8 @@
 
 use crate::diagnostic::Span;
 
+pub mod visit;
+
 /// A parsed source file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct File {

@@ -24,7 +24,7 @@ fn build(tensors: HashMap<String, Tensor>) -> Result<googlenet_tiny::Model, Stri
 fn a_missing_tensor_is_named_with_its_arch_statement() {
     let mut tensors = reference_weights();
     tensors.remove("inception3a.branch2.0.conv.weight");
-    let message = build(tensors).err().expect("a missing tensor is an error");
+    let message = build(tensors).expect_err("a missing tensor is an error");
     assert!(
         message.contains("inception3a.branch2.0.conv.weight"),
         "{message}"
@@ -45,9 +45,7 @@ fn a_mis_shaped_tensor_reports_expected_and_found_shapes() {
         "inception3a.branch2.1.conv.weight".to_string(),
         Tensor::zeros((16, 12, 5, 5), DType::F32, &Device::Cpu).unwrap(),
     );
-    let message = build(tensors)
-        .err()
-        .expect("a mis-shaped tensor is an error");
+    let message = build(tensors).expect_err("a mis-shaped tensor is an error");
     assert!(
         message.contains("inception3a.branch2.1.conv.weight"),
         "{message}"
@@ -66,8 +64,7 @@ fn a_wrong_input_shape_is_an_error_saying_what_was_expected() {
     ] {
         let message = model
             .forward(&bad)
-            .err()
-            .expect("wrong input is an error")
+            .expect_err("wrong input is an error")
             .to_string();
         assert!(message.contains("[N, 3, 96, 96]"), "{message}");
         assert!(message.contains(&format!("{:?}", bad.dims())), "{message}");
@@ -75,8 +72,7 @@ fn a_wrong_input_shape_is_an_error_saying_what_was_expected() {
     let integers = Tensor::zeros((1, 3, 96, 96), DType::U32, &Device::Cpu).unwrap();
     let message = model
         .forward(&integers)
-        .err()
-        .expect("integer input is an error")
+        .expect_err("integer input is an error")
         .to_string();
     assert!(message.contains("floating-point"), "{message}");
 }

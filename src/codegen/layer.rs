@@ -100,10 +100,23 @@ impl EmitCx<'_> {
         }))
     }
 
-    /// `Name { a: x, b: y, ..Default::default() }`, or `Name::default()` when nothing was written.
-    pub fn config(&self, name: TokenStream, fields: Vec<(&str, TokenStream)>) -> TokenStream {
+    /// `Name { a: x, b: y, ..Default::default() }`, or `Name::default()` when nothing was written; `all` is
+    /// how many fields the struct has (when the source wrote each of them, there is no `..Default::default()`).
+    pub fn config(
+        &self,
+        name: TokenStream,
+        fields: Vec<(&str, TokenStream)>,
+        all: usize,
+    ) -> TokenStream {
         if fields.is_empty() {
             return quote!(#name::default());
+        }
+        if fields.len() == all {
+            let fields = fields.into_iter().map(|(field, value)| {
+                let field = proc_macro2::Ident::new(field, proc_macro2::Span::call_site());
+                quote!(#field: #value)
+            });
+            return quote!(#name { #(#fields),* });
         }
         let fields = fields.into_iter().map(|(field, value)| {
             let field = proc_macro2::Ident::new(field, proc_macro2::Span::call_site());

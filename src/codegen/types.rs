@@ -126,19 +126,6 @@ const GENERATED_TYPES: &[&str] = &[
     "Self",
 ];
 
-#[cfg(test)]
-mod tests {
-    use super::type_ident;
-
-    #[test]
-    fn block_types_never_shadow_the_generated_ones() {
-        assert_eq!(type_ident("inception_aux").to_string(), "InceptionAux");
-        assert_eq!(type_ident("model").to_string(), "ModelBlock");
-        assert_eq!(type_ident("Tensor").to_string(), "TensorBlock");
-        assert_eq!(type_ident("module_t").to_string(), "ModuleTBlock");
-    }
-}
-
 /// The name standing for a block's input channel count in channel expressions: not a name the source can write.
 pub(crate) const BLOCK_INPUT: &str = "#in";
 
@@ -281,4 +268,17 @@ fn raw_expr(expr_: &Expr, scope: &Scope<'_>) -> Result<TokenStream, CodegenError
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::type_ident;
+
+    #[test]
+    fn block_types_never_shadow_the_generated_ones() {
+        assert_eq!(type_ident("inception_aux").to_string(), "InceptionAux");
+        assert_eq!(type_ident("model").to_string(), "ModelBlock");
+        assert_eq!(type_ident("Tensor").to_string(), "TensorBlock");
+        assert_eq!(type_ident("module_t").to_string(), "ModuleTBlock");
+    }
 }

@@ -232,7 +232,7 @@ impl LayerDef for Conv2d {
         if let Some(bias) = cx.given("bias", Want::Bool)? {
             fields.push(("bias", bias));
         }
-        let config = cx.config(quote!(nn::Conv2dConfig), fields);
+        let config = cx.config(quote!(nn::Conv2dConfig), fields, 5);
         let (vb, at, field) = (&cx.vb, &cx.at, cx.field);
         Ok(Emitted::module(
             quote!(nn::Conv2d),

@@ -105,7 +105,7 @@ impl LayerDef for BatchNorm {
         if let Some(affine) = cx.given("affine", Want::Bool)? {
             fields.push(("affine", affine));
         }
-        let config = cx.config(quote!(nn::BatchNormConfig), fields);
+        let config = cx.config(quote!(nn::BatchNormConfig), fields, 3);
         let (features, vb, at, field) = (&cx.in_channels, &cx.vb, &cx.at, cx.field);
         Ok(Emitted {
             field: Some((
@@ -195,7 +195,7 @@ impl LayerDef for Lrn {
                 fields.push((name, value));
             }
         }
-        let config = cx.config(quote!(nn::LrnConfig), fields);
+        let config = cx.config(quote!(nn::LrnConfig), fields, 3);
         let (at, field) = (&cx.at, cx.field);
         Ok(Emitted::module(
             quote!(nn::Lrn),
@@ -263,7 +263,6 @@ mod tests {
                 alpha: 0.0001,
                 beta: 0.75,
                 k: 2.0,
-                ..Default::default()
             },
         )
         .at(SOURCE, 2)?;

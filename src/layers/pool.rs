@@ -106,7 +106,7 @@ impl LayerDef for MaxPool2d {
         if let Some(ceil) = cx.given("ceil", Want::Bool)? {
             fields.push(("ceil_mode", ceil));
         }
-        let config = cx.config(quote!(nn::MaxPool2dConfig), fields);
+        let config = cx.config(quote!(nn::MaxPool2dConfig), fields, 4);
         let (at, field) = (&cx.at, cx.field);
         Ok(Emitted::module(
             quote!(nn::MaxPool2d),
@@ -183,7 +183,7 @@ impl LayerDef for AvgPool2d {
         if let Some(count) = cx.given("count_include_pad", Want::Bool)? {
             fields.push(("count_include_pad", count));
         }
-        let config = cx.config(quote!(nn::AvgPool2dConfig), fields);
+        let config = cx.config(quote!(nn::AvgPool2dConfig), fields, 4);
         let (at, field) = (&cx.at, cx.field);
         Ok(Emitted::module(
             quote!(nn::AvgPool2d),

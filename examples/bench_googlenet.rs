@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use archc_runtime::candle_core::{DType, Device, Module, Tensor};
 use archc_runtime::candle_nn::{VarBuilder, VarMap};
-use archc_runtime::fused::{set_optimizations, Optimizations};
+use archc_runtime::nn::Optimizations;
 use clap::Parser;
 
 archc_runtime::include_arch!("architectures/googlenet_torchvision.arch");
@@ -76,7 +76,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("--batch and --iters must be at least 1".into());
     }
     let optimizations = parse_optimizations(&args.optimizations)?;
-    set_optimizations(optimizations);
     let device = Device::Cpu;
     let varmap = VarMap::new();
     let vb = match &args.weights {
@@ -90,7 +89,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             archc_runtime::load::detached(&varmap, &device)?
         }
     };
-    let model = googlenet::Model::new(vb, &googlenet::Config::default())?;
+    let model =
+        googlenet::Model::new(vb, &googlenet::Config::default())?.with_optimizations(optimizations);
     let input = Tensor::randn(0f32, 1.0, (args.batch, 3, 224, 224), &device)?;
     for _ in 0..args.warmup {
         model.forward(&input)?;

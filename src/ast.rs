@@ -179,3 +179,23 @@ pub enum ExprKind {
     Neg(Box<Expr>),
     Binary(BinaryOp, Box<Expr>, Box<Expr>),
 }
+
+impl Expr {
+    /// Resets every span in the expression (for comparing trees from two front ends).
+    pub fn clear_spans(&mut self) {
+        self.span = Span::default();
+        match &mut self.kind {
+            ExprKind::List(items) => items.iter_mut().for_each(Expr::clear_spans),
+            ExprKind::Neg(operand) => operand.clear_spans(),
+            ExprKind::Binary(_, lhs, rhs) => {
+                lhs.clear_spans();
+                rhs.clear_spans();
+            }
+            ExprKind::Int(_)
+            | ExprKind::Float(_)
+            | ExprKind::Bool(_)
+            | ExprKind::Same
+            | ExprKind::Name(_) => {}
+        }
+    }
+}

@@ -71,8 +71,11 @@ Example:
         conv1 = conv3d(64, 7, stride = 2, pad = 3)
     }
 
-`conv3d` is not a layer; the help suggests the closest name, `conv2d`. PyTorch's module names (`MaxPool2d`,
-`BatchNorm2d`, ...) are answered with the language's spelling.
+`conv3d` is not a layer; the help suggests the closest name, `conv2d`. PyTorch's and Keras' names for the
+built-in layers (`MaxPool2d`, `BatchNorm2d`, `Dense`, ...) are answered with the language's spelling. A
+well-known layer that archc does not have (`relu6`, `silu`, `gelu`, `conv_transpose2d`, `layer_norm`,
+`upsample`, ...) is named for what it is, with what to write instead where the language has a way; it is
+never corrected to a nearby built-in, which would be a different function (`relu6` is not `relu`).
 
 A missing `=` shows up here too: `conv1 conv2d(64, 7)` is two statements, a call of an unknown layer
 `conv1` and an unnamed `conv2d(64, 7)`; write `conv1 = conv2d(64, 7)`."
@@ -102,8 +105,11 @@ The arguments are GoogLeNet's Table 1 row for inception (3b) with its columns ou
 128 + 32 + 96 + 64 = 320 channels, not 480. The note spells out the concat; for a spatial mismatch the notes
 show each layer's size arithmetic.
 
-After a mismatch the checker continues with the declared size, so the rows below are checked against what
-the author meant and one run reports every wrong row."
+After a mismatch either the row or its declaration may be the wrong one, so the checker follows both sizes:
+each row below is checked against the declared size and against the computed one, and is reported only when
+it agrees with neither. A wrong declaration (the rows below are right for the real size) and a wrong
+computation upstream (a changed input size or stride, the declarations below are right) each give one error,
+and one run still reports every wrong row. A row whose declaration agrees with one of the two settles it."
         }
         Code::ConcatSpatialMismatch => {
             "The branches of a `concat` do not agree on their spatial size. A concat joins its branches along the
@@ -423,7 +429,9 @@ Example:
         conv2d(64, 7, stride = 2, pad = 3)
     }
 
-Write `conv1 = conv2d(64, 7, stride = 2, pad = 3)`."
+Write `conv1 = conv2d(64, 7, stride = 2, pad = 3)`. The help writes the statement with a name taken from its
+first part with weights (`conv`, `bn`, `fc`, or the block it calls: `downsample = downsample(...)`); any
+name will do, keywords such as `block` included, as long as it matches the checkpoint."
         }
         Code::InvalidSideOutput => {
             "A side output (`side NAME = CHAIN from SOURCE`, a training-only head such as an auxiliary classifier)
@@ -487,22 +495,16 @@ PyTorch's `[N, C, H, W]` becomes `input [3, 224, 224]` here."
             "The file checks, but code generation cannot express one of its constructs in Rust. The generated
 model keeps parameters as parameters (a Config, and typed constructor arguments per block), so some forms
 that the checker can evaluate for one set of values have no generated equivalent; the message names the
-construct. For instance, a parameter default that refers to another parameter is not generated.
+construct. For instance, an input shape that depends on a network parameter is not generated yet.
 
 Example:
 
-    block bottleneck(c, mid = c / 4) {
-        reduce = conv2d(mid, 1)
-        expand = conv2d(c, 1)
+    network stem(size = 224) {
+        input [3, size, size]
+        conv1 = conv2d(64, 7, stride = 2, pad = 3)
     }
 
-    network stem {
-        input [256, 56, 56]
-        block1 = bottleneck(256)
-    }
-
-`mid`'s default depends on `c`; pass it explicitly (`bottleneck(256, 64)`), or compute it in the body
-(`conv2d(c / 4, 1)`)."
+Write the input's sizes as numbers (`input [3, 224, 224]`)."
         }
         Code::PoolDropsInput => {
             "A pooling layer in floor mode (PyTorch's default, `ceil = false`) never reaches the last rows or

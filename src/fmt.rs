@@ -15,7 +15,19 @@
 //! - parentheses only where precedence needs them; integer and float literals as written; `relu()` keeps its
 //!   empty parentheses (the checker tells `conv1 conv2d(..)` hints by them); trailing commas dropped.
 //!
-//! A statement that holds a comment is broken after it, its remainder indented one more level.
+//! Lines are kept to [`MAX_WIDTH`] columns where the layout allows it:
+//!
+//! - a chain of several links that does not fit on one line (or that has a comment between its links, outside
+//!   a group's braces) is broken before every `->`: the first link stays after `name =`, each further link
+//!   starts a line of its own with `-> `, one level deeper than the statement (as rustfmt breaks method chains);
+//!   a group's branches are indented one level deeper than the `->` line that opens it;
+//! - the declared size follows the last link (and its `from SOURCE`), or starts a line of its own at the same
+//!   continuation indent when it would push that line past the limit;
+//! - a row whose aligned `=` or declared size would push it past the limit keeps single spaces instead;
+//! - a line is longer than the limit only when one link (a call and its arguments) is itself that long.
+//!
+//! A comment inside a link (between a call's arguments) breaks the line after it, the remainder indented one
+//! more level.
 
 use crate::ast::{
     Arg, Call, Definition, DefinitionKind, Expr, ExprKind, Group, LayerStatement, Op, Param,
@@ -26,6 +38,9 @@ use crate::diagnostic::Diagnostic;
 /// A row longer than the median row of its run by more than this many columns is left out of the alignment
 /// of declared sizes (a `side aux = ... from ...` row among short ones).
 pub const OUTLIER: usize = 12;
+
+/// The width a formatted line is kept to, in columns (indentation included, trailing comments excluded).
+pub const MAX_WIDTH: usize = 100;
 
 /// The gap between the longest aligned row and the column of declared sizes.
 const DECLARED_GAP: usize = 4;
@@ -40,6 +55,7 @@ pub fn format_source(source: &str) -> Result<String, Vec<Diagnostic>> {
         comments: scan_comments(source),
         next_comment: 0,
         out: Writer::default(),
+        base: 0,
     };
     let mut entries = Vec::new();
     for definition in &file.items {
@@ -52,7 +68,7 @@ pub fn format_source(source: &str) -> Result<String, Vec<Diagnostic>> {
         formatter.trailing_comment(definition.span.end as usize, source.len(), &mut entries);
     }
     formatter.comments_as_entries(source.len() + 1, &mut entries);
-    let mut text = layout(&entries, 0).join("\n");
+    let mut text = layout(&entries, 0, 0).join("\n");
     if !text.is_empty() {
         text.push('\n');
     }
@@ -110,9 +126,27 @@ struct Row {
     trailing: Option<String>,
 }
 
-/// Lays out entries at `level`: aligns the rows of each run.
-fn layout(entries: &[Entry], level: usize) -> Vec<String> {
+impl Row {
+    /// The row with single spaces: `name = chain : [..]`.
+    fn unaligned(&self) -> String {
+        let mut line = match &self.name {
+            Some(name) => format!("{name} = {}", self.chain),
+            None => self.chain.clone(),
+        };
+        if let Some(declared) = &self.declared {
+            line.push_str(" : ");
+            line.push_str(declared);
+        }
+        line
+    }
+}
+
+/// Lays out entries at `level` (`absolute`: the level in the file, which the width limit counts): aligns the
+/// rows of each run.
+fn layout(entries: &[Entry], level: usize, absolute: usize) -> Vec<String> {
     let indent = INDENT.repeat(level);
+    // Columns the lines will be shifted right by when the enclosing levels indent them.
+    let shift = INDENT.len() * absolute.saturating_sub(level);
     let mut lines = Vec::new();
     let mut index = 0;
     while index < entries.len() {
@@ -141,7 +175,7 @@ fn layout(entries: &[Entry], level: usize) -> Vec<String> {
                     .iter()
                     .position(|e| matches!(e, Entry::Blank | Entry::Lines(_)))
                     .map_or(entries.len(), |offset| index + offset);
-                lines.extend(layout_run(&entries[index..end], &indent));
+                lines.extend(layout_run(&entries[index..end], &indent, shift));
                 index = end;
             }
         }
@@ -149,7 +183,7 @@ fn layout(entries: &[Entry], level: usize) -> Vec<String> {
     lines
 }
 
-fn layout_run(run: &[Entry], indent: &str) -> Vec<String> {
+fn layout_run(run: &[Entry], indent: &str, shift: usize) -> Vec<String> {
     let rows: Vec<&Row> = run
         .iter()
         .filter_map(|e| match e {
@@ -167,6 +201,12 @@ fn layout_run(run: &[Entry], indent: &str) -> Vec<String> {
         Some(name) => format!("{indent}{name:<name_width$} = {}", row.chain),
         None => format!("{indent}{}", row.chain),
     };
+    // The columns of `: [..]`, which follow the aligned column.
+    let tail = |row: &Row| {
+        row.declared
+            .as_ref()
+            .map_or(0, |declared| ": ".len() + declared.chars().count())
+    };
     let mut widths: Vec<usize> = rows
         .iter()
         .filter(|r| r.declared.is_some())
@@ -176,23 +216,45 @@ fn layout_run(run: &[Entry], indent: &str) -> Vec<String> {
     let limit = widths
         .get(widths.len() / 2)
         .map_or(usize::MAX, |median| median + OUTLIER);
-    let column = widths
+    // Rows whose declared size would end past the width limit at their own column do not set the column.
+    let column = rows
         .iter()
-        .filter(|w| **w <= limit)
+        .filter(|r| r.declared.is_some())
+        .map(|r| (prefix(r).chars().count(), tail(r)))
+        .filter(|(w, tail)| *w <= limit && shift + w + DECLARED_GAP + tail <= MAX_WIDTH)
+        .map(|(w, _)| w)
         .max()
         .map_or(0, |w| w + DECLARED_GAP);
     run.iter()
         .map(|entry| match entry {
             Entry::Comment(text) => format!("{indent}{text}"),
             Entry::Row(row) => {
-                let mut line = prefix(row);
-                if let Some(declared) = &row.declared {
-                    let width = line.chars().count();
-                    let pad = if width <= limit { column - width } else { 1 };
-                    line.push_str(&" ".repeat(pad));
-                    line.push_str(": ");
-                    line.push_str(declared);
-                }
+                let aligned = {
+                    let mut line = prefix(row);
+                    if let Some(declared) = &row.declared {
+                        let width = line.chars().count();
+                        let pad = match column.checked_sub(width) {
+                            Some(pad)
+                                if pad > 0
+                                    && width <= limit
+                                    && shift + column + tail(row) <= MAX_WIDTH =>
+                            {
+                                pad
+                            }
+                            _ => 1,
+                        };
+                        line.push_str(&" ".repeat(pad));
+                        line.push_str(": ");
+                        line.push_str(declared);
+                    }
+                    line
+                };
+                // A row fits unaligned (the body made it a row only then); the padded `=` must not push it out.
+                let mut line = if shift + aligned.chars().count() > MAX_WIDTH {
+                    format!("{indent}{}", row.unaligned())
+                } else {
+                    aligned
+                };
                 if let Some(comment) = &row.trailing {
                     line.push_str("  ");
                     line.push_str(comment);
@@ -251,6 +313,8 @@ struct Formatter<'s> {
     /// The first comment not yet written.
     next_comment: usize,
     out: Writer,
+    /// The level in the file of the lines `out` writes at its level 0 (for the width limit).
+    base: usize,
 }
 
 /// A statement of a body or a branch of a group.
@@ -491,8 +555,11 @@ impl<'s> Formatter<'s> {
         self.out.newline();
         let level = self.out.level + usize::from(self.out.continued);
         let continued = std::mem::replace(&mut self.out.continued, false);
+        let base = self.base;
+        self.base = base + level + 1;
         let entries = self.body(items, close);
-        let lines = layout(&entries, level + 1);
+        self.base = base;
+        let lines = layout(&entries, level + 1, base + level + 1);
         self.out.lines.extend(lines);
         self.out.continued = continued;
         self.token("}", close);
@@ -513,8 +580,14 @@ impl<'s> Formatter<'s> {
             let has_comment = self.pending_comment_before(end).is_some();
             match item {
                 Item::Layer(statement) if !has_comment && is_one_line(statement) => {
+                    // No comment inside: measuring as a row writes none, so the statement can still be written.
                     let row = self.row(statement);
-                    entries.push(Entry::Row(row));
+                    if self.width_at_base(&row.unaligned()) <= MAX_WIDTH {
+                        entries.push(Entry::Row(row));
+                    } else {
+                        let lines = self.lines_of(0, |f| f.item(*item));
+                        entries.push(Entry::Lines(lines));
+                    }
                 }
                 _ => {
                     let lines = self.lines_of(0, |f| f.item(*item));
@@ -536,7 +609,7 @@ impl<'s> Formatter<'s> {
                 None => name.name.clone(),
             });
         let chain = self.cell(|f| {
-            f.chain(&statement.chain);
+            f.chain(&statement.chain, false);
             if let Some(source) = &statement.side_from {
                 f.out.space();
                 f.token("from", source.span.start as usize);
@@ -568,6 +641,8 @@ impl<'s> Formatter<'s> {
     }
 
     fn statement(&mut self, statement: &LayerStatement) {
+        let broken = statement.chain.len() > 1
+            && (self.comment_between_links(statement) || self.flat_width(statement) > MAX_WIDTH);
         if let Some(name) = &statement.name {
             if statement.side_from.is_some() {
                 self.token("side", statement.span.start as usize);
@@ -578,7 +653,7 @@ impl<'s> Formatter<'s> {
             self.token("=", self.next_code(name.span.end as usize));
             self.out.space();
         }
-        self.chain(&statement.chain);
+        self.chain(&statement.chain, broken);
         let mut end = statement
             .chain
             .last()
@@ -591,19 +666,112 @@ impl<'s> Formatter<'s> {
             end = source.span.end as usize;
         }
         if let Some(shape) = &statement.declared {
+            let colon = self.next_code(end);
+            self.comments_before(colon);
+            let width = self.measure(|f| f.shape(shape)) + ": ".len();
+            if !self.out.at_line_start()
+                && self.width_at_base(&self.out.current) + 1 + width > MAX_WIDTH
+            {
+                self.out.newline();
+                self.out.continued = true;
+            }
             self.out.space();
-            self.token(":", self.next_code(end));
+            self.token(":", colon);
             self.out.space();
             self.shape(shape);
         }
     }
 
-    fn chain(&mut self, chain: &[Op]) {
+    /// Whether a comment sits in `statement` outside the braces of its groups: between links, inside a call's
+    /// arguments or in the declared size.
+    fn comment_between_links(&self, statement: &LayerStatement) -> bool {
+        let start = statement.span.start as usize;
+        let end = statement.span.end as usize;
+        let inside_groups: Vec<(usize, usize)> = statement
+            .chain
+            .iter()
+            .filter_map(|op| match op {
+                Op::Group(group) => {
+                    Some((group.keyword_span.end as usize, group.span.end as usize))
+                }
+                Op::Call(_) => None,
+            })
+            .collect();
+        self.comments[self.next_comment..]
+            .iter()
+            .take_while(|comment| comment.start < end)
+            .filter(|comment| comment.start >= start)
+            .any(|comment| {
+                !inside_groups
+                    .iter()
+                    .any(|(open, close)| (*open..*close).contains(&comment.start))
+            })
+    }
+
+    /// The widest line of `statement` written with its chain unbroken, in columns of the file: one line for a
+    /// chain of calls; for a chain with groups, the lines their braces start and end (their branches are laid
+    /// out on their own). Only called when no comment sits between the links.
+    fn flat_width(&mut self, statement: &LayerStatement) -> usize {
+        let indent = INDENT.len() * (self.base + self.out.level + usize::from(self.out.continued));
+        let mut widest = 0;
+        let mut line = indent
+            + statement.name.as_ref().map_or(0, |name| {
+                let side = if statement.side_from.is_some() {
+                    "side ".len()
+                } else {
+                    0
+                };
+                side + name.name.chars().count() + " = ".len()
+            });
+        for (index, op) in statement.chain.iter().enumerate() {
+            if index > 0 {
+                line += " -> ".len();
+            }
+            match op {
+                Op::Call(call) => line += self.measure(|f| f.call(call)),
+                Op::Group(group) => {
+                    widest = widest.max(line + group.kind.keyword().len() + " {".len());
+                    line = indent + "}".len();
+                }
+            }
+        }
+        if let Some(source) = &statement.side_from {
+            line += " from ".len() + source.name.chars().count();
+        }
+        if let Some(shape) = &statement.declared {
+            line += " : ".len() + self.measure(|f| f.shape(shape));
+        }
+        widest.max(line)
+    }
+
+    /// The width of what `write` writes on one line, without writing it or taking any comment.
+    fn measure(&mut self, write: impl FnOnce(&mut Self)) -> usize {
+        let next_comment = self.next_comment;
+        let text = self.cell(write);
+        self.next_comment = next_comment;
+        text.chars().count()
+    }
+
+    /// The width in the file of `text` written at the current writer's level 0.
+    fn width_at_base(&self, text: &str) -> usize {
+        INDENT.len() * self.base + text.chars().count()
+    }
+
+    /// Writes a chain: links joined by ` -> `, or, `broken`, each further link on a line of its own.
+    fn chain(&mut self, chain: &[Op], broken: bool) {
         for (index, op) in chain.iter().enumerate() {
             if index > 0 {
-                self.out.space();
-                let previous = chain[index - 1].span().end as usize;
-                self.token("->", self.next_code(previous));
+                let arrow = self.next_code(chain[index - 1].span().end as usize);
+                if broken {
+                    // A comment after an `->` that ends a line stays on that line: before the arrow that now
+                    // starts the next one. A comment on a line of its own goes at the links' indentation.
+                    self.out.continued = true;
+                    self.comments_before(op.span().start as usize);
+                    self.out.newline();
+                } else {
+                    self.out.space();
+                }
+                self.token("->", arrow);
                 self.out.space();
             }
             match op {

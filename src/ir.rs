@@ -7,6 +7,7 @@
 use std::fmt;
 
 use crate::diagnostic::Span;
+pub use crate::layers::Hw;
 
 /// The shape of one sample (the batch axis is implied).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,9 +90,6 @@ impl fmt::Display for Value {
     }
 }
 
-/// A (height, width) pair.
-pub type Hw = [u64; 2];
-
 /// Zero padding on each side of a feature map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Padding {
@@ -118,88 +116,16 @@ impl Padding {
     }
 }
 
-/// A built-in layer with every argument resolved and every in-channel count inferred.
+pub use crate::layers::Layer;
+
+/// An argument of a call bound to its parameter, as the source wrote it: code generation keeps parameters as
+/// expressions, so a non-default `Config` builds what it describes.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Layer {
-    Conv2d {
-        in_channels: u64,
-        out_channels: u64,
-        kernel: Hw,
-        stride: Hw,
-        padding: Padding,
-        dilation: Hw,
-        groups: u64,
-        bias: bool,
-    },
-    MaxPool2d {
-        kernel: Hw,
-        stride: Hw,
-        padding: Hw,
-        dilation: Hw,
-        ceil_mode: bool,
-    },
-    AvgPool2d {
-        kernel: Hw,
-        stride: Hw,
-        padding: Hw,
-        ceil_mode: bool,
-        count_include_pad: bool,
-    },
-    AdaptiveAvgPool2d {
-        output: Hw,
-    },
-    BatchNorm {
-        num_features: u64,
-        eps: f64,
-        momentum: f64,
-        affine: bool,
-    },
-    Lrn {
-        size: u64,
-        alpha: f64,
-        beta: f64,
-        k: f64,
-    },
-    Relu,
-    Dropout {
-        p: f64,
-    },
-    Flatten,
-    Linear {
-        in_features: u64,
-        out_features: u64,
-        bias: bool,
-    },
-    Softmax,
-    Identity,
-}
-
-impl Layer {
-    /// The layer's name in the language.
-    pub fn kind_name(&self) -> &'static str {
-        match self {
-            Layer::Conv2d { .. } => "conv2d",
-            Layer::MaxPool2d { .. } => "max_pool",
-            Layer::AvgPool2d { .. } => "avg_pool",
-            Layer::AdaptiveAvgPool2d { .. } => "adaptive_avg_pool",
-            Layer::BatchNorm { .. } => "batch_norm",
-            Layer::Lrn { .. } => "lrn",
-            Layer::Relu => "relu",
-            Layer::Dropout { .. } => "dropout",
-            Layer::Flatten => "flatten",
-            Layer::Linear { .. } => "linear",
-            Layer::Softmax => "softmax",
-            Layer::Identity => "identity",
-        }
-    }
-
-    /// Whether the layer owns tensors in the weight file.
-    pub fn has_weights(&self) -> bool {
-        matches!(
-            self,
-            Layer::Conv2d { .. } | Layer::Linear { .. } | Layer::BatchNorm { .. }
-        )
-    }
+pub struct Arg {
+    /// The parameter's name.
+    pub name: String,
+    /// The expression written for it, over the caller's parameters; `None` when the call leaves the default.
+    pub expr: Option<crate::ast::Expr>,
 }
 
 /// What a node computes.
@@ -244,6 +170,10 @@ pub struct Node {
     pub role: Role,
     /// The statement or operation this node came from.
     pub span: Span,
+    /// For a layer or block call, its arguments bound to the callee's parameters, in parameter order.
+    pub args: Vec<Arg>,
+    /// For a statement, the output size it declares (`: [C, H, W]`), as written.
+    pub declared: Option<Vec<crate::ast::Expr>>,
 }
 
 impl Node {
@@ -266,6 +196,14 @@ impl Node {
 
     fn clear_spans(&mut self) {
         self.span = Span::default();
+        for arg in &mut self.args {
+            if let Some(expr) = &mut arg.expr {
+                expr.clear_spans();
+            }
+        }
+        for expr in self.declared.iter_mut().flatten() {
+            expr.clear_spans();
+        }
         match &mut self.kind {
             NodeKind::Layer(_) => {}
             NodeKind::Block { body: nodes, .. }

@@ -9,7 +9,7 @@
 //! 4. [`codegen`] turns a checked file into Rust tokens for a candle model.
 //!
 //! Tools around the language: [`graph`] draws a checked network (DOT or SVG); [`fmt`] lays `.arch` source out
-//! canonically, comments kept.
+//! canonically, comments kept; [`lsp`] (the `lsp` feature) is the language server behind `archc lsp`.
 //!
 //! The library does no I/O and never prints: [`render`] turns diagnostics into text for the edges (the `archc`
 //! binary and the `include_arch!` macro).
@@ -22,6 +22,9 @@ pub mod explain;
 pub mod fmt;
 pub mod graph;
 pub mod ir;
+pub mod layers;
+#[cfg(feature = "lsp")]
+pub mod lsp;
 pub mod render;
 pub mod summary;
 pub mod syntax;

@@ -1,14 +1,19 @@
-//! Rendering diagnostics as rustc-style text, for the edges (CLI and proc macro). Uses codespan-reporting.
+//! Rendering diagnostics as rustc-style text, for the edges: [`render`] (the CLI, with codespan-reporting,
+//! behind the `render` feature) and [`render_compact`] (the proc macro's one diagnostic, no dependencies).
 
+#[cfg(feature = "render")]
 use codespan_reporting::diagnostic::{
     Diagnostic as CsDiagnostic, Label as CsLabel, Severity as CsSeverity,
 };
+#[cfg(feature = "render")]
 use codespan_reporting::files::SimpleFile;
+#[cfg(feature = "render")]
 use codespan_reporting::term::{self, termcolor::Buffer};
 
 use crate::diagnostic::{Diagnostic, LineIndex, Severity};
 
 /// Renders diagnostics for the file `name` with contents `source`; `color` adds ANSI colours.
+#[cfg(feature = "render")]
 pub fn render(name: &str, source: &str, diagnostics: &[Diagnostic], color: bool) -> String {
     let file = SimpleFile::new(name, source);
     let config = term::Config::default();

@@ -8,17 +8,18 @@ use std::fmt;
 
 use crate::ir::{Layer, Network, Node, NodeKind, Role, Shape};
 
-/// One row of the table: a layer, or a block instance / branch with its totals.
+/// One row of the table: a module (a layer, a block instance, a named chain or group) with its totals, like a
+/// row of torchinfo's table, or an unnamed parameterless layer (`relu`, `flatten`) in the place it runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
-    /// The weight path (`inception3a.branch2.0`), or the layer kind for unnamed layers.
+    /// The weight path (`inception3a.branch2.0`); empty for an unnamed layer, which has no weights to name.
     pub path: String,
-    /// `conv2d`, `inception`, `concat`, ...
+    /// `conv2d`, `inception`, `chain`, `concat`, ...
     pub kind: String,
     pub output: Shape,
     pub params: u64,
     pub macs: u64,
-    /// Nesting depth, for indentation.
+    /// Nesting depth, for indentation: a module's members are one deeper.
     pub depth: usize,
     /// Part of a training-only side output.
     pub training_only: bool,
@@ -42,46 +43,7 @@ pub struct Summary {
 
 /// Parameters and MACs of one built-in layer with the given output shape.
 pub fn layer_cost(layer: &Layer, output: Shape) -> (u64, u64) {
-    let spatial = match output {
-        Shape::Map { h, w, .. } => h.saturating_mul(w),
-        Shape::Flat { .. } => 1,
-    };
-    match *layer {
-        Layer::Conv2d {
-            in_channels,
-            out_channels,
-            kernel,
-            groups,
-            bias,
-            ..
-        } => {
-            let per_output = (in_channels / groups)
-                .saturating_mul(kernel[0])
-                .saturating_mul(kernel[1]);
-            let weights = out_channels.saturating_mul(per_output);
-            (
-                weights.saturating_add(if bias { out_channels } else { 0 }),
-                weights.saturating_mul(spatial),
-            )
-        }
-        Layer::Linear {
-            in_features,
-            out_features,
-            bias,
-        } => {
-            let weights = in_features.saturating_mul(out_features);
-            (
-                weights.saturating_add(if bias { out_features } else { 0 }),
-                weights,
-            )
-        }
-        Layer::BatchNorm {
-            num_features,
-            affine,
-            ..
-        } => (if affine { 2 * num_features } else { 0 }, 0),
-        _ => (0, 0),
-    }
+    layer.cost(output)
 }
 
 /// Parameters and MACs of a node and everything inside it.
@@ -112,7 +74,7 @@ pub fn summarize(network: &Network) -> Summary {
             params_inference = params_inference.saturating_add(params);
             macs_inference = macs_inference.saturating_add(macs);
         }
-        push_rows(node, 0, training_only, &mut rows);
+        push_rows(node, 0, false, training_only, &mut rows);
     }
     Summary {
         network: network.name.clone(),
@@ -125,7 +87,15 @@ pub fn summarize(network: &Network) -> Summary {
     }
 }
 
-fn push_rows(node: &Node, depth: usize, training_only: bool, rows: &mut Vec<Row>) {
+/// The rows of `node` and of what it holds. `anonymous`: the node is an element of an unnamed chain or block
+/// instance, whose members have no weight path either.
+///
+/// An unnamed chain, group or block instance is not a module: its members take its place, at its depth (an
+/// unnamed `concat` that makes up a block's body lists the branches as the block's members, as torchvision's
+/// `Inception` has `branch1` ... `branch4`). Each node is thus one row, at one depth, and the rows directly
+/// below a row add up to its parameters and MACs.
+fn push_rows(node: &Node, depth: usize, anonymous: bool, training_only: bool, rows: &mut Vec<Row>) {
+    let anonymous = anonymous || node.name.is_none();
     let kind = match &node.kind {
         NodeKind::Layer(layer) => layer.kind_name().to_string(),
         NodeKind::Block { block, .. } => block.clone(),
@@ -133,10 +103,20 @@ fn push_rows(node: &Node, depth: usize, training_only: bool, rows: &mut Vec<Row>
         NodeKind::Concat(_) => "concat".to_string(),
         NodeKind::Add(_) => "add".to_string(),
     };
+    let is_layer = matches!(node.kind, NodeKind::Layer(_));
+    if anonymous && !is_layer {
+        // A group's branches keep their own names (an unnamed group is transparent in paths); the elements of
+        // an unnamed chain or block instance are unnamed too.
+        let members_anonymous = !matches!(node.kind, NodeKind::Concat(_) | NodeKind::Add(_));
+        for child in node.children() {
+            push_rows(child, depth, members_anonymous, training_only, rows);
+        }
+        return;
+    }
     let (params, macs) = node_cost(node);
     rows.push(Row {
-        path: if node.path.is_empty() {
-            kind.clone()
+        path: if anonymous {
+            String::new()
         } else {
             node.path.clone()
         },
@@ -147,9 +127,8 @@ fn push_rows(node: &Node, depth: usize, training_only: bool, rows: &mut Vec<Row>
         depth,
         training_only,
     });
-    // Unnamed groups are transparent in paths; keep their branches at the same depth as the group's row + 1.
     for child in node.children() {
-        push_rows(child, depth + 1, training_only, rows);
+        push_rows(child, depth + 1, false, training_only, rows);
     }
 }
 

@@ -50,7 +50,8 @@
 //!   mapping with one *head* key and optional attribute keys `shape` and `from`. The head is `NAME: CHAIN`,
 //!   `side NAME: CHAIN` (a training-only side output, whose source is `from: SOURCE` or a trailing
 //!   `from SOURCE` in the chain text), `concat: BRANCHES` / `add: BRANCHES` (an unnamed group), or
-//!   `input: SHAPE`. A mapping whose only key is `shape` is a statement named `shape`.
+//!   `input: SHAPE`. A mapping whose only key is `shape` is a statement named `shape`; an `input`, `concat` or
+//!   `add` head whose value is a chain string (not a shape) is a statement of that name.
 //! - A chain is a string (`conv2d(64, 1) -> relu`), a group mapping (`{concat: BRANCHES}`), or a list of
 //!   those, joined by `->`. The branches of a group are a mapping from branch names to chains, or a list
 //!   of statements (for unnamed branches or branches with a `shape`).
@@ -84,7 +85,8 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use crate::ast::*;
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::syntax::{
-    parse_chain_at, parse_expr_at, parse_ident_at, parse_shape_at, MAX_NESTING, MAX_SOURCE_BYTES,
+    parse_chain_at, parse_expr_at, parse_ident_at, parse_name_at, parse_shape_at, MAX_NESTING,
+    MAX_SOURCE_BYTES,
 };
 
 /// Parses a YAML architecture. On failure returns every diagnostic found: malformed YAML stops at the first
@@ -1154,11 +1156,26 @@ impl Lowerer<'_> {
             .ok()
     }
 
+    /// A block, network or parameter name.
     fn ident(&mut self, node: &Node) -> Option<Ident> {
+        self.name_with(node, false)
+    }
+
+    /// A statement's or branch's name, or a side output's source: keywords are names here, as in `.arch`.
+    fn name(&mut self, node: &Node) -> Option<Ident> {
+        self.name_with(node, true)
+    }
+
+    fn name_with(&mut self, node: &Node, keywords_are_names: bool) -> Option<Ident> {
+        let parse = if keywords_are_names {
+            parse_name_at
+        } else {
+            parse_ident_at
+        };
         match node.as_str() {
             Some(text) => {
                 let before = self.diagnostics.len();
-                let ident = self.parse_text(node, text, parse_ident_at);
+                let ident = self.parse_text(node, text, parse);
                 if ident.is_none() && self.diagnostics.len() == before + 1 {
                     // The grammar's "expected ..." says little about a name; say what a name is.
                     let diagnostic = self.diagnostics.pop().expect("just pushed");
@@ -1166,14 +1183,22 @@ impl Lowerer<'_> {
                         self.diagnostics.push(diagnostic);
                         return None;
                     }
+                    let help = if keywords_are_names {
+                        "a name is letters, digits and `_`, does not start with a digit, and is not `true` or \
+                         `false`"
+                    } else {
+                        "a name is letters, digits and `_`, does not start with a digit, and is not a \
+                         keyword (`block`, `network`, `input`, `side`, `from`, `concat`, `add`, `true`, \
+                         `false`, `same`)"
+                    };
                     self.diagnostics.push(
-                        Diagnostic::error(Code::Syntax, node.span, format!("`{text}` is not a name"))
-                            .with_label("not a name")
-                            .with_help(
-                                "a name is letters, digits and `_`, does not start with a digit, and is not a \
-                                 keyword (`block`, `network`, `input`, `side`, `from`, `concat`, `add`, `true`, \
-                                 `false`, `same`)",
-                            ),
+                        Diagnostic::error(
+                            Code::Syntax,
+                            node.span,
+                            format!("`{text}` is not a name"),
+                        )
+                        .with_label("not a name")
+                        .with_help(help),
                     );
                 }
                 ident
@@ -1489,7 +1514,11 @@ impl Lowerer<'_> {
                     "this statement has no name or chain",
                     "only `shape`/`from`",
                 )
-                .with_help("write `- NAME: CHAIN` and its `shape:` under it"),
+                .with_help("write `- NAME: CHAIN` and its `shape:` under it")
+                .with_note(
+                    "beside other keys, `shape` and `from` are attributes; a statement named `from` or \
+                     `shape` declares its shape inline: `- from: \"CHAIN : [C, H, W]\"`",
+                ),
             );
             return None;
         };
@@ -1502,14 +1531,26 @@ impl Lowerer<'_> {
             None => None,
         };
         let from_attr_ident = match from_attr {
-            Some((_, source)) => Some(self.ident(source)?),
+            Some((_, source)) => Some(self.name(source)?),
             None => None,
         };
         let side_name = head_text
             .strip_prefix("side")
             .filter(|rest| rest.starts_with([' ', '\t']))
             .map(|rest| rest.trim_start());
+        // `input`, `concat` and `add` heads with a chain (a string that is not a shape) are statements named so,
+        // as `input = ...` is in `.arch`.
+        let names_a_chain = match (head_text, &value.kind) {
+            ("input", Kind::Str(text)) => !text.trim_start().starts_with('['),
+            ("concat" | "add", Kind::Str(_)) => true,
+            _ => false,
+        };
         let (name, chain_value, is_side) = match head_text {
+            "input" | "concat" | "add" if names_a_chain => {
+                let name = self.name(key);
+                let chain = self.chain_value(value, false)?;
+                (Some(name?), chain, false)
+            }
             "input" => {
                 if place == Place::Branch {
                     self.push(schema_error(
@@ -1552,7 +1593,7 @@ impl Lowerer<'_> {
                     (Some(name?), chain, true)
                 }
                 None => {
-                    let name = self.ident(key);
+                    let name = self.name(key);
                     let chain = self.chain_value(value, false)?;
                     (Some(name?), chain, false)
                 }
@@ -1630,7 +1671,7 @@ impl Lowerer<'_> {
                     span: Span::new(start, raw.end as usize),
                     raw: Some(Span::new(start, raw.end as usize)),
                 };
-                self.ident(&node)
+                self.name(&node)
             }
             _ => {
                 let node = Node {
@@ -1638,7 +1679,7 @@ impl Lowerer<'_> {
                     span: key.span,
                     raw: None,
                 };
-                self.ident(&node)
+                self.name(&node)
             }
         }
     }
@@ -1725,7 +1766,7 @@ impl Lowerer<'_> {
             Kind::Map(entries) => entries
                 .iter()
                 .map(|(key, chain)| {
-                    let name = self.ident(key);
+                    let name = self.name(key);
                     let value = self.chain_value(chain, false)?;
                     Some(LayerStatement {
                         name: Some(name?),
@@ -1798,7 +1839,7 @@ fn chain_text(text: &str, offset: usize) -> Result<ChainValue, Diagnostic> {
         ),
         None => (rest, None),
     };
-    let source = parse_ident_at(source_text, offset + rest_at)?;
+    let source = parse_name_at(source_text, offset + rest_at)?;
     Ok(ChainValue {
         chain,
         declared: shape,

@@ -38,7 +38,7 @@ fn emitted_code_uses_the_arch_names_as_weight_paths() {
     }
     assert!(code.contains("pub struct Inception {"));
     assert!(code.contains("pub aux1: Option<Tensor>"));
-    assert!(code.contains("pub num_classes: i64"));
+    assert!(code.contains("pub num_classes: usize"));
     // Every generated item parses as Rust.
     syn::parse_file(&code).unwrap();
 }

@@ -32,6 +32,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     // Calls and arguments.
     ("unknown_layer.arch", &["E0101"]),
     ("unknown_block_typo.arch", &["E0101"]),
+    ("relu6_is_not_relu.arch", &["E0101"]),
     ("too_many_positional_arguments.arch", &["E0110"]),
     ("missing_required_argument.arch", &["E0111"]),
     ("unknown_keyword_argument.arch", &["E0112", "E0112"]),
@@ -61,6 +62,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("missing_input.arch", &["E0133"]),
     ("input_inside_block.arch", &["E0133"]),
     ("unnamed_conv.arch", &["E0134"]),
+    ("unnamed_block_in_add.arch", &["E0134"]),
     ("side_output_unknown_source.arch", &["E0135"]),
     ("network_param_without_default.arch", &["E0136"]),
     ("duplicate_parameter.arch", &["E0137"]),
@@ -69,6 +71,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
     // Shapes.
     ("add_shape_mismatch_residual.arch", &["E0104"]),
     ("concat_flat_and_map.arch", &["E0103"]),
+    // One mistake, one error (tests/cascade.rs checks the lines).
+    ("cascade_wrong_declaration.arch", &["E0102"]),
+    ("cascade_wrong_input_size.arch", &["E0102"]),
+    ("cascade_wrong_stride.arch", &["E0102"]),
     // Warnings only.
     ("floor_mode_pool.arch", &["W0201"]),
     ("unused_block.arch", &["W0202"]),

@@ -8,7 +8,8 @@ use archc::ir::Shape;
 use archc::{Checked, Code, SourceKind};
 use proptest::prelude::*;
 
-const MAX_DIM: i64 = i32::MAX as i64;
+// The one limit, from archc-shape; the messages tested below spell it out as 2147483647 (2^31 - 1).
+use archc::check::MAX_DIM;
 
 fn compile(source: &str) -> Checked {
     let checked = archc::compile(SourceKind::Arch, source);

@@ -247,3 +247,132 @@ fn paper_googlenet_row_shapes_match_table_1() {
         assert_eq!(node.output, Shape::Flat { features: 1000 });
     }
 }
+
+/// The rows directly below row `index` (its members), by index.
+fn members(rows: &[archc::summary::Row], index: usize) -> Vec<usize> {
+    let depth = rows[index].depth;
+    rows.iter()
+        .enumerate()
+        .skip(index + 1)
+        .take_while(|(_, r)| r.depth > depth)
+        .filter(|(_, r)| r.depth == depth + 1)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[test]
+fn table_rows_are_modules_each_listed_once() {
+    let summary = summarize(&network("googlenet_torchvision.arch"));
+    let rows = &summary.rows;
+    // Every weight path names one row: no block repeated as its `concat`, no layer under its parent's path.
+    let mut paths: Vec<&str> = rows
+        .iter()
+        .map(|r| r.path.as_str())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let count = paths.len();
+    paths.sort_unstable();
+    paths.dedup();
+    assert_eq!(paths.len(), count, "a path is listed twice");
+    // The blocks' unnamed `concat` is not a module (torchvision's Inception holds branch1..4 directly).
+    assert!(rows.iter().all(|r| r.kind != "concat"));
+    // Nothing counted twice or left out: the depth-0 rows add up to the totals, and the members of every row
+    // to that row.
+    let top = rows.iter().filter(|r| r.depth == 0);
+    assert_eq!(top.clone().map(|r| r.params).sum::<u64>(), 13_004_888);
+    assert_eq!(top.map(|r| r.macs).sum::<u64>(), summary.macs_training);
+    for (index, row) in rows.iter().enumerate() {
+        let members = members(rows, index);
+        if members.is_empty() {
+            continue;
+        }
+        let params: u64 = members.iter().map(|&i| rows[i].params).sum();
+        let macs: u64 = members.iter().map(|&i| rows[i].macs).sum();
+        assert_eq!((params, macs), (row.params, row.macs), "{}", row.path);
+        // A member's path is its module's path and one more name.
+        for &i in &members {
+            let path = &rows[i].path;
+            assert!(
+                path.is_empty() || path.starts_with(&format!("{}.", row.path)),
+                "{path} under {}",
+                row.path
+            );
+        }
+    }
+    // torchvision's module tree: Inception holds branch1..branch4, BasicConv2d holds conv and bn (its ReLU is
+    // functional: a row with no path), InceptionAux holds conv, fc1, fc2 and dropout.
+    let members_of = |path: &str| {
+        let index = rows.iter().position(|r| r.path == path).expect(path);
+        members(rows, index)
+            .into_iter()
+            .map(|i| (rows[i].path.as_str(), rows[i].kind.as_str()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        members_of("inception3a"),
+        [
+            ("inception3a.branch1", "basic_conv"),
+            ("inception3a.branch2", "chain"),
+            ("inception3a.branch3", "chain"),
+            ("inception3a.branch4", "chain"),
+        ]
+    );
+    assert_eq!(
+        members_of("conv1"),
+        [
+            ("conv1.conv", "conv2d"),
+            ("conv1.bn", "batch_norm"),
+            ("", "relu")
+        ]
+    );
+    assert_eq!(
+        members_of("aux1"),
+        [
+            ("", "adaptive_avg_pool"),
+            ("aux1.conv", "basic_conv"),
+            ("", "flatten"),
+            ("aux1.fc1", "linear"),
+            ("", "relu"),
+            ("aux1.dropout", "dropout"),
+            ("aux1.fc2", "linear"),
+        ]
+    );
+}
+
+#[test]
+fn unnamed_chains_and_groups_list_their_members_in_their_place() {
+    let source = "block pair(c) {\n    relu -> max_pool(3, stride = 1, pad = 1)\n    concat {\n        x = conv2d(c, 1)\n        y = conv2d(c, 1)\n    }\n}\nnetwork n {\n    input [3, 8, 8]\n    relu -> identity\n    concat {\n        a = conv2d(4, 1)\n        b = pair(2)\n    }\n    adaptive_avg_pool(1)\n    flatten\n}\n";
+    let checked = archc::compile(SourceKind::Arch, source);
+    assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+    let summary = summarize(&checked.networks[0]);
+    let rows: Vec<(usize, &str, &str)> = summary
+        .rows
+        .iter()
+        .map(|r| (r.depth, r.path.as_str(), r.kind.as_str()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (0, "", "relu"),
+            (0, "", "identity"),
+            (0, "a", "conv2d"),
+            (0, "b", "pair"),
+            (1, "", "relu"),
+            (1, "", "max_pool"),
+            (1, "b.x", "conv2d"),
+            (1, "b.y", "conv2d"),
+            (0, "", "adaptive_avg_pool"),
+            (0, "", "flatten"),
+        ]
+    );
+    // conv2d(4, 1) on 3 channels: 3·4 + 4 = 16; `pair(2)` on 3 channels: two 1×1 to 2, 3·2 + 2 = 8 each.
+    assert_eq!(summary.rows[2].params, 16);
+    assert_eq!(summary.rows[3].params, 16);
+    assert_eq!(summary.params_total, 32);
+}
+
+#[test]
+fn depth_1_table_snapshot() {
+    let summary = summarize(&network("googlenet_torchvision.arch"));
+    insta::assert_snapshot!("googlenet_torchvision_depth_1", summary.table(1));
+}

@@ -2,7 +2,7 @@
 //! is a directory, a truncated or corrupt safetensors file, an integer tensor where a float weight is expected,
 //! and tensors the model does not use (a torchvision checkpoint's `num_batches_tracked` counters and the aux
 //! heads of a model built without them). Each error or warning names the file or the tensor, and what was
-//! expected.
+//! expected; a missing tensor also names the closest tensor the file holds instead.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -219,10 +219,12 @@ fn missing_and_mis_shaped_tensors_through_weights_name_the_tensor() {
     let message = build(&Weights::open(&path).unwrap()).err().unwrap();
     assert!(
         message.contains(
-            "cannot load `inception3a.branch2.0.conv.weight` for conv2d at tests/parity/torchvision_tiny.arch:6:"
+            "tests/parity/torchvision_tiny.arch:6: cannot load `inception3a.branch2.0.conv.weight` for conv2d:"
         ),
         "{message}"
     );
+    // Nothing is offered instead: the file has `inception3a.branch2.0` (its batch norm), so the
+    // `branch3.0.conv.weight` and `branch2.1.conv.weight` one edit away are siblings the model reads itself.
     assert!(message.ends_with("but the tensor is missing"), "{message}");
 
     let mut tensors = reference_tensors();
@@ -241,6 +243,84 @@ fn missing_and_mis_shaped_tensors_through_weights_name_the_tensor() {
         message.ends_with("expected shape [16, 12, 3, 3], found [16, 12, 5, 5]"),
         "{message}"
     );
+}
+
+/// The reference tensors with `renames` (old name, new name) applied, saved as `file` in `scratch`.
+fn renamed(scratch: &Scratch, file: &str, renames: &[(&str, &str)]) -> PathBuf {
+    let mut tensors = reference_tensors();
+    for (old, new) in renames {
+        let tensor = tensors.remove(*old).unwrap_or_else(|| panic!("no {old}"));
+        tensors.insert(new.to_string(), tensor);
+    }
+    scratch.save(file, &tensors)
+}
+
+#[test]
+fn a_missing_tensor_names_the_tensor_the_file_nests_differently() {
+    let scratch = Scratch::new("nested");
+    // The checkpoint nests the convolution one module deeper than the model (a `main` wrapper).
+    let dims = reference_tensors()["inception3a.branch2.0.conv.weight"]
+        .dims()
+        .to_vec();
+    let path = renamed(
+        &scratch,
+        "nested.safetensors",
+        &[(
+            "inception3a.branch2.0.conv.weight",
+            "inception3a.branch2.0.main.conv.weight",
+        )],
+    );
+    let weights = Weights::open(&path).unwrap();
+    let message = build(&weights).err().unwrap();
+    assert!(
+        message.contains("cannot load `inception3a.branch2.0.conv.weight` for conv2d: "),
+        "{message}"
+    );
+    assert!(
+        message.ends_with(&format!(
+            "expected shape {dims:?}, but the tensor is missing; closest in the file: \
+             `inception3a.branch2.0.main.conv.weight` {dims:?}"
+        )),
+        "{message}"
+    );
+    // The warning lists the unused tensor with the missing name it stands for.
+    let warning = weights.unused_warning(is_batch_norm_counter).unwrap();
+    assert!(
+        warning.contains(
+            "\n    inception3a.branch2.0.main.conv.weight: closest to the missing \
+             `inception3a.branch2.0.conv.weight`"
+        ),
+        "{warning}"
+    );
+}
+
+#[test]
+fn a_missing_tensor_names_a_renamed_statement_of_the_same_shape() {
+    let scratch = Scratch::new("renamed");
+    let dims = reference_tensors()["fc.weight"].dims().to_vec();
+    let path = renamed(
+        &scratch,
+        "renamed.safetensors",
+        &[
+            ("fc.weight", "classifier.weight"),
+            ("fc.bias", "classifier.bias"),
+        ],
+    );
+    let weights = Weights::open(&path).unwrap();
+    let message = build(&weights).err().unwrap();
+    assert!(
+        message.ends_with(&format!(
+            "but the tensor is missing; closest in the file: `classifier.weight` {dims:?}"
+        )),
+        "{message}"
+    );
+    let warning = weights.unused_warning(is_batch_norm_counter).unwrap();
+    assert!(
+        warning.ends_with("\n    classifier.weight: closest to the missing `fc.weight`"),
+        "{warning}"
+    );
+    // `fc.bias` was never asked for (the build stopped at the weight): `classifier.bias` is listed plainly.
+    assert!(warning.contains("\n    classifier.bias\n"), "{warning}");
 }
 
 #[test]

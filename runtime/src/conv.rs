@@ -11,7 +11,7 @@ use candle_core::{Error, Module, Result, Tensor};
 use candle_nn::{init::DEFAULT_KAIMING_NORMAL, Conv2dConfig, VarBuilder};
 
 use crate::load::{load_bias, load_tensor_with_init};
-use crate::shape::{conv_out_size, expect_nchw};
+use crate::shape::{conv_out_size, expect_nchw, narrow, wide};
 
 /// Zero padding on each side of a feature map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,19 +43,20 @@ impl Pad2d {
     }
 
     /// PyTorch's `padding='same'` for a stride-1 convolution: along each axis the total padding
-    /// `dilation * (kernel - 1)` is split with the smaller half before, as `torch.nn.Conv2d` does.
+    /// `dilation * (kernel - 1)` is split with the smaller half before, as `torch.nn.Conv2d` does
+    /// ([`archc_shape::same_padding`]).
     pub fn same(kernel: (usize, usize), dilation: (usize, usize)) -> Result<Self> {
-        let total = |k: usize, d: usize| {
-            k.checked_sub(1)
-                .and_then(|k1| k1.checked_mul(d))
-                .ok_or_else(|| crate::error(format!("'same' padding for kernel {k} dilation {d}")))
+        let axis = |k: usize, d: usize| {
+            archc_shape::same_padding(wide(k), 1, wide(d))
+                .map_err(|e| crate::error(format!("'same' padding: {e}")))
         };
-        let (th, tw) = (total(kernel.0, dilation.0)?, total(kernel.1, dilation.1)?);
+        let (top, bottom) = axis(kernel.0, dilation.0)?;
+        let (left, right) = axis(kernel.1, dilation.1)?;
         Ok(Self {
-            top: th / 2,
-            bottom: th - th / 2,
-            left: tw / 2,
-            right: tw - tw / 2,
+            top: narrow(top)?,
+            bottom: narrow(bottom)?,
+            left: narrow(left)?,
+            right: narrow(right)?,
         })
     }
 

@@ -10,16 +10,15 @@
 //! (a few microseconds), so a model that trains, or whose `VarMap` is loaded after it was built, never runs
 //! with stale folded weights.
 
-use std::sync::atomic::{AtomicU8, Ordering};
-
 use candle_core::op::BackpropOp;
 use candle_core::{CpuStorage, DType, Device, Module, ModuleT, Result, Storage, Tensor};
 
 use crate::cpu::{self, ConvGeometry, Epilogue};
 use crate::{BatchNorm, Conv2d};
 
-/// The inference optimisations, each of which can be switched off to measure what it brings (`bench/`). Every
-/// combination computes the same values, up to floating-point rounding; all are on by default.
+/// The inference optimisations a [`Plan`](crate::plan::Plan) applies, each of which can be switched off per model
+/// to measure what it brings (`bench/`). Every combination computes the same values, up to floating-point
+/// rounding; all are on by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Optimizations {
     /// Convolutions as one matrix product per image, without candle's im2col layout and transposes.
@@ -53,36 +52,6 @@ impl Optimizations {
         fuse_siblings: false,
         micro_batches: false,
     };
-
-    fn bits(self) -> u8 {
-        u8::from(self.conv_kernel)
-            | u8::from(self.fold_batch_norm) << 1
-            | u8::from(self.pool_kernels) << 2
-            | u8::from(self.fuse_siblings) << 3
-            | u8::from(self.micro_batches) << 4
-    }
-
-    fn from_bits(bits: u8) -> Optimizations {
-        Optimizations {
-            conv_kernel: bits & 1 != 0,
-            fold_batch_norm: bits & 2 != 0,
-            pool_kernels: bits & 4 != 0,
-            fuse_siblings: bits & 8 != 0,
-            micro_batches: bits & 16 != 0,
-        }
-    }
-}
-
-static OPTIMIZATIONS: AtomicU8 = AtomicU8::new(0b1_1111);
-
-/// Sets the inference optimisations for every model in the process, e.g. to measure one on its own.
-pub fn set_optimizations(optimizations: Optimizations) {
-    OPTIMIZATIONS.store(optimizations.bits(), Ordering::Relaxed);
-}
-
-/// The inference optimisations in effect.
-pub fn optimizations() -> Optimizations {
-    Optimizations::from_bits(OPTIMIZATIONS.load(Ordering::Relaxed))
 }
 
 /// Whether `t` lives on the CPU as `f32`, the one layout the CPU kernels read.
@@ -117,8 +86,19 @@ pub fn conv_bn_act(
     relu: bool,
     train: bool,
 ) -> Result<Tensor> {
+    conv_bn_act_with(Optimizations::ALL, x, conv, bn, relu, train)
+}
+
+/// [`conv_bn_act`] with only the optimisations in `options`.
+pub(crate) fn conv_bn_act_with(
+    options: Optimizations,
+    x: &Tensor,
+    conv: &Conv2d,
+    bn: Option<&BatchNorm>,
+    relu: bool,
+    train: bool,
+) -> Result<Tensor> {
     let weight = conv.weight();
-    let options = optimizations();
     if train
         || !options.conv_kernel
         || !cpu_kernels_apply(x)
@@ -128,7 +108,7 @@ pub fn conv_bn_act(
         return unfused(x, conv, bn, relu, train);
     }
     if !options.fold_batch_norm && (bn.is_some() || relu) {
-        let y = conv_bn_act(x, conv, None, false, train)?;
+        let y = conv_bn_act_with(options, x, conv, None, false, train)?;
         return unfused_tail(&y, bn, relu, train);
     }
     let (_, c, h, w) = crate::expect_nchw(x, "conv2d")?;
@@ -341,8 +321,17 @@ pub fn sibling_heads(
     heads: &[Option<Head<'_>>],
     train: bool,
 ) -> Result<Vec<Option<Tensor>>> {
+    sibling_heads_with(Optimizations::ALL, x, heads, train)
+}
+
+/// [`sibling_heads`] with only the optimisations in `options`.
+pub(crate) fn sibling_heads_with(
+    options: Optimizations,
+    x: &Tensor,
+    heads: &[Option<Head<'_>>],
+    train: bool,
+) -> Result<Vec<Option<Tensor>>> {
     let mut outputs = vec![None; heads.len()];
-    let options = optimizations();
     if train
         || !(options.fuse_siblings && options.conv_kernel && options.fold_batch_norm)
         || !cpu_kernels_apply(x)
@@ -425,12 +414,21 @@ pub fn in_micro_batches(
     xs: &Tensor,
     forward: impl Fn(&Tensor) -> Result<Tensor>,
 ) -> Result<Option<Tensor>> {
+    in_micro_batches_with(Optimizations::ALL, xs, forward)
+}
+
+/// [`in_micro_batches`] with only the optimisations in `options`.
+pub(crate) fn in_micro_batches_with(
+    options: Optimizations,
+    xs: &Tensor,
+    forward: impl Fn(&Tensor) -> Result<Tensor>,
+) -> Result<Option<Tensor>> {
     let chunk = rayon::current_num_threads().max(1);
     let batch = match xs.dims().first() {
         Some(&n) => n,
         None => return Ok(None),
     };
-    if !optimizations().micro_batches || !cpu_kernels_apply(xs) || batch <= chunk {
+    if !options.micro_batches || !cpu_kernels_apply(xs) || batch <= chunk {
         return Ok(None);
     }
     let mut outputs = Vec::with_capacity(batch.div_ceil(chunk));

@@ -14,10 +14,12 @@ pub mod linear;
 pub mod load;
 pub mod nn;
 pub mod norm;
+pub mod plan;
 pub mod pool;
 pub mod shape;
 pub mod weights;
 
+#[cfg(feature = "macros")]
 pub use archc_macros::include_arch;
 pub use candle_core;
 pub use candle_nn;

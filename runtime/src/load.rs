@@ -22,6 +22,14 @@ use candle_nn::{Init, VarBuilder};
 /// cannot load `inception3a.branch2.0.conv.weight` for statement `inception3a` at
 /// architectures/googlenet.arch:24:5: expected shape [128, 96, 3, 3], found [128, 96, 5, 5]
 /// ```
+///
+/// or, for a tensor missing from a file opened with [`Weights`](crate::weights::Weights), with the closest
+/// names it holds:
+///
+/// ```text
+/// cannot load `layer1.0.main.conv1.weight` for statement `layer1` at resnet18.arch:31:5: expected shape
+/// [64, 64, 3, 3], but the tensor is missing; closest in the file: `layer1.0.conv1.weight` [64, 64, 3, 3]
+/// ```
 pub fn load_tensor<S: Into<Shape>>(
     vb: &VarBuilder,
     name: &str,
@@ -89,8 +97,11 @@ fn describe_load_error(
         ));
     }
     if !vb.contains_tensor(name) {
+        // A `Weights` builder names the closest tensors in the file.
+        let near =
+            crate::weights::near_misses(&err).map_or(String::new(), |near| format!("; {near}"));
         return crate::error(format!(
-            "{subject}: expected shape {expected_dims:?}, but the tensor is missing"
+            "{subject}: expected shape {expected_dims:?}, but the tensor is missing{near}"
         ));
     }
     // Some backends (a VarMap) report a mismatch only as text; ask for the tensor unchecked.

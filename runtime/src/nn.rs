@@ -1,387 +1,335 @@
-//! The interface archc-generated code calls: one constructor per built-in layer of the `.arch` language,
-//! taking the argument values in the language's order, checking them, loading the layer's tensors, and
-//! returning the layer with its output shape.
+//! The layers generated code builds, in candle's idiom: a constructor per layer taking its sizes, an options
+//! struct with PyTorch's defaults, and the `VarBuilder` its tensors load from —
+//! `nn::conv2d(192, 64, (1, 1), Conv2dConfig { bias: false, ..Default::default() }, vb.pp("conv"))`.
 //!
-//! Generated models track each activation's per-sample shape ([`Dims`]) while they are built, so in-channel
-//! counts are inferred exactly as the checker inferred them and any `Config` works, not only the defaults.
-//! Every error names the `.arch` location (`at`) of the statement it comes from.
+//! Every constructor validates what the `.arch` checker validated, since a `Config` other than the defaults
+//! reaches them unchecked; [`At::at`] prefixes an error with the `.arch` line it comes from. How a model runs
+//! fast in inference is decided by [`crate::plan`], not here.
 
-use candle_core::{Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+pub use crate::conv::{Conv2d, Pad2d};
+pub use crate::fused::Optimizations;
+pub use crate::norm::{BatchNorm, Lrn};
+pub use crate::plan::{Describe, Op, Plan};
+pub use crate::pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use crate::shape::Dims;
-use crate::{
-    error, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, BatchNormSpec, Conv2d, Conv2dSpec, Lrn,
-    MaxPool2d, Pad2d,
-};
+pub use candle_nn::{Dropout, Linear};
 
-/// The largest size, stride or padding accepted, as in the checker.
-const MAX_DIM: i64 = i32::MAX as i64;
+use crate::error;
 
-/// An `.arch` size argument: an integer or an `[h, w]` pair.
-pub trait IntoHw {
-    /// The `(height, width)` pair, each at least `min`.
-    fn into_hw(self, what: &str, min: i64, at: &str) -> Result<(usize, usize)>;
+/// Prefixes an error with the `.arch` location of the statement it comes from.
+pub trait At<T> {
+    /// `architectures/googlenet.arch:9: <error>`.
+    fn at(self, source: &str, line: u32) -> Result<T>;
 }
 
-fn checked_dim(value: i64, what: &str, min: i64, at: &str) -> Result<usize> {
-    if value < min || value > MAX_DIM {
-        return Err(error(format!(
-            "{at}: `{what}` must be between {min} and {MAX_DIM}, found {value}"
-        )));
-    }
-    Ok(value as usize)
-}
-
-impl IntoHw for i64 {
-    fn into_hw(self, what: &str, min: i64, at: &str) -> Result<(usize, usize)> {
-        let v = checked_dim(self, what, min, at)?;
-        Ok((v, v))
+impl<T> At<T> for Result<T> {
+    fn at(self, source: &str, line: u32) -> Result<T> {
+        self.map_err(|e| error(format!("{source}:{line}: {e}")))
     }
 }
 
-impl IntoHw for (i64, i64) {
-    fn into_hw(self, what: &str, min: i64, at: &str) -> Result<(usize, usize)> {
-        Ok((
-            checked_dim(self.0, what, min, at)?,
-            checked_dim(self.1, what, min, at)?,
-        ))
-    }
-}
-
-/// `[v, v]`: an integer used where a pair is expected.
-pub fn pair(v: i64) -> (i64, i64) {
-    (v, v)
-}
-
-/// A convolution's padding: explicit per axis, or `same`.
+/// A convolution's padding written as an integer, a pair or `same` (a block parameter may take any).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pad {
-    Explicit(i64, i64),
+    Explicit(usize, usize),
     Same,
 }
 
-impl From<i64> for Pad {
-    fn from(v: i64) -> Pad {
+impl From<usize> for Pad {
+    fn from(v: usize) -> Pad {
         Pad::Explicit(v, v)
     }
 }
 
-impl From<(i64, i64)> for Pad {
-    fn from((h, w): (i64, i64)) -> Pad {
+impl From<(usize, usize)> for Pad {
+    fn from((h, w): (usize, usize)) -> Pad {
         Pad::Explicit(h, w)
     }
 }
 
-fn checked_count(value: i64, what: &str, at: &str) -> Result<usize> {
-    checked_dim(value, what, 1, at)
-}
-
-impl Dims {
-    /// The input shape as declared (`[C, H, W]` or `[F]`).
-    pub fn from_declared(dims: &[i64], at: &str) -> Result<Dims> {
-        let sizes: Vec<usize> = dims
-            .iter()
-            .map(|&d| checked_count(d, "size", at))
-            .collect::<Result<_>>()?;
-        match sizes.as_slice() {
-            [c, h, w] => Ok(Dims::Chw(*c, *h, *w)),
-            [f] => Ok(Dims::Flat(*f)),
-            _ => Err(error(format!(
-                "{at}: a shape has 1 or 3 sizes, found {dims:?}"
-            ))),
+impl Pad {
+    /// The padding for a window of `kernel` taps spaced by `dilation`.
+    pub fn resolve(self, kernel: (usize, usize), dilation: (usize, usize)) -> Result<Pad2d> {
+        match self {
+            Pad::Explicit(h, w) => Ok(Pad2d::symmetric(h, w)),
+            Pad::Same => Pad2d::same(kernel, dilation),
         }
-    }
-
-    /// Checks a declared output size (`: [C, H, W]`) against the inferred one.
-    pub fn expect(&self, declared: &[i64], at: &str) -> Result<()> {
-        let matches = declared.len() == self.to_vec().len()
-            && declared
-                .iter()
-                .zip(self.to_vec())
-                .all(|(&d, actual)| d >= 0 && d as usize == actual);
-        if matches {
-            Ok(())
-        } else {
-            Err(error(format!(
-                "{at}: the statement produces {self}, its declaration says {declared:?}"
-            )))
-        }
-    }
-
-    /// The feature-map dimensions, or an error for a flat shape.
-    pub fn chw(&self, layer: &str, at: &str) -> Result<(usize, usize, usize)> {
-        match *self {
-            Dims::Chw(c, h, w) => Ok((c, h, w)),
-            Dims::Flat(_) => Err(error(format!(
-                "{at}: {layer} needs a [C, H, W] feature map, its input is {self}"
-            ))),
-        }
-    }
-
-    /// The shape after `flatten`.
-    pub fn flatten(&self, at: &str) -> Result<Dims> {
-        self.elem_count()
-            .map(Dims::Flat)
-            .map_err(|e| error(format!("{at}: {e}")))
-    }
-
-    /// The shape of a channel concatenation.
-    pub fn concat(parts: &[Dims], at: &str) -> Result<Dims> {
-        let first = *parts
-            .first()
-            .ok_or_else(|| error(format!("{at}: concat of nothing")))?;
-        let mut channels = 0usize;
-        for part in parts {
-            let same_space = match (first, part) {
-                (Dims::Chw(_, h, w), Dims::Chw(_, h2, w2)) => (h, w) == (*h2, *w2),
-                (Dims::Flat(_), Dims::Flat(_)) => true,
-                _ => false,
-            };
-            if !same_space {
-                return Err(error(format!(
-                    "{at}: concat branches disagree: {}",
-                    parts
-                        .iter()
-                        .map(Dims::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-            channels = channels
-                .checked_add(part.channels())
-                .ok_or_else(|| error(format!("{at}: concatenated channels overflow")))?;
-        }
-        Ok(match first {
-            Dims::Chw(_, h, w) => Dims::Chw(channels, h, w),
-            Dims::Flat(_) => Dims::Flat(channels),
-        })
-    }
-
-    /// The shape of an element-wise sum.
-    pub fn add(parts: &[Dims], at: &str) -> Result<Dims> {
-        let first = *parts
-            .first()
-            .ok_or_else(|| error(format!("{at}: add of nothing")))?;
-        if parts.iter().any(|p| *p != first) {
-            return Err(error(format!(
-                "{at}: add branches disagree: {}",
-                parts
-                    .iter()
-                    .map(Dims::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        Ok(first)
-    }
-
-    /// Checks a model input: rank, per-sample shape and dtype.
-    pub fn check_input(&self, xs: &Tensor, source: &str) -> Result<()> {
-        let expected = self.to_vec();
-        let dims = xs.dims();
-        let ok = dims.len() == expected.len() + 1 && dims[1..] == expected[..];
-        if !ok {
-            let want = expected
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(error(format!(
-                "{source}: expected an input of shape [N, {want}], found {dims:?}"
-            )));
-        }
-        if !xs.dtype().is_float() {
-            return Err(error(format!(
-                "{source}: expected a floating-point input, found {:?}",
-                xs.dtype()
-            )));
-        }
-        Ok(())
     }
 }
 
-/// `conv2d(out, kernel, stride, pad, dilation, groups, bias)`.
-#[allow(clippy::too_many_arguments)]
+impl From<(usize, usize)> for Pad2d {
+    /// `(h, w)`: `h` rows above and below, `w` columns left and right.
+    fn from((h, w): (usize, usize)) -> Pad2d {
+        Pad2d::symmetric(h, w)
+    }
+}
+
+/// The options of [`conv2d`]; pairs are `(height, width)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dConfig {
+    pub stride: (usize, usize),
+    pub padding: Pad2d,
+    pub dilation: (usize, usize),
+    pub groups: usize,
+    pub bias: bool,
+}
+
+impl Default for Conv2dConfig {
+    /// PyTorch's defaults: stride 1, no padding, no dilation, one group, a bias.
+    fn default() -> Self {
+        Conv2dConfig {
+            stride: (1, 1),
+            padding: Pad2d::default(),
+            dilation: (1, 1),
+            groups: 1,
+            bias: true,
+        }
+    }
+}
+
+/// `torch.nn.Conv2d(in_channels, out_channels, kernel, ...)`, loading `weight` (and `bias`) from `vb`.
 pub fn conv2d(
+    in_channels: usize,
+    out_channels: usize,
+    kernel: (usize, usize),
+    config: Conv2dConfig,
     vb: VarBuilder,
-    input: Dims,
-    out: i64,
-    kernel: impl IntoHw,
-    stride: impl IntoHw,
-    pad: impl Into<Pad>,
-    dilation: impl IntoHw,
-    groups: i64,
-    bias: bool,
-    at: &str,
-) -> Result<(Conv2d, Dims)> {
-    let (c, h, w) = input.chw("conv2d", at)?;
-    let out = checked_count(out, "out", at)?;
-    let kernel = kernel.into_hw("kernel", 1, at)?;
-    let stride = stride.into_hw("stride", 1, at)?;
-    let dilation = dilation.into_hw("dilation", 1, at)?;
-    let groups = checked_count(groups, "groups", at)?;
-    let pad = match pad.into() {
-        Pad::Explicit(ph, pw) => {
-            let (ph, pw) = (ph, pw).into_hw("pad", 0, at)?;
-            Pad2d::symmetric(ph, pw)
-        }
-        Pad::Same => {
-            if stride != (1, 1) {
-                return Err(error(format!("{at}: `pad = same` needs stride 1")));
-            }
-            Pad2d::same(kernel, dilation)?
-        }
+) -> Result<Conv2d> {
+    let spec = crate::Conv2dSpec {
+        stride: config.stride,
+        pad: config.padding,
+        dilation: config.dilation,
+        groups: config.groups,
     };
-    let spec = Conv2dSpec {
-        stride,
-        pad,
-        dilation,
-        groups,
-    };
-    let (oh, ow) = spec
-        .output_size(kernel, (h, w))
-        .map_err(|e| error(format!("{at}: {e}")))?;
-    let context = format!("conv2d at {at}");
-    let conv = crate::conv2d(vb, c, out, kernel, spec, bias, &context)?;
-    Ok((conv, Dims::Chw(out, oh, ow)))
+    crate::conv2d(
+        vb,
+        in_channels,
+        out_channels,
+        kernel,
+        spec,
+        config.bias,
+        "conv2d",
+    )
 }
 
-/// `max_pool(kernel, stride, pad, dilation, ceil)`.
-pub fn max_pool(
-    input: Dims,
-    kernel: impl IntoHw,
-    stride: impl IntoHw,
-    pad: impl IntoHw,
-    dilation: impl IntoHw,
-    ceil: bool,
-    at: &str,
-) -> Result<(MaxPool2d, Dims)> {
-    let (c, h, w) = input.chw("max_pool", at)?;
-    let pool = MaxPool2d {
-        kernel: kernel.into_hw("kernel", 1, at)?,
-        stride: stride.into_hw("stride", 1, at)?,
-        pad: pad.into_hw("pad", 0, at)?,
-        dilation: dilation.into_hw("dilation", 1, at)?,
-        ceil_mode: ceil,
-    };
-    let (oh, ow) = pool
-        .output_size((h, w))
-        .map_err(|e| error(format!("{at}: {e}")))?;
-    Ok((pool, Dims::Chw(c, oh, ow)))
-}
+/// The options of [`batch_norm`], with PyTorch's defaults.
+pub type BatchNormConfig = crate::BatchNormSpec;
 
-/// `avg_pool(kernel, stride, pad, ceil, count_include_pad)`.
-pub fn avg_pool(
-    input: Dims,
-    kernel: impl IntoHw,
-    stride: impl IntoHw,
-    pad: impl IntoHw,
-    ceil: bool,
-    count_include_pad: bool,
-    at: &str,
-) -> Result<(AvgPool2d, Dims)> {
-    let (c, h, w) = input.chw("avg_pool", at)?;
-    let pool = AvgPool2d {
-        kernel: kernel.into_hw("kernel", 1, at)?,
-        stride: stride.into_hw("stride", 1, at)?,
-        pad: pad.into_hw("pad", 0, at)?,
-        ceil_mode: ceil,
-        count_include_pad,
-    };
-    let (oh, ow) = pool
-        .output_size((h, w))
-        .map_err(|e| error(format!("{at}: {e}")))?;
-    Ok((pool, Dims::Chw(c, oh, ow)))
-}
-
-/// `adaptive_avg_pool(size)`.
-pub fn adaptive_avg_pool(
-    input: Dims,
-    size: impl IntoHw,
-    at: &str,
-) -> Result<(AdaptiveAvgPool2d, Dims)> {
-    let (c, _, _) = input.chw("adaptive_avg_pool", at)?;
-    let (oh, ow) = size.into_hw("size", 1, at)?;
-    Ok((AdaptiveAvgPool2d::new((oh, ow)), Dims::Chw(c, oh, ow)))
-}
-
-/// `global_avg_pool()`: an adaptive average pool to 1×1.
-pub fn global_avg_pool(input: Dims, at: &str) -> Result<(AdaptiveAvgPool2d, Dims)> {
-    adaptive_avg_pool(input, 1, at)
-}
-
-/// `batch_norm(eps, momentum, affine)`.
+/// `torch.nn.BatchNorm2d(num_features, ...)`, loading the running statistics (and `weight`, `bias`).
 pub fn batch_norm(
+    num_features: usize,
+    config: BatchNormConfig,
     vb: VarBuilder,
-    input: Dims,
-    eps: f64,
-    momentum: f64,
-    affine: bool,
-    at: &str,
-) -> Result<(BatchNorm, Dims)> {
-    let spec = BatchNormSpec {
-        eps,
-        momentum,
-        affine,
+) -> Result<BatchNorm> {
+    crate::batch_norm(vb, num_features, config, "batch_norm")
+}
+
+/// The options of [`max_pool2d`]; `stride: None` is the kernel size, as in PyTorch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxPool2dConfig {
+    pub stride: Option<(usize, usize)>,
+    pub padding: (usize, usize),
+    pub dilation: (usize, usize),
+    pub ceil_mode: bool,
+}
+
+impl Default for MaxPool2dConfig {
+    fn default() -> Self {
+        MaxPool2dConfig {
+            stride: None,
+            padding: (0, 0),
+            dilation: (1, 1),
+            ceil_mode: false,
+        }
+    }
+}
+
+/// `torch.nn.MaxPool2d(kernel, ...)`.
+pub fn max_pool2d(kernel: (usize, usize), config: MaxPool2dConfig) -> Result<MaxPool2d> {
+    let pool = MaxPool2d {
+        kernel,
+        stride: config.stride.unwrap_or(kernel),
+        pad: config.padding,
+        dilation: config.dilation,
+        ceil_mode: config.ceil_mode,
     };
-    let context = format!("batch_norm at {at}");
-    let bn = crate::batch_norm(vb, input.channels(), spec, &context)?;
-    Ok((bn, input))
+    pool.validate()?;
+    Ok(pool)
 }
 
-/// `lrn(size, alpha, beta, k)`.
-pub fn lrn(input: Dims, size: i64, alpha: f64, beta: f64, k: f64, at: &str) -> Result<(Lrn, Dims)> {
-    input.chw("lrn", at)?;
-    let size = checked_count(size, "size", at)?;
-    Ok((
-        Lrn {
-            size,
-            alpha,
-            beta,
-            k,
-        },
-        input,
-    ))
+/// The options of [`avg_pool2d`]; `stride: None` is the kernel size, as in PyTorch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AvgPool2dConfig {
+    pub stride: Option<(usize, usize)>,
+    pub padding: (usize, usize),
+    pub ceil_mode: bool,
+    pub count_include_pad: bool,
 }
 
-/// `dropout(p)`.
-pub fn dropout(input: Dims, p: f64, at: &str) -> Result<(candle_nn::Dropout, Dims)> {
-    if !(0.0..=1.0).contains(&p) {
+impl Default for AvgPool2dConfig {
+    fn default() -> Self {
+        AvgPool2dConfig {
+            stride: None,
+            padding: (0, 0),
+            ceil_mode: false,
+            count_include_pad: true,
+        }
+    }
+}
+
+/// `torch.nn.AvgPool2d(kernel, ...)`.
+pub fn avg_pool2d(kernel: (usize, usize), config: AvgPool2dConfig) -> Result<AvgPool2d> {
+    let pool = AvgPool2d {
+        kernel,
+        stride: config.stride.unwrap_or(kernel),
+        pad: config.padding,
+        ceil_mode: config.ceil_mode,
+        count_include_pad: config.count_include_pad,
+    };
+    pool.validate()?;
+    Ok(pool)
+}
+
+/// `torch.nn.AdaptiveAvgPool2d(size)`.
+pub fn adaptive_avg_pool2d(size: (usize, usize)) -> Result<AdaptiveAvgPool2d> {
+    if size.0 == 0 || size.1 == 0 {
         return Err(error(format!(
-            "{at}: dropout probability must be in [0, 1], found {p}"
+            "adaptive_avg_pool size must be at least 1, found {size:?}"
         )));
     }
-    Ok((candle_nn::Dropout::new(p as f32), input))
+    Ok(AdaptiveAvgPool2d::new(size))
 }
 
-/// `linear(out, bias)`.
-pub fn linear(
-    vb: VarBuilder,
-    input: Dims,
-    out: i64,
-    bias: bool,
-    at: &str,
-) -> Result<(candle_nn::Linear, Dims)> {
-    let in_features = match input {
-        Dims::Flat(f) => f,
-        Dims::Chw(..) => {
-            return Err(error(format!(
-                "{at}: linear needs a flat input, its input is the feature map {input}; insert `flatten`"
-            )))
+/// The options of [`lrn`], with PyTorch's defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LrnConfig {
+    pub alpha: f64,
+    pub beta: f64,
+    pub k: f64,
+}
+
+impl Default for LrnConfig {
+    fn default() -> Self {
+        LrnConfig {
+            alpha: 1e-4,
+            beta: 0.75,
+            k: 1.0,
         }
-    };
-    let out = checked_count(out, "out", at)?;
-    let context = format!("linear at {at}");
-    let layer = crate::linear(vb, in_features, out, bias, &context)?;
-    Ok((layer, Dims::Flat(out)))
+    }
+}
+
+/// `torch.nn.LocalResponseNorm(size, ...)`.
+pub fn lrn(size: usize, config: LrnConfig) -> Result<Lrn> {
+    if size == 0 {
+        return Err(error("lrn size must be at least 1, found 0"));
+    }
+    Ok(Lrn {
+        size,
+        alpha: config.alpha,
+        beta: config.beta,
+        k: config.k,
+    })
+}
+
+/// `torch.nn.Linear(in_features, out_features)`, loading `weight` and `bias`.
+pub fn linear(in_features: usize, out_features: usize, vb: VarBuilder) -> Result<Linear> {
+    crate::linear(vb, in_features, out_features, true, "linear")
+}
+
+/// `torch.nn.Linear(in_features, out_features, bias=False)`.
+pub fn linear_no_bias(in_features: usize, out_features: usize, vb: VarBuilder) -> Result<Linear> {
+    crate::linear(vb, in_features, out_features, false, "linear")
+}
+
+/// `torch.nn.Linear(in_features, out_features, bias=bias)`, for a bias chosen by a parameter.
+pub fn linear_b(
+    in_features: usize,
+    out_features: usize,
+    bias: bool,
+    vb: VarBuilder,
+) -> Result<Linear> {
+    crate::linear(vb, in_features, out_features, bias, "linear")
+}
+
+/// `torch.nn.Dropout(p)`.
+pub fn dropout(p: f64) -> Result<Dropout> {
+    if !(0.0..=1.0).contains(&p) {
+        return Err(error(format!(
+            "dropout probability must be in [0, 1], found {p}"
+        )));
+    }
+    Ok(Dropout::new(p as f32))
+}
+
+/// Softmax over dimension 1 (channels or features): `torch.nn.Softmax(dim=1)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Softmax;
+
+impl Module for Softmax {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::softmax(xs, 1)
+    }
 }
 
 /// The element-wise sum of an `add` group's branches.
-pub fn sum(parts: &[&Tensor]) -> Result<Tensor> {
+pub fn sum(parts: &[Tensor]) -> Result<Tensor> {
     let (first, rest) = parts
         .split_first()
         .ok_or_else(|| error("add of no branches"))?;
-    rest.iter()
-        .try_fold((*first).clone(), |acc, part| acc + *part)
+    rest.iter().try_fold(first.clone(), |acc, part| acc + part)
+}
+
+/// `a - b` for sizes computed from a `Config`: an error rather than an underflow.
+pub fn sub(a: usize, b: usize) -> Result<usize> {
+    a.checked_sub(b)
+        .ok_or_else(|| error(format!("size arithmetic {a} - {b} is negative")))
+}
+
+/// `a / b` (rounding down) for sizes computed from a `Config`: an error rather than a division by zero.
+pub fn div(a: usize, b: usize) -> Result<usize> {
+    a.checked_div(b)
+        .ok_or_else(|| error(format!("size arithmetic {a} / {b} divides by zero")))
+}
+
+/// `a % b` for sizes computed from a `Config`: an error rather than a division by zero.
+pub fn rem(a: usize, b: usize) -> Result<usize> {
+    a.checked_rem(b)
+        .ok_or_else(|| error(format!("size arithmetic {a} % {b} divides by zero")))
+}
+
+/// Checks a model input against the per-sample shape `[C, H, W]` (or `[F]`): rank, sizes and dtype.
+pub fn check_input(xs: &Tensor, sample: &[usize], source: &str) -> Result<()> {
+    let dims = xs.dims();
+    if dims.len() != sample.len() + 1 || dims[1..] != *sample {
+        let want = sample
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(error(format!(
+            "{source}: expected an input of shape [N, {want}], found {dims:?}"
+        )));
+    }
+    if !xs.dtype().is_float() {
+        return Err(error(format!(
+            "{source}: expected a floating-point input, found {:?}",
+            xs.dtype()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks, when a `Config` other than the defaults is used, that a statement's channels match what its
+/// declaration says.
+pub fn expect_channels(computed: usize, declared: usize, statement: &str) -> Result<()> {
+    if computed == declared {
+        Ok(())
+    } else {
+        Err(error(format!(
+            "`{statement}` produces {computed} channels, its declaration says {declared}"
+        )))
+    }
 }

@@ -14,8 +14,8 @@
 use candle_core::{Device, Error, Module, Result, Tensor};
 
 use crate::cpu;
-use crate::fused::{cpu_kernels_apply, cpu_tensor, optimizations, with_images};
-use crate::shape::{expect_nchw, pool_out_size};
+use crate::fused::{cpu_kernels_apply, cpu_tensor, with_images};
+use crate::shape::{expect_nchw, narrow, pool_out_size, wide};
 
 /// `torch.nn.MaxPool2d`: the maximum over each `kernel` window, with the input padded by `pad`
 /// on both sides with `-inf` (so padding never wins), windows spaced by `stride`, window
@@ -29,7 +29,8 @@ pub struct MaxPool2d {
     pub kernel: (usize, usize),
     /// Distance between window starts; PyTorch's default is the kernel size.
     pub stride: (usize, usize),
-    /// Implicit `-inf` padding on each side; at most half the dilated kernel.
+    /// Implicit `-inf` padding on each side; at most half the kernel, dilated or not, as in
+    /// PyTorch.
     pub pad: (usize, usize),
     /// Distance between the elements of a window; 1 for an ordinary pool.
     pub dilation: (usize, usize),
@@ -69,12 +70,31 @@ impl MaxPool2d {
     }
 }
 
+impl MaxPool2d {
+    /// Checks the options on their own: a map exactly one window large must pool.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let extent = |k: usize, d: usize| k.saturating_sub(1).saturating_mul(d).saturating_add(1);
+        let probe = (
+            extent(self.kernel.0, self.dilation.0),
+            extent(self.kernel.1, self.dilation.1),
+        );
+        self.output_size(probe).map(|_| ())
+    }
+}
+
 impl Module for MaxPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, true)
+    }
+}
+
+impl MaxPool2d {
+    /// The forward pass, through the one-pass CPU kernel where it applies and `kernels` allows it.
+    pub fn forward_with(&self, x: &Tensor, kernels: bool) -> Result<Tensor> {
         let (_, _, h, w) = expect_nchw(x, "max_pool2d")?;
         let rows = self.axis(h, Axis::Height)?;
         let cols = self.axis(w, Axis::Width)?;
-        if optimizations().pool_kernels && cpu_kernels_apply(x) {
+        if kernels && cpu_kernels_apply(x) {
             return pool_on_cpu(x, &rows, &cols, |planes, data, rows, cols| {
                 cpu::max_pool2d(data, planes, rows, cols)
             });
@@ -155,8 +175,23 @@ impl AvgPool2d {
     }
 }
 
+impl AvgPool2d {
+    /// Checks the options on their own: a map exactly one window large must pool.
+    pub(crate) fn validate(&self) -> Result<()> {
+        self.output_size((self.kernel.0.max(1), self.kernel.1.max(1)))
+            .map(|_| ())
+    }
+}
+
 impl Module for AvgPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, true)
+    }
+}
+
+impl AvgPool2d {
+    /// The forward pass, through the one-pass CPU kernel where it applies and `kernels` allows it.
+    pub fn forward_with(&self, x: &Tensor, kernels: bool) -> Result<Tensor> {
         let (_, _, h, w) = expect_nchw(x, "avg_pool2d")?;
         let rows = self.axis(h, Axis::Height)?;
         let cols = self.axis(w, Axis::Width)?;
@@ -166,7 +201,7 @@ impl Module for AvgPool2d {
             .iter()
             .flat_map(|r| col_divisors.iter().map(move |c| (r * c) as f32))
             .collect();
-        if optimizations().pool_kernels && cpu_kernels_apply(x) {
+        if kernels && cpu_kernels_apply(x) {
             return pool_on_cpu(x, &rows, &cols, |planes, data, rows, cols| {
                 cpu::avg_pool2d(data, planes, rows, cols, &divisors)
             });
@@ -308,6 +343,9 @@ struct AxisWindows {
     pad: usize,
     dilation: usize,
     out: usize,
+    /// The padded length the windows span, from the first element of the first window to the
+    /// last element of the last one.
+    span: usize,
     /// Padding before the input: PyTorch's `pad`.
     pad_before: usize,
     /// Padding after the input: `pad`, plus whatever a ceil-mode window hangs over.
@@ -341,17 +379,15 @@ impl AxisWindows {
         ceil_mode: bool,
     ) -> Result<Self> {
         let out = pool_out_size(input, kernel, stride, pad, dilation, ceil_mode)?;
-        let overflow = || crate::error("pooling window indices overflow u32");
-        // Index of the last element of the last window, in padded coordinates.
-        let last = (kernel - 1)
-            .checked_mul(dilation)
-            .and_then(|a| (out - 1).checked_mul(stride).and_then(|b| a.checked_add(b)))
-            .ok_or_else(overflow)?;
-        if u32::try_from(last).is_err() {
-            return Err(overflow());
+        let span = archc_shape::windows_span(wide(out), wide(kernel), wide(stride), wide(dilation))
+            .map_err(|e| crate::error(e.to_string()))
+            .and_then(narrow)?;
+        // Every window index, up to the last element of the last window, must fit u32.
+        if u32::try_from(span - 1).is_err() {
+            return Err(crate::error("pooling window indices overflow u32"));
         }
         // pool_out_size guarantees input + 2 * pad does not overflow.
-        let padded = (input + 2 * pad).max(last + 1);
+        let padded = (input + 2 * pad).max(span);
         Ok(Self {
             input,
             kernel,
@@ -359,17 +395,16 @@ impl AxisWindows {
             pad,
             dilation,
             out,
+            span,
             pad_before: pad,
             pad_after: padded - input - pad,
         })
     }
 
-    /// The padded length the windows span, from the first element of the first window to the
-    /// last element of the last one: `extent + (out - 1) * stride`. An unpadded floor-mode pool
-    /// over exactly this length produces `out` windows.
+    /// The padded length the windows span ([`archc_shape::windows_span`]). An unpadded floor-mode
+    /// pool over exactly this length produces `out` windows.
     fn covered_len(&self) -> usize {
-        // AxisWindows::new checked this sum (as `last`) for overflow.
-        (self.kernel - 1) * self.dilation + (self.out - 1) * self.stride + 1
+        self.span
     }
 
     /// Gathers the windows of the (already padded) `x` along `dim` and splits that dimension

@@ -1,9 +1,8 @@
 //! Shape arithmetic shared by the runtime layers and by generated constructors.
 //!
-//! Output sizes follow PyTorch's formulas exactly (`torch.nn.Conv2d`, and `pooling_output_shape`
-//! in ATen's `Pool.h` for pooling), so a generated model produces the same spatial sizes as the
-//! PyTorch model it mirrors. Every function here uses checked arithmetic and reports bad
-//! arguments as a [`candle_core::Error`] naming what was expected; nothing here panics.
+//! Output sizes come from `archc-shape`, the one copy of PyTorch's formulas that the checker uses
+//! too, so a generated model computes the sizes its `.arch` file was checked with. This module
+//! adapts them to `usize` and candle errors; nothing here panics.
 
 use std::fmt;
 
@@ -73,41 +72,22 @@ pub fn expect_nchw(x: &Tensor, op: &str) -> Result<(usize, usize, usize, usize)>
     }
 }
 
-/// The spatial extent a kernel covers once dilated: `dilation * (kernel - 1) + 1`.
-fn effective_kernel(kernel: usize, dilation: usize) -> Result<usize> {
-    if kernel == 0 {
-        return Err(crate::error("kernel size must be at least 1, found 0"));
-    }
-    if dilation == 0 {
-        return Err(crate::error("dilation must be at least 1, found 0"));
-    }
-    dilation
-        .checked_mul(kernel - 1)
-        .and_then(|v| v.checked_add(1))
-        .ok_or_else(|| {
-            crate::error(format!(
-                "kernel {kernel} with dilation {dilation} overflows usize"
-            ))
-        })
+/// A size as archc-shape computes it, in `u64`.
+pub(crate) fn wide(v: usize) -> u64 {
+    // usize is at most 64 bits on every target Rust supports.
+    v as u64
 }
 
-/// Describes a kernel for error messages: `kernel 3` or `kernel 3 (dilation 2, extent 5)`.
-fn describe_kernel(kernel: usize, dilation: usize, effective: usize) -> String {
-    if dilation == 1 {
-        format!("kernel {kernel}")
-    } else {
-        format!("kernel {kernel} (dilation {dilation}, extent {effective})")
-    }
+/// A size from archc-shape's `u64` arithmetic back as a `usize`.
+pub(crate) fn narrow(v: u64) -> Result<usize> {
+    usize::try_from(v).map_err(|_| crate::error(format!("size {v} does not fit in usize")))
 }
 
 /// The output length of a convolution along one axis, as `torch.nn.Conv2d` computes it:
-/// `floor((input + pad_lo + pad_hi - dilation * (kernel - 1) - 1) / stride) + 1`.
+/// [`archc_shape::conv_output`] (`floor((input + pad_lo + pad_hi - dilation * (kernel - 1) - 1) /
+/// stride) + 1`) in `usize`, its errors as candle errors.
 ///
-/// `pad` is `(before, after)`; PyTorch's symmetric `padding = p` is `(p, p)`, and `'same'`
-/// padding is `(total / 2, total - total / 2)` with `total = dilation * (kernel - 1)`.
-///
-/// Errors when the kernel, stride or dilation is zero, when the dilated kernel does not fit the
-/// padded input, or on overflow.
+/// `pad` is `(before, after)`; PyTorch's symmetric `padding = p` is `(p, p)`.
 pub fn conv_out_size(
     input: usize,
     kernel: usize,
@@ -115,38 +95,21 @@ pub fn conv_out_size(
     pad: (usize, usize),
     dilation: usize,
 ) -> Result<usize> {
-    if stride == 0 {
-        return Err(crate::error("stride must be at least 1, found 0"));
-    }
-    let effective = effective_kernel(kernel, dilation)?;
-    let padded = input
-        .checked_add(pad.0)
-        .and_then(|v| v.checked_add(pad.1))
-        .ok_or_else(|| crate::error(format!("input {input} padded by {pad:?} overflows usize")))?;
-    if effective > padded {
-        return Err(crate::error(format!(
-            "{} is larger than the padded input {padded}",
-            describe_kernel(kernel, dilation, effective)
-        )));
-    }
-    Ok((padded - effective) / stride + 1)
+    archc_shape::conv_output(
+        wide(input),
+        wide(kernel),
+        wide(stride),
+        (wide(pad.0), wide(pad.1)),
+        wide(dilation),
+    )
+    .map_err(|e| crate::error(e.to_string()))
+    .and_then(narrow)
 }
 
-/// The output length of a pooling layer along one axis, exactly as ATen's
-/// `pooling_output_shape` computes it for `MaxPool2d` and `AvgPool2d`:
-///
-/// ```text
-/// out = floor_or_ceil((input + 2 * pad - dilation * (kernel - 1) - 1) / stride) + 1
-/// if ceil_mode and (out - 1) * stride >= input + pad { out -= 1 }
-/// ```
-///
-/// The correction keeps the last window starting inside the input or its left padding. As in
-/// PyTorch, `pad` may be at most half the dilated kernel extent, and in ceil mode a window may
-/// hang over the end of the padded input (an input of 2 pooled with kernel 3, stride 2 gives 1).
-/// Average pooling has no dilation: pass 1.
-///
-/// Errors on a zero kernel, stride or dilation, on too much padding, when the output would be
-/// empty, or on overflow.
+/// The output length of a pooling layer along one axis, as ATen's `pooling_output_shape` computes
+/// it for `MaxPool2d` and `AvgPool2d`: [`archc_shape::pool_output`] in `usize`, its errors as candle
+/// errors. As in PyTorch, `pad` may be at most half the kernel (dilated or not), and in ceil mode a
+/// window may hang over the end of the padded input. Average pooling has no dilation: pass 1.
 pub fn pool_out_size(
     input: usize,
     kernel: usize,
@@ -155,46 +118,16 @@ pub fn pool_out_size(
     dilation: usize,
     ceil_mode: bool,
 ) -> Result<usize> {
-    if stride == 0 {
-        return Err(crate::error("stride must be at least 1, found 0"));
-    }
-    let effective = effective_kernel(kernel, dilation)?;
-    if pad > effective / 2 {
-        return Err(crate::error(format!(
-            "pad {pad} should be at most half of the {}",
-            describe_kernel(kernel, dilation, effective)
-        )));
-    }
-    let overflow = || crate::error(format!("pooling an input of {input} overflows i64"));
-    let to_i64 = |v: usize| i64::try_from(v).map_err(|_| overflow());
-    let (input_i, pad_i, stride_i, effective_i) = (
-        to_i64(input)?,
-        to_i64(pad)?,
-        to_i64(stride)?,
-        to_i64(effective)?,
-    );
-    let padded = pad_i
-        .checked_mul(2)
-        .and_then(|p| p.checked_add(input_i))
-        .ok_or_else(overflow)?;
-    let rounding = if ceil_mode { stride_i - 1 } else { 0 };
-    let numerator = padded - effective_i + rounding;
-    // div_euclid with a positive divisor rounds towards negative infinity, like ATen's div_rtn.
-    let mut out = numerator.div_euclid(stride_i) + 1;
-    if ceil_mode && (out - 1).checked_mul(stride_i).ok_or_else(overflow)? >= input_i + pad_i {
-        out -= 1;
-    }
-    if out < 1 {
-        return Err(crate::error(if effective_i > padded {
-            format!(
-                "{} is larger than the padded input {padded}",
-                describe_kernel(kernel, dilation, effective),
-            )
-        } else {
-            format!("pooling an input of {input} gives an empty output ({out})")
-        }));
-    }
-    usize::try_from(out).map_err(|_| overflow())
+    archc_shape::pool_output(
+        wide(input),
+        wide(kernel),
+        wide(stride),
+        wide(pad),
+        wide(dilation),
+        ceil_mode,
+    )
+    .map_err(|e| crate::error(e.to_string()))
+    .and_then(narrow)
 }
 
 #[cfg(test)]
@@ -202,66 +135,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn conv_out_size_matches_pytorch_formula() {
-        // GoogLeNet conv1: 224, kernel 7, stride 2, pad 3 -> floor((224 + 6 - 7) / 2) + 1 = 112.
+    fn size_adapters_call_archc_shape_and_keep_its_wording() {
+        // The formulas are tested in archc-shape; here only the usize and error conversions.
         assert_eq!(conv_out_size(224, 7, 2, (3, 3), 1).unwrap(), 112);
-        // 3x3 'same' with stride 1 keeps the size.
-        assert_eq!(conv_out_size(28, 3, 1, (1, 1), 1).unwrap(), 28);
-        // Dilation 2 on a 3 kernel spans 5: (10 - 5) / 1 + 1 = 6.
-        assert_eq!(conv_out_size(10, 3, 1, (0, 0), 2).unwrap(), 6);
-        // Asymmetric 'same' for an even kernel: total pad 3 split (1, 2): (8 + 3 - 4) / 1 + 1 = 8.
-        assert_eq!(conv_out_size(8, 4, 1, (1, 2), 1).unwrap(), 8);
-    }
-
-    #[test]
-    fn conv_out_size_rejects_a_kernel_larger_than_the_input() {
-        let err = conv_out_size(7, 8, 1, (0, 0), 1).unwrap_err().to_string();
-        assert!(
-            err.contains("kernel 8 is larger than the padded input 7"),
-            "{err}"
-        );
+        assert_eq!(pool_out_size(112, 3, 2, 0, 1, true).unwrap(), 56);
         let err = conv_out_size(4, 3, 1, (0, 0), 2).unwrap_err().to_string();
         assert!(err.contains("kernel 3 (dilation 2, extent 5)"), "{err}");
-        assert!(conv_out_size(4, 3, 0, (0, 0), 1).is_err());
-        assert!(conv_out_size(4, 0, 1, (0, 0), 1).is_err());
-        assert!(conv_out_size(usize::MAX, 3, 1, (1, 1), 1).is_err());
-    }
-
-    #[test]
-    fn pool_out_size_floor_and_ceil_modes() {
-        // GoogLeNet maxpool1: 112, kernel 3, stride 2, ceil: ceil((112 - 3) / 2) + 1 = 55 + 1 = 56.
-        assert_eq!(pool_out_size(112, 3, 2, 0, 1, true).unwrap(), 56);
-        // Floor mode: floor(109 / 2) + 1 = 55.
-        assert_eq!(pool_out_size(112, 3, 2, 0, 1, false).unwrap(), 55);
-        // maxpool4: 14, kernel 2, stride 2, ceil: ceil(12 / 2) + 1 = 7.
-        assert_eq!(pool_out_size(14, 2, 2, 0, 1, true).unwrap(), 7);
-        // 6, kernel 2, stride 2, pad 1, ceil: ceil((6 + 2 - 2) / 2) + 1 = 4, and the last window
-        // would start at 3 * 2 = 6 >= 6 + 1? no, so 4 stays.
-        assert_eq!(pool_out_size(6, 2, 2, 1, 1, true).unwrap(), 4);
-        // 5, kernel 2, stride 2, pad 1, ceil: ceil((5 + 2 - 2) / 2) + 1 = 3 + 1 = 4, but the last
-        // window starts at 3 * 2 = 6 >= 5 + 1, inside the right padding only: dropped -> 3.
-        assert_eq!(pool_out_size(5, 2, 2, 1, 1, true).unwrap(), 3);
-        // Ceil mode lets a window hang over the end: input 2, kernel 3, stride 2 -> 1.
-        assert_eq!(pool_out_size(2, 3, 2, 0, 1, true).unwrap(), 1);
-        // Dilation: 7, kernel 3, dilation 2 (extent 5), stride 1 -> 3.
-        assert_eq!(pool_out_size(7, 3, 1, 0, 2, false).unwrap(), 3);
-    }
-
-    #[test]
-    fn pool_out_size_errors() {
-        let err = pool_out_size(7, 8, 1, 0, 1, false).unwrap_err().to_string();
-        assert!(
-            err.contains("kernel 8 is larger than the padded input 7"),
-            "{err}"
-        );
         let err = pool_out_size(7, 3, 1, 2, 1, false).unwrap_err().to_string();
         assert!(
             err.contains("pad 2 should be at most half of the kernel 3"),
             "{err}"
         );
+        assert!(conv_out_size(usize::MAX, 3, 1, (1, 1), 1).is_err());
         assert!(pool_out_size(7, 3, 0, 0, 1, false).is_err());
-        assert!(pool_out_size(7, 3, 1, 0, 0, false).is_err());
-        assert!(pool_out_size(2, 3, 2, 0, 1, false).is_err());
     }
 
     #[test]

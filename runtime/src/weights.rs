@@ -30,8 +30,18 @@
 //!
 //! Checking the dtype only when a tensor is read (not at `open`) matters: torchvision checkpoints hold int64
 //! `num_batches_tracked` buffers that a model never asks for.
+//!
+//! A tensor the model asks for and the file lacks is reported with the closest names the file does hold (a
+//! statement renamed in the `.arch` file, a module PyTorch nests one level deeper): [`load_tensor`]'s error
+//! ends in ``closest in the file: `layer1.0.conv1.weight` [64, 64, 3, 3]``, and the unused-tensor warning
+//! puts each unused tensor next to the missing name it is closest to. A close name has the same last component
+//! (`weight`, `bias`, ...) and nests differently (`layer1.0.conv1` for `layer1.0.main.conv1`) or renames a
+//! module the file lacks, with the same shape (`classifier` for `fc`); the same shape ranks first, then the
+//! fewest single-character edits to the path.
+//!
+//! [`load_tensor`]: crate::load_tensor
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -54,10 +64,12 @@ pub struct Weights {
 struct Inner {
     path: PathBuf,
     safetensors: BufferedSafetensors,
-    /// Every tensor name in the file, sorted.
-    names: BTreeSet<String>,
+    /// Every tensor name in the file, sorted, with its shape.
+    names: BTreeMap<String, Vec<usize>>,
     /// The names a builder has asked for (and that exist).
     used: Mutex<BTreeSet<String>>,
+    /// The names a builder has asked for that the file lacks, with the shape wanted when it was given.
+    missing: Mutex<BTreeMap<String, Option<Vec<usize>>>>,
 }
 
 impl Weights {
@@ -89,7 +101,7 @@ impl Weights {
         let names = safetensors
             .tensors()
             .into_iter()
-            .map(|(name, _)| name)
+            .map(|(name, view)| (name, view.shape().to_vec()))
             .collect();
         Ok(Weights {
             inner: Arc::new(Inner {
@@ -97,6 +109,7 @@ impl Weights {
                 safetensors,
                 names,
                 used: Mutex::new(BTreeSet::new()),
+                missing: Mutex::new(BTreeMap::new()),
             }),
         })
     }
@@ -108,7 +121,7 @@ impl Weights {
 
     /// Every tensor name in the file, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.inner.names.iter().map(String::as_str)
+        self.inner.names.keys().map(String::as_str)
     }
 
     /// A builder over the file's tensors, converting them to `dtype` on `device`. Every tensor it loads is
@@ -122,14 +135,15 @@ impl Weights {
 
     /// The tensors in the file that no builder has loaded, sorted. Call it after building the model.
     pub fn unused(&self) -> Vec<String> {
-        let used = self.inner.used.lock().unwrap_or_else(|e| e.into_inner());
-        self.inner.names.difference(&used).cloned().collect()
+        self.inner.unused()
     }
 
     /// A warning listing the unused tensors, grouped by their first name component
     /// (`aux1.{conv.bn.bias, fc1.weight, ...}`), or `None` when every tensor not `skip`ped was used. Tensors
     /// for which `skip` is true are counted, not listed: pass [`is_batch_norm_counter`] for a PyTorch
-    /// checkpoint, or `|_| false` to list everything.
+    /// checkpoint, or `|_| false` to list everything. An unused tensor close to a name the model asked for and
+    /// did not find is listed on its own line with that name:
+    /// ``layer1.0.conv1.weight: closest to the missing `layer1.0.main.conv1.weight` ``.
     pub fn unused_warning(&self, skip: impl Fn(&str) -> bool) -> Option<String> {
         let (skipped, listed): (Vec<String>, Vec<String>) =
             self.unused().into_iter().partition(|name| skip(name));
@@ -148,12 +162,183 @@ impl Weights {
             ));
         }
         text.push(':');
-        for line in grouped(&listed) {
+        let missing = self.inner.missing.lock().unwrap_or_else(|e| e.into_inner());
+        let in_file = |prefix: &str| self.inner.has_prefix(prefix);
+        // Each unused tensor with the missing name it is the closest candidate for, if any.
+        let mut plain = Vec::new();
+        let mut near = Vec::new();
+        for name in &listed {
+            let found = self.inner.names.get(name).map(Vec::as_slice);
+            let wanted = missing
+                .iter()
+                .filter_map(|(wanted, expected)| {
+                    let rank = rank(wanted, expected.as_deref(), name, found, &in_file)?;
+                    Some((rank, wanted.as_str()))
+                })
+                .min();
+            match wanted {
+                Some((_, wanted)) => {
+                    near.push(format!("{name}: closest to the missing `{wanted}`"))
+                }
+                None => plain.push(name.clone()),
+            }
+        }
+        for line in grouped(&plain).into_iter().chain(near) {
             text.push_str("\n    ");
             text.push_str(&line);
         }
         Some(text)
     }
+}
+
+impl Inner {
+    /// Whether a tensor name in the file starts with `prefix`.
+    fn has_prefix(&self, prefix: &str) -> bool {
+        self.names
+            .range(prefix.to_string()..)
+            .next()
+            .is_some_and(|(name, _)| name.starts_with(prefix))
+    }
+
+    fn unused(&self) -> Vec<String> {
+        let used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        self.names
+            .keys()
+            .filter(|name| !used.contains(*name))
+            .cloned()
+            .collect()
+    }
+
+    /// The error for a tensor the file lacks: candle's `CannotFindTensor`, with the closest unused names in
+    /// the file as its context (which [`near_misses`] reads back).
+    fn missing(&self, name: &str, expected: Option<&Shape>) -> candle_core::Error {
+        let expected = expected.map(|shape| shape.dims().to_vec());
+        self.missing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), expected.clone());
+        let unused = self.unused();
+        let candidates = unused.iter().map(|candidate| {
+            let dims = self.names.get(candidate).map(Vec::as_slice);
+            (candidate.as_str(), dims)
+        });
+        let near: Vec<String> = closest(name, expected.as_deref(), candidates, &|prefix| {
+            self.has_prefix(prefix)
+        })
+        .into_iter()
+        .map(|candidate| match self.names.get(candidate) {
+            Some(dims) => format!("`{candidate}` {dims:?}"),
+            None => format!("`{candidate}`"),
+        })
+        .collect();
+        let error = candle_core::Error::CannotFindTensor {
+            path: name.to_string(),
+        };
+        if near.is_empty() {
+            return error;
+        }
+        candle_core::Error::Context {
+            inner: Box::new(error),
+            context: Box::new(NearMisses(near.join(", "))),
+        }
+    }
+}
+
+/// The closest names in the file to a missing tensor, as `` `name` [dims], ...``: the context of the
+/// `CannotFindTensor` error a [`Weights`] builder returns.
+struct NearMisses(String);
+
+impl std::fmt::Display for NearMisses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "closest in the file: {}", self.0)
+    }
+}
+
+/// The closest names in the file that a [`Weights`] builder attached to its missing-tensor error
+/// (``closest in the file: `layer1.0.conv1.weight` [64, 64, 3, 3]``), if `err` is one and there were any.
+pub(crate) fn near_misses(err: &candle_core::Error) -> Option<String> {
+    use candle_core::Error;
+    match err {
+        Error::Context { inner, context } if matches!(**inner, Error::CannotFindTensor { .. }) => {
+            Some(context.to_string())
+        }
+        Error::WithBacktrace { inner, .. }
+        | Error::Context { inner, .. }
+        | Error::WithPath { inner, .. } => near_misses(inner),
+        _ => None,
+    }
+}
+
+/// Names longer than this are not compared (edit distance costs the product of the lengths).
+const MAX_COMPARED_LEN: usize = 512;
+
+/// How close `candidate` (a name in the file, of shape `found`) is to `wanted` (a name the model asks for, of
+/// shape `expected` when known), lower is closer; `None` when it is not a likely mix-up. A likely mix-up has
+/// the same last component (`weight`, `bias`, ...) and either nests differently (one path's components are
+/// the other's with some left out: `layer1.0.main.conv1.weight` and `layer1.0.conv1.weight`) or renames one
+/// module that the file does not have at all, with the same shape (`fc.weight` and `classifier.weight`). A
+/// sibling of a module the file does have (`branch3` for a missing `branch2.0.conv.weight`) is not one: the
+/// model will ask for it too. The rank: the same shape first, then the edit distance of the paths.
+fn rank(
+    wanted: &str,
+    expected: Option<&[usize]>,
+    candidate: &str,
+    found: Option<&[usize]>,
+    in_file: &impl Fn(&str) -> bool,
+) -> Option<(bool, usize)> {
+    if candidate == wanted || wanted.len() > MAX_COMPARED_LEN || candidate.len() > MAX_COMPARED_LEN
+    {
+        return None;
+    }
+    let wanted_parts: Vec<&str> = wanted.split('.').collect();
+    let parts: Vec<&str> = candidate.split('.').collect();
+    if parts.last() != wanted_parts.last() {
+        return None;
+    }
+    let same_shape = expected.is_some() && expected == found;
+    let nested = is_subsequence(&parts, &wanted_parts) || is_subsequence(&wanted_parts, &parts);
+    let renamed = same_shape
+        && renamed_part(&wanted_parts, &parts)
+            .is_some_and(|i| !in_file(&format!("{}.", wanted_parts[..=i].join("."))));
+    (nested || renamed).then(|| (!same_shape, strsim::levenshtein(wanted, candidate)))
+}
+
+/// Whether `short` is `long` with some components left out.
+fn is_subsequence(short: &[&str], long: &[&str]) -> bool {
+    let mut rest = long.iter();
+    short.len() < long.len() && short.iter().all(|part| rest.any(|other| other == part))
+}
+
+/// The one component in which two paths of the same length differ, if there is exactly one.
+fn renamed_part(a: &[&str], b: &[&str]) -> Option<usize> {
+    if a.len() != b.len() {
+        return None;
+    }
+    let mut differing = (0..a.len()).filter(|&i| a[i] != b[i]);
+    match (differing.next(), differing.next()) {
+        (Some(i), None) => Some(i),
+        _ => None,
+    }
+}
+
+/// The candidates closest to `wanted` by [`rank`]: the closest and any tied with it, at most three.
+fn closest<'a>(
+    wanted: &str,
+    expected: Option<&[usize]>,
+    candidates: impl Iterator<Item = (&'a str, Option<&'a [usize]>)>,
+    in_file: &impl Fn(&str) -> bool,
+) -> Vec<&'a str> {
+    let mut ranked: Vec<((bool, usize), &str)> = candidates
+        .filter_map(|(name, found)| Some((rank(wanted, expected, name, found, in_file)?, name)))
+        .collect();
+    ranked.sort_unstable();
+    let best = ranked.first().map(|(rank, _)| *rank);
+    ranked
+        .into_iter()
+        .take_while(|(rank, _)| Some(*rank) == best)
+        .take(3)
+        .map(|(_, name)| name)
+        .collect()
 }
 
 /// PyTorch's batch-norm step counters (`*.num_batches_tracked`, int64): saved in every `state_dict` with batch
@@ -244,15 +429,20 @@ struct TrackingBackend {
 }
 
 impl TrackingBackend {
-    fn load(&self, name: &str, dtype: DType, device: &Device) -> Result<Tensor> {
+    /// Loads `name`; `expected`: the shape the builder asks for, when it gives one (used only to suggest
+    /// names when the tensor is missing).
+    fn load(
+        &self,
+        name: &str,
+        expected: Option<&Shape>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
         let inner = &self.inner;
-        let view =
-            inner
-                .safetensors
-                .get(name)
-                .map_err(|_| candle_core::Error::CannotFindTensor {
-                    path: name.to_string(),
-                })?;
+        let view = inner
+            .safetensors
+            .get(name)
+            .map_err(|_| inner.missing(name, expected))?;
         inner
             .used
             .lock()
@@ -276,7 +466,7 @@ impl TrackingBackend {
 
 impl SimpleBackend for TrackingBackend {
     fn get(&self, shape: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> Result<Tensor> {
-        let tensor = self.load(name, dtype, dev)?;
+        let tensor = self.load(name, Some(&shape), dtype, dev)?;
         if tensor.shape() != &shape {
             return Err(candle_core::Error::UnexpectedShape {
                 msg: format!(
@@ -291,11 +481,11 @@ impl SimpleBackend for TrackingBackend {
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> Result<Tensor> {
-        self.load(name, dtype, dev)
+        self.load(name, None, dtype, dev)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.inner.names.contains(name)
+        self.inner.names.contains_key(name)
     }
 }
 
@@ -323,6 +513,87 @@ mod tests {
                 "layer.weight"
             ]
         );
+    }
+
+    fn shaped<'a>(
+        names: &'a [(&'a str, &'a [usize])],
+    ) -> impl Iterator<Item = (&'a str, Option<&'a [usize]>)> {
+        names.iter().map(|(name, dims)| (*name, Some(*dims)))
+    }
+
+    /// `closest` over `file`, whose names are also what `in_file` knows.
+    fn closest_in<'a>(
+        file: &'a [(&'a str, &'a [usize])],
+        wanted: &str,
+        expected: &[usize],
+    ) -> Vec<&'a str> {
+        let in_file = |prefix: &str| file.iter().any(|(name, _)| name.starts_with(prefix));
+        closest(wanted, Some(expected), shaped(file), &in_file)
+    }
+
+    const RESNET: [(&str, &[usize]); 7] = [
+        ("layer1.0.conv1.weight", &[64, 64, 3, 3]),
+        ("layer1.0.conv2.weight", &[64, 64, 3, 3]),
+        ("layer1.0.bn1.weight", &[64]),
+        ("layer1.0.bn1.bias", &[64]),
+        ("layer1.1.conv1.weight", &[64, 64, 3, 3]),
+        ("layer1.1.conv2.weight", &[64, 64, 3, 3]),
+        ("fc.weight", &[1000, 512]),
+    ];
+
+    #[test]
+    fn a_module_nested_differently_is_suggested() {
+        // `main.` inserted: layer1.0.conv1.weight is the model's path without it (5 edits). layer1.1.conv1.weight
+        // is that too, once `main` and `0` are left out, but 6 edits away.
+        assert_eq!(
+            closest_in(&RESNET, "layer1.0.main.conv1.weight", &[64, 64, 3, 3]),
+            ["layer1.0.conv1.weight"]
+        );
+        // With another shape the same name is still the closest (the message shows both shapes).
+        assert_eq!(
+            closest_in(&RESNET, "layer1.0.main.conv1.weight", &[64, 64, 1, 1]),
+            ["layer1.0.conv1.weight"]
+        );
+        // And the other way: the file nests deeper than the model.
+        let file: [(&str, &[usize]); 2] =
+            [("stem.0.conv.weight", &[8, 3, 3, 3]), ("head.weight", &[8])];
+        assert_eq!(
+            closest_in(&file, "stem.conv.weight", &[8, 3, 3, 3]),
+            ["stem.0.conv.weight"]
+        );
+    }
+
+    #[test]
+    fn a_renamed_module_absent_from_the_file_is_suggested_with_the_same_shape_only() {
+        // `fc` -> `classifier`: 9 edits in 17 characters, but the file has nothing under `fc.` and the shape
+        // agrees.
+        let head: [(&str, &[usize]); 3] = [
+            ("classifier.weight", &[1000, 512]),
+            ("classifier.bias", &[1000]),
+            ("features.0.weight", &[64, 3, 3, 3]),
+        ];
+        assert_eq!(
+            closest_in(&head, "fc.weight", &[1000, 512]),
+            ["classifier.weight"]
+        );
+        assert!(closest_in(&head, "fc.weight", &[10, 512]).is_empty());
+    }
+
+    #[test]
+    fn siblings_and_unrelated_names_are_not_suggested() {
+        // `layer1.1.bn1.weight` is missing, `layer1.0.bn1.weight` one edit away has its shape; but the file has
+        // `layer1.1` (its conv1, conv2): layer1.0 is a sibling, which the model asks for under its own name.
+        assert!(closest_in(&RESNET, "layer1.1.bn1.weight", &[64]).is_empty());
+        // A ResNet-50 block on a ResNet-18 file: no conv3, and conv1 and conv2 do not have its shape.
+        assert!(closest_in(&RESNET, "layer1.0.conv3.weight", &[256, 64, 1, 1]).is_empty());
+        // layer1.2 is absent from the file: a renamed block, and both blocks of the same shape are equally close.
+        assert_eq!(
+            closest_in(&RESNET, "layer1.2.conv1.weight", &[64, 64, 3, 3]),
+            ["layer1.0.conv1.weight", "layer1.1.conv1.weight"]
+        );
+        // A weight is never offered for a bias, nor anything unrelated.
+        assert!(closest_in(&RESNET, "layer1.0.conv1.bias", &[64]).is_empty());
+        assert!(closest_in(&RESNET, "stem.weight", &[3]).is_empty());
     }
 
     #[test]

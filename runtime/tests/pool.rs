@@ -246,6 +246,28 @@ fn pools_reject_non_nchw_inputs_and_impossible_windows() {
 }
 
 #[test]
+fn a_dilated_max_pool_takes_no_more_padding_than_half_its_kernel() {
+    // Kernel 2 with dilation 3 spans 4 rows, but PyTorch 2.15's `pool2d_shape_check` still
+    // limits padding to 2 / 2 = 1: `F.max_pool2d(x, 2, 1, 2, 3)` raises "pad should be smaller
+    // than or equal to half of kernel size" (shape/tests/pytorch_table.csv has the row).
+    let pool = |pad: usize| MaxPool2d {
+        kernel: (2, 2),
+        stride: (1, 1),
+        pad: (pad, pad),
+        dilation: (3, 3),
+        ceil_mode: false,
+    };
+    let x = iota(8, 8);
+    // (8 + 2 - 4) / 1 + 1 = 7.
+    assert_eq!(pool(1).forward(&x).unwrap().dims(), [1, 1, 7, 7]);
+    let err = pool(2).forward(&x).unwrap_err().to_string();
+    assert!(
+        err.contains("pad 2 should be at most half of the kernel 2"),
+        "{err}"
+    );
+}
+
+#[test]
 fn pools_accept_non_contiguous_inputs() {
     let mut rng = Rng::new(7);
     let x = nchw(rng.vec(2 * 3 * 7 * 9), (2, 3, 7, 9));
@@ -421,14 +443,13 @@ fn max_pool_matches_reference_loops() {
         for k in 1usize..=4 {
             for s in 1..=3 {
                 for d in 1..=2 {
-                    let extent = (k - 1) * d + 1;
-                    for p in 0..=extent / 2 {
+                    // PyTorch allows padding up to half the kernel, dilated or not.
+                    for p in 0..=k / 2 {
                         for ceil_mode in [false, true] {
                             // Non-square: the width axis gets kernel k, stride s, pad p; the
                             // height axis a smaller kernel where possible.
                             let kh = k.saturating_sub(1).max(1);
-                            let extent_h = (kh - 1) * d + 1;
-                            let ph = p.min(extent_h / 2);
+                            let ph = p.min(kh / 2);
                             let oh = reference_out(h, kh, s, ph, d, ceil_mode);
                             let ow = reference_out(w, k, s, p, d, ceil_mode);
                             let pool = MaxPool2d {
@@ -577,9 +598,8 @@ fn max_pool_propagates_nan_and_infinities_for_every_window_shape() {
         for k in 1..=4usize {
             for s in 1..=3usize {
                 for d in 1..=2usize {
-                    // PyTorch allows padding up to half the dilated kernel.
-                    let extent = d * (k - 1) + 1;
-                    for p in 0..=extent / 2 {
+                    // PyTorch allows padding up to half the kernel, dilated or not.
+                    for p in 0..=k / 2 {
                         for ceil_mode in [false, true] {
                             let mut data = rng.vec(6 * h * w);
                             let len = data.len();

@@ -87,6 +87,9 @@ enum Command {
         #[arg(long)]
         list: bool,
     },
+    /// Run the language server on stdin/stdout (for editors: diagnostics, shapes as inlay hints, hover, ...).
+    #[cfg(feature = "lsp")]
+    Lsp,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -135,6 +138,8 @@ fn main() -> ExitCode {
         Command::Explain { code, list } => run_explain(code.as_deref(), list),
         Command::Emit { file, no_rustfmt } => run_emit(&file, !no_rustfmt, color),
         Command::Fmt { files, check } => run_fmt(&files, check, color),
+        #[cfg(feature = "lsp")]
+        Command::Lsp => run_lsp(),
         Command::Graph {
             file,
             format,
@@ -587,4 +592,14 @@ fn run_fmt(files: &[PathBuf], check: bool, color: bool) -> Result<ExitCode, Fata
         }
     }
     Ok(exit_code(io_failed, failed))
+}
+
+/// Exit 0 after the client's `shutdown` and `exit`, 1 when it exits without `shutdown` (as the protocol asks).
+#[cfg(feature = "lsp")]
+fn run_lsp() -> Result<ExitCode, Fatal> {
+    match archc::lsp::run_stdio() {
+        Ok(true) => Ok(ExitCode::SUCCESS),
+        Ok(false) => Ok(ExitCode::from(1)),
+        Err(error) => Err(Fatal(format!("lsp: {error}"))),
+    }
 }

@@ -4,11 +4,12 @@
 //! values, inferring every in-channel count and spatial size with PyTorch's formulas, and verifying concat and
 //! add agreement and the declared sizes. It never stops at the first error: a statement that fails continues
 //! with its declared size (when it has one), so the rows after it are still checked against what the author
-//! meant.
+//! meant. When a declaration disagrees with what its row computes, either may be the wrong one, so the rows
+//! after it are checked against both (see [`Checker::check_row`]): one wrong declaration gives one error, and
+//! so does one wrong computation upstream.
 
 mod eval;
-pub(crate) mod layers;
-mod shape;
+mod foreign;
 
 use std::collections::{HashMap, HashSet};
 
@@ -19,10 +20,12 @@ use crate::ast::{
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::ir::{Layer, Network, Node, NodeKind, Role, Shape, Value};
 
+use crate::ir::Arg;
+use crate::layers::{builtin, builtins, ArgDefault, Args, BoundArg};
 use eval::{did_you_mean, eval, Binding, Env};
-use layers::{builtin, infer_layer, spell_out_layer, ArgDefault, Args, BoundArg, BUILTINS};
+use foreign::{foreign_layer, pytorch_keyword, Foreign, PytorchKeyword};
 
-pub use layers::MAX_DIM;
+pub use crate::layers::MAX_DIM;
 
 /// The deepest chain of block instances accepted.
 pub const MAX_BLOCK_DEPTH: usize = 64;
@@ -45,9 +48,14 @@ impl Checked {
     }
 }
 
+/// The value of an expression without parameters (`None` after an error, pushed to `diagnostics`).
+pub(crate) fn eval_constant(expr: &Expr, diagnostics: &mut Vec<Diagnostic>) -> Option<Value> {
+    eval(expr, &Env::default(), diagnostics)
+}
+
 /// The names of the built-in layers.
 pub fn builtin_layers() -> impl Iterator<Item = &'static str> {
-    BUILTINS.iter().map(|(name, _)| *name)
+    builtins().map(|b| b.name)
 }
 
 /// Checks every definition in `file`.
@@ -57,7 +65,8 @@ pub fn check_file(file: &ast::File) -> Checked {
 
 /// Checks every definition like [`check_file`], and also returns every network the checker could follow from
 /// its input to its output, those with errors included: a statement that failed is missing from such a
-/// network's body, and the statements after it read its declared size. `archc graph --allow-errors` draws these.
+/// network's body, and the statements after it read its declared size (or what it computes, where the rows
+/// after it agree with that instead). `archc graph --allow-errors` draws these.
 pub fn check_file_recovering(file: &ast::File) -> (Checked, Vec<Network>) {
     let mut checker = Checker {
         blocks: HashMap::new(),
@@ -66,6 +75,7 @@ pub fn check_file_recovering(file: &ast::File) -> (Checked, Vec<Network>) {
         stack: Vec::new(),
         nodes: 0,
         budget_reported: false,
+        block_readings: None,
     };
     checker.register(file);
     let mut networks = Vec::new();
@@ -111,6 +121,10 @@ struct Checker<'a> {
     stack: Vec<(&'a str, Span)>,
     nodes: usize,
     budget_reported: bool,
+    /// The call span of the block instance checked last, with the other sizes its body may give: where a row
+    /// of its body disagreed with its declaration, the body ends with more than one reading (see
+    /// [`Checker::check_row`]), and the block's output is the first.
+    block_readings: Option<(Span, Vec<Shape>)>,
 }
 
 /// Where a body sits, which decides what it may contain.
@@ -122,6 +136,32 @@ enum BodyKind {
 
 /// The names taken at one level of weight paths.
 type Scope = HashMap<String, Span>;
+
+/// A row checked under one of the shapes its input may have (see [`Checker::check_row`]).
+struct Reading {
+    input: Shape,
+    node: Option<Node>,
+    /// Other sizes the row may give (see [`Checker::infer_statement`]).
+    alternatives: Vec<Shape>,
+    /// What checking the row under this reading reported.
+    diagnostics: Vec<Diagnostic>,
+    /// The names taken at the row's level after it, under this reading.
+    scope: Scope,
+}
+
+impl Reading {
+    /// The row's output, when it checked without errors under this reading.
+    fn checked(&self) -> Option<Shape> {
+        let node = self.node.as_ref()?;
+        (!self.diagnostics.iter().any(Diagnostic::is_error)).then_some(node.output)
+    }
+
+    /// Whether the row checked without errors and may give `declared`.
+    fn agrees(&self, declared: Shape) -> bool {
+        self.checked()
+            .is_some_and(|output| output == declared || self.alternatives.contains(&declared))
+    }
+}
 
 fn join(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
@@ -250,7 +290,8 @@ impl<'a> Checker<'a> {
                 (None, definition.body.as_slice())
             }
         };
-        let (body, output) = self.check_body(body, &env, input_shape, "", BodyKind::Network);
+        let (body, outputs) = self.check_body(body, &env, input_shape, "", BodyKind::Network);
+        let output = outputs.first().copied();
         let params = definition
             .params
             .iter()
@@ -336,10 +377,11 @@ impl<'a> Checker<'a> {
         input: Option<Shape>,
         prefix: &str,
         kind: BodyKind,
-    ) -> (Vec<Node>, Option<Shape>) {
+    ) -> (Vec<Node>, Vec<Shape>) {
         let mut scope = Scope::new();
-        let mut current = input;
-        let mut named_outputs: Vec<(&str, Option<Shape>)> = Vec::new();
+        // The shapes the next row may read, most trusted first (see `check_row`).
+        let mut current: Vec<Shape> = input.into_iter().collect();
+        let mut named_outputs: Vec<(&str, Vec<Shape>)> = Vec::new();
         let mut nodes = Vec::new();
         for (index, statement) in statements.iter().enumerate() {
             let layer = match statement {
@@ -357,7 +399,7 @@ impl<'a> Checker<'a> {
                 Statement::Layer(layer) => layer,
             };
             let (statement_input, role) = match &layer.side_from {
-                None => (current, Role::Main),
+                None => (current.clone(), Role::Main),
                 Some(source) => {
                     if kind != BodyKind::Network {
                         self.diagnostics.push(
@@ -375,8 +417,8 @@ impl<'a> Checker<'a> {
                         .rev()
                         .find(|(name, _)| *name == source.name)
                     {
-                        Some((_, shape)) => (
-                            *shape,
+                        Some((_, shapes)) => (
+                            shapes.clone(),
                             Role::Side {
                                 source: source.name.clone(),
                             },
@@ -398,7 +440,7 @@ impl<'a> Checker<'a> {
                             }
                             self.diagnostics.push(diagnostic);
                             (
-                                None,
+                                Vec::new(),
                                 Role::Side {
                                     source: source.name.clone(),
                                 },
@@ -407,24 +449,137 @@ impl<'a> Checker<'a> {
                     }
                 }
             };
-            let (node, output) = self.check_statement(
+            let (node, outputs) = self.check_row(
                 layer,
                 env,
-                statement_input,
+                &statement_input,
                 prefix,
                 &mut scope,
                 role.clone(),
             );
             self.hint_missing_equals(layer, statements.get(index + 1));
             if role == Role::Main {
-                current = output;
                 if let Some(name) = &layer.name {
-                    named_outputs.push((&name.name, output));
+                    named_outputs.push((&name.name, outputs.clone()));
                 }
+                current = outputs;
             }
             nodes.extend(node);
         }
+        // The readings left after the last row: a block's output is the first, and a row that calls it may
+        // agree with another (see `infer_statement`).
         (nodes, current)
+    }
+
+    /// Checks one row of a body against each shape its input may have.
+    ///
+    /// After a row whose declaration disagrees with what it computes, either may be wrong: a wrong declaration
+    /// (the rows after it are right, computed from the real size), or a wrong computation upstream (a changed
+    /// input size, a wrong stride: the declarations after it are right). So the next rows read both, the
+    /// declared size first. A row is checked from each; the first reading under which it checks cleanly, and
+    /// agrees with its own declaration if it has one, is taken, and its diagnostics are the row's. A row that
+    /// checks cleanly under neither is reported as read from the declared size (as with one reading), and
+    /// what it computes and declares become the next two readings. A row with a declaration that agrees
+    /// settles the question: the rows after it read that size alone.
+    fn check_row(
+        &mut self,
+        statement: &'a LayerStatement,
+        env: &Env<'_>,
+        inputs: &[Shape],
+        prefix: &str,
+        scope: &mut Scope,
+        role: Role,
+    ) -> (Option<Node>, Vec<Shape>) {
+        if inputs.len() < 2 {
+            let input = inputs.first().copied();
+            return self.check_statement(statement, env, input, prefix, scope, role);
+        }
+        // Each reading is checked on its own copy of the names and diagnostics; only the one taken is kept.
+        let mut readings = Vec::new();
+        for &input in inputs {
+            let mut own_scope = scope.clone();
+            let outer = std::mem::take(&mut self.diagnostics);
+            let budget_reported = self.budget_reported;
+            let (node, alternatives) = self.infer_statement(
+                statement,
+                env,
+                Some(input),
+                prefix,
+                &mut own_scope,
+                role.clone(),
+            );
+            let diagnostics = std::mem::replace(&mut self.diagnostics, outer);
+            self.budget_reported = budget_reported;
+            readings.push(Reading {
+                input,
+                node,
+                alternatives,
+                diagnostics,
+                scope: own_scope,
+            });
+        }
+        let declared = self.eval_declared(statement, env);
+        let taken = readings.iter().position(|reading| match declared {
+            Some((_, declared)) => reading.agrees(declared),
+            None => reading.checked().is_some(),
+        });
+        let outputs: Vec<Shape> = match (taken, declared) {
+            (Some(_), Some((_, declared))) => vec![declared],
+            // Without a declaration nothing settles the question: every reading that checks goes on.
+            (Some(taken), None) => {
+                let mut outputs = Vec::new();
+                for reading in &readings[taken..] {
+                    let Some(output) = reading.checked() else {
+                        continue;
+                    };
+                    for shape in std::iter::once(output).chain(reading.alternatives.iter().copied())
+                    {
+                        if !outputs.contains(&shape) {
+                            outputs.push(shape);
+                        }
+                    }
+                }
+                outputs
+            }
+            (None, _) => Vec::new(),
+        };
+        // Under no reading: the row is reported as read from the first (the declared size, as with one
+        // reading), with what it gives from the others.
+        let gives: Vec<String> = readings
+            .iter()
+            .filter_map(|r| {
+                Some(format!(
+                    "from {} it gives {}",
+                    r.input,
+                    r.node.as_ref()?.output
+                ))
+            })
+            .collect();
+        let reading = readings.swap_remove(taken.unwrap_or(0));
+        self.diagnostics.extend(reading.diagnostics);
+        *scope = reading.scope;
+        if taken.is_some() {
+            // Taken for what its block may give instead: the node does not have the size the rows after read.
+            let node = reading
+                .node
+                .filter(|node| declared.map_or(true, |(_, declared)| node.output == declared))
+                .map(|mut node| {
+                    node.declared = statement.declared.as_ref().map(|shape| shape.dims.clone());
+                    node
+                });
+            return (node, outputs);
+        }
+        let before = self.diagnostics.len();
+        let settled =
+            self.settle_declared(statement, reading.node, declared, &reading.alternatives);
+        if let (Some(mismatch), true) = (self.diagnostics.get_mut(before), gives.len() > 1) {
+            mismatch.notes.push(format!(
+                "an earlier row declares another size than it computes, so this row was checked from both: \
+                 {}; its declaration matches neither",
+                gives.join(", ")
+            ));
+        }
+        settled
     }
 
     /// `conv1 conv2d(...)` parses as two statements, an unknown layer `conv1` and an unnamed `conv2d(...)`: when
@@ -466,8 +621,9 @@ impl<'a> Checker<'a> {
         );
     }
 
-    /// Checks one statement; returns its node (if it checked) and the shape the next statement reads (the
-    /// declared one, when the statement failed but declared its size).
+    /// Checks one statement; returns its node (if it checked) and the shapes the next statement may read: its
+    /// output; or, when it disagrees with its declaration, the declared shape and then the computed one; or,
+    /// when it failed, its declared shape if it has one.
     fn check_statement(
         &mut self,
         statement: &'a LayerStatement,
@@ -476,7 +632,75 @@ impl<'a> Checker<'a> {
         prefix: &str,
         scope: &mut Scope,
         role: Role,
-    ) -> (Option<Node>, Option<Shape>) {
+    ) -> (Option<Node>, Vec<Shape>) {
+        let (node, alternatives) = self.infer_statement(statement, env, input, prefix, scope, role);
+        let declared = self.eval_declared(statement, env);
+        self.settle_declared(statement, node, declared, &alternatives)
+    }
+
+    /// The statement's declared shape, evaluated (`None` without one, or when it does not evaluate).
+    fn eval_declared(
+        &mut self,
+        statement: &'a LayerStatement,
+        env: &Env<'_>,
+    ) -> Option<(&'a ast::ShapeExpr, Shape)> {
+        let shape = statement.declared.as_ref()?;
+        Some((shape, self.eval_shape(shape, env)?))
+    }
+
+    /// Compares a checked statement with its declaration, reporting a mismatch; returns what
+    /// [`Checker::check_statement`] returns. `alternatives` are other sizes the statement may give (see
+    /// [`Checker::infer_statement`]): a declaration that agrees with one of them is no mismatch.
+    fn settle_declared(
+        &mut self,
+        statement: &LayerStatement,
+        node: Option<Node>,
+        declared: Option<(&ast::ShapeExpr, Shape)>,
+        alternatives: &[Shape],
+    ) -> (Option<Node>, Vec<Shape>) {
+        match (node, declared) {
+            // The block's body reported its own wrong declaration; what it computes agrees with this row.
+            (Some(node), Some((_, declared)))
+                if node.output != declared && alternatives.contains(&declared) =>
+            {
+                (None, vec![declared])
+            }
+            (Some(node), Some((shape_expr, declared))) if node.output != declared => {
+                self.report_declared_mismatch(statement, &node, shape_expr.span, declared);
+                (None, vec![declared, node.output])
+            }
+            (Some(mut node), Some(_)) => {
+                node.declared = statement.declared.as_ref().map(|shape| shape.dims.clone());
+                let output = node.output;
+                (Some(node), vec![output])
+            }
+            (Some(mut node), None) => {
+                node.declared = statement.declared.as_ref().map(|shape| shape.dims.clone());
+                let mut outputs = vec![node.output];
+                for &shape in alternatives {
+                    if !outputs.contains(&shape) {
+                        outputs.push(shape);
+                    }
+                }
+                (Some(node), outputs)
+            }
+            (None, declared) => (None, declared.map(|(_, shape)| shape).into_iter().collect()),
+        }
+    }
+
+    /// Infers one statement's node from `input`, without looking at its declared shape. Also returns the other
+    /// sizes the statement may give: when it ends in a block whose body ended with more than one reading
+    /// (a row in it disagreed with its declaration, and was reported there), the node has the first, and these
+    /// are the rest.
+    fn infer_statement(
+        &mut self,
+        statement: &'a LayerStatement,
+        env: &Env<'_>,
+        input: Option<Shape>,
+        prefix: &str,
+        scope: &mut Scope,
+        role: Role,
+    ) -> (Option<Node>, Vec<Shape>) {
         let name = statement.name.as_ref().map(|n| n.name.as_str());
         if let Some(ident) = &statement.name {
             if let Some(previous) = scope.insert(ident.name.clone(), ident.span) {
@@ -529,6 +753,8 @@ impl<'a> Checker<'a> {
                     output,
                     role: Role::Main,
                     span: statement.span,
+                    args: Vec::new(),
+                    declared: None,
                 }),
                 _ => None,
             }
@@ -550,25 +776,15 @@ impl<'a> Checker<'a> {
                     )
                     .with_label("unnamed")
                     .with_note("a statement's name becomes its field and weight name in the generated model")
-                    .with_help("name it: `conv = conv2d(...)`"),
+                    .with_help(format!("name it: `{}`", name_it(statement, node, scope))),
                 );
             }
         }
-        let declared = statement
-            .declared
-            .as_ref()
-            .and_then(|shape| Some((shape, self.eval_shape(shape, env)?)));
-        match (node, declared) {
-            (Some(node), Some((shape_expr, declared))) if node.output != declared => {
-                self.report_declared_mismatch(statement, &node, shape_expr.span, declared);
-                (None, Some(declared))
-            }
-            (Some(node), _) => {
-                let output = node.output;
-                (Some(node), Some(output))
-            }
-            (None, declared) => (None, declared.map(|(_, shape)| shape)),
-        }
+        let alternatives = match (statement.chain.last(), self.block_readings.take()) {
+            (Some(Op::Call(call)), Some((span, others))) if span == call.span => others,
+            _ => Vec::new(),
+        };
+        (node, alternatives)
     }
 
     fn check_op(
@@ -629,6 +845,8 @@ impl<'a> Checker<'a> {
                     output,
                     role: Role::Main,
                     span: group.span,
+                    args: Vec::new(),
+                    declared: None,
                 })
             }
         }
@@ -643,47 +861,47 @@ impl<'a> Checker<'a> {
         name: Option<&str>,
     ) -> Option<Node> {
         let callee = call.callee.name.as_str();
-        if let Some(signature) = builtin(callee) {
-            let names: Vec<&str> = signature.iter().map(|(n, _)| *n).collect();
+        if let Some(builtin) = builtin(callee) {
+            let names: Vec<&str> = builtin.params.iter().map(|p| p.name).collect();
             let bound = self.bind(call, &names, env)?;
             let mut values = Vec::new();
             let mut missing = Vec::new();
-            for ((param, default), given) in signature.iter().zip(bound) {
-                let arg = match (given, default) {
-                    (Some(arg), _) => arg,
+            for (param, given) in builtin.params.iter().zip(&bound) {
+                let arg = match (given, param.default) {
+                    (Some(arg), _) => *arg,
                     (None, ArgDefault::Value(value)) => BoundArg {
-                        value: Some(*value),
+                        value: Some(value),
                         span: call.span,
                         given: false,
+                        source: None,
                     },
                     (None, ArgDefault::Kernel) => BoundArg {
                         value: None,
                         span: call.span,
                         given: false,
+                        source: None,
                     },
                     (None, ArgDefault::Required) => {
-                        missing.push(*param);
+                        missing.push(param.name);
                         continue;
                     }
                 };
-                values.push((*param, arg));
+                values.push((param.name, arg));
             }
             if !missing.is_empty() {
-                self.report_missing(call, &missing, &signature_text(callee, signature));
+                self.report_missing(call, &missing, &builtin.signature());
                 return None;
             }
-            let layer = BUILTINS
-                .iter()
-                .find(|(n, _)| *n == callee)
-                .map(|(n, _)| *n)?;
             let mut args = Args {
-                layer,
+                layer: builtin.name,
                 call_span: call.span,
                 values,
                 diagnostics: &mut self.diagnostics,
                 failed: false,
             };
-            let (layer, output) = infer_layer(&mut args, input)?;
+            // Arguments are validated even when the input is unknown after an earlier error.
+            let layer = (builtin.resolve)(&mut args)?;
+            let (layer, output) = layer.infer(&mut args, input?)?;
             return Some(Node {
                 name: name.map(str::to_string),
                 path: path.to_string(),
@@ -692,6 +910,8 @@ impl<'a> Checker<'a> {
                 output,
                 role: Role::Main,
                 span: call.span,
+                args: bound_args(call, &names, &bound),
+                declared: None,
             });
         }
         let Some(&definition) = self.blocks.get(callee) else {
@@ -704,11 +924,34 @@ impl<'a> Checker<'a> {
                 format!("unknown layer or block `{callee}`"),
             )
             .with_label("not a built-in layer or a block in this file");
-            if let Some((ours, module)) = pytorch_layer(callee) {
-                diagnostic =
-                    diagnostic.with_help(format!("did you mean `{ours}`? (PyTorch's `{module}`)"));
-            } else if let Some(similar) = did_you_mean(callee, &candidates) {
-                diagnostic = diagnostic.with_help(format!("did you mean `{similar}`?"));
+            let similar = did_you_mean(callee, &candidates);
+            match foreign_layer(callee) {
+                Some(Foreign::Renamed { ours, theirs }) => {
+                    diagnostic = diagnostic.with_help(format!("did you mean `{ours}`? ({theirs})"));
+                }
+                // A well-known layer of another framework is not a typo of the nearest built-in.
+                Some(Foreign::Missing(missing)) => {
+                    diagnostic = diagnostic
+                        .with_label("not built into archc")
+                        .with_note(format!(
+                            "`{callee}` is {}: {}",
+                            missing.theirs, missing.what
+                        ));
+                    if let Some(similar) = similar {
+                        diagnostic = diagnostic.with_note(format!(
+                            "`{similar}` is a different function, not another spelling of `{callee}`"
+                        ));
+                    }
+                    diagnostic = diagnostic.with_help(match missing.instead {
+                        Some(instead) => instead.to_string(),
+                        None => format!("archc has no `{callee}` layer yet"),
+                    });
+                }
+                None => {
+                    if let Some(similar) = similar {
+                        diagnostic = diagnostic.with_help(format!("did you mean `{similar}`?"));
+                    }
+                }
             }
             self.diagnostics.push(diagnostic);
             return None;
@@ -760,6 +1003,7 @@ impl<'a> Checker<'a> {
             .map(|p| p.name.name.as_str())
             .collect();
         let bound = self.bind(call, &names, env)?;
+        let call_args = bound_args(call, &names, &bound);
         let mut callee_env = Env::default();
         let mut missing = Vec::new();
         for (param, given) in definition.params.iter().zip(bound) {
@@ -782,9 +1026,10 @@ impl<'a> Checker<'a> {
         }
         let before = self.diagnostics.len();
         self.stack.push((callee, call.span));
-        let (body, output) =
+        let (body, mut readings) =
             self.check_body(&definition.body, &callee_env, input, path, BodyKind::Block);
         self.stack.pop();
+        let output = readings.first().copied();
         let instance = name.map_or_else(|| format!("`{callee}`"), |n| format!("`{n}`"));
         for diagnostic in &mut self.diagnostics[before..] {
             if diagnostic.primary.span.start >= definition.span.start
@@ -822,6 +1067,8 @@ impl<'a> Checker<'a> {
                 output: input?,
                 role: Role::Main,
                 span: call.span,
+                args: call_args,
+                declared: None,
             });
         }
         let args = definition
@@ -830,7 +1077,7 @@ impl<'a> Checker<'a> {
             .zip(&callee_env.bindings)
             .map(|(param, binding)| Some((param.name.name.clone(), binding.value?)))
             .collect::<Option<Vec<_>>>()?;
-        Some(Node {
+        let node = Node {
             name: name.map(str::to_string),
             path: path.to_string(),
             kind: NodeKind::Block {
@@ -842,7 +1089,13 @@ impl<'a> Checker<'a> {
             output: output?,
             role: Role::Main,
             span: call.span,
-        })
+            args: call_args,
+            declared: None,
+        };
+        if readings.len() > 1 {
+            self.block_readings = Some((call.span, readings.split_off(1)));
+        }
+        Some(node)
     }
 
     /// Matches a call's arguments to parameter names. Returns, per parameter, the given argument; `None` when
@@ -858,7 +1111,7 @@ impl<'a> Checker<'a> {
         let mut ok = true;
         let mut positional = 0;
         let mut seen_keyword = false;
-        for arg in &call.args {
+        for (position, arg) in call.args.iter().enumerate() {
             let value = eval(&arg.value, env, &mut self.diagnostics);
             let index = match &arg.name {
                 None => {
@@ -949,6 +1202,7 @@ impl<'a> Checker<'a> {
                 value,
                 span: arg.value.span,
                 given: true,
+                source: Some(position),
             });
         }
         ok.then_some(bound)
@@ -1081,12 +1335,11 @@ impl<'a> Checker<'a> {
                     format!("`{}` produces {}", culprit.path, culprit.output);
                 diagnostic = diagnostic.with_secondary(statement.span, "in this branch");
                 if let (NodeKind::Layer(layer), Some(expected)) = (&culprit.kind, expected) {
-                    if let Some(arithmetic) = spell_out_layer(layer, culprit.input, culprit.output)
-                    {
+                    if let Some(arithmetic) = layer.formula(culprit.input, culprit.output) {
                         diagnostic =
                             diagnostic.with_note(format!("{}: {arithmetic}", culprit.path));
                     }
-                    if let Some(help) = keep_size_hint(layer, culprit.input, expected) {
+                    if let Some(help) = layer.keep_size_hint(culprit.input, expected) {
                         diagnostic = diagnostic.with_help(help);
                     }
                 }
@@ -1142,8 +1395,7 @@ impl<'a> Checker<'a> {
         for branch in branches {
             if let Some(culprit) = spatial_culprit(branch) {
                 if let NodeKind::Layer(layer) = &culprit.kind {
-                    if let Some(arithmetic) = spell_out_layer(layer, culprit.input, culprit.output)
-                    {
+                    if let Some(arithmetic) = layer.formula(culprit.input, culprit.output) {
                         diagnostic =
                             diagnostic.with_note(format!("{}: {arithmetic}", culprit.path));
                     }
@@ -1198,7 +1450,7 @@ impl<'a> Checker<'a> {
                 .with_note("concat joins along the channel axis: its branches are all [C, H, W] maps of one size, or all flat vectors");
             let mut flatten = None;
             branch.walk(&mut |n: &Node| {
-                if matches!(n.kind, NodeKind::Layer(Layer::Flatten)) {
+                if matches!(n.kind, NodeKind::Layer(Layer::Flatten(_))) {
                     flatten = Some((n.span, n.input));
                 }
             });
@@ -1295,7 +1547,7 @@ impl<'a> Checker<'a> {
             // Flattening a map that was not pooled down to 1×1 multiplies the features by its area.
             let mut flattened = None;
             node.walk(&mut |n: &Node| {
-                if matches!(n.kind, NodeKind::Layer(Layer::Flatten)) {
+                if matches!(n.kind, NodeKind::Layer(Layer::Flatten(_))) {
                     flattened = Some(n.input);
                 }
             });
@@ -1316,7 +1568,7 @@ impl<'a> Checker<'a> {
                 let changed = resizing_layers(node);
                 for n in changed.iter().take(4) {
                     if let NodeKind::Layer(layer) = &n.kind {
-                        if let Some(arithmetic) = spell_out_layer(layer, n.input, n.output) {
+                        if let Some(arithmetic) = layer.formula(n.input, n.output) {
                             diagnostic = diagnostic.with_note(format!(
                                 "{}: {arithmetic}",
                                 display_path(&n.path, layer)
@@ -1326,7 +1578,7 @@ impl<'a> Checker<'a> {
                 }
                 if let [only] = changed.as_slice() {
                     if let NodeKind::Layer(layer) = &only.kind {
-                        if let Some(help) = keep_size_hint(layer, only.input, declared) {
+                        if let Some(help) = layer.keep_size_hint(only.input, declared) {
                             diagnostic = diagnostic.with_help(help);
                         }
                     }
@@ -1480,72 +1732,45 @@ impl<'a> Checker<'a> {
     }
 }
 
-/// The built-in layer for a PyTorch module or function name written in PyTorch's or a near spelling
-/// (`MaxPool2d`, `max_pool2d`, `BatchNorm`), with PyTorch's module name.
-fn pytorch_layer(name: &str) -> Option<(&'static str, &'static str)> {
-    const LAYERS: &[(&str, &str, &str)] = &[
-        ("conv2d", "conv2d", "Conv2d"),
-        ("maxpool2d", "max_pool", "MaxPool2d"),
-        ("maxpool", "max_pool", "MaxPool2d"),
-        ("avgpool2d", "avg_pool", "AvgPool2d"),
-        ("avgpool", "avg_pool", "AvgPool2d"),
-        (
-            "adaptiveavgpool2d",
-            "adaptive_avg_pool",
-            "AdaptiveAvgPool2d",
-        ),
-        ("adaptiveavgpool", "adaptive_avg_pool", "AdaptiveAvgPool2d"),
-        ("globalavgpool", "global_avg_pool", "AdaptiveAvgPool2d(1)"),
-        (
-            "globalaveragepool",
-            "global_avg_pool",
-            "AdaptiveAvgPool2d(1)",
-        ),
-        ("batchnorm2d", "batch_norm", "BatchNorm2d"),
-        ("batchnorm", "batch_norm", "BatchNorm2d"),
-        ("localresponsenorm", "lrn", "LocalResponseNorm"),
-        ("relu", "relu", "ReLU"),
-        ("dropout", "dropout", "Dropout"),
-        ("flatten", "flatten", "Flatten"),
-        ("linear", "linear", "Linear"),
-        ("softmax", "softmax", "Softmax"),
-        ("identity", "identity", "Identity"),
-    ];
-    let normalized: String = name
-        .chars()
-        .filter(|c| *c != '_')
-        .map(|c| c.to_ascii_lowercase())
+/// The unnamed `statement` written with a name: `conv = conv2d(...) -> relu`, `downsample = downsample(...)`.
+/// The name comes from the first part that has weights, and is one not yet taken in `scope`.
+fn name_it(statement: &LayerStatement, node: &Node, scope: &Scope) -> String {
+    let parts: Vec<&Node> = match &node.kind {
+        NodeKind::Chain(children) => children.iter().collect(),
+        _ => vec![node],
+    };
+    let stem = parts
+        .iter()
+        .find(|part| has_weights(part))
+        .map_or("layer", |part| match &part.kind {
+            // torchvision's names for its layers.
+            NodeKind::Layer(layer) => match layer.kind_name() {
+                "conv2d" => "conv",
+                "linear" => "fc",
+                "batch_norm" => "bn",
+                other => other,
+            },
+            NodeKind::Block { block, .. } => block,
+            NodeKind::Chain(_) | NodeKind::Concat(_) | NodeKind::Add(_) => "layer",
+        });
+    let name = std::iter::once(stem.to_string())
+        .chain((2..).map(|n| format!("{stem}{n}")))
+        .find(|name| !scope.contains_key(name))
+        .unwrap_or_else(|| stem.to_string());
+    let mut ops: Vec<String> = statement
+        .chain
+        .iter()
+        .take(3)
+        .map(|op| match op {
+            Op::Call(call) if call.args.is_empty() => call.callee.name.clone(),
+            Op::Call(call) => format!("{}(...)", call.callee.name),
+            Op::Group(group) => format!("{} {{ ... }}", group.kind.keyword()),
+        })
         .collect();
-    LAYERS
-        .iter()
-        .find(|(theirs, ours, _)| *theirs == normalized && *ours != name)
-        .map(|(_, ours, module)| (*ours, *module))
-}
-
-/// What a PyTorch keyword argument is called here.
-enum PytorchKeyword {
-    Renamed(&'static str),
-    /// In-channel counts are inferred, never written.
-    Inferred,
-}
-
-/// Recognises PyTorch's names for this language's parameters (`kernel_size`, `padding`, ...) among `params`.
-fn pytorch_keyword(keyword: &str, params: &[&str]) -> Option<PytorchKeyword> {
-    const RENAMED: &[(&str, &str)] = &[
-        ("kernel_size", "kernel"),
-        ("padding", "pad"),
-        ("out_channels", "out"),
-        ("out_features", "out"),
-        ("ceil_mode", "ceil"),
-        ("output_size", "size"),
-    ];
-    if matches!(keyword, "in_channels" | "in_features" | "num_features") {
-        return Some(PytorchKeyword::Inferred);
+    if statement.chain.len() > 3 {
+        ops.push("...".to_string());
     }
-    RENAMED
-        .iter()
-        .find(|(theirs, ours)| *theirs == keyword && params.contains(ours))
-        .map(|(_, ours)| PytorchKeyword::Renamed(ours))
+    format!("{name} = {}", ops.join(" -> "))
 }
 
 fn kind_word(kind: DefinitionKind) -> &'static str {
@@ -1553,18 +1778,6 @@ fn kind_word(kind: DefinitionKind) -> &'static str {
         DefinitionKind::Block => "block",
         DefinitionKind::Network => "network",
     }
-}
-
-fn signature_text(name: &str, params: &[(&str, ArgDefault)]) -> String {
-    let params: Vec<String> = params
-        .iter()
-        .map(|(param, default)| match default {
-            ArgDefault::Required => param.to_string(),
-            ArgDefault::Value(value) => format!("{param} = {value}"),
-            ArgDefault::Kernel => format!("{param} = kernel"),
-        })
-        .collect();
-    format!("{name}({})", params.join(", "))
 }
 
 fn block_signature(definition: &Definition) -> String {
@@ -1614,62 +1827,6 @@ fn resizing_layers(node: &Node) -> Vec<&Node> {
         }
     });
     changed
-}
-
-/// `a 5×5 kernel keeps 28×28 with pad 2`, or a stride that should be 1.
-fn keep_size_hint(layer: &Layer, input: Shape, expected: Shape) -> Option<String> {
-    let (Shape::Map { h, w, .. }, Shape::Map { h: eh, w: ew, .. }) = (input, expected) else {
-        return None;
-    };
-    match *layer {
-        Layer::Conv2d {
-            kernel,
-            stride,
-            padding,
-            dilation,
-            ..
-        } => {
-            if stride != [1, 1] && (eh, ew) == (h, w) {
-                return Some(format!(
-                    "stride {} shrinks the map; with stride 1 (and padding {}) a {}×{} kernel keeps {h}×{w}",
-                    stride[0],
-                    dilation[0] * (kernel[0] - 1) / 2,
-                    kernel[0],
-                    kernel[1]
-                ));
-            }
-            if (eh, ew) == (h, w) && kernel[0] % 2 == 1 && kernel[1] % 2 == 1 && dilation == [1, 1]
-            {
-                let keep = [(kernel[0] - 1) / 2, (kernel[1] - 1) / 2];
-                if padding.as_symmetric() != Some(keep) {
-                    let pad = if keep[0] == keep[1] {
-                        keep[0].to_string()
-                    } else {
-                        format!("[{}, {}]", keep[0], keep[1])
-                    };
-                    return Some(format!(
-                        "a {}×{} kernel keeps {h}×{w} with `pad = {pad}` (or `pad = same`)",
-                        kernel[0], kernel[1]
-                    ));
-                }
-            }
-            None
-        }
-        Layer::MaxPool2d { stride, kernel, .. } | Layer::AvgPool2d { stride, kernel, .. } => {
-            if (eh, ew) == (h, w) && stride != [1, 1] {
-                Some(format!(
-                    "stride {} shrinks the map; a {}×{} pool with `stride = 1, pad = {}` keeps {h}×{w}",
-                    stride[0],
-                    kernel[0],
-                    kernel[1],
-                    kernel[0] / 2
-                ))
-            } else {
-                None
-            }
-        }
-        _ => None,
-    }
 }
 
 /// A 1×1 convolution (with batch norm) taking `from` to `to`: `conv2d(128, 1, stride = 2) -> batch_norm`.
@@ -1797,4 +1954,18 @@ fn collect_callees<'e>(statement: &'e LayerStatement, callees: &mut HashSet<&'e 
                 .for_each(|b| collect_callees(b, callees)),
         }
     }
+}
+
+/// A call's arguments bound to the callee's parameters, as written (`None` for a default).
+fn bound_args(call: &Call, params: &[&str], bound: &[Option<BoundArg>]) -> Vec<Arg> {
+    params
+        .iter()
+        .zip(bound)
+        .map(|(name, given)| Arg {
+            name: name.to_string(),
+            expr: given
+                .and_then(|arg| arg.source)
+                .map(|position| call.args[position].value.clone()),
+        })
+        .collect()
 }

@@ -1,29 +1,33 @@
-//! Code generation: a checked file to Rust tokens for a candle model.
+//! Code generation: a checked network to the Rust of a candle model, read from the IR.
 //!
 //! For each network the output is a module named after it, holding a `Config` (the network's parameters and
-//! their defaults), one struct per block (`fn new(vb, input, params...)`, `impl ModuleT`), the `Model` and its
-//! typed `Outputs`. Parameters stay parameters: shapes are tracked at construction time through
-//! `archc_runtime::nn::Dims`, so a `Config` other than the defaults builds the model it describes, and every
-//! declared size is re-verified for it. Weight paths are the statement paths, so a PyTorch `state_dict` with
-//! the same module names loads as it is.
+//! their defaults), a struct per block and the `Model`, in candle-transformers' idiom: `fn new(vb, ...) ->
+//! Result<Self>` builds the layers by their `.arch` names (so a PyTorch `state_dict` with the same module tree
+//! loads as it is), `forward_t` chains them with candle's ops, and options are config structs naming only
+//! what the `.arch` file wrote. What each built-in layer generates is part of its definition in
+//! [`crate::layers`]; this module lays out the structs, forwards and constructors around them.
 //!
-//! The generator reads the AST for structure and the checked IR for the parameter types; it runs only on files
-//! that checked without errors.
+//! Parameters stay parameters: each argument is the expression the source wrote ([`crate::ir::Arg`]), and
+//! channel counts are followed as expressions, so a `Config` other than the defaults builds what it
+//! describes. Where a declared channel count depends on the `Config`, the constructor checks it. How the
+//! model runs fast in inference is not written here: each struct also describes itself as a tree of
+//! `nn::Op`s, which `archc_runtime::nn::Plan` runs.
 
-mod types;
+pub(crate) mod layer;
+pub(crate) mod types;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
-use crate::ast::{Call, Definition, DefinitionKind, File, LayerStatement, Op, Statement};
-use crate::check::layers::{builtin, ArgDefault};
+use crate::ast::{BinaryOp, Definition, DefinitionKind, Expr, ExprKind, File};
 use crate::diagnostic::{Code, Diagnostic, LineIndex, Span};
-use crate::ir::{Network, Node, NodeKind, Value};
+use crate::ir::{Network, Node, NodeKind, Role, Shape, Value};
 use crate::{Checked, SourceKind};
 
-use types::{expr, rust_ident, type_ident, Ty};
+use layer::{EmitCx, Forward};
+use types::{expr, rust_ident, type_ident, Scope, Ty, BLOCK_INPUT};
 
 /// Something the generator cannot express, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +72,7 @@ pub fn emit_source(kind: SourceKind, name: &str, source: &str) -> Result<String,
         vec![Diagnostic::error(
             Code::Unsupported,
             Span::default(),
-            format!("internal error: generated code does not parse: {e}"),
+            format!("generated code does not parse: {e}"),
         )]
     })?;
     let header = format!(
@@ -78,14 +82,15 @@ pub fn emit_source(kind: SourceKind, name: &str, source: &str) -> Result<String,
     Ok(header + &prettyplease::unparse(&file))
 }
 
-/// Generates one module per network of a checked file.
+/// Generates one module per network of a checked file. The file's block definitions give the generated
+/// blocks their documentation and parameter defaults; everything else comes from the checked networks.
 pub fn generate(
     file: &File,
     checked: &Checked,
     name: &str,
     source: &str,
 ) -> Result<TokenStream, CodegenError> {
-    let blocks: HashMap<&str, &Definition> = file
+    let definitions: HashMap<&str, &Definition> = file
         .items
         .iter()
         .filter(|d| d.kind == DefinitionKind::Block)
@@ -94,18 +99,15 @@ pub fn generate(
     let index = LineIndex::new(source);
     let mut modules = Vec::new();
     for network in &checked.networks {
-        let definition = file
-            .items
-            .iter()
-            .find(|d| d.kind == DefinitionKind::Network && d.name.name == network.name)
-            .expect("checked networks come from the file");
-        let generator = Generator {
+        let mut generator = Generator {
             file_name: name,
             index: &index,
-            blocks: &blocks,
+            definitions: &definitions,
             param_types: param_types(network)?,
+            blocks: HashMap::new(),
+            items: Vec::new(),
         };
-        modules.push(generator.network_module(definition, network)?);
+        modules.push(generator.network_module(file, network)?);
     }
     Ok(quote!(#(#modules)*))
 }
@@ -143,34 +145,57 @@ fn param_types(network: &Network) -> Result<HashMap<String, Vec<(String, Ty)>>, 
     }
 }
 
+/// A block struct already generated: its type, parameters, and its output channels as an expression over its
+/// parameters and its input channels ([`BLOCK_INPUT`]).
+struct BlockInfo {
+    ty: Ident,
+    params: Vec<(String, Ty)>,
+    out_channels: Expr,
+    /// Whether its constructor reads its input channel count.
+    takes_in_channels: bool,
+}
+
 struct Generator<'a> {
     file_name: &'a str,
     index: &'a LineIndex<'a>,
-    blocks: &'a HashMap<&'a str, &'a Definition>,
+    definitions: &'a HashMap<&'a str, &'a Definition>,
     param_types: HashMap<String, Vec<(String, Ty)>>,
+    blocks: HashMap<String, BlockInfo>,
+    /// Generated block items with the source offset of their definition, to emit them in source order.
+    items: Vec<(u32, TokenStream)>,
 }
 
-/// The pieces of one struct being generated: its fields, constructor statements and forward statements.
-#[derive(Default)]
-struct Body {
+/// One struct being generated: its fields, constructor statements and the pieces of its forward pass.
+struct Body<'s> {
+    /// The weight-path prefix of the instance the struct is generated from, stripped from its nodes' paths.
+    prefix: String,
+    scope: &'s Scope<'s>,
     fields: Vec<(Ident, TokenStream)>,
-    field_names: BTreeSet<String>,
+    field_names: HashSet<String>,
     ctor: Vec<TokenStream>,
-    dims_counter: usize,
 }
 
-impl Body {
-    fn dims_var(&mut self) -> Ident {
-        self.dims_counter += 1;
-        format_ident!("d{}", self.dims_counter)
+impl Body<'_> {
+    /// The node's path relative to the struct: `branch2.0` in `inception3a.branch2.0`.
+    fn relative<'p>(&self, path: &'p str) -> &'p str {
+        if self.prefix.is_empty() {
+            path
+        } else if path == self.prefix {
+            ""
+        } else {
+            path.strip_prefix(&self.prefix)
+                .and_then(|p| p.strip_prefix('.'))
+                .unwrap_or(path)
+        }
     }
 
     fn field(&mut self, wanted: &str, ty: TokenStream) -> Ident {
-        let mut name = wanted.replace('.', "_");
+        let base = wanted.replace('.', "_");
+        let mut name = base.clone();
         let mut n = 1;
         while self.field_names.contains(&name) {
             n += 1;
-            name = format!("{}_{n}", wanted.replace('.', "_"));
+            name = format!("{base}_{n}");
         }
         self.field_names.insert(name.clone());
         let ident = rust_ident(&name);
@@ -179,346 +204,185 @@ impl Body {
     }
 }
 
-/// One step of a forward pass, before [`lower`] fuses neighbouring layers.
+/// One step of a forward pass, applied to the running tensor.
 enum Step {
-    /// A built-in layer with weights or state, applied to `xs` through its field.
-    Layer {
-        layer: String,
-        field: Ident,
-        /// Whether its forward takes the training flag.
-        train: bool,
+    /// A method call: `.apply(&self.conv)` (with `?` when `fallible`).
+    Call { call: TokenStream, fallible: bool },
+    /// Branches reading the running tensor, each with its variable, and how they combine.
+    Group {
+        branches: Vec<(Ident, Vec<Step>)>,
+        concat: bool,
     },
-    /// `relu`, which has no field.
-    Relu,
-    /// A call of a block, through its field.
-    Block(Ident),
-    /// Finished code: groups, reshapes, block calls, saved side-output sources.
-    Code(TokenStream),
 }
 
-/// A forward step after fusion.
-enum Lowered {
-    /// `conv2d`, with the `batch_norm` and `relu` that directly follow it: one call to
-    /// `archc_runtime::conv_bn_act`, which runs them as one pass in inference (the batch norm folded into the
-    /// convolution's output scale and shift) and one by one in training.
-    Unit {
-        conv: Ident,
-        bn: Option<Ident>,
-        relu: bool,
-    },
-    /// A block call.
-    Block(Ident),
-    /// Any other statement.
-    Line(TokenStream),
-}
-
-impl Lowered {
-    fn tokens(&self) -> TokenStream {
-        match self {
-            Lowered::Unit { conv, bn, relu } => {
-                let bn = bn_tokens(bn.as_ref());
-                quote!(let xs = ::archc_runtime::conv_bn_act(&xs, &self.#conv, #bn, #relu, train)?;)
-            }
-            Lowered::Block(field) => quote!(let xs = xs.apply_t(&self.#field, train)?;),
-            Lowered::Line(line) => line.clone(),
-        }
-    }
-
-    /// The `Option<archc_runtime::fused::Head>` this step offers when it starts a branch: its convolution, or
-    /// the head of the block it calls.
-    fn head(&self) -> Option<TokenStream> {
-        match self {
-            Lowered::Unit { conv, bn, relu } => {
-                let bn = bn_tokens(bn.as_ref());
-                Some(
-                    quote!(Some(::archc_runtime::fused::Head { conv: &self.#conv, bn: #bn, relu: #relu })),
-                )
-            }
-            Lowered::Block(field) => Some(quote!(self.#field.head())),
-            Lowered::Line(_) => None,
-        }
-    }
-
-    /// The statements that finish this step given its head's output in `xs`.
-    fn after_head(&self) -> Option<TokenStream> {
-        match self {
-            Lowered::Unit { .. } => Some(quote!()),
-            Lowered::Block(field) => {
-                Some(quote!(let xs = self.#field.forward_after_head(&xs, train)?;))
-            }
-            Lowered::Line(_) => None,
-        }
-    }
-}
-
-fn bn_tokens(bn: Option<&Ident>) -> TokenStream {
-    match bn {
-        Some(bn) => quote!(Some(&self.#bn)),
-        None => quote!(None),
-    }
-}
-
-/// Fuses neighbouring steps: a `conv2d` with the `batch_norm` and `relu` that directly follow it.
-fn lower(steps: Vec<Step>) -> Vec<Lowered> {
-    let mut lowered = Vec::new();
-    let mut steps = steps.into_iter().peekable();
-    while let Some(step) = steps.next() {
-        lowered.push(match step {
-            Step::Layer { layer, field, .. } if layer == "conv2d" => {
-                let bn = match steps.peek() {
-                    Some(Step::Layer { layer, field, .. }) if layer == "batch_norm" => {
-                        let bn = field.clone();
-                        steps.next();
-                        Some(bn)
-                    }
-                    _ => None,
-                };
-                let relu = matches!(steps.peek(), Some(Step::Relu));
-                if relu {
-                    steps.next();
-                }
-                Lowered::Unit {
-                    conv: field,
-                    bn,
-                    relu,
-                }
-            }
-            Step::Layer {
-                field, train: true, ..
-            } => Lowered::Line(quote!(let xs = xs.apply_t(&self.#field, train)?;)),
-            Step::Layer {
-                field,
-                train: false,
-                ..
-            } => Lowered::Line(quote!(let xs = xs.apply(&self.#field)?;)),
-            Step::Relu => Lowered::Line(quote!(let xs = xs.relu()?;)),
-            Step::Block(field) => Lowered::Block(field),
-            Step::Code(code) => Lowered::Line(code),
-        });
-    }
-    lowered
-}
-
-/// The forward statements of lowered steps.
-fn lines(lowered: &[Lowered]) -> Vec<TokenStream> {
-    lowered.iter().map(Lowered::tokens).collect()
-}
-
-/// What one built-in argument becomes in Rust.
-#[derive(Clone, Copy)]
-enum Want {
-    /// Passed as is to an `impl Into<Hw>` parameter (an integer or a pair).
-    IntoHw,
-    /// Passed as is to an `impl Into<Pad>` parameter.
-    IntoPad,
-    Exact(Ty),
-}
-
-fn builtin_want(layer: &str, param: &str) -> Want {
-    match (layer, param) {
-        (_, "kernel" | "stride" | "dilation") => Want::IntoHw,
-        ("adaptive_avg_pool", "size") => Want::IntoHw,
-        (_, "pad") => Want::IntoPad,
-        (_, "out" | "groups" | "size") => Want::Exact(Ty::Int),
-        (_, "bias" | "ceil" | "count_include_pad" | "affine") => Want::Exact(Ty::Bool),
-        _ => Want::Exact(Ty::Float),
-    }
-}
-
-/// The runtime type of a built-in layer's field, whether it loads weights, and whether its forward needs the
-/// training flag. Its constructor is `archc_runtime::nn::<layer name>`.
-fn runtime_layer(name: &str) -> Option<(TokenStream, bool, bool)> {
-    Some(match name {
-        "conv2d" => (quote!(::archc_runtime::Conv2d), true, false),
-        "linear" => (quote!(::archc_runtime::candle_nn::Linear), true, false),
-        "batch_norm" => (quote!(::archc_runtime::BatchNorm), true, true),
-        "max_pool" => (quote!(::archc_runtime::MaxPool2d), false, false),
-        "avg_pool" => (quote!(::archc_runtime::AvgPool2d), false, false),
-        "adaptive_avg_pool" | "global_avg_pool" => {
-            (quote!(::archc_runtime::AdaptiveAvgPool2d), false, false)
-        }
-        "lrn" => (quote!(::archc_runtime::Lrn), false, false),
-        "dropout" => (quote!(::archc_runtime::candle_nn::Dropout), false, true),
-        _ => return None,
-    })
+/// What a node contributes: its forward steps, its output channels, and its inference-plan operations.
+struct Piece {
+    steps: Vec<Step>,
+    channels: Expr,
+    plan: Vec<TokenStream>,
 }
 
 impl Generator<'_> {
-    fn at(&self, span: Span) -> String {
-        let (line, column) = self.index.line_col(span.start as usize);
-        format!("{}:{line}:{column}", self.file_name)
+    fn line(&self, span: Span) -> u32 {
+        self.index.line_col(span.start as usize).0 as u32
+    }
+
+    fn at(&self, span: Span) -> TokenStream {
+        let line = proc_macro2::Literal::u32_unsuffixed(self.line(span));
+        quote!(.at(SOURCE, #line))
     }
 
     fn network_module(
-        &self,
-        definition: &Definition,
+        &mut self,
+        file: &File,
         network: &Network,
     ) -> Result<TokenStream, CodegenError> {
         let module = rust_ident(&network.name);
-        let scope: Vec<(&str, Ty)> = network
-            .params
+        if let Some(definition) = file
+            .items
             .iter()
-            .map(|(n, v)| (n.as_str(), Ty::of(*v)))
-            .collect();
-        let config_fields: Vec<TokenStream> = network
-            .params
-            .iter()
-            .map(|(name, value)| {
-                let ident = rust_ident(name);
-                let ty = Ty::of(*value).tokens();
-                let doc = format!("Default: `{value}`.");
-                quote!(#[doc = #doc] pub #ident: #ty)
-            })
-            .collect();
-        let config_defaults: Vec<TokenStream> = network
-            .params
-            .iter()
-            .map(|(name, value)| {
-                let ident = rust_ident(name);
-                let value = value_tokens(*value);
-                quote!(#ident: #value)
-            })
-            .collect();
-        let bind_params: Vec<TokenStream> = network
-            .params
-            .iter()
-            .map(|(name, _)| {
-                let ident = rust_ident(name);
-                quote!(let #ident = cfg.#ident.clone();)
-            })
-            .collect();
-
-        // Blocks used by this network, in definition order.
-        let mut used = BTreeSet::new();
-        network.walk(|node: &Node| {
-            if let NodeKind::Block { block, .. } = &node.kind {
-                used.insert(block.clone());
-            }
-        });
-        let mut block_items = Vec::new();
-        for block in self
-            .blocks
-            .values()
-            .copied()
-            .filter(|b| used.contains(&b.name.name))
+            .find(|d| d.kind == DefinitionKind::Network && d.name.name == network.name)
         {
-            block_items.push((block.span.start, self.block_struct(block)?));
-        }
-        block_items.sort_by_key(|(start, _)| *start);
-        let block_items = block_items.into_iter().map(|(_, tokens)| tokens);
-
-        // The network body.
-        let (input_shape, statements) = match definition.body.split_first() {
-            Some((Statement::Input(shape), rest)) => (shape, rest),
-            _ => {
-                return Err(CodegenError::new(
-                    definition.span,
-                    "network without an input statement",
-                ))
-            }
-        };
-        let mut body = Body::default();
-        let input_dims = input_shape
-            .dims
-            .iter()
-            .map(|e| expr(e, &scope, Ty::Int))
-            .collect::<Result<Vec<_>, _>>()?;
-        let input_at = self.at(input_shape.span);
-        body.ctor.push(quote!(let d0 = ::archc_runtime::nn::Dims::from_declared(&[#(#input_dims),*], #input_at)?;));
-        let side_sources: BTreeSet<&str> = statements
-            .iter()
-            .filter_map(|s| match s {
-                Statement::Layer(l) => l.side_from.as_ref().map(|i| i.name.as_str()),
-                _ => None,
-            })
-            .collect();
-        let mut forward = Vec::new();
-        let mut current = format_ident!("d0");
-        let mut dims_of: HashMap<&str, Ident> = HashMap::new();
-        let mut sides = Vec::new();
-        for statement in statements {
-            let Statement::Layer(layer) = statement else {
-                continue;
-            };
-            match &layer.side_from {
-                None => {
-                    let (dims, steps) =
-                        self.statement(layer, &scope, "", current.clone(), &mut body)?;
-                    forward.extend(steps);
-                    current = dims;
-                    if let Some(name) = &layer.name {
-                        dims_of.insert(&name.name, current.clone());
-                        if side_sources.contains(name.name.as_str()) {
-                            let saved = format_ident!("{}_out", name.name);
-                            forward.push(Step::Code(quote!(let #saved = xs.clone();)));
-                        }
-                    }
+            if let Some(crate::ast::Statement::Input(shape)) = definition.body.first() {
+                if shape.dims.iter().any(mentions_names) {
+                    return Err(CodegenError::new(
+                        shape.span,
+                        "an input shape that depends on a parameter cannot be generated yet; write its sizes",
+                    ));
                 }
-                Some(source) => {
-                    let name = layer.name.as_ref().expect("side outputs are named");
-                    let source_dims =
-                        dims_of.get(source.name.as_str()).cloned().ok_or_else(|| {
-                            CodegenError::new(source.span, "unknown side-output source")
-                        })?;
-                    let (_, steps) = self.statement(layer, &scope, "", source_dims, &mut body)?;
-                    let lines = lines(&lower(steps));
-                    let saved = format_ident!("{}_out", source.name);
-                    let output = rust_ident(&name.name);
-                    forward.push(Step::Code(quote! {
-                        let #output = if train {
-                            let xs = #saved.clone();
+            }
+        }
+        let params: Vec<(String, Ty)> = network
+            .params
+            .iter()
+            .map(|(n, v)| (n.clone(), Ty::of(*v)))
+            .collect();
+        let scope = Scope {
+            params: &params,
+            config: true,
+        };
+        let config_fields = network.params.iter().map(|(name, value)| {
+            let ident = rust_ident(name);
+            let ty = Ty::of(*value).tokens();
+            let doc = format!(" Default: `{value}`.");
+            quote!(#[doc = #doc] pub #ident: #ty)
+        });
+        let config_defaults = network
+            .params
+            .iter()
+            .map(|(name, value)| {
+                let ident = rust_ident(name);
+                let value = value_tokens(*value, name, network.span)?;
+                Ok(quote!(#ident: #value))
+            })
+            .collect::<Result<Vec<_>, CodegenError>>()?;
+
+        let mut body = Body {
+            prefix: String::new(),
+            scope: &scope,
+            fields: Vec::new(),
+            field_names: HashSet::new(),
+            ctor: Vec::new(),
+        };
+        let mut channels = int_expr(network.input.channels());
+        let mut chain: Vec<Step> = Vec::new();
+        let mut plan: Vec<TokenStream> = Vec::new();
+        let mut forward: Vec<TokenStream> = Vec::new();
+        let mut sides: Vec<Ident> = Vec::new();
+        let main: Vec<&Node> = network
+            .body
+            .iter()
+            .filter(|n| n.role == Role::Main)
+            .collect();
+        for node in &main {
+            let piece = self.declared_statement(&mut body, node, &channels)?;
+            chain.extend(piece.steps);
+            plan.extend(piece.plan);
+            channels = piece.channels;
+            let side_outputs: Vec<&Node> = network
+                .body
+                .iter()
+                .filter(|n| matches!(&n.role, Role::Side { source } if Some(source) == node.name.as_ref()))
+                .collect();
+            if side_outputs.is_empty() {
+                continue;
+            }
+            // The side outputs read this statement's output: name it, then run each in training only.
+            let (lines, value) = render(quote!(xs), std::mem::take(&mut chain), true);
+            forward.extend(lines);
+            forward.push(quote!(let xs = #value;));
+            for side in side_outputs {
+                let piece = self.declared_statement(&mut body, side, &channels)?;
+                let name = rust_ident(side.name.as_deref().unwrap_or("side"));
+                let grouped = piece
+                    .steps
+                    .iter()
+                    .any(|step| matches!(step, Step::Group { .. }));
+                let (lines, value) = render(quote!(xs), piece.steps, grouped);
+                forward.push(if !grouped {
+                    quote!(let #name = train.then(|| #value).transpose()?;)
+                } else {
+                    quote! {
+                        let #name = if train {
                             #(#lines)*
-                            Some(xs)
+                            Some(#value)
                         } else {
                             None
                         };
-                    }));
-                    sides.push(output);
-                }
+                    }
+                });
+                sides.push(name);
             }
         }
-        let output_dims = current;
-        let forward = lines(&lower(forward));
+        let (lines, logits) = render(quote!(xs), chain, true);
+        forward.extend(lines);
+
         let (field_names, field_types): (Vec<Ident>, Vec<TokenStream>) =
             body.fields.iter().cloned().unzip();
         let ctor = &body.ctor;
-        let [c, h, w] = match network.input {
-            crate::ir::Shape::Map { c, h, w } => [c, h, w].map(|v| v as usize),
-            crate::ir::Shape::Flat { features } => [features as usize, 1, 1],
-        };
-        let input_const = match network.input {
-            crate::ir::Shape::Map { .. } => {
-                quote!(pub const INPUT_SHAPE: &[usize] = &[#c, #h, #w];)
-            }
-            crate::ir::Shape::Flat { .. } => quote!(pub const INPUT_SHAPE: &[usize] = &[#c];),
-        };
-        let output_dims_const: Vec<usize> =
-            network.output.dims().iter().map(|v| *v as usize).collect();
+        let input_dims: Vec<TokenStream> =
+            network.input.dims().into_iter().map(int_tokens).collect();
+        let output_dims: Vec<TokenStream> =
+            network.output.dims().into_iter().map(int_tokens).collect();
         let source_name = self.file_name;
         let module_doc = format!(
-            "The `{}` network of `{}`, generated by archc. Input `[N, {}]`, output `[N, {}]` with the default `Config`.",
+            " The `{}` network of `{}`: input `[N, {}]`, output `[N, {}]` with the default [`Config`].",
             network.name,
             self.file_name,
-            network.input.dims().iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
-            network.output.dims().iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
+            dims_text(network.input),
+            dims_text(network.output),
         );
         let side_docs = sides
             .iter()
-            .map(|s| format!("The training-only side output `{s}`; `None` in inference."));
+            .map(|s| format!(" The training-only side output `{s}`; `None` in inference."));
+        let side_nones = sides.iter().map(|s| quote!(#s: None));
+        let uses_cfg = mentions(ctor, "cfg");
+        let cfg = if uses_cfg { quote!(cfg) } else { quote!(_cfg) };
+        let items = {
+            self.items.sort_by_key(|(start, _)| *start);
+            self.items
+                .iter()
+                .map(|(_, item)| item.clone())
+                .collect::<Vec<_>>()
+        };
+        let module_t = if self.blocks.is_empty() {
+            quote!()
+        } else {
+            quote!(ModuleT,)
+        };
         Ok(quote! {
             #[doc = #module_doc]
-            #[allow(clippy::too_many_arguments, clippy::let_and_return, unused_variables, non_snake_case)]
             pub mod #module {
-                use ::archc_runtime::candle_core::{Module, ModuleT, Result, Tensor};
+                use ::archc_runtime::candle_core::{Module, #module_t Result, Tensor};
                 use ::archc_runtime::candle_nn::VarBuilder;
-                use ::archc_runtime::nn::Dims;
+                use ::archc_runtime::nn::{self, At};
 
                 /// The `.arch` file this module was generated from.
                 pub const SOURCE: &str = #source_name;
-                /// The shape of one input sample (batch axis excluded) with the default `Config`.
-                #input_const
+                /// The shape of one input sample (batch axis excluded).
+                pub const INPUT_SHAPE: &[usize] = &[#(#input_dims),*];
                 /// The shape of one output sample (batch axis excluded) with the default `Config`.
-                pub const OUTPUT_SHAPE: &[usize] = &[#(#output_dims_const),*];
+                pub const OUTPUT_SHAPE: &[usize] = &[#(#output_dims),*];
 
                 /// The network's parameters.
                 #[derive(Debug, Clone, PartialEq)]
@@ -540,52 +404,48 @@ impl Generator<'_> {
                     #(#[doc = #side_docs] pub #sides: Option<Tensor>,)*
                 }
 
-                #(#block_items)*
+                #(#items)*
 
                 /// The model.
                 #[derive(Debug, Clone)]
                 pub struct Model {
                     #(pub #field_names: #field_types,)*
-                    input: Dims,
-                    output: Dims,
+                    plan: nn::Plan,
                 }
 
                 impl Model {
                     /// Builds the model, loading (or, with a `VarMap`-backed builder, creating) every weight.
-                    pub fn new(vb: VarBuilder, cfg: &Config) -> Result<Self> {
-                        #(#bind_params)*
+                    pub fn new(vb: VarBuilder, #cfg: &Config) -> Result<Self> {
                         #(#ctor)*
-                        Ok(Self { #(#field_names,)* input: d0, output: #output_dims })
+                        Ok(Self { #(#field_names,)* plan: nn::Plan::default() })
                     }
 
-                    /// The shape of one input sample for this model's `Config`.
-                    pub fn input_dims(&self) -> Dims {
-                        self.input
-                    }
-
-                    /// The shape of one output sample for this model's `Config`.
-                    pub fn output_dims(&self) -> Dims {
-                        self.output
+                    /// The same model, running inference with only the optimisations in `options`.
+                    pub fn with_optimizations(mut self, options: nn::Optimizations) -> Self {
+                        self.plan = nn::Plan::new(options);
+                        self
                     }
 
                     /// Runs the network. In training mode (`train = true`) dropout is active, batch norm uses and
                     /// updates batch statistics, and the side outputs are computed.
                     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Outputs> {
-                        self.input.check_input(xs, SOURCE)?;
-                        if !train {
-                            let micro = ::archc_runtime::fused::in_micro_batches(xs, |xs| Ok(self.forward_t(xs, false)?.logits))?;
-                            if let Some(logits) = micro {
-                                return Ok(Outputs { logits, #(#sides: None,)* });
-                            }
+                        nn::check_input(xs, INPUT_SHAPE, SOURCE)?;
+                        if let Some(logits) = self.plan.run(xs, train, self)? {
+                            return Ok(Outputs { logits, #(#side_nones,)* });
                         }
-                        let xs = xs.clone();
                         #(#forward)*
-                        Ok(Outputs { logits: xs, #(#sides,)* })
+                        Ok(Outputs { logits: #logits, #(#sides,)* })
+                    }
+                }
+
+                impl nn::Describe for Model {
+                    fn describe(&self) -> nn::Op<'_> {
+                        nn::Op::Chain(vec![#(#plan),*])
                     }
                 }
 
                 impl Module for Model {
-                    /// Inference: the main output only.
+                    /// Inference: the main output.
                     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
                         Ok(self.forward_t(xs, false)?.logits)
                     }
@@ -594,450 +454,558 @@ impl Generator<'_> {
         })
     }
 
-    fn block_struct(&self, block: &Definition) -> Result<TokenStream, CodegenError> {
-        let name = type_ident(&block.name.name);
-        let types = self
-            .param_types
-            .get(&block.name.name)
-            .cloned()
-            .unwrap_or_default();
-        let scope: Vec<(&str, Ty)> = types.iter().map(|(n, t)| (n.as_str(), *t)).collect();
-        let params: Vec<TokenStream> = types
-            .iter()
-            .map(|(n, t)| {
-                let ident = rust_ident(n);
-                let ty = t.tokens();
-                quote!(#ident: #ty)
-            })
-            .collect();
-        let mut body = Body::default();
-        let mut forward = Vec::new();
-        let mut current = format_ident!("input");
-        for statement in &block.body {
-            let Statement::Layer(layer) = statement else {
-                continue;
-            };
-            let (dims, steps) = self.statement(layer, &scope, "", current, &mut body)?;
-            forward.extend(steps);
-            current = dims;
+    /// A statement of a body, with a check of its declared channel count where that count depends on the
+    /// `Config` (the checker proved the default one).
+    fn declared_statement(
+        &mut self,
+        body: &mut Body<'_>,
+        node: &Node,
+        input: &Expr,
+    ) -> Result<Piece, CodegenError> {
+        let piece = self.statement(body, node, input)?;
+        if let Some(declared) = node.declared.as_ref().and_then(|dims| dims.first()) {
+            let mut declared = declared.clone();
+            declared.clear_spans();
+            let mut computed = piece.channels.clone();
+            computed.clear_spans();
+            let depends = mentions_names(&declared) || mentions_names(&computed);
+            if depends && declared != computed {
+                let computed = expr(&computed, body.scope, Ty::Int)?;
+                let declared = expr(&declared, body.scope, Ty::Int)?;
+                let name = node.name.as_deref().unwrap_or("statement");
+                let at = self.at(node.span);
+                body.ctor
+                    .push(quote!(nn::expect_channels(#computed, #declared, #name)#at?;));
+            }
         }
-        let lowered = lower(forward);
-        let forward = lines(&lowered);
-        let block_name = &block.name.name;
-        let head = lowered
-            .first()
-            .and_then(Lowered::head)
-            .unwrap_or_else(|| quote!(None));
-        let after_head = match lowered.split_first() {
-            Some((first, rest)) => match first.after_head() {
-                Some(first) => {
-                    let rest = lines(rest);
-                    quote!(#first #(#rest)* Ok(xs))
+        Ok(piece)
+    }
+
+    /// One statement (or branch, or chain element) of a body: its constructor lines go into `body`.
+    fn statement(
+        &mut self,
+        body: &mut Body<'_>,
+        node: &Node,
+        input: &Expr,
+    ) -> Result<Piece, CodegenError> {
+        match &node.kind {
+            NodeKind::Layer(layer) => {
+                let relative = body.relative(&node.path).to_string();
+                let field_name = if relative.is_empty() {
+                    format!("{}{}", layer.kind_name(), body.fields.len())
+                } else {
+                    relative.clone()
+                };
+                let field = rust_ident(&field_name.replace('.', "_"));
+                let cx = EmitCx {
+                    field: &field,
+                    vb: vb_tokens(&relative),
+                    in_channels: expr(input, body.scope, Ty::Int)?,
+                    at: self.at(node.span),
+                    args: &node.args,
+                    scope: body.scope,
+                };
+                let emitted = layer.emit(&cx)?;
+                let step = match (&emitted.field, emitted.forward) {
+                    (Some((ty, ctor)), forward) => {
+                        let field = body.field(&field_name, ty.clone());
+                        body.ctor.push(quote!(let #field = #ctor;));
+                        match forward {
+                            Forward::ApplyT => Some(quote!(.apply_t(&self.#field, train))),
+                            _ => Some(quote!(.apply(&self.#field))),
+                        }
+                    }
+                    (None, Forward::Method(call)) => Some(quote!(.#call)),
+                    (None, _) => None,
+                };
+                let channels = layer_channels(layer, node, input)?;
+                Ok(Piece {
+                    steps: step
+                        .map(|call| Step::Call {
+                            call,
+                            fallible: true,
+                        })
+                        .into_iter()
+                        .collect(),
+                    channels,
+                    plan: vec![emitted.plan],
+                })
+            }
+            NodeKind::Block { block, .. } => {
+                self.block(node, block)?;
+                let relative = body.relative(&node.path).to_string();
+                let field_name = if relative.is_empty() {
+                    format!("{block}{}", body.fields.len())
+                } else {
+                    relative.clone()
+                };
+                let (arguments, substitution) = self.block_arguments(body, node, block, input)?;
+                let info = &self.blocks[block];
+                let ty = &info.ty;
+                let field = body.field(&field_name, quote!(#ty));
+                let vb = vb_tokens(&relative);
+                let in_channels = if info.takes_in_channels {
+                    let channels = expr(input, body.scope, Ty::Int)?;
+                    quote!(#channels,)
+                } else {
+                    quote!()
+                };
+                body.ctor
+                    .push(quote!(let #field = #ty::new(#vb, #in_channels #(#arguments),*)?;));
+                let channels = fold(substitute(&info.out_channels, &substitution));
+                Ok(Piece {
+                    steps: vec![Step::Call {
+                        call: quote!(.apply_t(&self.#field, train)),
+                        fallible: true,
+                    }],
+                    channels,
+                    plan: vec![quote!(self.#field.describe())],
+                })
+            }
+            NodeKind::Chain(children) => {
+                let mut channels = input.clone();
+                let mut steps = Vec::new();
+                let mut plan = Vec::new();
+                for child in children {
+                    let piece = self.statement(body, child, &channels)?;
+                    steps.extend(piece.steps);
+                    plan.extend(piece.plan);
+                    channels = piece.channels;
                 }
-                None => quote!(Err(::archc_runtime::candle_core::Error::Msg(
-                    format!("internal error: block `{}` has no head convolution", #block_name)
-                ))),
-            },
-            None => quote!(Ok(xs)),
+                Ok(Piece {
+                    steps,
+                    channels,
+                    plan,
+                })
+            }
+            NodeKind::Concat(branches) | NodeKind::Add(branches) => {
+                let concat = matches!(node.kind, NodeKind::Concat(_));
+                let mut vars = Vec::new();
+                let mut plans = Vec::new();
+                let mut channels: Option<Expr> = None;
+                for (index, branch) in branches.iter().enumerate() {
+                    let piece = self.statement(body, branch, input)?;
+                    let var = match &branch.name {
+                        Some(name) => rust_ident(name),
+                        None => format_ident!("branch{}", index + 1),
+                    };
+                    vars.push((var, piece.steps));
+                    plans.push(plan_chain(piece.plan));
+                    channels = Some(match (channels, concat) {
+                        (None, _) => piece.channels,
+                        (Some(sum), true) => fold(binary(BinaryOp::Add, sum, piece.channels)),
+                        (Some(first), false) => first,
+                    });
+                }
+                let group = if concat {
+                    quote!(nn::Op::Concat(vec![#(#plans),*]))
+                } else {
+                    quote!(nn::Op::Add(vec![#(#plans),*]))
+                };
+                Ok(Piece {
+                    steps: vec![Step::Group {
+                        branches: vars,
+                        concat,
+                    }],
+                    channels: channels.unwrap_or_else(|| input.clone()),
+                    plan: vec![group],
+                })
+            }
+        }
+    }
+
+    /// The arguments of a block call in the caller's Rust, and each block parameter's value as an expression
+    /// over the caller's parameters (for the block's output channels).
+    fn block_arguments(
+        &self,
+        body: &Body<'_>,
+        node: &Node,
+        block: &str,
+        input: &Expr,
+    ) -> Result<(Vec<TokenStream>, HashMap<String, Expr>), CodegenError> {
+        let info = &self.blocks[block];
+        let definition = self.definitions.get(block).copied();
+        let mut substitution: HashMap<String, Expr> = HashMap::new();
+        substitution.insert(BLOCK_INPUT.to_string(), input.clone());
+        let mut arguments = Vec::new();
+        for ((name, ty), arg) in info.params.iter().zip(&node.args) {
+            let value = match &arg.expr {
+                Some(written) => written.clone(),
+                None => {
+                    // The default is an expression over the block's earlier parameters.
+                    let default = definition
+                        .and_then(|d| d.params.iter().find(|p| p.name.name == *name))
+                        .and_then(|p| p.default.clone())
+                        .ok_or_else(|| {
+                            CodegenError::new(
+                                node.span,
+                                format!("no value for parameter `{name}` of `{block}`"),
+                            )
+                        })?;
+                    fold(substitute(&default, &substitution))
+                }
+            };
+            arguments.push(expr(&value, body.scope, *ty)?);
+            substitution.insert(name.clone(), value);
+        }
+        Ok((arguments, substitution))
+    }
+
+    /// The struct of a block, generated from its first instance; later instances reuse it.
+    fn block(&mut self, instance: &Node, block: &str) -> Result<(), CodegenError> {
+        if !self.blocks.contains_key(block) {
+            let info = self.generate_block(instance, block)?;
+            self.blocks.insert(block.to_string(), info);
+        }
+        Ok(())
+    }
+
+    fn generate_block(&mut self, instance: &Node, block: &str) -> Result<BlockInfo, CodegenError> {
+        let NodeKind::Block { body: nodes, .. } = &instance.kind else {
+            unreachable!("called on block instances");
         };
+        let params = self.param_types.get(block).cloned().unwrap_or_default();
+        let scope = Scope {
+            params: &params,
+            config: false,
+        };
+        let mut body = Body {
+            prefix: instance.path.clone(),
+            scope: &scope,
+            fields: Vec::new(),
+            field_names: HashSet::new(),
+            ctor: Vec::new(),
+        };
+        let mut channels = name_expr(BLOCK_INPUT);
+        let mut steps = Vec::new();
+        let mut plan = Vec::new();
+        for node in nodes {
+            let piece = self.declared_statement(&mut body, node, &channels)?;
+            steps.extend(piece.steps);
+            plan.extend(piece.plan);
+            channels = piece.channels;
+        }
+        let ty = type_ident(block);
+        let describe = plan_chain(plan);
+        let (lines, value) = render(quote!(xs), steps, false);
         let (field_names, field_types): (Vec<Ident>, Vec<TokenStream>) =
             body.fields.iter().cloned().unzip();
         let ctor = &body.ctor;
-        let doc = format!("The block `{}` of `{}`.", block.name.name, self.file_name);
-        Ok(quote! {
-            #[doc = #doc]
-            #[derive(Debug, Clone)]
-            pub struct #name {
-                #(pub #field_names: #field_types,)*
-            }
+        let takes_in_channels = mentions(ctor, "in_channels");
+        let in_channels = takes_in_channels.then(|| quote!(in_channels: usize,));
+        let param_list = params.iter().map(|(name, ty)| {
+            let ident = if mentions(ctor, &rust_ident(name).to_string()) {
+                rust_ident(name)
+            } else {
+                format_ident!("_{}", rust_ident(name).to_string().trim_start_matches("r#"))
+            };
+            let ty = ty.tokens();
+            quote!(#ident: #ty)
+        });
+        let vb = if mentions(ctor, "vb") {
+            quote!(vb)
+        } else {
+            quote!(_vb)
+        };
+        let arity = params.len() + 1 + usize::from(takes_in_channels);
+        let allow = (arity > 7).then(|| quote!(#[allow(clippy::too_many_arguments)]));
+        let definition = self.definitions.get(block).copied();
+        let doc = format!(
+            " The block `{block}` (line {} of `{}`).",
+            definition.map_or(0, |d| self.line(d.span)),
+            self.file_name
+        );
+        let construct = if field_names.is_empty() {
+            quote!(Self)
+        } else {
+            quote!(Self { #(#field_names),* })
+        };
+        let struct_body = if field_names.is_empty() {
+            quote!(;)
+        } else {
+            quote!({ #(pub #field_names: #field_types,)* })
+        };
+        self.items.push((
+            definition.map_or(u32::MAX, |d| d.span.start),
+            quote! {
+                #[doc = #doc]
+                #[derive(Debug, Clone)]
+                pub struct #ty #struct_body
 
-            impl #name {
-                /// Builds the block for an input of shape `input`; returns it with its output shape.
-                pub fn new(vb: VarBuilder, input: Dims, #(#params),*) -> Result<(Self, Dims)> {
-                    #(#ctor)*
-                    Ok((Self { #(#field_names,)* }, #current))
+                impl #ty {
+                    /// Builds the block, loading its weights from `vb`.
+                    #allow
+                    pub fn new(#vb: VarBuilder, #in_channels #(#param_list),*) -> Result<Self> {
+                        #(#ctor)*
+                        Ok(#construct)
+                    }
                 }
 
-                /// The convolution the block starts with, if any, which a concatenation may run together with
-                /// its siblings' (`archc_runtime::fused::sibling_heads`).
-                pub fn head(&self) -> Option<::archc_runtime::fused::Head<'_>> {
-                    #head
+                impl ModuleT for #ty {
+                    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+                        #(#lines)*
+                        #value
+                    }
                 }
 
-                /// The rest of the block's forward pass, given the output of its `head` in inference.
-                pub fn forward_after_head(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-                    let xs = xs.clone();
-                    #after_head
+                impl nn::Describe for #ty {
+                    fn describe(&self) -> nn::Op<'_> {
+                        #describe
+                    }
                 }
-            }
-
-            impl ModuleT for #name {
-                fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-                    let xs = xs.clone();
-                    #(#forward)*
-                    Ok(xs)
-                }
-            }
+            },
+        ));
+        Ok(BlockInfo {
+            ty,
+            params,
+            out_channels: channels,
+            takes_in_channels,
         })
     }
+}
 
-    /// One statement: constructor lines go into `body`; returns the output dims variable and the forward lines
-    /// (each `let xs = ...;`).
-    fn statement(
-        &self,
-        statement: &LayerStatement,
-        scope: &[(&str, Ty)],
-        prefix: &str,
-        input: Ident,
-        body: &mut Body,
-    ) -> Result<(Ident, Vec<Step>), CodegenError> {
-        let mut forward = Vec::new();
-        let mut current = input;
-        let name = statement.name.as_ref().map(|n| n.name.as_str());
-        let single = statement.chain.len() == 1;
-        for (index, op) in statement.chain.iter().enumerate() {
-            let path = match (name, single) {
-                (Some(name), true) => Some(join(prefix, name)),
-                (Some(name), false) => Some(join(&join(prefix, name), &index.to_string())),
-                (None, _) => None,
-            };
-            let (dims, step) = self.op(op, scope, prefix, path, current, body)?;
-            current = dims;
-            forward.push(step);
-        }
-        if let Some(shape) = &statement.declared {
-            let dims = shape
-                .dims
-                .iter()
-                .map(|e| expr(e, scope, Ty::Int))
-                .collect::<Result<Vec<_>, _>>()?;
-            let at = format!(
-                "{}{}",
-                self.at(shape.span),
-                name.map_or_else(String::new, |n| format!(" (`{n}`)"))
-            );
-            body.ctor
-                .push(quote!(#current.expect(&[#(#dims),*], #at)?;));
-        }
-        Ok((current, forward))
-    }
+/// A layer's output channels as an expression over the struct's parameters.
+fn layer_channels(
+    layer: &crate::layers::Layer,
+    node: &Node,
+    input: &Expr,
+) -> Result<Expr, CodegenError> {
+    use crate::layers::Layer;
+    let written = |name: &str| {
+        node.args
+            .iter()
+            .find(|a| a.name == name)
+            .and_then(|a| a.expr.clone())
+            .ok_or_else(|| CodegenError::new(node.span, format!("no `{name}` argument")))
+    };
+    Ok(match layer {
+        Layer::Conv2d(_) | Layer::Linear(_) => fold(written("out")?),
+        Layer::Flatten(_) => match node.input {
+            Shape::Map { h, w, .. } => fold(binary(BinaryOp::Mul, input.clone(), int_expr(h * w))),
+            Shape::Flat { .. } => input.clone(),
+        },
+        Layer::MaxPool2d(_)
+        | Layer::AvgPool2d(_)
+        | Layer::AdaptiveAvgPool2d(_)
+        | Layer::BatchNorm(_)
+        | Layer::Lrn(_)
+        | Layer::Relu(_)
+        | Layer::Dropout(_)
+        | Layer::Softmax(_)
+        | Layer::Identity(_) => input.clone(),
+    })
+}
 
-    /// One operation. `path` is its weight path relative to the struct (`None` when unnamed).
-    fn op(
-        &self,
-        op: &Op,
-        scope: &[(&str, Ty)],
-        prefix: &str,
-        path: Option<String>,
-        input: Ident,
-        body: &mut Body,
-    ) -> Result<(Ident, Step), CodegenError> {
-        match op {
-            Op::Call(call) => self.call(call, scope, path, input, body),
-            Op::Group(group) => {
-                // An unnamed group is transparent: its branches are named at the enclosing level.
-                let branch_prefix = path.unwrap_or_else(|| prefix.to_string());
-                let mut branch_dims = Vec::new();
-                let mut branch_values = Vec::new();
-                let mut branch_lowered = Vec::new();
-                for (index, branch) in group.branches.iter().enumerate() {
-                    let (dims, steps) =
-                        self.statement(branch, scope, &branch_prefix, input.clone(), body)?;
-                    let var = match &branch.name {
-                        Some(n)
-                            if !matches!(
-                                n.name.as_str(),
-                                "xs" | "vb" | "train" | "input" | "cfg"
-                            ) =>
-                        {
-                            rust_ident(&n.name)
-                        }
-                        _ => format_ident!("branch_{}", index),
-                    };
-                    branch_lowered.push(lower(steps));
-                    branch_dims.push(dims);
-                    branch_values.push(var);
-                }
-                let branch_lines = self.branch_lines(&branch_values, &branch_lowered, group.kind);
-                let out = body.dims_var();
-                let at = self.at(group.span);
-                let combine = match group.kind {
-                    crate::ast::GroupKind::Concat => {
-                        body.ctor
-                            .push(quote!(let #out = Dims::concat(&[#(#branch_dims),*], #at)?;));
-                        quote!(Tensor::cat(&[#(&#branch_values),*], 1)?)
-                    }
-                    crate::ast::GroupKind::Add => {
-                        body.ctor
-                            .push(quote!(let #out = Dims::add(&[#(#branch_dims),*], #at)?;));
-                        quote!(::archc_runtime::nn::sum(&[#(&#branch_values),*])?)
-                    }
+/// Renders forward steps applied to `base` as statements and a final expression (a `Result<Tensor>` unless
+/// `unwrap`, which gives a `Tensor`).
+fn render(base: TokenStream, steps: Vec<Step>, unwrap: bool) -> (Vec<TokenStream>, TokenStream) {
+    let mut lines = Vec::new();
+    // The running expression, and whether it still needs a `?`.
+    let mut current = base.clone();
+    let mut pending = false;
+    let mut is_base = true;
+    for step in steps {
+        match step {
+            Step::Call { call, fallible } => {
+                current = if pending {
+                    quote!(#current? #call)
+                } else {
+                    quote!(#current #call)
                 };
-                Ok((
-                    out,
-                    Step::Code(quote! {
-                        let xs = {
-                            #(#branch_lines)*
-                            #combine
-                        };
-                    }),
-                ))
+                pending = fallible;
+                is_base = false;
             }
-        }
-    }
-
-    /// The statements that compute each branch of a group into its variable. In a concatenation where two or
-    /// more branches start with a convolution, the heads are first offered to
-    /// `archc_runtime::fused::sibling_heads`, which may run them as one product in inference; a branch whose
-    /// head it ran continues from that output.
-    fn branch_lines(
-        &self,
-        vars: &[Ident],
-        branches: &[Vec<Lowered>],
-        kind: crate::ast::GroupKind,
-    ) -> Vec<TokenStream> {
-        let heads: Vec<Option<TokenStream>> = branches
-            .iter()
-            .map(|b| b.first().and_then(Lowered::head))
-            .collect();
-        let fusable = kind == crate::ast::GroupKind::Concat && heads.iter().flatten().count() >= 2;
-        if !fusable {
-            return vars
-                .iter()
-                .zip(branches)
-                .map(|(var, lowered)| {
-                    let lines = lines(lowered);
-                    quote!(let #var = { let xs = xs.clone(); #(#lines)* xs };)
-                })
-                .collect();
-        }
-        let head_exprs = heads
-            .iter()
-            .map(|h| h.clone().unwrap_or_else(|| quote!(None)));
-        let mut out = vec![quote! {
-            let mut heads = ::archc_runtime::fused::sibling_heads(&xs, &[#(#head_exprs),*], train)?
-                .into_iter();
-        }];
-        for (var, lowered) in vars.iter().zip(branches) {
-            let all = lines(lowered);
-            let after = lowered
-                .split_first()
-                .and_then(|(first, rest)| Some((first.after_head()?, lines(rest))));
-            out.push(match after {
-                Some((first, rest)) => quote! {
-                    let #var = match heads.next().flatten() {
-                        Some(xs) => { #first #(#rest)* xs }
-                        None => { let xs = xs.clone(); #(#all)* xs }
+            Step::Group { branches, concat } => {
+                if !is_base {
+                    let value = if pending {
+                        quote!(#current?)
+                    } else {
+                        current.clone()
                     };
-                },
-                // No head was offered for this branch, so there is no output to take.
-                None => quote! {
-                    heads.next();
-                    let #var = { let xs = xs.clone(); #(#all)* xs };
-                },
-            });
-        }
-        out
-    }
-
-    fn call(
-        &self,
-        call: &Call,
-        scope: &[(&str, Ty)],
-        path: Option<String>,
-        input: Ident,
-        body: &mut Body,
-    ) -> Result<(Ident, Step), CodegenError> {
-        let callee = call.callee.name.as_str();
-        let at = self.at(call.span);
-        if let Some(signature) = builtin(callee) {
-            match callee {
-                "relu" => return Ok((input, Step::Relu)),
-                "identity" => return Ok((input, Step::Code(quote!()))),
-                "softmax" => {
-                    return Ok((
-                        input,
-                        Step::Code(
-                            quote!(let xs = ::archc_runtime::candle_nn::ops::softmax(&xs, 1)?;),
-                        ),
-                    ))
+                    lines.push(quote!(let xs = #value;));
                 }
-                "flatten" => {
-                    let out = body.dims_var();
-                    body.ctor.push(quote!(let #out = #input.flatten(#at)?;));
-                    return Ok((out, Step::Code(quote!(let xs = xs.flatten_from(1)?;))));
+                let vars: Vec<Ident> = branches.iter().map(|(var, _)| var.clone()).collect();
+                for (var, steps) in branches {
+                    let (branch_lines, value) = render(quote!(xs), steps, true);
+                    let value = if branch_lines.is_empty() {
+                        value
+                    } else {
+                        quote!({ #(#branch_lines)* #value })
+                    };
+                    lines.push(quote!(let #var = #value;));
                 }
-                _ => {}
+                current = if concat {
+                    quote!(Tensor::cat(&[#(#vars),*], 1))
+                } else if let [a, b] = vars.as_slice() {
+                    quote!((#a + #b))
+                } else {
+                    quote!(nn::sum(&[#(#vars),*]))
+                };
+                pending = true;
+                is_base = false;
             }
-            let (ty, weights, train) =
-                runtime_layer(callee).expect("every built-in has a runtime layer");
-            let args = self.builtin_args(call, callee, signature, scope)?;
-            let field_name = path
-                .clone()
-                .unwrap_or_else(|| format!("{callee}{}", body.fields.len()));
-            let field = body.field(&field_name, ty);
-            let constructor = format_ident!("{}", callee);
-            let out = body.dims_var();
-            let vb = match (&path, weights) {
-                (Some(path), true) => quote!(vb.pp(#path),),
-                (None, true) => quote!(vb.clone(),),
-                (_, false) => quote!(),
-            };
-            body.ctor.push(quote! {
-                let (#field, #out) = ::archc_runtime::nn::#constructor(#vb #input, #(#args,)* #at)?;
-            });
-            return Ok((
-                out,
-                Step::Layer {
-                    layer: callee.to_string(),
-                    field,
-                    train,
-                },
-            ));
-        }
-        let block = self.blocks.get(callee).ok_or_else(|| {
-            CodegenError::new(call.callee.span, format!("unknown block `{callee}`"))
-        })?;
-        let types = self.param_types.get(callee).cloned().unwrap_or_default();
-        let names: Vec<&str> = block.params.iter().map(|p| p.name.name.as_str()).collect();
-        let given = given_args(call, &names);
-        let mut args = Vec::new();
-        for ((param, given), (_, ty)) in block.params.iter().zip(given).zip(&types) {
-            let value = match (given, &param.default) {
-                (Some(value), _) => expr(value, scope, *ty)?,
-                (None, Some(default)) => {
-                    if references_names(default) {
-                        return Err(CodegenError::new(
-                            default.span,
-                            "a default that refers to other parameters cannot be generated yet; pass the argument explicitly",
-                        ));
-                    }
-                    expr(default, &[], *ty)?
-                }
-                (None, None) => return Err(CodegenError::new(call.span, "missing argument")),
-            };
-            args.push(value);
-        }
-        let ty = type_ident(callee);
-        let field_name = path
-            .clone()
-            .unwrap_or_else(|| format!("{callee}{}", body.fields.len()));
-        let field = body.field(&field_name, quote!(#ty));
-        let out = body.dims_var();
-        let vb = match &path {
-            Some(path) => quote!(vb.pp(#path)),
-            None => quote!(vb.clone()),
-        };
-        body.ctor.push(quote! {
-            let (#field, #out) = #ty::new(#vb, #input, #(#args),*)?;
-        });
-        Ok((out, Step::Block(field)))
-    }
-
-    fn builtin_args(
-        &self,
-        call: &Call,
-        callee: &str,
-        signature: &[(&str, ArgDefault)],
-        scope: &[(&str, Ty)],
-    ) -> Result<Vec<TokenStream>, CodegenError> {
-        let names: Vec<&str> = signature.iter().map(|(p, _)| *p).collect();
-        let given = given_args(call, &names);
-        let mut args = Vec::new();
-        for (index, (param, default)) in signature.iter().enumerate() {
-            let want = builtin_want(callee, param);
-            let translate = |e: &crate::ast::Expr| -> Result<TokenStream, CodegenError> {
-                match want {
-                    Want::Exact(ty) => expr(e, scope, ty),
-                    Want::IntoHw => {
-                        let ty = types::expr_ty(e, scope)?;
-                        expr(e, scope, if ty == Ty::Pair { Ty::Pair } else { Ty::Int })
-                    }
-                    Want::IntoPad => {
-                        let ty = types::expr_ty(e, scope)?;
-                        expr(e, scope, ty)
-                    }
-                }
-            };
-            let tokens = match (given[index], default) {
-                (Some(e), _) => translate(e)?,
-                (None, ArgDefault::Value(value)) => value_tokens(*value),
-                (None, ArgDefault::Kernel) => {
-                    let kernel = signature
-                        .iter()
-                        .position(|(p, _)| *p == "kernel")
-                        .expect("pools have a kernel");
-                    let e = given[kernel]
-                        .ok_or_else(|| CodegenError::new(call.span, "missing kernel"))?;
-                    translate(e)?
-                }
-                (None, ArgDefault::Required) => {
-                    return Err(CodegenError::new(call.span, format!("missing `{param}`")))
-                }
-            };
-            args.push(tokens);
-        }
-        Ok(args)
-    }
-}
-
-/// Each parameter's argument expression, if the call gives one (positional first, then by keyword). The checker
-/// has already rejected malformed argument lists.
-fn given_args<'c>(call: &'c Call, params: &[&str]) -> Vec<Option<&'c crate::ast::Expr>> {
-    let mut given = vec![None; params.len()];
-    let mut positional = 0;
-    for arg in &call.args {
-        let index = match &arg.name {
-            Some(name) => params.iter().position(|p| *p == name.name),
-            None => {
-                positional += 1;
-                Some(positional - 1)
-            }
-        };
-        if let Some(slot) = index.and_then(|i| given.get_mut(i)) {
-            *slot = Some(&arg.value);
         }
     }
-    given
-}
-
-fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_string()
+    let value = if is_base {
+        if unwrap {
+            quote!(#current.clone())
+        } else {
+            quote!(Ok(#current.clone()))
+        }
     } else {
-        format!("{prefix}.{name}")
+        match (unwrap, pending) {
+            (true, true) => quote!(#current?),
+            (false, false) => quote!(Ok(#current)),
+            // A tensor already, or the `Result` as it is.
+            (true, false) | (false, true) => current,
+        }
+    };
+    (lines, value)
+}
+
+/// Plan operations in sequence: the operation itself when there is one.
+fn plan_chain(mut ops: Vec<TokenStream>) -> TokenStream {
+    if ops.len() == 1 {
+        ops.remove(0)
+    } else {
+        quote!(nn::Op::Chain(vec![#(#ops),*]))
     }
 }
 
-fn value_tokens(value: Value) -> TokenStream {
-    match value {
-        Value::Int(v) => {
-            let lit = proc_macro2::Literal::i64_unsuffixed(v);
-            quote!(#lit)
+/// `vb.pp("branch2.0")`, or `vb.clone()` for a struct's own level.
+fn vb_tokens(path: &str) -> TokenStream {
+    if path.is_empty() {
+        quote!(vb.clone())
+    } else {
+        quote!(vb.pp(#path))
+    }
+}
+
+/// Whether any of `tokens` contains the identifier `name`.
+fn mentions(tokens: &[TokenStream], name: &str) -> bool {
+    fn walk(stream: TokenStream, name: &str) -> bool {
+        stream.into_iter().any(|tree| match tree {
+            proc_macro2::TokenTree::Ident(ident) => ident == name,
+            proc_macro2::TokenTree::Group(group) => walk(group.stream(), name),
+            _ => false,
+        })
+    }
+    tokens.iter().any(|t| walk(t.clone(), name))
+}
+
+fn mentions_names(expr: &Expr) -> bool {
+    match &expr.kind {
+        ExprKind::Name(_) => true,
+        ExprKind::List(items) => items.iter().any(mentions_names),
+        ExprKind::Neg(operand) => mentions_names(operand),
+        ExprKind::Binary(_, lhs, rhs) => mentions_names(lhs) || mentions_names(rhs),
+        ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Bool(_) | ExprKind::Same => false,
+    }
+}
+
+fn int_expr(value: u64) -> Expr {
+    Expr {
+        kind: ExprKind::Int(i64::try_from(value).map_err(|_| value.to_string())),
+        span: Span::default(),
+    }
+}
+
+fn name_expr(name: &str) -> Expr {
+    Expr {
+        kind: ExprKind::Name(name.to_string()),
+        span: Span::default(),
+    }
+}
+
+fn binary(op: BinaryOp, lhs: Expr, rhs: Expr) -> Expr {
+    Expr {
+        kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)),
+        span: Span::default(),
+    }
+}
+
+/// `expr` with each parameter name replaced by its value in `values`.
+fn substitute(expr: &Expr, values: &HashMap<String, Expr>) -> Expr {
+    let kind = match &expr.kind {
+        ExprKind::Name(name) => match values.get(name) {
+            Some(value) => return value.clone(),
+            None => ExprKind::Name(name.clone()),
+        },
+        ExprKind::List(items) => {
+            ExprKind::List(items.iter().map(|i| substitute(i, values)).collect())
         }
+        ExprKind::Neg(operand) => ExprKind::Neg(Box::new(substitute(operand, values))),
+        ExprKind::Binary(op, lhs, rhs) => ExprKind::Binary(
+            *op,
+            Box::new(substitute(lhs, values)),
+            Box::new(substitute(rhs, values)),
+        ),
+        other => other.clone(),
+    };
+    Expr {
+        kind,
+        span: expr.span,
+    }
+}
+
+/// Every name-free integer subexpression evaluated to its literal: `k / 2` with `k = 3` is `1`.
+fn fold(expr: Expr) -> Expr {
+    let expr = match expr.kind {
+        ExprKind::Binary(op, lhs, rhs) => Expr {
+            kind: ExprKind::Binary(op, Box::new(fold(*lhs)), Box::new(fold(*rhs))),
+            span: expr.span,
+        },
+        ExprKind::List(items) => Expr {
+            kind: ExprKind::List(items.into_iter().map(fold).collect()),
+            span: expr.span,
+        },
+        _ => expr,
+    };
+    if mentions_names(&expr) || matches!(expr.kind, ExprKind::List(_)) {
+        return expr;
+    }
+    let mut diagnostics = Vec::new();
+    match crate::check::eval_constant(&expr, &mut diagnostics) {
+        Some(Value::Int(v)) if v >= 0 => int_expr(v as u64),
+        _ => expr,
+    }
+}
+
+fn int_tokens(value: u64) -> TokenStream {
+    let literal = proc_macro2::Literal::u64_unsuffixed(value);
+    quote!(#literal)
+}
+
+fn dims_text(shape: Shape) -> String {
+    shape
+        .dims()
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A `Config` default as a Rust literal of the parameter's type.
+fn value_tokens(value: Value, name: &str, span: Span) -> Result<TokenStream, CodegenError> {
+    let unsigned = |v: i64| {
+        u64::try_from(v).map(int_tokens).map_err(|_| {
+            CodegenError::new(
+                span,
+                format!("parameter `{name}` is negative; generated sizes are unsigned"),
+            )
+        })
+    };
+    Ok(match value {
+        Value::Int(v) => unsigned(v)?,
         Value::Float(v) => {
-            let lit = proc_macro2::Literal::f64_unsuffixed(v);
-            quote!(#lit)
+            let literal = proc_macro2::Literal::f64_unsuffixed(v);
+            quote!(#literal)
         }
         Value::Bool(v) => quote!(#v),
-        Value::Same => quote!(::archc_runtime::nn::Pad::Same),
+        Value::Same => quote!(nn::Pad::Same),
         Value::Pair(h, w) => {
-            let (h, w) = (
-                proc_macro2::Literal::i64_unsuffixed(h),
-                proc_macro2::Literal::i64_unsuffixed(w),
-            );
+            let (h, w) = (unsigned(h)?, unsigned(w)?);
             quote!((#h, #w))
         }
-    }
-}
-
-fn references_names(e: &crate::ast::Expr) -> bool {
-    use crate::ast::ExprKind;
-    match &e.kind {
-        ExprKind::Name(_) => true,
-        ExprKind::List(items) => items.iter().any(references_names),
-        ExprKind::Neg(inner) => references_names(inner),
-        ExprKind::Binary(_, a, b) => references_names(a) || references_names(b),
-        _ => false,
-    }
+    })
 }

@@ -17,9 +17,9 @@ pub(crate) enum Ty {
     Int,
     Float,
     Bool,
-    /// `(i64, i64)`: a `[h, w]` pair.
+    /// `(usize, usize)`: a `[h, w]` pair.
     Pair,
-    /// `archc_runtime::nn::Pad`: an integer, a pair or `same`.
+    /// `nn::Pad`: an integer, a pair or `same`.
     Pad,
 }
 
@@ -48,11 +48,11 @@ impl Ty {
 
     pub fn tokens(self) -> TokenStream {
         match self {
-            Ty::Int => quote!(i64),
+            Ty::Int => quote!(usize),
             Ty::Float => quote!(f64),
             Ty::Bool => quote!(bool),
-            Ty::Pair => quote!((i64, i64)),
-            Ty::Pad => quote!(::archc_runtime::nn::Pad),
+            Ty::Pair => quote!((usize, usize)),
+            Ty::Pad => quote!(nn::Pad),
         }
     }
 }
@@ -66,15 +66,13 @@ const KEYWORDS: &[&str] = &[
     "virtual", "yield",
 ];
 
-/// Names the generated code gives its own locals and fields: `vb`, `cfg`, `input`, `xs`, `train`, `heads`,
-/// `micro`, `logits`, and the shape variables `d0`, `d1`, ...
+/// Names the generated code gives its own locals, parameters and fields: `vb`, `cfg`, `xs`, `train`,
+/// `in_channels`, `logits`, `plan`, `options`.
 fn is_generated_local(name: &str) -> bool {
     matches!(
         name,
-        "vb" | "cfg" | "input" | "xs" | "train" | "heads" | "micro" | "logits"
-    ) || name
-        .strip_prefix('d')
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        "vb" | "cfg" | "xs" | "train" | "in_channels" | "logits" | "plan" | "options"
+    )
 }
 
 /// A Rust identifier for a name from the source: raw (`r#type`) for keywords; `self`-like names and the names
@@ -122,8 +120,8 @@ const GENERATED_TYPES: &[&str] = &[
     "Tensor",
     "VarBuilder",
     "Result",
-    "Dims",
     "Module",
+    "At",
     "ModuleT",
     "Self",
 ];
@@ -141,8 +139,15 @@ mod tests {
     }
 }
 
+/// The name standing for a block's input channel count in channel expressions: not a name the source can write.
+pub(crate) const BLOCK_INPUT: &str = "#in";
+
 /// Parameter names and types in scope while translating expressions.
-pub(crate) type Scope<'a> = [(&'a str, Ty)];
+pub(crate) struct Scope<'a> {
+    pub params: &'a [(String, Ty)],
+    /// Whether the parameters are the network's, read from `cfg`.
+    pub config: bool,
+}
 
 /// The type of an expression, given the parameters' types.
 pub(crate) fn expr_ty(expr: &Expr, scope: &Scope<'_>) -> Result<Ty, CodegenError> {
@@ -152,7 +157,9 @@ pub(crate) fn expr_ty(expr: &Expr, scope: &Scope<'_>) -> Result<Ty, CodegenError
         ExprKind::Bool(_) => Ty::Bool,
         ExprKind::Same => Ty::Pad,
         ExprKind::List(_) => Ty::Pair,
+        ExprKind::Name(name) if name == BLOCK_INPUT => Ty::Int,
         ExprKind::Name(name) => scope
+            .params
             .iter()
             .rev()
             .find(|(n, _)| n == name)
@@ -185,19 +192,34 @@ pub(crate) fn expr(expr_: &Expr, scope: &Scope<'_>, want: Ty) -> Result<TokenStr
 }
 
 fn coerce(tokens: TokenStream, have: Ty, want: Ty) -> Option<TokenStream> {
+    // An integer literal where a float is wanted is written as a float literal: `2.0`, not `2 as f64`.
+    if (have, want) == (Ty::Int, Ty::Float) {
+        if let Ok(value) = tokens.to_string().parse::<u64>() {
+            let literal = proc_macro2::Literal::f64_unsuffixed(value as f64);
+            return Some(quote!(#literal));
+        }
+    }
     Some(match (have, want) {
         (a, b) if a == b => tokens,
-        (Ty::Int, Ty::Float) => quote!((#tokens) as f64),
-        (Ty::Int, Ty::Pair) => quote!(::archc_runtime::nn::pair(#tokens)),
-        (Ty::Int | Ty::Pair, Ty::Pad) => quote!(::archc_runtime::nn::Pad::from(#tokens)),
+        (Ty::Int, Ty::Float) => quote!(#tokens as f64),
+        (Ty::Int, Ty::Pair) => quote!((#tokens, #tokens)),
+        (Ty::Int | Ty::Pair, Ty::Pad) => quote!(nn::Pad::from(#tokens)),
         _ => return None,
     })
+}
+
+/// Whether an expression is a literal (nonzero, for a divisor), so plain Rust arithmetic cannot fail on it.
+fn is_nonzero_literal(expr: &Expr) -> bool {
+    matches!(expr.kind, ExprKind::Int(Ok(v)) if v != 0)
 }
 
 fn raw_expr(expr_: &Expr, scope: &Scope<'_>) -> Result<TokenStream, CodegenError> {
     Ok(match &expr_.kind {
         ExprKind::Int(Ok(v)) => {
-            let lit = proc_macro2::Literal::i64_unsuffixed(*v);
+            let value = u64::try_from(*v).map_err(|_| {
+                CodegenError::new(expr_.span, "a negative size cannot be generated")
+            })?;
+            let lit = proc_macro2::Literal::u64_unsuffixed(value);
             quote!(#lit)
         }
         ExprKind::Int(Err(text)) => {
@@ -212,10 +234,15 @@ fn raw_expr(expr_: &Expr, scope: &Scope<'_>) -> Result<TokenStream, CodegenError
         }
         ExprKind::Bool(true) => quote!(true),
         ExprKind::Bool(false) => quote!(false),
-        ExprKind::Same => quote!(::archc_runtime::nn::Pad::Same),
+        ExprKind::Same => quote!(nn::Pad::Same),
+        ExprKind::Name(name) if name == BLOCK_INPUT => quote!(in_channels),
         ExprKind::Name(name) => {
             let ident = rust_ident(name);
-            quote!(#ident)
+            if scope.config {
+                quote!(cfg.#ident)
+            } else {
+                quote!(#ident)
+            }
         }
         ExprKind::List(items) => {
             let items = items
@@ -225,6 +252,12 @@ fn raw_expr(expr_: &Expr, scope: &Scope<'_>) -> Result<TokenStream, CodegenError
             quote!((#(#items),*))
         }
         ExprKind::Neg(operand) => {
+            if expr_ty(operand, scope)? != Ty::Float {
+                return Err(CodegenError::new(
+                    expr_.span,
+                    "a negative size cannot be generated",
+                ));
+            }
             let inner = raw_expr(operand, scope)?;
             quote!(-(#inner))
         }
@@ -234,11 +267,15 @@ fn raw_expr(expr_: &Expr, scope: &Scope<'_>) -> Result<TokenStream, CodegenError
             let b = expr(rhs, scope, ty)?;
             match (op, ty) {
                 (BinaryOp::Add, _) => quote!((#a + #b)),
-                (BinaryOp::Sub, _) => quote!((#a - #b)),
                 (BinaryOp::Mul, _) => quote!((#a * #b)),
-                // The language's integer division rounds down, like Python's `//`.
-                (BinaryOp::Div, Ty::Int) => quote!(i64::div_euclid(#a, #b)),
-                (BinaryOp::Rem, Ty::Int) => quote!(i64::rem_euclid(#a, #b)),
+                // Sizes are unsigned: a difference that could go negative, or a division by a parameter that
+                // could be zero, is an error at construction rather than a panic.
+                (BinaryOp::Sub, Ty::Int) => quote!(nn::sub(#a, #b)?),
+                (BinaryOp::Div, Ty::Int) if is_nonzero_literal(rhs) => quote!((#a / #b)),
+                (BinaryOp::Div, Ty::Int) => quote!(nn::div(#a, #b)?),
+                (BinaryOp::Rem, Ty::Int) if is_nonzero_literal(rhs) => quote!((#a % #b)),
+                (BinaryOp::Rem, Ty::Int) => quote!(nn::rem(#a, #b)?),
+                (BinaryOp::Sub, _) => quote!((#a - #b)),
                 (BinaryOp::Div, _) => quote!((#a / #b)),
                 (BinaryOp::Rem, _) => quote!((#a % #b)),
             }

@@ -3,11 +3,10 @@
 //! (`dot.rs`, `svg.rs`) and the layout (`layout.rs`) read only this model.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
 use crate::ast::{self, DefinitionKind, Op, Statement};
 use crate::diagnostic::{Diagnostic, LineIndex, Span};
-use crate::ir::{Hw, Layer, Network, Node, NodeKind, Role, Shape};
+use crate::ir::{Layer, Network, Node, NodeKind, Role, Shape};
 
 /// What to draw.
 #[derive(Debug, Clone, Default)]
@@ -638,69 +637,9 @@ pub fn shape_text(shape: Shape) -> String {
     }
 }
 
-fn hw_text([h, w]: Hw) -> String {
-    if h == w {
-        h.to_string()
-    } else {
-        format!("{h}×{w}")
-    }
-}
-
-fn window_text(kernel: Hw, stride: Hw) -> String {
-    format!("{}×{}/{}", kernel[0], kernel[1], hw_text(stride))
-}
-
 /// A layer's kind with the settings that decide its shape: `conv 3×3/1`, `max_pool 3×3/2 ceil`, `linear 1024→1000`.
 pub fn layer_text(layer: &Layer) -> String {
-    match layer {
-        Layer::Conv2d {
-            kernel,
-            stride,
-            dilation,
-            groups,
-            ..
-        } => {
-            let mut text = format!("conv {}", window_text(*kernel, *stride));
-            if *dilation != [1, 1] {
-                let _ = write!(text, " dilation {}", hw_text(*dilation));
-            }
-            if *groups != 1 {
-                let _ = write!(text, " groups {groups}");
-            }
-            text
-        }
-        Layer::MaxPool2d {
-            kernel,
-            stride,
-            ceil_mode,
-            ..
-        } => format!(
-            "max_pool {}{}",
-            window_text(*kernel, *stride),
-            if *ceil_mode { " ceil" } else { "" }
-        ),
-        Layer::AvgPool2d {
-            kernel,
-            stride,
-            ceil_mode,
-            ..
-        } => format!(
-            "avg_pool {}{}",
-            window_text(*kernel, *stride),
-            if *ceil_mode { " ceil" } else { "" }
-        ),
-        Layer::AdaptiveAvgPool2d { output } => {
-            format!("adaptive_avg_pool → {}×{}", output[0], output[1])
-        }
-        Layer::Lrn { size, .. } => format!("lrn {size}"),
-        Layer::Dropout { p } => format!("dropout {p}"),
-        Layer::Linear {
-            in_features,
-            out_features,
-            ..
-        } => format!("linear {in_features}→{out_features}"),
-        other => other.kind_name().to_string(),
-    }
+    layer.label()
 }
 
 impl Graph {

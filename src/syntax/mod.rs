@@ -4,6 +4,9 @@
 //! friendly names. Input limits (size, bracket nesting) are enforced before pest runs, so no input can make the
 //! recursive-descent parser overflow its stack.
 
+// `Diagnostic` is the front end's error type; a failure is reported once, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
 use pest::iterators::Pair;
 use pest::pratt_parser::{Assoc, Op as PrattOp, PrattParser};
 use pest::Parser as _;
@@ -87,7 +90,22 @@ pub(crate) fn parse_expr_at(text: &str, offset: usize) -> Result<Expr, Diagnosti
     Ok(Builder { offset }.expr(pair))
 }
 
-/// Parses a name (a block, statement or parameter name) from YAML text at `offset`.
+/// Parses a statement's or branch's name, or a side output's source, from YAML text at `offset`: keywords are
+/// names here (see the grammar's `name`).
+pub(crate) fn parse_name_at(text: &str, offset: usize) -> Result<Ident, Diagnostic> {
+    check_limits(text).map_err(|d| shift_diagnostic(d, offset))?;
+    let mut pairs = ArchParser::parse(Rule::yaml_name, text)
+        .map_err(|error| shift_diagnostic(syntax_error(error), offset))?;
+    let pair = pairs
+        .next()
+        .expect("yaml_name matched")
+        .into_inner()
+        .next()
+        .expect("name");
+    Ok(Builder { offset }.ident(pair))
+}
+
+/// Parses a block, network or parameter name from YAML text at `offset`.
 pub(crate) fn parse_ident_at(text: &str, offset: usize) -> Result<Ident, Diagnostic> {
     check_limits(text).map_err(|d| shift_diagnostic(d, offset))?;
     let mut pairs = ArchParser::parse(Rule::yaml_ident, text)
@@ -110,8 +128,6 @@ fn shift_diagnostic(mut diagnostic: Diagnostic, offset: usize) -> Diagnostic {
     diagnostic
 }
 
-// One diagnostic, on a path taken once per parse: not worth boxing for every caller.
-#[allow(clippy::result_large_err)]
 fn check_limits(source: &str) -> Result<(), Diagnostic> {
     if source.len() > MAX_SOURCE_BYTES {
         return Err(Diagnostic::error(
@@ -212,12 +228,12 @@ fn rule_name(rule: &Rule) -> String {
         Rule::same => "`same`",
         Rule::keyword => "keyword",
         Rule::ident_char => "letter or digit",
-        Rule::ident => "name",
+        Rule::ident | Rule::name => "name",
         Rule::WHITESPACE | Rule::COMMENT => "whitespace",
         Rule::yaml_chain => "layer chain",
         Rule::yaml_shape => "shape `[C, H, W]`",
         Rule::yaml_expr => "expression",
-        Rule::yaml_ident => "name",
+        Rule::yaml_ident | Rule::yaml_name => "name",
     }
     .to_string()
 }
@@ -328,6 +344,35 @@ fn file_syntax_error(source: &str, error: &pest::error::Error<Rule>) -> Diagnost
         }
     }
 
+    // A keyword where a name was wanted: a definition or parameter named `input`, a statement named `true`.
+    // In a body, `input = ...` starts a statement, which is fine: the mistake is before it (a dangling `->`).
+    let rest = source[position + found.text.len()..].trim_start();
+    let assigned = rest.starts_with('=') && !rest.starts_with("==");
+    let starts_statement =
+        assigned && !matches!(found.text, "true" | "false") && matches!(innermost, Some((b'{', _)));
+    let names_something = (positives
+        .iter()
+        .any(|r| matches!(r, Rule::ident | Rule::name))
+        || assigned)
+        && !starts_statement;
+    if found.kind == TokenKind::Word && is_keyword(found.text) && names_something {
+        let word = found.text;
+        let help = match word {
+            "true" | "false" => format!("`{word}` is a value; choose another name, e.g. `{word}_`"),
+            _ => format!(
+                "a keyword can name a statement or a branch (`{word} = ...`), but not a block, a network, a \
+                 parameter or a layer; choose another name, e.g. `{word}_`"
+            ),
+        };
+        return Diagnostic::error(
+            Code::Syntax,
+            found_span,
+            format!("`{word}` is a keyword and cannot be used as a name here"),
+        )
+        .with_label("keyword")
+        .with_help(help);
+    }
+
     let expected = expected_list(positives, innermost.map(|(bracket, _)| bracket));
     let message = format!("expected {expected}, found {}", found.describe());
     let mut diagnostic = Diagnostic::error(Code::Syntax, found_span, message)
@@ -360,6 +405,11 @@ fn file_syntax_error(source: &str, error: &pest::error::Error<Rule>) -> Diagnost
             .with_help(format!("is a {} missing?", closer(bracket)));
     }
     diagnostic
+}
+
+/// Whether `word` is one of the grammar's keywords.
+fn is_keyword(word: &str) -> bool {
+    ArchParser::parse(Rule::keyword, word).is_ok_and(|pairs| pairs.as_str() == word)
 }
 
 fn only_operators(positives: &[Rule]) -> bool {
@@ -604,8 +654,8 @@ impl Builder {
         let mut declared = None;
         for part in pair.into_inner() {
             match part.as_rule() {
-                Rule::ident if chain.is_empty() => name = Some(self.ident(part)),
-                Rule::ident => side_from = Some(self.ident(part)),
+                Rule::name if chain.is_empty() => name = Some(self.ident(part)),
+                Rule::name => side_from = Some(self.ident(part)),
                 Rule::chain => chain = self.chain(part),
                 Rule::declared_shape => {
                     declared = Some(self.shape(part.into_inner().next().expect("shape")))

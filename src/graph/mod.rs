@@ -12,10 +12,15 @@
 //! - [`layout`]: a layered layout of the model in near-linear time: rows by longest path, columns from the
 //!   cluster structure (branches side by side in source order, side outputs to the right of the main line).
 //! - `svg.rs`: the laid-out model as SVG.
+//!
+//! The layout and the SVG writer are behind the `svg` feature (on with the CLI), so `include_arch!` builds
+//! neither.
 
 mod dot;
+#[cfg(feature = "svg")]
 pub mod layout;
 mod model;
+#[cfg(feature = "svg")]
 mod svg;
 
 pub use model::*;
@@ -25,6 +30,7 @@ const RED_FILL: &str = "#fce8e6";
 const GREY: &str = "#80868b";
 const GREY_FILL: &str = "#f1f3f4";
 
+#[cfg(feature = "svg")]
 impl Graph {
     /// An SVG picture laid out by [`layout::layout`]: top to bottom, block instances boxed, branches side by
     /// side, side outputs dashed and grey, errors red.

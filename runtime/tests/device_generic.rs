@@ -48,10 +48,11 @@ fn max_pools() -> Vec<MaxPool2d> {
                 for p in 0..=extent / 2 {
                     for ceil_mode in [false, true] {
                         let kh = k.saturating_sub(1).max(1);
+                        let extent_h = (kh - 1) * d + 1;
                         pools.push(MaxPool2d {
                             kernel: (kh, k),
                             stride: (s % 3 + 1, s),
-                            pad: (p.min(((kh - 1) * d + 1) / 2), p),
+                            pad: (p.min(extent_h / 2), p),
                             dilation: (d, d),
                             ceil_mode,
                         });

@@ -33,6 +33,7 @@ Also runs on a machine without a GPU for a dry run of the whole pipeline: --devi
 import argparse
 import copy
 import csv
+import glob
 import json
 import math
 import os
@@ -393,9 +394,8 @@ def bench(run, model, device):
 def profile(run, device):
     """GPU time per kernel name of one archc fp32 forward at batch 64, read with Nsight Compute."""
     args = run.args
-    ncu = shutil.which("ncu") or next(
-        (p for p in ["/usr/local/cuda/bin/ncu", "/opt/nvidia/nsight-compute/ncu"] if os.path.exists(p)), None
-    )
+    candidates = ["/usr/local/cuda/bin/ncu"] + sorted(glob.glob("/opt/nvidia/nsight-compute/*/ncu"), reverse=True)
+    ncu = shutil.which("ncu") or next((p for p in candidates if os.path.exists(p)), None)
     if device.type != "cuda" or ncu is None:
         run.note("no profile: " + ("ncu not found" if device.type == "cuda" else "not on a GPU"))
         return

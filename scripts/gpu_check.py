@@ -35,7 +35,6 @@ import copy
 import csv
 import glob
 import json
-import math
 import os
 import platform
 import shutil

@@ -6,8 +6,13 @@
 //! and the running variance (with the *unbiased* batch variance, `n / (n - 1)` times the biased
 //! one) by `momentum`; in evaluation it uses the running statistics. [`BatchNorm`] wraps it to
 //! load its four tensors with descriptive errors and to reject inputs PyTorch rejects.
+//!
+//! Mixed precision: in a model loaded as `f16` or `bf16`, batch norm keeps its four tensors in
+//! `f32` and normalises in `f32`, as PyTorch's autocast does (half-precision running statistics
+//! drift, and candle's own layer mixes dtypes there); local response norm also computes in `f32`.
+//! The output has the input's dtype.
 
-use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_core::{DType, Module, ModuleT, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::load::load_tensor_with_init;
@@ -45,8 +50,20 @@ impl Lrn {
     }
 }
 
+/// `x` in `f32` when it is `f16` or `bf16`, for a computation that needs the range or precision;
+/// `None` when it is already `f32` or `f64`.
+fn widened(x: &Tensor) -> Result<Option<Tensor>> {
+    match x.dtype() {
+        DType::F16 | DType::BF16 => x.to_dtype(DType::F32).map(Some),
+        _ => Ok(None),
+    }
+}
+
 impl Module for Lrn {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(wide) = widened(x)? {
+            return self.forward(&wide)?.to_dtype(x.dtype());
+        }
         if x.rank() < 3 {
             return Err(crate::error(format!(
                 "local_response_norm expects an [N, C, ...] tensor of rank 3 or more, found \
@@ -167,7 +184,10 @@ impl ModuleT for BatchNorm {
                 x.dims()
             )));
         }
-        self.inner.forward_t(x, train)
+        match widened(x)? {
+            Some(wide) => self.inner.forward_t(&wide, train)?.to_dtype(x.dtype()),
+            None => self.inner.forward_t(x, train),
+        }
     }
 }
 
@@ -192,6 +212,11 @@ pub fn batch_norm(
             spec.momentum
         )));
     }
+    // In a half-precision model the statistics and the affine transform stay in f32 (module docs).
+    let vb = match vb.dtype() {
+        DType::F16 | DType::BF16 => vb.set_dtype(DType::F32),
+        _ => vb,
+    };
     let load = |name: &str, init: f64| {
         load_tensor_with_init(&vb, name, num_features, Init::Const(init), context)
     };

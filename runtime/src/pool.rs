@@ -3,8 +3,9 @@
 //!
 //! The input is padded once per axis, with `-inf` for max pooling and zeros for average pooling,
 //! far enough that every window, including a ceil-mode window hanging over the end, lies inside.
-//! An undilated max pool is then candle's own unpadded pool. Otherwise each spatial axis is
-//! pooled in turn, because a max or a sum over a rectangular window is the max or sum over its
+//! An undilated max pool is then candle's own unpadded pool, except when a gradient is wanted
+//! (candle's own pool has no correct gradient: see `MaxPool2d::forward`). Otherwise each spatial
+//! axis is pooled in turn, because a max or a sum over a rectangular window is the max or sum over its
 //! rows of the max or sum over its columns: the `kernel * out` window elements along the axis are
 //! gathered with one `index_select` into a `[.., kernel, out, ..]` layout and reduced over the
 //! kernel axis. All of this is tensor ops, so it runs on any candle device; only the window
@@ -99,10 +100,11 @@ impl MaxPool2d {
                 cpu::max_pool2d(data, planes, rows, cols)
             });
         }
-        // candle's native pool has no gradient for overlapping windows (kernel != stride), so
-        // a forward pass that is being differentiated takes the gather path below.
-        let differentiable = x.track_op() && self.kernel != self.stride;
-        if self.dilation == (1, 1) && !differentiable {
+        // A forward pass that is being differentiated takes the gather path below: candle's native
+        // pool has no gradient for overlapping windows (kernel != stride), and for the others its
+        // gradient is off by a factor (candle 0.11 multiplies it by the share of the window that
+        // holds the maximum, 1 / (kh * kw) for a single maximum, where PyTorch passes it whole).
+        if self.dilation == (1, 1) && !x.track_op() {
             // Once padded with -inf to exactly cover every window, this is an unpadded,
             // floor-mode pool, which candle has natively and runs several times faster.
             let x = pad_with_value(x, 3, cols.pad_before, cols.pad_after, f64::NEG_INFINITY)?
@@ -113,11 +115,31 @@ impl MaxPool2d {
                 .contiguous()?
                 .max_pool2d_with_stride(self.kernel, self.stride);
         }
+        let select = if x.track_op() {
+            window_argmax
+        } else {
+            window_max
+        };
         let x = pad_with_value(x, 3, cols.pad_before, cols.pad_after, f64::NEG_INFINITY)?;
-        let x = cols.gather(&x, 3)?.max(3)?;
+        let x = select(&cols.gather(&x, 3)?, 3)?;
         let x = pad_with_value(&x, 2, rows.pad_before, rows.pad_after, f64::NEG_INFINITY)?;
-        rows.gather(&x, 2)?.max(2)
+        select(&rows.gather(&x, 2)?, 2)
     }
+}
+
+/// The maximum of each window, `windows` holding the window elements along `dim`.
+fn window_max(windows: &Tensor, dim: usize) -> Result<Tensor> {
+    windows.max(dim)
+}
+
+/// The same values, picked out at each window's first maximum so that the gradient goes to that one
+/// element, as in PyTorch. A plain `max` passes the gradient to every element equal to the maximum, and
+/// ties are common in training: after an overlapping pool, neighbouring outputs often hold the same
+/// input element, so the next pool (an Inception branch's 3×3, stride 1) sees it twice, and would send
+/// its gradient back twice.
+fn window_argmax(windows: &Tensor, dim: usize) -> Result<Tensor> {
+    let first = windows.argmax_keepdim(dim)?;
+    windows.gather(&first, dim)?.squeeze(dim)
 }
 
 /// `torch.nn.AvgPool2d`: the mean over each `kernel` window, with zero padding `pad` on both

@@ -9,6 +9,11 @@ Usage (from the repository root):
     /tmp/bench-venv/bin/pip install torch torchvision onnx onnxscript onnxruntime safetensors
     /tmp/bench-venv/bin/python bench/compare.py                  # batch 1 and 8
     /tmp/bench-venv/bin/python bench/compare.py --batches 8 --rounds 3
+    /tmp/bench-venv/bin/python bench/compare.py --archc-bin /path/to/bench_googlenet   # a prebuilt binary
+
+`--archc-bin` times a bench_googlenet binary built elsewhere (another commit's worktree, another target
+directory) instead of building this checkout's; nothing is built then. Its path is absolute or relative to the
+current directory.
 
 Those Python packages are needed only here, never by the Rust build or its tests.
 
@@ -143,6 +148,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=1, help="round-robin repetitions; the best median is kept")
     parser.add_argument("--skip-build", action="store_true", help="use the already built example binary")
     parser.add_argument(
+        "--archc-bin",
+        help="a prebuilt bench_googlenet binary to time instead of this checkout's (implies --skip-build)",
+    )
+    parser.add_argument(
         "--cpus",
         help="comma-separated CPU numbers to run every engine on (e.g. 0 for one core); "
         "each engine uses one thread per CPU",
@@ -164,7 +173,11 @@ def main():
             f"{e}: install the comparison's Python packages with\n"
             "  pip install torch torchvision onnx onnxscript onnxruntime safetensors"
         )
-    if not args.skip_build:
+    archc_bin = os.path.abspath(args.archc_bin) if args.archc_bin else ARCHC_BIN
+    if args.archc_bin:
+        if not os.access(archc_bin, os.X_OK):
+            raise SystemExit(f"--archc-bin {args.archc_bin}: not an executable file")
+    elif not args.skip_build:
         subprocess.run(
             ["cargo", "build", "--release", "--quiet", "--example", "bench_googlenet"], cwd=ROOT, check=True
         )
@@ -186,7 +199,7 @@ def main():
                     cmd = [sys.executable, os.path.abspath(__file__), "--worker", engine, "--batch", str(batch),
                            "--iters", str(args.iters), "--workdir", workdir]
                 else:
-                    cmd = [ARCHC_BIN, "--batch", str(batch), "--iters", str(args.iters), "--weights", weights,
+                    cmd = [archc_bin, "--batch", str(batch), "--iters", str(args.iters), "--weights", weights,
                            "--optimizations", engine]
                 result = run_child(cmd)
                 key = (label, batch)

@@ -21,7 +21,7 @@ use std::path::Path;
 
 use archc_runtime::candle_core::{DType, Device, Module, Tensor};
 use archc_runtime::candle_nn::VarBuilder;
-use archc_runtime::fused::{set_optimizations, Optimizations};
+use archc_runtime::nn::Optimizations;
 
 archc_runtime::include_arch!("tests/parity/torchvision_tiny.arch");
 archc_runtime::include_arch!("tests/parity/paper_tiny.arch");
@@ -66,18 +66,20 @@ fn assert_within(what: &str, got: &Tensor, want: &Tensor, bound: f32) {
     );
 }
 
-/// Eval logits (within the first bound), then training logits and both aux heads with every dropout at p = 0
-/// (within the second), against `io`, in `dtype`.
+/// Eval logits (within the first bound, the model's inference plan running with `options`), then training logits
+/// and both aux heads with every dropout at p = 0 (within the second), against `io`, in `dtype`.
 /// Evaluates to the model after the training pass.
 macro_rules! check_network {
-    ($module:path, $weights:expr, $io:expr, $dtype:expr, $eval_bound:expr, $train_bound:expr) => {{
+    ($module:path, $weights:expr, $io:expr, $dtype:expr, $options:expr, $eval_bound:expr, $train_bound:expr) => {{
         use $module as network;
         let io: &HashMap<String, Tensor> = $io;
         let (dtype, eval_bound, bound): (DType, f32, f32) = ($dtype, $eval_bound, $train_bound);
         let what = format!("{} {dtype:?}", stringify!($module));
         let vb = VarBuilder::from_tensors(load($weights), dtype, &Device::Cpu);
         let input = io["input"].to_dtype(dtype).unwrap();
-        let model = network::Model::new(vb.clone(), &network::Config::default()).unwrap();
+        let model = network::Model::new(vb.clone(), &network::Config::default())
+            .unwrap()
+            .with_optimizations($options);
         let logits = model.forward(&input).unwrap();
         assert_eq!(logits.dtype(), dtype, "{what}: output dtype");
         assert_within(
@@ -109,13 +111,16 @@ macro_rules! check_network {
 
 #[test]
 fn f32_without_the_cpu_kernels_matches_pytorch() {
-    set_optimizations(Optimizations::NONE);
+    // Inference with every optimisation off runs candle's ops, as on a GPU. (Training runs the generated forward,
+    // whose pools still take the exact CPU kernels on a CPU f32 input; runtime/tests/device_generic.rs tests the
+    // pools' generic path, gradients included, directly.)
     let io = load("torchvision_tiny.io.safetensors");
     let model = check_network!(
         googlenet_tiny,
         "torchvision_tiny.weights.safetensors",
         &io,
         DType::F32,
+        Optimizations::NONE,
         1e-4,
         1e-4
     );
@@ -131,6 +136,7 @@ fn f32_without_the_cpu_kernels_matches_pytorch() {
         "paper_tiny.weights.safetensors",
         &io,
         DType::F32,
+        Optimizations::NONE,
         1e-4,
         1e-4
     );
@@ -144,6 +150,7 @@ fn f16_models_match_pytorch_f32_within_half_precision() {
         "torchvision_tiny.weights.safetensors",
         &io,
         DType::F16,
+        Optimizations::ALL,
         5e-3,
         5e-2
     );
@@ -167,6 +174,7 @@ fn f16_models_match_pytorch_f32_within_half_precision() {
         "paper_tiny.weights.safetensors",
         &io,
         DType::F16,
+        Optimizations::ALL,
         5e-3,
         5e-2
     );

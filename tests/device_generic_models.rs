@@ -34,28 +34,9 @@ fn load(name: &str) -> HashMap<String, Tensor> {
         .unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()))
 }
 
-/// max |got - want| / max(1, max |want|), computed in f32.
-fn relative_error(got: &Tensor, want: &Tensor) -> f32 {
-    assert_eq!(got.dims(), want.dims());
-    let got = got.to_dtype(DType::F32).unwrap();
-    let scale = want
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-        .max(1.0);
-    let diff = (got - want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    diff / scale
-}
+#[path = "support/compare.rs"]
+mod compare;
+use compare::relative_error;
 
 #[track_caller]
 fn assert_within(what: &str, got: &Tensor, want: &Tensor, bound: f32) {

@@ -14,6 +14,26 @@ archc_runtime::include_arch!("tests/fixtures/codegen/every_layer.arch");
 
 const FIXTURE: &str = "tests/fixtures/codegen/every_layer.arch";
 
+#[path = "support/compare.rs"]
+mod compare;
+
+/// A model of `$network` with random weights as plain tensors (not `Var`s), so inference takes the runtime's
+/// plan and its CPU kernels.
+macro_rules! random_model {
+    ($network:path) => {{
+        use $network as network;
+        let varmap = VarMap::new();
+        let config = network::Config::default();
+        network::Model::new(
+            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+            &config,
+        )
+        .unwrap();
+        let vb = archc_runtime::load::detached(&varmap, &Device::Cpu).unwrap();
+        network::Model::new(vb, &config).unwrap()
+    }};
+}
+
 fn source() -> String {
     std::fs::read_to_string(format!("{}/{FIXTURE}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
@@ -83,17 +103,8 @@ fn the_graph_labels_each_layer_with_its_settings() {
 
 #[test]
 fn the_generated_model_runs_every_layer() {
-    let device = Device::Cpu;
-    let varmap = VarMap::new();
-    every_layer::Model::new(
-        VarBuilder::from_varmap(&varmap, DType::F32, &device),
-        &every_layer::Config::default(),
-    )
-    .unwrap();
-    // Plain tensors, so inference takes the runtime's plan and its CPU kernels.
-    let vb = archc_runtime::load::detached(&varmap, &device).unwrap();
-    let model = every_layer::Model::new(vb, &every_layer::Config::default()).unwrap();
-    let input = Tensor::randn(0f32, 1.0, (5, 3, 20, 20), &device).unwrap();
+    let model = random_model!(every_layer);
+    let input = Tensor::randn(0f32, 1.0, (5, 3, 20, 20), &Device::Cpu).unwrap();
 
     let planned = model.forward(&input).unwrap();
     assert_eq!(planned.dims(), [5, 7]);
@@ -107,14 +118,7 @@ fn the_generated_model_runs_every_layer() {
         .with_optimizations(Optimizations::NONE)
         .forward(&input)
         .unwrap();
-    let difference = (&planned - &plain)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let difference = compare::relative_error(&planned, &plain);
     assert!(difference < 1e-5, "plan and candle differ by {difference}");
 
     // Training runs the generated forward: dropout and batch statistics, the same shape.
@@ -151,14 +155,7 @@ mod structures {
 fn the_generated_forward_covers_adds_nested_concats_and_parameter_arithmetic() {
     use structures::structures as net;
     let device = Device::Cpu;
-    let varmap = VarMap::new();
-    net::Model::new(
-        VarBuilder::from_varmap(&varmap, DType::F32, &device),
-        &net::Config::default(),
-    )
-    .unwrap();
-    let vb = archc_runtime::load::detached(&varmap, &device).unwrap();
-    let model = net::Model::new(vb, &net::Config::default()).unwrap();
+    let model = random_model!(net);
     let input = Tensor::randn(0f32, 1.0, (3, 3, 12, 12), &device).unwrap();
     let planned = model.forward(&input).unwrap();
     let plain = model
@@ -167,14 +164,7 @@ fn the_generated_forward_covers_adds_nested_concats_and_parameter_arithmetic() {
         .forward(&input)
         .unwrap();
     assert_eq!(planned.dims(), [3, 5]);
-    let difference = (&planned - &plain)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let difference = compare::relative_error(&planned, &plain);
     assert!(difference < 1e-4, "plan and candle differ by {difference}");
     assert_eq!(model.forward_t(&input, true).unwrap().logits.dims(), [3, 5]);
 

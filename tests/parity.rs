@@ -29,28 +29,16 @@ fn weights(path: &Path) -> VarBuilder<'static> {
     VarBuilder::from_tensors(load(path), DType::F32, &Device::Cpu)
 }
 
+#[path = "support/compare.rs"]
+mod compare;
+
 #[track_caller]
 fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
     assert_eq!(got.dims(), want.dims(), "{what}: shape");
-    let scale = want
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-        .max(1.0);
-    let diff = (got - want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let error = compare::relative_error(got, want);
     assert!(
-        diff <= 1e-4 * scale,
-        "{what}: max |a - b| = {diff:e} exceeds 1e-4 * {scale} (max |reference| = {scale})"
+        error <= 1e-4,
+        "{what}: max |a - b| / max(1, max |reference|) = {error:e} exceeds 1e-4"
     );
 }
 

@@ -67,6 +67,20 @@ impl EmitCx<'_> {
         })
     }
 
+    /// The config-struct fields for the arguments the source wrote, each `(argument, field, type)`, in order.
+    pub fn fields(
+        &self,
+        wanted: &[(&str, &'static str, Want)],
+    ) -> Result<Vec<(&'static str, TokenStream)>, CodegenError> {
+        let mut fields = Vec::new();
+        for (argument, field, want) in wanted {
+            if let Some(value) = self.given(argument, *want)? {
+                fields.push((*field, value));
+            }
+        }
+        Ok(fields)
+    }
+
     /// Whether the source wrote the argument `name`.
     pub fn wrote(&self, name: &str) -> bool {
         self.args

@@ -96,15 +96,11 @@ impl LayerDef for BatchNorm {
     }
 
     fn emit(&self, cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {
-        let mut fields = Vec::new();
-        for name in ["eps", "momentum"] {
-            if let Some(value) = cx.given(name, Want::Float)? {
-                fields.push((name, value));
-            }
-        }
-        if let Some(affine) = cx.given("affine", Want::Bool)? {
-            fields.push(("affine", affine));
-        }
+        let fields = cx.fields(&[
+            ("eps", "eps", Want::Float),
+            ("momentum", "momentum", Want::Float),
+            ("affine", "affine", Want::Bool),
+        ])?;
         let config = cx.config(quote!(nn::BatchNormConfig), fields, 3);
         let (features, vb, at, field) = (&cx.in_channels, &cx.vb, &cx.at, cx.field);
         Ok(Emitted {
@@ -189,12 +185,11 @@ impl LayerDef for Lrn {
 
     fn emit(&self, cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {
         let size = cx.required("size", Want::Usize)?;
-        let mut fields = Vec::new();
-        for name in ["alpha", "beta", "k"] {
-            if let Some(value) = cx.given(name, Want::Float)? {
-                fields.push((name, value));
-            }
-        }
+        let fields = cx.fields(&[
+            ("alpha", "alpha", Want::Float),
+            ("beta", "beta", Want::Float),
+            ("k", "k", Want::Float),
+        ])?;
         let config = cx.config(quote!(nn::LrnConfig), fields, 3);
         let (at, field) = (&cx.at, cx.field);
         Ok(Emitted::module(

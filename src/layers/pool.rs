@@ -100,12 +100,10 @@ impl LayerDef for MaxPool2d {
     fn emit(&self, cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {
         let kernel = cx.required("kernel", Want::Pair)?;
         let mut fields = window_fields(cx)?;
-        if let Some(dilation) = cx.given("dilation", Want::Pair)? {
-            fields.push(("dilation", dilation));
-        }
-        if let Some(ceil) = cx.given("ceil", Want::Bool)? {
-            fields.push(("ceil_mode", ceil));
-        }
+        fields.extend(cx.fields(&[
+            ("dilation", "dilation", Want::Pair),
+            ("ceil", "ceil_mode", Want::Bool),
+        ])?);
         let config = cx.config(quote!(nn::MaxPool2dConfig), fields, 4);
         let (at, field) = (&cx.at, cx.field);
         Ok(Emitted::module(
@@ -177,12 +175,10 @@ impl LayerDef for AvgPool2d {
     fn emit(&self, cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {
         let kernel = cx.required("kernel", Want::Pair)?;
         let mut fields = window_fields(cx)?;
-        if let Some(ceil) = cx.given("ceil", Want::Bool)? {
-            fields.push(("ceil_mode", ceil));
-        }
-        if let Some(count) = cx.given("count_include_pad", Want::Bool)? {
-            fields.push(("count_include_pad", count));
-        }
+        fields.extend(cx.fields(&[
+            ("ceil", "ceil_mode", Want::Bool),
+            ("count_include_pad", "count_include_pad", Want::Bool),
+        ])?);
         let config = cx.config(quote!(nn::AvgPool2dConfig), fields, 4);
         let (at, field) = (&cx.at, cx.field);
         Ok(Emitted::module(

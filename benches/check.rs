@@ -5,25 +5,9 @@
 use archc::{compile, SourceKind};
 use criterion::{criterion_group, criterion_main, Criterion};
 
-/// A network of `layers` statements: conv/batch-norm/relu rows with a declared size each, pools now and then.
-fn deep_file(layers: usize) -> String {
-    let mut source = String::from("network deep(width = 16) {\n    input [3, 64, 64]\n");
-    let mut size = 64;
-    for i in 0..layers {
-        if i % 500 == 499 && size > 4 {
-            size /= 2;
-            source.push_str(&format!(
-                "    pool{i} = max_pool(2, stride = 2) : [width, {size}, {size}]\n"
-            ));
-        } else {
-            source.push_str(&format!(
-                "    layer{i} = conv2d(width, 3, pad = 1, bias = false) -> batch_norm -> relu : [width, {size}, {size}]\n"
-            ));
-        }
-    }
-    source.push_str("}\n");
-    source
-}
+#[path = "../tests/support/deep_network.rs"]
+mod deep_network;
+use deep_network::deep_file;
 
 fn bench_check(c: &mut Criterion) {
     let googlenet = std::fs::read_to_string(concat!(

@@ -148,6 +148,20 @@ pub(crate) struct Emitted {
     pub forward: Forward,
     /// The node the runtime's inference plan runs for it (`nn::Op::Conv(&self.conv)`).
     pub plan: TokenStream,
+    /// Where its output channel count comes from.
+    pub channels: Channels,
+}
+
+/// How a layer's output channel count (features, for a flat output) follows from its call, for the channel
+/// expressions code generation follows through a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Channels {
+    /// The input's.
+    Input,
+    /// The value of this argument (`out` of `conv2d`).
+    Argument(&'static str),
+    /// All of the input's values: channels × height × width.
+    Flattened,
 }
 
 /// One forward step, written as a method call on the running tensor.
@@ -169,7 +183,13 @@ impl Emitted {
             field: Some((ty, ctor)),
             forward: Forward::Apply,
             plan,
+            channels: Channels::Input,
         }
+    }
+
+    /// The same, with its output channels coming from `channels`.
+    pub fn with_channels(self, channels: Channels) -> Emitted {
+        Emitted { channels, ..self }
     }
 
     /// A layer without state: a method on the tensor.
@@ -178,6 +198,7 @@ impl Emitted {
             field: None,
             forward: Forward::Method(call),
             plan,
+            channels: Channels::Input,
         }
     }
 }

@@ -27,7 +27,7 @@ use crate::diagnostic::{Code, Diagnostic, LineIndex, Span};
 use crate::ir::{Network, Node, NodeKind, Role, Shape, Value};
 use crate::{Checked, SourceKind};
 
-use layer::{EmitCx, Forward};
+use layer::{Channels, EmitCx, Forward};
 use types::{expr, rust_ident, type_ident, Scope, Ty, BLOCK_INPUT};
 
 /// Something the generator cannot express, with where it is.
@@ -519,7 +519,7 @@ impl Generator<'_> {
                     (None, Forward::Method(call)) => Some(quote!(.#call)),
                     (None, _) => None,
                 };
-                let channels = layer_channels(layer, node, input)?;
+                let channels = layer_channels(emitted.channels, node, input)?;
                 Ok(Piece {
                     steps: step
                         .map(|call| Step::Call {
@@ -765,35 +765,21 @@ impl Generator<'_> {
     }
 }
 
-/// A layer's output channels as an expression over the struct's parameters.
-fn layer_channels(
-    layer: &crate::layers::Layer,
-    node: &Node,
-    input: &Expr,
-) -> Result<Expr, CodegenError> {
-    use crate::layers::Layer;
-    let written = |name: &str| {
-        node.args
+/// A layer's output channels as an expression over the struct's parameters, as its definition says they follow.
+fn layer_channels(channels: Channels, node: &Node, input: &Expr) -> Result<Expr, CodegenError> {
+    Ok(match channels {
+        Channels::Input => input.clone(),
+        Channels::Argument(name) => node
+            .args
             .iter()
             .find(|a| a.name == name)
             .and_then(|a| a.expr.clone())
-            .ok_or_else(|| CodegenError::new(node.span, format!("no `{name}` argument")))
-    };
-    Ok(match layer {
-        Layer::Conv2d(_) | Layer::Linear(_) => fold(written("out")?),
-        Layer::Flatten(_) => match node.input {
+            .map(fold)
+            .ok_or_else(|| CodegenError::new(node.span, format!("no `{name}` argument")))?,
+        Channels::Flattened => match node.input {
             Shape::Map { h, w, .. } => fold(binary(BinaryOp::Mul, input.clone(), int_expr(h * w))),
             Shape::Flat { .. } => input.clone(),
         },
-        Layer::MaxPool2d(_)
-        | Layer::AvgPool2d(_)
-        | Layer::AdaptiveAvgPool2d(_)
-        | Layer::BatchNorm(_)
-        | Layer::Lrn(_)
-        | Layer::Relu(_)
-        | Layer::Dropout(_)
-        | Layer::Softmax(_)
-        | Layer::Identity(_) => input.clone(),
     })
 }
 

@@ -2,7 +2,7 @@
 
 use quote::quote;
 
-use crate::codegen::layer::{EmitCx, Emitted, Forward, Want};
+use crate::codegen::layer::{Channels, EmitCx, Emitted, Forward, Want};
 use crate::codegen::CodegenError;
 use crate::ir::{Shape, Value};
 
@@ -104,6 +104,7 @@ impl LayerDef for Dropout {
             field: Some((quote!(nn::Dropout), quote!(nn::dropout(#p)#at?))),
             forward: Forward::ApplyT,
             plan: quote!(nn::Op::Identity),
+            channels: Channels::Input,
         })
     }
 }
@@ -153,6 +154,7 @@ impl LayerDef for Identity {
             field: None,
             forward: Forward::Nothing,
             plan: quote!(nn::Op::Identity),
+            channels: Channels::Input,
         })
     }
 }

@@ -3,7 +3,7 @@
 
 use quote::quote;
 
-use crate::codegen::layer::{EmitCx, Emitted, Want};
+use crate::codegen::layer::{Channels, EmitCx, Emitted, Want};
 use crate::codegen::CodegenError;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::ir::{Padding, Shape, Value};
@@ -238,7 +238,8 @@ impl LayerDef for Conv2d {
             quote!(nn::Conv2d),
             quote!(nn::conv2d(#in_channels, #out, #kernel, #config, #vb)#at?),
             quote!(nn::Op::Conv(&self.#field)),
-        ))
+        )
+        .with_channels(Channels::Argument("out")))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use quote::quote;
 
-use crate::codegen::layer::{EmitCx, Emitted, Want};
+use crate::codegen::layer::{Channels, EmitCx, Emitted, Want};
 use crate::codegen::CodegenError;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::ir::{Shape, Value};
@@ -124,7 +124,8 @@ impl LayerDef for Linear {
             quote!(nn::Linear),
             ctor,
             quote!(nn::Op::Module(&self.#field)),
-        ))
+        )
+        .with_channels(Channels::Argument("out")))
     }
 }
 
@@ -176,10 +177,10 @@ impl LayerDef for Flatten {
     }
 
     fn emit(&self, _cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {
-        Ok(Emitted::method(
-            quote!(flatten_from(1)),
-            quote!(nn::Op::Flatten),
-        ))
+        Ok(
+            Emitted::method(quote!(flatten_from(1)), quote!(nn::Op::Flatten))
+                .with_channels(Channels::Flattened),
+        )
     }
 }
 

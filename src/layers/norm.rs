@@ -3,7 +3,7 @@
 
 use quote::quote;
 
-use crate::codegen::layer::{EmitCx, Emitted, Want};
+use crate::codegen::layer::{Channels, EmitCx, Emitted, Want};
 use crate::codegen::CodegenError;
 use crate::ir::{Shape, Value};
 
@@ -110,6 +110,7 @@ impl LayerDef for BatchNorm {
             )),
             forward: crate::codegen::layer::Forward::ApplyT,
             plan: quote!(nn::Op::BatchNorm(&self.#field)),
+            channels: Channels::Input,
         })
     }
 }

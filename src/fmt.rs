@@ -30,8 +30,8 @@
 //! more level.
 
 use crate::ast::{
-    Arg, Call, Definition, DefinitionKind, Expr, ExprKind, Group, LayerStatement, Op, Param,
-    ShapeExpr, Statement,
+    Arg, Call, Definition, DefinitionKind, Expr, ExprKind, ForLoop, Group, LayerStatement, Op,
+    Param, ShapeExpr, Statement,
 };
 use crate::diagnostic::Diagnostic;
 
@@ -322,6 +322,18 @@ struct Formatter<'s> {
 enum Item<'a> {
     Input(&'a ShapeExpr),
     Layer(&'a LayerStatement),
+    For(&'a ForLoop),
+}
+
+/// The items of a body, in order.
+fn items(body: &[Statement]) -> Vec<Item<'_>> {
+    body.iter()
+        .map(|statement| match statement {
+            Statement::Input(shape) => Item::Input(shape),
+            Statement::Layer(layer) => Item::Layer(layer),
+            Statement::For(for_loop) => Item::For(for_loop),
+        })
+        .collect()
 }
 
 impl<'s> Formatter<'s> {
@@ -408,6 +420,7 @@ impl<'s> Formatter<'s> {
         match item {
             Item::Input(shape) => (self.input_start(shape), shape.span.end as usize),
             Item::Layer(statement) => (statement.span.start as usize, statement.span.end as usize),
+            Item::For(for_loop) => (for_loop.span.start as usize, for_loop.span.end as usize),
         }
     }
 
@@ -533,15 +546,7 @@ impl<'s> Formatter<'s> {
         self.out.space();
         let open = self.next_code(after);
         let close = self.matching(open);
-        let items: Vec<Item<'_>> = definition
-            .body
-            .iter()
-            .map(|statement| match statement {
-                Statement::Input(shape) => Item::Input(shape),
-                Statement::Layer(layer) => Item::Layer(layer),
-            })
-            .collect();
-        self.braced(open, close, &items);
+        self.braced(open, close, &items(&definition.body));
     }
 
     /// `{`, the items one level deeper, `}`.
@@ -637,7 +642,24 @@ impl<'s> Formatter<'s> {
                 self.shape(shape);
             }
             Item::Layer(statement) => self.statement(statement),
+            Item::For(for_loop) => self.for_loop(for_loop),
         }
+    }
+
+    fn for_loop(&mut self, for_loop: &ForLoop) {
+        self.token("for", for_loop.span.start as usize);
+        self.out.space();
+        self.token(&for_loop.var.name, for_loop.var.span.start as usize);
+        self.out.space();
+        self.token("in", self.next_code(for_loop.var.span.end as usize));
+        self.out.space();
+        self.expr(&for_loop.start, 0, false);
+        let range = if for_loop.inclusive { "..=" } else { ".." };
+        self.token(range, self.next_code(for_loop.start.span.end as usize));
+        self.expr(&for_loop.end, 0, false);
+        self.out.space();
+        let open = self.next_code(for_loop.end.span.end as usize);
+        self.braced(open, for_loop.span.end as usize - 1, &items(&for_loop.body));
     }
 
     fn statement(&mut self, statement: &LayerStatement) {
@@ -694,6 +716,9 @@ impl<'s> Formatter<'s> {
                 Op::Group(group) => {
                     Some((group.keyword_span.end as usize, group.span.end as usize))
                 }
+                Op::Sequence(sequence) => {
+                    Some((sequence.span.start as usize, sequence.span.end as usize))
+                }
                 Op::Call(_) => None,
             })
             .collect();
@@ -731,6 +756,10 @@ impl<'s> Formatter<'s> {
                 Op::Call(call) => line += self.measure(|f| f.call(call)),
                 Op::Group(group) => {
                     widest = widest.max(line + group.kind.keyword().len() + " {".len());
+                    line = indent + "}".len();
+                }
+                Op::Sequence(_) => {
+                    widest = widest.max(line + "{".len());
                     line = indent + "}".len();
                 }
             }
@@ -777,11 +806,19 @@ impl<'s> Formatter<'s> {
             match op {
                 Op::Call(call) => self.call(call),
                 Op::Group(group) => self.group(group),
+                Op::Sequence(sequence) => {
+                    let items = items(&sequence.body);
+                    let (open, close) = (sequence.span.start, sequence.span.end - 1);
+                    self.braced(open as usize, close as usize, &items);
+                }
             }
         }
     }
 
     fn call(&mut self, call: &Call) {
+        if call.spread {
+            self.token("..", call.span.start as usize);
+        }
         self.token(&call.callee.name, call.callee.span.start as usize);
         if call.span.end > call.callee.span.end {
             let open = self.next_code(call.callee.span.end as usize);

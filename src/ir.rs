@@ -139,12 +139,29 @@ pub enum NodeKind {
         args: Vec<(String, Value)>,
         body: Vec<Node>,
     },
-    /// Several operations in sequence (`a -> b`); children are named `0`, `1`, ...
+    /// Several operations in sequence: a chain `a -> b`, whose children are named `0`, `1`, ...; or a sequence
+    /// `{ ... }`, whose children have the names its statements give them.
     Chain(Vec<Node>),
     /// Branches reading the same input, concatenated along channels.
     Concat(Vec<Node>),
     /// Branches reading the same input, summed element-wise.
     Add(Vec<Node>),
+    /// Branches reading the same input, multiplied element-wise (a `[C, 1, 1]` branch broadcast over the map).
+    Mul(Vec<Node>),
+    /// A `for` loop, unrolled: its body's nodes for each value of the loop variable in turn.
+    Repeat(Repeat),
+}
+
+/// A checked `for` loop. The node's `args` hold its range's bounds as written (`start`, `end`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Repeat {
+    /// The loop variable.
+    pub var: String,
+    /// Whether the range includes its end (`..=`).
+    pub inclusive: bool,
+    /// The body's nodes, `per_iteration` of them for each iteration, in order.
+    pub nodes: Vec<Node>,
+    pub per_iteration: usize,
 }
 
 /// Whether a node is on the main path or a training-only side output.
@@ -174,6 +191,8 @@ pub struct Node {
     pub args: Vec<Arg>,
     /// For a statement, the output size it declares (`: [C, H, W]`), as written.
     pub declared: Option<Vec<crate::ast::Expr>>,
+    /// For a statement whose name has values in it (`denselayer{i}`), the name as written.
+    pub template: Vec<crate::ast::NamePart>,
 }
 
 impl Node {
@@ -182,7 +201,11 @@ impl Node {
         match &self.kind {
             NodeKind::Layer(_) => &[],
             NodeKind::Block { body, .. } => body,
-            NodeKind::Chain(nodes) | NodeKind::Concat(nodes) | NodeKind::Add(nodes) => nodes,
+            NodeKind::Chain(nodes)
+            | NodeKind::Concat(nodes)
+            | NodeKind::Add(nodes)
+            | NodeKind::Mul(nodes)
+            | NodeKind::Repeat(Repeat { nodes, .. }) => nodes,
         }
     }
 
@@ -204,12 +227,21 @@ impl Node {
         for expr in self.declared.iter_mut().flatten() {
             expr.clear_spans();
         }
+        for part in &mut self.template {
+            if let crate::ast::NamePart::Value(expr) = part {
+                expr.clear_spans();
+            }
+        }
         match &mut self.kind {
             NodeKind::Layer(_) => {}
             NodeKind::Block { body: nodes, .. }
             | NodeKind::Chain(nodes)
             | NodeKind::Concat(nodes)
-            | NodeKind::Add(nodes) => nodes.iter_mut().for_each(Node::clear_spans),
+            | NodeKind::Add(nodes)
+            | NodeKind::Mul(nodes)
+            | NodeKind::Repeat(Repeat { nodes, .. }) => {
+                nodes.iter_mut().for_each(Node::clear_spans)
+            }
         }
     }
 }

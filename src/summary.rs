@@ -102,12 +102,21 @@ fn push_rows(node: &Node, depth: usize, anonymous: bool, training_only: bool, ro
         NodeKind::Chain(_) => "chain".to_string(),
         NodeKind::Concat(_) => "concat".to_string(),
         NodeKind::Add(_) => "add".to_string(),
+        NodeKind::Mul(_) => "mul".to_string(),
+        NodeKind::Repeat(repeat) => format!("for {}", repeat.var),
     };
     let is_layer = matches!(node.kind, NodeKind::Layer(_));
     if anonymous && !is_layer {
         // A group's branches keep their own names (an unnamed group is transparent in paths); the elements of
         // an unnamed chain or block instance are unnamed too.
-        let members_anonymous = !matches!(node.kind, NodeKind::Concat(_) | NodeKind::Add(_));
+        // A chain `a -> b` numbers its elements; a sequence, a block's body and a loop name theirs.
+        let members_anonymous = match &node.kind {
+            NodeKind::Chain(children) => children
+                .iter()
+                .enumerate()
+                .all(|(index, child)| child.name.as_deref() == Some(index.to_string().as_str())),
+            _ => false,
+        };
         for child in node.children() {
             push_rows(child, depth, members_anonymous, training_only, rows);
         }

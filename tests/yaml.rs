@@ -136,6 +136,7 @@ fn googlenet_yaml_spans_point_at_the_text_they_stand_for() {
                         });
                     }
                 }
+                Statement::For(_) => panic!("googlenet.yaml has no loops"),
             }
         }
     }
@@ -161,6 +162,7 @@ fn visit_calls(op: &Op, visit: &mut impl FnMut(&ast::Call)) {
                 branch.chain.iter().for_each(|op| visit_calls(op, visit));
             }
         }
+        Op::Sequence(_) => panic!("googlenet.yaml has no sequences"),
     }
 }
 
@@ -305,6 +307,7 @@ fn collect_names(file: &ast::File, names: &mut Vec<(String, Span)>) {
                     }
                 }
                 Op::Group(group) => group.branches.iter().for_each(|b| layer(b, names)),
+                Op::Sequence(_) => panic!("no sequences in this test's YAML"),
             }
         }
         if let Some(shape) = &l.declared {
@@ -323,6 +326,7 @@ fn collect_names(file: &ast::File, names: &mut Vec<(String, Span)>) {
             match statement {
                 Statement::Input(shape) => shape.dims.iter().for_each(|d| expr(d, names)),
                 Statement::Layer(l) => layer(l, names),
+                Statement::For(_) => panic!("no loops in this test's YAML"),
             }
         }
     }
@@ -652,11 +656,20 @@ fn clear_file_spans(file: &mut ast::File) {
             param.name.span = Span::default();
             param.default.iter_mut().for_each(clear_expr);
         }
-        for statement in &mut definition.body {
-            match statement {
-                Statement::Input(shape) => clear_shape(shape),
-                Statement::Layer(layer) => clear_layer(layer),
-            }
+        definition.body.iter_mut().for_each(clear_statement);
+    }
+}
+
+fn clear_statement(statement: &mut ast::Statement) {
+    match statement {
+        Statement::Input(shape) => clear_shape(shape),
+        Statement::Layer(layer) => clear_layer(layer),
+        Statement::For(for_loop) => {
+            for_loop.span = Span::default();
+            for_loop.var.span = Span::default();
+            clear_expr(&mut for_loop.start);
+            clear_expr(&mut for_loop.end);
+            for_loop.body.iter_mut().for_each(clear_statement);
         }
     }
 }
@@ -669,6 +682,11 @@ fn clear_layer(layer: &mut ast::LayerStatement) {
         .iter_mut()
         .for_each(|n| n.span = Span::default());
     layer.declared.iter_mut().for_each(clear_shape);
+    for part in &mut layer.template {
+        if let ast::NamePart::Value(value) = part {
+            clear_expr(value);
+        }
+    }
     for op in &mut layer.chain {
         match op {
             Op::Call(call) => {
@@ -684,6 +702,10 @@ fn clear_layer(layer: &mut ast::LayerStatement) {
                 group.span = Span::default();
                 group.keyword_span = Span::default();
                 group.branches.iter_mut().for_each(clear_layer);
+            }
+            Op::Sequence(sequence) => {
+                sequence.span = Span::default();
+                sequence.body.iter_mut().for_each(clear_statement);
             }
         }
     }

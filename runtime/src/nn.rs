@@ -6,7 +6,7 @@
 //! reaches them unchecked; [`At::at`] prefixes an error with the `.arch` line it comes from. How a model runs
 //! fast in inference is decided by [`crate::plan`], not here.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::VarBuilder;
 
 pub use crate::conv::{Conv2d, Pad2d};
@@ -280,6 +280,55 @@ pub fn sum(parts: &[Tensor]) -> Result<Tensor> {
         .split_first()
         .ok_or_else(|| error("add of no branches"))?;
     rest.iter().try_fold(first.clone(), |acc, part| acc + part)
+}
+
+/// The element-wise product of a `mul` group's branches, broadcasting `[N, C, 1, 1]` over `[N, C, H, W]`.
+pub fn product(parts: &[Tensor]) -> Result<Tensor> {
+    let (first, rest) = parts
+        .split_first()
+        .ok_or_else(|| error("mul of no branches"))?;
+    rest.iter()
+        .try_fold(first.clone(), |acc, part| acc.broadcast_mul(part))
+}
+
+/// The blocks a `for` loop builds, one per iteration, applied in order.
+#[derive(Debug, Clone)]
+pub struct Stack<T>(Vec<T>);
+
+impl<T> Stack<T> {
+    pub fn new() -> Self {
+        Stack(Vec::new())
+    }
+
+    /// Appends the next iteration's block.
+    pub fn push(&mut self, block: T) {
+        self.0.push(block);
+    }
+
+    /// The blocks, in order.
+    pub fn blocks(&self) -> &[T] {
+        &self.0
+    }
+}
+
+impl<T> Default for Stack<T> {
+    fn default() -> Self {
+        Stack::new()
+    }
+}
+
+impl<T: ModuleT> ModuleT for Stack<T> {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.0
+            .iter()
+            .try_fold(xs.clone(), |xs, block| block.forward_t(&xs, train))
+    }
+}
+
+impl<T: Describe> Describe for Stack<T> {
+    fn describe(&self) -> Op<'_> {
+        Op::Chain(self.0.iter().map(Describe::describe).collect())
+    }
 }
 
 /// `a - b` for sizes computed from a `Config`: an error rather than an underflow.

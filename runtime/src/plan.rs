@@ -34,6 +34,8 @@ pub enum Op<'a> {
     Concat(Vec<Op<'a>>),
     /// Branches reading the same input, summed.
     Add(Vec<Op<'a>>),
+    /// Branches reading the same input, multiplied (a `[N, C, 1, 1]` branch broadcast over the map).
+    Mul(Vec<Op<'a>>),
 }
 
 /// A network, or part of one, described for its [`Plan`].
@@ -107,17 +109,17 @@ impl Plan {
                 Op::Identity => x,
                 Op::Module(module) => module.forward(&x)?,
                 Op::Concat(branches) => self.concat(branches, &x)?,
-                Op::Add(branches) => {
-                    let parts = branches
-                        .iter()
-                        .map(|branch| self.eval(branch, &x))
-                        .collect::<Result<Vec<_>>>()?;
-                    crate::nn::sum(&parts)?
-                }
+                Op::Add(branches) => crate::nn::sum(&self.branches(branches, &x)?)?,
+                Op::Mul(branches) => crate::nn::product(&self.branches(branches, &x)?)?,
             };
             i += 1;
         }
         Ok(x)
+    }
+
+    /// Each branch's output from `x`.
+    fn branches(&self, branches: &[Op<'_>], x: &Tensor) -> Result<Vec<Tensor>> {
+        branches.iter().map(|branch| self.eval(branch, x)).collect()
     }
 
     /// The branches of a concatenation; the convolutions that start them are offered to

@@ -52,12 +52,48 @@ pub enum Statement {
     Input(ShapeExpr),
     /// `NAME = CHAIN : [..]`, `CHAIN`, or `side NAME = CHAIN from SOURCE`.
     Layer(LayerStatement),
+    /// `for VAR in START..END { STATEMENTS }`
+    For(ForLoop),
+}
+
+impl Statement {
+    /// The source text of the statement.
+    pub fn span(&self) -> Span {
+        match self {
+            Statement::Input(shape) => shape.span,
+            Statement::Layer(layer) => layer.span,
+            Statement::For(for_loop) => for_loop.span,
+        }
+    }
+}
+
+/// `for VAR in START..END { STATEMENTS }`: the statements once per value of `var`, which their names (`{i}`)
+/// and arguments may read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForLoop {
+    pub var: Ident,
+    pub start: Expr,
+    pub end: Expr,
+    /// `..=`: the end is included.
+    pub inclusive: bool,
+    pub body: Vec<Statement>,
+    pub span: Span,
+}
+
+/// A part of a statement's name: text, or `{e}`, a value filled in (from a loop variable or a parameter).
+#[derive(Debug, Clone, PartialEq)]
+pub enum NamePart {
+    Text(String),
+    Value(Expr),
 }
 
 /// A chain of operations, optionally named, optionally with a declared output shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerStatement {
+    /// The name as written (`denselayer{i}` for a templated one).
     pub name: Option<Ident>,
+    /// The name's parts when it has `{e}` holes to fill; empty for a plain name.
+    pub template: Vec<NamePart>,
     /// `Some(source)` for a training-only side output (`side NAME = ... from SOURCE`).
     pub side_from: Option<Ident>,
     pub chain: Vec<Op>,
@@ -70,8 +106,18 @@ pub struct LayerStatement {
 pub enum Op {
     /// A built-in layer or a block, with arguments.
     Call(Call),
-    /// `concat { ... }` or `add { ... }`.
+    /// `concat { ... }`, `add { ... }` or `mul { ... }`.
     Group(Group),
+    /// `{ STATEMENTS }`
+    Sequence(Sequence),
+}
+
+/// `{ STATEMENTS }`: statements applied in order as one operation; their names sit under the enclosing
+/// statement's name, or at the enclosing level when it has none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sequence {
+    pub body: Vec<Statement>,
+    pub span: Span,
 }
 
 impl Op {
@@ -80,6 +126,7 @@ impl Op {
         match self {
             Op::Call(call) => call.span,
             Op::Group(group) => group.span,
+            Op::Sequence(sequence) => sequence.span,
         }
     }
 }
@@ -87,6 +134,8 @@ impl Op {
 /// `callee(args)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call {
+    /// `..block(args)`: the block's statements are named at the enclosing level.
+    pub spread: bool,
     pub callee: Ident,
     pub args: Vec<Arg>,
     pub span: Span,
@@ -107,6 +156,8 @@ pub enum GroupKind {
     Concat,
     /// Element-wise sum.
     Add,
+    /// Element-wise product; a `[C, 1, 1]` branch is broadcast over the map (squeeze-and-excitation).
+    Mul,
 }
 
 impl GroupKind {
@@ -115,6 +166,7 @@ impl GroupKind {
         match self {
             GroupKind::Concat => "concat",
             GroupKind::Add => "add",
+            GroupKind::Mul => "mul",
         }
     }
 }

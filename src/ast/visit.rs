@@ -30,8 +30,8 @@
 //! A walk that builds a new tree (a fold) or rewrites one in place is not a visit; those stay hand-written.
 
 use super::{
-    Arg, Call, Definition, Expr, ExprKind, File, Group, LayerStatement, Op, Param, ShapeExpr,
-    Statement,
+    Arg, Call, Definition, Expr, ExprKind, File, ForLoop, Group, LayerStatement, NamePart, Op,
+    Param, Sequence, ShapeExpr, Statement,
 };
 
 /// A read-only visit of the AST. Every method recurses by default; override the nodes an analysis needs.
@@ -56,6 +56,10 @@ pub trait Visit<'ast> {
         visit_layer_statement(self, statement);
     }
 
+    fn visit_for_loop(&mut self, for_loop: &'ast ForLoop) {
+        visit_for_loop(self, for_loop);
+    }
+
     fn visit_op(&mut self, op: &'ast Op) {
         visit_op(self, op);
     }
@@ -70,6 +74,10 @@ pub trait Visit<'ast> {
 
     fn visit_group(&mut self, group: &'ast Group) {
         visit_group(self, group);
+    }
+
+    fn visit_sequence(&mut self, sequence: &'ast Sequence) {
+        visit_sequence(self, sequence);
     }
 
     fn visit_shape_expr(&mut self, shape: &'ast ShapeExpr) {
@@ -105,19 +113,34 @@ pub fn visit_param<'ast, V: Visit<'ast> + ?Sized>(v: &mut V, param: &'ast Param)
     }
 }
 
-/// Visits an input's shape or a layer statement.
+/// Visits an input's shape, a layer statement or a loop.
 pub fn visit_statement<'ast, V: Visit<'ast> + ?Sized>(v: &mut V, statement: &'ast Statement) {
     match statement {
         Statement::Input(shape) => v.visit_shape_expr(shape),
         Statement::Layer(layer) => v.visit_layer_statement(layer),
+        Statement::For(for_loop) => v.visit_for_loop(for_loop),
     }
 }
 
-/// Visits the chain's operations in order, then the declared shape.
+/// Visits the range's bounds, then the body.
+pub fn visit_for_loop<'ast, V: Visit<'ast> + ?Sized>(v: &mut V, for_loop: &'ast ForLoop) {
+    v.visit_expr(&for_loop.start);
+    v.visit_expr(&for_loop.end);
+    for statement in &for_loop.body {
+        v.visit_statement(statement);
+    }
+}
+
+/// Visits the values in the name, the chain's operations in order, then the declared shape.
 pub fn visit_layer_statement<'ast, V: Visit<'ast> + ?Sized>(
     v: &mut V,
     statement: &'ast LayerStatement,
 ) {
+    for part in &statement.template {
+        if let NamePart::Value(expr) = part {
+            v.visit_expr(expr);
+        }
+    }
     for op in &statement.chain {
         v.visit_op(op);
     }
@@ -126,11 +149,19 @@ pub fn visit_layer_statement<'ast, V: Visit<'ast> + ?Sized>(
     }
 }
 
-/// Visits the call or the group.
+/// Visits the call, the group or the sequence.
 pub fn visit_op<'ast, V: Visit<'ast> + ?Sized>(v: &mut V, op: &'ast Op) {
     match op {
         Op::Call(call) => v.visit_call(call),
         Op::Group(group) => v.visit_group(group),
+        Op::Sequence(sequence) => v.visit_sequence(sequence),
+    }
+}
+
+/// Visits the statements in order.
+pub fn visit_sequence<'ast, V: Visit<'ast> + ?Sized>(v: &mut V, sequence: &'ast Sequence) {
+    for statement in &sequence.body {
+        v.visit_statement(statement);
     }
 }
 

@@ -15,8 +15,8 @@ use std::collections::{HashMap, HashSet};
 
 use crate::ast::visit::{self, Visit};
 use crate::ast::{
-    self, Call, Definition, DefinitionKind, Expr, ExprKind, GroupKind, LayerStatement, Op,
-    Statement,
+    self, Call, Definition, DefinitionKind, Expr, ExprKind, ForLoop, GroupKind, LayerStatement,
+    NamePart, Op, Statement,
 };
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::ir::{Layer, Network, Node, NodeKind, Role, Shape, Value};
@@ -133,6 +133,8 @@ struct Checker<'a> {
 enum BodyKind {
     Network,
     Block,
+    /// The statements of a sequence `{ ... }` or of a `for` loop.
+    Sequence,
 }
 
 /// The names taken at one level of weight paths.
@@ -291,7 +293,14 @@ impl<'a> Checker<'a> {
                 (None, definition.body.as_slice())
             }
         };
-        let (body, outputs) = self.check_body(body, &env, input_shape, "", BodyKind::Network);
+        let (body, outputs) = self.check_body(
+            body,
+            &env,
+            input_shape,
+            "",
+            BodyKind::Network,
+            &mut Scope::new(),
+        );
         let output = outputs.first().copied();
         let params = definition
             .params
@@ -309,7 +318,7 @@ impl<'a> Checker<'a> {
         })
     }
 
-    fn eval_shape(&mut self, shape: &ast::ShapeExpr, env: &Env<'_>) -> Option<Shape> {
+    fn eval_shape(&mut self, shape: &ast::ShapeExpr, env: &Env<'a>) -> Option<Shape> {
         let mut dims = Vec::new();
         for dim in &shape.dims {
             match eval(dim, env, &mut self.diagnostics)? {
@@ -374,12 +383,12 @@ impl<'a> Checker<'a> {
     fn check_body(
         &mut self,
         statements: &'a [Statement],
-        env: &Env<'_>,
+        env: &Env<'a>,
         input: Option<Shape>,
         prefix: &str,
         kind: BodyKind,
+        scope: &mut Scope,
     ) -> (Vec<Node>, Vec<Shape>) {
-        let mut scope = Scope::new();
         // The shapes the next row may read, most trusted first (see `check_row`).
         let mut current: Vec<Shape> = input.into_iter().collect();
         let mut named_outputs: Vec<(&str, Vec<Shape>)> = Vec::new();
@@ -390,6 +399,7 @@ impl<'a> Checker<'a> {
                     let message = match kind {
                         BodyKind::Network => "a network has one `input` statement, and it comes first",
                         BodyKind::Block => "a block takes its input from where it is used; it has no `input` statement",
+                        BodyKind::Sequence => "statements in braces read the output of the statement before them; they have no `input` statement",
                     };
                     self.diagnostics.push(
                         Diagnostic::error(Code::MisplacedInput, shape.span, message)
@@ -398,18 +408,26 @@ impl<'a> Checker<'a> {
                     continue;
                 }
                 Statement::Layer(layer) => layer,
+                Statement::For(for_loop) => {
+                    let (node, outputs) = self.check_for(for_loop, env, &current, prefix, scope);
+                    nodes.extend(node);
+                    current = outputs;
+                    continue;
+                }
             };
             let (statement_input, role) = match &layer.side_from {
                 None => (current.clone(), Role::Main),
                 Some(source) => {
                     if kind != BodyKind::Network {
+                        let message = match kind {
+                            BodyKind::Sequence => {
+                                "side outputs are statements of a network itself, not inside braces"
+                            }
+                            _ => "side outputs belong in a network, not in a block",
+                        };
                         self.diagnostics.push(
-                            Diagnostic::error(
-                                Code::InvalidSideOutput,
-                                layer.span,
-                                "side outputs belong in a network, not in a block",
-                            )
-                            .with_label("training-only outputs are model outputs"),
+                            Diagnostic::error(Code::InvalidSideOutput, layer.span, message)
+                                .with_label("training-only outputs are model outputs"),
                         );
                         continue;
                     }
@@ -450,14 +468,8 @@ impl<'a> Checker<'a> {
                     }
                 }
             };
-            let (node, outputs) = self.check_row(
-                layer,
-                env,
-                &statement_input,
-                prefix,
-                &mut scope,
-                role.clone(),
-            );
+            let (node, outputs) =
+                self.check_row(layer, env, &statement_input, prefix, scope, role.clone());
             self.hint_missing_equals(layer, statements.get(index + 1));
             if role == Role::Main {
                 if let Some(name) = &layer.name {
@@ -485,7 +497,7 @@ impl<'a> Checker<'a> {
     fn check_row(
         &mut self,
         statement: &'a LayerStatement,
-        env: &Env<'_>,
+        env: &Env<'a>,
         inputs: &[Shape],
         prefix: &str,
         scope: &mut Scope,
@@ -583,6 +595,213 @@ impl<'a> Checker<'a> {
         settled
     }
 
+    /// `..block(args)` is a statement of its own, and spreads a block.
+    fn check_spread(&mut self, statement: &LayerStatement) {
+        for (index, op) in statement.chain.iter().enumerate() {
+            let Op::Call(call) = op else { continue };
+            if !call.spread {
+                continue;
+            }
+            let spread_span = Span::new(call.span.start as usize, call.callee.span.start as usize);
+            if builtin(&call.callee.name).is_some() {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::Syntax,
+                        spread_span,
+                        format!(
+                            "`..` puts a block's statements here; `{}` is a layer",
+                            call.callee.name
+                        ),
+                    )
+                    .with_label("not a block")
+                    .with_help(format!("write `{}` without `..`", call.callee.name)),
+                );
+            } else if statement.name.is_some() || index > 0 || statement.chain.len() > 1 {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::Syntax,
+                        spread_span,
+                        "`..block(...)` is a statement of its own",
+                    )
+                    .with_label("spread inside a chain or a named statement")
+                    .with_note(
+                        "it names the block's statements at this level, so it has no name of its own and no neighbours \
+                         in a chain",
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The statement's name with its `{e}` values filled in. A value that is not a non-negative integer is
+    /// reported, and the name is then taken as written.
+    fn statement_name(&mut self, statement: &LayerStatement, env: &Env<'a>) -> Option<String> {
+        let ident = statement.name.as_ref()?;
+        if statement.template.is_empty() {
+            return Some(ident.name.clone());
+        }
+        let mut name = String::new();
+        for part in &statement.template {
+            match part {
+                NamePart::Text(text) => name.push_str(text),
+                NamePart::Value(expr) => match eval(expr, env, &mut self.diagnostics) {
+                    Some(Value::Int(value)) if value >= 0 => name.push_str(&value.to_string()),
+                    None => return Some(ident.name.clone()),
+                    Some(other) => {
+                        self.diagnostics.push(
+                            Diagnostic::error(
+                                Code::ExpressionType,
+                                expr.span,
+                                format!(
+                                    "a value in a name is a non-negative integer, not {}",
+                                    eval::a_type(other)
+                                ),
+                            )
+                            .with_label(format!("this is {other}")),
+                        );
+                        return Some(ident.name.clone());
+                    }
+                },
+            }
+        }
+        Some(name)
+    }
+
+    /// A loop bound: an integer.
+    fn loop_bound(&mut self, expr: &Expr, env: &Env<'a>) -> Option<i64> {
+        match eval(expr, env, &mut self.diagnostics)? {
+            Value::Int(value) => Some(value),
+            other => {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::ExpressionType,
+                        expr.span,
+                        format!("a loop bound is an integer, not {}", eval::a_type(other)),
+                    )
+                    .with_label(format!("this is {other}")),
+                );
+                None
+            }
+        }
+    }
+
+    /// Checks a `for` loop: its body once per value of the loop variable, at the enclosing level of names
+    /// (`scope`), each iteration reading what the one before gave.
+    fn check_for(
+        &mut self,
+        for_loop: &'a ForLoop,
+        env: &Env<'a>,
+        inputs: &[Shape],
+        prefix: &str,
+        scope: &mut Scope,
+    ) -> (Option<Node>, Vec<Shape>) {
+        let var = &for_loop.var.name;
+        if env.bindings.iter().any(|b| b.name == var.as_str()) {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    Code::DuplicateParameter,
+                    for_loop.var.span,
+                    format!("the loop variable `{var}` hides a parameter of the same name"),
+                )
+                .with_label("already a parameter")
+                .with_help("give the loop variable another name"),
+            );
+            return (None, Vec::new());
+        }
+        let start = self.loop_bound(&for_loop.start, env);
+        let end = self.loop_bound(&for_loop.end, env);
+        let (Some(start), Some(end)) = (start, end) else {
+            return (None, Vec::new());
+        };
+        let range_op = if for_loop.inclusive { "..=" } else { ".." };
+        let stop = if for_loop.inclusive {
+            end.checked_add(1)
+        } else {
+            Some(end)
+        };
+        let count = stop.and_then(|stop| stop.checked_sub(start));
+        let count = match count {
+            Some(count) if count >= 0 => count,
+            _ => {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::InvalidArgument,
+                        for_loop.start.span.to(for_loop.end.span),
+                        format!("the range {start}{range_op}{end} ends before it starts"),
+                    )
+                    .with_label("a backwards range")
+                    .with_note("a loop counts up from its start; an empty range is `n..n`"),
+                );
+                return (None, Vec::new());
+            }
+        };
+        if count > MAX_NODES as i64 {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    Code::LimitExceeded,
+                    for_loop.start.span.to(for_loop.end.span),
+                    format!("the loop runs {count} times, more than the {MAX_NODES} layers a network may have"),
+                )
+                .with_label("too many iterations"),
+            );
+            return (None, Vec::new());
+        }
+        let input = inputs.first().copied();
+        let mut current: Vec<Shape> = inputs.to_vec();
+        let mut nodes = Vec::new();
+        let mut per_iteration = 0;
+        let errors = self.error_count();
+        for value in start..start + count {
+            let mut inner = Env {
+                bindings: env.bindings.clone(),
+            };
+            inner.bindings.push(Binding {
+                name: var,
+                value: Some(Value::Int(value)),
+            });
+            let (iteration, outputs) = self.check_body(
+                &for_loop.body,
+                &inner,
+                current.first().copied(),
+                prefix,
+                BodyKind::Sequence,
+                scope,
+            );
+            // One failing iteration is enough: the others would repeat its errors.
+            if self.error_count() > errors || self.budget_reported {
+                return (None, Vec::new());
+            }
+            per_iteration = iteration.len();
+            nodes.extend(iteration);
+            current = outputs;
+        }
+        let (Some(input), Some(output)) = (input, current.first().copied()) else {
+            return (None, current);
+        };
+        let bound = |name: &str, expr: &Expr| Arg {
+            name: name.to_string(),
+            expr: Some(expr.clone()),
+        };
+        let node = Node {
+            name: None,
+            path: prefix.to_string(),
+            kind: NodeKind::Repeat(crate::ir::Repeat {
+                var: var.clone(),
+                inclusive: for_loop.inclusive,
+                nodes,
+                per_iteration,
+            }),
+            input,
+            output,
+            role: Role::Main,
+            span: for_loop.span,
+            args: vec![bound("start", &for_loop.start), bound("end", &for_loop.end)],
+            declared: None,
+            template: Vec::new(),
+        };
+        (Some(node), current)
+    }
+
     /// `conv1 conv2d(...)` parses as two statements, an unknown layer `conv1` and an unnamed `conv2d(...)`: when
     /// an unknown bare name is followed by an unnamed statement, the likelier mistake is a missing `=`.
     fn hint_missing_equals(&mut self, statement: &LayerStatement, next: Option<&Statement>) {
@@ -628,7 +847,7 @@ impl<'a> Checker<'a> {
     fn check_statement(
         &mut self,
         statement: &'a LayerStatement,
-        env: &Env<'_>,
+        env: &Env<'a>,
         input: Option<Shape>,
         prefix: &str,
         scope: &mut Scope,
@@ -643,7 +862,7 @@ impl<'a> Checker<'a> {
     fn eval_declared(
         &mut self,
         statement: &'a LayerStatement,
-        env: &Env<'_>,
+        env: &Env<'a>,
     ) -> Option<(&'a ast::ShapeExpr, Shape)> {
         let shape = statement.declared.as_ref()?;
         Some((shape, self.eval_shape(shape, env)?))
@@ -696,20 +915,22 @@ impl<'a> Checker<'a> {
     fn infer_statement(
         &mut self,
         statement: &'a LayerStatement,
-        env: &Env<'_>,
+        env: &Env<'a>,
         input: Option<Shape>,
         prefix: &str,
         scope: &mut Scope,
         role: Role,
     ) -> (Option<Node>, Vec<Shape>) {
-        let name = statement.name.as_ref().map(|n| n.name.as_str());
-        if let Some(ident) = &statement.name {
-            if let Some(previous) = scope.insert(ident.name.clone(), ident.span) {
+        self.check_spread(statement);
+        let resolved = self.statement_name(statement, env);
+        let name = resolved.as_deref();
+        if let (Some(ident), Some(resolved)) = (&statement.name, name) {
+            if let Some(previous) = scope.insert(resolved.to_string(), ident.span) {
                 self.diagnostics.push(
                     Diagnostic::error(
                         Code::DuplicateName,
                         ident.span,
-                        format!("the name `{}` is already used at this level", ident.name),
+                        format!("the name `{resolved}` is already used at this level"),
                     )
                     .with_label("used again here")
                     .with_secondary(previous, "first used here")
@@ -756,29 +977,49 @@ impl<'a> Checker<'a> {
                     span: statement.span,
                     args: Vec::new(),
                     declared: None,
+                    template: Vec::new(),
                 }),
                 _ => None,
             }
         };
         let node = node.map(|mut node| {
             node.role = role;
+            node.template = statement.template.clone();
             node
         });
         if let Some(node) = &node {
-            if statement.name.is_none()
-                && has_weights(node)
-                && !matches!(node.kind, NodeKind::Concat(_) | NodeKind::Add(_))
-            {
-                self.diagnostics.push(
-                    Diagnostic::error(
-                        Code::UnnamedWeights,
-                        statement.span,
-                        "this statement has weights but no name",
-                    )
-                    .with_label("unnamed")
-                    .with_note("a statement's name becomes its field and weight name in the generated model")
-                    .with_help(format!("name it: `{}`", name_it(statement, node, scope))),
-                );
+            // Weights need a name of their own: a layer's or a chain's from the statement. A block's, a
+            // sequence's and a group's statements name their own (an unnamed block call or sequence puts them
+            // at this level).
+            let spread = matches!(statement.chain.as_slice(), [Op::Call(call)] if call.spread);
+            let unnamed = match node.kind {
+                NodeKind::Layer(_) => true,
+                NodeKind::Chain(_) => statement.chain.len() > 1,
+                NodeKind::Block { .. } => !spread,
+                NodeKind::Concat(_) | NodeKind::Add(_) | NodeKind::Mul(_) | NodeKind::Repeat(_) => {
+                    false
+                }
+            };
+            if statement.name.is_none() && unnamed && has_weights(node) {
+                let mut diagnostic = Diagnostic::error(
+                    Code::UnnamedWeights,
+                    statement.span,
+                    "this statement has weights but no name",
+                )
+                .with_label("unnamed")
+                .with_note(
+                    "a statement's name becomes its field and weight name in the generated model",
+                )
+                .with_help(format!("name it: `{}`", name_it(statement, node, scope)));
+                if let (NodeKind::Block { block, .. }, [Op::Call(_)]) =
+                    (&node.kind, statement.chain.as_slice())
+                {
+                    diagnostic = diagnostic.with_note(format!(
+                        "to name the layers of `{block}` at this level instead (`conv1`, not `{block}.conv1`), \
+                         write `..{block}(...)`"
+                    ));
+                }
+                self.diagnostics.push(diagnostic);
             }
         }
         let alternatives = match (statement.chain.last(), self.block_readings.take()) {
@@ -791,7 +1032,7 @@ impl<'a> Checker<'a> {
     fn check_op(
         &mut self,
         op: &'a Op,
-        env: &Env<'_>,
+        env: &Env<'a>,
         input: Option<Shape>,
         path: &str,
         name: Option<&str>,
@@ -802,6 +1043,7 @@ impl<'a> Checker<'a> {
         }
         match op {
             Op::Call(call) => self.check_call(call, env, input, path, name),
+            Op::Sequence(sequence) => self.check_sequence(sequence, env, input, path, name, scope),
             Op::Group(group) => {
                 let mut own_scope = Scope::new();
                 // An unnamed group is transparent: its branches are named at the enclosing level.
@@ -837,6 +1079,7 @@ impl<'a> Checker<'a> {
                 let kind = match group.kind {
                     GroupKind::Concat => NodeKind::Concat(branches),
                     GroupKind::Add => NodeKind::Add(branches),
+                    GroupKind::Mul => NodeKind::Mul(branches),
                 };
                 Some(Node {
                     name: name.map(str::to_string),
@@ -848,72 +1091,142 @@ impl<'a> Checker<'a> {
                     span: group.span,
                     args: Vec::new(),
                     declared: None,
+                    template: Vec::new(),
                 })
             }
         }
     }
 
+    /// A sequence `{ ... }`: its statements in order; unnamed, they are named at the enclosing level (`scope`).
+    /// Out of line so that the frames of deeply nested groups stay small.
+    fn check_sequence(
+        &mut self,
+        sequence: &'a ast::Sequence,
+        env: &Env<'a>,
+        input: Option<Shape>,
+        path: &str,
+        name: Option<&str>,
+        scope: &mut Scope,
+    ) -> Option<Node> {
+        if sequence.body.is_empty() {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    Code::InvalidArgument,
+                    sequence.span,
+                    "`{ }` needs at least one statement",
+                )
+                .with_label("empty"),
+            );
+            return None;
+        }
+        let mut own_scope = Scope::new();
+        // Unnamed, its statements are named at the enclosing level.
+        let sequence_scope = if name.is_some() {
+            &mut own_scope
+        } else {
+            scope
+        };
+        let errors = self.error_count();
+        let (children, outputs) = self.check_body(
+            &sequence.body,
+            env,
+            input,
+            path,
+            BodyKind::Sequence,
+            sequence_scope,
+        );
+        if self.error_count() > errors {
+            return None;
+        }
+        Some(Node {
+            name: name.map(str::to_string),
+            path: path.to_string(),
+            kind: NodeKind::Chain(children),
+            input: input?,
+            output: outputs.first().copied()?,
+            role: Role::Main,
+            span: sequence.span,
+            args: Vec::new(),
+            declared: None,
+            template: Vec::new(),
+        })
+    }
+
+    /// A call of a built-in layer. Out of line, so that a block instance's frame stays small (blocks nest).
+    fn check_layer_call(
+        &mut self,
+        call: &'a Call,
+        builtin: &'static crate::layers::Builtin,
+        env: &Env<'a>,
+        input: Option<Shape>,
+        path: &str,
+        name: Option<&str>,
+    ) -> Option<Node> {
+        let names: Vec<&str> = builtin.params.iter().map(|p| p.name).collect();
+        let bound = self.bind(call, &names, env)?;
+        let mut values = Vec::new();
+        let mut missing = Vec::new();
+        for (param, given) in builtin.params.iter().zip(&bound) {
+            let arg = match (given, param.default) {
+                (Some(arg), _) => *arg,
+                (None, ArgDefault::Value(value)) => BoundArg {
+                    value: Some(value),
+                    span: call.span,
+                    given: false,
+                    source: None,
+                },
+                (None, ArgDefault::Kernel) => BoundArg {
+                    value: None,
+                    span: call.span,
+                    given: false,
+                    source: None,
+                },
+                (None, ArgDefault::Required) => {
+                    missing.push(param.name);
+                    continue;
+                }
+            };
+            values.push((param.name, arg));
+        }
+        if !missing.is_empty() {
+            self.report_missing(call, &missing, &builtin.signature());
+            return None;
+        }
+        let mut args = Args {
+            layer: builtin.name,
+            call_span: call.span,
+            values,
+            diagnostics: &mut self.diagnostics,
+            failed: false,
+        };
+        // Arguments are validated even when the input is unknown after an earlier error.
+        let layer = (builtin.resolve)(&mut args)?;
+        let (layer, output) = layer.infer(&mut args, input?)?;
+        return Some(Node {
+            name: name.map(str::to_string),
+            path: path.to_string(),
+            kind: NodeKind::Layer(layer),
+            input: input?,
+            output,
+            role: Role::Main,
+            span: call.span,
+            args: bound_args(call, &names, &bound),
+            declared: None,
+            template: Vec::new(),
+        });
+    }
+
     fn check_call(
         &mut self,
         call: &'a Call,
-        env: &Env<'_>,
+        env: &Env<'a>,
         input: Option<Shape>,
         path: &str,
         name: Option<&str>,
     ) -> Option<Node> {
         let callee = call.callee.name.as_str();
         if let Some(builtin) = builtin(callee) {
-            let names: Vec<&str> = builtin.params.iter().map(|p| p.name).collect();
-            let bound = self.bind(call, &names, env)?;
-            let mut values = Vec::new();
-            let mut missing = Vec::new();
-            for (param, given) in builtin.params.iter().zip(&bound) {
-                let arg = match (given, param.default) {
-                    (Some(arg), _) => *arg,
-                    (None, ArgDefault::Value(value)) => BoundArg {
-                        value: Some(value),
-                        span: call.span,
-                        given: false,
-                        source: None,
-                    },
-                    (None, ArgDefault::Kernel) => BoundArg {
-                        value: None,
-                        span: call.span,
-                        given: false,
-                        source: None,
-                    },
-                    (None, ArgDefault::Required) => {
-                        missing.push(param.name);
-                        continue;
-                    }
-                };
-                values.push((param.name, arg));
-            }
-            if !missing.is_empty() {
-                self.report_missing(call, &missing, &builtin.signature());
-                return None;
-            }
-            let mut args = Args {
-                layer: builtin.name,
-                call_span: call.span,
-                values,
-                diagnostics: &mut self.diagnostics,
-                failed: false,
-            };
-            // Arguments are validated even when the input is unknown after an earlier error.
-            let layer = (builtin.resolve)(&mut args)?;
-            let (layer, output) = layer.infer(&mut args, input?)?;
-            return Some(Node {
-                name: name.map(str::to_string),
-                path: path.to_string(),
-                kind: NodeKind::Layer(layer),
-                input: input?,
-                output,
-                role: Role::Main,
-                span: call.span,
-                args: bound_args(call, &names, &bound),
-                declared: None,
-            });
+            return self.check_layer_call(call, builtin, env, input, path, name);
         }
         let Some(&definition) = self.blocks.get(callee) else {
             let mut candidates: Vec<&str> = builtin_layers().collect();
@@ -1027,8 +1340,14 @@ impl<'a> Checker<'a> {
         }
         let before = self.diagnostics.len();
         self.stack.push((callee, call.span));
-        let (body, mut readings) =
-            self.check_body(&definition.body, &callee_env, input, path, BodyKind::Block);
+        let (body, mut readings) = self.check_body(
+            &definition.body,
+            &callee_env,
+            input,
+            path,
+            BodyKind::Block,
+            &mut Scope::new(),
+        );
         self.stack.pop();
         let output = readings.first().copied();
         let instance = name.map_or_else(|| format!("`{callee}`"), |n| format!("`{n}`"));
@@ -1070,6 +1389,7 @@ impl<'a> Checker<'a> {
                 span: call.span,
                 args: call_args,
                 declared: None,
+                template: Vec::new(),
             });
         }
         let args = definition
@@ -1092,6 +1412,7 @@ impl<'a> Checker<'a> {
             span: call.span,
             args: call_args,
             declared: None,
+            template: Vec::new(),
         };
         if readings.len() > 1 {
             self.block_readings = Some((call.span, readings.split_off(1)));
@@ -1105,7 +1426,7 @@ impl<'a> Checker<'a> {
         &mut self,
         call: &Call,
         params: &[&str],
-        env: &Env<'_>,
+        env: &Env<'a>,
     ) -> Option<Vec<Option<BoundArg>>> {
         let callee = call.callee.name.as_str();
         let mut bound: Vec<Option<BoundArg>> = vec![None; params.len()];
@@ -1236,6 +1557,11 @@ impl<'a> Checker<'a> {
 
     fn combine(&mut self, group: &ast::Group, input: Shape, branches: &[Node]) -> Option<Shape> {
         let keyword = group.kind.keyword();
+        if group.kind == GroupKind::Mul {
+            if let Some(shape) = broadcast(branches) {
+                return Some(shape);
+            }
+        }
         if group.kind == GroupKind::Concat {
             let flat = branches
                 .iter()
@@ -1250,7 +1576,7 @@ impl<'a> Checker<'a> {
         let key = |shape: Shape| match (group.kind, shape) {
             (GroupKind::Concat, Shape::Map { h, w, .. }) => vec![h, w],
             (GroupKind::Concat, Shape::Flat { .. }) => vec![],
-            (GroupKind::Add, shape) => shape.dims(),
+            (GroupKind::Add | GroupKind::Mul, shape) => shape.dims(),
         };
         let mut counts: Vec<(Vec<u64>, usize)> = Vec::new();
         for branch in branches {
@@ -1263,7 +1589,7 @@ impl<'a> Checker<'a> {
         if counts.len() == 1 {
             let first = branches[0].output;
             return Some(match (group.kind, first) {
-                (GroupKind::Add, shape) => shape,
+                (GroupKind::Add | GroupKind::Mul, shape) => shape,
                 (GroupKind::Concat, Shape::Map { h, w, .. }) => Shape::Map {
                     c: self.sum_channels(group, branches)?,
                     h,
@@ -1298,7 +1624,7 @@ impl<'a> Checker<'a> {
             .join(", ");
         let code = match group.kind {
             GroupKind::Concat => Code::ConcatSpatialMismatch,
-            GroupKind::Add => Code::AddShapeMismatch,
+            GroupKind::Add | GroupKind::Mul => Code::AddShapeMismatch,
         };
         let expected = branches
             .iter()
@@ -1316,7 +1642,7 @@ impl<'a> Checker<'a> {
         {
             let what = match group.kind {
                 GroupKind::Concat => "spatial size",
-                GroupKind::Add => "shape",
+                GroupKind::Add | GroupKind::Mul => "shape",
             };
             let mut diagnostic = Diagnostic::error(
                 code,
@@ -1355,7 +1681,7 @@ impl<'a> Checker<'a> {
                 w,
             }),
             (GroupKind::Concat, Shape::Flat { .. }) => None,
-            (GroupKind::Add, shape) => Some(shape),
+            (GroupKind::Add | GroupKind::Mul, shape) => Some(shape),
         }
     }
 
@@ -1364,6 +1690,7 @@ impl<'a> Checker<'a> {
         let (code, what, verb) = match group.kind {
             GroupKind::Concat => (Code::ConcatSpatialMismatch, "spatial size", "concatenate"),
             GroupKind::Add => (Code::AddShapeMismatch, "shape", "sum"),
+            GroupKind::Mul => (Code::AddShapeMismatch, "shape", "multiply"),
         };
         let describe = |node: &Node| {
             node.name
@@ -1698,6 +2025,7 @@ impl<'a> Checker<'a> {
             None,
             &definition.name.name,
             BodyKind::Block,
+            &mut Scope::new(),
         );
         self.stack.pop();
     }
@@ -1722,7 +2050,11 @@ fn name_it(statement: &LayerStatement, node: &Node, scope: &Scope) -> String {
                 other => other,
             },
             NodeKind::Block { block, .. } => block,
-            NodeKind::Chain(_) | NodeKind::Concat(_) | NodeKind::Add(_) => "layer",
+            NodeKind::Chain(_)
+            | NodeKind::Concat(_)
+            | NodeKind::Add(_)
+            | NodeKind::Mul(_)
+            | NodeKind::Repeat(_) => "layer",
         });
     let name = std::iter::once(stem.to_string())
         .chain((2..).map(|n| format!("{stem}{n}")))
@@ -1736,6 +2068,7 @@ fn name_it(statement: &LayerStatement, node: &Node, scope: &Scope) -> String {
             Op::Call(call) if call.args.is_empty() => call.callee.name.clone(),
             Op::Call(call) => format!("{}(...)", call.callee.name),
             Op::Group(group) => format!("{} {{ ... }}", group.kind.keyword()),
+            Op::Sequence(_) => "{ ... }".to_string(),
         })
         .collect();
     if statement.chain.len() > 3 {
@@ -1768,6 +2101,21 @@ fn has_weights(node: &Node) -> bool {
         }
     });
     found
+}
+
+/// The shape of the element-wise product of the branches, when each has it or is a `[C, 1, 1]` map of its
+/// channels (broadcast over the map, as squeeze-and-excitation's scale is).
+fn broadcast(branches: &[Node]) -> Option<Shape> {
+    let full = branches
+        .iter()
+        .map(|b| b.output)
+        .find(|shape| !matches!(shape, Shape::Map { h: 1, w: 1, .. }))
+        .unwrap_or(branches.first()?.output);
+    let fits = |shape: Shape| match (shape, full) {
+        (Shape::Map { c, h: 1, w: 1 }, Shape::Map { c: full_c, .. }) => c == full_c,
+        _ => shape == full,
+    };
+    branches.iter().all(|b| fits(b.output)).then_some(full)
 }
 
 fn spatial_text(shape: Shape, kind: GroupKind) -> String {

@@ -22,13 +22,13 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::ast::visit::{self, Visit};
-use crate::ast::{BinaryOp, Definition, DefinitionKind, Expr, ExprKind, File};
+use crate::ast::{BinaryOp, Definition, DefinitionKind, Expr, ExprKind, File, NamePart};
 use crate::diagnostic::{Code, Diagnostic, LineIndex, Span};
-use crate::ir::{Network, Node, NodeKind, Role, Shape, Value};
+use crate::ir::{Network, Node, NodeKind, Repeat, Role, Shape, Value};
 use crate::{Checked, SourceKind};
 
 use layer::{Channels, EmitCx, Forward};
-use types::{expr, rust_ident, type_ident, Scope, Ty, BLOCK_INPUT};
+use types::{expr, rust_ident, type_ident, Scope, Ty, BLOCK_INPUT, LOCAL};
 
 /// Something the generator cannot express, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +174,8 @@ struct Body<'s> {
     fields: Vec<(Ident, TokenStream)>,
     field_names: HashSet<String>,
     ctor: Vec<TokenStream>,
+    /// The loop variables in scope, each standing for its Rust local.
+    locals: HashMap<String, Expr>,
 }
 
 impl Body<'_> {
@@ -212,8 +214,16 @@ enum Step {
     /// Branches reading the running tensor, each with its variable, and how they combine.
     Group {
         branches: Vec<(Ident, Vec<Step>)>,
-        concat: bool,
+        combine: Combine,
     },
+}
+
+/// How a group's branches combine.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Combine {
+    Concat,
+    Add,
+    Mul,
 }
 
 /// What a node contributes: its forward steps, its output channels, and its inference-plan operations.
@@ -284,6 +294,7 @@ impl Generator<'_> {
             fields: Vec::new(),
             field_names: HashSet::new(),
             ctor: Vec::new(),
+            locals: HashMap::new(),
         };
         let mut channels = int_expr(network.input.channels());
         let mut chain: Vec<Step> = Vec::new();
@@ -491,16 +502,12 @@ impl Generator<'_> {
     ) -> Result<Piece, CodegenError> {
         match &node.kind {
             NodeKind::Layer(layer) => {
-                let relative = body.relative(&node.path).to_string();
-                let field_name = if relative.is_empty() {
-                    format!("{}{}", layer.kind_name(), body.fields.len())
-                } else {
-                    relative.clone()
-                };
+                let unnamed = format!("{}{}", layer.kind_name(), body.fields.len());
+                let (field_name, vb) = placement(body, node, unnamed)?;
                 let field = rust_ident(&field_name.replace('.', "_"));
                 let cx = EmitCx {
                     field: &field,
-                    vb: vb_tokens(&relative),
+                    vb,
                     in_channels: expr(input, body.scope, Ty::Int)?,
                     at: self.at(node.span),
                     args: &node.args,
@@ -534,17 +541,12 @@ impl Generator<'_> {
             }
             NodeKind::Block { block, .. } => {
                 self.block(node, block)?;
-                let relative = body.relative(&node.path).to_string();
-                let field_name = if relative.is_empty() {
-                    format!("{block}{}", body.fields.len())
-                } else {
-                    relative.clone()
-                };
+                let unnamed = format!("{block}{}", body.fields.len());
+                let (field_name, vb) = placement(body, node, unnamed)?;
                 let (arguments, substitution) = self.block_arguments(body, node, block, input)?;
                 let info = &self.blocks[block];
                 let ty = &info.ty;
                 let field = body.field(&field_name, quote!(#ty));
-                let vb = vb_tokens(&relative);
                 let in_channels = if info.takes_in_channels {
                     let channels = expr(input, body.scope, Ty::Int)?;
                     quote!(#channels,)
@@ -579,8 +581,14 @@ impl Generator<'_> {
                     plan,
                 })
             }
-            NodeKind::Concat(branches) | NodeKind::Add(branches) => {
-                let concat = matches!(node.kind, NodeKind::Concat(_));
+            NodeKind::Repeat(repeat) => self.repeat(body, node, repeat, input),
+            NodeKind::Concat(branches) | NodeKind::Add(branches) | NodeKind::Mul(branches) => {
+                let combine = match node.kind {
+                    NodeKind::Concat(_) => Combine::Concat,
+                    NodeKind::Mul(_) => Combine::Mul,
+                    _ => Combine::Add,
+                };
+                let concat = combine == Combine::Concat;
                 let mut vars = Vec::new();
                 let mut plans = Vec::new();
                 let mut channels: Option<Expr> = None;
@@ -598,21 +606,144 @@ impl Generator<'_> {
                         (Some(first), false) => first,
                     });
                 }
-                let group = if concat {
-                    quote!(nn::Op::Concat(vec![#(#plans),*]))
-                } else {
-                    quote!(nn::Op::Add(vec![#(#plans),*]))
+                let group = match combine {
+                    Combine::Concat => quote!(nn::Op::Concat(vec![#(#plans),*])),
+                    Combine::Add => quote!(nn::Op::Add(vec![#(#plans),*])),
+                    Combine::Mul => quote!(nn::Op::Mul(vec![#(#plans),*])),
                 };
                 Ok(Piece {
                     steps: vec![Step::Group {
                         branches: vars,
-                        concat,
+                        combine,
                     }],
                     channels: channels.unwrap_or_else(|| input.clone()),
                     plan: vec![group],
                 })
             }
         }
+    }
+
+    /// A `for` loop: a field holding one block per iteration (`nn::Stack`), built in a loop of the same range.
+    /// Its output channels must follow from the block's in closed form: the same every iteration, or the
+    /// input's plus the same number each time (a dense block).
+    fn repeat(
+        &mut self,
+        body: &mut Body<'_>,
+        node: &Node,
+        repeat: &Repeat,
+        input: &Expr,
+    ) -> Result<Piece, CodegenError> {
+        let unsupported = |message: &str| {
+            Err(CodegenError::new(
+                node.span,
+                format!(
+                    "{message}; code generation takes a loop whose body is one call of a block"
+                ),
+            ))
+        };
+        if repeat.per_iteration != 1 {
+            return unsupported(&format!(
+                "this loop's body has {} statements",
+                repeat.per_iteration
+            ));
+        }
+        let Some(first) = repeat.nodes.first() else {
+            return unsupported("this loop runs no times with the default parameters");
+        };
+        let NodeKind::Block { block, .. } = &first.kind else {
+            return unsupported("this loop's body is not a block call");
+        };
+        let bound = |name: &str| {
+            node.args
+                .iter()
+                .find(|a| a.name == name)
+                .and_then(|a| a.expr.clone())
+                .ok_or_else(|| CodegenError::new(node.span, format!("no loop {name}")))
+        };
+        let (start, end) = (bound("start")?, bound("end")?);
+        self.block(first, block)?;
+        let var = rust_ident(&repeat.var);
+        let text: String = first
+            .template
+            .iter()
+            .filter_map(|part| match part {
+                NamePart::Text(text) => Some(text.as_str()),
+                NamePart::Value(_) => None,
+            })
+            .collect();
+        let wanted = match text.trim_matches('_') {
+            "" => "layers".to_string(),
+            text => text.to_string(),
+        };
+        let ty = self.blocks[block].ty.clone();
+        let field = body.field(&wanted, quote!(nn::Stack<#ty>));
+        let channels_var = format!("{field}_channels");
+        let running = name_expr(&format!("{LOCAL}{channels_var}"));
+        let loop_in = name_expr("#loop_in");
+        let outer = body.locals.insert(
+            repeat.var.clone(),
+            name_expr(&format!("{LOCAL}{}", repeat.var)),
+        );
+        let placed = placement(body, first, wanted.clone());
+        let arguments = self.block_arguments(body, first, block, &loop_in);
+        match outer {
+            Some(outer) => body.locals.insert(repeat.var.clone(), outer),
+            None => body.locals.remove(&repeat.var),
+        };
+        let (_, vb) = placed?;
+        let (arguments, substitution) = arguments?;
+        let info = &self.blocks[block];
+        // The block's output channels in iteration `var`, over `#loop_in`, its input's.
+        let per_iteration = fold(substitute(&info.out_channels, &substitution));
+        let range = {
+            let start = expr(&start, body.scope, Ty::Int)?;
+            let end = expr(&end, body.scope, Ty::Int)?;
+            if repeat.inclusive {
+                quote!(#start..=#end)
+            } else {
+                quote!(#start..#end)
+            }
+        };
+        let channels_ident = rust_ident(&channels_var);
+        let mut ctor = Vec::new();
+        let mut loop_body = Vec::new();
+        let in_channels = if info.takes_in_channels {
+            let input = expr(input, body.scope, Ty::Int)?;
+            ctor.push(quote!(let mut #channels_ident = #input;));
+            let update = substitute(
+                &per_iteration,
+                &HashMap::from([("#loop_in".to_string(), running.clone())]),
+            );
+            let update = unparenthesized(expr(&update, body.scope, Ty::Int)?);
+            loop_body.push(quote!(#channels_ident = #update;));
+            quote!(#channels_ident,)
+        } else {
+            quote!()
+        };
+        body.ctor.push(quote! {
+            let mut #field = nn::Stack::new();
+            #(#ctor)*
+            for #var in #range {
+                #field.push(#ty::new(#vb, #in_channels #(#arguments),*)?);
+                #(#loop_body)*
+            }
+        });
+        let channels = loop_output(&per_iteration, &loop_in, repeat, (&start, &end), input)
+            .ok_or_else(|| {
+                CodegenError::new(
+                    node.span,
+                    "the channel count after this loop cannot be written in closed form; code generation takes a loop \
+                     whose block gives the same channels each time, or its input's plus a fixed number",
+                )
+            })?;
+        Ok(Piece {
+            steps: vec![Step::Call {
+                call: quote!(.apply_t(&self.#field, train)),
+                fallible: true,
+            }],
+            channels,
+            plan: vec![quote!(self.#field.describe())],
+        })
     }
 
     /// The arguments of a block call in the caller's Rust, and each block parameter's value as an expression
@@ -631,7 +762,7 @@ impl Generator<'_> {
         let mut arguments = Vec::new();
         for ((name, ty), arg) in info.params.iter().zip(&node.args) {
             let value = match &arg.expr {
-                Some(written) => written.clone(),
+                Some(written) => substitute(written, &body.locals),
                 None => {
                     // The default is an expression over the block's earlier parameters.
                     let default = definition
@@ -676,6 +807,7 @@ impl Generator<'_> {
             fields: Vec::new(),
             field_names: HashSet::new(),
             ctor: Vec::new(),
+            locals: HashMap::new(),
         };
         let mut channels = name_expr(BLOCK_INPUT);
         let mut steps = Vec::new();
@@ -802,7 +934,7 @@ fn render(base: TokenStream, steps: Vec<Step>, unwrap: bool) -> (Vec<TokenStream
                 pending = fallible;
                 is_base = false;
             }
-            Step::Group { branches, concat } => {
+            Step::Group { branches, combine } => {
                 if !is_base {
                     let value = if pending {
                         quote!(#current?)
@@ -821,12 +953,12 @@ fn render(base: TokenStream, steps: Vec<Step>, unwrap: bool) -> (Vec<TokenStream
                     };
                     lines.push(quote!(let #var = #value;));
                 }
-                current = if concat {
-                    quote!(Tensor::cat(&[#(#vars),*], 1))
-                } else if let [a, b] = vars.as_slice() {
-                    quote!((#a + #b))
-                } else {
-                    quote!(nn::sum(&[#(#vars),*]))
+                current = match (combine, vars.as_slice()) {
+                    (Combine::Concat, _) => quote!(Tensor::cat(&[#(#vars),*], 1)),
+                    (Combine::Add, [a, b]) => quote!((#a + #b)),
+                    (Combine::Add, _) => quote!(nn::sum(&[#(#vars),*])),
+                    (Combine::Mul, [a, b]) => quote!(#a.broadcast_mul(&#b)),
+                    (Combine::Mul, _) => quote!(nn::product(&[#(#vars),*])),
                 };
                 pending = true;
                 is_base = false;
@@ -848,6 +980,155 @@ fn render(base: TokenStream, steps: Vec<Step>, unwrap: bool) -> (Vec<TokenStream
         }
     };
     (lines, value)
+}
+
+/// Where a node's struct field and weights go: its field name (`unnamed` when it has none) and its
+/// `VarBuilder`, with the values of a templated name (`denselayer{i}`) filled in at construction.
+fn placement(
+    body: &Body<'_>,
+    node: &Node,
+    unnamed: String,
+) -> Result<(String, TokenStream), CodegenError> {
+    if node.template.is_empty() {
+        let relative = body.relative(&node.path).to_string();
+        let field = if relative.is_empty() {
+            unnamed
+        } else {
+            relative.clone()
+        };
+        return Ok((field, vb_tokens(&relative)));
+    }
+    let parent = node
+        .path
+        .rsplit_once('.')
+        .map_or("", |(parent, _)| body.relative(parent));
+    let mut format = String::new();
+    if !parent.is_empty() {
+        format.push_str(parent);
+        format.push('.');
+    }
+    let mut values = Vec::new();
+    let mut text = String::new();
+    for part in &node.template {
+        match part {
+            NamePart::Text(part) => {
+                format.push_str(part);
+                text.push_str(part);
+            }
+            NamePart::Value(value) => {
+                let value = expr(&substitute(value, &body.locals), body.scope, Ty::Int)?;
+                // A variable goes inside the braces: `format!("denselayer{i}")`.
+                match syn::parse2::<Ident>(value.clone()) {
+                    Ok(ident) => format.push_str(&format!("{{{ident}}}")),
+                    Err(_) => {
+                        format.push_str("{}");
+                        values.push(value);
+                    }
+                }
+            }
+        }
+    }
+    let field = match text.trim_matches('_') {
+        "" => unnamed,
+        text => text.to_string(),
+    };
+    let vb = match (format.as_str(), values.as_slice()) {
+        ("{}", [value]) => quote!(vb.pp(#value.to_string())),
+        _ if values.is_empty()
+            && format.starts_with('{')
+            && format.ends_with('}')
+            && format.matches('{').count() == 1 =>
+        {
+            let ident = format_ident!("{}", &format[1..format.len() - 1]);
+            quote!(vb.pp(#ident.to_string()))
+        }
+        _ => quote!(vb.pp(format!(#format, #(#values),*))),
+    };
+    Ok((field, vb))
+}
+
+/// `tokens` without the parentheses around the whole, which Rust would warn of in `x = (a + b);`.
+fn unparenthesized(tokens: TokenStream) -> TokenStream {
+    let mut trees = tokens.clone().into_iter();
+    match (trees.next(), trees.next()) {
+        (Some(proc_macro2::TokenTree::Group(group)), None)
+            if group.delimiter() == proc_macro2::Delimiter::Parenthesis =>
+        {
+            group.stream()
+        }
+        _ => tokens,
+    }
+}
+
+/// The channels after a loop whose block gives `per_iteration` (over `loop_in`, its input's, and the loop
+/// variable `var`) each time, from `input`: the last iteration's when they do not depend on the input, or the
+/// input's plus the iterations times a fixed number. `None` otherwise.
+fn loop_output(
+    per_iteration: &Expr,
+    loop_in: &Expr,
+    repeat: &Repeat,
+    (start, end): (&Expr, &Expr),
+    input: &Expr,
+) -> Option<Expr> {
+    // The loop variable as the arguments read it: the generated local.
+    let var = format!("{LOCAL}{}", repeat.var);
+    let (var, inclusive) = (var.as_str(), repeat.inclusive);
+    let ExprKind::Name(loop_in) = &loop_in.kind else {
+        return None;
+    };
+    let reads = |expr: &Expr, name: &str| {
+        let mut found = false;
+        expr_names(expr, &mut |n| found |= n == name);
+        found
+    };
+    if !reads(per_iteration, loop_in) {
+        let last = if inclusive {
+            end.clone()
+        } else {
+            binary(BinaryOp::Sub, end.clone(), int_expr(1))
+        };
+        let values = HashMap::from([(var.to_string(), last)]);
+        return Some(fold(substitute(per_iteration, &values)));
+    }
+    let ExprKind::Binary(BinaryOp::Add, lhs, rhs) = &per_iteration.kind else {
+        return None;
+    };
+    let step = match (&lhs.kind, &rhs.kind) {
+        (ExprKind::Name(name), _) if name == loop_in => rhs,
+        (_, ExprKind::Name(name)) if name == loop_in => lhs,
+        _ => return None,
+    };
+    if reads(step, loop_in) || reads(step, var) {
+        return None;
+    }
+    let stop = if inclusive {
+        binary(BinaryOp::Add, end.clone(), int_expr(1))
+    } else {
+        end.clone()
+    };
+    let count = match start.kind {
+        ExprKind::Int(Ok(0)) => stop,
+        _ => binary(BinaryOp::Sub, stop, start.clone()),
+    };
+    Some(fold(binary(
+        BinaryOp::Add,
+        input.clone(),
+        binary(BinaryOp::Mul, count, (**step).clone()),
+    )))
+}
+
+/// Calls `found` with each name `expr` reads.
+fn expr_names(expr: &Expr, found: &mut impl FnMut(&str)) {
+    match &expr.kind {
+        ExprKind::Name(name) => found(name),
+        ExprKind::List(items) => items.iter().for_each(|item| expr_names(item, found)),
+        ExprKind::Neg(operand) => expr_names(operand, found),
+        ExprKind::Binary(_, lhs, rhs) => {
+            expr_names(lhs, found);
+            expr_names(rhs, found);
+        }
+        _ => {}
+    }
 }
 
 /// Plan operations in sequence: the operation itself when there is one.

@@ -84,6 +84,10 @@ pub(crate) fn rust_ident(name: &str) -> Ident {
         }
         _ if is_generated_local(name) => Ident::new(&format!("{name}_"), RustSpan::call_site()),
         _ if KEYWORDS.contains(&name) => Ident::new_raw(name, RustSpan::call_site()),
+        // PyTorch's `Sequential` indices, `0 = conv2d(...)`.
+        _ if name.starts_with(|c: char| c.is_ascii_digit()) => {
+            Ident::new(&format!("layer{name}"), RustSpan::call_site())
+        }
         _ => Ident::new(name, RustSpan::call_site()),
     }
 }
@@ -129,6 +133,10 @@ const GENERATED_TYPES: &[&str] = &[
 /// The name standing for a block's input channel count in channel expressions: not a name the source can write.
 pub(crate) const BLOCK_INPUT: &str = "#in";
 
+/// The prefix of a name standing for a local integer of the generated code (a loop variable, a loop's running
+/// channel count): `#local:i` is `i`.
+pub(crate) const LOCAL: &str = "#local:";
+
 /// Parameter names and types in scope while translating expressions.
 pub(crate) struct Scope<'a> {
     pub params: &'a [(String, Ty)],
@@ -144,7 +152,7 @@ pub(crate) fn expr_ty(expr: &Expr, scope: &Scope<'_>) -> Result<Ty, CodegenError
         ExprKind::Bool(_) => Ty::Bool,
         ExprKind::Same => Ty::Pad,
         ExprKind::List(_) => Ty::Pair,
-        ExprKind::Name(name) if name == BLOCK_INPUT => Ty::Int,
+        ExprKind::Name(name) if name == BLOCK_INPUT || name.starts_with(LOCAL) => Ty::Int,
         ExprKind::Name(name) => scope
             .params
             .iter()
@@ -223,6 +231,10 @@ fn raw_expr(expr_: &Expr, scope: &Scope<'_>) -> Result<TokenStream, CodegenError
         ExprKind::Bool(false) => quote!(false),
         ExprKind::Same => quote!(nn::Pad::Same),
         ExprKind::Name(name) if name == BLOCK_INPUT => quote!(in_channels),
+        ExprKind::Name(name) if name.starts_with(LOCAL) => {
+            let ident = rust_ident(&name[LOCAL.len()..]);
+            quote!(#ident)
+        }
         ExprKind::Name(name) => {
             let ident = rust_ident(name);
             if scope.config {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::ast::{self, DefinitionKind, Op, Statement};
 use crate::diagnostic::{Diagnostic, LineIndex, Span};
-use crate::ir::{Layer, Network, Node, NodeKind, Role, Shape};
+use crate::ir::{Layer, Network, Node, NodeKind, Repeat, Role, Shape};
 
 /// What to draw.
 #[derive(Debug, Clone, Default)]
@@ -268,8 +268,22 @@ impl Builder<'_> {
             .peekable();
         let mut named: HashMap<&str, Outputs> = HashMap::new();
         for statement in statements {
-            let Statement::Layer(statement) = statement else {
-                continue;
+            let statement = match statement {
+                Statement::Layer(statement) => statement,
+                // A loop is drawn from its checked node: its iterations' statements, in order.
+                Statement::For(for_loop) => {
+                    let span = for_loop.span;
+                    while checked.peek().is_some_and(|n| n.span.end <= span.start) {
+                        checked.next();
+                    }
+                    if let Some(node) =
+                        checked.next_if(|n| n.span.start >= span.start && n.span.end <= span.end)
+                    {
+                        current = self.node(node, &current, false, cluster, true);
+                    }
+                    continue;
+                }
+                Statement::Input(_) => continue,
             };
             let side = statement.side_from.is_some();
             let inputs = match &statement.side_from {
@@ -298,7 +312,10 @@ impl Builder<'_> {
                                     .iter()
                                     .all(|c| matches!(c.kind, NodeKind::Layer(_))))
                         }
-                        NodeKind::Concat(_) | NodeKind::Add(_) => true,
+                        NodeKind::Concat(_)
+                        | NodeKind::Add(_)
+                        | NodeKind::Mul(_)
+                        | NodeKind::Repeat(_) => true,
                         NodeKind::Layer(_) | NodeKind::Block { .. } => false,
                     };
                     let cluster = if side && spread {
@@ -426,16 +443,20 @@ impl Builder<'_> {
                 let lines = training(lines);
                 vec![self.add_node(lines, NodeStyle::Layer, side, cluster, node.span, inputs)]
             }
-            NodeKind::Chain(children) => {
+            NodeKind::Chain(children)
+            | NodeKind::Repeat(Repeat {
+                nodes: children, ..
+            }) => {
                 let mut current = inputs.to_vec();
                 for child in children {
                     current = self.node(child, &current, side, cluster, false);
                 }
                 current
             }
-            NodeKind::Concat(branches) | NodeKind::Add(branches) => {
+            NodeKind::Concat(branches) | NodeKind::Add(branches) | NodeKind::Mul(branches) => {
                 let keyword = match node.kind {
                     NodeKind::Concat(_) => "concat",
+                    NodeKind::Mul(_) => "mul",
                     _ => "add",
                 };
                 let mut outputs = Vec::new();
@@ -601,6 +622,16 @@ fn add_error(codes: &mut Vec<String>, messages: &mut Vec<String>, code: &str, d:
     messages.push(format!("error[{code}]: {}", d.message));
 }
 
+fn collect_statement_callees(body: &[Statement], out: &mut Vec<String>) {
+    for statement in body {
+        match statement {
+            Statement::Layer(layer) => collect_callees(&layer.chain, out),
+            Statement::For(for_loop) => collect_statement_callees(&for_loop.body, out),
+            Statement::Input(_) => {}
+        }
+    }
+}
+
 fn collect_callees(chain: &[Op], out: &mut Vec<String>) {
     for op in chain {
         match op {
@@ -610,6 +641,7 @@ fn collect_callees(chain: &[Op], out: &mut Vec<String>) {
                     collect_callees(&branch.chain, out);
                 }
             }
+            Op::Sequence(sequence) => collect_statement_callees(&sequence.body, out),
         }
     }
 }

@@ -500,7 +500,8 @@ pub fn rename(document: &Document, offset: usize, new_name: &str) -> Result<Vec<
 
 /// The words of the grammar that cannot be names.
 pub const KEYWORDS: &[&str] = &[
-    "block", "network", "input", "side", "from", "concat", "add", "true", "false", "same",
+    "block", "network", "input", "side", "from", "concat", "add", "mul", "for", "true", "false",
+    "same",
 ];
 
 fn is_identifier(name: &str) -> bool {
@@ -530,14 +531,7 @@ pub fn document_symbols(document: &Document) -> Vec<DocumentSymbol> {
                     .map(|n| format!("{} → {}", n.input, n.output)),
                 DefinitionKind::Block => Some(signatures::block(definition, text.as_str()).label()),
             };
-            let children = definition
-                .body
-                .iter()
-                .filter_map(|s| match s {
-                    Statement::Layer(s) => statement_symbol(document, &nodes, s),
-                    Statement::Input(_) => None,
-                })
-                .collect();
+            let children = body_symbols(document, &nodes, &definition.body);
             symbol(
                 &definition.name.name,
                 detail,
@@ -553,22 +547,46 @@ pub fn document_symbols(document: &Document) -> Vec<DocumentSymbol> {
         .collect()
 }
 
+/// The symbols of a body's statements, those in its loops included.
+fn body_symbols(
+    document: &Document,
+    nodes: &HashMap<Span, Vec<Instance<'_>>>,
+    body: &[Statement],
+) -> Vec<DocumentSymbol> {
+    let mut symbols = Vec::new();
+    for statement in body {
+        match statement {
+            Statement::Layer(s) => symbols.extend(statement_symbol(document, nodes, s)),
+            Statement::For(for_loop) => {
+                symbols.extend(body_symbols(document, nodes, &for_loop.body))
+            }
+            Statement::Input(_) => {}
+        }
+    }
+    symbols
+}
+
 fn statement_symbol(
     document: &Document,
     nodes: &HashMap<Span, Vec<Instance<'_>>>,
     statement: &LayerStatement,
 ) -> Option<DocumentSymbol> {
     let name = statement.name.as_ref()?;
-    let children: Vec<DocumentSymbol> = statement
-        .chain
-        .iter()
-        .filter_map(|op| match op {
-            ast::Op::Group(group) => Some(group),
-            ast::Op::Call(_) => None,
-        })
-        .flat_map(|group| &group.branches)
-        .filter_map(|b| statement_symbol(document, nodes, b))
-        .collect();
+    let mut children: Vec<DocumentSymbol> = Vec::new();
+    for op in &statement.chain {
+        match op {
+            ast::Op::Group(group) => children.extend(
+                group
+                    .branches
+                    .iter()
+                    .filter_map(|b| statement_symbol(document, nodes, b)),
+            ),
+            ast::Op::Sequence(sequence) => {
+                children.extend(body_symbols(document, nodes, &sequence.body))
+            }
+            ast::Op::Call(_) => {}
+        }
+    }
     let detail = nodes
         .get(&statement_node_span(statement))
         .and_then(|instances| match distinct_shapes(instances).as_slice() {

@@ -102,7 +102,17 @@ pub(crate) fn parse_name_at(text: &str, offset: usize) -> Result<Ident, Diagnost
         .into_inner()
         .next()
         .expect("name");
-    Ok(Builder { offset }.ident(pair))
+    let (ident, template) = Builder { offset }.name(pair);
+    if !template.is_empty() {
+        return Err(Diagnostic::error(
+            Code::Unsupported,
+            ident.span,
+            "a YAML name is written out in full",
+        )
+        .with_label("`{...}` in a name")
+        .with_note("values in names (`denselayer{i}`) go with `for` loops, which are written in .arch files"));
+    }
+    Ok(ident)
 }
 
 /// Parses a block, network or parameter name from YAML text at `offset`.
@@ -204,12 +214,19 @@ fn rule_name(rule: &Rule) -> String {
         Rule::statement | Rule::layer_stmt => "statement",
         Rule::input_stmt => "`input [C, H, W]`",
         Rule::side_stmt => "`side NAME = ... from SOURCE`",
+        Rule::for_stmt => "statement",
+        Rule::range_op => "`..` or `..=`",
+        Rule::sequence => "`{ ... }`",
+        Rule::spread => "`..`",
+        Rule::name_text => "name",
+        Rule::name_hole => "`{value}`",
+        Rule::name_value => "value",
         Rule::declared_shape => "`: [C, H, W]`",
         Rule::shape => "shape `[C, H, W]`",
         Rule::chain => "layer",
         Rule::op | Rule::call => "layer or block call",
-        Rule::group => "`concat { ... }` or `add { ... }`",
-        Rule::group_kind => "`concat` or `add`",
+        Rule::group => "`concat { ... }`, `add { ... }` or `mul { ... }`",
+        Rule::group_kind => "`concat`, `add` or `mul`",
         Rule::arg_list => "`(`",
         Rule::arg => "argument",
         Rule::expr | Rule::primary | Rule::prefix => "expression",
@@ -459,9 +476,11 @@ fn expected_list(positives: &[Rule], innermost: Option<u8>) -> String {
                 push("`->`");
                 push("`:`");
             }
-            Rule::statement | Rule::layer_stmt | Rule::input_stmt | Rule::side_stmt => {
-                statement = true
-            }
+            Rule::statement
+            | Rule::layer_stmt
+            | Rule::input_stmt
+            | Rule::side_stmt
+            | Rule::for_stmt => statement = true,
             Rule::add_op
             | Rule::sub_op
             | Rule::mul_op
@@ -609,7 +628,7 @@ impl Builder {
         for part in inner {
             match part.as_rule() {
                 Rule::param_list => params = part.into_inner().map(|p| self.param(p)).collect(),
-                Rule::body => body = part.into_inner().map(|s| self.statement(s)).collect(),
+                Rule::body => body = self.body(part),
                 _ => unreachable!("definition part {:?}", part.as_rule()),
             }
         }
@@ -641,20 +660,73 @@ impl Builder {
             Rule::input_stmt => {
                 Statement::Input(self.shape(pair.into_inner().next().expect("input shape")))
             }
+            Rule::for_stmt => Statement::For(self.for_loop(pair)),
             _ => Statement::Layer(self.layer_statement(pair)),
         }
+    }
+
+    fn for_loop(&self, pair: Pair<'_, Rule>) -> ForLoop {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let var = self.ident(inner.next().expect("loop variable"));
+        let start = self.expr(inner.next().expect("range start"));
+        let inclusive = inner.next().expect("range operator").as_str() == "..=";
+        let end = self.expr(inner.next().expect("range end"));
+        let body = self.body(inner.next().expect("loop body"));
+        ForLoop {
+            var,
+            start,
+            end,
+            inclusive,
+            body,
+            span,
+        }
+    }
+
+    fn body(&self, pair: Pair<'_, Rule>) -> Vec<Statement> {
+        pair.into_inner().map(|s| self.statement(s)).collect()
+    }
+
+    /// A statement's name as written, and its parts when it has `{e}` holes.
+    fn name(&self, pair: Pair<'_, Rule>) -> (Ident, Vec<NamePart>) {
+        let ident = self.ident(pair.clone());
+        let text = pair.as_str();
+        let base = pair.as_span().start();
+        let mut template = Vec::new();
+        let mut cursor = 0;
+        for value in pair.into_inner() {
+            let start = value.as_span().start() - base;
+            let end = value.as_span().end() - base;
+            let open = text[..start].rfind('{').expect("a hole opens with `{`");
+            if open > cursor {
+                template.push(NamePart::Text(text[cursor..open].to_string()));
+            }
+            template.push(NamePart::Value(
+                self.expr(value.into_inner().next().expect("hole value")),
+            ));
+            cursor = end + text[end..].find('}').expect("a hole closes with `}`") + 1;
+        }
+        if !template.is_empty() && cursor < text.len() {
+            template.push(NamePart::Text(text[cursor..].to_string()));
+        }
+        (ident, template)
     }
 
     fn layer_statement(&self, pair: Pair<'_, Rule>) -> LayerStatement {
         let is_side = pair.as_rule() == Rule::side_stmt;
         let span = self.span(&pair);
         let mut name = None;
+        let mut template = Vec::new();
         let mut side_from = None;
         let mut chain = Vec::new();
         let mut declared = None;
         for part in pair.into_inner() {
             match part.as_rule() {
-                Rule::name if chain.is_empty() => name = Some(self.ident(part)),
+                Rule::name if chain.is_empty() => {
+                    let (ident, parts) = self.name(part);
+                    name = Some(ident);
+                    template = parts;
+                }
                 Rule::name => side_from = Some(self.ident(part)),
                 Rule::chain => chain = self.chain(part),
                 Rule::declared_shape => {
@@ -666,6 +738,7 @@ impl Builder {
         debug_assert_eq!(is_side, side_from.is_some());
         LayerStatement {
             name,
+            template,
             side_from,
             chain,
             declared,
@@ -685,6 +758,7 @@ impl Builder {
                 let keyword = inner.next().expect("group kind");
                 let kind = match keyword.as_str() {
                     "concat" => GroupKind::Concat,
+                    "mul" => GroupKind::Mul,
                     _ => GroupKind::Add,
                 };
                 Op::Group(Group {
@@ -694,14 +768,24 @@ impl Builder {
                     span,
                 })
             }
+            Rule::sequence => Op::Sequence(Sequence {
+                body: pair.into_inner().map(|s| self.statement(s)).collect(),
+                span,
+            }),
             _ => {
-                let mut inner = pair.into_inner();
+                let mut inner = pair.into_inner().peekable();
+                let spread = inner.next_if(|p| p.as_rule() == Rule::spread).is_some();
                 let callee = self.ident(inner.next().expect("callee"));
                 let args = inner
                     .next()
                     .map(|list| list.into_inner().map(|a| self.arg(a)).collect())
                     .unwrap_or_default();
-                Op::Call(Call { callee, args, span })
+                Op::Call(Call {
+                    spread,
+                    callee,
+                    args,
+                    span,
+                })
             }
         }
     }

@@ -389,6 +389,7 @@ impl Lowerer<'_> {
             Kind::Str(_) => {
                 let value = self.chain_value(node, false)?;
                 return Some(Statement::Layer(LayerStatement {
+                    template: Vec::new(),
                     name: None,
                     side_from: None,
                     chain: value.chain,
@@ -474,11 +475,11 @@ impl Lowerer<'_> {
         // as `input = ...` is in `.arch`.
         let names_a_chain = match (head_text, &value.kind) {
             ("input", Kind::Str(text)) => !text.trim_start().starts_with('['),
-            ("concat" | "add", Kind::Str(_)) => true,
+            ("concat" | "add" | "mul", Kind::Str(_)) => true,
             _ => false,
         };
         let (name, chain_value, is_side) = match head_text {
-            "input" | "concat" | "add" if names_a_chain => {
+            "input" | "concat" | "add" | "mul" if names_a_chain => {
                 let name = self.name(key);
                 let chain = self.chain_value(value, false)?;
                 (Some(name?), chain, false)
@@ -501,7 +502,7 @@ impl Lowerer<'_> {
                 }
                 return self.shape(value).map(Statement::Input);
             }
-            "concat" | "add" => {
+            "concat" | "add" | "mul" => {
                 let group = self.group(key, value)?;
                 let chain = ChainValue {
                     chain: vec![Op::Group(group)],
@@ -584,6 +585,7 @@ impl Lowerer<'_> {
             return None;
         }
         Some(Statement::Layer(LayerStatement {
+            template: Vec::new(),
             name,
             side_from,
             chain,
@@ -635,7 +637,7 @@ impl Lowerer<'_> {
                 Some(value)
             }
             Kind::Map(entries) => match entries.as_slice() {
-                [(key, value)] if matches!(key.as_str(), Some("concat" | "add")) => {
+                [(key, value)] if matches!(key.as_str(), Some("concat" | "add" | "mul")) => {
                     Some(ChainValue {
                         chain: vec![Op::Group(self.group(key, value)?)],
                         declared: None,
@@ -689,10 +691,10 @@ impl Lowerer<'_> {
     }
 
     fn group(&mut self, key: &Node, value: &Node) -> Option<Group> {
-        let kind = if key.as_str() == Some("add") {
-            GroupKind::Add
-        } else {
-            GroupKind::Concat
+        let kind = match key.as_str() {
+            Some("add") => GroupKind::Add,
+            Some("mul") => GroupKind::Mul,
+            _ => GroupKind::Concat,
         };
         let branches: Vec<Option<LayerStatement>> = match &value.kind {
             Kind::Map(entries) => entries
@@ -702,6 +704,7 @@ impl Lowerer<'_> {
                     let value = self.chain_value(chain, false)?;
                     Some(LayerStatement {
                         name: Some(name?),
+                        template: Vec::new(),
                         side_from: None,
                         chain: value.chain,
                         declared: value.declared,
@@ -713,7 +716,7 @@ impl Lowerer<'_> {
                 .iter()
                 .map(|item| match self.statement(item, Place::Branch)? {
                     Statement::Layer(layer) => Some(layer),
-                    Statement::Input(_) => None,
+                    Statement::Input(_) | Statement::For(_) => None,
                 })
                 .collect(),
             _ => {
@@ -878,6 +881,34 @@ impl Respan for Op {
                 group.keyword_span = span;
                 group.branches.respan(span);
             }
+            Op::Sequence(sequence) => {
+                sequence.span = span;
+                sequence.body.respan(span);
+            }
+        }
+    }
+}
+
+impl Respan for Statement {
+    fn respan(&mut self, span: Span) {
+        match self {
+            Statement::Input(shape) => shape.respan(span),
+            Statement::Layer(layer) => layer.respan(span),
+            Statement::For(for_loop) => {
+                for_loop.span = span;
+                for_loop.var.respan(span);
+                for_loop.start.respan(span);
+                for_loop.end.respan(span);
+                for_loop.body.respan(span);
+            }
+        }
+    }
+}
+
+impl Respan for NamePart {
+    fn respan(&mut self, span: Span) {
+        if let NamePart::Value(expr) = self {
+            expr.respan(span);
         }
     }
 }
@@ -886,6 +917,7 @@ impl Respan for LayerStatement {
     fn respan(&mut self, span: Span) {
         self.span = span;
         self.name.respan(span);
+        self.template.respan(span);
         self.side_from.respan(span);
         self.chain.respan(span);
         self.declared.respan(span);

@@ -519,6 +519,7 @@ def run(spec, full, out_dir, seed):
     if train_aux is not None:
         diag["train_aux_logits"] = (train_aux, a64)
     write(out_dir, net, weights, io, diag)
+    print(f"[{net}]   Config {config or '(defaults)'}, training pass with {spec.train_config or 'the same'}")
     return {"arch": f"architectures/{net}.arch", "config": config, "train_config": spec.train_config,
             "input": list(x.shape)}
 

@@ -78,6 +78,8 @@ fn is_generated_local(name: &str) -> bool {
 /// A Rust identifier for a name from the source: raw (`r#type`) for keywords; `self`-like names and the names
 /// of generated locals get a `_` suffix, so a parameter or statement can never shadow them.
 pub(crate) fn rust_ident(name: &str) -> Ident {
+    let snake = snake_case(name);
+    let name = snake.as_str();
     match name {
         "self" | "Self" | "super" | "crate" | "_" => {
             Ident::new(&format!("{name}_"), RustSpan::call_site())
@@ -90,6 +92,25 @@ pub(crate) fn rust_ident(name: &str) -> Ident {
         }
         _ => Ident::new(name, RustSpan::call_site()),
     }
+}
+
+/// A name in Rust's case for values and fields: `AuxLogits` → `aux_logits`, `Mixed_5b` → `mixed_5b`
+/// (torchvision's Inception-v3 names its modules so). Weights keep the name as written.
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    let mut previous: Option<char> = None;
+    for ch in name.chars() {
+        if ch.is_ascii_uppercase() {
+            if previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit()) {
+                out.push('_');
+            }
+            out.push(ch.to_ascii_lowercase());
+        } else {
+            out.push(ch);
+        }
+        previous = Some(ch);
+    }
+    out
 }
 
 /// `inception_aux` → `InceptionAux`.
@@ -285,6 +306,17 @@ fn raw_expr(expr_: &Expr, scope: &Scope<'_>) -> Result<TokenStream, CodegenError
 #[cfg(test)]
 mod tests {
     use super::type_ident;
+
+    #[test]
+    fn names_become_snake_case_fields() {
+        use super::rust_ident;
+        assert_eq!(rust_ident("AuxLogits").to_string(), "aux_logits");
+        assert_eq!(rust_ident("Mixed_5b").to_string(), "mixed_5b");
+        assert_eq!(rust_ident("Conv2d_1a_3x3").to_string(), "conv2d_1a_3x3");
+        assert_eq!(rust_ident("fc1").to_string(), "fc1");
+        assert_eq!(rust_ident("Type").to_string(), "r#type");
+        assert_eq!(rust_ident("0").to_string(), "layer0");
+    }
 
     #[test]
     fn block_types_never_shadow_the_generated_ones() {

@@ -1,0 +1,172 @@
+//! The torchvision zoo (issue 12): each network of `architectures/` loads the `state_dict` of torchvision's own
+//! classes unrenamed and reproduces PyTorch's outputs.
+//!
+//! The references come from `tests/zoo/make_fixtures.py` (see tests/zoo/README.md): the reduced-width models
+//! are built from torchvision's classes, so their tensor names are torchvision's; the `.arch` files take the
+//! same reduction as a `Config` (`tests/zoo/configs.json`). Batch-norm statistics are measured on data, and
+//! each test asserts that the two images of the fixture give clearly different logits, so a wrong layer
+//! cannot pass by the logits not depending on the input. Tolerance: max |a − b| ≤ 1e-4 · max(1, max |b|).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use archc_runtime::candle_core::{DType, Device, Tensor};
+use archc_runtime::weights::is_batch_norm_counter;
+use archc_runtime::Weights;
+
+mod alexnet {
+    archc_runtime::include_arch!("architectures/alexnet.arch");
+}
+mod vgg16_bn {
+    archc_runtime::include_arch!("architectures/vgg16_bn.arch");
+}
+mod squeezenet1_1 {
+    archc_runtime::include_arch!("architectures/squeezenet1_1.arch");
+}
+mod resnet18 {
+    archc_runtime::include_arch!("architectures/resnet18.arch");
+}
+mod resnet50 {
+    archc_runtime::include_arch!("architectures/resnet50.arch");
+}
+mod densenet121 {
+    archc_runtime::include_arch!("architectures/densenet121.arch");
+}
+mod inception_v3 {
+    archc_runtime::include_arch!("architectures/inception_v3.arch");
+}
+
+#[path = "support/compare.rs"]
+mod compare;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/zoo")
+        .join(name)
+}
+
+/// The reference file, with the input (stored as f16 to keep the fixture small; the references were computed
+/// from exactly these values) converted to f32.
+fn references(network: &str) -> HashMap<String, Tensor> {
+    let path = fixture(&format!("{network}.io.safetensors"));
+    let mut io = archc_runtime::candle_core::safetensors::load(&path, &Device::Cpu)
+        .unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()));
+    let input = io["input"].to_dtype(DType::F32).unwrap();
+    io.insert("input".to_string(), input);
+    io
+}
+
+fn weights(network: &str) -> Weights {
+    Weights::open(fixture(&format!("{network}.weights.safetensors"))).unwrap()
+}
+
+#[track_caller]
+fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
+    assert_eq!(got.dims(), want.dims(), "{what}: shape");
+    let error = compare::relative_error(got, want);
+    assert!(
+        error <= 1e-4,
+        "{what}: max |a - b| / max(1, max |reference|) = {error:e} exceeds 1e-4"
+    );
+}
+
+/// The two images of a fixture give logits that differ by more than 1e-2 relative: a test in which the logits
+/// did not depend on the input could not tell a wrong layer from a right one.
+#[track_caller]
+fn assert_input_matters(what: &str, logits: &Tensor) {
+    let first = logits.get(0).unwrap();
+    let second = logits.get(1).unwrap();
+    let difference = compare::relative_error(&first, &second);
+    assert!(
+        difference > 1e-2,
+        "{what}: the two images' logits differ by only {difference:e}"
+    );
+}
+
+/// Every tensor of the checkpoint is one the model asked for, except batch norm's `num_batches_tracked`.
+#[track_caller]
+fn assert_all_used(what: &str, weights: &Weights) {
+    let unused: Vec<String> = weights
+        .unused()
+        .into_iter()
+        .filter(|name| !is_batch_norm_counter(name))
+        .collect();
+    assert!(unused.is_empty(), "{what}: unused tensors {unused:?}");
+}
+
+/// Builds `$network`'s model with the reduced `Config` (`$config`, fields over the defaults), checks its
+/// inference logits, then builds it with `$train` over that and checks a training-mode pass. Evaluates to
+/// the model after the training pass and its outputs.
+macro_rules! assert_matches_torchvision {
+    ($network:ident, { $($field:ident: $value:expr),* $(,)? }, train { $($tfield:ident: $tvalue:expr),* $(,)? }) => {{
+        use $network::$network as generated;
+        let name = stringify!($network);
+        let io = references(name);
+        let weights = weights(name);
+        let vb = weights.var_builder(DType::F32, &Device::Cpu);
+        let config = generated::Config { $($field: $value,)* ..Default::default() };
+        let model = generated::Model::new(vb.clone(), &config).unwrap();
+        assert_all_used(name, &weights);
+        let eval = model.forward_t(&io["input"], false).unwrap();
+        assert_close(&format!("{name} eval logits"), &eval.logits, &io["eval_logits"]);
+        assert_input_matters(name, &io["eval_logits"]);
+        assert_input_matters(name, &eval.logits);
+        let train_config = generated::Config { $($tfield: $tvalue,)* ..config };
+        let model = generated::Model::new(vb, &train_config).unwrap();
+        let train = model.forward_t(&io["input"], true).unwrap();
+        assert_close(&format!("{name} train logits"), &train.logits, &io["train_logits"]);
+        (model, train, io)
+    }};
+}
+
+#[test]
+fn alexnet_matches_torchvision() {
+    assert_matches_torchvision!(alexnet, { num_classes: 10, width: 8, hidden: 16 }, train { dropout: 0.0 });
+}
+
+#[test]
+fn vgg16_bn_matches_torchvision() {
+    assert_matches_torchvision!(vgg16_bn, { num_classes: 10, width: 4, hidden: 16 }, train { dropout: 0.0 });
+}
+
+#[test]
+fn squeezenet1_1_matches_torchvision() {
+    assert_matches_torchvision!(squeezenet1_1, { num_classes: 10, width: 4 }, train { dropout: 0.0 });
+}
+
+#[test]
+fn resnet18_matches_torchvision() {
+    let (model, _, io) = assert_matches_torchvision!(resnet18, { num_classes: 10, width: 4 }, train {});
+    // Batch norm updated its running statistics as PyTorch did (momentum 0.1, unbiased variance).
+    assert_close(
+        "bn1.running_mean after one training pass",
+        model.bn1.running_mean(),
+        &io["after_train.bn1.running_mean"],
+    );
+    assert_close(
+        "bn1.running_var after one training pass",
+        model.bn1.running_var(),
+        &io["after_train.bn1.running_var"],
+    );
+}
+
+#[test]
+fn resnet50_matches_torchvision() {
+    assert_matches_torchvision!(resnet50, { num_classes: 10, width: 4 }, train {});
+}
+
+#[test]
+fn densenet121_matches_torchvision() {
+    assert_matches_torchvision!(densenet121, { num_classes: 10, growth: 4, init: 8, bn_size: 2 }, train {});
+}
+
+#[test]
+fn inception_v3_matches_torchvision() {
+    let (_, train, io) =
+        assert_matches_torchvision!(inception_v3, { num_classes: 10, div: 16 }, train { dropout: 0.0 });
+    assert_close(
+        "inception_v3 train aux logits",
+        train.aux_logits.as_ref().expect("AuxLogits runs in training"),
+        &io["train_aux_logits"],
+    );
+}

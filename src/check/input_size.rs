@@ -811,7 +811,10 @@ mod tests {
         // b = ceil((a − 3) / 2) + 1, c = ceil((b − 3) / 2) + 1, e = ceil((c − 3) / 2) + 1 (the inception
         // modules keep sizes). aux heads: floor((e − 5) / 3) + 1 = 4 needs e ∈ {14, 15, 16}; pool4 (3/2 ceil)
         // f = ceil((e − 3) / 2) + 1 and pool5 (7/1) f − 6 = 1 need f = 7, e ∈ {14, 15}. Backwards: c ∈ 28..=31,
-        // b ∈ 56..=63, a ∈ 112..=127, n ∈ 223..=254.
+        // b ∈ 56..=63, a ∈ 112..=127, n ∈ 223..=254. PyTorch agrees: tests/parity/make_fixtures.py's
+        // `PaperGoogLeNet(div=8, num_classes=10, last_map=7, aux_map=4)` runs at 223 and 254 in eval and train
+        // mode, and fails at 222 (train: aux1.fc1 gets 2x144 for 256; eval: pool5 gets 6x6) and at 255 (fc
+        // gets 2x512 for 128).
         assert_eq!(sizes.height, SizeRange { min: 223, max: Some(254) });
         assert_eq!(sizes.width, sizes.height);
         assert!(!sizes.declared_only());

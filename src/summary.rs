@@ -197,10 +197,7 @@ impl Summary {
             .input_sizes
             .as_ref()
             .map_or_else(String::new, |sizes| format!(" ({})", sizes.describe()));
-        out.push_str(&format!(
-            "{} — input {}{sizes}\n",
-            self.network, self.input
-        ));
+        out.push_str(&format!("{} — input {}{sizes}\n", self.network, self.input));
         if let Some(sizes) = &self.input_sizes {
             for (which, limit) in [
                 ("smaller", sizes.limit_below()),

@@ -419,12 +419,15 @@ fn paper_googlenet_runs_where_its_classifiers_read_the_declared_maps() {
         "googlenet — input [3, 224, 224] (sizes from 223×223 to 254×254 run)"
     );
     assert!(
-        lines[1].starts_with("smaller inputs: at 222×222, `aux1.fc1` (linear 2048→1024) gets 1152 features"),
+        lines[1].starts_with(
+            "smaller inputs: at 222×222, `aux1.fc1` (linear 2048→1024) gets 1152 features"
+        ),
         "{}",
         lines[1]
     );
     assert!(
-        lines[2].starts_with("larger inputs: at 255×255, `fc` (linear 1024→1000) gets 4096 features"),
+        lines[2]
+            .starts_with("larger inputs: at 255×255, `fc` (linear 1024→1000) gets 4096 features"),
         "{}",
         lines[2]
     );

@@ -98,13 +98,7 @@ pub struct Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "at {}, {} {}",
-            hw_text(self.at),
-            self.node,
-            self.problem
-        )
+        write!(f, "at {}, {} {}", hw_text(self.at), self.node, self.problem)
     }
 }
 
@@ -125,9 +119,8 @@ impl InputSizes {
 
     /// Whether the declared size is the only one that runs.
     pub fn declared_only(&self) -> bool {
-        let only = |range: SizeRange, declared: u64| {
-            range.min == declared && range.max == Some(declared)
-        };
+        let only =
+            |range: SizeRange, declared: u64| range.min == declared && range.max == Some(declared);
         only(self.height, self.declared[0]) && only(self.width, self.declared[1])
     }
 
@@ -176,11 +169,7 @@ impl InputSizes {
                 hw_text([min_h, min_w]),
                 hw_text([max_h, max_w])
             ),
-            (height, width) => format!(
-                "heights {}, widths {} run",
-                range(height),
-                range(width)
-            ),
+            (height, width) => format!("heights {}, widths {} run", range(height), range(width)),
         }
     }
 
@@ -406,11 +395,13 @@ impl Replay<'_> {
             size[axis] = n;
             size
         };
-        let too_long = |period: Option<u64>| match period {
+        let too_long = |period: Option<u64>| {
+            match period {
             Some(_) => String::new(),
             None => format!(
                 "the strides along the network's paths repeat only after more than {MAX_PERIOD} sizes"
             ),
+        }
         };
         let budget = format!("the scan's budget of {MAX_SCAN_NODES} nodes ran out");
         let window = period.unwrap_or(MAX_PERIOD);
@@ -723,7 +714,9 @@ fn combine(node: &Node, concat: bool, branches: &[Node], outputs: &[Shape]) -> R
         if !fits {
             return Err(disagree());
         }
-        channels = channels.checked_add(shape.channels()).ok_or_else(disagree)?;
+        channels = channels
+            .checked_add(shape.channels())
+            .ok_or_else(disagree)?;
     }
     Ok(match *first {
         Shape::Map { h, w, .. } => Shape::Map { c: channels, h, w },
@@ -815,7 +808,13 @@ mod tests {
         // `PaperGoogLeNet(div=8, num_classes=10, last_map=7, aux_map=4)` runs at 223 and 254 in eval and train
         // mode, and fails at 222 (train: aux1.fc1 gets 2x144 for 256; eval: pool5 gets 6x6) and at 255 (fc
         // gets 2x512 for 128).
-        assert_eq!(sizes.height, SizeRange { min: 223, max: Some(254) });
+        assert_eq!(
+            sizes.height,
+            SizeRange {
+                min: 223,
+                max: Some(254)
+            }
+        );
         assert_eq!(sizes.width, sizes.height);
         assert!(!sizes.declared_only());
         // At 222: a = 111, b = 55, c = 27, e = 13; aux1 (after inception4a, before anything downstream of it)
@@ -853,7 +852,11 @@ mod tests {
         );
         assert_eq!(sizes.describe(), "only this size runs");
         assert!(
-            sizes.limit_above().unwrap().to_string().starts_with("at 9×9, `fc`"),
+            sizes
+                .limit_above()
+                .unwrap()
+                .to_string()
+                .starts_with("at 9×9, `fc`"),
             "{:?}",
             sizes.limit_above()
         );
@@ -931,7 +934,10 @@ mod tests {
         assert_eq!(range.min, 224);
         assert!(range.max.is_some_and(|max| max < 224 + 32), "{range:?}");
         assert!(matches!(above, Some(Limit::Unverified { .. })), "{above:?}");
-        assert!(matches!(below, Some(Limit::Unverified { at: [223, 224], .. })), "{below:?}");
+        assert!(
+            matches!(below, Some(Limit::Unverified { at: [223, 224], .. })),
+            "{below:?}"
+        );
     }
 
     #[test]

@@ -348,7 +348,7 @@ pub struct SizeRange {
 
 impl SizeRange {
     fn contains(self, size: usize) -> bool {
-        size >= self.min && self.max.map_or(true, |max| size <= max)
+        size >= self.min && !matches!(self.max, Some(max) if size > max)
     }
 }
 

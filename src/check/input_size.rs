@@ -38,7 +38,7 @@ use std::fmt;
 use crate::ir::{Hw, Layer, Network, Node, NodeKind, Role, Shape};
 use crate::layers::{builtin, Args, BoundArg, Resize, MAX_DIM};
 
-/// The most IR nodes the scan of one network visits, all sizes together (GoogLeNet takes about 50,000).
+/// The most IR nodes the scan of one network visits, all sizes together (GoogLeNet: 312 nodes, 43,903 visits).
 pub const MAX_SCAN_NODES: usize = 2_000_000;
 /// The longest period (least common multiple of the strides along the network's paths) the scan follows.
 pub const MAX_PERIOD: u64 = 4096;
@@ -201,13 +201,18 @@ fn hw_text([h, w]: Hw) -> String {
 /// The input sizes `network` runs at; `None` for a network whose input is a flat vector (it has no height or
 /// width to change).
 pub fn input_sizes(network: &Network) -> Option<InputSizes> {
+    scan(network, MAX_SCAN_NODES).map(|(sizes, _)| sizes)
+}
+
+/// [`input_sizes`] within a budget of `budget` node visits; also returns how many it made.
+fn scan(network: &Network, budget: usize) -> Option<(InputSizes, usize)> {
     let Shape::Map { h, w, .. } = network.input else {
         return None;
     };
     let declared = [h, w];
     let mut replay = Replay {
         network,
-        budget: MAX_SCAN_NODES,
+        budget,
         compare: true,
         flattened: None,
     };
@@ -243,14 +248,13 @@ pub fn input_sizes(network: &Network) -> Option<InputSizes> {
     match replay.run(declared) {
         Ok(()) => {}
         Err(Stop::Budget) => {
-            return Some(fixed(format!(
-                "the network is too large to scan other sizes (more than {MAX_SCAN_NODES} nodes)"
-            )))
+            let why =
+                format!("the network is too large to scan other sizes (more than {budget} nodes)");
+            return Some((fixed(why), budget));
         }
         Err(_) => {
-            return Some(fixed(
-                "internal: replaying the network does not reproduce its checked sizes".to_string(),
-            ))
+            let why = "internal: replaying the network does not reproduce its checked sizes";
+            return Some((fixed(why.to_string()), budget - replay.budget));
         }
     }
     replay.compare = false;
@@ -265,7 +269,7 @@ pub fn input_sizes(network: &Network) -> Option<InputSizes> {
     if let (Some(max_h), Some(max_w)) = (height.max, width.max) {
         above_both = replay.limit([max_h + 1, max_w + 1]);
     }
-    Some(InputSizes {
+    let sizes = InputSizes {
         declared,
         height,
         width,
@@ -279,7 +283,8 @@ pub fn input_sizes(network: &Network) -> Option<InputSizes> {
             width: above_w,
             both: above_both,
         },
-    })
+    };
+    Some((sizes, budget - replay.budget))
 }
 
 /// The least common multiple of the strides along every path from the input on `axis` (0 height, 1 width),
@@ -937,6 +942,33 @@ mod tests {
         assert!(
             matches!(below, Some(Limit::Unverified { at: [223, 224], .. })),
             "{below:?}"
+        );
+    }
+
+    #[test]
+    fn googlenet_is_scanned_in_a_few_hundred_replays() {
+        let network = shipped("googlenet_torchvision.arch");
+        let mut nodes = 0;
+        network.walk(|_| nodes += 1);
+        let (_, visited) = scan(&network, MAX_SCAN_NODES).unwrap();
+        // Per axis: 32 sizes up, 32 down, a bisection of 1..192 (8 more), then the two joint sizes.
+        let replays = visited as f64 / nodes as f64;
+        assert!(
+            replays < 2.0 * (32.0 + 32.0 + 9.0) + 3.0,
+            "{replays} replays of {nodes} nodes"
+        );
+        assert!(visited < 60_000, "{visited}");
+    }
+
+    #[test]
+    fn a_network_too_large_for_the_budget_takes_only_its_declared_size() {
+        let network = shipped("googlenet_torchvision.arch");
+        let (sizes, _) = scan(&network, 100).unwrap();
+        assert!(sizes.declared_only());
+        assert!(
+            matches!(&sizes.above.both, Some(Limit::Unverified { why, .. }) if why.contains("too large to scan")),
+            "{:?}",
+            sizes.above
         );
     }
 

@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::check::input_size::{input_sizes, InputSizes};
 use crate::ir::{Layer, Network, Node, NodeKind, Role, Shape};
 
 /// One row of the table: a module (a layer, a block instance, a named chain or group) with its totals, like a
@@ -29,7 +30,10 @@ pub struct Row {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     pub network: String,
+    /// The declared input.
     pub input: Shape,
+    /// The input heights and widths the network runs at (`None` for a flat input).
+    pub input_sizes: Option<InputSizes>,
     pub rows: Vec<Row>,
     /// All parameters, side outputs included.
     pub params_total: u64,
@@ -79,6 +83,7 @@ pub fn summarize(network: &Network) -> Summary {
     Summary {
         network: network.name.clone(),
         input: network.input,
+        input_sizes: input_sizes(network),
         rows,
         params_total,
         params_inference,
@@ -197,10 +202,22 @@ impl Summary {
             "Layer", "Kind", "Output shape", "Params", "MACs"
         );
         let rule = "─".repeat(header.chars().count());
-        out.push_str(&format!(
-            "{} — input {}\n{rule}\n{header}\n{rule}\n",
-            self.network, self.input
-        ));
+        let sizes = self
+            .input_sizes
+            .as_ref()
+            .map_or_else(String::new, |sizes| format!(" ({})", sizes.describe()));
+        out.push_str(&format!("{} — input {}{sizes}\n", self.network, self.input));
+        if let Some(sizes) = &self.input_sizes {
+            for (which, limit) in [
+                ("smaller", sizes.limit_below()),
+                ("larger", sizes.limit_above()),
+            ] {
+                if let Some(limit) = limit {
+                    out.push_str(&format!("{which} inputs: {limit}\n"));
+                }
+            }
+        }
+        out.push_str(&format!("{rule}\n{header}\n{rule}\n"));
         for r in rows {
             out.push_str(&format!(
                 "{:<w_path$}  {:<w_kind$}  {:<w_shape$}  {:>w_params$}  {:>w_macs$}\n",

@@ -376,3 +376,59 @@ fn depth_1_table_snapshot() {
     let summary = summarize(&network("googlenet_torchvision.arch"));
     insta::assert_snapshot!("googlenet_torchvision_depth_1", summary.table(1));
 }
+
+/// The input sizes `archc summary` reports, against torchvision's documentation and arithmetic written out.
+#[test]
+fn torchvision_googlenet_runs_from_15x15_as_torchvision_documents() {
+    let summary = summarize(&network("googlenet_torchvision.arch"));
+    // torchvision lists GoogLeNet_Weights.IMAGENET1K_V1.meta["min_size"] = (15, 15). Why 14 fails, per axis:
+    // conv1 (7×7/2, pad 3) floor((14 + 6 − 7) / 2) + 1 = 7; maxpool1 (3×3/2 ceil) ceil((7 − 3) / 2) + 1 = 3;
+    // conv2/conv3 keep 3; maxpool2 ceil((3 − 3) / 2) + 1 = 1; inception3a/3b keep 1; maxpool3
+    // ceil((1 − 3) / 2) + 1 = 0. At 15: 8, 4, 2 and then maxpool3 ceil((2 − 3) / 2) + 1 = 1, maxpool4 (2×2/2
+    // ceil) 1; the adaptive pools take any size. PyTorch (torchvision 0.29.2):
+    // `googlenet(weights=None, aux_logits=True, init_weights=False)` fails at 14×14 in maxpool3 ("Given input
+    // size: (480x1x1). Calculated output size: (480x0x0)") and runs at 15×15 in eval and train mode.
+    let sizes = summary.input_sizes.as_ref().expect("a map input");
+    assert_eq!(sizes.min(), [15, 15]);
+    assert!(sizes.open_ended());
+    let table = summary.table(0);
+    let mut lines = table.lines();
+    assert_eq!(
+        lines.next(),
+        Some("googlenet — input [3, 224, 224] (smallest valid: 15×15; any larger size runs)")
+    );
+    assert_eq!(
+        lines.next(),
+        Some(
+            "smaller inputs: at 14×14, `maxpool3` (max_pool 3×3/2 ceil) gets a [480, 1, 1] map: max_pool \
+             window of 3 is larger than its padded input height and width of 1"
+        )
+    );
+}
+
+#[test]
+fn paper_googlenet_runs_where_its_classifiers_read_the_declared_maps() {
+    let summary = summarize(&network("googlenet.arch"));
+    // pool5 (7×7/1) must see the 7×7 map of 224×224 and the aux heads' 5×5/3 pools a 14–16 map before
+    // `flatten -> linear`: per axis n ∈ 223..=254 (the arithmetic is in src/check/input_size.rs's tests;
+    // PyTorch agrees). At 255, pool4 gives 8×8, pool5 2×2, and fc gets 1024 · 2 · 2 = 4096 features.
+    let table = summary.table(0);
+    let lines: Vec<&str> = table.lines().take(3).collect();
+    assert_eq!(
+        lines[0],
+        "googlenet — input [3, 224, 224] (sizes from 223×223 to 254×254 run)"
+    );
+    assert!(
+        lines[1].starts_with(
+            "smaller inputs: at 222×222, `aux1.fc1` (linear 2048→1024) gets 1152 features"
+        ),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2]
+            .starts_with("larger inputs: at 255×255, `fc` (linear 1024→1000) gets 4096 features"),
+        "{}",
+        lines[2]
+    );
+}

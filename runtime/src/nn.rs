@@ -371,6 +371,131 @@ pub fn check_input(xs: &Tensor, sample: &[usize], source: &str) -> Result<()> {
     Ok(())
 }
 
+/// The input sizes a generated model runs at, as `archc` found them: its channel count, a range of heights and
+/// of widths, and why the sizes just outside them do not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputSizes {
+    /// The network's name, for messages.
+    pub network: &'static str,
+    /// The input channels.
+    pub channels: usize,
+    pub height: SizeRange,
+    pub width: SizeRange,
+    /// Why a smaller input does not run: the first layer it breaks, found by the checker one size below the
+    /// smallest valid one.
+    pub too_small: SizeLimits,
+    /// Why a larger input does not run (empty when every larger size runs).
+    pub too_large: SizeLimits,
+}
+
+/// The sizes along one axis a model runs at: `min ..= max`, or every size from `min` up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeRange {
+    pub min: usize,
+    pub max: Option<usize>,
+}
+
+impl SizeRange {
+    fn contains(self, size: usize) -> bool {
+        size >= self.min && !matches!(self.max, Some(max) if size > max)
+    }
+}
+
+/// What breaks one size beyond a range: the height alone, the width alone, both (empty where none applies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeLimits {
+    pub height: &'static str,
+    pub width: &'static str,
+    pub both: &'static str,
+}
+
+impl SizeLimits {
+    /// No limit: every size on that side runs.
+    pub const NONE: SizeLimits = SizeLimits {
+        height: "",
+        width: "",
+        both: "",
+    };
+
+    /// The reason for an input whose height (`h`) and width (`w`) are each beyond the range or not.
+    fn reason(&self, h: bool, w: bool) -> &'static str {
+        let first = |options: [&'static str; 3]| options.into_iter().find(|r| !r.is_empty());
+        match (h, w) {
+            (true, true) => first([self.both, self.height, self.width]),
+            (true, false) => first([self.height, self.both, self.width]),
+            _ => first([self.width, self.both, self.height]),
+        }
+        .unwrap_or("")
+    }
+}
+
+/// Checks a model input `[N, C, H, W]` against the sizes the model runs at: rank, channels, height and width,
+/// and dtype. A size outside the range is an error that says why, from the checker: the first layer it breaks.
+pub fn check_input_sizes(xs: &Tensor, sizes: &InputSizes, source: &str) -> Result<()> {
+    let range = |range: SizeRange| match range.max {
+        None => format!("{}+", range.min),
+        Some(max) if max == range.min => max.to_string(),
+        Some(max) => format!("{}..={max}", range.min),
+    };
+    let &[_, c, h, w] = xs.dims() else {
+        return Err(error(format!(
+            "{source}: expected an input of shape [N, {}, H, W] (H {}, W {}), found {:?}",
+            sizes.channels,
+            range(sizes.height),
+            range(sizes.width),
+            xs.dims()
+        )));
+    };
+    if c != sizes.channels {
+        return Err(error(format!(
+            "{source}: expected an input of shape [N, {}, H, W], found {:?}",
+            sizes.channels,
+            xs.dims()
+        )));
+    }
+    let (h_ok, w_ok) = (sizes.height.contains(h), sizes.width.contains(w));
+    if !(h_ok && w_ok) {
+        let small = (h < sizes.height.min, w < sizes.width.min);
+        let (what, reason, bound) = if small.0 || (h_ok && small.1) {
+            (
+                "too small",
+                sizes.too_small.reason(small.0, small.1),
+                format!(
+                    "the smallest valid input is {}×{}",
+                    sizes.height.min, sizes.width.min
+                ),
+            )
+        } else {
+            let large = (!h_ok && !small.0, !w_ok && !small.1);
+            let bound = match (sizes.height.max, sizes.width.max) {
+                (Some(max_h), Some(max_w)) => format!("the largest valid input is {max_h}×{max_w}"),
+                _ => format!(
+                    "valid heights are {}, widths {}",
+                    range(sizes.height),
+                    range(sizes.width)
+                ),
+            };
+            ("too large", sizes.too_large.reason(large.0, large.1), bound)
+        };
+        let reason = if reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {reason}")
+        };
+        return Err(error(format!(
+            "{source}: `{}`: input {h}×{w} is {what}{reason}; {bound}",
+            sizes.network
+        )));
+    }
+    if !xs.dtype().is_float() {
+        return Err(error(format!(
+            "{source}: expected a floating-point input, found {:?}",
+            xs.dtype()
+        )));
+    }
+    Ok(())
+}
+
 /// Checks, when a `Config` other than the defaults is used, that a statement's channels match what its
 /// declaration says.
 pub fn expect_channels(computed: usize, declared: usize, statement: &str) -> Result<()> {

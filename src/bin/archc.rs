@@ -383,6 +383,14 @@ fn run_summary(
             Format::Human => out.push_str(&summary.table(depth.unwrap_or(usize::MAX))),
             Format::Json => json.push(serde_json::json!({
                 "network": summary.network,
+                "input": summary.input.dims(),
+                "input_sizes": summary.input_sizes.as_ref().map(|sizes| serde_json::json!({
+                    "height": { "min": sizes.height.min, "max": sizes.height.max },
+                    "width": { "min": sizes.width.min, "max": sizes.width.max },
+                    "description": sizes.describe(),
+                    "smaller": sizes.limit_below().map(ToString::to_string),
+                    "larger": sizes.limit_above().map(ToString::to_string),
+                })),
                 "params_total": summary.params_total,
                 "params_inference": summary.params_inference,
                 "macs_inference": summary.macs_inference,

@@ -10,6 +10,7 @@
 
 mod eval;
 mod foreign;
+pub mod input_size;
 
 use std::collections::{HashMap, HashSet};
 

@@ -13,6 +13,7 @@
 //! model runs fast in inference is not written here: each struct also describes itself as a tree of
 //! `nn::Op`s, which `archc_runtime::nn::Plan` runs.
 
+mod input;
 pub(crate) mod layer;
 pub(crate) mod types;
 
@@ -357,11 +358,14 @@ impl Generator<'_> {
         let output_dims: Vec<TokenStream> =
             network.output.dims().into_iter().map(int_tokens).collect();
         let source_name = self.file_name;
+        let input = input::input_check(network);
+        let (input_items, input_check) = (&input.items, &input.check);
         let module_doc = format!(
-            " The `{}` network of `{}`: input `[N, {}]`, output `[N, {}]` with the default [`Config`].",
+            " The `{}` network of `{}`: input `[N, {}]`{}, output `[N, {}]` with the default [`Config`].",
             network.name,
             self.file_name,
             dims_text(network.input),
+            input.doc,
             dims_text(network.output),
         );
         let side_docs = sides
@@ -391,10 +395,12 @@ impl Generator<'_> {
 
                 /// The `.arch` file this module was generated from.
                 pub const SOURCE: &str = #source_name;
-                /// The shape of one input sample (batch axis excluded).
+                /// The declared shape of one input sample (batch axis excluded).
                 pub const INPUT_SHAPE: &[usize] = &[#(#input_dims),*];
-                /// The shape of one output sample (batch axis excluded) with the default `Config`.
+                /// The shape of one output sample (batch axis excluded) for an input of `INPUT_SHAPE`, with the
+                /// default `Config`.
                 pub const OUTPUT_SHAPE: &[usize] = &[#(#output_dims),*];
+                #input_items
 
                 /// The network's parameters.
                 #[derive(Debug, Clone, PartialEq)]
@@ -441,7 +447,7 @@ impl Generator<'_> {
                     /// Runs the network. In training mode (`train = true`) dropout is active, batch norm uses and
                     /// updates batch statistics, and the side outputs are computed.
                     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Outputs> {
-                        nn::check_input(xs, INPUT_SHAPE, SOURCE)?;
+                        #input_check
                         if let Some(logits) = self.plan.run(xs, train, self)? {
                             return Ok(Outputs { logits, #(#side_nones,)* });
                         }
@@ -908,6 +914,8 @@ fn layer_channels(channels: Channels, node: &Node, input: &Expr) -> Result<Expr,
             .and_then(|a| a.expr.clone())
             .map(fold)
             .ok_or_else(|| CodegenError::new(node.span, format!("no `{name}` argument")))?,
+        // The nominal map size is safe here: the input check admits only sizes at which every layer keeps the
+        // weights it was checked with, so a flatten that feeds weights reads the map it was checked with.
         Channels::Flattened => match node.input {
             Shape::Map { h, w, .. } => fold(binary(BinaryOp::Mul, input.clone(), int_expr(h * w))),
             Shape::Flat { .. } => input.clone(),

@@ -7,7 +7,7 @@ use crate::codegen::CodegenError;
 use crate::ir::{Shape, Value};
 
 use super::args::{ArgDefault::*, Args};
-use super::{Builtin, Layer, LayerDef, Param};
+use super::{Builtin, Layer, LayerDef, Param, Resize};
 
 /// `max(x, 0)`.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +48,10 @@ macro_rules! keeps_shape {
 
         fn keep_size_hint(&self, _input: Shape, _expected: Shape) -> Option<String> {
             None
+        }
+
+        fn resize(&self) -> Resize {
+            Resize::Keeps
         }
     };
 }

@@ -10,7 +10,7 @@ use crate::ir::{Padding, Shape, Value};
 use archc_shape::{same_padding, spell_out};
 
 use super::args::{both_axes, pad_arg, require_map, ArgDefault::*, Args, PadArg};
-use super::{hw_text, label_hw, Builtin, Hw, Layer, LayerDef, Param};
+use super::{hw_text, label_hw, Builtin, Hw, Layer, LayerDef, Param, Resize};
 
 /// A 2-D convolution.
 #[derive(Debug, Clone, PartialEq)]
@@ -207,6 +207,10 @@ impl LayerDef for Conv2d {
             }
         }
         None
+    }
+
+    fn resize(&self) -> Resize {
+        Resize::Strided(self.stride)
     }
 
     fn emit(&self, cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {

@@ -8,7 +8,7 @@ use crate::diagnostic::{Code, Diagnostic};
 use crate::ir::{Shape, Value};
 
 use super::args::{ArgDefault::*, Args};
-use super::{Builtin, Layer, LayerDef, Param};
+use super::{Builtin, Layer, LayerDef, Param, Resize};
 
 /// A fully connected layer.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,6 +109,10 @@ impl LayerDef for Linear {
         None
     }
 
+    fn resize(&self) -> Resize {
+        Resize::Keeps
+    }
+
     fn emit(&self, cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {
         let out = cx.required("out", Want::Usize)?;
         let (in_features, vb, at, field) = (&cx.in_channels, &cx.vb, &cx.at, cx.field);
@@ -174,6 +178,10 @@ impl LayerDef for Flatten {
 
     fn keep_size_hint(&self, _input: Shape, _expected: Shape) -> Option<String> {
         None
+    }
+
+    fn resize(&self) -> Resize {
+        Resize::Keeps
     }
 
     fn emit(&self, _cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {

@@ -34,6 +34,19 @@ pub use archc_shape::MAX_DIM;
 /// A (height, width) pair.
 pub type Hw = [u64; 2];
 
+/// How a layer's output height and width follow its input's, along each axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resize {
+    /// The same size (element-wise layers, normalisation; flat vectors have no size to change).
+    Keeps,
+    /// Windows sliding with this stride `[h, w]`: wherever the layer is valid, `stride` more input rows give
+    /// exactly one more output row (`floor((n + p - e) / s) + 1`, and PyTorch's ceil mode with its last-window
+    /// rule, both step by one every `s`).
+    Strided(Hw),
+    /// An output size that does not depend on the input (adaptive pooling).
+    Fixed,
+}
+
 /// One name a layer is called by in the language, with its signature.
 pub struct Builtin {
     /// The name in `.arch` files (`conv2d`).
@@ -101,6 +114,10 @@ pub(crate) trait LayerDef: Sized {
 
     /// How to change this layer so a map of `input` comes out as `expected`, when that is a known fix.
     fn keep_size_hint(&self, input: Shape, expected: Shape) -> Option<String>;
+
+    /// How the output's height and width follow the input's, for finding every input size a network runs at
+    /// ([`crate::check::input_size`]).
+    fn resize(&self) -> Resize;
 
     /// The generated Rust: the field, its constructor and the forward step.
     fn emit(&self, cx: &EmitCx<'_>) -> Result<Emitted, crate::codegen::CodegenError>;
@@ -181,6 +198,13 @@ macro_rules! layers {
             pub fn keep_size_hint(&self, input: Shape, expected: Shape) -> Option<String> {
                 match self {
                     $(Layer::$variant(layer) => layer.keep_size_hint(input, expected),)*
+                }
+            }
+
+            /// How the output's height and width follow the input's.
+            pub fn resize(&self) -> Resize {
+                match self {
+                    $(Layer::$variant(layer) => layer.resize(),)*
                 }
             }
 

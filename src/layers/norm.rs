@@ -8,7 +8,7 @@ use crate::codegen::CodegenError;
 use crate::ir::{Shape, Value};
 
 use super::args::{require_map, ArgDefault::*, Args};
-use super::{Builtin, Layer, LayerDef, Param};
+use super::{Builtin, Layer, LayerDef, Param, Resize};
 
 /// Batch normalisation over channels.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +93,10 @@ impl LayerDef for BatchNorm {
 
     fn keep_size_hint(&self, _input: Shape, _expected: Shape) -> Option<String> {
         None
+    }
+
+    fn resize(&self) -> Resize {
+        Resize::Keeps
     }
 
     fn emit(&self, cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {
@@ -182,6 +186,10 @@ impl LayerDef for Lrn {
 
     fn keep_size_hint(&self, _input: Shape, _expected: Shape) -> Option<String> {
         None
+    }
+
+    fn resize(&self) -> Resize {
+        Resize::Keeps
     }
 
     fn emit(&self, cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {

@@ -11,7 +11,7 @@ use archc_shape::{pool_padding_limit, spell_out, windows_span};
 
 use super::args::{both_axes, require_map, stride_or_kernel, ArgDefault::*, Args};
 use super::conv::spatial_formula;
-use super::{hw_text, label_hw, Builtin, Hw, Layer, LayerDef, Param};
+use super::{hw_text, label_hw, Builtin, Hw, Layer, LayerDef, Param, Resize};
 
 /// Max pooling over windows of a feature map.
 #[derive(Debug, Clone, PartialEq)]
@@ -245,6 +245,10 @@ impl LayerDef for AdaptiveAvgPool2d {
         None
     }
 
+    fn resize(&self) -> Resize {
+        Resize::Fixed
+    }
+
     fn emit(&self, cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {
         // `global_avg_pool` has no `size`: it pools to 1×1.
         let size = cx
@@ -285,6 +289,10 @@ macro_rules! windowed {
 
         fn keep_size_hint(&self, input: Shape, expected: Shape) -> Option<String> {
             self.window().keep_size_hint(input, expected)
+        }
+
+        fn resize(&self) -> Resize {
+            Resize::Strided(self.stride)
         }
     };
 }

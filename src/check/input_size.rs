@@ -35,7 +35,7 @@
 
 use std::fmt;
 
-use crate::ir::{Hw, Layer, Network, Node, NodeKind, Role, Shape};
+use crate::ir::{Hw, Layer, Network, Node, NodeKind, Repeat, Role, Shape};
 use crate::layers::{builtin, Args, BoundArg, Resize, MAX_DIM};
 
 /// The most IR nodes the scan of one network visits, all sizes together (GoogLeNet: 312 nodes, 43,903 visits).
@@ -331,10 +331,12 @@ fn path_stride(node: &Node, input: Step, axis: usize, period: &mut Option<u64>) 
                 Step::Grows(s.saturating_mul(stride[axis]).min(MAX_PERIOD + 1))
             }
         },
-        NodeKind::Block { body: nodes, .. } | NodeKind::Chain(nodes) => nodes
+        NodeKind::Block { body: nodes, .. }
+        | NodeKind::Chain(nodes)
+        | NodeKind::Repeat(Repeat { nodes, .. }) => nodes
             .iter()
             .fold(input, |step, child| path_stride(child, step, axis, period)),
-        NodeKind::Concat(branches) | NodeKind::Add(branches) => branches
+        NodeKind::Concat(branches) | NodeKind::Add(branches) | NodeKind::Mul(branches) => branches
             .iter()
             .map(|branch| path_stride(branch, input, axis, period))
             .fold(Step::Fixed, |a, b| match (a, b) {
@@ -565,20 +567,25 @@ impl Replay<'_> {
         self.budget = self.budget.checked_sub(1).ok_or(Stop::Budget)?;
         let output = match &node.kind {
             NodeKind::Layer(layer) => self.layer(node, layer, input)?,
-            NodeKind::Block { body: nodes, .. } | NodeKind::Chain(nodes) => {
+            NodeKind::Block { body: nodes, .. }
+            | NodeKind::Chain(nodes)
+            | NodeKind::Repeat(Repeat { nodes, .. }) => {
                 let mut current = input;
                 for child in nodes {
                     current = self.node(child, current)?;
                 }
                 current
             }
-            NodeKind::Concat(branches) | NodeKind::Add(branches) => {
+            NodeKind::Concat(branches) | NodeKind::Add(branches) | NodeKind::Mul(branches) => {
                 let concat = matches!(node.kind, NodeKind::Concat(_));
                 let mut outputs = Vec::new();
                 for branch in branches {
                     outputs.push(self.node(branch, input)?);
                 }
-                combine(node, concat, branches, &outputs)?
+                match (&node.kind, super::broadcast(&outputs)) {
+                    (NodeKind::Mul(_), Some(shape)) => shape,
+                    _ => combine(node, concat, branches, &outputs)?,
+                }
             }
         };
         if self.compare && output != node.output {
@@ -657,6 +664,8 @@ impl Replay<'_> {
             NodeKind::Chain(_) => "chain".to_string(),
             NodeKind::Concat(_) => "concat".to_string(),
             NodeKind::Add(_) => "add".to_string(),
+            NodeKind::Mul(_) => "mul".to_string(),
+            NodeKind::Repeat(repeat) => format!("for {}", repeat.var),
         };
         let name = if node.path.is_empty() {
             format!("an unnamed {what}")

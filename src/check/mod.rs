@@ -1559,7 +1559,8 @@ impl<'a> Checker<'a> {
     fn combine(&mut self, group: &ast::Group, input: Shape, branches: &[Node]) -> Option<Shape> {
         let keyword = group.kind.keyword();
         if group.kind == GroupKind::Mul {
-            if let Some(shape) = broadcast(branches) {
+            let outputs: Vec<Shape> = branches.iter().map(|b| b.output).collect();
+            if let Some(shape) = broadcast(&outputs) {
                 return Some(shape);
             }
         }
@@ -2104,19 +2105,19 @@ fn has_weights(node: &Node) -> bool {
     found
 }
 
-/// The shape of the element-wise product of the branches, when each has it or is a `[C, 1, 1]` map of its
-/// channels (broadcast over the map, as squeeze-and-excitation's scale is).
-fn broadcast(branches: &[Node]) -> Option<Shape> {
-    let full = branches
+/// The shape of the element-wise product of branches with these outputs, when each has it or is a `[C, 1, 1]`
+/// map of its channels (broadcast over the map, as squeeze-and-excitation's scale is).
+fn broadcast(outputs: &[Shape]) -> Option<Shape> {
+    let full = outputs
         .iter()
-        .map(|b| b.output)
+        .copied()
         .find(|shape| !matches!(shape, Shape::Map { h: 1, w: 1, .. }))
-        .unwrap_or(branches.first()?.output);
+        .unwrap_or(*outputs.first()?);
     let fits = |shape: Shape| match (shape, full) {
         (Shape::Map { c, h: 1, w: 1 }, Shape::Map { c: full_c, .. }) => c == full_c,
         _ => shape == full,
     };
-    branches.iter().all(|b| fits(b.output)).then_some(full)
+    outputs.iter().all(|&shape| fits(shape)).then_some(full)
 }
 
 fn spatial_text(shape: Shape, kind: GroupKind) -> String {

@@ -3,8 +3,8 @@
 //! PyTorch runs a CNN at any input size where every layer is valid; torchvision's classifiers pool adaptively
 //! before their `flatten -> linear`, so they run at any size from a smallest one up (GoogLeNet from 15×15). The
 //! checker proved the declared size; this module finds the others by *replaying* the checked network (the
-//! [IR](crate::ir)) at another input size: every layer's own shape rule ([`Layer::infer`], the formulas of
-//! `archc-shape`) is applied again, concat and add branches must still agree, and every layer must come out
+//! [IR](crate::ir)) at another input size: every layer's own shape rule (its `LayerDef::infer`, the formulas
+//! of `archc-shape`) is applied again, concat and add branches must still agree, and every layer must come out
 //! with the configuration — the weight shapes — it was checked with (a `linear` after a `flatten` of a map
 //! whose size follows the input gets other in-features: that size does not run). Declared sizes are not
 //! consulted: they describe the declared input.
@@ -31,7 +31,8 @@
 //!
 //! The scan visits at most [`MAX_SCAN_NODES`] nodes and follows periods up to [`MAX_PERIOD`]; beyond either it
 //! reports the sizes it verified, and why it stopped ([`Limit::Unverified`]). Side outputs count: a size runs
-//! when the training forward, side outputs included, is valid.
+//! when the training forward, side outputs included, is valid (stricter than PyTorch in eval mode, which would
+//! run a size that breaks only a training-only head; no shipped network has one).
 
 use std::fmt;
 

@@ -136,7 +136,8 @@ fn squeezenet1_1_matches_torchvision() {
 
 #[test]
 fn resnet18_matches_torchvision() {
-    let (model, _, io) = assert_matches_torchvision!(resnet18, { num_classes: 10, width: 4 }, train {});
+    let (model, _, io) =
+        assert_matches_torchvision!(resnet18, { num_classes: 10, width: 4 }, train {});
     // Batch norm updated its running statistics as PyTorch did (momentum 0.1, unbiased variance).
     assert_close(
         "bn1.running_mean after one training pass",
@@ -162,11 +163,13 @@ fn densenet121_matches_torchvision() {
 
 #[test]
 fn inception_v3_matches_torchvision() {
-    let (_, train, io) =
-        assert_matches_torchvision!(inception_v3, { num_classes: 10, div: 16 }, train { dropout: 0.0 });
+    let (_, train, io) = assert_matches_torchvision!(inception_v3, { num_classes: 10, div: 16 }, train { dropout: 0.0 });
     assert_close(
         "inception_v3 train aux logits",
-        train.aux_logits.as_ref().expect("AuxLogits runs in training"),
+        train
+            .aux_logits
+            .as_ref()
+            .expect("AuxLogits runs in training"),
         &io["train_aux_logits"],
     );
 }

@@ -994,7 +994,8 @@ impl<'a> Checker<'a> {
             // at this level).
             let spread = matches!(statement.chain.as_slice(), [Op::Call(call)] if call.spread);
             let unnamed = match node.kind {
-                NodeKind::Layer(_) => true,
+                // `..conv2d(...)` was reported as a spread of a layer.
+                NodeKind::Layer(_) => !spread,
                 NodeKind::Chain(_) => statement.chain.len() > 1,
                 NodeKind::Block { .. } => !spread,
                 NodeKind::Concat(_) | NodeKind::Add(_) | NodeKind::Mul(_) | NodeKind::Repeat(_) => {

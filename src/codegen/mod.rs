@@ -1050,6 +1050,7 @@ fn placement(
             let ident = format_ident!("{}", &format[1..format.len() - 1]);
             quote!(vb.pp(#ident.to_string()))
         }
+        _ if values.is_empty() => quote!(vb.pp(format!(#format))),
         _ => quote!(vb.pp(format!(#format, #(#values),*))),
     };
     Ok((field, vb))
@@ -1109,14 +1110,16 @@ fn loop_output(
     if reads(step, loop_in) || reads(step, var) {
         return None;
     }
-    let stop = if inclusive {
-        binary(BinaryOp::Add, end.clone(), int_expr(1))
-    } else {
-        end.clone()
-    };
-    let count = match start.kind {
-        ExprKind::Int(Ok(0)) => stop,
-        _ => binary(BinaryOp::Sub, stop, start.clone()),
+    // The iterations: `end - start`, plus one with `..=`; `1..=n` and `0..n` run `n` times.
+    let count = match (&start.kind, inclusive) {
+        (ExprKind::Int(Ok(1)), true) | (ExprKind::Int(Ok(0)), false) => end.clone(),
+        (ExprKind::Int(Ok(0)), true) => binary(BinaryOp::Add, end.clone(), int_expr(1)),
+        (_, true) => binary(
+            BinaryOp::Sub,
+            binary(BinaryOp::Add, end.clone(), int_expr(1)),
+            start.clone(),
+        ),
+        (_, false) => binary(BinaryOp::Sub, end.clone(), start.clone()),
     };
     Some(fold(binary(
         BinaryOp::Add,

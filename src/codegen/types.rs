@@ -134,7 +134,8 @@ pub(crate) fn type_ident(name: &str) -> Ident {
     if GENERATED_TYPES.contains(&out.as_str()) {
         out.push_str("Block");
     }
-    rust_ident(&out)
+    // Camel case is no keyword (`Self` is taken care of above).
+    Ident::new(&out, RustSpan::call_site())
 }
 
 /// The type names every generated module defines or imports.

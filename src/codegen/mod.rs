@@ -767,15 +767,18 @@ impl Generator<'_> {
 
 /// A layer's output channels as an expression over the struct's parameters, as its definition says they follow.
 fn layer_channels(channels: Channels, node: &Node, input: &Expr) -> Result<Expr, CodegenError> {
-    Ok(match channels {
-        Channels::Input => input.clone(),
-        Channels::Argument(name) => node
-            .args
+    let argument = |name: &str| {
+        node.args
             .iter()
             .find(|a| a.name == name)
             .and_then(|a| a.expr.clone())
             .map(fold)
-            .ok_or_else(|| CodegenError::new(node.span, format!("no `{name}` argument")))?,
+            .ok_or_else(|| CodegenError::new(node.span, format!("no `{name}` argument")))
+    };
+    Ok(match channels {
+        Channels::Input => input.clone(),
+        Channels::Argument(name) => argument(name)?,
+        Channels::DividedBy(name) => fold(binary(BinaryOp::Div, input.clone(), argument(name)?)),
         Channels::Flattened => match node.input {
             Shape::Map { h, w, .. } => fold(binary(BinaryOp::Mul, input.clone(), int_expr(h * w))),
             Shape::Flat { .. } => input.clone(),

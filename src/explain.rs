@@ -61,8 +61,8 @@ Real architectures are far inside these limits; hitting one usually means genera
             "A statement calls a name that is neither a built-in layer nor a block defined in this file.
 
 The built-in layers are conv2d, max_pool, avg_pool, adaptive_avg_pool, global_avg_pool, batch_norm, lrn,
-relu, dropout, flatten, linear, softmax and identity. Blocks may be defined anywhere in the file, before or
-after their use.
+relu, relu6, silu, sigmoid, hardswish, hardsigmoid, gelu, dropout, stochastic_depth, channel_shuffle, chunk,
+flatten, linear, softmax and identity. Blocks may be defined anywhere in the file, before or after their use.
 
 Example:
 
@@ -73,9 +73,9 @@ Example:
 
 `conv3d` is not a layer; the help suggests the closest name, `conv2d`. PyTorch's and Keras' names for the
 built-in layers (`MaxPool2d`, `BatchNorm2d`, `Dense`, ...) are answered with the language's spelling. A
-well-known layer that archc does not have (`relu6`, `silu`, `gelu`, `conv_transpose2d`, `layer_norm`,
+well-known layer that archc does not have (`prelu`, `tanh`, `mish`, `conv_transpose2d`, `layer_norm`,
 `upsample`, ...) is named for what it is, with what to write instead where the language has a way; it is
-never corrected to a nearby built-in, which would be a different function (`relu6` is not `relu`).
+never corrected to a nearby built-in, which would be a different function (`prelu` is not `relu`).
 
 A missing `=` shows up here too: `conv1 conv2d(64, 7)` is two statements, a call of an unknown layer
 `conv1` and an unnamed `conv2d(64, 7)`; write `conv1 = conv2d(64, 7)`."
@@ -167,7 +167,8 @@ as the map, `avg_pool(7, stride = 1)`, or `global_avg_pool` pools it to 1x1."
         }
         Code::InvalidGroups => {
             "A grouped convolution splits its input and output channels into `groups` equal parts, so both counts
-must be divisible by `groups`.
+must be divisible by `groups`. So must the input channels of `channel_shuffle(groups)`, and those of
+`chunk(chunks, index)` by `chunks`.
 
 Example:
 

@@ -32,7 +32,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     // Calls and arguments.
     ("unknown_layer.arch", &["E0101"]),
     ("unknown_block_typo.arch", &["E0101"]),
-    ("relu6_is_not_relu.arch", &["E0101"]),
+    ("prelu_is_not_relu.arch", &["E0101"]),
     ("too_many_positional_arguments.arch", &["E0110"]),
     ("missing_required_argument.arch", &["E0111"]),
     ("unknown_keyword_argument.arch", &["E0112", "E0112"]),
@@ -46,6 +46,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("pad_same_with_stride_2.arch", &["E0115"]),
     ("pool_pad_too_large.arch", &["E0116"]),
     ("groups_not_dividing_channels.arch", &["E0106"]),
+    ("channel_shuffle_groups_not_dividing.arch", &["E0106"]),
+    ("chunk_index_out_of_range.arch", &["E0115"]),
     // Expressions.
     ("unknown_parameter_name.arch", &["E0120"]),
     ("block_reads_network_parameter.arch", &["E0120"]),

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use archc::ast::{Op, Statement};
+use archc::ast::visit::{self, Visit};
+use archc::ast::Call;
 use archc::SourceKind;
 use archc_runtime::candle_core::{DType, Device, Module, Tensor};
 use archc_runtime::candle_nn::{VarBuilder, VarMap};
@@ -38,25 +39,26 @@ fn source() -> String {
     std::fs::read_to_string(format!("{}/{FIXTURE}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
+/// Every callee of a file, in groups' branches too.
+#[derive(Default)]
+struct Callees(BTreeSet<String>);
+
+impl<'ast> Visit<'ast> for Callees {
+    fn visit_call(&mut self, call: &'ast Call) {
+        self.0.insert(call.callee.name.clone());
+        visit::visit_call(self, call);
+    }
+}
+
 #[test]
 fn the_fixture_calls_every_built_in_layer() {
     let file = archc::parse_source(SourceKind::Arch, &source()).unwrap();
-    let mut called = BTreeSet::new();
-    for definition in &file.items {
-        for statement in &definition.body {
-            if let Statement::Layer(layer) = statement {
-                for op in &layer.chain {
-                    if let Op::Call(call) = op {
-                        called.insert(call.callee.name.clone());
-                    }
-                }
-            }
-        }
-    }
+    let mut called = Callees::default();
+    called.visit_file(&file);
     let registered: BTreeSet<String> = archc::layers::builtins()
         .map(|b| b.name.to_string())
         .collect();
-    let missing: Vec<&String> = registered.difference(&called).collect();
+    let missing: Vec<&String> = registered.difference(&called.0).collect();
     assert!(missing.is_empty(), "add to {FIXTURE}: {missing:?}");
 }
 
@@ -66,10 +68,13 @@ fn check_and_summary_count_what_pytorch_counts() {
     assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
     let summary = archc::summary::summarize(&checked.networks[0]);
     // conv: 8 x 3 x (3 x 5), no bias = 360; bn: gamma and beta, 2 x 8 = 16; same_conv: 8 x (8 / 2 groups) x 3 x 3
-    // + 8 bias = 296; fc: 8 x 16 + 16 = 144; head: 16 x 7, no bias = 112.
-    assert_eq!(summary.params_total, 360 + 16 + 296 + 144 + 112);
-    // MACs per sample: conv 360 weights x 20 x 10 outputs; same_conv 288 weights x 20 x 10; fc 128; head 112.
-    assert_eq!(summary.macs_inference, 360 * 200 + 288 * 200 + 128 + 112);
+    // + 8 bias = 296; `half` keeps 8 / 2 = 4 channels, so fc: 4 x 16 + 16 = 80; head: 16 x 7, no bias = 112.
+    // The activations, chunks, channel shuffle and stochastic depth have no parameters (torchvision's
+    // StochasticDepth and nn.ChannelShuffle have none in their state_dict).
+    assert_eq!(summary.params_total, 360 + 16 + 296 + 80 + 112);
+    // MACs per sample: conv 360 weights x 20 x 10 outputs; same_conv 288 weights x 20 x 10; fc 64; head 112.
+    // Activations count no MACs, as relu does.
+    assert_eq!(summary.macs_inference, 360 * 200 + 288 * 200 + 64 + 112);
 }
 
 #[test]
@@ -86,14 +91,24 @@ fn the_graph_labels_each_layer_with_its_settings() {
         "batch_norm",
         "lrn 3",
         "conv 3×3/1 dilation 2 groups 2",
+        "chunk [0] of 2",
+        "chunk [1] of 2",
+        "relu6",
+        "silu",
+        "gelu",
+        "channel_shuffle 4",
         "max_pool 3×3/1 ceil",
+        "hardswish",
+        "stochastic_depth 0.2",
+        "sigmoid",
+        "hardsigmoid",
         "avg_pool 2×2/2",
         "adaptive_avg_pool → 4×2",
         "adaptive_avg_pool → 1×1",
         "identity",
         "flatten",
         "dropout 0.3",
-        "linear 8→16",
+        "linear 4→16",
         "linear 16→7",
         "softmax",
     ] {
@@ -121,9 +136,37 @@ fn the_generated_model_runs_every_layer() {
     let difference = compare::relative_error(&planned, &plain);
     assert!(difference < 1e-5, "plan and candle differ by {difference}");
 
-    // Training runs the generated forward: dropout and batch statistics, the same shape.
+    // Training runs the generated forward: dropout, stochastic depth and batch statistics, the same shape.
     let trained = model.forward_t(&input, true).unwrap();
     assert_eq!(trained.logits.dims(), [5, 7]);
+}
+
+/// Training a model built on a `VarMap`: the loss reaches the first convolution's weights through every layer,
+/// the new activations, chunks, shuffle and stochastic depth included.
+#[test]
+fn gradients_flow_through_every_layer() {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let model = every_layer::Model::new(vb, &every_layer::Config::default()).unwrap();
+    let input = Tensor::randn(0f32, 1.0, (4, 3, 20, 20), &Device::Cpu).unwrap();
+    let logits = model.forward_t(&input, true).unwrap().logits;
+    let target = Tensor::zeros((4, 7), DType::F32, &Device::Cpu).unwrap();
+    let loss = (logits - target).unwrap().sqr().unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let data = varmap.data().lock().unwrap();
+    let conv = &data["conv.weight"];
+    let grad = grads.get(conv).expect("a gradient for conv.weight");
+    let norm = grad
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(
+        norm.is_finite() && norm > 0.0,
+        "|grad conv.weight|^2 = {norm}"
+    );
 }
 
 #[test]
@@ -132,7 +175,10 @@ fn a_config_that_contradicts_a_declared_size_is_an_error_naming_the_statement() 
     // declaration, which the generated constructor checks since the count depends on the `Config`.
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let config = every_layer::Config { classes: 5 };
+    let config = every_layer::Config {
+        classes: 5,
+        ..Default::default()
+    };
     let message = every_layer::Model::new(vb, &config)
         .err()
         .unwrap()
@@ -141,7 +187,35 @@ fn a_config_that_contradicts_a_declared_size_is_an_error_naming_the_statement() 
         message.contains("`head` produces 5 channels, its declaration says 7"),
         "{message}"
     );
-    assert!(message.contains("every_layer.arch:18:"), "{message}");
+    assert!(message.contains("every_layer.arch:30:"), "{message}");
+}
+
+/// `half = chunk(parts, index = 1) : [4, 20, 10]` keeps 8 / parts channels: the generated code follows that
+/// division, so 4 parts give 2 channels against the declared 4, and 3 parts do not divide 8 at all.
+#[test]
+fn a_config_changes_what_chunk_keeps() {
+    let build = |parts| {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let config = every_layer::Config {
+            parts,
+            ..Default::default()
+        };
+        every_layer::Model::new(vb, &config)
+            .err()
+            .unwrap()
+            .to_string()
+    };
+    let message = build(4);
+    assert!(
+        message.contains("every_layer.arch:14: `half` produces 2 channels, its declaration says 4"),
+        "{message}"
+    );
+    let message = build(3);
+    assert!(
+        message.contains("every_layer.arch:14: chunk: 8 channels cannot be split into 3 chunks"),
+        "{message}"
+    );
 }
 
 mod structures {

@@ -1,5 +1,5 @@
 //! Messages that point the right way: an unknown layer that is a well-known layer of PyTorch or Keras is named
-//! for what it is, never "corrected" to a different built-in (`relu6` is not `relu`); the hint for an unnamed
+//! for what it is, never "corrected" to a different built-in (`prelu` is not `relu`); the hint for an unnamed
 //! statement with weights is written with the statement's own callee.
 
 use archc::{compile, Diagnostic, SourceKind};
@@ -29,35 +29,36 @@ fn everything(diagnostic: &Diagnostic) -> String {
 }
 
 #[test]
-fn relu6_is_named_for_what_it_is_and_not_sent_to_relu() {
-    let error = only_error(&calling("relu6"));
+fn prelu_is_named_for_what_it_is_and_not_sent_to_relu() {
+    let error = only_error(&calling("prelu"));
     assert_eq!(error.code.as_str(), "E0101");
     assert_eq!(error.primary.message, "not built into archc");
     assert_eq!(
         error.notes,
         [
-            "`relu6` is PyTorch's `ReLU6`: min(max(x, 0), 6), MobileNet's activation",
-            "`relu` is a different function, not another spelling of `relu6`",
+            "`prelu` is PyTorch's `PReLU`: a leaky ReLU with learned slopes",
+            "`relu` is a different function, not another spelling of `prelu`",
         ]
     );
     assert_eq!(
         error.help.as_deref(),
-        Some("archc has no `relu6` layer yet")
+        Some("archc has no `prelu` layer yet")
     );
     assert!(!everything(&error).contains("did you mean"));
 }
 
 #[test]
 fn well_known_layers_that_are_not_built_in_are_never_corrected_to_a_built_in() {
-    // Each of these is within a few edits of a built-in (`silu` of `relu`, `sigmoid` of `softmax` is not, but
-    // `gelu` is, `layer_norm` of `batch_norm`, ...): the message must say what the layer is instead.
+    // Each of these is within a few edits of a built-in (`prelu`, `elu` and `selu` of `relu`, `layer_norm` of
+    // `batch_norm`, `hardtanh` of `hardswish`, ...): the message must say what the layer is instead.
     for (callee, theirs) in [
-        ("relu6", "PyTorch's `ReLU6`"),
-        ("ReLU6", "PyTorch's `ReLU6`"),
-        ("silu", "PyTorch's `SiLU`"),
-        ("gelu", "PyTorch's `GELU`"),
-        ("sigmoid", "PyTorch's `Sigmoid`"),
-        ("hardswish", "PyTorch's `Hardswish`"),
+        ("prelu", "PyTorch's `PReLU`"),
+        ("PReLU", "PyTorch's `PReLU`"),
+        ("elu", "PyTorch's `ELU`"),
+        ("selu", "PyTorch's `ELU`, `SELU`, `CELU`"),
+        ("hardtanh", "PyTorch's `Hardtanh`"),
+        ("tanh", "PyTorch's `Tanh`"),
+        ("mish", "PyTorch's `Mish`"),
         (
             "conv_transpose2d(8, 2, stride = 2)",
             "PyTorch's `ConvTranspose2d`",
@@ -78,6 +79,38 @@ fn well_known_layers_that_are_not_built_in_are_never_corrected_to_a_built_in() {
             !everything(&error).contains("did you mean"),
             "{callee}: {error:#?}"
         );
+    }
+}
+
+/// The activations and channel operations that are built in now answer to PyTorch's and Keras' spellings.
+#[test]
+fn other_frameworks_names_for_the_activations_point_to_them() {
+    for (callee, help) in [
+        ("ReLU6", "did you mean `relu6`? (PyTorch's `ReLU6`)"),
+        ("SiLU", "did you mean `silu`? (PyTorch's `SiLU`)"),
+        ("swish", "did you mean `silu`? (Keras' `swish`)"),
+        ("GELU", "did you mean `gelu`? (PyTorch's `GELU`)"),
+        ("Sigmoid", "did you mean `sigmoid`? (PyTorch's `Sigmoid`)"),
+        (
+            "Hardswish",
+            "did you mean `hardswish`? (PyTorch's `Hardswish`)",
+        ),
+        (
+            "Hardsigmoid",
+            "did you mean `hardsigmoid`? (PyTorch's `Hardsigmoid`)",
+        ),
+        (
+            "ChannelShuffle(2)",
+            "did you mean `channel_shuffle`? (PyTorch's `ChannelShuffle`)",
+        ),
+        (
+            "StochasticDepth(0.1)",
+            "did you mean `stochastic_depth`? (torchvision's `StochasticDepth`)",
+        ),
+    ] {
+        let error = only_error(&calling(callee));
+        assert_eq!(error.code.as_str(), "E0101", "{callee}");
+        assert_eq!(error.help.as_deref(), Some(help), "{callee}");
     }
 }
 

@@ -225,13 +225,19 @@ fn call() -> impl Strategy<Value = String> {
         "linear",
         "softmax",
         "identity",
+        "relu6",
+        "gelu",
+        "hardswish",
+        "stochastic_depth",
+        "channel_shuffle",
+        "chunk",
         "blk",
         "other",
         "Conv2d",
     ]);
     let keyword = prop::sample::select(vec![
         "out", "kernel", "stride", "pad", "dilation", "groups", "bias", "ceil", "p", "size", "eps",
-        "momentum", "padding", "q",
+        "momentum", "padding", "q", "chunks", "index",
     ]);
     let argument = prop_oneof![
         expression(),
@@ -336,9 +342,12 @@ fn plausible_layer() -> BoxedStrategy<String> {
                 format!("avg_pool({k}, stride = {s}, pad = {}, ceil = {c})", pool_pad(k, p, wild))
             }),
         1 => (1u64..9).prop_map(|o| format!("linear({o})")),
+        1 => (0u64..5).prop_map(|g| format!("channel_shuffle({g})")),
+        1 => (0u64..4, 0u64..4).prop_map(|(n, i)| format!("chunk({n}, {i})")),
         2 => prop::sample::select(vec![
             "relu", "flatten", "global_avg_pool", "batch_norm", "lrn(5)", "dropout(0.5)", "identity",
-            "adaptive_avg_pool([2, 3])", "softmax",
+            "adaptive_avg_pool([2, 3])", "softmax", "relu6", "silu", "sigmoid", "hardswish",
+            "hardsigmoid", "gelu", "stochastic_depth(0.2)",
         ])
         .prop_map(str::to_string),
     ]

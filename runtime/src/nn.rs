@@ -6,7 +6,7 @@
 //! reaches them unchecked; [`At::at`] prefixes an error with the `.arch` line it comes from. How a model runs
 //! fast in inference is decided by [`crate::plan`], not here.
 
-use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_core::{DType, Module, ModuleT, Result, Tensor};
 use candle_nn::VarBuilder;
 
 pub use crate::conv::{Conv2d, Pad2d};
@@ -16,6 +16,13 @@ pub use crate::plan::{Describe, Op, Plan};
 pub use crate::pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use crate::shape::Dims;
 pub use candle_nn::{Dropout, Linear};
+
+/// candle's element-wise activations. Generated code uses the variants whose definitions are PyTorch's:
+/// `Relu6` (`min(max(x, 0), 6)`), `Silu` (`x · sigmoid(x)`), `Sigmoid`, `HardSwish` (`x · relu6(x + 3) / 6`),
+/// `HardSigmoid` (`relu6(x + 3) / 6`) and `Gelu`, which is the exact erf form of PyTorch's default
+/// `GELU(approximate='none')` (`NewGelu` and `GeluPytorchTanh` are the tanh approximation);
+/// `runtime/tests/activation.rs` checks each, with its gradient, against values computed with PyTorch.
+pub use candle_nn::Activation;
 
 use crate::error;
 
@@ -271,6 +278,112 @@ pub struct Softmax;
 impl Module for Softmax {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         candle_nn::ops::softmax(xs, 1)
+    }
+}
+
+/// ShuffleNet's channel shuffle, `torch.nn.ChannelShuffle(groups)`: the channels of an NCHW map, in `groups`
+/// equal groups of `k`, interleaved (output channel `j * groups + i` is input channel `i * k + j`) and copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelShuffle {
+    pub groups: usize,
+}
+
+/// `torch.nn.ChannelShuffle(groups)` for an input of `channels` channels, which `groups` must divide.
+pub fn channel_shuffle(channels: usize, groups: usize) -> Result<ChannelShuffle> {
+    if groups == 0 || channels % groups != 0 {
+        return Err(error(format!(
+            "channel_shuffle: {channels} channels cannot be split into {groups} groups"
+        )));
+    }
+    Ok(ChannelShuffle { groups })
+}
+
+impl Module for ChannelShuffle {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = crate::expect_nchw(xs, "channel_shuffle")?;
+        let g = self.groups;
+        if g == 0 || c % g != 0 {
+            return Err(error(format!(
+                "channel_shuffle: {c} input channels cannot be split into {g} groups"
+            )));
+        }
+        // PyTorch's `native_channel_shuffle`: view [N, g, C/g, H, W], transpose(1, 2), contiguous, view back.
+        xs.reshape((n, g, c / g, h, w))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((n, c, h, w))
+    }
+}
+
+/// One of several equal slices of dimension 1 (channels, or features): `torch.chunk(xs, chunks, dim=1)[index]`,
+/// a view of its input as in PyTorch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk {
+    pub chunks: usize,
+    pub index: usize,
+}
+
+/// The `index`-th of `chunks` equal slices of an input of `channels` channels (which `chunks` must divide).
+pub fn chunk(channels: usize, chunks: usize, index: usize) -> Result<Chunk> {
+    if chunks == 0 || channels % chunks != 0 {
+        return Err(error(format!(
+            "chunk: {channels} channels cannot be split into {chunks} chunks"
+        )));
+    }
+    if index >= chunks {
+        return Err(error(format!(
+            "chunk: index {index} is not one of the {chunks} chunks"
+        )));
+    }
+    Ok(Chunk { chunks, index })
+}
+
+impl Module for Chunk {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let c = xs.dim(1)?;
+        if self.chunks == 0 || c % self.chunks != 0 || self.index >= self.chunks {
+            return Err(error(format!(
+                "chunk: {c} input channels have no chunk {} of {} equal chunks",
+                self.index, self.chunks
+            )));
+        }
+        let part = c / self.chunks;
+        xs.narrow(1, self.index * part, part)
+    }
+}
+
+/// torchvision's `StochasticDepth(p, mode="row")`: in training, each sample of the batch is zeroed with
+/// probability `p` and the others are scaled by `1 / (1 - p)`; the identity in inference (and for `p = 0`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StochasticDepth {
+    pub p: f64,
+}
+
+/// `torchvision.ops.StochasticDepth(p, "row")`, for `p` in `[0, 1)`.
+pub fn stochastic_depth(p: f64) -> Result<StochasticDepth> {
+    if !(0.0..1.0).contains(&p) {
+        return Err(error(format!(
+            "stochastic depth probability must be in [0, 1), found {p}"
+        )));
+    }
+    Ok(StochasticDepth { p })
+}
+
+impl ModuleT for StochasticDepth {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        if !train || self.p == 0.0 {
+            return Ok(xs.clone());
+        }
+        // One draw per sample, broadcast over the rest: [N, 1, 1, ...]. A sample survives when its uniform draw
+        // in [0, 1) is at least p, with probability 1 - p (torchvision's `bernoulli_(1 - p)`).
+        let mut noise_shape = vec![1; xs.rank()];
+        noise_shape[0] = xs.dim(0)?;
+        let draws = Tensor::rand(0f32, 1f32, noise_shape, xs.device())?;
+        let keep = draws.ge(self.p as f32)?.to_dtype(DType::F32)?;
+        let scale = keep
+            .affine(1.0 / (1.0 - self.p), 0.0)?
+            .to_dtype(xs.dtype())?;
+        xs.broadcast_mul(&scale)
     }
 }
 

@@ -24,7 +24,7 @@ pub enum Op<'a> {
     MaxPool(&'a MaxPool2d),
     AvgPool(&'a AvgPool2d),
     Flatten,
-    /// Passes its input through (dropout in inference, too).
+    /// Passes its input through (dropout and stochastic depth in inference, too).
     Identity,
     /// Any other layer, run as it is.
     Module(&'a dyn Module),

@@ -2,8 +2,8 @@
 //! keyword arguments, for the message about an unknown parameter.
 //!
 //! A name spelt the way PyTorch or Keras spells one of the built-in layers (`MaxPool2d`, `Dense`) is that
-//! layer. A well-known layer archc does not have (`relu6`, `silu`, `conv_transpose2d`) is named for what it
-//! is, never "corrected" to the nearest built-in: `relu6` is not `relu` with a typo, it is another function.
+//! layer. A well-known layer archc does not have (`prelu`, `tanh`, `conv_transpose2d`) is named for what it
+//! is, never "corrected" to the nearest built-in: `prelu` is not `relu` with a typo, it is another function.
 
 /// What an unknown callee is in another framework.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,9 +22,9 @@ pub(crate) enum Foreign {
 /// A well-known layer that is not built in.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Missing {
-    /// Its spellings, lower case without underscores (`relu6` covers `ReLU6`, `relu_6`, `Relu6`).
+    /// Its spellings, lower case without underscores (`prelu` covers `PReLU`, `p_relu`, `Prelu`).
     keys: &'static [&'static str],
-    /// Whose layer it is: "PyTorch's `ReLU6`".
+    /// Whose layer it is: "PyTorch's `PReLU`".
     pub theirs: &'static str,
     /// What it computes.
     pub what: &'static str,
@@ -75,7 +75,34 @@ const RENAMED: &[(&str, &str, &str)] = &[
     ),
     ("localresponsenorm", "lrn", "PyTorch's `LocalResponseNorm`"),
     ("relu", "relu", "PyTorch's `ReLU`"),
+    ("relu6", "relu6", "PyTorch's `ReLU6`"),
+    ("silu", "silu", "PyTorch's `SiLU`"),
+    ("swish", "silu", "Keras' `swish`"),
+    ("sigmoid", "sigmoid", "PyTorch's `Sigmoid`"),
+    ("hardswish", "hardswish", "PyTorch's `Hardswish`"),
+    (
+        "hswish",
+        "hardswish",
+        "MobileNet-V3's `h-swish`, PyTorch's `Hardswish`",
+    ),
+    ("hardsigmoid", "hardsigmoid", "PyTorch's `Hardsigmoid`"),
+    (
+        "hsigmoid",
+        "hardsigmoid",
+        "MobileNet-V3's `h-sigmoid`, PyTorch's `Hardsigmoid`",
+    ),
+    ("gelu", "gelu", "PyTorch's `GELU`"),
     ("dropout", "dropout", "PyTorch's `Dropout`"),
+    (
+        "stochasticdepth",
+        "stochastic_depth",
+        "torchvision's `StochasticDepth`",
+    ),
+    (
+        "channelshuffle",
+        "channel_shuffle",
+        "PyTorch's `ChannelShuffle`",
+    ),
     ("flatten", "flatten", "PyTorch's `Flatten`"),
     ("linear", "linear", "PyTorch's `Linear`"),
     ("dense", "linear", "Keras' `Dense`"),
@@ -86,45 +113,9 @@ const RENAMED: &[(&str, &str, &str)] = &[
 /// Well-known layers that are not built in.
 const MISSING: &[Missing] = &[
     Missing {
-        keys: &["relu6"],
-        theirs: "PyTorch's `ReLU6`",
-        what: "min(max(x, 0), 6), MobileNet's activation",
-        instead: None,
-    },
-    Missing {
-        keys: &["silu", "swish"],
-        theirs: "PyTorch's `SiLU` (Keras' `swish`)",
-        what: "x · sigmoid(x), EfficientNet's activation",
-        instead: None,
-    },
-    Missing {
-        keys: &["gelu"],
-        theirs: "PyTorch's `GELU`",
-        what: "x · Φ(x), the Gaussian error linear unit",
-        instead: None,
-    },
-    Missing {
-        keys: &["sigmoid"],
-        theirs: "PyTorch's `Sigmoid`",
-        what: "1 / (1 + e^-x)",
-        instead: None,
-    },
-    Missing {
         keys: &["tanh"],
         theirs: "PyTorch's `Tanh`",
         what: "the hyperbolic tangent",
-        instead: None,
-    },
-    Missing {
-        keys: &["hardswish", "hswish"],
-        theirs: "PyTorch's `Hardswish`",
-        what: "x · relu6(x + 3) / 6, MobileNet-V3's activation",
-        instead: None,
-    },
-    Missing {
-        keys: &["hardsigmoid", "hsigmoid"],
-        theirs: "PyTorch's `Hardsigmoid`",
-        what: "relu6(x + 3) / 6",
         instead: None,
     },
     Missing {
@@ -232,12 +223,6 @@ const MISSING: &[Missing] = &[
         keys: &["dropout2d", "spatialdropout2d"],
         theirs: "PyTorch's `Dropout2d` (Keras' `SpatialDropout2D`)",
         what: "dropout of whole channels",
-        instead: None,
-    },
-    Missing {
-        keys: &["channelshuffle"],
-        theirs: "PyTorch's `ChannelShuffle`",
-        what: "ShuffleNet's interleaving of channel groups",
         instead: None,
     },
     Missing {
@@ -391,13 +376,21 @@ mod tests {
                 theirs: "Keras' `Dense`"
             })
         );
+        assert_eq!(
+            foreign_layer("ReLU6"),
+            Some(Foreign::Renamed {
+                ours: "relu6",
+                theirs: "PyTorch's `ReLU6`"
+            })
+        );
         // The built-in's own spelling is not foreign.
         assert_eq!(foreign_layer("max_pool"), None);
+        assert_eq!(foreign_layer("relu6"), None);
         for name in [
-            "relu6",
-            "ReLU6",
-            "relu_6",
-            "SiLU",
+            "prelu",
+            "PReLU",
+            "p_relu",
+            "Tanh",
             "conv_transpose2d",
             "ConvTranspose2d",
         ] {

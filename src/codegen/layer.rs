@@ -160,6 +160,8 @@ pub(crate) enum Channels {
     Input,
     /// The value of this argument (`out` of `conv2d`).
     Argument(&'static str),
+    /// The input's divided by the value of this argument (`chunks` of `chunk`).
+    DividedBy(&'static str),
     /// All of the input's values: channels × height × width.
     Flattened,
 }

@@ -905,15 +905,18 @@ impl Generator<'_> {
 
 /// A layer's output channels as an expression over the struct's parameters, as its definition says they follow.
 fn layer_channels(channels: Channels, node: &Node, input: &Expr) -> Result<Expr, CodegenError> {
-    Ok(match channels {
-        Channels::Input => input.clone(),
-        Channels::Argument(name) => node
-            .args
+    let argument = |name: &str| {
+        node.args
             .iter()
             .find(|a| a.name == name)
             .and_then(|a| a.expr.clone())
             .map(fold)
-            .ok_or_else(|| CodegenError::new(node.span, format!("no `{name}` argument")))?,
+            .ok_or_else(|| CodegenError::new(node.span, format!("no `{name}` argument")))
+    };
+    Ok(match channels {
+        Channels::Input => input.clone(),
+        Channels::Argument(name) => argument(name)?,
+        Channels::DividedBy(name) => fold(binary(BinaryOp::Div, input.clone(), argument(name)?)),
         // The nominal map size is safe here: the input check admits only sizes at which every layer keeps the
         // weights it was checked with, so a flatten that feeds weights reads the map it was checked with.
         Channels::Flattened => match node.input {

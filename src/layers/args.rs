@@ -145,6 +145,22 @@ impl Args<'_> {
         }
     }
 
+    /// A number in `[min, max)`: `max` itself is excluded (a stochastic depth of 1 drops every sample).
+    pub fn float_below(&mut self, name: &str, min: f64, max: f64) -> Option<f64> {
+        let value = self.float(name)?;
+        if min <= value && value < max {
+            Some(value)
+        } else {
+            let arg = self.get(name);
+            self.range_error(
+                name,
+                arg,
+                format!("must be at least {min} and below {max}, found {value}"),
+            );
+            None
+        }
+    }
+
     /// A positive number.
     pub fn positive(&mut self, name: &str) -> Option<f64> {
         let value = self.float(name)?;

@@ -1,7 +1,7 @@
 //! The built-in layers, each defined once.
 //!
 //! Everything archc knows about a layer lives in its family's file (`conv.rs`, `pool.rs`, `norm.rs`,
-//! `linear.rs`, `activation.rs`): its names and signature ([`Builtin`]), argument validation, shape rule and the
+//! `linear.rs`, `activation.rs`, `channel.rs`): its names and signature ([`Builtin`]), argument validation, shape rule and the
 //! arithmetic spelled out in diagnostics, parameter and MAC counts, its graph label, and the Rust code generated
 //! for it ([`LayerDef`]). The [`layers!`] list below registers each layer type once; from it come the IR's
 //! [`Layer`] enum and every dispatch over it, so a layer that is not fully described does not compile.
@@ -11,6 +11,7 @@
 
 mod activation;
 mod args;
+mod channel;
 mod conv;
 mod linear;
 mod norm;
@@ -21,8 +22,12 @@ use std::fmt;
 use crate::codegen::layer::{EmitCx, Emitted};
 use crate::ir::Shape;
 
-pub use activation::{Dropout, Identity, Relu, Softmax};
+pub use activation::{
+    Dropout, Gelu, Hardsigmoid, Hardswish, Identity, Relu, Relu6, Sigmoid, Silu, Softmax,
+    StochasticDepth,
+};
 pub(crate) use args::{ArgDefault, Args, BoundArg};
+pub use channel::{ChannelShuffle, Chunk};
 pub use conv::Conv2d;
 pub use linear::{Flatten, Linear};
 pub use norm::{BatchNorm, Lrn};
@@ -225,7 +230,16 @@ layers! {
     BatchNorm,
     Lrn,
     Relu,
+    Relu6,
+    Silu,
+    Sigmoid,
+    Hardswish,
+    Hardsigmoid,
+    Gelu,
     Dropout,
+    StochasticDepth,
+    ChannelShuffle,
+    Chunk,
     Flatten,
     Linear,
     Softmax,
@@ -263,6 +277,27 @@ pub(crate) fn label_hw([h, w]: Hw) -> String {
     } else {
         format!("{h}×{w}")
     }
+}
+
+/// The errors of one layer call on an `input` map, each as (code, the text its caret points at, message,
+/// label), for the tests of each layer's validation.
+#[cfg(test)]
+pub(crate) fn call_errors(call: &str, input: &str) -> Vec<(&'static str, String, String, String)> {
+    let source = format!("network n {{\n    input {input}\n    x = {call}\n}}\n");
+    let checked = crate::compile(crate::SourceKind::Arch, &source);
+    checked
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let span = d.primary.span;
+            (
+                d.code.as_str(),
+                source[span.start as usize..span.end as usize].to_string(),
+                d.message.clone(),
+                d.primary.message.clone(),
+            )
+        })
+        .collect()
 }
 
 /// Checks what each `(call, input, expected)` generates, for the tests next to each layer's definition.

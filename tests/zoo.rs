@@ -35,6 +35,15 @@ mod densenet121 {
 mod inception_v3 {
     archc_runtime::include_arch!("architectures/inception_v3.arch");
 }
+mod mobilenet_v2 {
+    archc_runtime::include_arch!("architectures/mobilenet_v2.arch");
+}
+mod shufflenet_v2_x1_0 {
+    archc_runtime::include_arch!("architectures/shufflenet_v2_x1_0.arch");
+}
+mod efficientnet_b0 {
+    archc_runtime::include_arch!("architectures/efficientnet_b0.arch");
+}
 
 #[path = "support/compare.rs"]
 mod compare;
@@ -172,4 +181,67 @@ fn inception_v3_matches_torchvision() {
             .expect("AuxLogits runs in training"),
         &io["train_aux_logits"],
     );
+}
+
+#[test]
+fn mobilenet_v2_matches_torchvision() {
+    assert_matches_torchvision!(
+        mobilenet_v2,
+        { num_classes: 10, c0: 8, c1: 4, c2: 8, c3: 8, c4: 12, c5: 16, c6: 24, c7: 32, last: 64 },
+        train { dropout: 0.0 }
+    );
+}
+
+#[test]
+fn shufflenet_v2_x1_0_matches_torchvision() {
+    assert_matches_torchvision!(
+        shufflenet_v2_x1_0,
+        { num_classes: 10, c1: 8, c2: 16, c3: 32, c4: 64, c5: 128 },
+        train {}
+    );
+}
+
+#[test]
+fn efficientnet_b0_matches_torchvision() {
+    assert_matches_torchvision!(
+        efficientnet_b0,
+        { num_classes: 10, c0: 16, c1: 8, c2: 8, c3: 16, c4: 16, c5: 24, c6: 24, c7: 32 },
+        train { dropout: 0.0, stochastic_depth_prob: 0.0 }
+    );
+}
+
+/// `archc summary`'s parameter counts for the full networks are torchvision's (issue 12's list, from
+/// `sum(p.numel() for p in torchvision.models.<name>().parameters())`).
+#[test]
+fn summary_counts_are_torchvision_s() {
+    let expected: [(&str, u64, u64); 10] = [
+        ("alexnet", 61_100_840, 61_100_840),
+        ("vgg16_bn", 138_365_992, 138_365_992),
+        ("squeezenet1_1", 1_235_496, 1_235_496),
+        ("resnet18", 11_689_512, 11_689_512),
+        ("resnet50", 25_557_032, 25_557_032),
+        ("densenet121", 7_978_856, 7_978_856),
+        // With the auxiliary head (training only) and without.
+        ("inception_v3", 27_161_264, 23_834_568),
+        ("mobilenet_v2", 3_504_872, 3_504_872),
+        ("shufflenet_v2_x1_0", 2_278_604, 2_278_604),
+        ("efficientnet_b0", 5_288_548, 5_288_548),
+    ];
+    for (network, total, inference) in expected {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("architectures/{network}.arch"));
+        let source = std::fs::read_to_string(&path).unwrap();
+        let checked = archc::compile(archc::SourceKind::Arch, &source);
+        assert!(
+            !checked.has_errors(),
+            "{network}: {:?}",
+            checked.diagnostics
+        );
+        let summary = archc::summary::summarize(&checked.networks[0]);
+        assert_eq!(
+            (summary.params_total, summary.params_inference),
+            (total, inference),
+            "{network}"
+        );
+    }
 }

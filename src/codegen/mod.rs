@@ -155,6 +155,9 @@ struct BlockInfo {
     out_channels: Expr,
     /// Whether its constructor reads its input channel count.
     takes_in_channels: bool,
+    /// The field holding its output channel count, when no expression over its parameters gives it (a loop
+    /// whose channels are counted as it runs); `out_channels` is then unused.
+    out_field: Option<Ident>,
 }
 
 struct Generator<'a> {
@@ -561,7 +564,14 @@ impl Generator<'_> {
                 };
                 body.ctor
                     .push(quote!(let #field = #ty::new(#vb, #in_channels #(#arguments),*)?;));
-                let channels = fold(substitute(&info.out_channels, &substitution));
+                let channels = match &info.out_field {
+                    Some(out) => {
+                        let raw =
+                            |ident: &Ident| ident.to_string().trim_start_matches("r#").to_string();
+                        name_expr(&format!("{LOCAL}{}.{}", raw(&field), raw(out)))
+                    }
+                    None => fold(substitute(&info.out_channels, &substitution)),
+                };
                 Ok(Piece {
                     steps: vec![Step::Call {
                         call: quote!(.apply_t(&self.#field, train)),
@@ -714,7 +724,7 @@ impl Generator<'_> {
         let mut ctor = Vec::new();
         let mut loop_body = Vec::new();
         let in_channels = if info.takes_in_channels {
-            let input = expr(input, body.scope, Ty::Int)?;
+            let input = unparenthesized(expr(input, body.scope, Ty::Int)?);
             ctor.push(quote!(let mut #channels_ident = #input;));
             let update = substitute(
                 &per_iteration,
@@ -734,14 +744,20 @@ impl Generator<'_> {
                 #(#loop_body)*
             }
         });
-        let channels = loop_output(&per_iteration, &loop_in, repeat, (&start, &end), input)
-            .ok_or_else(|| {
-                CodegenError::new(
+        if info.out_field.is_some() {
+            return unsupported("the block in this loop counts its channels as it is built");
+        }
+        // In closed form where there is one; otherwise the count kept as the loop runs.
+        let channels = match loop_output(&per_iteration, &loop_in, repeat, (&start, &end), input) {
+            Some(channels) => channels,
+            None if info.takes_in_channels => running,
+            None => {
+                return Err(CodegenError::new(
                     node.span,
-                    "the channel count after this loop cannot be written in closed form; code generation takes a loop \
-                     whose block gives the same channels each time, or its input's plus a fixed number",
-                )
-            })?;
+                    "the channel count after this loop cannot be generated",
+                ))
+            }
+        };
         Ok(Piece {
             steps: vec![Step::Call {
                 call: quote!(.apply_t(&self.#field, train)),
@@ -824,6 +840,14 @@ impl Generator<'_> {
             plan.extend(piece.plan);
             channels = piece.channels;
         }
+        // Channels counted at construction (by a loop) are kept for the block's callers.
+        let mut out_field = None;
+        if reads_local(&channels) {
+            let field = body.field("out_channels", quote!(usize));
+            let value = unparenthesized(expr(&channels, body.scope, Ty::Int)?);
+            body.ctor.push(quote!(let #field = #value;));
+            out_field = Some(field);
+        }
         let ty = type_ident(block);
         let describe = plan_chain(plan);
         let (lines, value) = render(quote!(xs), steps, false);
@@ -899,6 +923,7 @@ impl Generator<'_> {
             params,
             out_channels: channels,
             takes_in_channels,
+            out_field,
         })
     }
 }
@@ -1129,6 +1154,13 @@ fn loop_output(
         input.clone(),
         binary(BinaryOp::Mul, count, (**step).clone()),
     )))
+}
+
+/// Whether `expr` reads a local of the generated code.
+fn reads_local(expr: &Expr) -> bool {
+    let mut found = false;
+    expr_names(expr, &mut |name| found |= name.starts_with(LOCAL));
+    found
 }
 
 /// Calls `found` with each name `expr` reads.

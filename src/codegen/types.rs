@@ -253,9 +253,10 @@ fn raw_expr(expr_: &Expr, scope: &Scope<'_>) -> Result<TokenStream, CodegenError
         ExprKind::Bool(false) => quote!(false),
         ExprKind::Same => quote!(nn::Pad::Same),
         ExprKind::Name(name) if name == BLOCK_INPUT => quote!(in_channels),
+        // A local, or a field of one: `stage2.out_channels`.
         ExprKind::Name(name) if name.starts_with(LOCAL) => {
-            let ident = rust_ident(&name[LOCAL.len()..]);
-            quote!(#ident)
+            let path = name[LOCAL.len()..].split('.').map(rust_ident);
+            quote!(#(#path).*)
         }
         ExprKind::Name(name) => {
             let ident = rust_ident(name);

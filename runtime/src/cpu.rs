@@ -7,6 +7,8 @@
 //!   zero padding written straight into it, so the input is never padded as a tensor). The per-channel
 //!   epilogue `y = act(scale * acc + shift)`, which is where a following batch norm and the convolution's bias
 //!   go, runs on each image's output right after its product, while it is still in cache.
+//! * [`depthwise::conv2d`]: a depthwise convolution (one input channel per group), computed directly, a plane
+//!   per task, instead of as a tiny product per group.
 //! * [`max_pool2d`] and [`avg_pool2d`]: one pass over each plane with the windows clipped to the input, so
 //!   padding and ceil mode cost nothing and no padded copy is made.
 //!
@@ -18,6 +20,8 @@
 use std::cell::Cell;
 
 use rayon::prelude::*;
+
+pub(crate) mod depthwise;
 
 /// Everything about a convolution over one image except the tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -530,7 +534,12 @@ mod tests {
     use super::*;
 
     /// The convolution written out as its definition, one output value at a time.
-    fn naive_conv(x: &[f32], batch: usize, weight: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    pub(super) fn naive_conv(
+        x: &[f32],
+        batch: usize,
+        weight: &[f32],
+        g: &ConvGeometry,
+    ) -> Vec<f32> {
         let (kh, kw) = g.kernel;
         let (in_g, out_g) = (g.in_per_group(), g.out_per_group());
         let mut out = Vec::new();
@@ -567,7 +576,7 @@ mod tests {
         out
     }
 
-    fn values(len: usize, seed: u32) -> Vec<f32> {
+    pub(super) fn values(len: usize, seed: u32) -> Vec<f32> {
         // A small deterministic pseudo-random sequence in [-1, 1).
         let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
         (0..len)
@@ -580,7 +589,7 @@ mod tests {
             .collect()
     }
 
-    fn out_len(len: usize, k: usize, s: usize, p: (usize, usize), d: usize) -> usize {
+    pub(super) fn out_len(len: usize, k: usize, s: usize, p: (usize, usize), d: usize) -> usize {
         (len + p.0 + p.1 - d * (k - 1) - 1) / s + 1
     }
 

@@ -22,9 +22,10 @@ use rayon::prelude::*;
 
 use super::{valid_range, ConvGeometry, Epilogue};
 
-/// Output values computed together: four 8-lane registers of partial sums with AVX2, eight 4-lane ones with
-/// SSE, kept in registers while every tap of the window is added in.
-const BLOCK: usize = 32;
+/// Output values computed together, their partial sums kept in registers while every tap of the window is
+/// added in: eight 8-lane AVX2 registers, enough independent sums to cover the latency of a fused multiply-add
+/// at two per cycle (with four, a 7×7 map's 5×5 window ran at half speed, bound by the add chains).
+const BLOCK: usize = 64;
 
 /// Roughly how many multiply-adds a rayon task should get, so that maps of a few dozen values (960 channels
 /// of 7×7) are not one task each.
@@ -80,12 +81,25 @@ pub(crate) fn conv2d(
     g: &ConvGeometry,
     epilogue: &Epilogue,
 ) -> Vec<f32> {
-    conv2d_for(Isa::detect(), x, batch, image_stride, weight, g, epilogue)
+    let layout = PhaseLayout::new(g, PhaseLayout::tiling(g));
+    conv2d_for(
+        Isa::detect(),
+        layout,
+        x,
+        batch,
+        image_stride,
+        weight,
+        g,
+        epilogue,
+    )
 }
 
-/// [`conv2d`] with the loops compiled for `isa`, which the CPU must support.
+/// [`conv2d`] with the loops compiled for `isa`, which the CPU must support, and the phase planes laid out as
+/// `layout` says.
+#[allow(clippy::too_many_arguments)]
 fn conv2d_for(
     isa: Isa,
+    layout: PhaseLayout,
     x: &[f32],
     batch: usize,
     image_stride: usize,
@@ -100,68 +114,113 @@ fn conv2d_for(
     if out.is_empty() {
         return out;
     }
-    let layout = PhaseLayout::new(g);
     let taps = g.kernel.0 * g.kernel.1;
     let offsets = layout.tap_offsets(g);
     let (plane_in, multiplier) = (g.h * g.w, g.out_per_group());
-    let per_task = (TASK_WORK / (taps * oh * layout.cols).max(1)).max(1);
+    let per_task = (TASK_WORK / (taps * layout.computed).max(1)).max(1);
     out.par_chunks_mut(plane_out)
         .enumerate()
         .with_min_len(per_task)
-        .for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(phases, sums), (p, dst)| {
-                let (n, c) = (p / g.c_out, p % g.c_out);
-                let start = n * image_stride + (c / multiplier) * plane_in;
-                let plane = Plane {
-                    src: &x[start..start + plane_in],
-                    taps: &weight[c * taps..(c + 1) * taps],
-                    offsets: &offsets,
-                    channel: c,
-                };
-                match isa {
-                    Isa::Portable => {
-                        plane.run::<false>(g, &layout, epilogue, phases, sums, dst);
-                    }
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `Isa::Avx2Fma` is only chosen (by `detect` or `available`) on a CPU that has AVX2
-                    // and FMA.
-                    Isa::Avx2Fma => unsafe {
-                        plane.run_avx2_fma(g, &layout, epilogue, phases, sums, dst);
-                    },
+        .for_each_init(Scratch::default, |scratch, (p, dst)| {
+            let (n, c) = (p / g.c_out, p % g.c_out);
+            let start = n * image_stride + (c / multiplier) * plane_in;
+            let plane = Plane {
+                src: &x[start..start + plane_in],
+                taps: &weight[c * taps..(c + 1) * taps],
+                offsets: &offsets,
+                channel: c,
+            };
+            match isa {
+                Isa::Portable => {
+                    plane.run::<false>(g, &layout, epilogue, scratch, dst);
                 }
-            },
-        );
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `Isa::Avx2Fma` is only chosen (by `detect` or `available`) on a CPU that has AVX2
+                // and FMA.
+                Isa::Avx2Fma => unsafe {
+                    plane.run_avx2_fma(g, &layout, epilogue, scratch, dst);
+                },
+            }
+        });
     out
 }
 
-/// Where the phase planes of one input plane live in the scratch buffer.
+/// How an output plane is cut into blocks of [`BLOCK`] values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tiling {
+    /// The output rows at the phase planes' row length, end to end, in runs of `BLOCK`: no rounding up per
+    /// row, so best for wide maps.
+    Flat,
+    /// Rectangles of `BLOCK / width` rows by `width` columns: for maps a few vectors wide (7×7, 14×14), where
+    /// rows of `ow` plus the window's reach waste more.
+    Rect { width: usize },
+}
+
+/// Where the phase planes of one input plane live in the scratch buffer, and how the output is tiled.
 #[derive(Debug, Clone, Copy)]
 struct PhaseLayout {
-    /// Rows of a phase plane: the output rows plus the rows the lowest taps reach past them.
+    tiling: Tiling,
+    /// Rows of a phase plane: the (rounded-up) output rows plus the rows the lowest taps reach past them.
     rows: usize,
-    /// Columns of a phase plane, which is also the row length the output is computed at.
+    /// Columns of a phase plane, which is also the row length the output is computed at: the (rounded-up)
+    /// output columns plus the columns the rightmost taps reach past them.
     cols: usize,
-    /// Distance between phase planes: `rows * cols` and enough zeros after that the last block's reads of the
-    /// last tap stay inside (see [`PhaseLayout::new`]).
+    /// Distance between phase planes: `rows * cols` and enough zeros after it that the last block's reads of
+    /// the last tap stay inside (see [`PhaseLayout::new`]).
     stride: usize,
     /// Number of phase planes, `sh * sw`.
     count: usize,
+    /// Output values computed per plane (the size of [`Scratch::sums`]).
+    computed: usize,
 }
 
 impl PhaseLayout {
-    fn new(g: &ConvGeometry) -> PhaseLayout {
+    /// The tiling that computes the fewest values: rectangles only where they beat [`Tiling::Flat`].
+    fn tiling(g: &ConvGeometry) -> Tiling {
+        let (oh, ow) = g.out;
+        let reach_cols = (g.kernel.1 - 1) * g.dilation.1 / g.stride.1;
+        let flat = (oh * (ow + reach_cols)).next_multiple_of(BLOCK);
+        let rect = |width: usize| oh.next_multiple_of(BLOCK / width) * ow.next_multiple_of(width);
+        [8, 16, 32]
+            .into_iter()
+            .filter(|&width| rect(width) < flat)
+            .min_by_key(|&width| rect(width))
+            .map_or(Tiling::Flat, |width| Tiling::Rect { width })
+    }
+
+    fn new(g: &ConvGeometry, tiling: Tiling) -> PhaseLayout {
         let (sh, sw) = g.stride;
+        let (oh, ow) = g.out;
         let reach_rows = (g.kernel.0 - 1) * g.dilation.0 / sh;
         let reach_cols = (g.kernel.1 - 1) * g.dilation.1 / sw;
-        let (rows, cols) = (g.out.0 + reach_rows, g.out.1 + reach_cols);
-        // The last block reads at most `BLOCK - 1` values past `out.0 * cols`, from a tap that starts at most
-        // `reach_rows * cols + reach_cols` in: `rows * cols + reach_cols + BLOCK` values in all.
+        let (rows, cols, computed) = match tiling {
+            Tiling::Flat => {
+                let cols = ow + reach_cols;
+                (oh + reach_rows, cols, (oh * cols).next_multiple_of(BLOCK))
+            }
+            Tiling::Rect { width } => {
+                let (rows, cols) = (
+                    oh.next_multiple_of(BLOCK / width),
+                    ow.next_multiple_of(width),
+                );
+                (
+                    rows + reach_rows,
+                    cols + reach_cols,
+                    rows * (cols + reach_cols),
+                )
+            }
+        };
+        // A flat block reads at most `BLOCK` values from `oh * cols - 1`, for a tap that starts at most
+        // `reach_rows * cols + reach_cols` in: fewer than `rows * cols + reach_cols + BLOCK` values in all. A
+        // rectangle reads its rows `cols` apart as whole rows of `cols`, the last one starting before
+        // `rows * cols`.
         PhaseLayout {
+            tiling,
             rows,
             cols,
-            stride: rows * cols + reach_cols + BLOCK,
+            stride: rows * cols + cols + BLOCK,
             count: sh * sw,
+            computed,
         }
     }
 
@@ -181,39 +240,105 @@ impl PhaseLayout {
         offsets
     }
 
-    /// Writes `src` (one `[h, w]` plane) into `phases` as phase planes: padded position `(r, q)` (input
-    /// `(r - pt, q - pl)`) goes to plane `(r mod sh, q mod sw)`, row `r / sh`, column `q / sw`; everything else
-    /// is zero. Input values no output reads are left out.
-    fn fill(&self, g: &ConvGeometry, src: &[f32], phases: &mut Vec<f32>) {
-        phases.clear();
-        phases.resize(self.count * self.stride, 0.0);
+    /// Writes `src` (one `[h, w]` plane) into `scratch.phases` as phase planes: padded position `(r, q)`
+    /// (input `(r - pt, q - pl)`) goes to plane `(r mod sh, q mod sw)`, row `r / sh`, column `q / sw`;
+    /// everything else is zero. Input values no output reads are left out. Inlined into [`Plane::run`], so
+    /// that it is compiled for the same instruction set.
+    #[inline(always)]
+    fn fill(&self, g: &ConvGeometry, src: &[f32], scratch: &mut Scratch) {
         let (sh, sw) = g.stride;
         let (pt, pl) = g.pad_before;
+        let cols = self.cols;
+        // Every value is written below, so what a previous plane left needs no clearing.
+        scratch.phases.resize(self.count * self.stride, 0.0);
+        // The input's columns in a padded row of the `sw * cols` that the phase planes hold.
+        let width = sw * cols;
+        let (first, last) = (pl.min(width), (pl + g.w).min(width));
         for row_phase in 0..sh {
-            // Phase rows `lo..hi` hold input rows `row_phase + r * sh - pt`.
+            // Phase rows `lo..hi` hold input rows `row_phase + r * sh - pt`; the others are padding.
             let (lo, hi) = valid_range(row_phase, pt, sh, g.h, self.rows);
+            let planes = &mut scratch.phases[row_phase * sw * self.stride..][..sw * self.stride];
+            for plane in planes.chunks_exact_mut(self.stride) {
+                plane[..lo * cols].fill(0.0);
+                plane[hi * cols..].fill(0.0);
+            }
             for r in lo..hi {
                 let iy = row_phase + r * sh - pt;
-                let src_row = &src[iy * g.w..(iy + 1) * g.w];
-                for col_phase in 0..sw {
-                    let (c_lo, c_hi) = valid_range(col_phase, pl, sw, g.w, self.cols);
-                    if c_lo == c_hi {
-                        continue;
+                let src_row = &src[iy * g.w..iy * g.w + (last - first)];
+                let at = r * cols;
+                match sw {
+                    1 => {
+                        let dst = &mut planes[at..at + cols];
+                        dst[..first].fill(0.0);
+                        dst[first..last].copy_from_slice(src_row);
+                        dst[last..].fill(0.0);
                     }
-                    let start = (row_phase * sw + col_phase) * self.stride + r * self.cols;
-                    let dst = &mut phases[start + c_lo..start + c_hi];
-                    let first = col_phase + c_lo * sw - pl;
-                    if sw == 1 {
-                        dst.copy_from_slice(&src_row[first..first + dst.len()]);
-                    } else {
-                        for (d, &v) in dst.iter_mut().zip(src_row[first..].iter().step_by(sw)) {
-                            *d = v;
+                    2 => {
+                        let (even, odd) = planes.split_at_mut(self.stride);
+                        deinterleave(
+                            src_row,
+                            first,
+                            &mut even[at..at + cols],
+                            &mut odd[at..at + cols],
+                        );
+                    }
+                    _ => {
+                        let padded = |q: usize| {
+                            if (first..last).contains(&q) {
+                                src_row[q - first]
+                            } else {
+                                0.0
+                            }
+                        };
+                        for (col_phase, plane) in planes.chunks_exact_mut(self.stride).enumerate() {
+                            for (t, d) in plane[at..at + cols].iter_mut().enumerate() {
+                                *d = padded(t * sw + col_phase);
+                            }
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// Splits a padded row whose input values `src` start at column `first` (zeros elsewhere) into its even
+/// (`even[t]` = column `2t`) and odd columns. Kept out of line, so compiled for the baseline target only: there
+/// LLVM turns the pair loop into SSE shuffles, while inlined into the AVX2 code it left it scalar (rustc 1.95),
+/// which took more time than the convolution itself.
+#[inline(never)]
+fn deinterleave(src: &[f32], first: usize, even: &mut [f32], odd: &mut [f32]) {
+    let last = first + src.len();
+    let padded = |q: usize| {
+        if (first..last).contains(&q) {
+            src[q - first]
+        } else {
+            0.0
+        }
+    };
+    // Pairs `(2t, 2t + 1)` entirely inside the input, `t` in `lo..hi`, are copied by a loop that vectorises.
+    let lo = first.div_ceil(2).min(even.len());
+    let hi = (last / 2).clamp(lo, even.len());
+    for t in (0..lo).chain(hi..even.len()) {
+        even[t] = padded(2 * t);
+        odd[t] = padded(2 * t + 1);
+    }
+    if lo < hi {
+        let pairs = src[2 * lo - first..2 * hi - first].chunks_exact(2);
+        for ((e, o), pair) in even[lo..hi].iter_mut().zip(&mut odd[lo..hi]).zip(pairs) {
+            *e = pair[0];
+            *o = pair[1];
+        }
+    }
+}
+
+/// A task's buffers, reused from one plane to the next.
+#[derive(Default)]
+struct Scratch {
+    /// The phase planes of the input plane ([`PhaseLayout::fill`]).
+    phases: Vec<f32>,
+    /// The output at the phase planes' row length, before the extra columns are dropped.
+    sums: Vec<f32>,
 }
 
 /// One output plane's inputs.
@@ -240,14 +365,51 @@ impl Plane<'_> {
         g: &ConvGeometry,
         layout: &PhaseLayout,
         epilogue: &Epilogue,
-        phases: &mut Vec<f32>,
-        sums: &mut Vec<f32>,
+        scratch: &mut Scratch,
         dst: &mut [f32],
     ) {
-        self.run::<true>(g, layout, epilogue, phases, sums, dst);
+        self.run::<true>(g, layout, epilogue, scratch, dst);
     }
 
-    /// Computes the plane into `dst` (`[oh, ow]`), using `phases` and `sums` as scratch; `FUSED` multiplies
+    /// Sums the taps into `sums` for `blocks.0 * blocks.1` rectangles of `R` rows by `C` columns, rows `pitch`
+    /// (at least `C`) apart in both `phases` and `sums`; each rectangle's sums stay in registers over all the
+    /// taps. A rectangle reads `R * pitch` values from each tap's start (see [`PhaseLayout::new`]).
+    #[inline(always)]
+    fn sum_taps<const R: usize, const C: usize, const FUSED: bool>(
+        &self,
+        phases: &[f32],
+        sums: &mut [f32],
+        pitch: usize,
+        blocks: (usize, usize),
+    ) {
+        for by in 0..blocks.0 {
+            for bx in 0..blocks.1 {
+                let origin = by * R * pitch + bx * C;
+                let mut acc = [[0f32; C]; R];
+                for (&offset, &weight) in self.offsets.iter().zip(self.taps) {
+                    // One bounds check per tap; `C <= pitch` is the same for every row, so checked once.
+                    let start = offset + origin;
+                    let rows = phases[start..start + R * pitch].chunks_exact(pitch);
+                    for (acc_row, src_row) in acc.iter_mut().zip(rows) {
+                        let src: &[f32; C] = src_row[..C].try_into().expect("C values");
+                        for (a, &v) in acc_row.iter_mut().zip(src) {
+                            *a = if FUSED {
+                                v.mul_add(weight, *a)
+                            } else {
+                                *a + v * weight
+                            };
+                        }
+                    }
+                }
+                for (r, acc_row) in acc.iter().enumerate() {
+                    let start = origin + r * pitch;
+                    sums[start..start + C].copy_from_slice(acc_row);
+                }
+            }
+        }
+    }
+
+    /// Computes the plane into `dst` (`[oh, ow]`), using `scratch`; `FUSED` multiplies
     /// and adds with one rounding (`mul_add`, which is a single instruction only where FMA is enabled).
     #[inline(always)]
     fn run<const FUSED: bool>(
@@ -255,32 +417,34 @@ impl Plane<'_> {
         g: &ConvGeometry,
         layout: &PhaseLayout,
         epilogue: &Epilogue,
-        phases: &mut Vec<f32>,
-        sums: &mut Vec<f32>,
+        scratch: &mut Scratch,
         dst: &mut [f32],
     ) {
-        layout.fill(g, self.src, phases);
+        layout.fill(g, self.src, scratch);
+        let Scratch { phases, sums } = scratch;
+        // Every value the epilogue reads is written below.
+        sums.resize(layout.computed, 0.0);
         let (oh, ow) = g.out;
         let cols = layout.cols;
-        let blocks = (oh * cols).div_ceil(BLOCK);
-        sums.clear();
-        sums.resize(blocks * BLOCK, 0.0);
-        for (b, block) in sums.chunks_exact_mut(BLOCK).enumerate() {
-            let mut acc = [0f32; BLOCK];
-            for (&offset, &weight) in self.offsets.iter().zip(self.taps) {
-                let start = offset + b * BLOCK;
-                let src: &[f32; BLOCK] = phases[start..start + BLOCK]
-                    .try_into()
-                    .expect("a block is BLOCK values");
-                for (a, &v) in acc.iter_mut().zip(src) {
-                    *a = if FUSED {
-                        v.mul_add(weight, *a)
-                    } else {
-                        *a + v * weight
-                    };
-                }
+        match layout.tiling {
+            // One "row" of all the output rows end to end.
+            Tiling::Flat => {
+                let blocks = (1, layout.computed / BLOCK);
+                self.sum_taps::<1, BLOCK, FUSED>(phases, sums, BLOCK, blocks);
             }
-            block.copy_from_slice(&acc);
+            Tiling::Rect { width: 8 } => {
+                let blocks = (oh.div_ceil(BLOCK / 8), ow.div_ceil(8));
+                self.sum_taps::<{ BLOCK / 8 }, 8, FUSED>(phases, sums, cols, blocks);
+            }
+            Tiling::Rect { width: 16 } => {
+                let blocks = (oh.div_ceil(BLOCK / 16), ow.div_ceil(16));
+                self.sum_taps::<{ BLOCK / 16 }, 16, FUSED>(phases, sums, cols, blocks);
+            }
+            Tiling::Rect { width } => {
+                debug_assert_eq!(width, 32);
+                let blocks = (oh.div_ceil(BLOCK / 32), ow.div_ceil(32));
+                self.sum_taps::<{ BLOCK / 32 }, 32, FUSED>(phases, sums, cols, blocks);
+            }
         }
         let scale = epilogue.scale.as_ref().map_or(1.0, |s| s[self.channel]);
         let shift = epilogue.shift.as_ref().map_or(0.0, |s| s[self.channel]);
@@ -304,14 +468,23 @@ mod tests {
     use super::super::tests::{naive_conv, out_len, values};
     use super::*;
 
-    /// Every instruction set against the convolution's definition, over strides, paddings (asymmetric too,
+    /// Every instruction set and tiling against the convolution's definition, over strides, paddings (asymmetric too,
     /// through `out`), dilations, channel multipliers, maps smaller than the kernel and strided images.
     #[test]
-    fn depthwise_matches_the_definition_on_every_instruction_set() {
+    fn depthwise_matches_the_definition_on_every_instruction_set_and_tiling() {
         let mut checked = 0;
-        for isa in Isa::available() {
+        let tilings = [
+            Tiling::Flat,
+            Tiling::Rect { width: 8 },
+            Tiling::Rect { width: 16 },
+            Tiling::Rect { width: 32 },
+        ];
+        for (isa, tiling) in Isa::available()
+            .into_iter()
+            .flat_map(|isa| tilings.map(|t| (isa, t)))
+        {
             for (kh, kw) in [(1, 1), (3, 3), (5, 5), (3, 2)] {
-                for stride in [(1, 1), (2, 2), (1, 2), (3, 1)] {
+                for stride in [(1, 1), (2, 2), (1, 2), (3, 1), (2, 3)] {
                     for dilation in [(1, 1), (2, 2)] {
                         for (pt, pb, pl, pr) in
                             [(0, 0, 0, 0), (1, 1, 1, 1), (2, 2, 2, 2), (0, 1, 2, 0)]
@@ -360,6 +533,7 @@ mod tests {
                                 };
                                 let got = conv2d_for(
                                     isa,
+                                    PhaseLayout::new(&g, tiling),
                                     &x,
                                     batch,
                                     image_stride,
@@ -376,7 +550,7 @@ mod tests {
                                     let e = if epilogue.relu { e.max(0.0) } else { e };
                                     assert!(
                                         (a - e).abs() <= 1e-5 * (1.0 + e.abs()),
-                                        "{isa:?} {g:?} element {i}: {a} vs {e}"
+                                        "{isa:?} {tiling:?} {g:?} element {i}: {a} vs {e}"
                                     );
                                 }
                                 checked += 1;
@@ -386,6 +560,6 @@ mod tests {
                 }
             }
         }
-        assert!(checked > 200, "only {checked} geometries checked");
+        assert!(checked > 1000, "only {checked} geometries checked");
     }
 }

@@ -117,31 +117,36 @@ fn conv2d_for(
     let taps = g.kernel.0 * g.kernel.1;
     let offsets = layout.tap_offsets(g);
     let (plane_in, multiplier) = (g.h * g.w, g.out_per_group());
-    let per_task = (TASK_WORK / (taps * layout.computed).max(1)).max(1);
-    out.par_chunks_mut(plane_out)
-        .enumerate()
-        .with_min_len(per_task)
-        .for_each_init(Scratch::default, |scratch, (p, dst)| {
-            let (n, c) = (p / g.c_out, p % g.c_out);
-            let start = n * image_stride + (c / multiplier) * plane_in;
-            let plane = Plane {
-                src: &x[start..start + plane_in],
-                taps: &weight[c * taps..(c + 1) * taps],
-                offsets: &offsets,
-                channel: c,
-            };
-            match isa {
-                Isa::Portable => {
-                    plane.run::<false>(g, &layout, epilogue, scratch, dst);
-                }
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `Isa::Avx2Fma` is only chosen (by `detect` or `available`) on a CPU that has AVX2
-                // and FMA.
-                Isa::Avx2Fma => unsafe {
-                    plane.run_avx2_fma(g, &layout, epilogue, scratch, dst);
-                },
-            }
-        });
+    let one_plane = |scratch: &mut Scratch, (p, dst): (usize, &mut [f32])| {
+        let (n, c) = (p / g.c_out, p % g.c_out);
+        let start = n * image_stride + (c / multiplier) * plane_in;
+        let plane = Plane {
+            src: &x[start..start + plane_in],
+            taps: &weight[c * taps..(c + 1) * taps],
+            offsets: &offsets,
+            channel: c,
+        };
+        match isa {
+            Isa::Portable => plane.run::<false>(g, &layout, epilogue, scratch, dst),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::Avx2Fma` is only chosen (by `detect` or `available`) on a CPU that has AVX2 and FMA.
+            Isa::Avx2Fma => unsafe { plane.run_avx2_fma(g, &layout, epilogue, scratch, dst) },
+        }
+    };
+    if rayon::current_num_threads() == 1 {
+        // On the calling thread: handing the work to a one-thread pool and sleeping until it is done costs more
+        // than a small layer (960 channels of 7×7).
+        let mut scratch = Scratch::default();
+        out.chunks_mut(plane_out)
+            .enumerate()
+            .for_each(|item| one_plane(&mut scratch, item));
+    } else {
+        let per_task = (TASK_WORK / (taps * layout.computed).max(1)).max(1);
+        out.par_chunks_mut(plane_out)
+            .enumerate()
+            .with_min_len(per_task)
+            .for_each_init(Scratch::default, one_plane);
+    }
     out
 }
 
@@ -473,6 +478,10 @@ mod tests {
     #[test]
     fn depthwise_matches_the_definition_on_every_instruction_set_and_tiling() {
         let mut checked = 0;
+        let one_thread = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("a thread pool");
         let tilings = [
             Tiling::Flat,
             Tiling::Rect { width: 8 },
@@ -531,16 +540,22 @@ mod tests {
                                     shift: Some(values(c_out, 8)),
                                     relu: checked % 2 == 0,
                                 };
-                                let got = conv2d_for(
-                                    isa,
-                                    PhaseLayout::new(&g, tiling),
-                                    &x,
-                                    batch,
-                                    image_stride,
-                                    &weight,
-                                    &g,
-                                    &epilogue,
-                                );
+                                let run = || {
+                                    let layout = PhaseLayout::new(&g, tiling);
+                                    conv2d_for(
+                                        isa,
+                                        layout,
+                                        &x,
+                                        batch,
+                                        image_stride,
+                                        &weight,
+                                        &g,
+                                        &epilogue,
+                                    )
+                                };
+                                let got = run();
+                                // The same planes on the calling thread, as with one thread.
+                                assert_eq!(one_thread.install(run), got);
                                 assert_eq!(got.len(), expected.len());
                                 let plane = g.out.0 * g.out.1;
                                 for (i, (&a, &e)) in got.iter().zip(&expected).enumerate() {

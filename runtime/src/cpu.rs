@@ -152,7 +152,9 @@ fn conv_image(
 ) {
     let group_out = g.out_per_group() * g.columns();
     let threads = rayon::current_num_threads();
-    // Groups that share out evenly, or so many that the imbalance is small.
+    // Groups that share out evenly, or so many that the imbalance is small. (`usize::is_multiple_of` is newer
+    // than the workspace's `rust-version`.)
+    #[allow(clippy::manual_is_multiple_of)]
     let enough_groups = g.groups > 1 && (g.groups % threads == 0 || g.groups >= 4 * threads);
     if parallel && enough_groups {
         // A group per task, each product single-threaded: splitting every group instead costs a fork and join

@@ -237,12 +237,12 @@ impl Conv2d {
         self.spec.groups > 1 && self.weight.dims()[1] == 1
     }
 
-    /// The forward pass; a depthwise convolution goes through the CPU kernel where it applies (a CPU `f32`
-    /// input and weight, no gradient wanted) and `kernels` allows it, every other one through candle, whose
-    /// grouped convolution runs one convolution per group. The plan ([`crate::plan`]) sends every
-    /// convolution to the CPU kernels; this is for a `Conv2d` run on its own.
+    /// The forward pass; a grouped convolution (depthwise ones included) goes through archc's CPU kernels
+    /// where they apply (a CPU `f32` input and weight, no gradient wanted) and `kernels` allows it, any other
+    /// through candle, whose grouped convolution runs one convolution per group and concatenates them. The plan
+    /// ([`crate::plan`]) sends every convolution to the CPU kernels; this is for a `Conv2d` run on its own.
     pub fn forward_with(&self, x: &Tensor, kernels: bool) -> Result<Tensor> {
-        if kernels && self.is_depthwise() && crate::fused::conv_kernels_apply(x, self, None) {
+        if kernels && self.spec.groups > 1 && crate::fused::conv_kernels_apply(x, self, None) {
             let options = crate::fused::Optimizations::ALL;
             return crate::fused::conv_on_cpu(options, x, self, None, false);
         }

@@ -176,7 +176,7 @@ fn run_conv(
 }
 
 /// The layers one at a time, as in training; the convolution through candle unless `options` has the CPU
-/// kernels on and they apply to it alone (a depthwise convolution, see [`Conv2d::forward_with`]).
+/// kernels on and they apply to it alone (a grouped convolution, see [`Conv2d::forward_with`]).
 fn unfused(
     options: Optimizations,
     x: &Tensor,
@@ -185,7 +185,7 @@ fn unfused(
     relu: bool,
     train: bool,
 ) -> Result<Tensor> {
-    let y = conv.forward_with(x, options.conv_kernel && options.depthwise_kernel)?;
+    let y = conv.forward_with(x, options.conv_kernel)?;
     unfused_tail(&y, bn, relu, train)
 }
 

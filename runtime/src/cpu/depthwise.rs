@@ -12,7 +12,8 @@
 //!    reads phase plane `((i·dh) mod sh, (j·dw) mod sw)` at row `oy + ⌊i·dh / sh⌋`, column `ox + ⌊j·dw / sw⌋`.
 //!    With the output written at the phase planes' row length `L` (a few columns wider than the output), each
 //!    tap is a single contiguous run over the whole plane — so even a 7×7 map vectorises fully.
-//! 2. The output is computed [`BLOCK`] values at a time, their sums held in registers across all the taps.
+//! 2. The output is computed [`BLOCK`] values at a time, their sums held in registers across all the taps: a
+//!    run of that flat output, or, for maps a few vectors wide, a rectangle of rows ([`Tiling`]).
 //! 3. The extra columns are dropped and the epilogue (bias, folded batch norm, ReLU) applied on the way out.
 //!
 //! The loops are plain Rust that LLVM vectorises. They are compiled twice: for the baseline target, and with
@@ -64,7 +65,7 @@ impl Isa {
 }
 
 /// Whether [`conv2d`] computes a convolution of this geometry: one input channel per group, and more than one
-/// group (a single-channel input with one group is an ordinary convolution the matrix product does well).
+/// group (a single-channel input with one group, an image's first layer, is left to the matrix product).
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
     g.groups > 1 && g.in_per_group() == 1
 }
@@ -156,8 +157,8 @@ enum Tiling {
     /// The output rows at the phase planes' row length, end to end, in runs of `BLOCK`: no rounding up per
     /// row, so best for wide maps.
     Flat,
-    /// Rectangles of `BLOCK / width` rows by `width` columns: for maps a few vectors wide (7×7, 14×14), where
-    /// rows of `ow` plus the window's reach waste more.
+    /// Rectangles of `BLOCK / width` rows by `width` columns: for maps a few vectors wide (7×7 under a 5×5
+    /// window), where rows of `ow` plus the window's reach waste more.
     Rect { width: usize },
 }
 
@@ -215,10 +216,10 @@ impl PhaseLayout {
                 )
             }
         };
-        // A flat block reads at most `BLOCK` values from `oh * cols - 1`, for a tap that starts at most
-        // `reach_rows * cols + reach_cols` in: fewer than `rows * cols + reach_cols + BLOCK` values in all. A
-        // rectangle reads its rows `cols` apart as whole rows of `cols`, the last one starting before
-        // `rows * cols`.
+        // A flat block reads `BLOCK` values from a start below `oh * cols`, shifted by a tap offset of at most
+        // `reach_rows * cols + reach_cols`: inside `rows * cols + reach_cols + BLOCK`. A rectangle reads its
+        // rows as whole rows of `cols` (see `Plane::sum_taps`), the last one starting before `rows * cols`:
+        // inside `rows * cols + cols`.
         PhaseLayout {
             tiling,
             rows,

@@ -34,7 +34,7 @@ struct Args {
     /// A torchvision GoogLeNet state_dict as safetensors; random weights without it.
     #[arg(long)]
     weights: Option<std::path::PathBuf>,
-    /// `all`, `none`, or a comma-separated subset of `conv,fold,pool,siblings,micro`.
+    /// `all`, `none`, or a comma-separated subset of `conv,depthwise,fold,pool,siblings,micro`.
     #[arg(long, default_value = "all")]
     optimizations: String,
 }
@@ -49,13 +49,14 @@ fn parse_optimizations(text: &str) -> Result<Optimizations, String> {
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part {
             "conv" => o.conv_kernel = true,
+            "depthwise" => o.depthwise_kernel = true,
             "fold" => o.fold_batch_norm = true,
             "pool" => o.pool_kernels = true,
             "siblings" => o.fuse_siblings = true,
             "micro" => o.micro_batches = true,
             other => {
                 return Err(format!(
-                    "unknown optimisation `{other}`; expected conv, fold, pool, siblings or micro"
+                    "unknown optimisation `{other}`; expected conv, depthwise, fold, pool, siblings or micro"
                 ))
             }
         }

@@ -226,6 +226,26 @@ impl Conv2d {
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, true)
+    }
+}
+
+impl Conv2d {
+    /// Whether each output channel reads a single input channel (`groups == in_channels > 1`): MobileNet's
+    /// and ShuffleNet's depthwise convolutions, which the CPU kernels compute directly.
+    pub fn is_depthwise(&self) -> bool {
+        self.spec.groups > 1 && self.weight.dims()[1] == 1
+    }
+
+    /// The forward pass; a grouped convolution (depthwise ones included) goes through archc's CPU kernels
+    /// where they apply (a CPU `f32` input and weight, no gradient wanted) and `kernels` allows it, any other
+    /// through candle, whose grouped convolution runs one convolution per group and concatenates them. The plan
+    /// ([`crate::plan`]) sends every convolution to the CPU kernels; this is for a `Conv2d` run on its own.
+    pub fn forward_with(&self, x: &Tensor, kernels: bool) -> Result<Tensor> {
+        if kernels && self.spec.groups > 1 && crate::fused::conv_kernels_apply(x, self, None) {
+            let options = crate::fused::Optimizations::ALL;
+            return crate::fused::conv_on_cpu(options, x, self, None, false);
+        }
         let (_, c, h, w) = expect_nchw(x, "conv2d")?;
         self.check_channels(c, x)?;
         let (oh, ow) = self.output_size((h, w))?;

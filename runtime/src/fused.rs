@@ -11,7 +11,7 @@
 //! with stale folded weights.
 
 use candle_core::op::BackpropOp;
-use candle_core::{CpuStorage, DType, Device, Module, ModuleT, Result, Storage, Tensor};
+use candle_core::{CpuStorage, DType, Device, ModuleT, Result, Storage, Tensor};
 
 use crate::cpu::{self, ConvGeometry, Epilogue};
 use crate::{BatchNorm, Conv2d};
@@ -23,6 +23,9 @@ use crate::{BatchNorm, Conv2d};
 pub struct Optimizations {
     /// Convolutions as one matrix product per image, without candle's im2col layout and transposes.
     pub conv_kernel: bool,
+    /// Depthwise convolutions (one input channel per group) computed directly rather than as one small product
+    /// per group (needs `conv_kernel`).
+    pub depthwise_kernel: bool,
     /// Batch norm and ReLU folded into the convolution's output pass (needs `conv_kernel`).
     pub fold_batch_norm: bool,
     /// Max and average pools in one pass, with padding and ceil mode handled by clipping windows.
@@ -38,6 +41,7 @@ impl Optimizations {
     /// Everything on: what a generated model runs with unless told otherwise.
     pub const ALL: Optimizations = Optimizations {
         conv_kernel: true,
+        depthwise_kernel: true,
         fold_batch_norm: true,
         pool_kernels: true,
         fuse_siblings: true,
@@ -47,6 +51,7 @@ impl Optimizations {
     /// Everything off: candle's own layers, one by one, as in training.
     pub const NONE: Optimizations = Optimizations {
         conv_kernel: false,
+        depthwise_kernel: false,
         fold_batch_norm: false,
         pool_kernels: false,
         fuse_siblings: false,
@@ -98,19 +103,32 @@ pub(crate) fn conv_bn_act_with(
     relu: bool,
     train: bool,
 ) -> Result<Tensor> {
-    let weight = conv.weight();
-    if train
-        || !options.conv_kernel
-        || !cpu_kernels_apply(x)
-        || !is_cpu_f32(weight)
-        || parameters_track_op(conv, bn)
-    {
-        return unfused(x, conv, bn, relu, train);
+    if train || !options.conv_kernel || !conv_kernels_apply(x, conv, bn) {
+        return unfused(options, x, conv, bn, relu, train);
     }
     if !options.fold_batch_norm && (bn.is_some() || relu) {
         let y = conv_bn_act_with(options, x, conv, None, false, train)?;
         return unfused_tail(&y, bn, relu, train);
     }
+    conv_on_cpu(options, x, conv, bn, relu)
+}
+
+/// Whether the CPU kernels can run `conv` (with `bn` folded in) on `x`: CPU `f32` input and weight, and no
+/// gradient wanted for either or for a learned tensor of the batch norm.
+pub(crate) fn conv_kernels_apply(x: &Tensor, conv: &Conv2d, bn: Option<&BatchNorm>) -> bool {
+    cpu_kernels_apply(x) && is_cpu_f32(conv.weight()) && !parameters_track_op(conv, bn)
+}
+
+/// `relu(bn(conv(x)))` by the CPU kernels, which must apply ([`conv_kernels_apply`]); the depthwise kernel
+/// if `options` allow it.
+pub(crate) fn conv_on_cpu(
+    options: Optimizations,
+    x: &Tensor,
+    conv: &Conv2d,
+    bn: Option<&BatchNorm>,
+    relu: bool,
+) -> Result<Tensor> {
+    let weight = conv.weight();
     let (_, c, h, w) = crate::expect_nchw(x, "conv2d")?;
     conv.check_channels(c, x)?;
     let (oh, ow) = conv.output_size((h, w))?;
@@ -129,37 +147,46 @@ pub(crate) fn conv_bn_act_with(
         out: (oh, ow),
     };
     let epilogue = epilogue(conv, bn, relu, c_out)?;
-    run_conv(x, weight, &geometry, &epilogue)
+    let direct = options.depthwise_kernel && cpu::depthwise::applies(&geometry);
+    run_conv(x, weight, &geometry, &epilogue, direct)
 }
 
 /// Runs the CPU convolution kernel on the NCHW batch `x` with `weight` (any layout) and returns the
-/// `[n, c_out, oh, ow]` result.
+/// `[n, c_out, oh, ow]` result; `depthwise` takes [`cpu::depthwise::conv2d`], which must apply.
 fn run_conv(
     x: &Tensor,
     weight: &Tensor,
     geometry: &ConvGeometry,
     epilogue: &Epilogue,
+    depthwise: bool,
 ) -> Result<Tensor> {
     let n = x.dim(0)?;
     let weight = weight.contiguous()?;
     let out = with_f32(&weight, |weight| {
         with_images(x, |images, image_stride| {
-            cpu::conv2d(images, n, image_stride, weight, geometry, epilogue)
+            if depthwise {
+                cpu::depthwise::conv2d(images, n, image_stride, weight, geometry, epilogue)
+            } else {
+                cpu::conv2d(images, n, image_stride, weight, geometry, epilogue)
+            }
         })
     })??;
     let (oh, ow) = geometry.out;
     Ok(cpu_tensor(out, (n, geometry.c_out, oh, ow)))
 }
 
-/// The layers one at a time, as in training.
+/// The layers one at a time, as in training; the convolution through candle unless `options` has the CPU
+/// kernels on and they apply to it alone (a grouped convolution, see [`Conv2d::forward_with`]).
 fn unfused(
+    options: Optimizations,
     x: &Tensor,
     conv: &Conv2d,
     bn: Option<&BatchNorm>,
     relu: bool,
     train: bool,
 ) -> Result<Tensor> {
-    unfused_tail(&conv.forward(x)?, bn, relu, train)
+    let y = conv.forward_with(x, options.conv_kernel)?;
+    unfused_tail(&y, bn, relu, train)
 }
 
 /// The batch norm and ReLU after a convolution, one by one.
@@ -385,7 +412,7 @@ pub(crate) fn sibling_heads_with(
         shift: Some(shift),
         relu: chosen[0].1.relu,
     };
-    let out = run_conv(x, &weights, &geometry, &epilogue)?;
+    let out = run_conv(x, &weights, &geometry, &epilogue, false)?;
     let mut start = 0;
     for ((i, _), width) in chosen.iter().zip(widths) {
         outputs[*i] = Some(out.narrow(1, start, width)?);

@@ -4,8 +4,9 @@
 //! training, gradients and every device run exactly as written, and [`Describe::describe`], the same network
 //! as a tree of [`Op`]s. When no gradient can be wanted (inference on a CPU `f32` input), the model's [`Plan`]
 //! runs that tree instead, with the optimisations it was given: each convolution with the batch norm and ReLU
-//! after it folded into one pass of the CPU kernels, the 1×1 convolutions that start sibling branches of a
-//! concatenation as one product, pools in one pass, and batches larger than the thread pool in micro-batches.
+//! after it folded into one pass of the CPU kernels (a direct kernel for depthwise ones), the 1×1 convolutions
+//! that start sibling branches of a concatenation as one product, pools in one pass, and batches larger than the
+//! thread pool in micro-batches.
 //! Every combination computes the same values up to rounding; the options belong to one model instance.
 
 use candle_core::{Module, ModuleT, Result, Tensor};

@@ -209,11 +209,15 @@ fn conv_matches_reference_loop() {
                         let what = format!("kernel {kh}x{kw} {spec:?}");
                         let eh = (kh - 1) * dilation.0 + 1;
                         let ew = (kw - 1) * dilation.1 + 1;
+                        // Candle's path, and `forward`, which takes the CPU kernels for 2 groups.
+                        let paths = [false, true];
                         if eh > h + pad.top + pad.bottom || ew > w + pad.left + pad.right {
-                            assert!(conv.forward(&x).is_err(), "{what}: expected an error");
+                            for kernels in paths {
+                                let y = conv.forward_with(&x, kernels);
+                                assert!(y.is_err(), "{what}, kernels {kernels}: expected an error");
+                            }
                             continue;
                         }
-                        let y = conv.forward(&x).unwrap_or_else(|e| panic!("{what}: {e}"));
                         let (expected, (oh, ow)) = reference_conv(
                             &x_data,
                             (n, c, h, w),
@@ -222,7 +226,13 @@ fn conv_matches_reference_loop() {
                             &bias,
                             &spec,
                         );
-                        assert_close(&y, &[n, o, oh, ow], &expected, 1e-5, &what);
+                        for kernels in paths {
+                            let what = format!("{what}, kernels {kernels}");
+                            let y = conv
+                                .forward_with(&x, kernels)
+                                .unwrap_or_else(|e| panic!("{what}: {e}"));
+                            assert_close(&y, &[n, o, oh, ow], &expected, 1e-5, &what);
+                        }
                         assert_eq!(conv.output_size((h, w)).unwrap(), (oh, ow), "{what}");
                         checked += 1;
                     }

@@ -28,9 +28,10 @@ fn batch_norm(rng: &mut Rng, channels: usize, affine: bool, eps: f64) -> BatchNo
     BatchNorm::new(inner, channels).unwrap()
 }
 
-/// The layers one by one, as training runs them but with the batch norm in inference mode.
+/// The layers one by one, as training runs them but with the batch norm in inference mode, the convolution
+/// through candle (`Conv2d::forward` takes the CPU kernels for a grouped one).
 fn reference(x: &Tensor, conv: &Conv2d, bn: Option<&BatchNorm>, relu: bool) -> Tensor {
-    let mut y = conv.forward(x).unwrap();
+    let mut y = conv.forward_with(x, false).unwrap();
     if let Some(bn) = bn {
         y = bn.forward_t(&y, false).unwrap();
     }

@@ -1,0 +1,581 @@
+//! Depthwise convolution (every output channel reads one input channel: `groups == in_channels`, the 3×3 and
+//! 5×5 convolutions of MobileNet, ShuffleNet and EfficientNet) computed directly, without a patch matrix.
+//!
+//! As a matrix product a depthwise convolution is one `[m, k²] x [k², oh * ow]` product per channel, far too
+//! small for a GEMM to pay back its packing, which is why it is slow both through candle (one convolution per
+//! group, then a concatenation) and through [`super::conv2d`]'s im2col. Here each channel's plane is done by
+//! one task:
+//!
+//! 1. The input plane is copied once into *phase planes*: zero padding added, and, for a stride `s`, rows and
+//!    columns split by their position modulo `s`. In that layout every tap `(i, j)` of the window reads, for
+//!    consecutive outputs, consecutive values, whatever the stride, padding and dilation: output `(oy, ox)`
+//!    reads phase plane `((i·dh) mod sh, (j·dw) mod sw)` at row `oy + ⌊i·dh / sh⌋`, column `ox + ⌊j·dw / sw⌋`.
+//!    With the output written at the phase planes' row length `L` (a few columns wider than the output), each
+//!    tap is a single contiguous run over the whole plane — so even a 7×7 map vectorises fully.
+//! 2. The output is computed [`BLOCK`] values at a time, their sums held in registers across all the taps: a
+//!    run of that flat output, or, for maps a few vectors wide, a rectangle of rows ([`Tiling`]).
+//! 3. The extra columns are dropped and the epilogue (bias, folded batch norm, ReLU) applied on the way out.
+//!
+//! The loops are plain Rust that LLVM vectorises. They are compiled twice: for the baseline target, and with
+//! AVX2 and FMA (chosen at run time), which doubles the vector width and fuses each multiply-add.
+
+use rayon::prelude::*;
+
+use super::{valid_range, ConvGeometry, Epilogue};
+
+/// Output values computed together, their partial sums kept in registers while every tap of the window is
+/// added in: eight 8-lane AVX2 registers, enough independent sums to cover the latency of a fused multiply-add
+/// at two per cycle (with four, a 7×7 map's 5×5 window ran at half speed, bound by the add chains).
+const BLOCK: usize = 64;
+
+/// Roughly how many multiply-adds a rayon task should get, so that maps of a few dozen values (960 channels
+/// of 7×7) are not one task each.
+const TASK_WORK: usize = 1 << 15;
+
+/// The instruction set the loops are compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    /// The baseline target (SSE2 on x86-64): separate multiplies and adds.
+    Portable,
+    /// AVX2 with fused multiply-add, on x86-64 CPUs that have both.
+    #[cfg(target_arch = "x86_64")]
+    Avx2Fma,
+}
+
+impl Isa {
+    /// The widest the running CPU supports.
+    fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Isa::Avx2Fma;
+        }
+        Isa::Portable
+    }
+
+    /// Every instruction set the running CPU can execute, for tests.
+    #[cfg(test)]
+    fn available() -> Vec<Isa> {
+        let mut all = vec![Isa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        if Isa::detect() == Isa::Avx2Fma {
+            all.push(Isa::Avx2Fma);
+        }
+        all
+    }
+}
+
+/// Whether [`conv2d`] computes a convolution of this geometry: one input channel per group, and more than one
+/// group (a single-channel input with one group, an image's first layer, is left to the matrix product).
+pub(crate) fn applies(g: &ConvGeometry) -> bool {
+    g.groups > 1 && g.in_per_group() == 1
+}
+
+/// The depthwise convolution of `batch` images: `x` holds image `n` at `x[n * image_stride..]` as a contiguous
+/// `[c_in, h, w]` block, `weight` is the contiguous `[c_out, 1, kh, kw]` kernel, output channel `c` reading
+/// input channel `c / (c_out / c_in)`. Returns the contiguous `[batch, c_out, oh, ow]` output with `epilogue`
+/// applied, as [`super::conv2d`] does. Needs [`applies`].
+pub(crate) fn conv2d(
+    x: &[f32],
+    batch: usize,
+    image_stride: usize,
+    weight: &[f32],
+    g: &ConvGeometry,
+    epilogue: &Epilogue,
+) -> Vec<f32> {
+    let layout = PhaseLayout::new(g, PhaseLayout::tiling(g));
+    conv2d_for(
+        Isa::detect(),
+        layout,
+        x,
+        batch,
+        image_stride,
+        weight,
+        g,
+        epilogue,
+    )
+}
+
+/// [`conv2d`] with the loops compiled for `isa`, which the CPU must support, and the phase planes laid out as
+/// `layout` says.
+#[allow(clippy::too_many_arguments)]
+fn conv2d_for(
+    isa: Isa,
+    layout: PhaseLayout,
+    x: &[f32],
+    batch: usize,
+    image_stride: usize,
+    weight: &[f32],
+    g: &ConvGeometry,
+    epilogue: &Epilogue,
+) -> Vec<f32> {
+    assert!(applies(g), "not a depthwise convolution: {g:?}");
+    let (oh, ow) = g.out;
+    let plane_out = oh * ow;
+    let mut out = vec![0f32; batch * g.c_out * plane_out];
+    if out.is_empty() {
+        return out;
+    }
+    let taps = g.kernel.0 * g.kernel.1;
+    let offsets = layout.tap_offsets(g);
+    let (plane_in, multiplier) = (g.h * g.w, g.out_per_group());
+    let one_plane = |scratch: &mut Scratch, (p, dst): (usize, &mut [f32])| {
+        let (n, c) = (p / g.c_out, p % g.c_out);
+        let start = n * image_stride + (c / multiplier) * plane_in;
+        let plane = Plane {
+            src: &x[start..start + plane_in],
+            taps: &weight[c * taps..(c + 1) * taps],
+            offsets: &offsets,
+            channel: c,
+        };
+        match isa {
+            Isa::Portable => plane.run::<false>(g, &layout, epilogue, scratch, dst),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::Avx2Fma` is only chosen (by `detect` or `available`) on a CPU that has AVX2 and FMA.
+            Isa::Avx2Fma => unsafe { plane.run_avx2_fma(g, &layout, epilogue, scratch, dst) },
+        }
+    };
+    if rayon::current_num_threads() == 1 {
+        // On the calling thread: handing the work to a one-thread pool and sleeping until it is done costs more
+        // than a small layer (960 channels of 7×7).
+        let mut scratch = Scratch::default();
+        out.chunks_mut(plane_out)
+            .enumerate()
+            .for_each(|item| one_plane(&mut scratch, item));
+    } else {
+        let per_task = (TASK_WORK / (taps * layout.computed).max(1)).max(1);
+        out.par_chunks_mut(plane_out)
+            .enumerate()
+            .with_min_len(per_task)
+            .for_each_init(Scratch::default, one_plane);
+    }
+    out
+}
+
+/// How an output plane is cut into blocks of [`BLOCK`] values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tiling {
+    /// The output rows at the phase planes' row length, end to end, in runs of `BLOCK`: no rounding up per
+    /// row, so best for wide maps.
+    Flat,
+    /// Rectangles of `BLOCK / width` rows by `width` columns: for maps a few vectors wide (7×7 under a 5×5
+    /// window), where rows of `ow` plus the window's reach waste more.
+    Rect { width: usize },
+}
+
+/// Where the phase planes of one input plane live in the scratch buffer, and how the output is tiled.
+#[derive(Debug, Clone, Copy)]
+struct PhaseLayout {
+    tiling: Tiling,
+    /// Rows of a phase plane: the (rounded-up) output rows plus the rows the lowest taps reach past them.
+    rows: usize,
+    /// Columns of a phase plane, which is also the row length the output is computed at: the (rounded-up)
+    /// output columns plus the columns the rightmost taps reach past them.
+    cols: usize,
+    /// Distance between phase planes: `rows * cols` and enough zeros after it that the last block's reads of
+    /// the last tap stay inside (see [`PhaseLayout::new`]).
+    stride: usize,
+    /// Number of phase planes, `sh * sw`.
+    count: usize,
+    /// Output values computed per plane (the size of [`Scratch::sums`]).
+    computed: usize,
+}
+
+impl PhaseLayout {
+    /// The tiling that computes the fewest values: rectangles only where they beat [`Tiling::Flat`].
+    fn tiling(g: &ConvGeometry) -> Tiling {
+        let (oh, ow) = g.out;
+        let reach_cols = (g.kernel.1 - 1) * g.dilation.1 / g.stride.1;
+        let flat = (oh * (ow + reach_cols)).next_multiple_of(BLOCK);
+        let rect = |width: usize| oh.next_multiple_of(BLOCK / width) * ow.next_multiple_of(width);
+        [8, 16, 32]
+            .into_iter()
+            .filter(|&width| rect(width) < flat)
+            .min_by_key(|&width| rect(width))
+            .map_or(Tiling::Flat, |width| Tiling::Rect { width })
+    }
+
+    fn new(g: &ConvGeometry, tiling: Tiling) -> PhaseLayout {
+        let (sh, sw) = g.stride;
+        let (oh, ow) = g.out;
+        let reach_rows = (g.kernel.0 - 1) * g.dilation.0 / sh;
+        let reach_cols = (g.kernel.1 - 1) * g.dilation.1 / sw;
+        let (rows, cols, computed) = match tiling {
+            Tiling::Flat => {
+                let cols = ow + reach_cols;
+                (oh + reach_rows, cols, (oh * cols).next_multiple_of(BLOCK))
+            }
+            Tiling::Rect { width } => {
+                let (rows, cols) = (
+                    oh.next_multiple_of(BLOCK / width),
+                    ow.next_multiple_of(width),
+                );
+                (
+                    rows + reach_rows,
+                    cols + reach_cols,
+                    rows * (cols + reach_cols),
+                )
+            }
+        };
+        // A flat block reads `BLOCK` values from a start below `oh * cols`, shifted by a tap offset of at most
+        // `reach_rows * cols + reach_cols`: inside `rows * cols + reach_cols + BLOCK`. A rectangle reads its
+        // rows as whole rows of `cols` (see `Plane::sum_taps`), the last one starting before `rows * cols`:
+        // inside `rows * cols + cols`.
+        PhaseLayout {
+            tiling,
+            rows,
+            cols,
+            stride: rows * cols + cols + BLOCK,
+            count: sh * sw,
+            computed,
+        }
+    }
+
+    /// For each tap `(i, j)` in row-major order, where in the phase buffer the value read by output `(0, 0)`
+    /// lies; output `(oy, ox)` reads `oy * cols + ox` further on.
+    fn tap_offsets(&self, g: &ConvGeometry) -> Vec<usize> {
+        let (sh, sw) = g.stride;
+        let mut offsets = Vec::with_capacity(g.kernel.0 * g.kernel.1);
+        for i in 0..g.kernel.0 {
+            let (row_phase, row) = ((i * g.dilation.0) % sh, (i * g.dilation.0) / sh);
+            for j in 0..g.kernel.1 {
+                let (col_phase, col) = ((j * g.dilation.1) % sw, (j * g.dilation.1) / sw);
+                let phase = row_phase * sw + col_phase;
+                offsets.push(phase * self.stride + row * self.cols + col);
+            }
+        }
+        offsets
+    }
+
+    /// Writes `src` (one `[h, w]` plane) into `scratch.phases` as phase planes: padded position `(r, q)`
+    /// (input `(r - pt, q - pl)`) goes to plane `(r mod sh, q mod sw)`, row `r / sh`, column `q / sw`;
+    /// everything else is zero. Input values no output reads are left out. Inlined into [`Plane::run`], so
+    /// that it is compiled for the same instruction set.
+    #[inline(always)]
+    fn fill(&self, g: &ConvGeometry, src: &[f32], scratch: &mut Scratch) {
+        let (sh, sw) = g.stride;
+        let (pt, pl) = g.pad_before;
+        let cols = self.cols;
+        // Every value is written below, so what a previous plane left needs no clearing.
+        scratch.phases.resize(self.count * self.stride, 0.0);
+        // The input's columns in a padded row of the `sw * cols` that the phase planes hold.
+        let width = sw * cols;
+        let (first, last) = (pl.min(width), (pl + g.w).min(width));
+        for row_phase in 0..sh {
+            // Phase rows `lo..hi` hold input rows `row_phase + r * sh - pt`; the others are padding.
+            let (lo, hi) = valid_range(row_phase, pt, sh, g.h, self.rows);
+            let planes = &mut scratch.phases[row_phase * sw * self.stride..][..sw * self.stride];
+            for plane in planes.chunks_exact_mut(self.stride) {
+                plane[..lo * cols].fill(0.0);
+                plane[hi * cols..].fill(0.0);
+            }
+            for r in lo..hi {
+                let iy = row_phase + r * sh - pt;
+                let src_row = &src[iy * g.w..iy * g.w + (last - first)];
+                let at = r * cols;
+                match sw {
+                    1 => {
+                        let dst = &mut planes[at..at + cols];
+                        dst[..first].fill(0.0);
+                        dst[first..last].copy_from_slice(src_row);
+                        dst[last..].fill(0.0);
+                    }
+                    2 => {
+                        let (even, odd) = planes.split_at_mut(self.stride);
+                        deinterleave(
+                            src_row,
+                            first,
+                            &mut even[at..at + cols],
+                            &mut odd[at..at + cols],
+                        );
+                    }
+                    _ => {
+                        let padded = |q: usize| {
+                            if (first..last).contains(&q) {
+                                src_row[q - first]
+                            } else {
+                                0.0
+                            }
+                        };
+                        for (col_phase, plane) in planes.chunks_exact_mut(self.stride).enumerate() {
+                            for (t, d) in plane[at..at + cols].iter_mut().enumerate() {
+                                *d = padded(t * sw + col_phase);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Splits a padded row whose input values `src` start at column `first` (zeros elsewhere) into its even
+/// (`even[t]` = column `2t`) and odd columns. Kept out of line, so compiled for the baseline target only: there
+/// LLVM turns the pair loop into SSE shuffles, while inlined into the AVX2 code it left it scalar (rustc 1.95),
+/// which took more time than the convolution itself.
+#[inline(never)]
+fn deinterleave(src: &[f32], first: usize, even: &mut [f32], odd: &mut [f32]) {
+    let last = first + src.len();
+    let padded = |q: usize| {
+        if (first..last).contains(&q) {
+            src[q - first]
+        } else {
+            0.0
+        }
+    };
+    // Pairs `(2t, 2t + 1)` entirely inside the input, `t` in `lo..hi`, are copied by a loop that vectorises.
+    let lo = first.div_ceil(2).min(even.len());
+    let hi = (last / 2).clamp(lo, even.len());
+    for t in (0..lo).chain(hi..even.len()) {
+        even[t] = padded(2 * t);
+        odd[t] = padded(2 * t + 1);
+    }
+    if lo < hi {
+        let pairs = src[2 * lo - first..2 * hi - first].chunks_exact(2);
+        for ((e, o), pair) in even[lo..hi].iter_mut().zip(&mut odd[lo..hi]).zip(pairs) {
+            *e = pair[0];
+            *o = pair[1];
+        }
+    }
+}
+
+/// A task's buffers, reused from one plane to the next.
+#[derive(Default)]
+struct Scratch {
+    /// The phase planes of the input plane ([`PhaseLayout::fill`]).
+    phases: Vec<f32>,
+    /// The output at the phase planes' row length, before the extra columns are dropped.
+    sums: Vec<f32>,
+}
+
+/// One output plane's inputs.
+struct Plane<'a> {
+    /// The input channel's `[h, w]` plane.
+    src: &'a [f32],
+    /// The output channel's `kh * kw` weights.
+    taps: &'a [f32],
+    /// [`PhaseLayout::tap_offsets`].
+    offsets: &'a [usize],
+    /// The output channel, for the epilogue.
+    channel: usize,
+}
+
+impl Plane<'_> {
+    /// [`Plane::run`] compiled with AVX2 and FMA.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run_avx2_fma(
+        &self,
+        g: &ConvGeometry,
+        layout: &PhaseLayout,
+        epilogue: &Epilogue,
+        scratch: &mut Scratch,
+        dst: &mut [f32],
+    ) {
+        self.run::<true>(g, layout, epilogue, scratch, dst);
+    }
+
+    /// Sums the taps into `sums` for `blocks.0 * blocks.1` rectangles of `R` rows by `C` columns, rows `pitch`
+    /// (at least `C`) apart in both `phases` and `sums`; each rectangle's sums stay in registers over all the
+    /// taps. A rectangle reads `R * pitch` values from each tap's start (see [`PhaseLayout::new`]).
+    #[inline(always)]
+    fn sum_taps<const R: usize, const C: usize, const FUSED: bool>(
+        &self,
+        phases: &[f32],
+        sums: &mut [f32],
+        pitch: usize,
+        blocks: (usize, usize),
+    ) {
+        for by in 0..blocks.0 {
+            for bx in 0..blocks.1 {
+                let origin = by * R * pitch + bx * C;
+                let mut acc = [[0f32; C]; R];
+                for (&offset, &weight) in self.offsets.iter().zip(self.taps) {
+                    // One bounds check per tap; `C <= pitch` is the same for every row, so checked once.
+                    let start = offset + origin;
+                    let rows = phases[start..start + R * pitch].chunks_exact(pitch);
+                    for (acc_row, src_row) in acc.iter_mut().zip(rows) {
+                        let src: &[f32; C] = src_row[..C].try_into().expect("C values");
+                        for (a, &v) in acc_row.iter_mut().zip(src) {
+                            *a = if FUSED {
+                                v.mul_add(weight, *a)
+                            } else {
+                                *a + v * weight
+                            };
+                        }
+                    }
+                }
+                for (r, acc_row) in acc.iter().enumerate() {
+                    let start = origin + r * pitch;
+                    sums[start..start + C].copy_from_slice(acc_row);
+                }
+            }
+        }
+    }
+
+    /// Computes the plane into `dst` (`[oh, ow]`), using `scratch`; `FUSED` multiplies
+    /// and adds with one rounding (`mul_add`, which is a single instruction only where FMA is enabled).
+    #[inline(always)]
+    fn run<const FUSED: bool>(
+        &self,
+        g: &ConvGeometry,
+        layout: &PhaseLayout,
+        epilogue: &Epilogue,
+        scratch: &mut Scratch,
+        dst: &mut [f32],
+    ) {
+        layout.fill(g, self.src, scratch);
+        let Scratch { phases, sums } = scratch;
+        // Every value the epilogue reads is written below.
+        sums.resize(layout.computed, 0.0);
+        let (oh, ow) = g.out;
+        let cols = layout.cols;
+        match layout.tiling {
+            // One "row" of all the output rows end to end.
+            Tiling::Flat => {
+                let blocks = (1, layout.computed / BLOCK);
+                self.sum_taps::<1, BLOCK, FUSED>(phases, sums, BLOCK, blocks);
+            }
+            Tiling::Rect { width: 8 } => {
+                let blocks = (oh.div_ceil(BLOCK / 8), ow.div_ceil(8));
+                self.sum_taps::<{ BLOCK / 8 }, 8, FUSED>(phases, sums, cols, blocks);
+            }
+            Tiling::Rect { width: 16 } => {
+                let blocks = (oh.div_ceil(BLOCK / 16), ow.div_ceil(16));
+                self.sum_taps::<{ BLOCK / 16 }, 16, FUSED>(phases, sums, cols, blocks);
+            }
+            Tiling::Rect { width } => {
+                debug_assert_eq!(width, 32);
+                let blocks = (oh.div_ceil(BLOCK / 32), ow.div_ceil(32));
+                self.sum_taps::<{ BLOCK / 32 }, 32, FUSED>(phases, sums, cols, blocks);
+            }
+        }
+        let scale = epilogue.scale.as_ref().map_or(1.0, |s| s[self.channel]);
+        let shift = epilogue.shift.as_ref().map_or(0.0, |s| s[self.channel]);
+        for (dst_row, row) in dst.chunks_exact_mut(ow).zip(sums.chunks(cols)) {
+            let row = &row[..ow];
+            if epilogue.relu {
+                for (d, &v) in dst_row.iter_mut().zip(row) {
+                    *d = (v * scale + shift).max(0.0);
+                }
+            } else {
+                for (d, &v) in dst_row.iter_mut().zip(row) {
+                    *d = v * scale + shift;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{naive_conv, out_len, values};
+    use super::*;
+
+    /// Every instruction set and tiling against the convolution's definition, over strides, paddings (asymmetric too,
+    /// through `out`), dilations, channel multipliers, maps smaller than the kernel and strided images.
+    #[test]
+    fn depthwise_matches_the_definition_on_every_instruction_set_and_tiling() {
+        let mut checked = 0;
+        let one_thread = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("a thread pool");
+        let tilings = [
+            Tiling::Flat,
+            Tiling::Rect { width: 8 },
+            Tiling::Rect { width: 16 },
+            Tiling::Rect { width: 32 },
+        ];
+        for (isa, tiling) in Isa::available()
+            .into_iter()
+            .flat_map(|isa| tilings.map(|t| (isa, t)))
+        {
+            for (kh, kw) in [(1, 1), (3, 3), (5, 5), (3, 2)] {
+                for stride in [(1, 1), (2, 2), (1, 2), (3, 1), (2, 3)] {
+                    for dilation in [(1, 1), (2, 2)] {
+                        for (pt, pb, pl, pr) in
+                            [(0, 0, 0, 0), (1, 1, 1, 1), (2, 2, 2, 2), (0, 1, 2, 0)]
+                        {
+                            for (c_in, multiplier, h, w) in
+                                [(3, 1, 7, 9), (2, 2, 2, 3), (4, 3, 1, 1)]
+                            {
+                                let eh = (kh - 1) * dilation.0 + 1;
+                                let ew = (kw - 1) * dilation.1 + 1;
+                                if eh > h + pt + pb || ew > w + pl + pr {
+                                    continue;
+                                }
+                                let c_out = c_in * multiplier;
+                                let g = ConvGeometry {
+                                    c_in,
+                                    h,
+                                    w,
+                                    c_out,
+                                    kernel: (kh, kw),
+                                    stride,
+                                    pad_before: (pt, pl),
+                                    dilation,
+                                    groups: c_in,
+                                    out: (
+                                        out_len(h, kh, stride.0, (pt, pb), dilation.0),
+                                        out_len(w, kw, stride.1, (pl, pr), dilation.1),
+                                    ),
+                                };
+                                let batch = 2;
+                                // Images one value apart more than their size, as for a channel slice.
+                                let image_stride = c_in * h * w + 1;
+                                let x = values(batch * image_stride, checked as u32);
+                                let weight = values(c_out * kh * kw, checked as u32 + 1);
+                                let dense: Vec<f32> = (0..batch)
+                                    .flat_map(|n| {
+                                        x[n * image_stride..n * image_stride + c_in * h * w]
+                                            .iter()
+                                            .copied()
+                                    })
+                                    .collect();
+                                let expected = naive_conv(&dense, batch, &weight, &g);
+                                let epilogue = Epilogue {
+                                    scale: Some(values(c_out, 7)),
+                                    shift: Some(values(c_out, 8)),
+                                    relu: checked % 2 == 0,
+                                };
+                                let run = || {
+                                    let layout = PhaseLayout::new(&g, tiling);
+                                    conv2d_for(
+                                        isa,
+                                        layout,
+                                        &x,
+                                        batch,
+                                        image_stride,
+                                        &weight,
+                                        &g,
+                                        &epilogue,
+                                    )
+                                };
+                                let got = run();
+                                // The same planes on the calling thread, as with one thread.
+                                assert_eq!(one_thread.install(run), got);
+                                assert_eq!(got.len(), expected.len());
+                                let plane = g.out.0 * g.out.1;
+                                for (i, (&a, &e)) in got.iter().zip(&expected).enumerate() {
+                                    let c = (i / plane) % c_out;
+                                    let e = e * epilogue.scale.as_ref().unwrap()[c]
+                                        + epilogue.shift.as_ref().unwrap()[c];
+                                    let e = if epilogue.relu { e.max(0.0) } else { e };
+                                    assert!(
+                                        (a - e).abs() <= 1e-5 * (1.0 + e.abs()),
+                                        "{isa:?} {tiling:?} {g:?} element {i}: {a} vs {e}"
+                                    );
+                                }
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000, "only {checked} geometries checked");
+    }
+}

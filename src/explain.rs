@@ -432,7 +432,11 @@ Example:
 
 Write `conv1 = conv2d(64, 7, stride = 2, pad = 3)`. The help writes the statement with a name taken from its
 first part with weights (`conv`, `bn`, `fc`, or the block it calls: `downsample = downsample(...)`); any
-name will do, keywords such as `block` included, as long as it matches the checkpoint."
+name will do, keywords such as `block` included, as long as it matches the checkpoint.
+
+When a block's layers should be named at the caller's level (torchvision's residual blocks name `conv1`,
+`bn1`, ... beside `downsample`, with no level for the residual branch), spread it: `..branch(c, stride)`.
+An unnamed sequence `{ conv1 = ... bn1 = ... }` does the same for layers written in place."
         }
         Code::InvalidSideOutput => {
             "A side output (`side NAME = CHAIN from SOURCE`, a training-only head such as an auxiliary classifier)

@@ -48,16 +48,15 @@ mod efficientnet_b0 {
 #[path = "support/compare.rs"]
 mod compare;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/zoo")
-        .join(name)
+/// The committed reduced-width fixtures.
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/zoo")
 }
 
 /// The reference file, with the input (stored as f16 to keep the fixture small; the references were computed
 /// from exactly these values) converted to f32.
-fn references(network: &str) -> HashMap<String, Tensor> {
-    let path = fixture(&format!("{network}.io.safetensors"));
+fn references(dir: &Path, network: &str) -> HashMap<String, Tensor> {
+    let path = dir.join(format!("{network}.io.safetensors"));
     let mut io = archc_runtime::candle_core::safetensors::load(&path, &Device::Cpu)
         .unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()));
     let input = io["input"].to_dtype(DType::F32).unwrap();
@@ -65,8 +64,8 @@ fn references(network: &str) -> HashMap<String, Tensor> {
     io
 }
 
-fn weights(network: &str) -> Weights {
-    Weights::open(fixture(&format!("{network}.weights.safetensors"))).unwrap()
+fn weights(dir: &Path, network: &str) -> Weights {
+    Weights::open(dir.join(format!("{network}.weights.safetensors"))).unwrap()
 }
 
 #[track_caller]
@@ -105,13 +104,14 @@ fn assert_all_used(what: &str, weights: &Weights) {
 
 /// Builds `$network`'s model with the reduced `Config` (`$config`, fields over the defaults), checks its
 /// inference logits, then builds it with `$train` over that and checks a training-mode pass. Evaluates to
-/// the model after the training pass and its outputs.
+/// the model after the training pass and its outputs. With `in $dir` first, the fixtures are read there.
 macro_rules! assert_matches_torchvision {
-    ($network:ident, { $($field:ident: $value:expr),* $(,)? }, train { $($tfield:ident: $tvalue:expr),* $(,)? }) => {{
+    (in $dir:expr, $network:ident, { $($field:ident: $value:expr),* $(,)? }, train { $($tfield:ident: $tvalue:expr),* $(,)? }) => {{
         use $network::$network as generated;
+        let dir: &Path = $dir;
         let name = stringify!($network);
-        let io = references(name);
-        let weights = weights(name);
+        let io = references(dir, name);
+        let weights = weights(dir, name);
         let vb = weights.var_builder(DType::F32, &Device::Cpu);
         let config = generated::Config { $($field: $value,)* ..Default::default() };
         let model = generated::Model::new(vb.clone(), &config).unwrap();
@@ -126,6 +126,9 @@ macro_rules! assert_matches_torchvision {
         assert_close(&format!("{name} train logits"), &train.logits, &io["train_logits"]);
         (model, train, io)
     }};
+    ($network:ident, $config:tt, train $train:tt) => {
+        assert_matches_torchvision!(in &fixtures(), $network, $config, train $train)
+    };
 }
 
 #[test]
@@ -244,4 +247,29 @@ fn summary_counts_are_torchvision_s() {
             "{network}"
         );
     }
+}
+
+/// The full-size networks with torchvision's own `state_dict` (random weights, 1000 classes, default Config),
+/// against `make_fixtures.py --full` (1.1 GB, not committed; tests/zoo/README.md):
+/// `ARCHC_PARITY_DIR=/tmp/archc-zoo-full cargo test --release --test zoo -- --ignored`.
+#[test]
+#[ignore = "needs ARCHC_PARITY_DIR with the full-size zoo fixtures (tests/zoo/README.md)"]
+fn full_size_networks_match_torchvision() {
+    let dir = PathBuf::from(std::env::var("ARCHC_PARITY_DIR").expect("set ARCHC_PARITY_DIR"));
+    let dir = dir.as_path();
+    assert_matches_torchvision!(in dir, alexnet, {}, train { dropout: 0.0 });
+    assert_matches_torchvision!(in dir, vgg16_bn, {}, train { dropout: 0.0 });
+    assert_matches_torchvision!(in dir, squeezenet1_1, {}, train { dropout: 0.0 });
+    assert_matches_torchvision!(in dir, resnet18, {}, train {});
+    assert_matches_torchvision!(in dir, resnet50, {}, train {});
+    assert_matches_torchvision!(in dir, densenet121, {}, train {});
+    let (_, train, io) = assert_matches_torchvision!(in dir, inception_v3, {}, train { dropout: 0.0 });
+    assert_close(
+        "inception_v3 train aux logits",
+        train.aux_logits.as_ref().expect("AuxLogits runs in training"),
+        &io["train_aux_logits"],
+    );
+    assert_matches_torchvision!(in dir, mobilenet_v2, {}, train { dropout: 0.0 });
+    assert_matches_torchvision!(in dir, shufflenet_v2_x1_0, {}, train {});
+    assert_matches_torchvision!(in dir, efficientnet_b0, {}, train { dropout: 0.0, stochastic_depth_prob: 0.0 });
 }

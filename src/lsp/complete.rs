@@ -328,7 +328,7 @@ pub fn completion(text: &str, offset: usize) -> Vec<CompletionItem> {
                 ));
             }
             let keywords: &[&str] = if enclosing.is_some() {
-                &["concat", "add", "side", "input"]
+                &["concat", "add", "mul", "for", "side", "input"]
             } else {
                 &["block", "network"]
             };

@@ -305,3 +305,35 @@ fn yaml_names_are_written_out_in_full() {
         checked.diagnostics
     );
 }
+
+#[test]
+fn a_block_reads_its_input_channels_as_in_channels() {
+    let source = "
+block half {
+    conv = conv2d(in_channels / 2, 1)
+}
+block own(in_channels = 3) {
+    conv = conv2d(in_channels, 1)
+}
+network n {
+    input [8, 4, 4]
+    a = half   : [4, 4, 4]
+    b = half   : [2, 4, 4]
+    c = own    : [3, 4, 4]
+}
+";
+    assert_eq!(weight_paths(source), ["a.conv", "b.conv", "c.conv"]);
+    // Generated, the count is the constructor's `in_channels`; a caller passes its input's.
+    let code = emit_source(SourceKind::Arch, "n.arch", source).unwrap();
+    assert!(
+        code.contains("nn::div(in_channels, 2)?") || code.contains("in_channels / 2"),
+        "{code}"
+    );
+    // A network has no `in_channels` of its own: its input is declared.
+    let found =
+        diagnostics("network n {\n    input [8, 4, 4]\n    a = conv2d(in_channels, 1)\n}\n");
+    assert!(
+        matches!(found.as_slice(), [(Code::UnknownName, _)]),
+        "{found:?}"
+    );
+}

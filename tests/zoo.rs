@@ -263,10 +263,14 @@ fn full_size_networks_match_torchvision() {
     assert_matches_torchvision!(in dir, resnet18, {}, train {});
     assert_matches_torchvision!(in dir, resnet50, {}, train {});
     assert_matches_torchvision!(in dir, densenet121, {}, train {});
-    let (_, train, io) = assert_matches_torchvision!(in dir, inception_v3, {}, train { dropout: 0.0 });
+    let (_, train, io) =
+        assert_matches_torchvision!(in dir, inception_v3, {}, train { dropout: 0.0 });
     assert_close(
         "inception_v3 train aux logits",
-        train.aux_logits.as_ref().expect("AuxLogits runs in training"),
+        train
+            .aux_logits
+            .as_ref()
+            .expect("AuxLogits runs in training"),
         &io["train_aux_logits"],
     );
     assert_matches_torchvision!(in dir, mobilenet_v2, {}, train { dropout: 0.0 });

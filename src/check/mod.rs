@@ -1320,7 +1320,13 @@ impl<'a> Checker<'a> {
             .collect();
         let bound = self.bind(call, &names, env)?;
         let call_args = bound_args(call, &names, &bound);
+        // The body, and the parameters' defaults, may read the input's channel count as `in_channels` (a
+        // parameter of that name takes precedence).
         let mut callee_env = Env::default();
+        callee_env.bindings.push(Binding {
+            name: "in_channels",
+            value: input.map(|shape| Value::Int(shape.channels() as i64)),
+        });
         let mut missing = Vec::new();
         for (param, given) in definition.params.iter().zip(bound) {
             let value = match (given, &param.default) {
@@ -1397,7 +1403,7 @@ impl<'a> Checker<'a> {
         let args = definition
             .params
             .iter()
-            .zip(&callee_env.bindings)
+            .zip(&callee_env.bindings[1..]) // after `in_channels`
             .map(|(param, binding)| Some((param.name.name.clone(), binding.value?)))
             .collect::<Option<Vec<_>>>()?;
         let node = Node {
@@ -2010,6 +2016,10 @@ impl<'a> Checker<'a> {
     /// Checks a block's body with its parameters at their defaults (unknown where there is none) and no input.
     fn check_block_alone(&mut self, definition: &'a Definition) {
         let mut env = Env::default();
+        env.bindings.push(Binding {
+            name: "in_channels",
+            value: None,
+        });
         for param in &definition.params {
             let value = param
                 .default

@@ -29,7 +29,7 @@ use crate::ir::{Network, Node, NodeKind, Repeat, Role, Shape, Value};
 use crate::{Checked, SourceKind};
 
 use layer::{Channels, EmitCx, Forward};
-use types::{expr, rust_ident, type_ident, Scope, Ty, BLOCK_INPUT, LOCAL};
+use types::{expr, rust_ident, type_ident, Scope, Ty, BLOCK_INPUT, INPUT_CHANNELS, LOCAL};
 
 /// Something the generator cannot express, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -781,6 +781,10 @@ impl Generator<'_> {
         let definition = self.definitions.get(block).copied();
         let mut substitution: HashMap<String, Expr> = HashMap::new();
         substitution.insert(BLOCK_INPUT.to_string(), input.clone());
+        // The block's body may read its input's channels by name, where no parameter takes it.
+        if !info.params.iter().any(|(name, _)| name == INPUT_CHANNELS) {
+            substitution.insert(INPUT_CHANNELS.to_string(), input.clone());
+        }
         let mut arguments = Vec::new();
         for ((name, ty), arg) in info.params.iter().zip(&node.args) {
             let value = match &arg.expr {

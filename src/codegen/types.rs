@@ -155,6 +155,10 @@ const GENERATED_TYPES: &[&str] = &[
 /// The name standing for a block's input channel count in channel expressions: not a name the source can write.
 pub(crate) const BLOCK_INPUT: &str = "#in";
 
+/// The name a block's body reads its input's channel count by (unless a parameter takes it), as the source
+/// writes it: `conv2d(in_channels / 2, 1)`.
+pub(crate) const INPUT_CHANNELS: &str = "in_channels";
+
 /// The prefix of a name standing for a local integer of the generated code (a loop variable, a loop's running
 /// channel count): `#local:i` is `i`.
 pub(crate) const LOCAL: &str = "#local:";
@@ -175,6 +179,7 @@ pub(crate) fn expr_ty(expr: &Expr, scope: &Scope<'_>) -> Result<Ty, CodegenError
         ExprKind::Same => Ty::Pad,
         ExprKind::List(_) => Ty::Pair,
         ExprKind::Name(name) if name == BLOCK_INPUT || name.starts_with(LOCAL) => Ty::Int,
+        ExprKind::Name(name) if reads_input_channels(name, scope) => Ty::Int,
         ExprKind::Name(name) => scope
             .params
             .iter()
@@ -194,6 +199,11 @@ pub(crate) fn expr_ty(expr: &Expr, scope: &Scope<'_>) -> Result<Ty, CodegenError
             }
         },
     })
+}
+
+/// Whether `name` is a block's input channel count: [`INPUT_CHANNELS`] where no parameter takes the name.
+fn reads_input_channels(name: &str, scope: &Scope<'_>) -> bool {
+    name == INPUT_CHANNELS && !scope.config && !scope.params.iter().any(|(n, _)| n == name)
 }
 
 /// Translates an expression to Rust, converted to type `want`.
@@ -252,7 +262,9 @@ fn raw_expr(expr_: &Expr, scope: &Scope<'_>) -> Result<TokenStream, CodegenError
         ExprKind::Bool(true) => quote!(true),
         ExprKind::Bool(false) => quote!(false),
         ExprKind::Same => quote!(nn::Pad::Same),
-        ExprKind::Name(name) if name == BLOCK_INPUT => quote!(in_channels),
+        ExprKind::Name(name) if name == BLOCK_INPUT || reads_input_channels(name, scope) => {
+            quote!(in_channels)
+        }
         // A local, or a field of one: `stage2.out_channels`.
         ExprKind::Name(name) if name.starts_with(LOCAL) => {
             let path = name[LOCAL.len()..].split('.').map(rust_ident);

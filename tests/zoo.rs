@@ -175,7 +175,7 @@ fn densenet121_matches_torchvision() {
 
 #[test]
 fn inception_v3_matches_torchvision() {
-    let (_, train, io) = assert_matches_torchvision!(inception_v3, { num_classes: 10, div: 16 }, train { dropout: 0.0 });
+    let (model, train, io) = assert_matches_torchvision!(inception_v3, { num_classes: 10, div: 16 }, train { dropout: 0.0 });
     assert_close(
         "inception_v3 train aux logits",
         train
@@ -183,6 +183,12 @@ fn inception_v3_matches_torchvision() {
             .as_ref()
             .expect("AuxLogits runs in training"),
         &io["train_aux_logits"],
+    );
+    // `Conv2d_1a_3x3` is the field `conv2d_1a_3x3`; its weights keep torchvision's name.
+    assert_close(
+        "Conv2d_1a_3x3.bn.running_var after one training pass",
+        model.conv2d_1a_3x3.bn.running_var(),
+        &io["after_train.Conv2d_1a_3x3.bn.running_var"],
     );
 }
 
@@ -206,10 +212,16 @@ fn shufflenet_v2_x1_0_matches_torchvision() {
 
 #[test]
 fn efficientnet_b0_matches_torchvision() {
-    assert_matches_torchvision!(
+    let (model, _, io) = assert_matches_torchvision!(
         efficientnet_b0,
         { num_classes: 10, c0: 16, c1: 8, c2: 8, c3: 16, c4: 16, c5: 24, c6: 24, c7: 32 },
         train { dropout: 0.0, stochastic_depth_prob: 0.0 }
+    );
+    // `features.0.1`, PyTorch's index in `Conv2dNormActivation`, is the field `layer1` of `features_0`.
+    assert_close(
+        "features.0.1.running_mean after one training pass",
+        model.features_0.layer1.running_mean(),
+        &io["after_train.features.0.1.running_mean"],
     );
 }
 

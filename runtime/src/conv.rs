@@ -347,11 +347,11 @@ fn validate_spec(spec: &Conv2dSpec, out_channels: usize, kernel: (usize, usize))
     Ok(())
 }
 
-/// Whether `divisor` divides `n`; `usize::is_multiple_of` is newer than the workspace's
-/// `rust-version`.
+/// Whether `divisor` divides `n` (0 divides nothing); `usize::is_multiple_of` is newer than the
+/// workspace's `rust-version`.
 #[allow(clippy::manual_is_multiple_of)]
-fn divides(divisor: usize, n: usize) -> bool {
-    n % divisor == 0
+pub(crate) fn divides(divisor: usize, n: usize) -> bool {
+    divisor != 0 && n % divisor == 0
 }
 
 /// Inserts `dilation - 1` zero taps between the taps of `weight` along `dim`, so a convolution

@@ -24,6 +24,7 @@ pub use candle_nn::{Dropout, Linear};
 /// `runtime/tests/activation.rs` checks each, with its gradient, against values computed with PyTorch.
 pub use candle_nn::Activation;
 
+use crate::conv::divides;
 use crate::error;
 
 /// Prefixes an error with the `.arch` location of the statement it comes from.
@@ -290,7 +291,7 @@ pub struct ChannelShuffle {
 
 /// `torch.nn.ChannelShuffle(groups)` for an input of `channels` channels, which `groups` must divide.
 pub fn channel_shuffle(channels: usize, groups: usize) -> Result<ChannelShuffle> {
-    if groups == 0 || channels % groups != 0 {
+    if !divides(groups, channels) {
         return Err(error(format!(
             "channel_shuffle: {channels} channels cannot be split into {groups} groups"
         )));
@@ -302,7 +303,7 @@ impl Module for ChannelShuffle {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let (n, c, h, w) = crate::expect_nchw(xs, "channel_shuffle")?;
         let g = self.groups;
-        if g == 0 || c % g != 0 {
+        if !divides(g, c) {
             return Err(error(format!(
                 "channel_shuffle: {c} input channels cannot be split into {g} groups"
             )));
@@ -325,7 +326,7 @@ pub struct Chunk {
 
 /// The `index`-th of `chunks` equal slices of an input of `channels` channels (which `chunks` must divide).
 pub fn chunk(channels: usize, chunks: usize, index: usize) -> Result<Chunk> {
-    if chunks == 0 || channels % chunks != 0 {
+    if !divides(chunks, channels) {
         return Err(error(format!(
             "chunk: {channels} channels cannot be split into {chunks} chunks"
         )));
@@ -341,7 +342,7 @@ pub fn chunk(channels: usize, chunks: usize, index: usize) -> Result<Chunk> {
 impl Module for Chunk {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let c = xs.dim(1)?;
-        if self.chunks == 0 || c % self.chunks != 0 || self.index >= self.chunks {
+        if !divides(self.chunks, c) || self.index >= self.chunks {
             return Err(error(format!(
                 "chunk: {c} input channels have no chunk {} of {} equal chunks",
                 self.index, self.chunks

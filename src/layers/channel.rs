@@ -361,8 +361,8 @@ mod tests {
             layer(1).settings(),
             "chunk: 116 → 29 channels, chunk 3 of 4 (channels 87 to 115)"
         );
-        for i in 0..2 {
-            assert_eq!(layer(i).cost(body[i].output), (0, 0));
+        for (i, node) in body.iter().enumerate() {
+            assert_eq!(layer(i).cost(node.output), (0, 0));
             assert!(!layer(i).has_weights());
         }
     }

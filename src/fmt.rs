@@ -30,8 +30,8 @@
 //! more level.
 
 use crate::ast::{
-    Arg, Call, Definition, DefinitionKind, Expr, ExprKind, ForLoop, Group, LayerStatement, Op,
-    Param, ShapeExpr, Statement,
+    Arg, Call, Definition, DefinitionKind, Expr, ExprKind, ForLoop, Group, LayerStatement,
+    NamePart, Op, Param, ShapeExpr, Statement,
 };
 use crate::diagnostic::Diagnostic;
 
@@ -646,6 +646,31 @@ impl<'s> Formatter<'s> {
         }
     }
 
+    /// A statement's name: as written, or with each `{e}` value formatted (`{at + 1}`).
+    fn name_text(&mut self, statement: &LayerStatement) -> String {
+        let Some(name) = &statement.name else {
+            return String::new();
+        };
+        if statement.template.is_empty() {
+            return name.name.clone();
+        }
+        let mut text = String::new();
+        for part in &statement.template {
+            match part {
+                NamePart::Text(part) => text.push_str(part),
+                NamePart::Value(value) => {
+                    let next_comment = self.next_comment;
+                    let value = self.cell(|f| f.expr(value, 0, false));
+                    self.next_comment = next_comment;
+                    text.push('{');
+                    text.push_str(&value);
+                    text.push('}');
+                }
+            }
+        }
+        text
+    }
+
     fn for_loop(&mut self, for_loop: &ForLoop) {
         self.token("for", for_loop.span.start as usize);
         self.out.space();
@@ -670,7 +695,8 @@ impl<'s> Formatter<'s> {
                 self.token("side", statement.span.start as usize);
                 self.out.space();
             }
-            self.token(&name.name, name.span.start as usize);
+            let text = self.name_text(statement);
+            self.token(&text, name.span.start as usize);
             self.out.space();
             self.token("=", self.next_code(name.span.end as usize));
             self.out.space();
@@ -740,13 +766,13 @@ impl<'s> Formatter<'s> {
         let indent = INDENT.len() * (self.base + self.out.level + usize::from(self.out.continued));
         let mut widest = 0;
         let mut line = indent
-            + statement.name.as_ref().map_or(0, |name| {
+            + statement.name.as_ref().map_or(0, |_| {
                 let side = if statement.side_from.is_some() {
                     "side ".len()
                 } else {
                     0
                 };
-                side + name.name.chars().count() + " = ".len()
+                side + self.name_text(statement).chars().count() + " = ".len()
             });
         for (index, op) in statement.chain.iter().enumerate() {
             if index > 0 {

@@ -196,6 +196,33 @@ pub struct Node {
 }
 
 impl Node {
+    /// What the node is, in a word or two: the layer's kind, the block called, `concat`, `for i`, ...
+    pub fn kind_text(&self) -> String {
+        match &self.kind {
+            NodeKind::Layer(layer) => layer.kind_name().to_string(),
+            NodeKind::Block { block, .. } => block.clone(),
+            NodeKind::Chain(_) => "chain".to_string(),
+            NodeKind::Concat(_) => "concat".to_string(),
+            NodeKind::Add(_) => "add".to_string(),
+            NodeKind::Mul(_) => "mul".to_string(),
+            NodeKind::Repeat(repeat) => format!("for {}", repeat.var),
+        }
+    }
+
+    /// The node for a message: `` `inception3a.branch2` (chain) ``, `` `maxpool3` (max_pool 3×3/2 ceil) ``,
+    /// or `an unnamed concat`.
+    pub fn describe(&self) -> String {
+        let what = match &self.kind {
+            NodeKind::Layer(layer) => layer.label(),
+            _ => self.kind_text(),
+        };
+        if self.path.is_empty() {
+            format!("an unnamed {what}")
+        } else {
+            format!("`{}` ({what})", self.path)
+        }
+    }
+
     /// The nodes directly inside this one.
     pub fn children(&self) -> &[Node] {
         match &self.kind {

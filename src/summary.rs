@@ -101,15 +101,7 @@ pub fn summarize(network: &Network) -> Summary {
 /// below a row add up to its parameters and MACs.
 fn push_rows(node: &Node, depth: usize, anonymous: bool, training_only: bool, rows: &mut Vec<Row>) {
     let anonymous = anonymous || node.name.is_none();
-    let kind = match &node.kind {
-        NodeKind::Layer(layer) => layer.kind_name().to_string(),
-        NodeKind::Block { block, .. } => block.clone(),
-        NodeKind::Chain(_) => "chain".to_string(),
-        NodeKind::Concat(_) => "concat".to_string(),
-        NodeKind::Add(_) => "add".to_string(),
-        NodeKind::Mul(_) => "mul".to_string(),
-        NodeKind::Repeat(repeat) => format!("for {}", repeat.var),
-    };
+    let kind = node.kind_text();
     let is_layer = matches!(node.kind, NodeKind::Layer(_));
     if anonymous && !is_layer {
         // A group's branches keep their own names (an unnamed group is transparent in paths); the elements of

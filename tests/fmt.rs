@@ -376,7 +376,7 @@ fn tokens(source: &str) -> Vec<Token> {
                 while pos < bytes.len()
                     && (bytes[pos].is_ascii_alphanumeric()
                         || bytes[pos] == b'_'
-                        || bytes[pos] == b'.')
+                        || (bytes[pos] == b'.' && bytes.get(pos + 1) != Some(&b'.')))
                 {
                     if matches!(bytes[pos], b'e' | b'E')
                         && matches!(bytes.get(pos + 1), Some(b'+' | b'-'))
@@ -388,12 +388,31 @@ fn tokens(source: &str) -> Vec<Token> {
                 TokenKind::Word
             }
             b if b.is_ascii_alphabetic() || b == b'_' => {
-                while pos < bytes.len()
-                    && (bytes[pos].is_ascii_alphanumeric() || bytes[pos] == b'_')
-                {
-                    pos += 1;
+                // A name with values in it (`denselayer{i}`) is one word: no blank may split it.
+                loop {
+                    while pos < bytes.len()
+                        && (bytes[pos].is_ascii_alphanumeric() || bytes[pos] == b'_')
+                    {
+                        pos += 1;
+                    }
+                    match source[pos..]
+                        .strip_prefix('{')
+                        .and_then(|rest| rest.find('}'))
+                    {
+                        Some(close) => pos += close + 2,
+                        None => break,
+                    }
                 }
                 TokenKind::Word
+            }
+            // A range's `..` or `..=`, and a spread's `..`.
+            b'.' if bytes.get(pos + 1) == Some(&b'.') => {
+                pos += if bytes.get(pos + 2) == Some(&b'=') {
+                    3
+                } else {
+                    2
+                };
+                TokenKind::Punct
             }
             b'-' if bytes.get(pos + 1) == Some(&b'>') => {
                 pos += 2;

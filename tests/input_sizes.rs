@@ -17,6 +17,8 @@ archc_runtime::include_arch!("tests/parity/paper_tiny.arch");
 #[path = "support/compare.rs"]
 mod compare;
 
+use compare::assert_close;
+
 fn load(name: &str) -> HashMap<String, Tensor> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/parity")
@@ -39,16 +41,6 @@ fn model() -> googlenet_tiny::Model {
         ..Default::default()
     };
     googlenet_tiny::Model::new(vb, &config).unwrap()
-}
-
-#[track_caller]
-fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
-    assert_eq!(got.dims(), want.dims(), "{what}: shape");
-    let error = compare::relative_error(got, want);
-    assert!(
-        error <= 1e-4,
-        "{what}: relative error {error:e} exceeds 1e-4"
-    );
 }
 
 #[test]

@@ -32,15 +32,7 @@ fn weights(path: &Path) -> VarBuilder<'static> {
 #[path = "support/compare.rs"]
 mod compare;
 
-#[track_caller]
-fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
-    assert_eq!(got.dims(), want.dims(), "{what}: shape");
-    let error = compare::relative_error(got, want);
-    assert!(
-        error <= 1e-4,
-        "{what}: max |a - b| / max(1, max |reference|) = {error:e} exceeds 1e-4"
-    );
-}
+use compare::assert_close;
 
 /// Checks a generated network (`$module`: its `Model` and `Config`) against a reference `io` file: eval logits
 /// with the default `Config`, then logits and both auxiliary heads in training mode with every dropout at p = 0

@@ -48,6 +48,8 @@ mod efficientnet_b0 {
 #[path = "support/compare.rs"]
 mod compare;
 
+use compare::assert_close;
+
 /// The committed reduced-width fixtures.
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/zoo")
@@ -66,16 +68,6 @@ fn references(dir: &Path, network: &str) -> HashMap<String, Tensor> {
 
 fn weights(dir: &Path, network: &str) -> Weights {
     Weights::open(dir.join(format!("{network}.weights.safetensors"))).unwrap()
-}
-
-#[track_caller]
-fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
-    assert_eq!(got.dims(), want.dims(), "{what}: shape");
-    let error = compare::relative_error(got, want);
-    assert!(
-        error <= 1e-4,
-        "{what}: max |a - b| / max(1, max |reference|) = {error:e} exceeds 1e-4"
-    );
 }
 
 /// The two images of a fixture give logits that differ by more than 1e-2 relative: a test in which the logits

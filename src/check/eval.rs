@@ -93,9 +93,14 @@ fn eval_leaf(expr: &Expr, env: &Env<'_>, diagnostics: &mut Vec<Diagnostic>) -> O
                     diagnostic = diagnostic.with_help(format!(
                         "a parameter with a similar name exists: `{similar}`"
                     ));
-                } else if !names.is_empty() {
-                    diagnostic =
-                        diagnostic.with_note(format!("parameters in scope: {}", names.join(", ")));
+                } else {
+                    // A block's `in_channels` is no parameter; it is still suggested for a near miss.
+                    let params: Vec<&str> =
+                        names.into_iter().filter(|n| *n != "in_channels").collect();
+                    if !params.is_empty() {
+                        diagnostic = diagnostic
+                            .with_note(format!("parameters in scope: {}", params.join(", ")));
+                    }
                 }
                 diagnostics.push(diagnostic);
                 None

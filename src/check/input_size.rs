@@ -659,24 +659,10 @@ impl Replay<'_> {
     }
 
     fn breaks(&self, node: &Node, problem: String) -> Stop {
-        let what = match &node.kind {
-            NodeKind::Layer(layer) => layer.label(),
-            NodeKind::Block { block, .. } => block.clone(),
-            NodeKind::Chain(_) => "chain".to_string(),
-            NodeKind::Concat(_) => "concat".to_string(),
-            NodeKind::Add(_) => "add".to_string(),
-            NodeKind::Mul(_) => "mul".to_string(),
-            NodeKind::Repeat(repeat) => format!("for {}", repeat.var),
-        };
-        let name = if node.path.is_empty() {
-            format!("an unnamed {what}")
-        } else {
-            format!("`{}` ({what})", node.path)
-        };
         Stop::Breaks(Failure {
             at: [0, 0],
             path: node.path.clone(),
-            node: name,
+            node: node.describe(),
             problem,
         })
     }
@@ -698,16 +684,10 @@ fn combine(node: &Node, concat: bool, branches: &[Node], outputs: &[Shape]) -> R
             })
             .collect::<Vec<_>>()
             .join(", ");
-        let what = if concat { "concat" } else { "add" };
-        let name = if node.path.is_empty() {
-            format!("an unnamed {what}")
-        } else {
-            format!("`{}` ({what})", node.path)
-        };
         Stop::Breaks(Failure {
             at: [0, 0],
             path: node.path.clone(),
-            node: name,
+            node: node.describe(),
             problem: format!("gets branches that do not fit together: {listing}"),
         })
     };

@@ -237,6 +237,20 @@ struct Piece {
     plan: Vec<TokenStream>,
 }
 
+impl Piece {
+    /// A field that is a generated module (a block, a loop's stack): applied, and describing itself.
+    fn module(field: &Ident, channels: Expr) -> Piece {
+        Piece {
+            steps: vec![Step::Call {
+                call: quote!(.apply_t(&self.#field, train)),
+                fallible: true,
+            }],
+            channels,
+            plan: vec![quote!(self.#field.describe())],
+        }
+    }
+}
+
 impl Generator<'_> {
     fn line(&self, span: Span) -> u32 {
         self.index.line_col(span.start as usize).0 as u32
@@ -572,14 +586,7 @@ impl Generator<'_> {
                     }
                     None => fold(substitute(&info.out_channels, &substitution)),
                 };
-                Ok(Piece {
-                    steps: vec![Step::Call {
-                        call: quote!(.apply_t(&self.#field, train)),
-                        fallible: true,
-                    }],
-                    channels,
-                    plan: vec![quote!(self.#field.describe())],
-                })
+                Ok(Piece::module(&field, channels))
             }
             NodeKind::Chain(children) => {
                 let mut channels = input.clone();
@@ -758,14 +765,7 @@ impl Generator<'_> {
                 ))
             }
         };
-        Ok(Piece {
-            steps: vec![Step::Call {
-                call: quote!(.apply_t(&self.#field, train)),
-                fallible: true,
-            }],
-            channels,
-            plan: vec![quote!(self.#field.describe())],
-        })
+        Ok(Piece::module(&field, channels))
     }
 
     /// The arguments of a block call in the caller's Rust, and each block parameter's value as an expression

@@ -337,3 +337,36 @@ network n {
         "{found:?}"
     );
 }
+
+#[test]
+fn a_negative_value_in_a_name_says_which() {
+    assert_only_error(
+        "network n {\n    input [3, 8, 8]\n    a{0 - 1} = conv2d(4, 1)\n}\n",
+        Code::InvalidArgument,
+        "a value in a name is a non-negative integer, not -1",
+    );
+}
+
+#[test]
+fn a_loop_of_blocks_that_keep_the_channels_generates() {
+    let source = "
+block drop(p) {
+    d = dropout(p)
+}
+network n {
+    input [3, 8, 8]
+    for i in 0..3 {
+        {i} = drop(i / 4.0)
+    }
+    conv = conv2d(4, 1)
+}
+";
+    let code = emit_source(SourceKind::Arch, "n.arch", source).unwrap();
+    // The convolution after the loop reads the network's 3 input channels.
+    let squeezed: String = code.split_whitespace().collect();
+    assert!(squeezed.contains("nn::conv2d(3,4,"), "{code}");
+    assert!(
+        code.contains("Drop::new(vb.pp(i.to_string()), (i as f64 / 4.0))"),
+        "{code}"
+    );
+}

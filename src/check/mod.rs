@@ -649,14 +649,15 @@ impl<'a> Checker<'a> {
                     Some(Value::Int(value)) if value >= 0 => name.push_str(&value.to_string()),
                     None => return Some(ident.name.clone()),
                     Some(other) => {
+                        let (code, what) = match other {
+                            Value::Int(value) => (Code::InvalidArgument, value.to_string()),
+                            _ => (Code::ExpressionType, eval::a_type(other)),
+                        };
                         self.diagnostics.push(
                             Diagnostic::error(
-                                Code::ExpressionType,
+                                code,
                                 expr.span,
-                                format!(
-                                    "a value in a name is a non-negative integer, not {}",
-                                    eval::a_type(other)
-                                ),
+                                format!("a value in a name is a non-negative integer, not {what}"),
                             )
                             .with_label(format!("this is {other}")),
                         );

@@ -1131,6 +1131,10 @@ fn loop_output(
         let values = HashMap::from([(var.to_string(), last)]);
         return Some(fold(substitute(per_iteration, &values)));
     }
+    if per_iteration.kind == ExprKind::Name(loop_in.clone()) {
+        // The block keeps its input's channels.
+        return Some(input.clone());
+    }
     let ExprKind::Binary(BinaryOp::Add, lhs, rhs) = &per_iteration.kind else {
         return None;
     };

@@ -26,6 +26,7 @@
 //! ([`choose`]).
 
 use std::cell::Cell;
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -247,8 +248,8 @@ pub(crate) fn transform_filters(weight: &[f32], c_out: usize, c_in: usize, tile:
     out
 }
 
-/// Tile rows per block: enough that the block's transformed input, `c_in · α² · tiles` values, fills about
-/// this many (a few hundred KiB, well inside a core's L2 cache, with room for the products' output).
+/// Tiles per block: about as many as keep the block's transformed input, `c_in · α² · tiles` values, within
+/// this many (half a MiB, inside a core's L2 cache with room for the products' output).
 const BLOCK_VALUES: usize = 1 << 17;
 
 /// Output channels whose products and output transform run together: their `M` block stays in cache, and with
@@ -256,66 +257,78 @@ const BLOCK_VALUES: usize = 1 << 17;
 /// copying it into a packed buffer for every block.
 const CHANNEL_BLOCK: usize = 48;
 
-/// How one image's output is cut into tiles and blocks of tile rows.
+/// How one image's output is cut into tiles, and the tiles (numbered row by row) into blocks.
 #[derive(Debug, Clone, Copy)]
 struct Grid {
     tile: Tile,
-    /// Tile rows and columns, `⌈oh / m⌉` and `⌈ow / m⌉`.
-    rows: usize,
+    /// Tile columns, `⌈ow / m⌉`.
     cols: usize,
-    /// Tile rows per block.
-    block_rows: usize,
-    /// Distance between consecutive products' tiles in `V` and `M`: the tiles of a full block and [`LANES`]
-    /// values of slack (the input transform writes whole runs of `LANES` tiles), rounded up to a multiple of 16
-    /// values (64 bytes).
+    /// Tiles, `⌈oh / m⌉ · cols`.
+    tiles: usize,
+    /// Tiles per block: a multiple of 16, the rows of the `gemm` crate's register tile (for a ragged product it
+    /// copies the operand into a packed buffer, and runs the last rows with a narrower kernel), unless the
+    /// image has fewer.
+    block: usize,
+    /// Distance between consecutive products' tiles in `V` and `M`: a block's tiles and [`LANES`] values of
+    /// slack (the transforms read and write whole runs of `LANES` tiles), rounded up to 64 bytes.
     stride: usize,
     /// Distance between consecutive channels in `V` and `M`: `α²` products' runs and 16 values more, so that
     /// the rows a product reads are not a power of two apart (at 4 KiB apart, all of a product's rows map to the
-    /// same L1 cache set and evict each other).
+    /// same L1 cache set and evict each other: the products ran at half speed).
     per_channel: usize,
     /// For each column phase `p < m`, the phase-run indices `lo..hi` whose padded column `m·i + p` is inside
-    /// the input (`phases[p]`).
+    /// the input.
     phases: [(usize, usize); 4],
 }
 
 impl Grid {
     fn new(g: &ConvGeometry, tile: Tile) -> Grid {
-        let m = tile.m();
-        let alpha = tile.alpha();
-        let (rows, cols) = (g.out.0.div_ceil(m), g.out.1.div_ceil(m));
-        let per_row = g.c_in * alpha * alpha * cols;
-        let most = (BLOCK_VALUES / per_row.max(1)).clamp(1, rows.max(1));
-        // Blocks of a whole number of the `gemm` crate's 16-row register tiles where one fits (it copies the
-        // operand of a ragged product into a packed buffer, and the last rows run a narrower kernel).
-        let block_rows = (1..=most)
-            .rev()
-            .find(|r| (r * cols) % 16 == 0)
-            .unwrap_or(most);
-        let stride = (block_rows * cols + LANES).next_multiple_of(16);
+        let (m, alpha) = (tile.m(), tile.alpha());
+        let cols = g.out.1.div_ceil(m);
+        let tiles = g.out.0.div_ceil(m) * cols;
+        let most = (BLOCK_VALUES / (g.c_in * alpha * alpha).max(1) / 16 * 16).max(16);
+        // Blocks of about equal size, so the last is not a sliver.
+        let blocks = tiles.div_ceil(most).max(1);
+        let block = tiles.div_ceil(blocks).next_multiple_of(16).min(tiles);
+        let stride = (block + LANES).next_multiple_of(16);
+        let run = cols + LANES;
         let mut phases = [(0, 0); 4];
         for (p, range) in phases.iter_mut().enumerate().take(m) {
-            *range = valid_range(p, g.pad_before.1, m, g.w, cols.next_multiple_of(LANES) + 1);
+            *range = valid_range(p, g.pad_before.1, m, g.w, run);
         }
         Grid {
             tile,
-            rows,
             cols,
-            block_rows,
+            tiles,
+            block,
             stride,
             per_channel: alpha * alpha * stride + 16,
             phases,
         }
     }
 
-    /// Values of one phase run: the tile columns rounded up to whole runs of [`LANES`], plus one, since a
-    /// tile's last `α - m` columns are the first ones of the next tile's phases.
+    /// Values of one phase run: one per tile column, and [`LANES`] more for a run of tiles starting at the last
+    /// column (a tile's last `α - m` columns are the first ones of the next tile's phases).
     fn run_len(&self) -> usize {
-        self.cols.next_multiple_of(LANES) + 1
+        self.cols + LANES
     }
 
     /// Values of a row in phase layout: `m` phase runs.
     fn row_len(&self) -> usize {
         self.tile.m() * self.run_len()
+    }
+
+    /// The tile rows that the tiles `tiles` lie in, each with the columns `lo..hi` of its tiles among them.
+    fn rows(&self, tiles: &Range<usize>) -> impl Iterator<Item = (usize, Range<usize>)> + '_ {
+        let first = tiles.start / self.cols;
+        let last = tiles.end.div_ceil(self.cols);
+        let tiles = tiles.clone();
+        (first..last).map(move |ty| {
+            let row = ty * self.cols;
+            let lo = tiles.start.saturating_sub(row);
+            let hi = (tiles.end - row).min(self.cols);
+            (ty, lo..hi)
+        })
     }
 }
 
@@ -421,14 +434,14 @@ impl Layer<'_> {
         transformed.resize(g.c_in * per_channel, 0.0);
         let plane_in = g.h * g.w;
         let plane_out = g.out.0 * g.out.1;
-        for first_row in (0..grid.rows).step_by(grid.block_rows) {
-            let rows = first_row..(first_row + grid.block_rows).min(grid.rows);
+        for start in (0..grid.tiles).step_by(grid.block) {
+            let tiles = start..(start + grid.block).min(grid.tiles);
             let input = |scratch: &mut InputScratch, (c, v): (usize, &mut [f32])| {
                 let src = &x[c * plane_in..(c + 1) * plane_in];
-                self.input_channel(src, rows.clone(), scratch, v);
+                self.input_channel(src, tiles.clone(), scratch, v);
             };
             let products = |v: &[f32], (block, dst): (usize, &mut [f32]), block_channels: usize| {
-                self.output_channels(v, rows.clone(), block * block_channels, dst);
+                self.output_channels(v, tiles.clone(), block * block_channels, dst);
             };
             if parallel {
                 transformed
@@ -458,33 +471,33 @@ impl Layer<'_> {
         TRANSFORMED.set(transformed);
     }
 
-    /// The input transform of one channel's plane `src` (`[h, w]`) for the tile rows `rows`, into `v`
-    /// (`[α²][grid.stride]`, tiles row-major from the block's first).
+    /// The input transform of one channel's plane `src` (`[h, w]`) for the tiles `tiles`, into `v`
+    /// (`[α²][grid.stride]`, from the block's first tile).
     fn input_channel(
         &self,
         src: &[f32],
-        rows: std::ops::Range<usize>,
+        tiles: Range<usize>,
         scratch: &mut InputScratch,
         v: &mut [f32],
     ) {
         match (self.isa, self.grid.tile) {
-            (Isa::Portable, Tile::F2) => input_tiles::<F2, false>(self, src, rows, scratch, v),
-            (Isa::Portable, Tile::F4) => input_tiles::<F4, false>(self, src, rows, scratch, v),
+            (Isa::Portable, Tile::F2) => input_tiles::<F2, false>(self, src, tiles, scratch, v),
+            (Isa::Portable, Tile::F4) => input_tiles::<F4, false>(self, src, tiles, scratch, v),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::Avx2Fma` is only chosen (by `detect` or `available`) on a CPU that has AVX2 and FMA.
-            (Isa::Avx2Fma, Tile::F2) => unsafe { input_tiles_avx2::<F2>(self, src, rows, scratch, v) },
+            (Isa::Avx2Fma, Tile::F2) => unsafe { input_tiles_avx2::<F2>(self, src, tiles, scratch, v) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
-            (Isa::Avx2Fma, Tile::F4) => unsafe { input_tiles_avx2::<F4>(self, src, rows, scratch, v) },
+            (Isa::Avx2Fma, Tile::F4) => unsafe { input_tiles_avx2::<F4>(self, src, tiles, scratch, v) },
         }
     }
 
-    /// For the output channels `first..` that `dst` holds (whole `[oh, ow]` planes), the products of the tile
-    /// rows `rows` with the block's transformed input `v`, then their output transform into `dst`.
+    /// For the output channels `first..` that `dst` holds (whole `[oh, ow]` planes), the products of the tiles
+    /// `tiles` with the block's transformed input `v`, then their output transform into `dst`.
     fn output_channels(
         &self,
         v: &[f32],
-        rows: std::ops::Range<usize>,
+        tiles: Range<usize>,
         first: usize,
         dst: &mut [f32],
     ) {
@@ -492,7 +505,7 @@ impl Layer<'_> {
         let alpha = grid.tile.alpha();
         let xis = alpha * alpha;
         let plane_out = g.out.0 * g.out.1;
-        let tiles = rows.len() * grid.cols;
+        let count = tiles.len();
         let per_channel = grid.per_channel;
         let mut m = PRODUCTS.take();
         // With `LANES` values of slack at the end for the output transform's reads (see `output_tiles`).
@@ -505,7 +518,7 @@ impl Layer<'_> {
                 // M_ξ [channels, tiles] = U_ξ [channels, c_in] × V_ξ [c_in, tiles], rows `per_channel` apart
                 // in both `V` and `M`.
                 matmul_strided(
-                    (channels, g.c_in, tiles),
+                    (channels, g.c_in, count),
                     u,
                     g.c_in,
                     &v[xi * grid.stride..],
@@ -517,18 +530,18 @@ impl Layer<'_> {
             for (i, plane) in planes.chunks_exact_mut(plane_out).enumerate() {
                 let channel = k0 + i;
                 let products = &m[i * per_channel..(i + 1) * per_channel + LANES];
-                self.output_channel(products, rows.clone(), channel, plane);
+                self.output_channel(products, tiles.clone(), channel, plane);
             }
         }
         PRODUCTS.set(m);
     }
 
-    /// The output transform of one channel's products `m` (`[α²][grid.stride]`) for the tile rows `rows`, with
+    /// The output transform of one channel's products `m` (`[α²][grid.stride]`) for the tiles `tiles`, with
     /// the epilogue, into its output plane `dst` (`[oh, ow]`).
     fn output_channel(
         &self,
         m: &[f32],
-        rows: std::ops::Range<usize>,
+        tiles: Range<usize>,
         channel: usize,
         dst: &mut [f32],
     ) {
@@ -541,20 +554,20 @@ impl Layer<'_> {
         let out = self.g.out;
         match (self.isa, grid.tile) {
             (Isa::Portable, Tile::F2) => {
-                output_tiles::<F2, false>(grid, out, m, rows, finish, dst)
+                output_tiles::<F2, false>(grid, out, m, tiles, finish, dst)
             }
             (Isa::Portable, Tile::F4) => {
-                output_tiles::<F4, false>(grid, out, m, rows, finish, dst)
+                output_tiles::<F4, false>(grid, out, m, tiles, finish, dst)
             }
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::Avx2Fma` is only chosen (by `detect` or `available`) on a CPU that has AVX2 and FMA.
             (Isa::Avx2Fma, Tile::F2) => unsafe {
-                output_tiles_avx2::<F2>(grid, out, m, rows, finish, dst)
+                output_tiles_avx2::<F2>(grid, out, m, tiles, finish, dst)
             },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
             (Isa::Avx2Fma, Tile::F4) => unsafe {
-                output_tiles_avx2::<F4>(grid, out, m, rows, finish, dst)
+                output_tiles_avx2::<F4>(grid, out, m, tiles, finish, dst)
             },
         }
     }
@@ -583,20 +596,20 @@ type Lanes = [f32; LANES];
 unsafe fn input_tiles_avx2<T: Transform>(
     layer: &Layer<'_>,
     src: &[f32],
-    rows: std::ops::Range<usize>,
+    tiles: Range<usize>,
     scratch: &mut InputScratch,
     v: &mut [f32],
 ) {
-    input_tiles::<T, true>(layer, src, rows, scratch, v);
+    input_tiles::<T, true>(layer, src, tiles, scratch, v);
 }
 
-/// The input transform `V = Bᵀ d B` of every tile of the tile rows `rows` of one channel's plane `src`, into
-/// `v` (`[α²][grid.stride]`).
+/// The input transform `V = Bᵀ d B` of the tiles `tiles` of one channel's plane `src`, into `v`
+/// (`[α²][grid.stride]`, from tile `tiles.start`).
 #[inline(always)]
 fn input_tiles<T: Transform, const FUSED: bool>(
     layer: &Layer<'_>,
     src: &[f32],
-    rows: std::ops::Range<usize>,
+    tiles: Range<usize>,
     scratch: &mut InputScratch,
     v: &mut [f32],
 ) {
@@ -604,12 +617,14 @@ fn input_tiles<T: Transform, const FUSED: bool>(
     let (m, alpha) = (T::M, T::A);
     let (run, row_len) = (grid.run_len(), grid.row_len());
     let (pt, pl) = g.pad_before;
-    // The padded rows under the block, in phase layout: padded column `m·i + p` at `p·run + i`.
-    let padded_rows = m * rows.len() + alpha - m;
+    // The padded rows under the block's tile rows, in phase layout: padded column `m·i + p` at `p·run + i`.
+    let first_row = tiles.start / grid.cols;
+    let tile_rows = tiles.end.div_ceil(grid.cols) - first_row;
+    let padded_rows = m * tile_rows + alpha - m;
     let InputScratch { phased } = scratch;
     phased.resize(padded_rows * row_len, 0.0);
     for (r, dst) in phased.chunks_exact_mut(row_len).enumerate() {
-        let Some(iy) = (m * rows.start + r).checked_sub(pt).filter(|&iy| iy < g.h) else {
+        let Some(iy) = (m * first_row + r).checked_sub(pt).filter(|&iy| iy < g.h) else {
             dst.fill(0.0);
             continue;
         };
@@ -627,15 +642,16 @@ fn input_tiles<T: Transform, const FUSED: bool>(
             }
         }
     }
-    // `LANES` tiles at a time, every value in registers: the patch `d`, `Bᵀ d` down its rows, then `(Bᵀ d) B`
-    // across. Column `j` of tile `tx` is phase `j mod m` at `tx + j / m`. The last run of a row may reach past
-    // its tiles: the phase runs are long enough to read, and what is written past the row's tiles is either
-    // overwritten by the next row's or lands in the slack at the end of each product's run (`Grid::stride`).
-    let cols = grid.cols;
-    for t in 0..rows.len() {
-        let patch_rows = &phased[t * m * row_len..][..alpha * row_len];
-        let at = t * cols;
-        for tx in (0..cols).step_by(LANES) {
+    // `LANES` tiles at a time, every value in registers: the patch `d`, `Bᵀ d` down its columns, then
+    // `(Bᵀ d) B` across. Column `j` of tile `tx` is phase `j mod m` at `tx + j / m`. The last run of a row may
+    // reach past its tiles: the phase runs are long enough to read, and what is written past the row's tiles
+    // is either overwritten by the next row's or lands in the slack at the end of each product's run
+    // (`Grid::stride`).
+    for (ty, columns) in grid.rows(&tiles) {
+        let patch_rows = &phased[(ty - first_row) * m * row_len..][..alpha * row_len];
+        for tx in columns.step_by(LANES) {
+            // Where tile `(ty, tx)` is in the block.
+            let at = ty * grid.cols + tx - tiles.start;
             let mut d = [[[0f32; LANES]; 6]; 6];
             for (r, d_row) in d.iter_mut().enumerate().take(alpha) {
                 let row = &patch_rows[r * row_len..][..row_len];
@@ -654,7 +670,7 @@ fn input_tiles<T: Transform, const FUSED: bool>(
             for (a, down_row) in down.iter().enumerate().take(alpha) {
                 let across = T::input::<FUSED>(down_row);
                 for (b, value) in across.iter().enumerate().take(alpha) {
-                    v[(a * alpha + b) * grid.stride + at + tx..][..LANES].copy_from_slice(value);
+                    v[(a * alpha + b) * grid.stride + at..][..LANES].copy_from_slice(value);
                 }
             }
         }
@@ -671,37 +687,37 @@ unsafe fn output_tiles_avx2<T: Transform>(
     grid: &Grid,
     out: (usize, usize),
     m: &[f32],
-    rows: std::ops::Range<usize>,
+    tiles: Range<usize>,
     finish: Finish,
     dst: &mut [f32],
 ) {
-    output_tiles::<T, true>(grid, out, m, rows, finish, dst);
+    output_tiles::<T, true>(grid, out, m, tiles, finish, dst);
 }
 
-/// The output transform `Y = Aᵀ M A` of every tile of the tile rows `rows` of one output channel, whose
-/// products `m` are laid out `[α²][grid.stride]`, with `finish` applied, into the channel's `[oh, ow]` plane
+/// The output transform `Y = Aᵀ M A` of the tiles `tiles` of one output channel, whose products `m` are laid
+/// out `[α²][grid.stride]` from tile `tiles.start`, with `finish` applied, into the channel's `[oh, ow]` plane
 /// `dst` (`out` being `(oh, ow)`); the parts of edge tiles past the output are dropped.
 #[inline(always)]
 fn output_tiles<T: Transform, const FUSED: bool>(
     grid: &Grid,
     (oh, ow): (usize, usize),
     m: &[f32],
-    rows: std::ops::Range<usize>,
+    tiles: Range<usize>,
     finish: Finish,
     dst: &mut [f32],
 ) {
     let (side, alpha) = (T::M, T::A);
-    let cols = grid.cols;
     let Finish { scale, shift, relu } = finish;
-    for (t, ty) in rows.enumerate() {
-        let at = t * cols;
-        // `LANES` tiles at a time, as in `input_tiles`; `m` has `LANES` values of slack at its end for the
-        // last run's reads.
-        for tx in (0..cols).step_by(LANES) {
+    for (ty, columns) in grid.rows(&tiles) {
+        // `LANES` tiles at a time, as in `input_tiles` (each product's run has `LANES` values of slack for the
+        // last run's reads); only the row's tiles among `tiles` are written.
+        let end = columns.end;
+        for tx in columns.step_by(LANES) {
+            let at = ty * grid.cols + tx - tiles.start;
             let mut products = [[[0f32; LANES]; 6]; 6];
             for (a, row) in products.iter_mut().enumerate().take(alpha) {
                 for (b, value) in row.iter_mut().enumerate().take(alpha) {
-                    value.copy_from_slice(&m[(a * alpha + b) * grid.stride + at + tx..][..LANES]);
+                    value.copy_from_slice(&m[(a * alpha + b) * grid.stride + at..][..LANES]);
                 }
             }
             // Aᵀ across each row of products, then down each column of the result: `y = Aᵀ M A`.
@@ -718,7 +734,7 @@ fn output_tiles<T: Transform, const FUSED: bool>(
             }
             // The output columns these tiles cover, clipped to the map.
             let x0 = tx * side;
-            let width = (LANES * side).min(ow - x0);
+            let width = (LANES.min(end - tx) * side).min(ow - x0);
             for i in 0..side {
                 let oy = ty * side + i;
                 if oy >= oh {
@@ -737,7 +753,13 @@ fn output_tiles<T: Transform, const FUSED: bool>(
                         *v = v.max(0.0);
                     }
                 }
-                dst[oy * ow + x0..][..width].copy_from_slice(&row[..width]);
+                let dst_row = &mut dst[oy * ow + x0..][..width];
+                if width == side * LANES {
+                    // A copy of a size known at compile time, inlined rather than a call to `memcpy`.
+                    dst_row.copy_from_slice(&row[..side * LANES]);
+                } else {
+                    dst_row.copy_from_slice(&row[..width]);
+                }
             }
         }
     }

@@ -12,6 +12,10 @@
 //! the best over rounds of each round's median time, in milliseconds, and the relative error against the
 //! direct kernel (`max |diff| / max(1, max |direct|)`). The thread count is rayon's (`RAYON_NUM_THREADS`).
 //! `--only PATH` times one path, for a profiler.
+//!
+//! `--depth N` times nothing: it stacks `N` layers of each (square) shape, each with its own weights, batch
+//! norm and ReLU, runs the stack every way, and prints each way's relative error against the same stack
+//! computed by candle in `f64`, to see how Winograd's rounding grows through a network.
 
 use std::time::Instant;
 
@@ -24,6 +28,8 @@ use archc_runtime::{BatchNorm, Conv2d, Conv2dSpec, Pad2d};
 struct Layer {
     conv: Conv2d,
     bn: BatchNorm,
+    /// The batch norm's running mean and variance, weight and bias, for the `f64` reference.
+    bn_params: [Tensor; 4],
 }
 
 impl Describe for Layer {
@@ -132,6 +138,7 @@ fn main() -> Result<()> {
     let (mut batch, mut iters, mut rounds, mut shapes) = (1, 20, 5, Vec::new());
     let mut only: Option<String> = None;
     let mut cold = false;
+    let mut depth = None;
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
         match arg.as_str() {
@@ -140,6 +147,7 @@ fn main() -> Result<()> {
             "--rounds" => rounds = value().parse().expect("--rounds N"),
             "--only" => only = Some(value()),
             "--cold" => cold = true,
+            "--depth" => depth = Some(value().parse::<usize>().expect("--depth N")),
             "--layer" => shapes.push(Shape::parse(&value()).unwrap_or_else(|e| panic!("{e}"))),
             other => panic!("unknown argument `{other}`"),
         }
@@ -156,43 +164,13 @@ fn main() -> Result<()> {
     if let Some(only) = &only {
         paths.retain(|p| p.name() == *only || *p == Path::Direct);
     }
-    let dev = Device::Cpu;
+    if let Some(depth) = depth {
+        return stacks(&shapes, depth, batch, &paths);
+    }
     for (i, s) in shapes.iter().enumerate() {
-        let weight_dims = (s.c_out, s.c_in, 3, 3);
-        let scale = (2.0 / (9 * s.c_in) as f32).sqrt();
-        let weight = Tensor::from_vec(
-            values(s.c_out * s.c_in * 9, i as u64 + 1)
-                .into_iter()
-                .map(|v| v * scale)
-                .collect(),
-            weight_dims,
-            &dev,
-        )?;
-        let spec = Conv2dSpec {
-            pad: Pad2d::uniform(1),
-            ..Conv2dSpec::default()
-        };
-        let vec = |seed: u64, offset: f32| {
-            let v = values(s.c_out, seed)
-                .into_iter()
-                .map(|v| v * 0.5 + offset)
-                .collect();
-            Tensor::from_vec(v, s.c_out, &dev)
-        };
-        let inner = archc_runtime::candle_nn::BatchNorm::new(
-            s.c_out,
-            vec(11, 0.0)?,
-            vec(12, 1.0)?,
-            vec(13, 1.0)?,
-            vec(14, 0.0)?,
-            1e-3,
-        )?;
-        let layer = Layer {
-            conv: Conv2d::new(weight, None, spec)?,
-            bn: BatchNorm::new(inner, s.c_out)?,
-        };
+        let layer = layer(s, i as u64)?;
         let x_dims = (batch, s.c_in, s.h, s.w);
-        let x = Tensor::from_vec(values(batch * s.c_in * s.h * s.w, 99), x_dims, &dev)?;
+        let x = Tensor::from_vec(values(batch * s.c_in * s.h * s.w, 99), x_dims, &Device::Cpu)?;
         let reference = run(Path::Direct, &layer, &x)?;
         let errors = paths
             .iter()
@@ -229,6 +207,84 @@ fn main() -> Result<()> {
                 rayon::current_num_threads(),
                 best,
                 error
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A layer of shape `s` with weights from `seed`: Kaiming-scaled uniform weights, a batch norm with means
+/// around 0, variances and weights around 1.
+fn layer(s: &Shape, seed: u64) -> Result<Layer> {
+    let dev = Device::Cpu;
+    let weight_dims = (s.c_out, s.c_in, 3, 3);
+    let scale = (6.0 / (9 * s.c_in) as f32).sqrt();
+    let weight = Tensor::from_vec(
+        values(s.c_out * s.c_in * 9, 4 * seed + 1)
+            .into_iter()
+            .map(|v| v * scale)
+            .collect(),
+        weight_dims,
+        &dev,
+    )?;
+    let spec = Conv2dSpec {
+        pad: Pad2d::uniform(1),
+        ..Conv2dSpec::default()
+    };
+    let vec = |k: u64, offset: f32| {
+        let v = values(s.c_out, 100 * seed + k)
+            .into_iter()
+            .map(|v| v * 0.5 + offset)
+            .collect();
+        Tensor::from_vec(v, s.c_out, &dev)
+    };
+    let bn_params = [vec(11, 0.0)?, vec(12, 1.0)?, vec(13, 1.0)?, vec(14, 0.0)?];
+    let [mean, var, gamma, beta] = bn_params.clone();
+    let inner = archc_runtime::candle_nn::BatchNorm::new(s.c_out, mean, var, gamma, beta, 1e-3)?;
+    Ok(Layer {
+        conv: Conv2d::new(weight, None, spec)?,
+        bn: BatchNorm::new(inner, s.c_out)?,
+        bn_params,
+    })
+}
+
+/// `--depth`: each path's error through `depth` stacked layers of each shape, against candle in `f64`.
+fn stacks(shapes: &[Shape], depth: usize, batch: usize, paths: &[Path]) -> Result<()> {
+    use archc_runtime::candle_core::DType;
+    for s in shapes {
+        assert_eq!(s.c_in, s.c_out, "--depth stacks layers of as many channels in as out");
+        let layers = (0..depth)
+            .map(|d| layer(s, d as u64 + 1))
+            .collect::<Result<Vec<_>>>()?;
+        let x_dims = (batch, s.c_in, s.h, s.w);
+        let x = Tensor::from_vec(values(batch * s.c_in * s.h * s.w, 99), x_dims, &Device::Cpu)?;
+        // The reference: candle's ops in f64, batch norm written out.
+        let mut want = x.to_dtype(DType::F64)?;
+        for layer in &layers {
+            let w = layer.conv.weight().to_dtype(DType::F64)?;
+            let [mean, var, gamma, beta] = layer
+                .bn_params
+                .clone()
+                .map(|t| t.to_dtype(DType::F64)?.reshape((1, s.c_out, 1, 1)));
+            let y = want.conv2d(&w, 1, 1, 1, 1)?;
+            let y = y
+                .broadcast_sub(&mean?)?
+                .broadcast_div(&(var? + 1e-3)?.sqrt()?)?
+                .broadcast_mul(&gamma?)?
+                .broadcast_add(&beta?)?;
+            want = y.relu()?;
+        }
+        let want = want.to_dtype(DType::F32)?;
+        for &path in paths {
+            let mut y = x.clone();
+            for layer in &layers {
+                y = run(path, layer, &y)?;
+            }
+            println!(
+                "{{\"layer\": \"{}\", \"depth\": {depth}, \"path\": \"{}\", \"batch\": {batch}, \"error_vs_f64\": {:.2e}}}",
+                s.name(),
+                path.name(),
+                relative_error(&y, &want)?
             );
         }
     }

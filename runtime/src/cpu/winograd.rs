@@ -206,17 +206,27 @@ pub(crate) fn applies(g: &ConvGeometry) -> bool {
 }
 
 /// The tile a convolution of this geometry runs fastest with, or `None` where the direct kernel
-/// ([`super::conv2d`]) is faster or Winograd does not apply. From measurements on the project's machine
-/// (`bench/RESULTS.md`, *Winograd*).
+/// ([`super::conv2d`]) is faster or Winograd does not apply. The thresholds are measured: one image, one
+/// thread, square maps of 1 to 112 and 8 to 512 channels in and out (`bench/RESULTS.md`, *Winograd*).
+///
+/// * Winograd at all needs 16 channels in and out (with 8, F(2×2) ran at 0.9x the direct kernel's speed,
+///   with 16 at 1.2-1.35x: the transforms cost per channel, the products per pair of channels) and 16 tiles of
+///   2×2 (a 7×7 map): every image reads all `α² · c_out · c_in` transformed filters, which a map of a few
+///   tiles does not pay back (512 channels: 0.6x at 4×4, 1.9x at 7×7).
+/// * F(4×4, 3×3) where it beat F(2×2): 32 channels from 28×28 on (at 32, even; at 64, 1.8x the direct
+///   kernel against 1.7x), 96 channels at 14×14 (at 64, even; at 256, 2.3x against 1.6x). Never on 7×7
+///   maps, which are 4 tiles of 4×4 (0.8-0.9x the direct kernel's speed).
 pub(crate) fn choose(g: &ConvGeometry) -> Option<Tile> {
     if !applies(g) {
         return None;
     }
-    // Few channels: the products are too thin for the transforms to pay back.
-    if g.c_in < 16 || g.c_out < 16 {
+    let channels = g.c_in.min(g.c_out);
+    let tiles = |m: usize| g.out.0.div_ceil(m) * g.out.1.div_ceil(m);
+    if channels < 16 || tiles(2) < 16 {
         return None;
     }
-    Some(Tile::F2)
+    let f4 = (channels >= 32 && tiles(4) >= 49) || (channels >= 96 && tiles(4) >= 16);
+    Some(if f4 { Tile::F4 } else { Tile::F2 })
 }
 
 /// The filters of a `[c_out, c_in, 3, 3]` weight transformed for `tile`: `U_ξ = G g Gᵀ` for every output and
@@ -249,8 +259,15 @@ pub(crate) fn transform_filters(weight: &[f32], c_out: usize, c_in: usize, tile:
 }
 
 /// Tiles per block: about as many as keep the block's transformed input, `c_in · α² · tiles` values, within
-/// this many (half a MiB, inside a core's L2 cache with room for the products' output).
+/// this many (half a MiB, inside a core's L2 cache with room for the products' output), but at least
+/// [`MIN_BLOCK`].
 const BLOCK_VALUES: usize = 1 << 17;
+
+/// The fewest tiles per block (unless the image has fewer). Every block reads all the transformed filters,
+/// `α² · c_out · c_in` values (16 MiB for F(2×2) at 512 channels), so with many channels, blocks sized for
+/// the L2 cache alone (16 tiles at 512) read them from memory several times per image: 512 channels of 14×14
+/// ran at 1.2x the direct kernel's speed instead of 1.9x.
+const MIN_BLOCK: usize = 64;
 
 /// Output channels whose products and output transform run together: their `M` block stays in cache, and with
 /// at most 48 (eight of the `gemm` crate's 6-column register tiles) the crate reads `V` in place instead of
@@ -286,7 +303,7 @@ impl Grid {
         let (m, alpha) = (tile.m(), tile.alpha());
         let cols = g.out.1.div_ceil(m);
         let tiles = g.out.0.div_ceil(m) * cols;
-        let most = (BLOCK_VALUES / (g.c_in * alpha * alpha).max(1) / 16 * 16).max(16);
+        let most = (BLOCK_VALUES / (g.c_in * alpha * alpha).max(1) / 16 * 16).max(MIN_BLOCK);
         // Blocks of about equal size, so the last is not a sliver.
         let blocks = tiles.div_ceil(most).max(1);
         let block = tiles.div_ceil(blocks).next_multiple_of(16).min(tiles);

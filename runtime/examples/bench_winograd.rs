@@ -34,7 +34,11 @@ struct Layer {
 
 impl Describe for Layer {
     fn describe(&self) -> Op<'_> {
-        Op::Chain(vec![Op::Conv(&self.conv), Op::BatchNorm(&self.bn), Op::Relu])
+        Op::Chain(vec![
+            Op::Conv(&self.conv),
+            Op::BatchNorm(&self.bn),
+            Op::Relu,
+        ])
     }
 }
 
@@ -252,7 +256,10 @@ fn layer(s: &Shape, seed: u64) -> Result<Layer> {
 fn stacks(shapes: &[Shape], depth: usize, batch: usize, paths: &[Path]) -> Result<()> {
     use archc_runtime::candle_core::DType;
     for s in shapes {
-        assert_eq!(s.c_in, s.c_out, "--depth stacks layers of as many channels in as out");
+        assert_eq!(
+            s.c_in, s.c_out,
+            "--depth stacks layers of as many channels in as out"
+        );
         let layers = (0..depth)
             .map(|d| layer(s, d as u64 + 1))
             .collect::<Result<Vec<_>>>()?;

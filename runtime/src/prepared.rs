@@ -24,10 +24,13 @@ pub(crate) enum PreparedKind {
     Winograd(Tile),
 }
 
+/// Weights prepared for one kind, shared with the calls using them.
+type Slot = (PreparedKind, Arc<Vec<f32>>);
+
 /// A layer's prepared weights, by kind. Clones share them: a cloned layer holds the same weight tensor.
 #[derive(Clone, Default)]
 pub(crate) struct PreparedWeights {
-    slots: Arc<Mutex<Vec<(PreparedKind, Arc<Vec<f32>>)>>>,
+    slots: Arc<Mutex<Vec<Slot>>>,
 }
 
 impl std::fmt::Debug for PreparedWeights {
@@ -39,7 +42,7 @@ impl std::fmt::Debug for PreparedWeights {
 }
 
 impl PreparedWeights {
-    fn lock(&self) -> MutexGuard<'_, Vec<(PreparedKind, Arc<Vec<f32>>)>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Slot>> {
         // A panic while the lock was held cannot leave the list half-changed (one push or clear), so a poisoned
         // lock is used as it is.
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
@@ -47,7 +50,10 @@ impl PreparedWeights {
 
     fn find(&self, kind: PreparedKind) -> Option<Arc<Vec<f32>>> {
         let slots = self.lock();
-        slots.iter().find(|(k, _)| *k == kind).map(|(_, data)| Arc::clone(data))
+        slots
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, data)| Arc::clone(data))
     }
 
     /// The weights prepared for `kind`, prepared by `prepare` first if they are not yet.
@@ -74,7 +80,10 @@ impl PreparedWeights {
     /// Bytes held by everything prepared.
     pub(crate) fn bytes(&self) -> usize {
         let slots = self.lock();
-        slots.iter().map(|(_, data)| std::mem::size_of_val(data.as_slice())).sum()
+        slots
+            .iter()
+            .map(|(_, data)| std::mem::size_of_val(data.as_slice()))
+            .sum()
     }
 
     /// Drops everything prepared, so the next call prepares it again from the weights as they are then.

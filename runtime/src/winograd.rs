@@ -5,7 +5,9 @@
 use candle_core::{Result, Tensor};
 
 use crate::cpu::{self, ConvGeometry, Epilogue};
-use crate::fused::{conv_geometry, conv_kernels_apply, cpu_tensor, epilogue, with_f32, with_images};
+use crate::fused::{
+    conv_geometry, conv_kernels_apply, cpu_tensor, epilogue, with_f32, with_images,
+};
 use crate::prepared::PreparedKind;
 use crate::{BatchNorm, Conv2d};
 

@@ -130,8 +130,11 @@ fn both_tiles_match_the_direct_kernel_and_candle_on_zoo_shapes() {
                     continue;
                 }
                 // A bias alone; batch norm and ReLU (the zoo's conv -> bn -> relu); nothing after it.
-                for (bias, bn, relu) in [(true, false, false), (false, true, true), (false, false, false)]
-                {
+                for (bias, bn, relu) in [
+                    (true, false, false),
+                    (false, true, true),
+                    (false, false, false),
+                ] {
                     let layer = Layer {
                         conv: conv3x3(&mut rng, c_in, c_out, pad, bias),
                         bn: bn.then(|| batch_norm(&mut rng, c_out)),
@@ -256,10 +259,18 @@ fn filters_are_prepared_once_and_give_the_same_results_warm_or_cold() {
         relu: true,
     };
     let x = tensor(&mut rng, &[3, 24, 13, 13]);
-    assert_eq!(layer.conv.prepared_bytes(), 0, "nothing before the first call");
+    assert_eq!(
+        layer.conv.prepared_bytes(),
+        0,
+        "nothing before the first call"
+    );
     let cold = layer.winograd(&x, Tile::F2);
     let f2_bytes = 16 * 40 * 24 * 4;
-    assert_eq!(layer.conv.prepared_bytes(), f2_bytes, "16 transformed 40x24 matrices");
+    assert_eq!(
+        layer.conv.prepared_bytes(),
+        f2_bytes,
+        "16 transformed 40x24 matrices"
+    );
     let warm = layer.winograd(&x, Tile::F2);
     assert_eq!(values(&warm), values(&cold), "warm and cold differ");
     // Each tile keeps its own.

@@ -187,7 +187,12 @@ impl Transform for F4 {
 }
 
 /// `G` of F(2×2, 3×3), `α × 3`.
-const G2: [[f64; 3]; 4] = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
+const G2: [[f64; 3]; 4] = [
+    [1.0, 0.0, 0.0],
+    [0.5, 0.5, 0.5],
+    [0.5, -0.5, 0.5],
+    [0.0, 0.0, 1.0],
+];
 
 /// `G` of F(4×4, 3×3), `α × 3`.
 const G4: [[f64; 3]; 6] = [
@@ -370,7 +375,16 @@ pub(crate) fn conv2d(
     g: &ConvGeometry,
     epilogue: &Epilogue,
 ) -> Vec<f32> {
-    conv2d_for(Isa::detect(), x, batch, image_stride, filters, tile, g, epilogue)
+    conv2d_for(
+        Isa::detect(),
+        x,
+        batch,
+        image_stride,
+        filters,
+        tile,
+        g,
+        epilogue,
+    )
 }
 
 /// [`conv2d`] with the transforms compiled for `isa`, which the CPU must support.
@@ -502,22 +516,20 @@ impl Layer<'_> {
             (Isa::Portable, Tile::F4) => input_tiles::<F4, false>(self, src, tiles, scratch, v),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::Avx2Fma` is only chosen (by `detect` or `available`) on a CPU that has AVX2 and FMA.
-            (Isa::Avx2Fma, Tile::F2) => unsafe { input_tiles_avx2::<F2>(self, src, tiles, scratch, v) },
+            (Isa::Avx2Fma, Tile::F2) => unsafe {
+                input_tiles_avx2::<F2>(self, src, tiles, scratch, v)
+            },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
-            (Isa::Avx2Fma, Tile::F4) => unsafe { input_tiles_avx2::<F4>(self, src, tiles, scratch, v) },
+            (Isa::Avx2Fma, Tile::F4) => unsafe {
+                input_tiles_avx2::<F4>(self, src, tiles, scratch, v)
+            },
         }
     }
 
     /// For the output channels `first..` that `dst` holds (whole `[oh, ow]` planes), the products of the tiles
     /// `tiles` with the block's transformed input `v`, then their output transform into `dst`.
-    fn output_channels(
-        &self,
-        v: &[f32],
-        tiles: Range<usize>,
-        first: usize,
-        dst: &mut [f32],
-    ) {
+    fn output_channels(&self, v: &[f32], tiles: Range<usize>, first: usize, dst: &mut [f32]) {
         let (g, grid) = (self.g, &self.grid);
         let alpha = grid.tile.alpha();
         let xis = alpha * alpha;
@@ -555,13 +567,7 @@ impl Layer<'_> {
 
     /// The output transform of one channel's products `m` (`[α²][grid.stride]`) for the tiles `tiles`, with
     /// the epilogue, into its output plane `dst` (`[oh, ow]`).
-    fn output_channel(
-        &self,
-        m: &[f32],
-        tiles: Range<usize>,
-        channel: usize,
-        dst: &mut [f32],
-    ) {
+    fn output_channel(&self, m: &[f32], tiles: Range<usize>, channel: usize, dst: &mut [f32]) {
         let finish = Finish {
             scale: self.epilogue.scale.as_ref().map_or(1.0, |s| s[channel]),
             shift: self.epilogue.shift.as_ref().map_or(0.0, |s| s[channel]),
@@ -752,7 +758,7 @@ fn output_tiles<T: Transform, const FUSED: bool>(
             // The output columns these tiles cover, clipped to the map.
             let x0 = tx * side;
             let width = (LANES.min(end - tx) * side).min(ow - x0);
-            for i in 0..side {
+            for (i, y_row) in y.iter().enumerate().take(side) {
                 let oy = ty * side + i;
                 if oy >= oh {
                     break;
@@ -761,7 +767,7 @@ fn output_tiles<T: Transform, const FUSED: bool>(
                 let mut row = [0f32; 4 * LANES];
                 for l in 0..LANES {
                     for j in 0..side {
-                        row[l * side + j] = y[i][j][l];
+                        row[l * side + j] = y_row[j][l];
                     }
                 }
                 for v in &mut row {
@@ -847,7 +853,12 @@ mod tests {
     use super::super::tests::{naive_conv, out_len, values};
     use super::*;
 
-    fn geometry(c_in: usize, (h, w): (usize, usize), c_out: usize, pad: [usize; 4]) -> ConvGeometry {
+    fn geometry(
+        c_in: usize,
+        (h, w): (usize, usize),
+        c_out: usize,
+        pad: [usize; 4],
+    ) -> ConvGeometry {
         let [top, bottom, left, right] = pad;
         ConvGeometry {
             c_in,

@@ -9,17 +9,20 @@
 //! fewer), 2.25 for F(4×4, 3×3) ([`Tile::F4`], 4× fewer, with larger rounding errors: its transforms multiply
 //! by up to 8 and 5).
 //!
-//! One image runs in blocks of tile rows, so that the transformed input of a block (all its channels) stays in
-//! the core's cache between its transform and the products:
+//! One image runs in blocks of tiles (numbered row by row; a block may start and end mid-row), so that the
+//! transformed input of a block, all its channels, stays in the core's cache between its transform and the
+//! products:
 //!
 //! 1. Input transform, per channel: the padded rows under the block are copied into *phase rows*, each row's
 //!    columns split by their position modulo `m`, so that for every tile column `tx` each of the `α` columns of
-//!    the tile is at index `tx` of some phase run: the transforms are then element-wise operations over whole
-//!    runs of tiles, which LLVM vectorises. `Bᵀ` is applied down the rows (full rows at a time), then `B`
-//!    across (a run of tiles at a time), into `V` laid out `[in][α²][tiles]`.
+//!    the tile is at index `tx` of some phase run. [`LANES`] consecutive tiles are then transformed at once,
+//!    one per vector lane, every value in registers, into `V` laid out `[in][α²][tiles]`.
 //! 2. For blocks of output channels: the `α²` products with the `gemm` crate into `M` `[out][α²][tiles]`, then
-//!    the output transform `Aᵀ · A` per channel, the epilogue (bias, folded batch norm, ReLU) on each output row
-//!    as it is written.
+//!    the output transform `Aᵀ · A`, again [`LANES`] tiles at once, with the epilogue (bias, folded batch
+//!    norm, ReLU) applied as each output row is written.
+//!
+//! Threads take whole images when there are enough images; otherwise each block is split between them, its
+//! input transform by input channel and its products by output channel.
 //!
 //! The transforms are plain Rust compiled twice, for the baseline target and with AVX2 and FMA (chosen at run
 //! time), as in [`super::depthwise`]. Which layers are worth it is decided by shape, from measurements

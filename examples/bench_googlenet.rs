@@ -8,7 +8,7 @@
 //! Prints one JSON object: the median time per batch and per image over `--iters` timed runs (after
 //! `--warmup` untimed ones) and the process's peak resident memory. `--weights` loads a torchvision
 //! `state_dict` saved as safetensors; without it the weights are random. `--optimizations` picks the inference
-//! optimisations (`all`, `none`, or a comma-separated subset of `conv,fold,pool,siblings,micro`), so each can be
+//! optimisations (`all`, `none`, or a comma-separated subset of `conv,depthwise,fold,winograd,pool,siblings,micro`), so each can be
 //! measured on its own.
 
 use std::time::Instant;
@@ -34,7 +34,7 @@ struct Args {
     /// A torchvision GoogLeNet state_dict as safetensors; random weights without it.
     #[arg(long)]
     weights: Option<std::path::PathBuf>,
-    /// `all`, `none`, or a comma-separated subset of `conv,depthwise,fold,pool,siblings,micro`.
+    /// `all`, `none`, or a comma-separated subset of `conv,depthwise,fold,winograd,pool,siblings,micro`.
     #[arg(long, default_value = "all")]
     optimizations: String,
 }
@@ -51,12 +51,13 @@ fn parse_optimizations(text: &str) -> Result<Optimizations, String> {
             "conv" => o.conv_kernel = true,
             "depthwise" => o.depthwise_kernel = true,
             "fold" => o.fold_batch_norm = true,
+            "winograd" => o.winograd = true,
             "pool" => o.pool_kernels = true,
             "siblings" => o.fuse_siblings = true,
             "micro" => o.micro_batches = true,
             other => {
                 return Err(format!(
-                    "unknown optimisation `{other}`; expected conv, depthwise, fold, pool, siblings or micro"
+                    "unknown optimisation `{other}`; expected conv, depthwise, fold, winograd, pool, siblings or micro"
                 ))
             }
         }

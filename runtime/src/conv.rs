@@ -11,6 +11,7 @@ use candle_core::{Error, Module, Result, Tensor};
 use candle_nn::{init::DEFAULT_KAIMING_NORMAL, Conv2dConfig, VarBuilder};
 
 use crate::load::{load_bias, load_tensor_with_init};
+use crate::prepared::PreparedWeights;
 use crate::shape::{conv_out_size, expect_nchw, narrow, wide};
 
 /// Zero padding on each side of a feature map.
@@ -132,6 +133,8 @@ pub struct Conv2d {
     explicit_pad: Option<Pad2d>,
     /// Strides applied after `conv` when they differ per axis.
     subsample: Option<(usize, usize)>,
+    /// The weight as the CPU kernels prepared it (Winograd-transformed), made on first use and kept.
+    prepared: PreparedWeights,
 }
 
 impl Conv2d {
@@ -182,6 +185,7 @@ impl Conv2d {
             spec,
             explicit_pad,
             subsample,
+            prepared: PreparedWeights::default(),
         })
     }
 
@@ -221,6 +225,25 @@ impl Conv2d {
     pub fn output_size(&self, input: (usize, usize)) -> Result<(usize, usize)> {
         let dims = self.weight.dims();
         self.spec.output_size((dims[2], dims[3]), input)
+    }
+
+    /// What the CPU kernels prepared from the weight and keep between calls.
+    pub(crate) fn prepared(&self) -> &PreparedWeights {
+        &self.prepared
+    }
+
+    /// Drops what the CPU kernels prepared from the weight (Winograd-transformed filters), so that the next
+    /// inference prepares it again: needed after the weight was written in place (a `Var` it shares storage
+    /// with was trained or loaded, or `Tensor::slice_set`), since a prepared copy does not follow such writes
+    /// ([`crate::prepared`]). A clone of this layer shares the prepared weights and forgets them too.
+    pub fn forget_prepared(&self) {
+        self.prepared.forget();
+    }
+
+    /// Bytes held by what the CPU kernels prepared from the weight; 0 before the first inference that needed
+    /// it and after [`Conv2d::forget_prepared`].
+    pub fn prepared_bytes(&self) -> usize {
+        self.prepared.bytes()
     }
 }
 

@@ -22,6 +22,7 @@ use std::cell::Cell;
 use rayon::prelude::*;
 
 pub(crate) mod depthwise;
+pub(crate) mod winograd;
 
 /// Everything about a convolution over one image except the tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,6 +28,9 @@ pub struct Optimizations {
     pub depthwise_kernel: bool,
     /// Batch norm and ReLU folded into the convolution's output pass (needs `conv_kernel`).
     pub fold_batch_norm: bool,
+    /// 3×3 stride-1 convolutions by Winograd's F(2×2, 3×3) or F(4×4, 3×3) where the layer's shape makes it
+    /// faster, their filters transformed once per layer (needs `conv_kernel`; see [`crate::winograd`]).
+    pub winograd: bool,
     /// Max and average pools in one pass, with padding and ceil mode handled by clipping windows.
     pub pool_kernels: bool,
     /// Sibling 1×1 convolutions that read the same tensor run as one product.
@@ -43,6 +46,7 @@ impl Optimizations {
         conv_kernel: true,
         depthwise_kernel: true,
         fold_batch_norm: true,
+        winograd: true,
         pool_kernels: true,
         fuse_siblings: true,
         micro_batches: true,
@@ -53,6 +57,7 @@ impl Optimizations {
         conv_kernel: false,
         depthwise_kernel: false,
         fold_batch_norm: false,
+        winograd: false,
         pool_kernels: false,
         fuse_siblings: false,
         micro_batches: false,
@@ -120,7 +125,7 @@ pub(crate) fn conv_kernels_apply(x: &Tensor, conv: &Conv2d, bn: Option<&BatchNor
 }
 
 /// `relu(bn(conv(x)))` by the CPU kernels, which must apply ([`conv_kernels_apply`]); the depthwise kernel
-/// if `options` allow it.
+/// or Winograd if `options` allow them and the layer's shape suits them.
 pub(crate) fn conv_on_cpu(
     options: Optimizations,
     x: &Tensor,
@@ -128,13 +133,25 @@ pub(crate) fn conv_on_cpu(
     bn: Option<&BatchNorm>,
     relu: bool,
 ) -> Result<Tensor> {
-    let weight = conv.weight();
+    let geometry = conv_geometry(x, conv)?;
+    let epilogue = epilogue(conv, bn, relu, geometry.c_out)?;
+    if options.winograd {
+        if let Some(tile) = crate::winograd::choose(&geometry) {
+            return crate::winograd::run(x, conv, &geometry, &epilogue, tile);
+        }
+    }
+    let direct = options.depthwise_kernel && cpu::depthwise::applies(&geometry);
+    run_conv(x, conv.weight(), &geometry, &epilogue, direct)
+}
+
+/// What the CPU kernels need to know of `conv` applied to `x`; an error if `x` does not fit it.
+pub(crate) fn conv_geometry(x: &Tensor, conv: &Conv2d) -> Result<ConvGeometry> {
     let (_, c, h, w) = crate::expect_nchw(x, "conv2d")?;
     conv.check_channels(c, x)?;
     let (oh, ow) = conv.output_size((h, w))?;
-    let (c_out, _, kh, kw) = weight.dims4()?;
+    let (c_out, _, kh, kw) = conv.weight().dims4()?;
     let spec = conv.spec();
-    let geometry = ConvGeometry {
+    Ok(ConvGeometry {
         c_in: c,
         h,
         w,
@@ -145,10 +162,7 @@ pub(crate) fn conv_on_cpu(
         dilation: spec.dilation,
         groups: spec.groups,
         out: (oh, ow),
-    };
-    let epilogue = epilogue(conv, bn, relu, c_out)?;
-    let direct = options.depthwise_kernel && cpu::depthwise::applies(&geometry);
-    run_conv(x, weight, &geometry, &epilogue, direct)
+    })
 }
 
 /// Runs the CPU convolution kernel on the NCHW batch `x` with `weight` (any layout) and returns the
@@ -202,7 +216,7 @@ fn unfused_tail(y: &Tensor, bn: Option<&BatchNorm>, relu: bool, train: bool) -> 
 }
 
 /// The per-channel scale and shift that apply the convolution's bias and the batch norm's inference transform.
-fn epilogue(
+pub(crate) fn epilogue(
     conv: &Conv2d,
     bn: Option<&BatchNorm>,
     relu: bool,
@@ -265,7 +279,7 @@ fn cpu_f32_data(storage: &Storage) -> Result<&[f32]> {
 }
 
 /// Calls `f` with the contiguous `f32` data of a CPU tensor.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     let data = cpu_f32_data(&storage)?;

@@ -16,8 +16,10 @@ pub mod nn;
 pub mod norm;
 pub mod plan;
 pub mod pool;
+pub mod prepared;
 pub mod shape;
 pub mod weights;
+pub mod winograd;
 
 #[cfg(feature = "macros")]
 pub use archc_macros::include_arch;

@@ -71,6 +71,14 @@ impl Plan {
         self.options
     }
 
+    /// Drops the weights that the convolutions of `network` prepared for the CPU kernels (Winograd-transformed
+    /// filters), so the next inference prepares them again from the weights as they are then: needed after
+    /// weights were written in place, e.g. a `VarMap` that the model's tensors share storage with was trained or
+    /// loaded ([`crate::prepared`]). Layers inside an [`Op::Module`] are not reached.
+    pub fn forget_prepared(network: &impl Describe) {
+        forget_prepared(&network.describe());
+    }
+
     /// Runs `network` on `xs` when the plan applies (inference on a CPU `f32` input that wants no gradient);
     /// `None` otherwise, and the caller runs its own `forward_t`.
     pub fn run(&self, xs: &Tensor, train: bool, network: &impl Describe) -> Result<Option<Tensor>> {
@@ -152,6 +160,23 @@ impl Plan {
             })
             .collect::<Result<Vec<_>>>()?;
         Tensor::cat(&outputs, 1)
+    }
+}
+
+/// [`Plan::forget_prepared`] for every convolution in `op`.
+fn forget_prepared(op: &Op<'_>) {
+    match op {
+        Op::Conv(conv) => conv.forget_prepared(),
+        Op::Chain(ops) | Op::Concat(ops) | Op::Add(ops) | Op::Mul(ops) => {
+            ops.iter().for_each(forget_prepared)
+        }
+        Op::BatchNorm(_)
+        | Op::Relu
+        | Op::MaxPool(_)
+        | Op::AvgPool(_)
+        | Op::Flatten
+        | Op::Identity
+        | Op::Module(_) => {}
     }
 }
 

@@ -34,7 +34,7 @@ const TASK_WORK: usize = 1 << 15;
 
 /// The instruction set the loops are compiled for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Isa {
+pub(super) enum Isa {
     /// The baseline target (SSE2 on x86-64): separate multiplies and adds.
     Portable,
     /// AVX2 with fused multiply-add, on x86-64 CPUs that have both.
@@ -44,7 +44,7 @@ enum Isa {
 
 impl Isa {
     /// The widest the running CPU supports.
-    fn detect() -> Isa {
+    pub(super) fn detect() -> Isa {
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             return Isa::Avx2Fma;
@@ -54,7 +54,7 @@ impl Isa {
 
     /// Every instruction set the running CPU can execute, for tests.
     #[cfg(test)]
-    fn available() -> Vec<Isa> {
+    pub(super) fn available() -> Vec<Isa> {
         let mut all = vec![Isa::Portable];
         #[cfg(target_arch = "x86_64")]
         if Isa::detect() == Isa::Avx2Fma {

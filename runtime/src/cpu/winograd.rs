@@ -1,0 +1,986 @@
+//! Winograd convolution F(m×m, 3×3) for 3×3, stride-1, undilated, ungrouped convolutions: the layers that hold
+//! most of the multiply-adds of GoogLeNet, ResNet and Inception-v3.
+//!
+//! The output is cut into `m × m` tiles, each computed from the `α × α` input patch under it (`α = m + 2`) as
+//! `Y = Aᵀ [ U ⊙ V ] A` with `V = Bᵀ d B` (the input transform) and `U = G g Gᵀ` (the filter transform, done
+//! once per layer, see [`transform_filters`]). Summed over input channels, the element-wise products become
+//! `α²` independent matrix products, `M_ξ [out, tiles] = U_ξ [out, in] × V_ξ [in, tiles]`, which take
+//! `α² / m²` multiply-adds per output and input channel instead of 9: 4 for F(2×2, 3×3) ([`Tile::F2`], 2.25×
+//! fewer), 2.25 for F(4×4, 3×3) ([`Tile::F4`], 4× fewer, with larger rounding errors: its transforms multiply
+//! by up to 8 and 5).
+//!
+//! One image runs in blocks of tiles (numbered row by row; a block may start and end mid-row), so that the
+//! transformed input of a block, all its channels, stays in the core's cache between its transform and the
+//! products:
+//!
+//! 1. Input transform, per channel: the padded rows under the block are copied into *phase rows*, each row's
+//!    columns split by their position modulo `m`, so that for every tile column `tx` each of the `α` columns of
+//!    the tile is at index `tx` of some phase run. [`LANES`] consecutive tiles are then transformed at once,
+//!    one per vector lane, every value in registers, into `V` laid out `[in][α²][tiles]`.
+//! 2. For blocks of output channels: the `α²` products with the `gemm` crate into `M` `[out][α²][tiles]`, then
+//!    the output transform `Aᵀ · A`, again [`LANES`] tiles at once, with the epilogue (bias, folded batch
+//!    norm, ReLU) applied as each output row is written.
+//!
+//! Threads take whole images when there are enough images; otherwise each block is split between them, its
+//! input transform by input channel and its products by output channel.
+//!
+//! The transforms are plain Rust compiled twice, for the baseline target and with AVX2 and FMA (chosen at run
+//! time), as in [`super::depthwise`]. Which layers are worth it is decided by shape, from measurements
+//! ([`choose`]).
+
+use std::cell::Cell;
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::depthwise::Isa;
+use super::{valid_range, ConvGeometry, Epilogue};
+
+/// The output tile of a Winograd convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tile {
+    /// F(2×2, 3×3): 4×4 input patches, 16 products, 4 multiply-adds per output and input channel.
+    F2,
+    /// F(4×4, 3×3): 6×6 input patches, 36 products, 2.25 multiply-adds per output and input channel.
+    F4,
+}
+
+impl Tile {
+    /// The output tile's side, `m`.
+    pub fn m(self) -> usize {
+        match self {
+            Tile::F2 => 2,
+            Tile::F4 => 4,
+        }
+    }
+
+    /// The input patch's side, `α = m + 2`.
+    pub fn alpha(self) -> usize {
+        self.m() + 2
+    }
+}
+
+/// The input and output transforms of one tile size, applied to [`LANES`] tiles at once: `Bᵀ` to a column of
+/// `α` values, `Aᵀ` to a column of `α` products. Written out rather than as matrix products so that no
+/// multiply by 0 or ±1 is left and common terms are shared. `FUSED` multiplies and adds with one rounding.
+trait Transform {
+    /// The output tile's side, `m`.
+    const M: usize;
+    /// The input patch's side, `α = m + 2`.
+    const A: usize;
+    /// `Bᵀ d` for the first `α` values of `d`, into the first `α` of the result.
+    fn input<const FUSED: bool>(d: &[Lanes; 6]) -> [Lanes; 6];
+    /// `Aᵀ p` for the first `α` values of `p`, into the first `m` of the result.
+    fn output<const FUSED: bool>(p: &[Lanes; 6]) -> [Lanes; 4];
+}
+
+/// F(2×2, 3×3) with interpolation points 0, 1, -1 and ∞ (Lavin and Gray, 2016):
+///
+/// ```text
+///      [1  0 -1  0]         [1   0   0]
+/// Bᵀ = [0  1  1  0]     G = [½   ½   ½]     Aᵀ = [1  1  1  0]
+///      [0 -1  1  0]         [½  -½   ½]          [0  1 -1 -1]
+///      [0  1  0 -1]         [0   0   1]
+/// ```
+#[derive(Debug, Clone, Copy)]
+struct F2;
+
+/// F(4×4, 3×3) with interpolation points 0, ±1, ±2 and ∞ (Lavin and Gray, 2016):
+///
+/// ```text
+///      [4  0 -5  0  1  0]         [ 1/4     0     0]
+///      [0 -4 -4  1  1  0]         [-1/6  -1/6  -1/6]          [1  1  1  1  1  0]
+/// Bᵀ = [0  4 -4 -1  1  0]     G = [-1/6   1/6  -1/6]     Aᵀ = [0  1 -1  2 -2  0]
+///      [0 -2 -1  2  1  0]         [1/24  1/12   1/6]          [0  1  1  4  4  0]
+///      [0  2 -1 -2  1  0]         [1/24 -1/12   1/6]          [0  1 -1  8 -8  1]
+///      [0  4  0 -5  0  1]         [   0     0     1]
+/// ```
+#[derive(Debug, Clone, Copy)]
+struct F4;
+
+/// `a + b`, lane by lane.
+#[inline(always)]
+fn add(a: &Lanes, b: &Lanes) -> Lanes {
+    std::array::from_fn(|l| a[l] + b[l])
+}
+
+/// `a - b`, lane by lane.
+#[inline(always)]
+fn sub(a: &Lanes, b: &Lanes) -> Lanes {
+    std::array::from_fn(|l| a[l] - b[l])
+}
+
+/// `c · a + b`, lane by lane; one rounding if `FUSED`.
+#[inline(always)]
+fn mul_add<const FUSED: bool>(c: f32, a: &Lanes, b: &Lanes) -> Lanes {
+    std::array::from_fn(|l| {
+        if FUSED {
+            a[l].mul_add(c, b[l])
+        } else {
+            c * a[l] + b[l]
+        }
+    })
+}
+
+impl Transform for F2 {
+    const M: usize = 2;
+    const A: usize = 4;
+
+    #[inline(always)]
+    fn input<const FUSED: bool>(d: &[Lanes; 6]) -> [Lanes; 6] {
+        let zero = [0f32; LANES];
+        [
+            sub(&d[0], &d[2]),
+            add(&d[1], &d[2]),
+            sub(&d[2], &d[1]),
+            sub(&d[1], &d[3]),
+            zero,
+            zero,
+        ]
+    }
+
+    #[inline(always)]
+    fn output<const FUSED: bool>(p: &[Lanes; 6]) -> [Lanes; 4] {
+        let zero = [0f32; LANES];
+        [
+            add(&add(&p[0], &p[1]), &p[2]),
+            sub(&sub(&p[1], &p[2]), &p[3]),
+            zero,
+            zero,
+        ]
+    }
+}
+
+impl Transform for F4 {
+    const M: usize = 4;
+    const A: usize = 6;
+
+    #[inline(always)]
+    fn input<const FUSED: bool>(d: &[Lanes; 6]) -> [Lanes; 6] {
+        // Rows 1 to 4 share sums and differences of d1..d4.
+        let d12 = add(&d[1], &d[2]);
+        let d34 = add(&d[3], &d[4]);
+        let d1_2 = sub(&d[1], &d[2]);
+        let d4_3 = sub(&d[4], &d[3]);
+        let d4_2 = sub(&d[4], &d[2]);
+        let d3_1 = sub(&d[3], &d[1]);
+        [
+            mul_add::<FUSED>(-5.0, &d[2], &mul_add::<FUSED>(4.0, &d[0], &d[4])),
+            mul_add::<FUSED>(-4.0, &d12, &d34),
+            mul_add::<FUSED>(4.0, &d1_2, &d4_3),
+            mul_add::<FUSED>(2.0, &d3_1, &d4_2),
+            mul_add::<FUSED>(-2.0, &d3_1, &d4_2),
+            mul_add::<FUSED>(-5.0, &d[3], &mul_add::<FUSED>(4.0, &d[1], &d[5])),
+        ]
+    }
+
+    #[inline(always)]
+    fn output<const FUSED: bool>(p: &[Lanes; 6]) -> [Lanes; 4] {
+        let p12 = add(&p[1], &p[2]);
+        let p34 = add(&p[3], &p[4]);
+        let p1_2 = sub(&p[1], &p[2]);
+        let p3_4 = sub(&p[3], &p[4]);
+        [
+            add(&add(&p[0], &p12), &p34),
+            mul_add::<FUSED>(2.0, &p3_4, &p1_2),
+            mul_add::<FUSED>(4.0, &p34, &p12),
+            add(&mul_add::<FUSED>(8.0, &p3_4, &p1_2), &p[5]),
+        ]
+    }
+}
+
+/// `G` of F(2×2, 3×3), `α × 3`.
+const G2: [[f64; 3]; 4] = [
+    [1.0, 0.0, 0.0],
+    [0.5, 0.5, 0.5],
+    [0.5, -0.5, 0.5],
+    [0.0, 0.0, 1.0],
+];
+
+/// `G` of F(4×4, 3×3), `α × 3`.
+const G4: [[f64; 3]; 6] = [
+    [1.0 / 4.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
+/// Whether a Winograd convolution computes this geometry: a 3×3 kernel, stride 1, no dilation, one group (any
+/// padding, any size).
+pub(crate) fn applies(g: &ConvGeometry) -> bool {
+    g.kernel == (3, 3) && g.stride == (1, 1) && g.dilation == (1, 1) && g.groups == 1
+}
+
+/// The tile a convolution of this geometry runs fastest with, or `None` where the direct kernel
+/// ([`super::conv2d`]) is faster or Winograd does not apply. The thresholds are measured: one image, one
+/// thread, square maps of 1 to 112 and 8 to 512 channels in and out (`bench/RESULTS.md`, *Winograd*).
+///
+/// * Winograd at all needs 16 channels in and out (with 8, F(2×2) ran at 0.9x the direct kernel's speed,
+///   with 16 at 1.2-1.35x: the transforms cost per channel, the products per pair of channels) and 16 tiles of
+///   2×2 (a 7×7 map): every image reads all `α² · c_out · c_in` transformed filters, which a map of a few
+///   tiles does not pay back (512 channels: 0.6x at 4×4, 1.9x at 7×7).
+/// * F(4×4, 3×3) where it beat F(2×2): 32 channels from 28×28 on (at 32, even; at 64, 1.8x the direct
+///   kernel against 1.7x), 96 channels at 14×14 (at 64, even; at 256, 2.3x against 1.6x). Never on 7×7
+///   maps, which are 4 tiles of 4×4 (0.8-0.9x the direct kernel's speed).
+pub(crate) fn choose(g: &ConvGeometry) -> Option<Tile> {
+    if !applies(g) {
+        return None;
+    }
+    let channels = g.c_in.min(g.c_out);
+    let tiles = |m: usize| g.out.0.div_ceil(m) * g.out.1.div_ceil(m);
+    if channels < 16 || tiles(2) < 16 {
+        return None;
+    }
+    let f4 = (channels >= 32 && tiles(4) >= 49) || (channels >= 96 && tiles(4) >= 16);
+    Some(if f4 { Tile::F4 } else { Tile::F2 })
+}
+
+/// The filters of a `[c_out, c_in, 3, 3]` weight transformed for `tile`: `U_ξ = G g Gᵀ` for every output and
+/// input channel, laid out `[α²][c_out][c_in]` (one row-major `[c_out, c_in]` matrix per product). Computed in
+/// `f64` and rounded once.
+pub(crate) fn transform_filters(weight: &[f32], c_out: usize, c_in: usize, tile: Tile) -> Vec<f32> {
+    let g: &[[f64; 3]] = match tile {
+        Tile::F2 => &G2,
+        Tile::F4 => &G4,
+    };
+    let alpha = tile.alpha();
+    let plane = c_out * c_in;
+    assert_eq!(weight.len(), plane * 9, "a [c_out, c_in, 3, 3] weight");
+    let mut out = vec![0f32; alpha * alpha * plane];
+    // One product's matrix per task: `U_ξ[k][c] = Σ_ij G[a][i] w[k][c][i][j] G[b][j]`.
+    out.par_chunks_mut(plane).enumerate().for_each(|(xi, dst)| {
+        let (a, b) = (xi / alpha, xi % alpha);
+        let mut coef = [0f64; 9];
+        for i in 0..3 {
+            for j in 0..3 {
+                coef[i * 3 + j] = g[a][i] * g[b][j];
+            }
+        }
+        for (d, w) in dst.iter_mut().zip(weight.chunks_exact(9)) {
+            let sum: f64 = coef.iter().zip(w).map(|(&c, &v)| c * f64::from(v)).sum();
+            *d = sum as f32;
+        }
+    });
+    out
+}
+
+/// Tiles per block: about as many as keep the block's transformed input, `c_in · α² · tiles` values, within
+/// this many (half a MiB, inside a core's L2 cache with room for the products' output), but at least
+/// [`MIN_BLOCK`].
+const BLOCK_VALUES: usize = 1 << 17;
+
+/// [`BLOCK_VALUES`] for an image whose blocks are split between the threads: four times larger (2 MiB, in
+/// the shared L3 cache), since every block costs two hand-overs between threads (its input transform, then its
+/// products), each about 10 µs, as much as a small layer's whole block.
+const SPLIT_BLOCK_VALUES: usize = 4 * BLOCK_VALUES;
+
+/// The fewest tiles per block (unless the image has fewer). Every block reads all the transformed filters,
+/// `α² · c_out · c_in` values (16 MiB for F(2×2) at 512 channels), so with many channels, blocks sized for
+/// the L2 cache alone (16 tiles at 512) read them from memory several times per image: 512 channels of 14×14
+/// ran at 1.2x the direct kernel's speed instead of 1.9x.
+const MIN_BLOCK: usize = 64;
+
+/// Output channels whose products and output transform run together: their `M` block stays in cache, and with
+/// at most 48 (eight of the `gemm` crate's 6-column register tiles) the crate reads `V` in place instead of
+/// copying it into a packed buffer for every block.
+const CHANNEL_BLOCK: usize = 48;
+
+/// How one image's output is cut into tiles, and the tiles (numbered row by row) into blocks.
+#[derive(Debug, Clone, Copy)]
+struct Grid {
+    tile: Tile,
+    /// Tile columns, `⌈ow / m⌉`.
+    cols: usize,
+    /// Tiles, `⌈oh / m⌉ · cols`.
+    tiles: usize,
+    /// Tiles per block: a multiple of 16, the rows of the `gemm` crate's register tile (for a ragged product it
+    /// copies the operand into a packed buffer, and runs the last rows with a narrower kernel), unless the
+    /// image has fewer.
+    block: usize,
+    /// Distance between consecutive products' tiles in `V` and `M`: a block's tiles and [`LANES`] values of
+    /// slack (the transforms read and write whole runs of `LANES` tiles), rounded up to 64 bytes.
+    stride: usize,
+    /// Distance between consecutive channels in `V` and `M`: `α²` products' runs and 16 values more, so that
+    /// the rows a product reads are not a power of two apart (at 4 KiB apart, all of a product's rows map to the
+    /// same L1 cache set and evict each other: the products ran at half speed).
+    per_channel: usize,
+    /// For each column phase `p < m`, the phase-run indices `lo..hi` whose padded column `m·i + p` is inside
+    /// the input.
+    phases: [(usize, usize); 4],
+}
+
+impl Grid {
+    /// The grid of `g` with `tile`, blocks sized for `block_values` ([`BLOCK_VALUES`] or
+    /// [`SPLIT_BLOCK_VALUES`]).
+    fn new(g: &ConvGeometry, tile: Tile, block_values: usize) -> Grid {
+        let (m, alpha) = (tile.m(), tile.alpha());
+        let cols = g.out.1.div_ceil(m);
+        let tiles = g.out.0.div_ceil(m) * cols;
+        let most = (block_values / (g.c_in * alpha * alpha).max(1) / 16 * 16).max(MIN_BLOCK);
+        // Blocks of about equal size, so the last is not a sliver.
+        let blocks = tiles.div_ceil(most).max(1);
+        let block = tiles.div_ceil(blocks).next_multiple_of(16).min(tiles);
+        let stride = (block + LANES).next_multiple_of(16);
+        let run = cols + LANES;
+        let mut phases = [(0, 0); 4];
+        for (p, range) in phases.iter_mut().enumerate().take(m) {
+            *range = valid_range(p, g.pad_before.1, m, g.w, run);
+        }
+        Grid {
+            tile,
+            cols,
+            tiles,
+            block,
+            stride,
+            per_channel: alpha * alpha * stride + 16,
+            phases,
+        }
+    }
+
+    /// Values of one phase run: one per tile column, and [`LANES`] more for a run of tiles starting at the last
+    /// column (a tile's last `α - m` columns are the first ones of the next tile's phases).
+    fn run_len(&self) -> usize {
+        self.cols + LANES
+    }
+
+    /// Values of a row in phase layout: `m` phase runs.
+    fn row_len(&self) -> usize {
+        self.tile.m() * self.run_len()
+    }
+
+    /// The tile rows that the tiles `tiles` lie in, each with the columns `lo..hi` of its tiles among them.
+    fn rows(&self, tiles: &Range<usize>) -> impl Iterator<Item = (usize, Range<usize>)> + '_ {
+        let first = tiles.start / self.cols;
+        let last = tiles.end.div_ceil(self.cols);
+        let tiles = tiles.clone();
+        (first..last).map(move |ty| {
+            let row = ty * self.cols;
+            let lo = tiles.start.saturating_sub(row);
+            let hi = (tiles.end - row).min(self.cols);
+            (ty, lo..hi)
+        })
+    }
+}
+
+thread_local! {
+    /// Each thread's buffer for the transformed input `V` of a block, reused across calls; taken and put back
+    /// rather than borrowed, as `super::PATCHES` is, so a convolution stolen by a waiting thread allocates its
+    /// own instead of aliasing it.
+    static TRANSFORMED: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    /// Each thread's buffer for the products' output `M` of a block of output channels, likewise.
+    static PRODUCTS: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// Convolves `batch` images by Winograd: `x` holds image `n` at `x[n * image_stride..]` as a contiguous
+/// `[c_in, h, w]` block, `filters` is [`transform_filters`]'s output for `tile`. Returns the contiguous
+/// `[batch, c_out, oh, ow]` output with `epilogue` applied, as [`super::conv2d`] does. Needs [`applies`].
+pub(crate) fn conv2d(
+    x: &[f32],
+    batch: usize,
+    image_stride: usize,
+    filters: &[f32],
+    tile: Tile,
+    g: &ConvGeometry,
+    epilogue: &Epilogue,
+) -> Vec<f32> {
+    conv2d_for(
+        Isa::detect(),
+        x,
+        batch,
+        image_stride,
+        filters,
+        tile,
+        g,
+        epilogue,
+    )
+}
+
+/// [`conv2d`] with the transforms compiled for `isa`, which the CPU must support.
+#[allow(clippy::too_many_arguments)]
+fn conv2d_for(
+    isa: Isa,
+    x: &[f32],
+    batch: usize,
+    image_stride: usize,
+    filters: &[f32],
+    tile: Tile,
+    g: &ConvGeometry,
+    epilogue: &Epilogue,
+) -> Vec<f32> {
+    assert!(applies(g), "not a 3x3 stride-1 convolution: {g:?}");
+    let alpha = tile.alpha();
+    assert_eq!(
+        filters.len(),
+        alpha * alpha * g.c_out * g.c_in,
+        "filters transformed for another layer or tile"
+    );
+    let image_out = g.c_out * g.out.0 * g.out.1;
+    let mut out = vec![0f32; batch * image_out];
+    if image_out == 0 {
+        return out;
+    }
+    let threads = rayon::current_num_threads();
+    // Fewer images than threads: each image's blocks are split between the threads.
+    let split = threads > 1 && batch < threads;
+    let block_values = if split {
+        SPLIT_BLOCK_VALUES
+    } else {
+        BLOCK_VALUES
+    };
+    let grid = Grid::new(g, tile, block_values);
+    let layer = Layer {
+        isa,
+        grid,
+        filters,
+        g,
+        epilogue,
+    };
+    let image_in = g.c_in * g.h * g.w;
+    let image = |n: usize| &x[n * image_stride..n * image_stride + image_in];
+    if threads > 1 && !split {
+        // Enough images to keep every thread busy: one image per task.
+        out.par_chunks_mut(image_out)
+            .enumerate()
+            .for_each(|(n, dst)| layer.image(image(n), dst, false));
+    } else {
+        for (n, dst) in out.chunks_mut(image_out).enumerate() {
+            layer.image(image(n), dst, split);
+        }
+    }
+    out
+}
+
+/// One convolution: everything an image's computation reads besides the image.
+struct Layer<'a> {
+    isa: Isa,
+    grid: Grid,
+    filters: &'a [f32],
+    g: &'a ConvGeometry,
+    epilogue: &'a Epilogue,
+}
+
+/// A task's buffers for the input transform.
+#[derive(Default)]
+struct InputScratch {
+    /// The block's padded input rows of one channel in phase layout.
+    phased: Vec<f32>,
+}
+
+impl Layer<'_> {
+    /// One image `x` (`[c_in, h, w]`) into `dst` (`[c_out, oh, ow]`). `parallel` spreads each block's input
+    /// transform over the threads by channel, and its products and output transform by output channel.
+    fn image(&self, x: &[f32], dst: &mut [f32], parallel: bool) {
+        let (g, grid) = (self.g, &self.grid);
+        let per_channel = grid.per_channel;
+        let mut transformed = TRANSFORMED.take();
+        transformed.resize(g.c_in * per_channel, 0.0);
+        let plane_in = g.h * g.w;
+        let plane_out = g.out.0 * g.out.1;
+        for start in (0..grid.tiles).step_by(grid.block) {
+            let tiles = start..(start + grid.block).min(grid.tiles);
+            let input = |scratch: &mut InputScratch, (c, v): (usize, &mut [f32])| {
+                let src = &x[c * plane_in..(c + 1) * plane_in];
+                self.input_channel(src, tiles.clone(), scratch, v);
+            };
+            let products = |v: &[f32], (block, dst): (usize, &mut [f32]), block_channels: usize| {
+                self.output_channels(v, tiles.clone(), block * block_channels, dst);
+            };
+            if parallel {
+                transformed
+                    .par_chunks_mut(per_channel)
+                    .enumerate()
+                    .for_each_init(InputScratch::default, input);
+                let threads = rayon::current_num_threads();
+                // About one block of output channels per thread, a multiple of 8 (the `gemm` register tile's
+                // rows) so no thread gets a ragged remainder.
+                let block_channels = g
+                    .c_out
+                    .div_ceil(threads)
+                    .next_multiple_of(8)
+                    .clamp(1, g.c_out);
+                dst.par_chunks_mut(block_channels * plane_out)
+                    .enumerate()
+                    .for_each(|item| products(&transformed, item, block_channels));
+            } else {
+                let mut scratch = InputScratch::default();
+                transformed
+                    .chunks_mut(per_channel)
+                    .enumerate()
+                    .for_each(|item| input(&mut scratch, item));
+                products(&transformed, (0, dst), g.c_out);
+            }
+        }
+        TRANSFORMED.set(transformed);
+    }
+
+    /// The input transform of one channel's plane `src` (`[h, w]`) for the tiles `tiles`, into `v`
+    /// (`[α²][grid.stride]`, from the block's first tile).
+    fn input_channel(
+        &self,
+        src: &[f32],
+        tiles: Range<usize>,
+        scratch: &mut InputScratch,
+        v: &mut [f32],
+    ) {
+        match (self.isa, self.grid.tile) {
+            (Isa::Portable, Tile::F2) => input_tiles::<F2, false>(self, src, tiles, scratch, v),
+            (Isa::Portable, Tile::F4) => input_tiles::<F4, false>(self, src, tiles, scratch, v),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::Avx2Fma` is only chosen (by `detect` or `available`) on a CPU that has AVX2 and FMA.
+            (Isa::Avx2Fma, Tile::F2) => unsafe {
+                input_tiles_avx2::<F2>(self, src, tiles, scratch, v)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            (Isa::Avx2Fma, Tile::F4) => unsafe {
+                input_tiles_avx2::<F4>(self, src, tiles, scratch, v)
+            },
+        }
+    }
+
+    /// For the output channels `first..` that `dst` holds (whole `[oh, ow]` planes), the products of the tiles
+    /// `tiles` with the block's transformed input `v`, then their output transform into `dst`.
+    fn output_channels(&self, v: &[f32], tiles: Range<usize>, first: usize, dst: &mut [f32]) {
+        let (g, grid) = (self.g, &self.grid);
+        let alpha = grid.tile.alpha();
+        let xis = alpha * alpha;
+        let plane_out = g.out.0 * g.out.1;
+        let count = tiles.len();
+        let per_channel = grid.per_channel;
+        let mut m = PRODUCTS.take();
+        // With `LANES` values of slack at the end for the output transform's reads (see `output_tiles`).
+        m.resize(CHANNEL_BLOCK.min(g.c_out) * per_channel + LANES, 0.0);
+        for (block, planes) in dst.chunks_mut(CHANNEL_BLOCK * plane_out).enumerate() {
+            let channels = planes.len() / plane_out;
+            let k0 = first + block * CHANNEL_BLOCK;
+            for xi in 0..xis {
+                let u = &self.filters[(xi * g.c_out + k0) * g.c_in..][..channels * g.c_in];
+                // M_ξ [channels, tiles] = U_ξ [channels, c_in] × V_ξ [c_in, tiles], rows `per_channel` apart
+                // in both `V` and `M`.
+                matmul_strided(
+                    (channels, g.c_in, count),
+                    u,
+                    g.c_in,
+                    &v[xi * grid.stride..],
+                    per_channel,
+                    &mut m[xi * grid.stride..],
+                    per_channel,
+                );
+            }
+            for (i, plane) in planes.chunks_exact_mut(plane_out).enumerate() {
+                let channel = k0 + i;
+                let products = &m[i * per_channel..(i + 1) * per_channel + LANES];
+                self.output_channel(products, tiles.clone(), channel, plane);
+            }
+        }
+        PRODUCTS.set(m);
+    }
+
+    /// The output transform of one channel's products `m` (`[α²][grid.stride]`) for the tiles `tiles`, with
+    /// the epilogue, into its output plane `dst` (`[oh, ow]`).
+    fn output_channel(&self, m: &[f32], tiles: Range<usize>, channel: usize, dst: &mut [f32]) {
+        let finish = Finish {
+            scale: self.epilogue.scale.as_ref().map_or(1.0, |s| s[channel]),
+            shift: self.epilogue.shift.as_ref().map_or(0.0, |s| s[channel]),
+            relu: self.epilogue.relu,
+        };
+        let grid = &self.grid;
+        let out = self.g.out;
+        match (self.isa, grid.tile) {
+            (Isa::Portable, Tile::F2) => {
+                output_tiles::<F2, false>(grid, out, m, tiles, finish, dst)
+            }
+            (Isa::Portable, Tile::F4) => {
+                output_tiles::<F4, false>(grid, out, m, tiles, finish, dst)
+            }
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::Avx2Fma` is only chosen (by `detect` or `available`) on a CPU that has AVX2 and FMA.
+            (Isa::Avx2Fma, Tile::F2) => unsafe {
+                output_tiles_avx2::<F2>(grid, out, m, tiles, finish, dst)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            (Isa::Avx2Fma, Tile::F4) => unsafe {
+                output_tiles_avx2::<F4>(grid, out, m, tiles, finish, dst)
+            },
+        }
+    }
+}
+
+/// One output channel's epilogue: `act(scale · y + shift)`.
+#[derive(Debug, Clone, Copy)]
+struct Finish {
+    scale: f32,
+    shift: f32,
+    relu: bool,
+}
+
+/// Tiles transformed together, one per vector lane: eight 8-lane AVX2 registers' worth of each value.
+const LANES: usize = 8;
+
+/// A value of [`LANES`] tiles.
+type Lanes = [f32; LANES];
+
+/// [`input_tiles`] compiled with AVX2 and FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn input_tiles_avx2<T: Transform>(
+    layer: &Layer<'_>,
+    src: &[f32],
+    tiles: Range<usize>,
+    scratch: &mut InputScratch,
+    v: &mut [f32],
+) {
+    input_tiles::<T, true>(layer, src, tiles, scratch, v);
+}
+
+/// The input transform `V = Bᵀ d B` of the tiles `tiles` of one channel's plane `src`, into `v`
+/// (`[α²][grid.stride]`, from tile `tiles.start`).
+#[inline(always)]
+fn input_tiles<T: Transform, const FUSED: bool>(
+    layer: &Layer<'_>,
+    src: &[f32],
+    tiles: Range<usize>,
+    scratch: &mut InputScratch,
+    v: &mut [f32],
+) {
+    let (g, grid) = (layer.g, &layer.grid);
+    let (m, alpha) = (T::M, T::A);
+    let (run, row_len) = (grid.run_len(), grid.row_len());
+    let (pt, pl) = g.pad_before;
+    // The padded rows under the block's tile rows, in phase layout: padded column `m·i + p` at `p·run + i`.
+    let first_row = tiles.start / grid.cols;
+    let tile_rows = tiles.end.div_ceil(grid.cols) - first_row;
+    let padded_rows = m * tile_rows + alpha - m;
+    let InputScratch { phased } = scratch;
+    phased.resize(padded_rows * row_len, 0.0);
+    for (r, dst) in phased.chunks_exact_mut(row_len).enumerate() {
+        let Some(iy) = (m * first_row + r).checked_sub(pt).filter(|&iy| iy < g.h) else {
+            dst.fill(0.0);
+            continue;
+        };
+        let src_row = &src[iy * g.w..(iy + 1) * g.w];
+        for (p, phase) in dst.chunks_exact_mut(run).enumerate() {
+            let (lo, hi) = grid.phases[p];
+            phase[..lo].fill(0.0);
+            phase[hi..].fill(0.0);
+            if lo < hi {
+                let first = lo * m + p - pl;
+                let src = &src_row[first..first + (hi - lo - 1) * m + 1];
+                for (d, &s) in phase[lo..hi].iter_mut().zip(src.iter().step_by(m)) {
+                    *d = s;
+                }
+            }
+        }
+    }
+    // `LANES` tiles at a time, every value in registers: the patch `d`, `Bᵀ d` down its columns, then
+    // `(Bᵀ d) B` across. Column `j` of tile `tx` is phase `j mod m` at `tx + j / m`. The last run of a row may
+    // reach past its tiles: the phase runs are long enough to read, and what is written past the row's tiles
+    // is either overwritten by the next row's or lands in the slack at the end of each product's run
+    // (`Grid::stride`).
+    for (ty, columns) in grid.rows(&tiles) {
+        let patch_rows = &phased[(ty - first_row) * m * row_len..][..alpha * row_len];
+        for tx in columns.step_by(LANES) {
+            // Where tile `(ty, tx)` is in the block.
+            let at = ty * grid.cols + tx - tiles.start;
+            let mut d = [[[0f32; LANES]; 6]; 6];
+            for (r, d_row) in d.iter_mut().enumerate().take(alpha) {
+                let row = &patch_rows[r * row_len..][..row_len];
+                for (j, d) in d_row.iter_mut().enumerate().take(alpha) {
+                    d.copy_from_slice(&row[(j % m) * run + j / m + tx..][..LANES]);
+                }
+            }
+            // Bᵀ down each column of the patch, then B across each row of the result.
+            let mut down = [[[0f32; LANES]; 6]; 6];
+            for j in 0..alpha {
+                let column = T::input::<FUSED>(&std::array::from_fn(|r| d[r][j]));
+                for (a, value) in column.iter().enumerate().take(alpha) {
+                    down[a][j] = *value;
+                }
+            }
+            for (a, down_row) in down.iter().enumerate().take(alpha) {
+                let across = T::input::<FUSED>(down_row);
+                for (b, value) in across.iter().enumerate().take(alpha) {
+                    v[(a * alpha + b) * grid.stride + at..][..LANES].copy_from_slice(value);
+                }
+            }
+        }
+    }
+}
+
+/// [`output_tiles`] compiled with AVX2 and FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn output_tiles_avx2<T: Transform>(
+    grid: &Grid,
+    out: (usize, usize),
+    m: &[f32],
+    tiles: Range<usize>,
+    finish: Finish,
+    dst: &mut [f32],
+) {
+    output_tiles::<T, true>(grid, out, m, tiles, finish, dst);
+}
+
+/// The output transform `Y = Aᵀ M A` of the tiles `tiles` of one output channel, whose products `m` are laid
+/// out `[α²][grid.stride]` from tile `tiles.start`, with `finish` applied, into the channel's `[oh, ow]` plane
+/// `dst` (`out` being `(oh, ow)`); the parts of edge tiles past the output are dropped.
+#[inline(always)]
+fn output_tiles<T: Transform, const FUSED: bool>(
+    grid: &Grid,
+    (oh, ow): (usize, usize),
+    m: &[f32],
+    tiles: Range<usize>,
+    finish: Finish,
+    dst: &mut [f32],
+) {
+    let (side, alpha) = (T::M, T::A);
+    let Finish { scale, shift, relu } = finish;
+    for (ty, columns) in grid.rows(&tiles) {
+        // `LANES` tiles at a time, as in `input_tiles` (each product's run has `LANES` values of slack for the
+        // last run's reads); only the row's tiles among `tiles` are written.
+        let end = columns.end;
+        for tx in columns.step_by(LANES) {
+            let at = ty * grid.cols + tx - tiles.start;
+            let mut products = [[[0f32; LANES]; 6]; 6];
+            for (a, row) in products.iter_mut().enumerate().take(alpha) {
+                for (b, value) in row.iter_mut().enumerate().take(alpha) {
+                    value.copy_from_slice(&m[(a * alpha + b) * grid.stride + at..][..LANES]);
+                }
+            }
+            // Aᵀ across each row of products, then down each column of the result: `y = Aᵀ M A`.
+            let mut across = [[[0f32; LANES]; 4]; 6];
+            for (a, across_row) in across.iter_mut().enumerate().take(alpha) {
+                *across_row = T::output::<FUSED>(&products[a]);
+            }
+            let mut y = [[[0f32; LANES]; 4]; 4];
+            for j in 0..side {
+                let column = T::output::<FUSED>(&std::array::from_fn(|a| across[a][j]));
+                for (i, value) in column.iter().enumerate().take(side) {
+                    y[i][j] = *value;
+                }
+            }
+            // The output columns these tiles cover, clipped to the map.
+            let x0 = tx * side;
+            let width = (LANES.min(end - tx) * side).min(ow - x0);
+            for (i, y_row) in y.iter().enumerate().take(side) {
+                let oy = ty * side + i;
+                if oy >= oh {
+                    break;
+                }
+                // Interleaved into output order: tile `l`'s column `j` is output column `x0 + side·l + j`.
+                let mut row = [0f32; 4 * LANES];
+                for l in 0..LANES {
+                    for j in 0..side {
+                        row[l * side + j] = y_row[j][l];
+                    }
+                }
+                for v in &mut row {
+                    *v = *v * scale + shift;
+                    if relu {
+                        *v = v.max(0.0);
+                    }
+                }
+                let dst_row = &mut dst[oy * ow + x0..][..width];
+                if width == side * LANES {
+                    // A copy of a size known at compile time, inlined rather than a call to `memcpy`.
+                    dst_row.copy_from_slice(&row[..side * LANES]);
+                } else {
+                    dst_row.copy_from_slice(&row[..width]);
+                }
+            }
+        }
+    }
+}
+
+/// `dst [m, n] = lhs [m, k] × rhs [k, n]`, each row-major with unit column stride and the given row strides.
+/// Single-threaded.
+fn matmul_strided(
+    (m, k, n): (usize, usize, usize),
+    lhs: &[f32],
+    lhs_rs: usize,
+    rhs: &[f32],
+    rhs_rs: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let span = |rows: usize, rs: usize, cols: usize| (rows - 1) * rs + cols;
+    assert!(
+        lhs_rs >= k && rhs_rs >= n && dst_rs >= n,
+        "matmul rows overlap"
+    );
+    assert!(
+        lhs.len() >= span(m, lhs_rs, k)
+            && (k == 0 || rhs.len() >= span(k, rhs_rs, n))
+            && dst.len() >= span(m, dst_rs, n),
+        "matmul operands too short"
+    );
+    if k == 0 {
+        for row in dst.chunks_mut(dst_rs).take(m) {
+            row[..n].fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: the asserts above put every element `gemm` touches, `lhs[i * lhs_rs + l]`,
+    // `rhs[l * rhs_rs + j]` and `dst[i * dst_rs + j]` for `i < m`, `l < k`, `j < n`, inside its slice, and the
+    // row strides are at least the row lengths, so no two destination elements coincide; `dst` is borrowed
+    // mutably and does not alias the inputs.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            false,
+            lhs.as_ptr(),
+            1,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            1,
+            rhs_rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{naive_conv, out_len, values};
+    use super::*;
+
+    fn geometry(
+        c_in: usize,
+        (h, w): (usize, usize),
+        c_out: usize,
+        pad: [usize; 4],
+    ) -> ConvGeometry {
+        let [top, bottom, left, right] = pad;
+        ConvGeometry {
+            c_in,
+            h,
+            w,
+            c_out,
+            kernel: (3, 3),
+            stride: (1, 1),
+            pad_before: (top, left),
+            dilation: (1, 1),
+            groups: 1,
+            out: (
+                out_len(h, 3, 1, (top, bottom), 1),
+                out_len(w, 3, 1, (left, right), 1),
+            ),
+        }
+    }
+
+    /// The largest difference from `want`, over the largest value of `want` (at least 1).
+    fn relative_error(got: &[f32], want: &[f32]) -> f32 {
+        assert_eq!(got.len(), want.len());
+        let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let diff = got
+            .iter()
+            .zip(want)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        diff / scale
+    }
+
+    #[test]
+    fn every_tile_and_instruction_set_matches_the_definition() {
+        // (c_in, (h, w), c_out, pad [top, bottom, left, right], batch): odd sizes, maps smaller than a tile,
+        // asymmetric padding, more than one block of tiles (starting mid-row) and of output channels, with
+        // the blocks sized both for one image per thread and for an image split between threads.
+        let cases = [
+            (1, (1, 1), 1, [1, 1, 1, 1], 1),
+            (2, (5, 7), 3, [0, 0, 0, 0], 2),
+            (3, (5, 7), 4, [1, 1, 1, 1], 3),
+            (4, (13, 13), 5, [2, 2, 2, 2], 1),
+            (3, (6, 9), 2, [0, 2, 1, 0], 2),
+            (5, (3, 3), 2, [0, 0, 0, 0], 1),
+            (8, (40, 37), 50, [1, 1, 1, 1], 1),
+            (70, (30, 30), 9, [1, 1, 1, 1], 2),
+            (130, (40, 40), 5, [1, 1, 1, 1], 1),
+        ];
+        // One thread, an image per thread, and images split between threads.
+        let pools: Vec<rayon::ThreadPool> = [1, 2, 3]
+            .iter()
+            .map(|&n| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        for (case, &(c_in, size, c_out, pad, batch)) in cases.iter().enumerate() {
+            let g = geometry(c_in, size, c_out, pad);
+            let x = values(batch * c_in * size.0 * size.1, case as u32);
+            let weight = values(c_out * c_in * 9, 50 + case as u32);
+            let want = naive_conv(&x, batch, &weight, &g);
+            for tile in [Tile::F2, Tile::F4] {
+                let filters = transform_filters(&weight, c_out, c_in, tile);
+                for (isa, pool) in Isa::available()
+                    .into_iter()
+                    .flat_map(|isa| pools.iter().map(move |p| (isa, p)))
+                {
+                    let got = pool.install(|| {
+                        conv2d_for(
+                            isa,
+                            &x,
+                            batch,
+                            c_in * size.0 * size.1,
+                            &filters,
+                            tile,
+                            &g,
+                            &Epilogue::default(),
+                        )
+                    });
+                    let error = relative_error(&got, &want);
+                    let bound = if tile == Tile::F2 { 1e-5 } else { 5e-5 };
+                    let threads = pool.current_num_threads();
+                    assert!(
+                        error <= bound,
+                        "case {case} {tile:?} {isa:?} {threads} threads: relative error {error}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_epilogue_applies_per_output_channel() {
+        let g = geometry(3, (7, 6), 4, [1, 1, 1, 1]);
+        let x = values(3 * 7 * 6, 1);
+        let weight = values(4 * 3 * 9, 2);
+        let want = naive_conv(&x, 1, &weight, &g);
+        let epilogue = Epilogue {
+            scale: Some(values(4, 3)),
+            shift: Some(values(4, 4)),
+            relu: true,
+        };
+        let plane = g.out.0 * g.out.1;
+        let filters = transform_filters(&weight, 4, 3, Tile::F2);
+        let got = conv2d(&x, 1, 3 * 7 * 6, &filters, Tile::F2, &g, &epilogue);
+        for (i, (&a, &e)) in got.iter().zip(&want).enumerate() {
+            let c = i / plane;
+            let e = (e * epilogue.scale.as_ref().unwrap()[c] + epilogue.shift.as_ref().unwrap()[c])
+                .max(0.0);
+            assert!((a - e).abs() < 1e-5, "element {i}: {a} vs {e}");
+        }
+    }
+}

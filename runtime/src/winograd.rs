@@ -1,0 +1,75 @@
+//! Winograd convolutions at the tensor level: which layers a [`Plan`](crate::plan::Plan) runs by Winograd, the
+//! transformed filters each layer prepares once ([`crate::prepared`]), and an entry point that forces a tile,
+//! for tests and benchmarks that compare the paths. The kernel is `crate::cpu::winograd`.
+
+use candle_core::{Result, Tensor};
+
+use crate::cpu::{self, ConvGeometry, Epilogue};
+use crate::fused::{
+    conv_geometry, conv_kernels_apply, cpu_tensor, epilogue, with_f32, with_images,
+};
+use crate::prepared::PreparedKind;
+use crate::{BatchNorm, Conv2d};
+
+pub use crate::cpu::winograd::Tile;
+
+/// The tile a plan runs a convolution of this geometry with, `None` for the direct kernel.
+pub(crate) fn choose(geometry: &ConvGeometry) -> Option<Tile> {
+    cpu::winograd::choose(geometry)
+}
+
+/// `conv`'s output on `x` by Winograd with `tile`, `epilogue` applied; the CPU kernels must apply
+/// ([`conv_kernels_apply`]) and so must Winograd (a 3×3, stride-1, undilated, ungrouped convolution). The
+/// transformed filters are taken from the layer, prepared there on first use.
+pub(crate) fn run(
+    x: &Tensor,
+    conv: &Conv2d,
+    geometry: &ConvGeometry,
+    epilogue: &Epilogue,
+    tile: Tile,
+) -> Result<Tensor> {
+    let (c_out, c_in) = (geometry.c_out, geometry.c_in);
+    let filters = conv
+        .prepared()
+        .get_or_prepare(PreparedKind::Winograd(tile), || {
+            with_f32(conv.weight(), |w| {
+                cpu::winograd::transform_filters(w, c_out, c_in, tile)
+            })
+        })?;
+    let n = x.dim(0)?;
+    let out = with_images(x, |images, image_stride| {
+        cpu::winograd::conv2d(images, n, image_stride, &filters, tile, geometry, epilogue)
+    })?;
+    let (oh, ow) = geometry.out;
+    Ok(cpu_tensor(out, (n, c_out, oh, ow)))
+}
+
+/// `relu(bn(conv(x)))`, the batch norm and ReLU optional, as [`crate::conv_bn_act`] computes it in inference,
+/// but always by Winograd with `tile`, whatever a plan would choose for the layer: for comparing the paths.
+/// The transformed filters are prepared in `conv` on first use and kept, as in a plan.
+///
+/// An error unless the CPU kernels apply (a CPU `f32` input and weight, no gradient wanted) and the convolution
+/// is 3×3 with stride 1, dilation 1 and one group.
+pub fn conv_bn_act_winograd(
+    x: &Tensor,
+    conv: &Conv2d,
+    bn: Option<&BatchNorm>,
+    relu: bool,
+    tile: Tile,
+) -> Result<Tensor> {
+    if !conv_kernels_apply(x, conv, bn) {
+        return Err(crate::error(
+            "Winograd convolution needs a CPU f32 input and weight that no gradient is wanted for",
+        ));
+    }
+    let geometry = conv_geometry(x, conv)?;
+    if !cpu::winograd::applies(&geometry) {
+        return Err(crate::error(format!(
+            "Winograd convolution needs a 3x3 kernel, stride 1, dilation 1 and one group, found kernel {:?}, \
+             stride {:?}, dilation {:?}, {} groups",
+            geometry.kernel, geometry.stride, geometry.dilation, geometry.groups
+        )));
+    }
+    let epilogue = epilogue(conv, bn, relu, geometry.c_out)?;
+    run(x, conv, &geometry, &epilogue, tile)
+}

@@ -1,0 +1,367 @@
+//! Winograd convolutions (`archc_runtime::winograd`): both tiles against the direct CPU kernel and against
+//! candle's own `conv2d` with the batch norm and ReLU as candle layers, over small versions of the zoo's 3×3
+//! stride-1 layers; and the transformed filters each layer prepares once: made on first use, kept per layer,
+//! dropped by `forget_prepared`, the same results warm or cold.
+//!
+//! Bounds, on `max |a - b| / max(1, max |b|)` (`tests/support/compare.rs`): 1e-5 for F(2×2, 3×3), whose
+//! transforms only add and halve. 5e-5 for F(4×4, 3×3): its transforms multiply by up to 8 (`Aᵀ`) and 5
+//! (`Bᵀ`) and its filter transform by 1/24, so each output sums products that are each rounded at a larger
+//! scale than the output; over the zoo's layer sizes (`bench/RESULTS.md`, *Winograd*) its error runs 5-15x
+//! F(2×2)'s, about 1e-5 at 512 channels, and 5e-5 leaves room under the 1e-4 that whole networks are held to
+//! against PyTorch.
+
+mod common;
+#[path = "../../tests/support/compare.rs"]
+mod compare;
+
+use archc_runtime::candle_core::{Device, Tensor, Var};
+use archc_runtime::nn::{Describe, Op, Optimizations, Plan};
+use archc_runtime::winograd::{conv_bn_act_winograd, Tile};
+use archc_runtime::{BatchNorm, Conv2d, Conv2dSpec, Pad2d};
+use common::{values, Rng};
+use compare::relative_error;
+
+const F2_TOLERANCE: f32 = 1e-5;
+const F4_TOLERANCE: f32 = 5e-5;
+
+fn tolerance(tile: Tile) -> f32 {
+    match tile {
+        Tile::F2 => F2_TOLERANCE,
+        Tile::F4 => F4_TOLERANCE,
+    }
+}
+
+fn tensor(rng: &mut Rng, dims: &[usize]) -> Tensor {
+    let len = dims.iter().product();
+    Tensor::from_vec(rng.vec(len), dims, &Device::Cpu).unwrap()
+}
+
+/// A batch norm with random statistics (variance in [0.5, 1.5)), weight and bias.
+fn batch_norm(rng: &mut Rng, channels: usize) -> BatchNorm {
+    let mean = tensor(rng, &[channels]);
+    let var = tensor(rng, &[channels]).affine(0.5, 1.0).unwrap();
+    let weight = tensor(rng, &[channels]);
+    let bias = tensor(rng, &[channels]);
+    let inner =
+        archc_runtime::candle_nn::BatchNorm::new(channels, mean, var, weight, bias, 1e-5).unwrap();
+    BatchNorm::new(inner, channels).unwrap()
+}
+
+/// A 3×3 convolution with `pad` on every side, weights scaled as Kaiming's `sqrt(2 / fan_in)` would (so
+/// outputs stay of order 1 whatever the channel count), with or without a bias.
+fn conv3x3(rng: &mut Rng, c_in: usize, c_out: usize, pad: usize, bias: bool) -> Conv2d {
+    let scale = (2.0 / (9 * c_in) as f64).sqrt();
+    let weight = tensor(rng, &[c_out, c_in, 3, 3])
+        .affine(scale * 3f64.sqrt(), 0.0)
+        .unwrap();
+    let bias = bias.then(|| tensor(rng, &[c_out]));
+    let spec = Conv2dSpec {
+        pad: Pad2d::uniform(pad),
+        ..Conv2dSpec::default()
+    };
+    Conv2d::new(weight, bias, spec).unwrap()
+}
+
+/// A convolution, optionally followed by a batch norm and a ReLU, described for a plan.
+struct Layer {
+    conv: Conv2d,
+    bn: Option<BatchNorm>,
+    relu: bool,
+}
+
+impl Describe for Layer {
+    fn describe(&self) -> Op<'_> {
+        let mut ops = vec![Op::Conv(&self.conv)];
+        if let Some(bn) = &self.bn {
+            ops.push(Op::BatchNorm(bn));
+        }
+        if self.relu {
+            ops.push(Op::Relu);
+        }
+        Op::Chain(ops)
+    }
+}
+
+impl Layer {
+    fn winograd(&self, x: &Tensor, tile: Tile) -> Tensor {
+        conv_bn_act_winograd(x, &self.conv, self.bn.as_ref(), self.relu, tile).unwrap()
+    }
+}
+
+/// The direct CPU kernel (im2col and one product per image), batch norm and ReLU folded.
+fn direct() -> Plan {
+    Plan::new(Optimizations {
+        winograd: false,
+        ..Optimizations::ALL
+    })
+}
+
+/// candle's layers one by one.
+fn candle() -> Plan {
+    Plan::new(Optimizations::NONE)
+}
+
+fn run(plan: &Plan, x: &Tensor, layer: &Layer) -> Tensor {
+    plan.run(x, false, layer).unwrap().expect("a CPU f32 input")
+}
+
+#[test]
+fn both_tiles_match_the_direct_kernel_and_candle_on_zoo_shapes() {
+    // (c_in, c_out): the zoo's 3×3 stride-1 layers at small widths — GoogLeNet's branch2/branch3 (96 -> 128,
+    // 16 -> 32, 24 -> 64, 48 -> 128 at full width), ResNet's 64 -> 64, Inception-v3's 48 -> 64 and 64 -> 96
+    // — and the smallest (one channel, an image's first layer with three).
+    let channels = [
+        (1, 1),
+        (3, 8),
+        (12, 16),
+        (16, 32),
+        (24, 64),
+        (48, 64),
+        (64, 64),
+        (64, 96),
+    ];
+    let mut rng = Rng::new(13);
+    let mut worst = [0f32; 2];
+    let mut checked = 0;
+    for (c_in, c_out) in channels {
+        for (h, w) in [(1, 1), (5, 7), (13, 13)] {
+            for pad in [0, 1, 2] {
+                if h + 2 * pad < 3 || w + 2 * pad < 3 {
+                    continue;
+                }
+                // A bias alone; batch norm and ReLU (the zoo's conv -> bn -> relu); nothing after it.
+                for (bias, bn, relu) in [
+                    (true, false, false),
+                    (false, true, true),
+                    (false, false, false),
+                ] {
+                    let layer = Layer {
+                        conv: conv3x3(&mut rng, c_in, c_out, pad, bias),
+                        bn: bn.then(|| batch_norm(&mut rng, c_out)),
+                        relu,
+                    };
+                    for batch in [1, 3] {
+                        let x = tensor(&mut rng, &[batch, c_in, h, w]);
+                        let want_direct = run(&direct(), &x, &layer);
+                        let want_candle = run(&candle(), &x, &layer);
+                        for (i, tile) in [Tile::F2, Tile::F4].into_iter().enumerate() {
+                            let got = layer.winograd(&x, tile);
+                            let what = format!(
+                                "{tile:?} {c_in} -> {c_out}, {h}x{w}, pad {pad}, bias {bias}, bn {bn}, \
+                                 relu {relu}, batch {batch}"
+                            );
+                            for (against, want) in
+                                [("direct", &want_direct), ("candle", &want_candle)]
+                            {
+                                let error = relative_error(&got, want);
+                                assert!(
+                                    error <= tolerance(tile),
+                                    "{what}: relative error {error} against {against}"
+                                );
+                                worst[i] = worst[i].max(error);
+                            }
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!(
+        "{checked} cases; largest relative error F(2x2, 3x3) {:.2e}, F(4x4, 3x3) {:.2e}",
+        worst[0], worst[1]
+    );
+    assert!(checked > 500, "only {checked} cases checked");
+}
+
+#[test]
+fn asymmetric_padding_matches_the_direct_kernel() {
+    // PyTorch's padding='same' pads evenly for a 3×3 kernel, but a Conv2dSpec may pad each side differently.
+    let mut rng = Rng::new(14);
+    let pad = Pad2d {
+        top: 0,
+        bottom: 2,
+        left: 1,
+        right: 0,
+    };
+    let spec = Conv2dSpec {
+        pad,
+        ..Conv2dSpec::default()
+    };
+    let layer = Layer {
+        conv: Conv2d::new(tensor(&mut rng, &[20, 17, 3, 3]), None, spec).unwrap(),
+        bn: None,
+        relu: false,
+    };
+    let x = tensor(&mut rng, &[2, 17, 9, 6]);
+    let want = run(&direct(), &x, &layer);
+    for tile in [Tile::F2, Tile::F4] {
+        let error = relative_error(&layer.winograd(&x, tile), &want);
+        assert!(error <= tolerance(tile), "{tile:?}: relative error {error}");
+    }
+}
+
+#[test]
+fn a_plan_takes_winograd_only_where_it_is_on_and_chosen() {
+    let mut rng = Rng::new(15);
+    let x = tensor(&mut rng, &[2, 64, 14, 14]);
+    let wide = Layer {
+        conv: conv3x3(&mut rng, 64, 64, 1, false),
+        bn: Some(batch_norm(&mut rng, 64)),
+        relu: true,
+    };
+    // Off: the direct kernel, nothing prepared.
+    let want = run(&direct(), &x, &wide);
+    assert_eq!(wide.conv.prepared_bytes(), 0);
+    // On (every optimisation): Winograd for 64 channels of 14×14, its filters kept in the layer.
+    let got = run(&Plan::default(), &x, &wide);
+    let error = relative_error(&got, &want);
+    assert!(error <= F4_TOLERANCE, "relative error {error}");
+    assert!(wide.conv.prepared_bytes() > 0, "the plan ran Winograd");
+    // Too few channels for the transforms to pay back: the direct kernel even with Winograd on.
+    let narrow = Layer {
+        conv: conv3x3(&mut rng, 4, 8, 1, true),
+        bn: None,
+        relu: true,
+    };
+    let x = tensor(&mut rng, &[1, 4, 14, 14]);
+    run(&Plan::default(), &x, &narrow);
+    assert_eq!(narrow.conv.prepared_bytes(), 0);
+    // Not 3×3 stride 1: never.
+    let strided = Conv2d::new(
+        tensor(&mut rng, &[32, 32, 3, 3]),
+        None,
+        Conv2dSpec {
+            stride: (2, 2),
+            pad: Pad2d::uniform(1),
+            ..Conv2dSpec::default()
+        },
+    )
+    .unwrap();
+    let x = tensor(&mut rng, &[1, 32, 14, 14]);
+    let err = conv_bn_act_winograd(&x, &strided, None, false, Tile::F2).unwrap_err();
+    assert!(err.to_string().contains("stride 1"), "{err}");
+    let strided = Layer {
+        conv: strided,
+        bn: None,
+        relu: false,
+    };
+    run(&Plan::default(), &x, &strided);
+    assert_eq!(strided.conv.prepared_bytes(), 0);
+}
+
+#[test]
+fn filters_are_prepared_once_and_give_the_same_results_warm_or_cold() {
+    let mut rng = Rng::new(16);
+    let layer = Layer {
+        conv: conv3x3(&mut rng, 24, 40, 1, true),
+        bn: Some(batch_norm(&mut rng, 40)),
+        relu: true,
+    };
+    let x = tensor(&mut rng, &[3, 24, 13, 13]);
+    assert_eq!(
+        layer.conv.prepared_bytes(),
+        0,
+        "nothing before the first call"
+    );
+    let cold = layer.winograd(&x, Tile::F2);
+    let f2_bytes = 16 * 40 * 24 * 4;
+    assert_eq!(
+        layer.conv.prepared_bytes(),
+        f2_bytes,
+        "16 transformed 40x24 matrices"
+    );
+    let warm = layer.winograd(&x, Tile::F2);
+    assert_eq!(values(&warm), values(&cold), "warm and cold differ");
+    // Each tile keeps its own.
+    let f4_cold = layer.winograd(&x, Tile::F4);
+    assert_eq!(layer.conv.prepared_bytes(), f2_bytes + 36 * 40 * 24 * 4);
+    assert_eq!(values(&layer.winograd(&x, Tile::F4)), values(&f4_cold));
+    // Forgotten, then prepared again: the same values.
+    layer.conv.forget_prepared();
+    assert_eq!(layer.conv.prepared_bytes(), 0);
+    assert_eq!(values(&layer.winograd(&x, Tile::F2)), values(&cold));
+    assert_eq!(layer.conv.prepared_bytes(), f2_bytes);
+}
+
+#[test]
+fn each_layer_keeps_its_own_filters_and_clones_share_them() {
+    let mut rng = Rng::new(17);
+    let layers: Vec<Layer> = (0..3)
+        .map(|_| Layer {
+            conv: conv3x3(&mut rng, 16, 16, 1, false),
+            bn: None,
+            relu: false,
+        })
+        .collect();
+    let x = tensor(&mut rng, &[1, 16, 7, 7]);
+    let want: Vec<Tensor> = layers.iter().map(|l| run(&direct(), &x, l)).collect();
+    // Interleaved, twice: every layer with its own weights, whichever ran before it.
+    for _ in 0..2 {
+        for (layer, want) in layers.iter().zip(&want) {
+            let error = relative_error(&layer.winograd(&x, Tile::F2), want);
+            assert!(error <= F2_TOLERANCE, "relative error {error}");
+        }
+    }
+    // Forgetting one layer's filters leaves the others'.
+    layers[1].conv.forget_prepared();
+    assert_eq!(layers[1].conv.prepared_bytes(), 0);
+    assert!(layers[0].conv.prepared_bytes() > 0 && layers[2].conv.prepared_bytes() > 0);
+    // A clone holds the same weight tensor, so it shares what was prepared from it.
+    let clone = layers[0].conv.clone();
+    assert_eq!(clone.prepared_bytes(), layers[0].conv.prepared_bytes());
+    clone.forget_prepared();
+    assert_eq!(layers[0].conv.prepared_bytes(), 0);
+}
+
+#[test]
+fn forget_prepared_follows_weights_written_in_place() {
+    // A detached `Var` is not a variable, yet it shares the `Var`'s storage: loading or training the `Var`
+    // changes the layer's weight in place. The prepared filters are the weight as it was; the network's
+    // `forget_prepared` makes the next call prepare them from the new weight.
+    let mut rng = Rng::new(18);
+    let var = Var::from_tensor(&tensor(&mut rng, &[32, 32, 3, 3])).unwrap();
+    let spec = Conv2dSpec {
+        pad: Pad2d::uniform(1),
+        ..Conv2dSpec::default()
+    };
+    let layer = Layer {
+        conv: Conv2d::new(var.as_tensor().detach(), None, spec).unwrap(),
+        bn: None,
+        relu: false,
+    };
+    let x = tensor(&mut rng, &[1, 32, 14, 14]);
+    let plan = Plan::default();
+    let before = run(&plan, &x, &layer);
+    assert!(layer.conv.prepared_bytes() > 0, "the plan ran Winograd");
+    var.set(&tensor(&mut rng, &[32, 32, 3, 3])).unwrap();
+    // Until told, the layer keeps computing with the filters it prepared (the documented contract).
+    assert_eq!(values(&run(&plan, &x, &layer)), values(&before));
+    Plan::forget_prepared(&layer);
+    let after = run(&plan, &x, &layer);
+    let error = relative_error(&after, &run(&direct(), &x, &layer));
+    assert!(error <= F4_TOLERANCE, "relative error {error}");
+    assert_ne!(values(&after), values(&before));
+}
+
+#[test]
+fn layers_that_want_gradients_run_as_candle_ops_and_prepare_nothing() {
+    let mut rng = Rng::new(19);
+    let var = Var::from_tensor(&tensor(&mut rng, &[32, 32, 3, 3])).unwrap();
+    let spec = Conv2dSpec {
+        pad: Pad2d::uniform(1),
+        ..Conv2dSpec::default()
+    };
+    let layer = Layer {
+        conv: Conv2d::new(var.as_tensor().clone(), None, spec).unwrap(),
+        bn: None,
+        relu: false,
+    };
+    let x = tensor(&mut rng, &[1, 32, 14, 14]);
+    let y = run(&Plan::default(), &x, &layer);
+    assert_eq!(layer.conv.prepared_bytes(), 0);
+    // The gradient reaches the weight.
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(var.as_tensor()).is_some());
+    assert!(conv_bn_act_winograd(&x, &layer.conv, None, false, Tile::F2).is_err());
+}

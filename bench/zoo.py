@@ -193,7 +193,10 @@ def main():
                         help="archc optimisation sets to time (bench_zoo --optimizations), the first being "
                              "the one the ratio is taken for")
     parser.add_argument("--bin", default=ARCHC_BIN, help="a prebuilt bench_zoo binary")
+    parser.add_argument("--before", help="another bench_zoo binary (an earlier commit's build) to time with all "
+                             "optimisations in the same rounds, as `archc before`")
     parser.add_argument("--build", action="store_true", help="cargo build the binary first")
+    parser.add_argument("--check-only", action="store_true", help="check the logits, time nothing")
     parser.add_argument("--workdir", help="keep weights here (reused when present) instead of a temp dir")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--net", help=argparse.SUPPRESS)
@@ -225,18 +228,27 @@ def main():
             print(f"{net:20} archc {variant:40} logits relative error {errors[(net, variant)]:.2e}",
                   file=sys.stderr)
 
-    engines = [("PyTorch eager", None)] + [(f"archc {v}", v) for v in args.variants]
+    if args.check_only:
+        worst = max(errors.values())
+        print(f"worst logits relative error {worst:.1e}")
+        sys.exit(0 if worst <= TOLERANCE else 1)
+    engines = [("PyTorch eager", None, None)] + [(f"archc {v}", v, binary) for v in args.variants]
+    if args.before:
+        before = os.path.abspath(args.before)
+        engines.append(("archc before", "all", before))
+        for net in args.nets:
+            errors[(net, "before")] = check(before, net, "all", workdir)
     best = {}
     for _ in range(args.rounds):
         for net in args.nets:
             for threads in args.threads:
-                for label, variant in engines:
+                for label, variant, program in engines:
                     if variant is None:
                         cmd = [sys.executable, os.path.abspath(__file__), "--worker", "pytorch", "--net", net,
                                "--threads", str(threads), "--iters", str(args.iters), "--warmup",
                                str(args.warmup), "--workdir", workdir]
                     else:
-                        cmd = archc_cmd(binary, net, variant, workdir, args.iters, args.warmup)
+                        cmd = archc_cmd(program, net, variant, workdir, args.iters, args.warmup)
                     ms = run_child(cmd, thread_env(threads))["ms_per_batch"]
                     key = (net, threads, label)
                     best[key] = min(ms, best.get(key, float("inf")))
@@ -248,8 +260,10 @@ def main():
           f"batch 1, median of {args.iters} passes after {args.warmup} warm-up, best of {args.rounds} round(s).\n")
     header = ["network", "input"]
     for threads in args.threads:
-        header += [f"PyTorch {threads}T (ms)"] + [f"archc {v} {threads}T (ms)" for v in args.variants]
+        header += [f"PyTorch {threads}T (ms)"] + [f"{label} {threads}T (ms)" for label, _, _ in engines[1:]]
         header += [f"archc ÷ PyTorch {threads}T"]
+        if args.before:
+            header += [f"before ÷ PyTorch {threads}T"]
     header += ["logits rel. error"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
@@ -260,11 +274,13 @@ def main():
         for threads in args.threads:
             torch_ms = best[(net, threads, "PyTorch eager")]
             row.append(f"{torch_ms:.1f}")
-            for _, variant in engines[1:]:
-                row.append(f"{best[(net, threads, f'archc {variant}')]:.1f}")
+            for label, _, _ in engines[1:]:
+                row.append(f"{best[(net, threads, label)]:.1f}")
             ratio = best[(net, threads, f"archc {args.variants[0]}")] / torch_ms
             row.append(f"**{ratio:.2f}x**" if ratio > 1 else f"{ratio:.2f}x")
-        worst = max(errors[(net, v)] for v in args.variants)
+            if args.before:
+                row.append(f"{best[(net, threads, 'archc before')] / torch_ms:.2f}x")
+        worst = max(e for (n, _), e in errors.items() if n == net)
         if not worst <= TOLERANCE:
             failed = True
         row.append(f"{worst:.1e}" if worst <= TOLERANCE else f"MISMATCH {worst:.1e}")

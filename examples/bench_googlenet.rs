@@ -8,7 +8,8 @@
 //! Prints one JSON object: the median time per batch and per image over `--iters` timed runs (after
 //! `--warmup` untimed ones) and the process's peak resident memory. `--weights` loads a torchvision
 //! `state_dict` saved as safetensors; without it the weights are random. `--optimizations` picks the inference
-//! optimisations (`all`, `none`, or a comma-separated subset of `conv,fold,pool,siblings,micro`), so each can be
+//! optimisations (`all`, `none`, or a comma-separated subset of
+//! `conv,depthwise,fold,pool,siblings,micro,activations,elementwise`), so each can be
 //! measured on its own.
 
 use std::time::Instant;
@@ -34,7 +35,8 @@ struct Args {
     /// A torchvision GoogLeNet state_dict as safetensors; random weights without it.
     #[arg(long)]
     weights: Option<std::path::PathBuf>,
-    /// `all`, `none`, or a comma-separated subset of `conv,depthwise,fold,pool,siblings,micro`.
+    /// `all`, `none`, or a comma-separated subset of
+    /// `conv,depthwise,fold,pool,siblings,micro,activations,elementwise`.
     #[arg(long, default_value = "all")]
     optimizations: String,
 }
@@ -54,9 +56,12 @@ fn parse_optimizations(text: &str) -> Result<Optimizations, String> {
             "pool" => o.pool_kernels = true,
             "siblings" => o.fuse_siblings = true,
             "micro" => o.micro_batches = true,
+            "activations" => o.fuse_activations = true,
+            "elementwise" => o.elementwise_kernels = true,
             other => {
                 return Err(format!(
-                    "unknown optimisation `{other}`; expected conv, depthwise, fold, pool, siblings or micro"
+                    "unknown optimisation `{other}`; expected conv, depthwise, fold, pool, siblings, micro, \
+                     activations or elementwise"
                 ))
             }
         }

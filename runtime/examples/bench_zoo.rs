@@ -12,8 +12,8 @@
 //! file (otherwise a seeded random `[batch, 3, H, W]` at the network's declared size); `--logits` writes the
 //! first pass's output there as `logits`, so a caller can check it against PyTorch's. `--optimizations`
 //! picks the plan's optimisations (`all`, `none`, or a comma-separated subset of
-//! `conv,depthwise,fold,pool,siblings,micro`), so each can be measured on its own. The thread count is
-//! `RAYON_NUM_THREADS`, which both rayon's pool and candle's matrix products follow.
+//! `conv,depthwise,fold,pool,siblings,micro,activations,elementwise`), so each can be measured on its own.
+//! The thread count is `RAYON_NUM_THREADS`, which both rayon's pool and candle's matrix products follow.
 //!
 //! Prints one JSON object: the median time per batch and per image over `--iters` timed passes (after
 //! `--warmup` untimed ones, at least one: the pass whose logits `--logits` writes), the fastest pass, and the
@@ -22,6 +22,10 @@
 //! It lives in the runtime crate, whose examples need no dev-dependency, so a release build compiles the
 //! runtime, the proc macro and the compiler core and nothing else; the `.arch` paths are relative to
 //! `runtime/`.
+
+// The code include_arch! generates for DenseNet's loop writes `denselayer_channels = denselayer_channels +
+// growth`; that is for the code generator (src/codegen) to change, not this example.
+#![allow(clippy::assign_op_pattern)]
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -95,9 +99,12 @@ fn parse_optimizations(text: &str) -> Result<Optimizations, String> {
             "pool" => o.pool_kernels = true,
             "siblings" => o.fuse_siblings = true,
             "micro" => o.micro_batches = true,
+            "activations" => o.fuse_activations = true,
+            "elementwise" => o.elementwise_kernels = true,
             other => {
                 return Err(format!(
-                    "unknown optimisation `{other}`; expected conv, depthwise, fold, pool, siblings or micro"
+                    "unknown optimisation `{other}`; expected conv, depthwise, fold, pool, siblings, micro, \
+                     activations or elementwise"
                 ))
             }
         }

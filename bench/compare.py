@@ -42,11 +42,11 @@ ARCHC_BIN = os.path.join(ROOT, "target", "release", "examples", "bench_googlenet
 # one brings is measured against the same fully optimised model (see runtime/src/fused.rs).
 ARCHC_CONFIGS = [
     ("archc, plain candle layers", "none"),
-    ("archc without one-pass pools", "conv,depthwise,fold,siblings,micro,activations,elementwise"),
-    ("archc without BN/ReLU folding", "conv,depthwise,pool,siblings,micro,activations,elementwise"),
-    ("archc without the conv kernel", "pool,siblings,micro,activations,elementwise"),
-    ("archc without sibling 1x1 fusion", "conv,depthwise,fold,pool,micro,activations,elementwise"),
-    ("archc without micro-batches", "conv,depthwise,fold,pool,siblings,activations,elementwise"),
+    ("archc without one-pass pools", "conv,depthwise,fold,siblings,micro,activations,elementwise,linear"),
+    ("archc without BN/ReLU folding", "conv,depthwise,pool,siblings,micro,activations,elementwise,linear"),
+    ("archc without the conv kernel", "pool,siblings,micro,activations,elementwise,linear"),
+    ("archc without sibling 1x1 fusion", "conv,depthwise,fold,pool,micro,activations,elementwise,linear"),
+    ("archc without micro-batches", "conv,depthwise,fold,pool,siblings,activations,elementwise,linear"),
     ("archc (all optimisations)", "all"),
 ]
 

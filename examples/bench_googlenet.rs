@@ -9,8 +9,8 @@
 //! `--warmup` untimed ones) and the process's peak resident memory. `--weights` loads a torchvision
 //! `state_dict` saved as safetensors; without it the weights are random. `--optimizations` picks the inference
 //! optimisations (`all`, `none`, or a comma-separated subset of
-//! `conv,depthwise,fold,pool,siblings,micro,activations,elementwise`), so each can be
-//! measured on its own.
+//! `conv,depthwise,fold,pool,siblings,micro,activations,elementwise,linear`), so each can be measured on its
+//! own.
 
 use std::time::Instant;
 
@@ -36,7 +36,7 @@ struct Args {
     #[arg(long)]
     weights: Option<std::path::PathBuf>,
     /// `all`, `none`, or a comma-separated subset of
-    /// `conv,depthwise,fold,pool,siblings,micro,activations,elementwise`.
+    /// `conv,depthwise,fold,pool,siblings,micro,activations,elementwise,linear`.
     #[arg(long, default_value = "all")]
     optimizations: String,
 }
@@ -58,10 +58,11 @@ fn parse_optimizations(text: &str) -> Result<Optimizations, String> {
             "micro" => o.micro_batches = true,
             "activations" => o.fuse_activations = true,
             "elementwise" => o.elementwise_kernels = true,
+            "linear" => o.linear_kernel = true,
             other => {
                 return Err(format!(
                     "unknown optimisation `{other}`; expected conv, depthwise, fold, pool, siblings, micro, \
-                     activations or elementwise"
+                     activations, elementwise or linear"
                 ))
             }
         }

@@ -12,7 +12,8 @@
 //! file (otherwise a seeded random `[batch, 3, H, W]` at the network's declared size); `--logits` writes the
 //! first pass's output there as `logits`, so a caller can check it against PyTorch's. `--optimizations`
 //! picks the plan's optimisations (`all`, `none`, or a comma-separated subset of
-//! `conv,depthwise,fold,pool,siblings,micro,activations,elementwise`), so each can be measured on its own.
+//! `conv,depthwise,fold,pool,siblings,micro,activations,elementwise,linear`), so each can be measured on its
+//! own.
 //! The thread count is `RAYON_NUM_THREADS`, which both rayon's pool and candle's matrix products follow.
 //!
 //! Prints one JSON object: the median time per batch and per image over `--iters` timed passes (after
@@ -101,10 +102,11 @@ fn parse_optimizations(text: &str) -> Result<Optimizations, String> {
             "micro" => o.micro_batches = true,
             "activations" => o.fuse_activations = true,
             "elementwise" => o.elementwise_kernels = true,
+            "linear" => o.linear_kernel = true,
             other => {
                 return Err(format!(
                     "unknown optimisation `{other}`; expected conv, depthwise, fold, pool, siblings, micro, \
-                     activations or elementwise"
+                     activations, elementwise or linear"
                 ))
             }
         }

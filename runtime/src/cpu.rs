@@ -14,6 +14,7 @@
 //! * [`elementwise`]: the activations (applied by the epilogue, or on their own), and one-pass versions of the
 //!   element-wise layers around convolutions: a batch norm and its activation, a per-channel product, a sum and
 //!   its activation.
+//! * [`linear::linear`]: a fully connected layer at a small batch, as dot products at the memory's speed.
 //!
 //! Work is spread over rayon's pool: across images when there are at least as many images as threads,
 //! otherwise inside the matrix product. The kernels work on slices and return plain vectors; [`crate::fused`]
@@ -26,6 +27,7 @@ use rayon::prelude::*;
 
 pub(crate) mod depthwise;
 pub(crate) mod elementwise;
+pub(crate) mod linear;
 
 pub(crate) use elementwise::Activation;
 

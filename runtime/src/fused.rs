@@ -45,6 +45,9 @@ pub struct Optimizations {
     /// each in one pass of [`crate::cpu`]'s element-wise kernels, instead of candle's operations (a batch
     /// norm is four of them, each a pass and an allocation).
     pub elementwise_kernels: bool,
+    /// Linear layers at batches of up to 8 as dot products that stream the weights once at the memory's
+    /// speed (with the activation after them), instead of candle's matrix product.
+    pub linear_kernel: bool,
 }
 
 impl Optimizations {
@@ -58,6 +61,7 @@ impl Optimizations {
         micro_batches: true,
         fuse_activations: true,
         elementwise_kernels: true,
+        linear_kernel: true,
     };
 
     /// Everything off: candle's own layers, one by one, as in training.
@@ -70,6 +74,7 @@ impl Optimizations {
         micro_batches: false,
         fuse_activations: false,
         elementwise_kernels: false,
+        linear_kernel: false,
     };
 }
 
@@ -465,6 +470,44 @@ pub(crate) fn product_with(options: Optimizations, parts: &[Tensor]) -> Result<T
         }
     }
     crate::nn::product(parts)
+}
+
+/// `activation(linear(x))`: for an `[N, in]` CPU `f32` input with `N` up to 8 and weights that want no gradient,
+/// the dot-product kernel of [`cpu::linear`] when `options` allow it; otherwise candle's layer and
+/// [`activation_with`].
+pub(crate) fn linear_with(
+    options: Optimizations,
+    x: &Tensor,
+    linear: &candle_nn::Linear,
+    activation: Activation,
+) -> Result<Tensor> {
+    let weight = linear.weight();
+    let bias = linear.bias();
+    let applies = options.linear_kernel
+        && cpu_kernels_apply(x)
+        && x.rank() == 2
+        && x.dim(0)? <= cpu::linear::MAX_BATCH
+        && weight.rank() == 2
+        && x.dim(1)? == weight.dim(1)?
+        && is_cpu_f32(weight)
+        && !weight.track_op()
+        && match bias {
+            None => true,
+            Some(b) => is_cpu_f32(b) && !b.track_op() && b.dims() == [weight.dim(0)?],
+        };
+    if !applies {
+        let y = candle_nn::Module::forward(linear, x)?;
+        return activation_with(options, &y, activation);
+    }
+    let (batch, k) = x.dims2()?;
+    let n = weight.dim(0)?;
+    let bias = bias.map(|b| with_f32(b, <[f32]>::to_vec)).transpose()?;
+    let out = with_f32(x, |x| {
+        with_f32(weight, |w| {
+            cpu::linear::linear(x, batch, w, bias.as_deref(), (k, n), activation)
+        })
+    })??;
+    Ok(cpu_tensor(out, (batch, n)))
 }
 
 /// A convolution that starts a branch, with the batch norm and ReLU that fold into it: what generated code

@@ -17,7 +17,7 @@ use candle_core::{Module, Result, Tensor};
 use crate::cpu::Activation;
 use crate::fused::{
     activation_with, batch_norm_with, conv_bn_act_with, cpu_kernels_apply, in_micro_batches_with,
-    product_with, sibling_heads_with, sum_with, FusedHead, Optimizations,
+    linear_with, product_with, sibling_heads_with, sum_with, FusedHead, Optimizations,
 };
 use crate::{AvgPool2d, BatchNorm, Conv2d, MaxPool2d};
 
@@ -31,8 +31,8 @@ pub enum Op<'a> {
     Flatten,
     /// Passes its input through (dropout and stochastic depth in inference, too).
     Identity,
-    /// Any other layer, run as it is, except those the plan knows a faster way to run (candle's activations,
-    /// see [`Layer`]).
+    /// Any other layer, run as it is, except those the plan knows a faster way to run (candle's activations
+    /// and linear layers, see [`Layer`]).
     Module(&'a dyn Layer),
     /// Operations in sequence.
     Chain(Vec<Op<'a>>),
@@ -139,11 +139,20 @@ impl Plan {
                         None => (sum_with(options, &parts, Activation::Identity)?, 1),
                     }
                 }
-                op @ (Op::Relu | Op::Module(_)) => match (activation_of(op), op) {
-                    (Some(activation), _) => (activation_with(options, &x, activation)?, 1),
-                    (None, Op::Module(module)) => (module.forward(&x)?, 1),
-                    (None, _) => unreachable!("ReLU is an activation"),
-                },
+                Op::Relu => (activation_with(options, &x, Activation::Relu)?, 1),
+                op @ Op::Module(module) => {
+                    let linear = module.as_any().downcast_ref::<candle_nn::Linear>();
+                    match (activation_of(op), linear, next) {
+                        (Some(activation), _, _) => (activation_with(options, &x, activation)?, 1),
+                        (None, Some(linear), Some(activation)) => {
+                            (linear_with(options, &x, linear, activation)?, 2)
+                        }
+                        (None, Some(linear), None) => {
+                            (linear_with(options, &x, linear, Activation::Identity)?, 1)
+                        }
+                        (None, None, _) => (module.forward(&x)?, 1),
+                    }
+                }
                 Op::MaxPool(pool) => (pool.forward_with(&x, options.pool_kernels)?, 1),
                 Op::AvgPool(pool) => (pool.forward_with(&x, options.pool_kernels)?, 1),
                 Op::Flatten => (x.flatten_from(1)?, 1),

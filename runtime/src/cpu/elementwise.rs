@@ -320,7 +320,8 @@ mod tests {
             .map(|i| i as f32 * 0.01)
             .chain([-1e4, -90.0, -88.5, 88.5, 90.0, 1e4])
             .collect();
-        let definitions: [(Activation, fn(f64) -> f64); 6] = [
+        type Definition = fn(f64) -> f64;
+        let definitions: [(Activation, Definition); 6] = [
             (Activation::Relu, |x| x.max(0.0)),
             (Activation::Relu6, |x| x.clamp(0.0, 6.0)),
             (Activation::Silu, |x| x / (1.0 + (-x).exp())),

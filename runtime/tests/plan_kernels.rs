@@ -1,18 +1,19 @@
-//! The plan's activation fusion and element-wise kernels (`Optimizations::fuse_activations` and
-//! `elementwise_kernels`) against candle's path: every network here runs through a plan with all
-//! optimisations, with each of the two switched off, and with none (candle's layers one by one, the
-//! reference). Results must agree within 1e-5 of the output's largest magnitude.
+//! The plan's activation fusion, element-wise kernels and linear kernel (`Optimizations::fuse_activations`,
+//! `elementwise_kernels` and `linear_kernel`) against candle's path: every network here runs through a plan
+//! with all optimisations, with each of the three switched off, and with none (candle's layers one by one,
+//! the reference). Results must agree within 1e-5 of the output's largest magnitude.
 //!
 //! The networks are the patterns of the torchvision zoo: convolution + batch norm + each activation
 //! (MobileNet's ReLU6, EfficientNet's SiLU, ...), depthwise too; squeeze-and-excitation (a pool, two 1×1
 //! convolutions with SiLU and sigmoid, and a per-channel product); DenseNet's pre-activation layers (batch norm
 //! and ReLU on a concatenation); residual sums with the ReLU after them; activations after a pool and on a
-//! channel slice; sibling 1×1 heads with SiLU.
+//! channel slice; sibling 1×1 heads with SiLU; classifiers of linear layers and activations, at batches the
+//! linear kernel takes and one it leaves to candle.
 
 mod common;
 
 use archc_runtime::candle_core::{Device, Tensor, Var};
-use archc_runtime::candle_nn::Activation;
+use archc_runtime::candle_nn::{Activation, Linear};
 use archc_runtime::nn::{Describe, Op, Optimizations, Plan};
 use archc_runtime::{AdaptiveAvgPool2d, BatchNorm, Conv2d, Conv2dSpec, MaxPool2d, Pad2d};
 use common::{values, Rng};
@@ -56,6 +57,7 @@ struct Net {
     pool: AdaptiveAvgPool2d,
     max_pool: MaxPool2d,
     chunk: archc_runtime::nn::Chunk,
+    linears: Vec<Linear>,
     arrange: for<'a> fn(&'a Net) -> Op<'a>,
 }
 
@@ -77,13 +79,14 @@ impl Net {
             pool: AdaptiveAvgPool2d::new((1, 1)),
             max_pool: MaxPool2d::new((2, 2)),
             chunk: archc_runtime::nn::chunk(16, 2, 1).unwrap(),
+            linears: Vec::new(),
             arrange,
         }
     }
 }
 
-/// `net` on `x` with every optimisation, with activation fusion off, with the element-wise kernels off and with
-/// both off, each against candle's path (no optimisation).
+/// `net` on `x` with every optimisation, with activation fusion, the element-wise kernels, the linear kernel or
+/// micro-batches off and with the first three off, each against candle's path (no optimisation).
 #[track_caller]
 fn assert_matches_candle(net: &Net, x: &Tensor, what: &str) {
     let reference = Plan::new(Optimizations::NONE)
@@ -111,10 +114,26 @@ fn assert_matches_candle(net: &Net, x: &Tensor, what: &str) {
             },
         ),
         (
-            "without either",
+            "without the linear kernel",
+            Optimizations {
+                linear_kernel: false,
+                ..Optimizations::ALL
+            },
+        ),
+        (
+            // Whole batches at each layer: the linear kernel then sees batches larger than it takes.
+            "without micro-batches",
+            Optimizations {
+                micro_batches: false,
+                ..Optimizations::ALL
+            },
+        ),
+        (
+            "without any of the three",
             Optimizations {
                 fuse_activations: false,
                 elementwise_kernels: false,
+                linear_kernel: false,
                 ..Optimizations::ALL
             },
         ),
@@ -390,4 +409,40 @@ fn batch_norm_with_var_weights_keeps_its_gradient() {
     let grads = y.sum_all().unwrap().backward().unwrap();
     assert!(grads.get(gamma.as_tensor()).is_some(), "batch norm weight");
     assert!(grads.get(beta.as_tensor()).is_some(), "batch norm bias");
+}
+
+#[test]
+fn classifiers_of_linear_layers() {
+    let mut rng = Rng::new(8);
+    let linear = |rng: &mut Rng, inputs: usize, outputs: usize, bias: bool| {
+        let weight = tensor(rng, &[outputs, inputs])
+            .affine(2.0 / (inputs as f64).sqrt(), 0.0)
+            .unwrap();
+        Linear::new(weight, bias.then(|| tensor(rng, &[outputs])))
+    };
+    let mut net = Net::new(vec![], vec![], |n| {
+        // AlexNet's and VGG's classifier, then a layer without bias and activations that are modules.
+        Op::Chain(vec![
+            Op::Flatten,
+            Op::Module(&n.linears[0]),
+            Op::Relu,
+            Op::Identity,
+            Op::Module(&n.linears[1]),
+            Op::Module(&Activation::Silu),
+            Op::Module(&n.linears[2]),
+            Op::Module(&n.linears[3]),
+            Op::Module(&Activation::Gelu),
+        ])
+    });
+    net.linears = vec![
+        linear(&mut rng, 400, 37, true),
+        linear(&mut rng, 37, 64, true),
+        linear(&mut rng, 64, 10, false),
+        linear(&mut rng, 10, 3, true),
+    ];
+    // Batches the kernel takes (up to 8) and one it leaves to candle's product.
+    for batch in [1, 3, 8, 9] {
+        let x = tensor(&mut rng, &[batch, 16, 5, 5]);
+        assert_matches_candle(&net, &x, &format!("classifier, batch {batch}"));
+    }
 }

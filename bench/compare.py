@@ -42,12 +42,12 @@ ARCHC_BIN = os.path.join(ROOT, "target", "release", "examples", "bench_googlenet
 # one brings is measured against the same fully optimised model (see runtime/src/fused.rs).
 ARCHC_CONFIGS = [
     ("archc, plain candle layers", "none"),
-    ("archc without one-pass pools", "conv,depthwise,fold,winograd,siblings,micro"),
-    ("archc without BN/ReLU folding", "conv,depthwise,winograd,pool,siblings,micro"),
-    ("archc without the conv kernel", "pool,siblings,micro"),
-    ("archc without Winograd", "conv,depthwise,fold,pool,siblings,micro"),
-    ("archc without sibling 1x1 fusion", "conv,depthwise,fold,winograd,pool,micro"),
-    ("archc without micro-batches", "conv,depthwise,fold,winograd,pool,siblings"),
+    ("archc without one-pass pools", "conv,depthwise,fold,winograd,siblings,micro,activations,elementwise,linear"),
+    ("archc without BN/ReLU folding", "conv,depthwise,winograd,pool,siblings,micro,activations,elementwise,linear"),
+    ("archc without the conv kernel", "pool,siblings,micro,activations,elementwise,linear"),
+    ("archc without Winograd", "conv,depthwise,fold,pool,siblings,micro,activations,elementwise,linear"),
+    ("archc without sibling 1x1 fusion", "conv,depthwise,fold,winograd,pool,micro,activations,elementwise,linear"),
+    ("archc without micro-batches", "conv,depthwise,fold,winograd,pool,siblings,activations,elementwise,linear"),
     ("archc (all optimisations)", "all"),
 ]
 

@@ -8,8 +8,9 @@
 //! Prints one JSON object: the median time per batch and per image over `--iters` timed runs (after
 //! `--warmup` untimed ones) and the process's peak resident memory. `--weights` loads a torchvision
 //! `state_dict` saved as safetensors; without it the weights are random. `--optimizations` picks the inference
-//! optimisations (`all`, `none`, or a comma-separated subset of `conv,depthwise,fold,winograd,pool,siblings,micro`), so each can be
-//! measured on its own.
+//! optimisations (`all`, `none`, or a comma-separated subset of
+//! `conv,depthwise,fold,winograd,pool,siblings,micro,activations,elementwise,linear`), so each can be measured
+//! on its own.
 
 use std::time::Instant;
 
@@ -34,7 +35,8 @@ struct Args {
     /// A torchvision GoogLeNet state_dict as safetensors; random weights without it.
     #[arg(long)]
     weights: Option<std::path::PathBuf>,
-    /// `all`, `none`, or a comma-separated subset of `conv,depthwise,fold,winograd,pool,siblings,micro`.
+    /// `all`, `none`, or a comma-separated subset of
+    /// `conv,depthwise,fold,winograd,pool,siblings,micro,activations,elementwise,linear`.
     #[arg(long, default_value = "all")]
     optimizations: String,
 }
@@ -55,9 +57,13 @@ fn parse_optimizations(text: &str) -> Result<Optimizations, String> {
             "pool" => o.pool_kernels = true,
             "siblings" => o.fuse_siblings = true,
             "micro" => o.micro_batches = true,
+            "activations" => o.fuse_activations = true,
+            "elementwise" => o.elementwise_kernels = true,
+            "linear" => o.linear_kernel = true,
             other => {
                 return Err(format!(
-                    "unknown optimisation `{other}`; expected conv, depthwise, fold, winograd, pool, siblings or micro"
+                    "unknown optimisation `{other}`; expected conv, depthwise, fold, winograd, pool, siblings, \
+                     micro, activations, elementwise or linear"
                 ))
             }
         }

@@ -267,7 +267,13 @@ impl Conv2d {
     pub fn forward_with(&self, x: &Tensor, kernels: bool) -> Result<Tensor> {
         if kernels && self.spec.groups > 1 && crate::fused::conv_kernels_apply(x, self, None) {
             let options = crate::fused::Optimizations::ALL;
-            return crate::fused::conv_on_cpu(options, x, self, None, false);
+            return crate::fused::conv_on_cpu(
+                options,
+                x,
+                self,
+                None,
+                crate::cpu::Activation::Identity,
+            );
         }
         let (_, c, h, w) = expect_nchw(x, "conv2d")?;
         self.check_channels(c, x)?;

@@ -5,12 +5,16 @@
 //!   whose result is already the NCHW output (no transpose afterwards). A 1×1, stride-1, unpadded convolution
 //!   multiplies the input in place; any other builds the `[k, oh * ow]` patch matrix once (im2col, with the
 //!   zero padding written straight into it, so the input is never padded as a tensor). The per-channel
-//!   epilogue `y = act(scale * acc + shift)`, which is where a following batch norm and the convolution's bias
-//!   go, runs on each image's output right after its product, while it is still in cache.
+//!   epilogue `y = act(scale * acc + shift)`, which is where a following batch norm and activation and the
+//!   convolution's bias go, runs on each image's output right after its product, while it is still in cache.
 //! * [`depthwise::conv2d`]: a depthwise convolution (one input channel per group), computed directly, a plane
 //!   per task, instead of as a tiny product per group.
 //! * [`max_pool2d`] and [`avg_pool2d`]: one pass over each plane with the windows clipped to the input, so
 //!   padding and ceil mode cost nothing and no padded copy is made.
+//! * [`elementwise`]: the activations (applied by the epilogue, or on their own), and one-pass versions of the
+//!   element-wise layers around convolutions: a batch norm and its activation, a per-channel product, a sum and
+//!   its activation.
+//! * [`linear::linear`]: a fully connected layer at a small batch, as dot products at the memory's speed.
 //!
 //! Work is spread over rayon's pool: across images when there are at least as many images as threads,
 //! otherwise inside the matrix product. The kernels work on slices and return plain vectors; [`crate::fused`]
@@ -22,7 +26,11 @@ use std::cell::Cell;
 use rayon::prelude::*;
 
 pub(crate) mod depthwise;
+pub(crate) mod elementwise;
+pub(crate) mod linear;
 pub(crate) mod winograd;
+
+pub(crate) use elementwise::Activation;
 
 /// Everything about a convolution over one image except the tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,33 +78,31 @@ impl ConvGeometry {
 }
 
 /// What happens to each output value `acc` of channel `c` after the product:
-/// `act(scale[c] * acc + shift[c])`, with a missing `scale` meaning 1 and a missing `shift` 0.
+/// `activation(scale[c] * acc + shift[c])`, with a missing `scale` meaning 1 and a missing `shift` 0.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Epilogue {
     pub scale: Option<Vec<f32>>,
     pub shift: Option<Vec<f32>>,
-    pub relu: bool,
+    pub activation: Activation,
 }
 
 impl Epilogue {
     /// Applies the epilogue to the `[channels, len]` rows of one image's output, `first` being the index of the
     /// first row's channel.
     fn apply(&self, rows: &mut [f32], len: usize, first: usize) {
-        if self.scale.is_none() && self.shift.is_none() && !self.relu {
+        if self.scale.is_none() && self.shift.is_none() && self.activation == Activation::Identity {
             return;
         }
         for (i, row) in rows.chunks_exact_mut(len).enumerate() {
-            let c = first + i;
-            let scale = self.scale.as_ref().map_or(1.0, |s| s[c]);
-            let shift = self.shift.as_ref().map_or(0.0, |s| s[c]);
-            match (self.relu, scale == 1.0) {
-                (true, true) => row.iter_mut().for_each(|v| *v = (*v + shift).max(0.0)),
-                (true, false) => row
-                    .iter_mut()
-                    .for_each(|v| *v = (*v * scale + shift).max(0.0)),
-                (false, _) => row.iter_mut().for_each(|v| *v = *v * scale + shift),
-            }
+            self.apply_channel(row, first + i);
         }
+    }
+
+    /// Applies channel `c`'s transform to `values`, all of that channel.
+    pub(crate) fn apply_channel(&self, values: &mut [f32], c: usize) {
+        let scale = self.scale.as_ref().map_or(1.0, |s| s[c]);
+        let shift = self.shift.as_ref().map_or(0.0, |s| s[c]);
+        self.activation.apply_affine(values, scale, shift);
     }
 }
 
@@ -666,7 +672,7 @@ mod tests {
                     Epilogue {
                         scale: Some(values(c_out, 7)),
                         shift: Some(values(c_out, 8)),
-                        relu: true,
+                        activation: Activation::Relu,
                     }
                 };
                 let got = conv2d(&x, batch, c_in * h * w, &weight, &g, &epilogue);

@@ -1,19 +1,21 @@
-//! Fused inference: a convolution together with the batch norm and ReLU that follow it, run as one pass by the
-//! CPU kernels of [`crate::cpu`].
+//! Fused inference: a convolution together with the batch norm and activation that follow it, run as one pass
+//! by the CPU kernels of [`crate::cpu`]; and the element-wise layers around convolutions (a batch norm that no
+//! convolution precedes, activations, sums, squeeze-and-excitation's products) in one pass each.
 //!
-//! Generated code calls [`conv_bn_act`] for every `conv2d` of a chain, passing the batch norm and the ReLU when
-//! they come straight after it. In training, or on a device or dtype the CPU kernels do not cover, or when the
-//! input or one of the layers' tensors wants a gradient, it runs the layers one by one exactly as written. Otherwise the batch norm is
-//! folded into the convolution: with `s = gamma / sqrt(running_var + eps)` per output channel,
+//! The plan ([`crate::plan`]) calls [`conv_bn_act_with`] for every `conv2d` of a chain, passing the batch norm
+//! and the activation when they come straight after it. In training, or on a device or dtype the CPU kernels
+//! do not cover, or when the input or one of the layers' tensors wants a gradient, it runs the layers one by
+//! one exactly as written. Otherwise the batch norm is folded into the convolution: with
+//! `s = gamma / sqrt(running_var + eps)` per output channel,
 //! `bn(conv(x) + b) = s * conv(x) + (beta + s * (b - running_mean))`, which the kernel applies to each output
-//! value as it finishes, with the ReLU. `s` and the shift are computed from the live tensors on every call
-//! (a few microseconds), so a model that trains, or whose `VarMap` is loaded after it was built, never runs
-//! with stale folded weights.
+//! value as it finishes, with the activation (ReLU, ReLU6, SiLU, sigmoid, hard swish or hard sigmoid). `s` and
+//! the shift are computed from the live tensors on every call (a few microseconds), so a model that trains, or
+//! whose `VarMap` is loaded after it was built, never runs with stale folded weights.
 
 use candle_core::op::BackpropOp;
 use candle_core::{CpuStorage, DType, Device, ModuleT, Result, Storage, Tensor};
 
-use crate::cpu::{self, ConvGeometry, Epilogue};
+use crate::cpu::{self, Activation, ConvGeometry, Epilogue};
 use crate::{BatchNorm, Conv2d};
 
 /// The inference optimisations a [`Plan`](crate::plan::Plan) applies, each of which can be switched off per model
@@ -38,6 +40,17 @@ pub struct Optimizations {
     /// A batch larger than the thread pool runs through the whole network a few images at a time (one per
     /// thread), so each image's activations stay in cache from one layer to the next.
     pub micro_batches: bool,
+    /// The activations other than ReLU (ReLU6, SiLU, sigmoid, hard swish, hard sigmoid) folded into the
+    /// convolution's output pass too, as ReLU is with `fold_batch_norm` (which this needs).
+    pub fuse_activations: bool,
+    /// Batch norms that no convolution precedes (with the activation after them), activations on their own,
+    /// sums of branches (with the activation after them) and squeeze-and-excitation's per-channel products
+    /// each in one pass of [`crate::cpu`]'s element-wise kernels, instead of candle's operations (a batch
+    /// norm is four of them, each a pass and an allocation).
+    pub elementwise_kernels: bool,
+    /// Linear layers at batches of up to 8 as dot products that stream the weights once at the memory's
+    /// speed (with the activation after them), instead of candle's matrix product.
+    pub linear_kernel: bool,
 }
 
 impl Optimizations {
@@ -50,6 +63,9 @@ impl Optimizations {
         pool_kernels: true,
         fuse_siblings: true,
         micro_batches: true,
+        fuse_activations: true,
+        elementwise_kernels: true,
+        linear_kernel: true,
     };
 
     /// Everything off: candle's own layers, one by one, as in training.
@@ -61,6 +77,9 @@ impl Optimizations {
         pool_kernels: false,
         fuse_siblings: false,
         micro_batches: false,
+        fuse_activations: false,
+        elementwise_kernels: false,
+        linear_kernel: false,
     };
 }
 
@@ -96,26 +115,41 @@ pub fn conv_bn_act(
     relu: bool,
     train: bool,
 ) -> Result<Tensor> {
-    conv_bn_act_with(Optimizations::ALL, x, conv, bn, relu, train)
+    let activation = if relu {
+        Activation::Relu
+    } else {
+        Activation::Identity
+    };
+    conv_bn_act_with(Optimizations::ALL, x, conv, bn, activation, train)
 }
 
-/// [`conv_bn_act`] with only the optimisations in `options`.
+/// [`conv_bn_act`] with any activation the kernels know, and only the optimisations in `options`. The
+/// activation folds into the convolution's output pass when `options` allow it: ReLU with `fold_batch_norm`,
+/// the others with `fuse_activations` too.
 pub(crate) fn conv_bn_act_with(
     options: Optimizations,
     x: &Tensor,
     conv: &Conv2d,
     bn: Option<&BatchNorm>,
-    relu: bool,
+    activation: Activation,
     train: bool,
 ) -> Result<Tensor> {
     if train || !options.conv_kernel || !conv_kernels_apply(x, conv, bn) {
-        return unfused(options, x, conv, bn, relu, train);
+        return unfused(options, x, conv, bn, activation, train);
     }
-    if !options.fold_batch_norm && (bn.is_some() || relu) {
-        let y = conv_bn_act_with(options, x, conv, None, false, train)?;
-        return unfused_tail(&y, bn, relu, train);
+    let folds = |a: Activation| match a {
+        Activation::Identity | Activation::Relu => options.fold_batch_norm,
+        _ => options.fold_batch_norm && options.fuse_activations,
+    };
+    if !options.fold_batch_norm && (bn.is_some() || activation != Activation::Identity) {
+        let y = conv_bn_act_with(options, x, conv, None, Activation::Identity, train)?;
+        return unfused_tail(options, &y, bn, activation, train);
     }
-    conv_on_cpu(options, x, conv, bn, relu)
+    if !folds(activation) {
+        let y = conv_on_cpu(options, x, conv, bn, Activation::Identity)?;
+        return unfused_tail(options, &y, None, activation, train);
+    }
+    conv_on_cpu(options, x, conv, bn, activation)
 }
 
 /// Whether the CPU kernels can run `conv` (with `bn` folded in) on `x`: CPU `f32` input and weight, and no
@@ -124,18 +158,19 @@ pub(crate) fn conv_kernels_apply(x: &Tensor, conv: &Conv2d, bn: Option<&BatchNor
     cpu_kernels_apply(x) && is_cpu_f32(conv.weight()) && !parameters_track_op(conv, bn)
 }
 
-/// `relu(bn(conv(x)))` by the CPU kernels, which must apply ([`conv_kernels_apply`]); the depthwise kernel
-/// or Winograd if `options` allow them and the layer's shape suits them.
+/// `activation(bn(conv(x)))` by the CPU kernels, which must apply ([`conv_kernels_apply`]); the depthwise
+/// kernel or Winograd if `options` allow them and the layer's shape suits them.
 pub(crate) fn conv_on_cpu(
     options: Optimizations,
     x: &Tensor,
     conv: &Conv2d,
     bn: Option<&BatchNorm>,
-    relu: bool,
+    activation: Activation,
 ) -> Result<Tensor> {
     let geometry = conv_geometry(x, conv)?;
-    let epilogue = epilogue(conv, bn, relu, geometry.c_out)?;
-    if options.winograd {
+    let epilogue = epilogue(conv, bn, activation, geometry.c_out)?;
+    // Winograd's output pass applies batch norm and ReLU only; other activations take the direct kernel.
+    if options.winograd && matches!(activation, Activation::Identity | Activation::Relu) {
         if let Some(tile) = crate::winograd::choose(&geometry) {
             return crate::winograd::run(x, conv, &geometry, &epilogue, tile);
         }
@@ -196,30 +231,34 @@ fn unfused(
     x: &Tensor,
     conv: &Conv2d,
     bn: Option<&BatchNorm>,
-    relu: bool,
+    activation: Activation,
     train: bool,
 ) -> Result<Tensor> {
     let y = conv.forward_with(x, options.conv_kernel)?;
-    unfused_tail(&y, bn, relu, train)
+    unfused_tail(options, &y, bn, activation, train)
 }
 
-/// The batch norm and ReLU after a convolution, one by one.
-fn unfused_tail(y: &Tensor, bn: Option<&BatchNorm>, relu: bool, train: bool) -> Result<Tensor> {
+/// The batch norm and activation after a convolution, one by one: candle's layers, or each in one pass of
+/// the element-wise kernels when `options` allow it.
+fn unfused_tail(
+    options: Optimizations,
+    y: &Tensor,
+    bn: Option<&BatchNorm>,
+    activation: Activation,
+    train: bool,
+) -> Result<Tensor> {
     let mut y = y.clone();
     if let Some(bn) = bn {
-        y = bn.forward_t(&y, train)?;
+        y = batch_norm_with(options, &y, bn, Activation::Identity, train)?;
     }
-    if relu {
-        y = y.relu()?;
-    }
-    Ok(y)
+    activation_with(options, &y, activation)
 }
 
 /// The per-channel scale and shift that apply the convolution's bias and the batch norm's inference transform.
 pub(crate) fn epilogue(
     conv: &Conv2d,
     bn: Option<&BatchNorm>,
-    relu: bool,
+    activation: Activation,
     channels: usize,
 ) -> Result<Epilogue> {
     let bias = conv.bias().map(vec_f64).transpose()?;
@@ -227,7 +266,7 @@ pub(crate) fn epilogue(
         return Ok(Epilogue {
             scale: None,
             shift: bias.map(|b| b.into_iter().map(|v| v as f32).collect()),
-            relu,
+            activation,
         });
     };
     if bn.num_features() != channels {
@@ -236,6 +275,18 @@ pub(crate) fn epilogue(
             bn.num_features()
         )));
     }
+    let (scale, shift) = batch_norm_transform(bn, bias.as_deref())?;
+    Ok(Epilogue {
+        scale: Some(scale),
+        shift: Some(shift),
+        activation,
+    })
+}
+
+/// The batch norm's inference transform `y = scale[c] * x + shift[c]`, with a preceding bias `b` folded into
+/// the shift: `s = gamma / sqrt(running_var + eps)`, `shift = beta + s * (b - running_mean)`, in `f64`.
+fn batch_norm_transform(bn: &BatchNorm, bias: Option<&[f64]>) -> Result<(Vec<f32>, Vec<f32>)> {
+    let channels = bn.num_features();
     let inner = bn.inner();
     let mean = vec_f64(inner.running_mean())?;
     let var = vec_f64(inner.running_var())?;
@@ -248,15 +299,11 @@ pub(crate) fn epilogue(
     let mut shift = Vec::with_capacity(channels);
     for c in 0..channels {
         let s = gamma.as_ref().map_or(1.0, |g| g[c]) / (var[c] + eps).sqrt();
-        let b = bias.as_ref().map_or(0.0, |b| b[c]);
+        let b = bias.map_or(0.0, |b| b[c]);
         scale.push(s as f32);
         shift.push((beta.as_ref().map_or(0.0, |b| b[c]) + s * (b - mean[c])) as f32);
     }
-    Ok(Epilogue {
-        scale: Some(scale),
-        shift: Some(shift),
-        relu,
-    })
+    Ok((scale, shift))
 }
 
 /// A small parameter tensor's values as `f64`. Runs on every inference call, so a CPU `f32` tensor (the usual
@@ -317,13 +364,165 @@ pub(crate) fn with_images<R>(x: &Tensor, f: impl FnOnce(&[f32], usize) -> R) -> 
 }
 
 /// A contiguous CPU tensor over `data`, outside any gradient graph.
-pub(crate) fn cpu_tensor(data: Vec<f32>, shape: (usize, usize, usize, usize)) -> Tensor {
+pub(crate) fn cpu_tensor(data: Vec<f32>, shape: impl Into<candle_core::Shape>) -> Tensor {
     Tensor::from_storage(
         Storage::Cpu(CpuStorage::F32(data)),
         shape,
         BackpropOp::none(),
         false,
     )
+}
+
+/// `activation(x)`: candle's operation, or one pass of the element-wise kernel when `options` allow it and it
+/// applies (a CPU `f32` tensor that wants no gradient).
+pub(crate) fn activation_with(
+    options: Optimizations,
+    x: &Tensor,
+    activation: Activation,
+) -> Result<Tensor> {
+    let Some(candle) = activation.candle() else {
+        return Ok(x.clone());
+    };
+    if options.elementwise_kernels && cpu_kernels_apply(x) {
+        let out = with_f32(x, |data| cpu::elementwise::activation(data, activation))?;
+        return Ok(cpu_tensor(out, x.dims()));
+    }
+    candle_nn::Module::forward(&candle, x)
+}
+
+/// `activation(bn(x))` for a batch norm that no convolution precedes: one pass of the element-wise kernel in
+/// inference when `options` allow it and it applies (an NCHW CPU `f32` map and batch norm tensors that want no
+/// gradient), otherwise the batch norm's own `forward_t` and [`activation_with`].
+pub(crate) fn batch_norm_with(
+    options: Optimizations,
+    x: &Tensor,
+    bn: &BatchNorm,
+    activation: Activation,
+    train: bool,
+) -> Result<Tensor> {
+    let applies = !train
+        && options.elementwise_kernels
+        && cpu_kernels_apply(x)
+        && x.rank() == 4
+        && x.dim(1)? == bn.num_features()
+        && is_cpu_f32(bn.running_mean())
+        && !bn
+            .inner()
+            .weight_and_bias()
+            .is_some_and(|(gamma, beta)| gamma.track_op() || beta.track_op());
+    if !applies {
+        let y = bn.forward_t(x, train)?;
+        return activation_with(options, &y, activation);
+    }
+    let (n, c, h, w) = x.dims4()?;
+    let (scale, shift) = batch_norm_transform(bn, None)?;
+    let out = with_images(x, |images, image_stride| {
+        cpu::elementwise::channel_affine(
+            images,
+            n,
+            image_stride,
+            (c, h * w),
+            &scale,
+            &shift,
+            activation,
+        )
+    })?;
+    Ok(cpu_tensor(out, (n, c, h, w)))
+}
+
+/// `activation(a + b + ...)`, the sum of an `add` group's branches: one pass of the element-wise kernel for two
+/// NCHW CPU `f32` maps of the same shape when `options` allow it, otherwise candle's sums and
+/// [`activation_with`].
+pub(crate) fn sum_with(
+    options: Optimizations,
+    parts: &[Tensor],
+    activation: Activation,
+) -> Result<Tensor> {
+    if let [a, b] = parts {
+        let applies = options.elementwise_kernels
+            && cpu_kernels_apply(a)
+            && cpu_kernels_apply(b)
+            && a.rank() == 4
+            && a.dims() == b.dims();
+        if applies {
+            let (n, c, h, w) = a.dims4()?;
+            let out = with_images(a, |a, a_stride| {
+                with_images(b, |b, b_stride| {
+                    cpu::elementwise::sum((a, a_stride), (b, b_stride), (n, c * h * w), activation)
+                })
+            })??;
+            return Ok(cpu_tensor(out, (n, c, h, w)));
+        }
+    }
+    activation_with(options, &crate::nn::sum(parts)?, activation)
+}
+
+/// The product of a `mul` group's branches: for an NCHW CPU `f32` map and an `[N, C, 1, 1]` gate (a
+/// squeeze-and-excitation), one pass of the element-wise kernel when `options` allow it; otherwise candle's
+/// broadcasting products.
+pub(crate) fn product_with(options: Optimizations, parts: &[Tensor]) -> Result<Tensor> {
+    if let [a, b] = parts {
+        let (map, gate) = if b.dims().get(2..) == Some(&[1, 1][..]) {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        let applies = options.elementwise_kernels
+            && cpu_kernels_apply(map)
+            && cpu_kernels_apply(gate)
+            && map.rank() == 4
+            && gate.rank() == 4
+            && gate.dims()[..2] == map.dims()[..2]
+            && gate.dims()[2..] == [1, 1];
+        if applies {
+            let (n, c, h, w) = map.dims4()?;
+            let out = with_images(map, |images, image_stride| {
+                with_f32(gate, |gate| {
+                    cpu::elementwise::channel_product(images, n, image_stride, (c, h * w), gate)
+                })
+            })??;
+            return Ok(cpu_tensor(out, (n, c, h, w)));
+        }
+    }
+    crate::nn::product(parts)
+}
+
+/// `activation(linear(x))`: for an `[N, in]` CPU `f32` input with `N` up to 8 and weights that want no gradient,
+/// the dot-product kernel of [`cpu::linear`] when `options` allow it; otherwise candle's layer and
+/// [`activation_with`].
+pub(crate) fn linear_with(
+    options: Optimizations,
+    x: &Tensor,
+    linear: &candle_nn::Linear,
+    activation: Activation,
+) -> Result<Tensor> {
+    let weight = linear.weight();
+    let bias = linear.bias();
+    let applies = options.linear_kernel
+        && cpu_kernels_apply(x)
+        && x.rank() == 2
+        && x.dim(0)? <= cpu::linear::MAX_BATCH
+        && weight.rank() == 2
+        && x.dim(1)? == weight.dim(1)?
+        && is_cpu_f32(weight)
+        && !weight.track_op()
+        && match bias {
+            None => true,
+            Some(b) => is_cpu_f32(b) && !b.track_op() && b.dims() == [weight.dim(0)?],
+        };
+    if !applies {
+        let y = candle_nn::Module::forward(linear, x)?;
+        return activation_with(options, &y, activation);
+    }
+    let (batch, k) = x.dims2()?;
+    let n = weight.dim(0)?;
+    let bias = bias.map(|b| with_f32(b, <[f32]>::to_vec)).transpose()?;
+    let out = with_f32(x, |x| {
+        with_f32(weight, |w| {
+            cpu::linear::linear(x, batch, w, bias.as_deref(), (k, n), activation)
+        })
+    })??;
+    Ok(cpu_tensor(out, (batch, n)))
 }
 
 /// A convolution that starts a branch, with the batch norm and ReLU that fold into it: what generated code
@@ -335,7 +534,30 @@ pub struct Head<'a> {
     pub relu: bool,
 }
 
-impl Head<'_> {
+/// A convolution with the batch norm and activation that follow it, as the plan finds them: a [`Head`] whose
+/// activation may be any the kernels know.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FusedHead<'a> {
+    pub conv: &'a Conv2d,
+    pub bn: Option<&'a BatchNorm>,
+    pub activation: Activation,
+}
+
+impl<'a> From<Head<'a>> for FusedHead<'a> {
+    fn from(head: Head<'a>) -> FusedHead<'a> {
+        FusedHead {
+            conv: head.conv,
+            bn: head.bn,
+            activation: if head.relu {
+                Activation::Relu
+            } else {
+                Activation::Identity
+            },
+        }
+    }
+}
+
+impl FusedHead<'_> {
     /// A 1×1 convolution with stride 1, no padding and one group: a plain matrix product over channels.
     fn is_pointwise(&self) -> bool {
         let spec = self.conv.spec();
@@ -362,14 +584,16 @@ pub fn sibling_heads(
     heads: &[Option<Head<'_>>],
     train: bool,
 ) -> Result<Vec<Option<Tensor>>> {
-    sibling_heads_with(Optimizations::ALL, x, heads, train)
+    let heads: Vec<Option<FusedHead<'_>>> = heads.iter().map(|h| h.map(FusedHead::from)).collect();
+    sibling_heads_with(Optimizations::ALL, x, &heads, train)
 }
 
-/// [`sibling_heads`] with only the optimisations in `options`.
+/// [`sibling_heads`] for heads with any activation the kernels know, with only the optimisations in
+/// `options`.
 pub(crate) fn sibling_heads_with(
     options: Optimizations,
     x: &Tensor,
-    heads: &[Option<Head<'_>>],
+    heads: &[Option<FusedHead<'_>>],
     train: bool,
 ) -> Result<Vec<Option<Tensor>>> {
     let mut outputs = vec![None; heads.len()];
@@ -379,15 +603,18 @@ pub(crate) fn sibling_heads_with(
     {
         return Ok(outputs);
     }
-    // Heads that can share one product: pointwise, CPU f32 weights that no gradient is wanted for, and the same
-    // ReLU choice as the first.
-    let mut chosen: Vec<(usize, Head<'_>)> = Vec::new();
+    // Heads that can share one product: pointwise, CPU f32 weights that no gradient is wanted for, an
+    // activation the options fold, and the same activation as the first.
+    let mut chosen: Vec<(usize, FusedHead<'_>)> = Vec::new();
     for (i, head) in heads.iter().enumerate() {
         let Some(head) = head else { continue };
+        let folds = matches!(head.activation, Activation::Identity | Activation::Relu)
+            || options.fuse_activations;
         let usable = head.is_pointwise()
+            && folds
             && is_cpu_f32(head.conv.weight())
             && !parameters_track_op(head.conv, head.bn)
-            && !matches!(chosen.first(), Some((_, first)) if first.relu != head.relu);
+            && !matches!(chosen.first(), Some((_, first)) if first.activation != head.activation);
         if usable {
             chosen.push((i, *head));
         }
@@ -402,7 +629,7 @@ pub(crate) fn sibling_heads_with(
     for (_, head) in &chosen {
         head.conv.check_channels(c, x)?;
         let c_out = head.conv.weight().dim(0)?;
-        let epilogue = epilogue(head.conv, head.bn, head.relu, c_out)?;
+        let epilogue = epilogue(head.conv, head.bn, head.activation, c_out)?;
         scale.extend(epilogue.scale.unwrap_or_else(|| vec![1.0; c_out]));
         shift.extend(epilogue.shift.unwrap_or_else(|| vec![0.0; c_out]));
         widths.push(c_out);
@@ -424,7 +651,7 @@ pub(crate) fn sibling_heads_with(
     let epilogue = Epilogue {
         scale: Some(scale),
         shift: Some(shift),
-        relu: chosen[0].1.relu,
+        activation: chosen[0].1.activation,
     };
     let out = run_conv(x, &weights, &geometry, &epilogue, false)?;
     let mut start = 0;
@@ -436,7 +663,7 @@ pub(crate) fn sibling_heads_with(
 }
 
 /// The chosen heads' weights stacked as `[sum of outputs, inputs]`.
-fn stacked_weights(chosen: &[(usize, Head<'_>)]) -> Result<Tensor> {
+fn stacked_weights(chosen: &[(usize, FusedHead<'_>)]) -> Result<Tensor> {
     let parts = chosen
         .iter()
         .map(|(_, h)| h.conv.weight().flatten_from(1))

@@ -3,17 +3,21 @@
 //! A generated model says what it is twice over, in two plain forms: `forward_t` in candle's ops, which
 //! training, gradients and every device run exactly as written, and [`Describe::describe`], the same network
 //! as a tree of [`Op`]s. When no gradient can be wanted (inference on a CPU `f32` input), the model's [`Plan`]
-//! runs that tree instead, with the optimisations it was given: each convolution with the batch norm and ReLU
-//! after it folded into one pass of the CPU kernels (a direct kernel for depthwise ones), the 1×1 convolutions
-//! that start sibling branches of a concatenation as one product, pools in one pass, and batches larger than the
-//! thread pool in micro-batches.
+//! runs that tree instead, with the optimisations it was given: each convolution with the batch norm and
+//! activation after it folded into one pass of the CPU kernels (a direct kernel for depthwise ones), the 1×1
+//! convolutions that start sibling branches of a concatenation as one product, pools in one pass, batch norms,
+//! activations, residual sums and squeeze-and-excitation products in one element-wise pass each, and batches
+//! larger than the thread pool in micro-batches.
 //! Every combination computes the same values up to rounding; the options belong to one model instance.
 
-use candle_core::{Module, ModuleT, Result, Tensor};
+use std::any::Any;
 
+use candle_core::{Module, Result, Tensor};
+
+use crate::cpu::Activation;
 use crate::fused::{
-    conv_bn_act_with, cpu_kernels_apply, in_micro_batches_with, sibling_heads_with, Head,
-    Optimizations,
+    activation_with, batch_norm_with, conv_bn_act_with, cpu_kernels_apply, in_micro_batches_with,
+    linear_with, product_with, sibling_heads_with, sum_with, FusedHead, Optimizations,
 };
 use crate::{AvgPool2d, BatchNorm, Conv2d, MaxPool2d};
 
@@ -27,8 +31,9 @@ pub enum Op<'a> {
     Flatten,
     /// Passes its input through (dropout and stochastic depth in inference, too).
     Identity,
-    /// Any other layer, run as it is.
-    Module(&'a dyn Module),
+    /// Any other layer, run as it is, except those the plan knows a faster way to run (candle's activations
+    /// and linear layers, see [`Layer`]).
+    Module(&'a dyn Layer),
     /// Operations in sequence.
     Chain(Vec<Op<'a>>),
     /// Branches reading the same input, concatenated along channels.
@@ -37,6 +42,20 @@ pub enum Op<'a> {
     Add(Vec<Op<'a>>),
     /// Branches reading the same input, multiplied (a `[N, C, 1, 1]` branch broadcast over the map).
     Mul(Vec<Op<'a>>),
+}
+
+/// A layer of [`Op::Module`]: any candle [`Module`], which the plan can also look at as the type it is
+/// (`candle_nn::Activation::Silu` is an activation it may fold into the convolution before it). Every
+/// `Module + 'static` is one.
+pub trait Layer: Module {
+    /// The layer as `Any`, for the plan to recognise the layers it knows.
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: Module + 'static> Layer for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// A network, or part of one, described for its [`Plan`].
@@ -98,30 +117,59 @@ impl Plan {
         self.eval_chain(&ops, x)
     }
 
-    /// A sequence of leaves and groups; a convolution takes the batch norm and ReLU right after it along.
+    /// A sequence of leaves and groups; a convolution takes the batch norm and activation right after it along,
+    /// and so do a batch norm on its own and a sum.
     fn eval_chain(&self, ops: &[&Op<'_>], x: &Tensor) -> Result<Tensor> {
+        let options = self.options;
         let mut x = x.clone();
         let mut i = 0;
         while i < ops.len() {
             if let Some((head, len)) = head_at(&ops[i..]) {
-                x = conv_bn_act_with(self.options, &x, head.conv, head.bn, head.relu, false)?;
+                x = conv_bn_act_with(options, &x, head.conv, head.bn, head.activation, false)?;
                 i += len;
                 continue;
             }
-            x = match ops[i] {
+            // The activation right after this operation, which a batch norm or a sum applies in the same pass.
+            let next = ops.get(i + 1).and_then(|op| activation_of(op));
+            let (y, used) = match ops[i] {
                 Op::Conv(_) | Op::Chain(_) => unreachable!("taken by `head_at` or flattened"),
-                Op::BatchNorm(bn) => bn.forward_t(&x, false)?,
-                Op::Relu => x.relu()?,
-                Op::MaxPool(pool) => pool.forward_with(&x, self.options.pool_kernels)?,
-                Op::AvgPool(pool) => pool.forward_with(&x, self.options.pool_kernels)?,
-                Op::Flatten => x.flatten_from(1)?,
-                Op::Identity => x,
-                Op::Module(module) => module.forward(&x)?,
-                Op::Concat(branches) => self.concat(branches, &x)?,
-                Op::Add(branches) => crate::nn::sum(&self.branches(branches, &x)?)?,
-                Op::Mul(branches) => crate::nn::product(&self.branches(branches, &x)?)?,
+                Op::BatchNorm(bn) => match next {
+                    Some(activation) => (batch_norm_with(options, &x, bn, activation, false)?, 2),
+                    None => (
+                        batch_norm_with(options, &x, bn, Activation::Identity, false)?,
+                        1,
+                    ),
+                },
+                Op::Add(branches) => {
+                    let parts = self.branches(branches, &x)?;
+                    match next {
+                        Some(activation) => (sum_with(options, &parts, activation)?, 2),
+                        None => (sum_with(options, &parts, Activation::Identity)?, 1),
+                    }
+                }
+                Op::Relu => (activation_with(options, &x, Activation::Relu)?, 1),
+                op @ Op::Module(module) => {
+                    let linear = module.as_any().downcast_ref::<candle_nn::Linear>();
+                    match (activation_of(op), linear, next) {
+                        (Some(activation), _, _) => (activation_with(options, &x, activation)?, 1),
+                        (None, Some(linear), Some(activation)) => {
+                            (linear_with(options, &x, linear, activation)?, 2)
+                        }
+                        (None, Some(linear), None) => {
+                            (linear_with(options, &x, linear, Activation::Identity)?, 1)
+                        }
+                        (None, None, _) => (module.forward(&x)?, 1),
+                    }
+                }
+                Op::MaxPool(pool) => (pool.forward_with(&x, options.pool_kernels)?, 1),
+                Op::AvgPool(pool) => (pool.forward_with(&x, options.pool_kernels)?, 1),
+                Op::Flatten => (x.flatten_from(1)?, 1),
+                Op::Identity => (x, 1),
+                Op::Concat(branches) => (self.concat(branches, &x)?, 1),
+                Op::Mul(branches) => (product_with(options, &self.branches(branches, &x)?)?, 1),
             };
-            i += 1;
+            x = y;
+            i += used;
         }
         Ok(x)
     }
@@ -142,8 +190,9 @@ impl Plan {
                 ops
             })
             .collect();
-        let heads: Vec<Option<(Head<'_>, usize)>> = flat.iter().map(|ops| head_at(ops)).collect();
-        let offered: Vec<Option<Head<'_>>> =
+        let heads: Vec<Option<(FusedHead<'_>, usize)>> =
+            flat.iter().map(|ops| head_at(ops)).collect();
+        let offered: Vec<Option<FusedHead<'_>>> =
             heads.iter().map(|h| h.map(|(head, _)| head)).collect();
         let fused = if offered.iter().flatten().count() >= 2 {
             sibling_heads_with(self.options, x, &offered, false)?
@@ -188,9 +237,10 @@ fn flatten_chain<'o, 'a>(op: &'o Op<'a>, out: &mut Vec<&'o Op<'a>>) {
     }
 }
 
-/// A convolution at the start of `ops` with the batch norm and ReLU that directly follow it, and how many
-/// operations that is.
-fn head_at<'a>(ops: &[&Op<'a>]) -> Option<(Head<'a>, usize)> {
+/// A convolution at the start of `ops` with the batch norm and activation that directly follow it, and how
+/// many operations that is. Whether the activation folds into the convolution's pass is for
+/// [`conv_bn_act_with`] and [`sibling_heads_with`] to decide, by the options.
+fn head_at<'a>(ops: &[&Op<'a>]) -> Option<(FusedHead<'a>, usize)> {
     let Some(Op::Conv(conv)) = ops.first() else {
         return None;
     };
@@ -202,9 +252,31 @@ fn head_at<'a>(ops: &[&Op<'a>]) -> Option<(Head<'a>, usize)> {
         }
         _ => None,
     };
-    let relu = matches!(ops.get(len), Some(Op::Relu));
-    if relu {
-        len += 1;
+    let activation = match ops.get(len).and_then(|op| activation_of(op)) {
+        Some(activation) => {
+            len += 1;
+            activation
+        }
+        None => Activation::Identity,
+    };
+    Some((
+        FusedHead {
+            conv,
+            bn,
+            activation,
+        },
+        len,
+    ))
+}
+
+/// The activation `op` is, if it is one the kernels compute: ReLU, or one of candle's activations.
+fn activation_of(op: &Op<'_>) -> Option<Activation> {
+    match op {
+        Op::Relu => Some(Activation::Relu),
+        Op::Module(layer) => layer
+            .as_any()
+            .downcast_ref::<candle_nn::Activation>()
+            .and_then(Activation::of),
+        _ => None,
     }
-    Some((Head { conv, bn, relu }, len))
 }

@@ -70,6 +70,11 @@ pub fn conv_bn_act_winograd(
             geometry.kernel, geometry.stride, geometry.dilation, geometry.groups
         )));
     }
-    let epilogue = epilogue(conv, bn, relu, geometry.c_out)?;
+    let activation = if relu {
+        cpu::Activation::Relu
+    } else {
+        cpu::Activation::Identity
+    };
+    let epilogue = epilogue(conv, bn, activation, geometry.c_out)?;
     run(x, conv, &geometry, &epilogue, tile)
 }

@@ -14,14 +14,14 @@
 //!    tap is a single contiguous run over the whole plane — so even a 7×7 map vectorises fully.
 //! 2. The output is computed [`BLOCK`] values at a time, their sums held in registers across all the taps: a
 //!    run of that flat output, or, for maps a few vectors wide, a rectangle of rows ([`Tiling`]).
-//! 3. The extra columns are dropped and the epilogue (bias, folded batch norm, ReLU) applied on the way out.
+//! 3. The extra columns are dropped and the epilogue (bias, folded batch norm, activation) applied on the way out.
 //!
 //! The loops are plain Rust that LLVM vectorises. They are compiled twice: for the baseline target, and with
 //! AVX2 and FMA (chosen at run time), which doubles the vector width and fuses each multiply-add.
 
 use rayon::prelude::*;
 
-use super::{valid_range, ConvGeometry, Epilogue};
+use super::{valid_range, Activation, ConvGeometry, Epilogue};
 
 /// Output values computed together, their partial sums kept in registers while every tap of the window is
 /// added in: eight 8-lane AVX2 registers, enough independent sums to cover the latency of a fused multiply-add
@@ -456,7 +456,7 @@ impl Plane<'_> {
         let shift = epilogue.shift.as_ref().map_or(0.0, |s| s[self.channel]);
         for (dst_row, row) in dst.chunks_exact_mut(ow).zip(sums.chunks(cols)) {
             let row = &row[..ow];
-            if epilogue.relu {
+            if epilogue.activation == Activation::Relu {
                 for (d, &v) in dst_row.iter_mut().zip(row) {
                     *d = (v * scale + shift).max(0.0);
                 }
@@ -465,6 +465,9 @@ impl Plane<'_> {
                     *d = v * scale + shift;
                 }
             }
+        }
+        if !matches!(epilogue.activation, Activation::Relu | Activation::Identity) {
+            epilogue.activation.apply(dst);
         }
     }
 }
@@ -539,7 +542,11 @@ mod tests {
                                 let epilogue = Epilogue {
                                     scale: Some(values(c_out, 7)),
                                     shift: Some(values(c_out, 8)),
-                                    relu: checked % 2 == 0,
+                                    activation: [
+                                        Activation::Relu,
+                                        Activation::Identity,
+                                        Activation::Silu,
+                                    ][checked % 3],
                                 };
                                 let run = || {
                                     let layout = PhaseLayout::new(&g, tiling);
@@ -563,7 +570,11 @@ mod tests {
                                     let c = (i / plane) % c_out;
                                     let e = e * epilogue.scale.as_ref().unwrap()[c]
                                         + epilogue.shift.as_ref().unwrap()[c];
-                                    let e = if epilogue.relu { e.max(0.0) } else { e };
+                                    let e = match epilogue.activation {
+                                        Activation::Relu => e.max(0.0),
+                                        Activation::Silu => e / (1.0 + (-e).exp()),
+                                        _ => e,
+                                    };
                                     assert!(
                                         (a - e).abs() <= 1e-5 * (1.0 + e.abs()),
                                         "{isa:?} {tiling:?} {g:?} element {i}: {a} vs {e}"

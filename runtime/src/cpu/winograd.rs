@@ -584,7 +584,8 @@ impl Layer<'_> {
         let finish = Finish {
             scale: self.epilogue.scale.as_ref().map_or(1.0, |s| s[channel]),
             shift: self.epilogue.shift.as_ref().map_or(0.0, |s| s[channel]),
-            relu: self.epilogue.relu,
+            // The plan takes Winograd only for these two (`fused::conv_on_cpu`).
+            relu: self.epilogue.activation == super::Activation::Relu,
         };
         let grid = &self.grid;
         let out = self.g.out;
@@ -971,7 +972,7 @@ mod tests {
         let epilogue = Epilogue {
             scale: Some(values(4, 3)),
             shift: Some(values(4, 4)),
-            relu: true,
+            activation: super::super::Activation::Relu,
         };
         let plane = g.out.0 * g.out.1;
         let filters = transform_filters(&weight, 4, 3, Tile::F2);

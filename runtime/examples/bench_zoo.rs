@@ -1,0 +1,226 @@
+//! Times the inference of one of the ten torchvision networks of `architectures/` (issue 12), built from its
+//! `.arch` file with `include_arch!`, for `bench/zoo.py` (which runs it beside PyTorch eager) or by hand:
+//!
+//! ```sh
+//! cargo run --release -p archc-runtime --example bench_zoo -- resnet50 --weights resnet50.safetensors
+//! ```
+//!
+//! The first argument names the network (`alexnet`, `vgg16_bn`, `squeezenet1_1`, `resnet18`, `resnet50`,
+//! `densenet121`, `inception_v3`, `mobilenet_v2`, `shufflenet_v2_x1_0`, `efficientnet_b0`). `--weights`
+//! loads a torchvision `state_dict` saved as safetensors, unrenamed (random weights are not offered: a model
+//! whose weights are candle `Var`s runs as candle ops). `--input` reads the tensor `input` of a safetensors
+//! file (otherwise a seeded random `[batch, 3, H, W]` at the network's declared size); `--logits` writes the
+//! first pass's output there as `logits`, so a caller can check it against PyTorch's. `--optimizations`
+//! picks the plan's optimisations (`all`, `none`, or a comma-separated subset of
+//! `conv,depthwise,fold,pool,siblings,micro,activations,elementwise,linear`), so each can be measured on its
+//! own.
+//! The thread count is `RAYON_NUM_THREADS`, which both rayon's pool and candle's matrix products follow.
+//!
+//! Prints one JSON object: the median time per batch and per image over `--iters` timed passes (after
+//! `--warmup` untimed ones, at least one: the pass whose logits `--logits` writes), the fastest pass, and the
+//! process's peak resident memory.
+//!
+//! It lives in the runtime crate, whose examples need no dev-dependency, so a release build compiles the
+//! runtime, the proc macro and the compiler core and nothing else; the `.arch` paths are relative to
+//! `runtime/`.
+
+// The code include_arch! generates for DenseNet's loop writes `denselayer_channels = denselayer_channels +
+// growth`; that is for the code generator (src/codegen) to change, not this example.
+#![allow(clippy::assign_op_pattern)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use archc_runtime::candle_core::{DType, Device, Module, Tensor};
+use archc_runtime::nn::Optimizations;
+use archc_runtime::Weights;
+
+archc_runtime::include_arch!("../architectures/alexnet.arch");
+archc_runtime::include_arch!("../architectures/vgg16_bn.arch");
+archc_runtime::include_arch!("../architectures/squeezenet1_1.arch");
+archc_runtime::include_arch!("../architectures/resnet18.arch");
+archc_runtime::include_arch!("../architectures/resnet50.arch");
+archc_runtime::include_arch!("../architectures/densenet121.arch");
+archc_runtime::include_arch!("../architectures/inception_v3.arch");
+archc_runtime::include_arch!("../architectures/mobilenet_v2.arch");
+archc_runtime::include_arch!("../architectures/shufflenet_v2_x1_0.arch");
+archc_runtime::include_arch!("../architectures/efficientnet_b0.arch");
+
+type Error = Box<dyn std::error::Error>;
+
+/// The network `name` with its default `Config` and the weights of `vb`, as a module from images to logits,
+/// and its declared input shape `[C, H, W]`.
+fn build(
+    name: &str,
+    vb: archc_runtime::candle_nn::VarBuilder<'static>,
+    optimizations: Optimizations,
+) -> Result<(Box<dyn Module>, &'static [usize]), Error> {
+    macro_rules! networks {
+        ($($network:ident),* $(,)?) => {
+            match name {
+                $(stringify!($network) => {
+                    let model = $network::Model::new(vb, &$network::Config::default())?
+                        .with_optimizations(optimizations);
+                    (Box::new(model) as Box<dyn Module>, $network::INPUT_SHAPE)
+                })*
+                other => {
+                    let known = [$(stringify!($network)),*].join(", ");
+                    return Err(format!("unknown network `{other}`; expected one of {known}").into());
+                }
+            }
+        };
+    }
+    Ok(networks!(
+        alexnet,
+        vgg16_bn,
+        squeezenet1_1,
+        resnet18,
+        resnet50,
+        densenet121,
+        inception_v3,
+        mobilenet_v2,
+        shufflenet_v2_x1_0,
+        efficientnet_b0,
+    ))
+}
+
+fn parse_optimizations(text: &str) -> Result<Optimizations, String> {
+    match text {
+        "all" => return Ok(Optimizations::ALL),
+        "none" => return Ok(Optimizations::NONE),
+        _ => {}
+    }
+    let mut o = Optimizations::NONE;
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part {
+            "conv" => o.conv_kernel = true,
+            "depthwise" => o.depthwise_kernel = true,
+            "fold" => o.fold_batch_norm = true,
+            "pool" => o.pool_kernels = true,
+            "siblings" => o.fuse_siblings = true,
+            "micro" => o.micro_batches = true,
+            "activations" => o.fuse_activations = true,
+            "elementwise" => o.elementwise_kernels = true,
+            "linear" => o.linear_kernel = true,
+            other => {
+                return Err(format!(
+                    "unknown optimisation `{other}`; expected conv, depthwise, fold, pool, siblings, micro, \
+                     activations, elementwise or linear"
+                ))
+            }
+        }
+    }
+    Ok(o)
+}
+
+/// Peak resident set size of this process in KiB, from `/proc/self/status` (Linux only).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+struct Args {
+    network: String,
+    weights: PathBuf,
+    input: Option<PathBuf>,
+    logits: Option<PathBuf>,
+    batch: usize,
+    iters: usize,
+    warmup: usize,
+    optimizations: String,
+}
+
+fn parse_args() -> Result<Args, Error> {
+    let mut args = std::env::args().skip(1);
+    let mut network = None;
+    let mut weights = None;
+    let mut parsed = Args {
+        network: String::new(),
+        weights: PathBuf::new(),
+        input: None,
+        logits: None,
+        batch: 1,
+        iters: 10,
+        warmup: 2,
+        optimizations: "all".to_string(),
+    };
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--weights" => weights = Some(PathBuf::from(value()?)),
+            "--input" => parsed.input = Some(PathBuf::from(value()?)),
+            "--logits" => parsed.logits = Some(PathBuf::from(value()?)),
+            "--batch" => parsed.batch = value()?.parse()?,
+            "--iters" => parsed.iters = value()?.parse()?,
+            "--warmup" => parsed.warmup = value()?.parse()?,
+            "--optimizations" => parsed.optimizations = value()?,
+            flag if flag.starts_with("--") => return Err(format!("unknown option `{flag}`").into()),
+            name if network.is_none() => network = Some(name.to_string()),
+            extra => return Err(format!("unexpected argument `{extra}`").into()),
+        }
+    }
+    parsed.network = network.ok_or("name a network, e.g. `bench_zoo resnet50 --weights FILE`")?;
+    parsed.weights = weights.ok_or("--weights FILE (a torchvision state_dict as safetensors)")?;
+    if parsed.batch == 0 || parsed.iters == 0 {
+        return Err("--batch and --iters must be at least 1".into());
+    }
+    Ok(parsed)
+}
+
+fn main() -> Result<(), Error> {
+    let args = parse_args()?;
+    let optimizations = parse_optimizations(&args.optimizations)?;
+    let device = Device::Cpu;
+    let weights = Weights::open(&args.weights)?;
+    let (model, shape) = build(
+        &args.network,
+        weights.var_builder(DType::F32, &device),
+        optimizations,
+    )?;
+    let input = match &args.input {
+        Some(path) => {
+            let mut tensors = archc_runtime::candle_core::safetensors::load(path, &device)?;
+            tensors
+                .remove("input")
+                .ok_or_else(|| format!("{}: no tensor `input`", path.display()))?
+                .to_dtype(DType::F32)?
+        }
+        None => {
+            let dims: Vec<usize> = std::iter::once(args.batch)
+                .chain(shape.iter().copied())
+                .collect();
+            Tensor::randn(0f32, 1.0, dims, &device)?
+        }
+    };
+    let batch = input.dim(0)?;
+    let logits = model.forward(&input)?;
+    if let Some(path) = &args.logits {
+        let tensors = HashMap::from([("logits".to_string(), logits.clone())]);
+        archc_runtime::candle_core::safetensors::save(&tensors, path)?;
+    }
+    for _ in 1..args.warmup {
+        model.forward(&input)?;
+    }
+    let mut times = Vec::with_capacity(args.iters);
+    for _ in 0..args.iters {
+        let start = Instant::now();
+        let logits = model.forward(&input)?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+        drop(logits);
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    println!(
+        "{{\"engine\": \"archc\", \"network\": \"{}\", \"optimizations\": \"{}\", \"threads\": {}, \"batch\": {batch}, \"iters\": {}, \"ms_per_batch\": {median:.3}, \"ms_per_image\": {:.3}, \"min_ms_per_batch\": {:.3}, \"peak_rss_kib\": {}}}",
+        args.network,
+        args.optimizations,
+        rayon::current_num_threads(),
+        args.iters,
+        median / batch as f64,
+        times[0],
+        peak_rss_kib().map_or("null".to_string(), |k| k.to_string()),
+    );
+    Ok(())
+}

@@ -606,13 +606,11 @@ impl<'s> Formatter<'s> {
     }
 
     fn row(&mut self, statement: &LayerStatement) -> Row {
-        let name = statement
-            .name
-            .as_ref()
-            .map(|name| match &statement.side_from {
-                Some(_) => format!("side {}", name.name),
-                None => name.name.clone(),
-            });
+        let text = self.name_text(statement);
+        let name = statement.name.as_ref().map(|_| match &statement.side_from {
+            Some(_) => format!("side {text}"),
+            None => text,
+        });
         let chain = self.cell(|f| {
             f.chain(&statement.chain, false);
             if let Some(source) = &statement.side_from {

@@ -10,7 +10,9 @@
 //! `bn(conv(x) + b) = s * conv(x) + (beta + s * (b - running_mean))`, which the kernel applies to each output
 //! value as it finishes, with the activation (ReLU, ReLU6, SiLU, sigmoid, hard swish or hard sigmoid). `s` and
 //! the shift are computed from the live tensors on every call (a few microseconds), so a model that trains, or
-//! whose `VarMap` is loaded after it was built, never runs with stale folded weights.
+//! whose `VarMap` is loaded after it was built, never runs with stale folded weights. The exception is the
+//! Winograd-transformed filters of 3×3 convolutions, too costly to derive per call: they are prepared once per
+//! layer and kept ([`crate::prepared`]).
 
 use candle_core::op::BackpropOp;
 use candle_core::{CpuStorage, DType, Device, ModuleT, Result, Storage, Tensor};

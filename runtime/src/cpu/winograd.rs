@@ -478,6 +478,7 @@ impl Layer<'_> {
         transformed.resize(g.c_in * per_channel, 0.0);
         let plane_in = g.h * g.w;
         let plane_out = g.out.0 * g.out.1;
+        let mut scratch = InputScratch::default();
         for start in (0..grid.tiles).step_by(grid.block) {
             let tiles = start..(start + grid.block).min(grid.tiles);
             let input = |scratch: &mut InputScratch, (c, v): (usize, &mut [f32])| {
@@ -504,7 +505,6 @@ impl Layer<'_> {
                     .enumerate()
                     .for_each(|item| products(&transformed, item, block_channels));
             } else {
-                let mut scratch = InputScratch::default();
                 transformed
                     .chunks_mut(per_channel)
                     .enumerate()

@@ -221,12 +221,147 @@ fn conv_group(
     if g.is_pointwise() {
         // The input channels are the rows of the patch matrix already.
         multiply(x_g, dst_g);
+    } else if let Some(block) = column_block(g) {
+        conv_group_by_columns(x_g, w_g, g, epilogue, first_channel, dst_g, block, parallel);
     } else {
         let mut patches = PATCHES.take();
         patches.resize(depth * columns, 0.0);
         im2col(x_g, g, &mut patches, parallel);
         multiply(&patches, dst_g);
         PATCHES.set(patches);
+    }
+}
+
+/// Patch-matrix values of one column block: 128 Ki values (512 KiB), half a level-2 cache of current x86
+/// cores, so that the block stays in cache from im2col to the product that reads it.
+const BLOCK_VALUES: usize = 128 * 1024;
+
+/// The width of the column blocks a group's product is cut into, when it is: `None` for a patch matrix
+/// small enough to build whole, or for a group with more output channels than a block has columns, whose
+/// weights the product would then pack (copy into its layout) again for every block at more cost than the
+/// blocks save. A block is at least 256 columns wide, so that the weights' packing is spread over enough work.
+fn column_block(g: &ConvGeometry) -> Option<usize> {
+    let width = (BLOCK_VALUES / g.depth().max(1))
+        .max(256)
+        .next_multiple_of(16);
+    (g.columns() >= 4 * width && g.out_per_group() <= width).then_some(width)
+}
+
+/// One group of one image, `block` output columns at a time: the patch matrix of those columns
+/// (`[depth, block]`, in cache), its product with all of `W_g` into those columns of the output rows, and the
+/// epilogue on them. Building the whole patch matrix instead writes it to memory and reads it back (115 MB for
+/// VGG-16's second layer). `parallel` hands the blocks to the threads: each builds only its own columns'
+/// patches, where splitting the output rows has every thread build and pack all of them.
+#[allow(clippy::too_many_arguments)]
+fn conv_group_by_columns(
+    x_g: &[f32],
+    w_g: &[f32],
+    g: &ConvGeometry,
+    epilogue: &Epilogue,
+    first_channel: usize,
+    dst_g: &mut [f32],
+    block: usize,
+    parallel: bool,
+) {
+    let (depth, columns, out_g) = (g.depth(), g.columns(), g.out_per_group());
+    assert!(dst_g.len() >= out_g * columns, "output too short");
+    let out = OutputRows {
+        ptr: dst_g.as_mut_ptr(),
+        columns,
+    };
+    let one_block = |first: usize| {
+        let width = block.min(columns - first);
+        let mut patches = PATCHES.take();
+        patches.resize(depth * width, 0.0);
+        im2col_columns(x_g, g, &mut patches, first..first + width);
+        // SAFETY: columns `first..first + width` of the `out_g` rows are inside `dst_g` (asserted above), and
+        // each block's columns are written by that block's call alone.
+        unsafe {
+            matmul_into_columns(w_g, &patches, &out, (out_g, depth, width), first);
+            for row in 0..out_g {
+                let values = out.segment(row, first, width);
+                epilogue.apply_channel(values, first_channel + row);
+            }
+        }
+        PATCHES.set(patches);
+    };
+    let firsts = (0..columns).step_by(block);
+    if parallel {
+        firsts
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .for_each(one_block);
+    } else {
+        firsts.for_each(one_block);
+    }
+}
+
+/// The output rows of a group (`[rows, columns]`, row-major) that column blocks write, each its own columns,
+/// possibly from several threads at once.
+struct OutputRows {
+    ptr: *mut f32,
+    columns: usize,
+}
+
+// SAFETY: the blocks that share an `OutputRows` write disjoint columns (see `conv_group_by_columns`).
+unsafe impl Sync for OutputRows {}
+
+impl OutputRows {
+    /// Columns `first..first + width` of row `row`.
+    ///
+    /// # Safety
+    /// They must lie inside the rows, and no other live reference may cover them.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn segment(&self, row: usize, first: usize, width: usize) -> &mut [f32] {
+        // SAFETY: the caller guarantees the range is inside the rows and not aliased.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(row * self.columns + first), width) }
+    }
+}
+
+/// `out[:, first..first + n] = lhs [m, k] x rhs [k, n]`, `lhs` and `rhs` row-major and contiguous, into the
+/// output rows `out`.
+///
+/// # Safety
+/// Columns `first..first + n` of the first `m` rows must lie inside `out`'s rows, and nothing else may read or
+/// write them during the call.
+unsafe fn matmul_into_columns(
+    lhs: &[f32],
+    rhs: &[f32],
+    out: &OutputRows,
+    (m, k, n): (usize, usize, usize),
+    first: usize,
+) {
+    assert!(
+        lhs.len() >= m * k && rhs.len() >= k * n,
+        "matmul operands too short"
+    );
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    // SAFETY: lhs and rhs hold m * k and k * n values in the row-major layouts the strides describe; the
+    // destination is inside `out` and not aliased, as the caller guarantees.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.ptr.add(first),
+            1,
+            out.columns as isize,
+            false,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
     }
 }
 
@@ -269,6 +404,47 @@ fn matmul(lhs: &[f32], rhs: &[f32], dst: &mut [f32], (m, k, n): (usize, usize, u
             false,
             gemm::Parallelism::None,
         );
+    }
+}
+
+/// Writes columns `range` of the patch matrix (see [`im2col`]) as a `[in_g * kh * kw, range.len()]` matrix.
+fn im2col_columns(x: &[f32], g: &ConvGeometry, patches: &mut [f32], range: std::ops::Range<usize>) {
+    let (kh, kw) = g.kernel;
+    let width = range.len();
+    let plane = g.h * g.w;
+    let ow = g.out.1;
+    for (row, dst) in patches.chunks_exact_mut(width).enumerate() {
+        let c = row / (kh * kw);
+        let (i, j) = ((row / kw) % kh, row % kw);
+        let src = &x[c * plane..(c + 1) * plane];
+        let offset = j * g.dilation.1;
+        let (lo, hi) = valid_range(offset, g.pad_before.1, g.stride.1, g.w, ow);
+        // The output rows the range touches, each for the columns of it that fall in the range.
+        let mut at = range.start;
+        while at < range.end {
+            let (oy, ox0) = (at / ow, at % ow);
+            let ox1 = ow.min(ox0 + (range.end - at));
+            let dst_row = &mut dst[at - range.start..at - range.start + (ox1 - ox0)];
+            at += ox1 - ox0;
+            let iy = (oy * g.stride.0 + i * g.dilation.0) as isize - g.pad_before.0 as isize;
+            let (a, b) = (lo.clamp(ox0, ox1), hi.clamp(ox0, ox1));
+            if iy < 0 || iy as usize >= g.h || a >= b {
+                dst_row.fill(0.0);
+                continue;
+            }
+            let src_row = &src[iy as usize * g.w..(iy as usize + 1) * g.w];
+            dst_row[..a - ox0].fill(0.0);
+            dst_row[b - ox0..].fill(0.0);
+            let first = a * g.stride.1 + offset - g.pad_before.1;
+            let inside = &mut dst_row[a - ox0..b - ox0];
+            if g.stride.1 == 1 {
+                inside.copy_from_slice(&src_row[first..first + (b - a)]);
+            } else {
+                for (k, v) in inside.iter_mut().enumerate() {
+                    *v = src_row[first + k * g.stride.1];
+                }
+            }
+        }
     }
 }
 
@@ -639,6 +815,11 @@ mod tests {
             (4, 6, 6, 4, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 4, 1), // depthwise, dilated
             (2, 5, 5, 3, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1, 2), // strided 1x1 is not pointwise
             (1, 4, 4, 2, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1, 1), // kernel larger than the input
+            // Deep and wide enough to be cut into column blocks (a partial last one), on one image (blocks on
+            // the threads) and on two (an image per thread); strided, dilated and grouped too.
+            (64, 33, 35, 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, 1),
+            (64, 33, 35, 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, 2),
+            (128, 70, 66, 8, (3, 3), (2, 2), (1, 1, 2, 0), (2, 2), 2, 1),
         ];
         for (case, &(c_in, h, w, c_out, kernel, stride, pad, dilation, groups, batch)) in
             cases.iter().enumerate()
@@ -659,6 +840,8 @@ mod tests {
                 groups,
                 out,
             };
+            let blocked = column_block(&g).is_some();
+            assert_eq!(blocked, c_in >= 64, "case {case}: column blocks");
             let x = values(batch * c_in * h * w, case as u32);
             let weight = values(
                 c_out * c_in / groups * kernel.0 * kernel.1,

@@ -408,13 +408,15 @@ fn tokens(source: &str) -> Vec<Token> {
             // A name that starts with a value (`{i} = ...`, `{at + 1} = ...`) is one word too; a body's or a
             // sequence's `{` is followed by a blank.
             b'{' if bytes.get(pos + 1).is_some_and(|b| !b.is_ascii_whitespace())
-                && source[pos..].find('}').is_some_and(|close| !source[pos..pos + close].contains('\n')) =>
+                && source[pos..]
+                    .find('}')
+                    .is_some_and(|close| !source[pos..pos + close].contains('\n')) =>
             {
-                loop {
-                    match source[pos..].strip_prefix('{').and_then(|rest| rest.find('}')) {
-                        Some(close) => pos += close + 2,
-                        None => break,
-                    }
+                while let Some(close) = source[pos..]
+                    .strip_prefix('{')
+                    .and_then(|rest| rest.find('}'))
+                {
+                    pos += close + 2;
                     while pos < bytes.len()
                         && (bytes[pos].is_ascii_alphanumeric() || bytes[pos] == b'_')
                     {

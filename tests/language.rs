@@ -260,7 +260,7 @@ network n(layers = 3, growth = 4) {{
         "let mut denselayer_channels = in_channels;",
         "for i in 1..=layers {",
         "vb.pp(format!(\"denselayer{i}\"))",
-        "denselayer_channels = denselayer_channels + growth;",
+        "denselayer_channels += growth;",
         // The channels after the block, in closed form, for `out`: 8 + layers * growth.
         "(8 + (cfg.layers * cfg.growth))",
     ] {

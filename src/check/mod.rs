@@ -1205,7 +1205,7 @@ impl<'a> Checker<'a> {
         // Arguments are validated even when the input is unknown after an earlier error.
         let layer = (builtin.resolve)(&mut args)?;
         let (layer, output) = layer.infer(&mut args, input?)?;
-        return Some(Node {
+        Some(Node {
             name: name.map(str::to_string),
             path: path.to_string(),
             kind: NodeKind::Layer(layer),
@@ -1216,7 +1216,7 @@ impl<'a> Checker<'a> {
             args: bound_args(call, &names, &bound),
             declared: None,
             template: Vec::new(),
-        });
+        })
     }
 
     fn check_call(

@@ -737,8 +737,17 @@ impl Generator<'_> {
                 &per_iteration,
                 &HashMap::from([("#loop_in".to_string(), running.clone())]),
             );
-            let update = unparenthesized(expr(&update, body.scope, Ty::Int)?);
-            loop_body.push(quote!(#channels_ident = #update;));
+            // `channels += growth` where the block adds to its input's channels, as a person writes it.
+            loop_body.push(match &update.kind {
+                ExprKind::Binary(BinaryOp::Add, lhs, rhs) if **lhs == running => {
+                    let step = unparenthesized(expr(rhs, body.scope, Ty::Int)?);
+                    quote!(#channels_ident += #step;)
+                }
+                _ => {
+                    let update = unparenthesized(expr(&update, body.scope, Ty::Int)?);
+                    quote!(#channels_ident = #update;)
+                }
+            });
             quote!(#channels_ident,)
         } else {
             quote!()

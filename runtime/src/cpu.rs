@@ -858,10 +858,25 @@ mod tests {
                         activation: Activation::Relu,
                     }
                 };
-                let got = conv2d(&x, batch, c_in * h * w, &weight, &g, &epilogue);
+                // One thread, and three: images, groups, column blocks or output rows shared out.
+                let one = rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .build()
+                    .unwrap();
+                let three = rayon::ThreadPoolBuilder::new()
+                    .num_threads(3)
+                    .build()
+                    .unwrap();
+                let run = || conv2d(&x, batch, c_in * h * w, &weight, &g, &epilogue);
+                let got = one.install(run);
                 assert_eq!(got.len(), expected.len(), "case {case}");
                 let plane = out.0 * out.1;
-                for (i, (&a, &e)) in got.iter().zip(&expected).enumerate() {
+                let on_three = three.install(run);
+                for (i, ((&a, &e), &b)) in got.iter().zip(&expected).zip(&on_three).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * (1.0 + a.abs()),
+                        "case {case} element {i}: {a} on one thread, {b} on three"
+                    );
                     let c = (i / plane) % c_out;
                     let e = match &epilogue.scale {
                         None => e,

@@ -67,6 +67,11 @@ impl Activation {
         if self == Activation::Identity {
             return;
         }
+        #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { apply_avx512(self, values) };
+        }
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
@@ -106,6 +111,15 @@ impl Activation {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn apply_avx2_fma(activation: Activation, values: &mut [f32]) {
+    apply_portable(activation, values);
+}
+
+/// [`Activation::apply`] compiled for AVX-512, sixteen lanes: SiLU and sigmoid are bound by arithmetic (the
+/// `exp` polynomial and a division per value), not by memory, and took a third of EfficientNet-B0's time
+/// with eight lanes.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+#[target_feature(enable = "avx512f")]
+unsafe fn apply_avx512(activation: Activation, values: &mut [f32]) {
     apply_portable(activation, values);
 }
 
@@ -333,14 +347,31 @@ mod tests {
                 ((x + 3.0) / 6.0).clamp(0.0, 1.0)
             }),
         ];
+        // Every compiled version the CPU runs: portable, AVX2 + FMA, AVX-512.
+        let mut paths: Vec<fn(Activation, &mut [f32])> = vec![apply_portable];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA, checked just above.
+            paths.push(|a, v| unsafe { apply_avx2_fma(a, v) });
+        }
+        #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            paths.push(|a, v| unsafe { apply_avx512(a, v) });
+        }
         for (activation, definition) in definitions {
-            let mut portable = values.clone();
-            apply_portable(activation, &mut portable);
-            let mut dispatched = values.clone();
-            activation.apply(&mut dispatched);
-            for ((&x, &p), &d) in values.iter().zip(&portable).zip(&dispatched) {
+            let results: Vec<Vec<f32>> = paths
+                .iter()
+                .map(|path| {
+                    let mut out = values.clone();
+                    path(activation, &mut out);
+                    out
+                })
+                .collect();
+            for (i, &x) in values.iter().enumerate() {
                 let want = definition(f64::from(x));
-                for got in [p, d] {
+                for got in results.iter().map(|r| r[i]) {
                     let error = (f64::from(got) - want).abs() / want.abs().max(1e-30);
                     // Relative to the value, except for values so small that they are zero for any purpose.
                     assert!(

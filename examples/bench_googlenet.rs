@@ -12,6 +12,7 @@
 //! `conv,depthwise,fold,winograd,pool,siblings,micro,activations,elementwise,linear`), so each can be measured
 //! on its own.
 
+use std::str::FromStr;
 use std::time::Instant;
 
 use archc_runtime::candle_core::{DType, Device, Module, Tensor};
@@ -41,36 +42,6 @@ struct Args {
     optimizations: String,
 }
 
-fn parse_optimizations(text: &str) -> Result<Optimizations, String> {
-    match text {
-        "all" => return Ok(Optimizations::ALL),
-        "none" => return Ok(Optimizations::NONE),
-        _ => {}
-    }
-    let mut o = Optimizations::NONE;
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        match part {
-            "conv" => o.conv_kernel = true,
-            "depthwise" => o.depthwise_kernel = true,
-            "fold" => o.fold_batch_norm = true,
-            "winograd" => o.winograd = true,
-            "pool" => o.pool_kernels = true,
-            "siblings" => o.fuse_siblings = true,
-            "micro" => o.micro_batches = true,
-            "activations" => o.fuse_activations = true,
-            "elementwise" => o.elementwise_kernels = true,
-            "linear" => o.linear_kernel = true,
-            other => {
-                return Err(format!(
-                    "unknown optimisation `{other}`; expected conv, depthwise, fold, winograd, pool, siblings, \
-                     micro, activations, elementwise or linear"
-                ))
-            }
-        }
-    }
-    Ok(o)
-}
-
 /// Peak resident set size of this process in KiB, from `/proc/self/status` (Linux only).
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -83,7 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.batch == 0 || args.iters == 0 {
         return Err("--batch and --iters must be at least 1".into());
     }
-    let optimizations = parse_optimizations(&args.optimizations)?;
+    let optimizations = Optimizations::from_str(&args.optimizations)?;
     let device = Device::Cpu;
     let varmap = VarMap::new();
     let vb = match &args.weights {

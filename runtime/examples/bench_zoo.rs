@@ -30,6 +30,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Instant;
 
 use archc_runtime::candle_core::{DType, Device, Module, Tensor};
@@ -83,35 +84,6 @@ fn build(
         shufflenet_v2_x1_0,
         efficientnet_b0,
     ))
-}
-
-fn parse_optimizations(text: &str) -> Result<Optimizations, String> {
-    match text {
-        "all" => return Ok(Optimizations::ALL),
-        "none" => return Ok(Optimizations::NONE),
-        _ => {}
-    }
-    let mut o = Optimizations::NONE;
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        match part {
-            "conv" => o.conv_kernel = true,
-            "depthwise" => o.depthwise_kernel = true,
-            "fold" => o.fold_batch_norm = true,
-            "pool" => o.pool_kernels = true,
-            "siblings" => o.fuse_siblings = true,
-            "micro" => o.micro_batches = true,
-            "activations" => o.fuse_activations = true,
-            "elementwise" => o.elementwise_kernels = true,
-            "linear" => o.linear_kernel = true,
-            other => {
-                return Err(format!(
-                    "unknown optimisation `{other}`; expected conv, depthwise, fold, pool, siblings, micro, \
-                     activations, elementwise or linear"
-                ))
-            }
-        }
-    }
-    Ok(o)
 }
 
 /// Peak resident set size of this process in KiB, from `/proc/self/status` (Linux only).
@@ -171,7 +143,7 @@ fn parse_args() -> Result<Args, Error> {
 
 fn main() -> Result<(), Error> {
     let args = parse_args()?;
-    let optimizations = parse_optimizations(&args.optimizations)?;
+    let optimizations = Optimizations::from_str(&args.optimizations)?;
     let device = Device::Cpu;
     let weights = Weights::open(&args.weights)?;
     let (model, shape) = build(

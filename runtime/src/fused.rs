@@ -55,6 +55,42 @@ pub struct Optimizations {
     pub linear_kernel: bool,
 }
 
+/// `all`, `none`, or a comma-separated list of the optimisations to switch on (`conv,fold,winograd`), as the
+/// benchmarks take them on their command lines.
+impl std::str::FromStr for Optimizations {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Optimizations, String> {
+        match text {
+            "all" => return Ok(Optimizations::ALL),
+            "none" => return Ok(Optimizations::NONE),
+            _ => {}
+        }
+        let mut o = Optimizations::NONE;
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "conv" => o.conv_kernel = true,
+                "depthwise" => o.depthwise_kernel = true,
+                "fold" => o.fold_batch_norm = true,
+                "winograd" => o.winograd = true,
+                "pool" => o.pool_kernels = true,
+                "siblings" => o.fuse_siblings = true,
+                "micro" => o.micro_batches = true,
+                "activations" => o.fuse_activations = true,
+                "elementwise" => o.elementwise_kernels = true,
+                "linear" => o.linear_kernel = true,
+                other => {
+                    return Err(format!(
+                        "unknown optimisation `{other}`; expected conv, depthwise, fold, winograd, pool, siblings, \
+                         micro, activations, elementwise or linear"
+                    ))
+                }
+            }
+        }
+        Ok(o)
+    }
+}
+
 impl Optimizations {
     /// Everything on: what a generated model runs with unless told otherwise.
     pub const ALL: Optimizations = Optimizations {

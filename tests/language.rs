@@ -261,8 +261,8 @@ network n(layers = 3, growth = 4) {{
         "for i in 1..=layers {",
         "vb.pp(format!(\"denselayer{i}\"))",
         "denselayer_channels += growth;",
-        // The channels after the block, in closed form, for `out`: 8 + layers * growth.
-        "(8 + (cfg.layers * cfg.growth))",
+        // The channels after the block, in closed form and named, for `out`: 8 + layers * growth.
+        "let channels = 8 + cfg.layers * cfg.growth;",
     ] {
         assert!(code.contains(expected), "no `{expected}` in:\n{code}");
     }
@@ -366,7 +366,7 @@ network n {
     let squeezed: String = code.split_whitespace().collect();
     assert!(squeezed.contains("nn::conv2d(3,4,"), "{code}");
     assert!(
-        code.contains("Drop::new(vb.pp(i.to_string()), (i as f64 / 4.0))"),
+        code.contains("Drop::new(vb.pp(i.to_string()), i as f64 / 4.0)"),
         "{code}"
     );
 }

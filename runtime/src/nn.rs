@@ -510,6 +510,19 @@ pub struct SizeRange {
 }
 
 impl SizeRange {
+    /// Every size from `min` up.
+    pub const fn at_least(min: usize) -> SizeRange {
+        SizeRange { min, max: None }
+    }
+
+    /// The sizes `min ..= max`.
+    pub const fn between(min: usize, max: usize) -> SizeRange {
+        SizeRange {
+            min,
+            max: Some(max),
+        }
+    }
+
     fn contains(self, size: usize) -> bool {
         size >= self.min && !matches!(self.max, Some(max) if size > max)
     }

@@ -44,6 +44,28 @@ pub enum Op<'a> {
     Mul(Vec<Op<'a>>),
 }
 
+impl<'a> Op<'a> {
+    /// [`Op::Chain`] of `ops`: `Op::chain([Op::Conv(&self.conv), Op::Relu])`.
+    pub fn chain(ops: impl IntoIterator<Item = Op<'a>>) -> Op<'a> {
+        Op::Chain(ops.into_iter().collect())
+    }
+
+    /// [`Op::Concat`] of `branches`.
+    pub fn concat(branches: impl IntoIterator<Item = Op<'a>>) -> Op<'a> {
+        Op::Concat(branches.into_iter().collect())
+    }
+
+    /// [`Op::Add`] of `branches`.
+    pub fn add(branches: impl IntoIterator<Item = Op<'a>>) -> Op<'a> {
+        Op::Add(branches.into_iter().collect())
+    }
+
+    /// [`Op::Mul`] of `branches`.
+    pub fn mul(branches: impl IntoIterator<Item = Op<'a>>) -> Op<'a> {
+        Op::Mul(branches.into_iter().collect())
+    }
+}
+
 /// A layer of [`Op::Module`]: any candle [`Module`], which the plan can also look at as the type it is
 /// (`candle_nn::Activation::Silu` is an activation it may fold into the convolution before it). Every
 /// `Module + 'static` is one.

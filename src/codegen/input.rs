@@ -63,14 +63,13 @@ fn usize_tokens(value: u64) -> TokenStream {
 
 fn range_tokens(range: SizeRange) -> TokenStream {
     let min = usize_tokens(range.min);
-    let max = match range.max {
+    match range.max {
         Some(max) => {
             let max = usize_tokens(max);
-            quote!(Some(#max))
+            quote!(nn::SizeRange::between(#min, #max))
         }
-        None => quote!(None),
-    };
-    quote!(nn::SizeRange { min: #min, max: #max })
+        None => quote!(nn::SizeRange::at_least(#min)),
+    }
 }
 
 fn limits_tokens(limits: &Limits) -> TokenStream {

@@ -146,7 +146,7 @@ pub(crate) struct Emitted {
     pub field: Option<(TokenStream, TokenStream)>,
     /// How the forward pass applies it to `xs`.
     pub forward: Forward,
-    /// The node the runtime's inference plan runs for it (`nn::Op::Conv(&self.conv)`).
+    /// The node the runtime's inference plan runs for it (`Op::Conv(&self.conv)`).
     pub plan: TokenStream,
     /// Where its output channel count comes from.
     pub channels: Channels,

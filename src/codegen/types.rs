@@ -149,6 +149,7 @@ const GENERATED_TYPES: &[&str] = &[
     "Module",
     "At",
     "ModuleT",
+    "Op",
     "Self",
 ];
 
@@ -206,11 +207,32 @@ fn reads_input_channels(name: &str, scope: &Scope<'_>) -> bool {
     name == INPUT_CHANNELS && !scope.config && !scope.params.iter().any(|(n, _)| n == name)
 }
 
+/// How tightly a generated Rust expression binds, so that parentheses are written only where Rust needs them:
+/// `(a + b) / 2 + c`, not `(((a + b) / 2) + c)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Prec {
+    /// `a + b`, `a - b`.
+    Sum,
+    /// `a * b`, `a / b`, `a % b`.
+    Product,
+    /// A literal, a name, a call, a parenthesised expression.
+    Atom,
+}
+
 /// Translates an expression to Rust, converted to type `want`.
 pub(crate) fn expr(expr_: &Expr, scope: &Scope<'_>, want: Ty) -> Result<TokenStream, CodegenError> {
+    typed_expr(expr_, scope, want).map(|(tokens, _)| tokens)
+}
+
+/// [`expr`], with how tightly the result binds.
+fn typed_expr(
+    expr_: &Expr,
+    scope: &Scope<'_>,
+    want: Ty,
+) -> Result<(TokenStream, Prec), CodegenError> {
     let have = expr_ty(expr_, scope)?;
-    let tokens = raw_expr(expr_, scope)?;
-    coerce(tokens, have, want).ok_or_else(|| {
+    let (tokens, prec) = raw_expr(expr_, scope)?;
+    coerce(tokens, prec, have, want).ok_or_else(|| {
         CodegenError::new(
             expr_.span,
             format!("a value of type {have:?} is used where {want:?} is needed"),
@@ -218,21 +240,44 @@ pub(crate) fn expr(expr_: &Expr, scope: &Scope<'_>, want: Ty) -> Result<TokenStr
     })
 }
 
-fn coerce(tokens: TokenStream, have: Ty, want: Ty) -> Option<TokenStream> {
+fn coerce(tokens: TokenStream, prec: Prec, have: Ty, want: Ty) -> Option<(TokenStream, Prec)> {
     // An integer literal where a float is wanted is written as a float literal: `2.0`, not `2 as f64`.
     if (have, want) == (Ty::Int, Ty::Float) {
         if let Ok(value) = tokens.to_string().parse::<u64>() {
             let literal = proc_macro2::Literal::f64_unsuffixed(value as f64);
-            return Some(quote!(#literal));
+            return Some((quote!(#literal), Prec::Atom));
         }
     }
     Some(match (have, want) {
-        (a, b) if a == b => tokens,
-        (Ty::Int, Ty::Float) => quote!(#tokens as f64),
-        (Ty::Int, Ty::Pair) => quote!((#tokens, #tokens)),
-        (Ty::Int | Ty::Pair, Ty::Pad) => quote!(nn::Pad::from(#tokens)),
+        (a, b) if a == b => (tokens, prec),
+        // `as` binds tighter than any arithmetic: `(a + b) as f64`, and `a * b as f64` would cast `b` alone.
+        (Ty::Int, Ty::Float) => {
+            let operand = parenthesized(tokens, prec, Prec::Atom);
+            (quote!(#operand as f64), Prec::Product)
+        }
+        (Ty::Int, Ty::Pair) => (quote!((#tokens, #tokens)), Prec::Atom),
+        (Ty::Int | Ty::Pair, Ty::Pad) => (quote!(nn::Pad::from(#tokens)), Prec::Atom),
         _ => return None,
     })
+}
+
+impl Prec {
+    /// The next level up: what the right operand of a left-associative operator must bind at.
+    fn tighter(self) -> Prec {
+        match self {
+            Prec::Sum => Prec::Product,
+            Prec::Product | Prec::Atom => Prec::Atom,
+        }
+    }
+}
+
+/// `tokens` in parentheses if they bind less tightly than `needed`.
+fn parenthesized(tokens: TokenStream, prec: Prec, needed: Prec) -> TokenStream {
+    if prec < needed {
+        quote!((#tokens))
+    } else {
+        tokens
+    }
 }
 
 /// Whether an expression is a literal (nonzero, for a divisor), so plain Rust arithmetic cannot fail on it.
@@ -240,8 +285,8 @@ fn is_nonzero_literal(expr: &Expr) -> bool {
     matches!(expr.kind, ExprKind::Int(Ok(v)) if v != 0)
 }
 
-fn raw_expr(expr_: &Expr, scope: &Scope<'_>) -> Result<TokenStream, CodegenError> {
-    Ok(match &expr_.kind {
+fn raw_expr(expr_: &Expr, scope: &Scope<'_>) -> Result<(TokenStream, Prec), CodegenError> {
+    let atom = match &expr_.kind {
         ExprKind::Int(Ok(v)) => {
             let value = u64::try_from(*v).map_err(|_| {
                 CodegenError::new(expr_.span, "a negative size cannot be generated")
@@ -292,29 +337,42 @@ fn raw_expr(expr_: &Expr, scope: &Scope<'_>) -> Result<TokenStream, CodegenError
                     "a negative size cannot be generated",
                 ));
             }
-            let inner = raw_expr(operand, scope)?;
-            quote!(-(#inner))
+            let (inner, prec) = raw_expr(operand, scope)?;
+            let inner = parenthesized(inner, prec, Prec::Atom);
+            quote!(-#inner)
         }
         ExprKind::Binary(op, lhs, rhs) => {
             let ty = expr_ty(expr_, scope)?;
-            let a = expr(lhs, scope, ty)?;
-            let b = expr(rhs, scope, ty)?;
-            match (op, ty) {
-                (BinaryOp::Add, _) => quote!((#a + #b)),
-                (BinaryOp::Mul, _) => quote!((#a * #b)),
-                // Sizes are unsigned: a difference that could go negative, or a division by a parameter that
-                // could be zero, is an error at construction rather than a panic.
-                (BinaryOp::Sub, Ty::Int) => quote!(nn::sub(#a, #b)?),
-                (BinaryOp::Div, Ty::Int) if is_nonzero_literal(rhs) => quote!((#a / #b)),
-                (BinaryOp::Div, Ty::Int) => quote!(nn::div(#a, #b)?),
-                (BinaryOp::Rem, Ty::Int) if is_nonzero_literal(rhs) => quote!((#a % #b)),
-                (BinaryOp::Rem, Ty::Int) => quote!(nn::rem(#a, #b)?),
-                (BinaryOp::Sub, _) => quote!((#a - #b)),
-                (BinaryOp::Div, _) => quote!((#a / #b)),
-                (BinaryOp::Rem, _) => quote!((#a % #b)),
+            let (a, a_prec) = typed_expr(lhs, scope, ty)?;
+            let (b, b_prec) = typed_expr(rhs, scope, ty)?;
+            // Sizes are unsigned: a difference that could go negative, or a division by a parameter that
+            // could be zero, is an error at construction rather than a panic.
+            let checked = match (op, ty) {
+                (BinaryOp::Sub, Ty::Int) => Some(quote!(nn::sub(#a, #b)?)),
+                (BinaryOp::Div, Ty::Int) if !is_nonzero_literal(rhs) => {
+                    Some(quote!(nn::div(#a, #b)?))
+                }
+                (BinaryOp::Rem, Ty::Int) if !is_nonzero_literal(rhs) => {
+                    Some(quote!(nn::rem(#a, #b)?))
+                }
+                _ => None,
+            };
+            if let Some(call) = checked {
+                return Ok((call, Prec::Atom));
             }
+            let prec = match op {
+                BinaryOp::Add | BinaryOp::Sub => Prec::Sum,
+                BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem => Prec::Product,
+            };
+            // Left-associative: the left operand may bind as tightly as the operator, the right must bind
+            // tighter (`a - (b - c)`, `a / (b * c)`).
+            let a = parenthesized(a, a_prec, prec);
+            let b = parenthesized(b, b_prec, prec.tighter());
+            let symbol: TokenStream = op.symbol().parse().expect("an operator");
+            return Ok((quote!(#a #symbol #b), prec));
         }
-    })
+    };
+    Ok((atom, Prec::Atom))
 }
 
 #[cfg(test)]
@@ -330,6 +388,53 @@ mod tests {
         assert_eq!(rust_ident("fc1").to_string(), "fc1");
         assert_eq!(rust_ident("Type").to_string(), "r#type");
         assert_eq!(rust_ident("0").to_string(), "layer0");
+    }
+
+    #[test]
+    fn arithmetic_has_parentheses_only_where_rust_needs_them() {
+        use super::{expr, Scope, Ty};
+        let params: Vec<(String, Ty)> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| (n.to_string(), Ty::Int))
+            .collect();
+        let scope = Scope {
+            params: &params,
+            config: false,
+        };
+        for (source, rust) in [
+            ("(a + 6 * b) / 2 + c", "(a + 6 * b) / 2 + c"),
+            ("a * b + c * d", "a * b + c * d"),
+            ("(a + b) * (c + d)", "(a + b) * (c + d)"),
+            ("a + (b + c)", "a + (b + c)"),
+            ("a * (b * c)", "a * (b * c)"),
+            ("a * b / 2", "a * b / 2"),
+            ("a / (b * 2)", "nn::div(a, b * 2)?"),
+            ("a % 3 * 2", "a % 3 * 2"),
+            // Differences and divisions by a parameter are checked calls, whole operands of what is around them.
+            ("(a - b) * 2", "nn::sub(a, b)? * 2"),
+            ("a / b + 1", "nn::div(a, b)? + 1"),
+        ] {
+            let parsed = crate::syntax::parse_expr_at(source, 0).unwrap();
+            let tokens = expr(&parsed, &scope, Ty::Int).unwrap();
+            let written: syn::Expr = syn::parse2(tokens).unwrap();
+            let want: syn::Expr = syn::parse_str(rust).unwrap();
+            assert_eq!(
+                quote::quote!(#written).to_string(),
+                quote::quote!(#want).to_string(),
+                "{source}"
+            );
+        }
+        // `as` binds tighter than arithmetic: an integer sum used as a float is cast whole.
+        let params = vec![("a".to_string(), Ty::Int), ("b".to_string(), Ty::Int)];
+        let scope = Scope {
+            params: &params,
+            config: false,
+        };
+        let parsed = crate::syntax::parse_expr_at("a + b", 0).unwrap();
+        assert_eq!(
+            expr(&parsed, &scope, Ty::Float).unwrap().to_string(),
+            quote::quote!((a + b) as f64).to_string()
+        );
     }
 
     #[test]

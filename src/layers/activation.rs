@@ -81,7 +81,7 @@ impl LayerDef for Relu {
     super::no_settings!();
 
     fn emit(&self, _cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {
-        Ok(Emitted::method(quote!(relu()), quote!(nn::Op::Relu)))
+        Ok(Emitted::method(quote!(relu()), quote!(Op::Relu)))
     }
 }
 
@@ -112,7 +112,7 @@ macro_rules! element_wise {
             fn emit(&self, _cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {
                 Ok(Emitted::method(
                     quote!(apply(&nn::Activation::$activation)),
-                    quote!(nn::Op::Module(&nn::Activation::$activation)),
+                    quote!(Op::Module(&nn::Activation::$activation)),
                 ))
             }
         }
@@ -171,7 +171,7 @@ impl LayerDef for Dropout {
         Ok(Emitted {
             field: Some((quote!(nn::Dropout), quote!(nn::dropout(#p)#at?))),
             forward: Forward::ApplyT,
-            plan: quote!(nn::Op::Identity),
+            plan: quote!(Op::Identity),
             channels: Channels::Input,
         })
     }
@@ -214,7 +214,7 @@ impl LayerDef for StochasticDepth {
                 quote!(nn::stochastic_depth(#p)#at?),
             )),
             forward: Forward::ApplyT,
-            plan: quote!(nn::Op::Identity),
+            plan: quote!(Op::Identity),
             channels: Channels::Input,
         })
     }
@@ -239,7 +239,7 @@ impl LayerDef for Softmax {
     fn emit(&self, _cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {
         Ok(Emitted::method(
             quote!(apply(&nn::Softmax)),
-            quote!(nn::Op::Module(&nn::Softmax)),
+            quote!(Op::Module(&nn::Softmax)),
         ))
     }
 }
@@ -264,7 +264,7 @@ impl LayerDef for Identity {
         Ok(Emitted {
             field: None,
             forward: Forward::Nothing,
-            plan: quote!(nn::Op::Identity),
+            plan: quote!(Op::Identity),
             channels: Channels::Input,
         })
     }
@@ -337,7 +337,7 @@ mod tests {
             "[8]",
             r#"fn layer() {
     let ys = xs.relu()?;
-    let op = nn::Op::Relu;
+    let op = Op::Relu;
 }
 "#,
         ),
@@ -346,7 +346,7 @@ mod tests {
             "[8, 4, 4]",
             r#"fn layer() {
     let ys = xs.apply(&nn::Activation::Relu6)?;
-    let op = nn::Op::Module(&nn::Activation::Relu6);
+    let op = Op::Module(&nn::Activation::Relu6);
 }
 "#,
         ),
@@ -355,7 +355,7 @@ mod tests {
             "[8, 4, 4]",
             r#"fn layer() {
     let ys = xs.apply(&nn::Activation::Silu)?;
-    let op = nn::Op::Module(&nn::Activation::Silu);
+    let op = Op::Module(&nn::Activation::Silu);
 }
 "#,
         ),
@@ -364,7 +364,7 @@ mod tests {
             "[8, 4, 4]",
             r#"fn layer() {
     let ys = xs.apply(&nn::Activation::Sigmoid)?;
-    let op = nn::Op::Module(&nn::Activation::Sigmoid);
+    let op = Op::Module(&nn::Activation::Sigmoid);
 }
 "#,
         ),
@@ -373,7 +373,7 @@ mod tests {
             "[8, 4, 4]",
             r#"fn layer() {
     let ys = xs.apply(&nn::Activation::HardSwish)?;
-    let op = nn::Op::Module(&nn::Activation::HardSwish);
+    let op = Op::Module(&nn::Activation::HardSwish);
 }
 "#,
         ),
@@ -382,7 +382,7 @@ mod tests {
             "[8, 4, 4]",
             r#"fn layer() {
     let ys = xs.apply(&nn::Activation::HardSigmoid)?;
-    let op = nn::Op::Module(&nn::Activation::HardSigmoid);
+    let op = Op::Module(&nn::Activation::HardSigmoid);
 }
 "#,
         ),
@@ -391,7 +391,7 @@ mod tests {
             "[8, 4, 4]",
             r#"fn layer() {
     let ys = xs.apply(&nn::Activation::Gelu)?;
-    let op = nn::Op::Module(&nn::Activation::Gelu);
+    let op = Op::Module(&nn::Activation::Gelu);
 }
 "#,
         ),
@@ -401,7 +401,7 @@ mod tests {
             r#"fn layer() {
     let layer: nn::StochasticDepth = nn::stochastic_depth(q).at(SOURCE, 2)?;
     let ys = xs.apply_t(&self.layer, train)?;
-    let op = nn::Op::Identity;
+    let op = Op::Identity;
 }
 "#,
         ),
@@ -411,7 +411,7 @@ mod tests {
             r#"fn layer() {
     let layer: nn::StochasticDepth = nn::stochastic_depth(0.2).at(SOURCE, 2)?;
     let ys = xs.apply_t(&self.layer, train)?;
-    let op = nn::Op::Identity;
+    let op = Op::Identity;
 }
 "#,
         ),
@@ -421,7 +421,7 @@ mod tests {
             r#"fn layer() {
     let layer: nn::Dropout = nn::dropout(q).at(SOURCE, 2)?;
     let ys = xs.apply_t(&self.layer, train)?;
-    let op = nn::Op::Identity;
+    let op = Op::Identity;
 }
 "#,
         ),
@@ -431,7 +431,7 @@ mod tests {
             r#"fn layer() {
     let layer: nn::Dropout = nn::dropout(0.5).at(SOURCE, 2)?;
     let ys = xs.apply_t(&self.layer, train)?;
-    let op = nn::Op::Identity;
+    let op = Op::Identity;
 }
 "#,
         ),
@@ -440,7 +440,7 @@ mod tests {
             "[8]",
             r#"fn layer() {
     let ys = xs.apply(&nn::Softmax)?;
-    let op = nn::Op::Module(&nn::Softmax);
+    let op = Op::Module(&nn::Softmax);
 }
 "#,
         ),
@@ -449,7 +449,7 @@ mod tests {
             "[8]",
             r#"fn layer() {
     let ys = xs;
-    let op = nn::Op::Identity;
+    let op = Op::Identity;
 }
 "#,
         ),

@@ -128,7 +128,7 @@ impl LayerDef for ChannelShuffle {
         Ok(Emitted::module(
             quote!(nn::ChannelShuffle),
             quote!(nn::channel_shuffle(#in_channels, #groups)#at?),
-            quote!(nn::Op::Module(&self.#field)),
+            quote!(Op::Module(&self.#field)),
         ))
     }
 }
@@ -242,7 +242,7 @@ impl LayerDef for Chunk {
         Ok(Emitted::module(
             quote!(nn::Chunk),
             quote!(nn::chunk(#in_channels, #chunks, #index)#at?),
-            quote!(nn::Op::Module(&self.#field)),
+            quote!(Op::Module(&self.#field)),
         )
         .with_channels(Channels::DividedBy("chunks")))
     }
@@ -380,7 +380,7 @@ mod tests {
             r#"fn layer() {
     let layer: nn::ChannelShuffle = nn::channel_shuffle(in_channels, 2).at(SOURCE, 2)?;
     let ys = xs.apply(&self.layer)?;
-    let op = nn::Op::Module(&self.layer);
+    let op = Op::Module(&self.layer);
 }
 "#,
         ),
@@ -390,7 +390,7 @@ mod tests {
             r#"fn layer() {
     let layer: nn::Chunk = nn::chunk(in_channels, 2, p).at(SOURCE, 2)?;
     let ys = xs.apply(&self.layer)?;
-    let op = nn::Op::Module(&self.layer);
+    let op = Op::Module(&self.layer);
 }
 "#,
         ),
@@ -400,7 +400,7 @@ mod tests {
             r#"fn layer() {
     let layer: nn::Chunk = nn::chunk(in_channels, 4, 3).at(SOURCE, 2)?;
     let ys = xs.apply(&self.layer)?;
-    let op = nn::Op::Module(&self.layer);
+    let op = Op::Module(&self.layer);
 }
 "#,
         ),

@@ -241,7 +241,7 @@ impl LayerDef for Conv2d {
         Ok(Emitted::module(
             quote!(nn::Conv2d),
             quote!(nn::conv2d(#in_channels, #out, #kernel, #config, #vb)#at?),
-            quote!(nn::Op::Conv(&self.#field)),
+            quote!(Op::Conv(&self.#field)),
         )
         .with_channels(Channels::Argument("out")))
     }
@@ -365,7 +365,7 @@ mod tests {
         )
         .at(SOURCE, 2)?;
     let ys = xs.apply(&self.layer)?;
-    let op = nn::Op::Conv(&self.layer);
+    let op = Op::Conv(&self.layer);
 }
 "#,
         ),
@@ -385,7 +385,7 @@ mod tests {
         )
         .at(SOURCE, 2)?;
     let ys = xs.apply(&self.layer)?;
-    let op = nn::Op::Conv(&self.layer);
+    let op = Op::Conv(&self.layer);
 }
 "#,
         ),
@@ -407,7 +407,7 @@ mod tests {
         )
         .at(SOURCE, 2)?;
     let ys = xs.apply(&self.layer)?;
-    let op = nn::Op::Conv(&self.layer);
+    let op = Op::Conv(&self.layer);
 }
 "#,
         ),
@@ -424,7 +424,7 @@ mod tests {
         )
         .at(SOURCE, 2)?;
     let ys = xs.apply(&self.layer)?;
-    let op = nn::Op::Conv(&self.layer);
+    let op = Op::Conv(&self.layer);
 }
 "#,
         ),

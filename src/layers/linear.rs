@@ -124,12 +124,10 @@ impl LayerDef for Linear {
             }
             Some(bias) => quote!(nn::linear_b(#in_features, #out, #bias, #vb)#at?),
         };
-        Ok(Emitted::module(
-            quote!(nn::Linear),
-            ctor,
-            quote!(nn::Op::Module(&self.#field)),
+        Ok(
+            Emitted::module(quote!(nn::Linear), ctor, quote!(Op::Module(&self.#field)))
+                .with_channels(Channels::Argument("out")),
         )
-        .with_channels(Channels::Argument("out")))
     }
 }
 
@@ -186,7 +184,7 @@ impl LayerDef for Flatten {
 
     fn emit(&self, _cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {
         Ok(
-            Emitted::method(quote!(flatten_from(1)), quote!(nn::Op::Flatten))
+            Emitted::method(quote!(flatten_from(1)), quote!(Op::Flatten))
                 .with_channels(Channels::Flattened),
         )
     }
@@ -209,7 +207,7 @@ mod tests {
             r#"fn layer() {
     let layer: nn::Linear = nn::linear(in_channels, p, vb.pp("layer")).at(SOURCE, 2)?;
     let ys = xs.apply(&self.layer)?;
-    let op = nn::Op::Module(&self.layer);
+    let op = Op::Module(&self.layer);
 }
 "#,
         ),
@@ -220,7 +218,7 @@ mod tests {
     let layer: nn::Linear = nn::linear_no_bias(in_channels, 10, vb.pp("layer"))
         .at(SOURCE, 2)?;
     let ys = xs.apply(&self.layer)?;
-    let op = nn::Op::Module(&self.layer);
+    let op = Op::Module(&self.layer);
 }
 "#,
         ),
@@ -229,7 +227,7 @@ mod tests {
             "[8, 2, 2]",
             r#"fn layer() {
     let ys = xs.flatten_from(1)?;
-    let op = nn::Op::Flatten;
+    let op = Op::Flatten;
 }
 "#,
         ),

@@ -113,7 +113,7 @@ impl LayerDef for BatchNorm {
                 quote!(nn::batch_norm(#features, #config, #vb)#at?),
             )),
             forward: crate::codegen::layer::Forward::ApplyT,
-            plan: quote!(nn::Op::BatchNorm(&self.#field)),
+            plan: quote!(Op::BatchNorm(&self.#field)),
             channels: Channels::Input,
         })
     }
@@ -204,7 +204,7 @@ impl LayerDef for Lrn {
         Ok(Emitted::module(
             quote!(nn::Lrn),
             quote!(nn::lrn(#size, #config)#at?),
-            quote!(nn::Op::Module(&self.#field)),
+            quote!(Op::Module(&self.#field)),
         ))
     }
 }
@@ -234,7 +234,7 @@ mod tests {
         )
         .at(SOURCE, 2)?;
     let ys = xs.apply_t(&self.layer, train)?;
-    let op = nn::Op::BatchNorm(&self.layer);
+    let op = Op::BatchNorm(&self.layer);
 }
 "#,
         ),
@@ -253,7 +253,7 @@ mod tests {
         )
         .at(SOURCE, 2)?;
     let ys = xs.apply_t(&self.layer, train)?;
-    let op = nn::Op::BatchNorm(&self.layer);
+    let op = Op::BatchNorm(&self.layer);
 }
 "#,
         ),
@@ -271,7 +271,7 @@ mod tests {
         )
         .at(SOURCE, 2)?;
     let ys = xs.apply(&self.layer)?;
-    let op = nn::Op::Module(&self.layer);
+    let op = Op::Module(&self.layer);
 }
 "#,
         ),

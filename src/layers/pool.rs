@@ -109,7 +109,7 @@ impl LayerDef for MaxPool2d {
         Ok(Emitted::module(
             quote!(nn::MaxPool2d),
             quote!(nn::max_pool2d(#kernel, #config)#at?),
-            quote!(nn::Op::MaxPool(&self.#field)),
+            quote!(Op::MaxPool(&self.#field)),
         ))
     }
 }
@@ -184,7 +184,7 @@ impl LayerDef for AvgPool2d {
         Ok(Emitted::module(
             quote!(nn::AvgPool2d),
             quote!(nn::avg_pool2d(#kernel, #config)#at?),
-            quote!(nn::Op::AvgPool(&self.#field)),
+            quote!(Op::AvgPool(&self.#field)),
         ))
     }
 }
@@ -258,7 +258,7 @@ impl LayerDef for AdaptiveAvgPool2d {
         Ok(Emitted::module(
             quote!(nn::AdaptiveAvgPool2d),
             quote!(nn::adaptive_avg_pool2d(#size)#at?),
-            quote!(nn::Op::Module(&self.#field)),
+            quote!(Op::Module(&self.#field)),
         ))
     }
 }
@@ -533,7 +533,7 @@ mod tests {
         )
         .at(SOURCE, 2)?;
     let ys = xs.apply(&self.layer)?;
-    let op = nn::Op::MaxPool(&self.layer);
+    let op = Op::MaxPool(&self.layer);
 }
 "#,
         ),
@@ -552,7 +552,7 @@ mod tests {
         )
         .at(SOURCE, 2)?;
     let ys = xs.apply(&self.layer)?;
-    let op = nn::Op::MaxPool(&self.layer);
+    let op = Op::MaxPool(&self.layer);
 }
 "#,
         ),
@@ -569,7 +569,7 @@ mod tests {
         )
         .at(SOURCE, 2)?;
     let ys = xs.apply(&self.layer)?;
-    let op = nn::Op::AvgPool(&self.layer);
+    let op = Op::AvgPool(&self.layer);
 }
 "#,
         ),
@@ -579,7 +579,7 @@ mod tests {
             r#"fn layer() {
     let layer: nn::AdaptiveAvgPool2d = nn::adaptive_avg_pool2d((4, 2)).at(SOURCE, 2)?;
     let ys = xs.apply(&self.layer)?;
-    let op = nn::Op::Module(&self.layer);
+    let op = Op::Module(&self.layer);
 }
 "#,
         ),
@@ -589,7 +589,7 @@ mod tests {
             r#"fn layer() {
     let layer: nn::AdaptiveAvgPool2d = nn::adaptive_avg_pool2d((1, 1)).at(SOURCE, 2)?;
     let ys = xs.apply(&self.layer)?;
-    let op = nn::Op::Module(&self.layer);
+    let op = Op::Module(&self.layer);
 }
 "#,
         ),

@@ -47,8 +47,10 @@ and after, a table per network and a summary table.
 """
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -188,7 +190,7 @@ def main():
         "each engine uses one thread per CPU",
     )
     parser.add_argument("--workdir", help="keep weights, inputs and ONNX models here (reused when present) "
-                        "instead of a temporary directory")
+                        "instead of a temporary directory removed at exit")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--net", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
@@ -227,8 +229,13 @@ def main():
     threads = len(cpus)
     # rayon's pool and candle's matrix products both follow RAYON_NUM_THREADS.
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-    workdir = args.workdir or tempfile.mkdtemp(prefix="archc-compare-")
-    os.makedirs(workdir, exist_ok=True)
+    if args.workdir:
+        workdir = args.workdir
+        os.makedirs(workdir, exist_ok=True)
+    else:
+        # Some hundreds of MB (weights twice, as safetensors and ONNX, and the inputs): removed at exit.
+        workdir = tempfile.mkdtemp(prefix="archc-compare-")
+        atexit.register(shutil.rmtree, workdir, ignore_errors=True)
 
     archc_configs = ARCHC_BREAKDOWN if args.breakdown else [ARCHC_ALL]
     # (label, archc optimisations or the Python worker, extra environment)

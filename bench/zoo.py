@@ -14,7 +14,7 @@ then every batch norm's running statistics measured on random images (a few trai
 momentum=None, as tests/zoo/make_fixtures.py does), so that the batch norms archc folds are not the
 identity; saved once as safetensors and loaded by both engines, PyTorch through `load_state_dict`, archc by
 the state_dict names, unrenamed. Input: one seeded random image, 224x224 (299x299 for Inception-v3), saved
-too, so both engines see the same values.
+too, so both engines see the same values. bench/common.py makes these files, as it does for bench/compare.py.
 
 Correctness first: before it is timed, every archc configuration's logits for that input are checked against
 PyTorch's eval-mode logits, max |a - b| / max |b| <= 1e-3; a network that
@@ -31,15 +31,16 @@ bench/RESULTS.md with the load average before and after.
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 
+from common import (TOLERANCE, ZOO_BIN, archc_cmd, check, input_size, prepare, prepared, run_child,
+                    torch_worker)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ARCHC_BIN = os.path.join(ROOT, "target", "release", "examples", "bench_zoo")
 NETS = [
     "alexnet",
     "vgg16_bn",
@@ -52,136 +53,11 @@ NETS = [
     "shufflenet_v2_x1_0",
     "efficientnet_b0",
 ]
-TOLERANCE = 1e-3
-
-
-def input_size(net):
-    return 299 if net == "inception_v3" else 224
-
-
-def torchvision_model(net, device=None):
-    """`torchvision.models.<net>(weights=None)` in eval mode; Inception-v3 with its auxiliary head (its
-    weights are in the .arch's state_dict; eval mode does not run it) and without `transform_input`."""
-    import torch
-    import torchvision
-
-    kwargs = {"weights": None}
-    if net == "inception_v3":
-        kwargs.update(aux_logits=True, transform_input=False, init_weights=True)
-    if device is not None:
-        with torch.device(device):
-            return getattr(torchvision.models, net)(**kwargs).eval()
-    return getattr(torchvision.models, net)(**kwargs).eval()
-
-
-def calibrate_batch_norm(model, size, steps=2, batch=2):
-    """Every BatchNorm2d's running statistics measured on random images: the plain average of `steps`
-    training-mode batches (momentum=None), instead of torchvision's initial mean 0 and variance 1."""
-    import torch
-
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    if not norms:
-        return
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    gen = torch.Generator().manual_seed(2)
-    model.train()
-    with torch.no_grad():
-        for _ in range(steps):
-            model(torch.randn(batch, 3, size, size, generator=gen))
-    for m in norms:
-        m.momentum = 0.1
-    model.eval()
-
-
-def relative_error(a, b):
-    """max |a - b| / max |b|: relative to the logits' own scale, with no floor at 1 as the parity tests have
-    (tests/support/compare.rs), since the logits of a randomly initialised network can be far below 1."""
-    a, b = a.double(), b.double()
-    scale = float(b.abs().max())
-    return float((a - b).abs().max()) / scale if scale > 0 else float("inf")
-
-
-def prepare(net, workdir):
-    """Writes <net>.safetensors (the state_dict), <net>.input.safetensors and <net>.torch.safetensors
-    (PyTorch's eval logits for that input, one thread)."""
-    import torch
-    from safetensors.torch import save_file
-
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    model = torchvision_model(net)
-    size = input_size(net)
-    calibrate_batch_norm(model, size)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, os.path.join(workdir, f"{net}.safetensors"))
-    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
-    save_file({"input": x}, os.path.join(workdir, f"{net}.input.safetensors"))
-    with torch.inference_mode():
-        logits = model(x)
-    save_file({"logits": logits.contiguous()}, os.path.join(workdir, f"{net}.torch.safetensors"))
-
-
-def time_calls(fn, iters, warmup):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    times.sort()
-    return times[len(times) // 2]
-
-
-def torch_worker(net, threads, iters, warmup, workdir):
-    """Runs in its own process: times PyTorch eager on the saved weights and input, prints a JSON line."""
-    import torch
-    from safetensors.torch import load_file
-
-    torch.set_num_threads(threads)
-    model = torchvision_model(net, device="meta")
-    model.load_state_dict(load_file(os.path.join(workdir, f"{net}.safetensors")), assign=True)
-    model.eval()
-    x = load_file(os.path.join(workdir, f"{net}.input.safetensors"))["input"]
-    with torch.inference_mode():
-        ms = time_calls(lambda: model(x), iters, warmup)
-    print(json.dumps({"ms_per_batch": ms, "threads": torch.get_num_threads()}))
-
-
-def run_child(cmd, env):
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def thread_env(threads):
     return dict(os.environ, RAYON_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                 MKL_NUM_THREADS=str(threads))
-
-
-def archc_cmd(binary, net, variant, workdir, iters, warmup, logits=None):
-    cmd = [binary, net, "--weights", os.path.join(workdir, f"{net}.safetensors"),
-           "--input", os.path.join(workdir, f"{net}.input.safetensors"),
-           "--iters", str(iters), "--warmup", str(warmup), "--optimizations", variant]
-    if logits:
-        cmd += ["--logits", logits]
-    return cmd
-
-
-def check(binary, net, variant, workdir):
-    """archc's logits for the saved input against PyTorch's: the relative error."""
-    from safetensors.torch import load_file
-
-    out = os.path.join(workdir, f"{net}.archc.safetensors")
-    run_child(archc_cmd(binary, net, variant, workdir, 1, 1, logits=out), thread_env(2))
-    got = load_file(out)["logits"]
-    want = load_file(os.path.join(workdir, f"{net}.torch.safetensors"))["logits"]
-    if got.shape != want.shape:
-        return float("inf")
-    return relative_error(got, want)
 
 
 def main():
@@ -194,7 +70,7 @@ def main():
     parser.add_argument("--variants", nargs="+", default=["all"],
                         help="archc optimisation sets to time (bench_zoo --optimizations), the first being "
                              "the one the ratio is taken for")
-    parser.add_argument("--bin", default=ARCHC_BIN, help="a prebuilt bench_zoo binary")
+    parser.add_argument("--bin", default=ZOO_BIN, help="a prebuilt bench_zoo binary")
     parser.add_argument("--before", help="another bench_zoo binary (an earlier commit's build) to time with all "
                              "optimisations in the same rounds, as `archc before`")
     parser.add_argument("--build", action="store_true", help="cargo build the binary first")
@@ -204,7 +80,7 @@ def main():
     parser.add_argument("--net", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        torch_worker(args.net, args.threads[0], args.iters, args.warmup, args.workdir)
+        torch_worker(args.workdir, args.net, 1, args.threads[0], args.iters, args.warmup)
         return
 
     if args.build:
@@ -221,12 +97,11 @@ def main():
 
     errors = {}
     for net in args.nets:
-        if not all(os.path.exists(os.path.join(workdir, f"{net}{s}.safetensors"))
-                   for s in ("", ".input", ".torch")):
+        if not prepared(workdir, net, [1]):
             print(f"preparing {net}", file=sys.stderr)
-            prepare(net, workdir)
+            prepare(workdir, net, [1])
         for variant in args.variants:
-            errors[(net, variant)] = check(binary, net, variant, workdir)
+            errors[(net, variant)] = check(binary, workdir, net, variant, 1, thread_env(2))
             print(f"{net:20} archc {variant:40} logits relative error {errors[(net, variant)]:.2e}",
                   file=sys.stderr)
 
@@ -247,7 +122,7 @@ def main():
         before = os.path.abspath(args.before)
         engines.append(("archc before", "all", before, {}, False))
         for net in args.nets:
-            errors[(net, "before")] = check(before, net, "all", workdir)
+            errors[(net, "before")] = check(before, workdir, net, "all", 1, thread_env(2))
     best = {}
     for _ in range(args.rounds):
         for net in args.nets:
@@ -260,7 +135,7 @@ def main():
                                "--threads", str(threads), "--iters", str(args.iters), "--warmup",
                                str(args.warmup), "--workdir", workdir]
                     else:
-                        cmd = archc_cmd(program, net, variant, workdir, args.iters, args.warmup)
+                        cmd = archc_cmd(program, workdir, net, variant, 1, args.iters, args.warmup)
                     ms = run_child(cmd, dict(thread_env(threads), **extra_env))["ms_per_batch"]
                     key = (net, threads, label)
                     best[key] = min(ms, best.get(key, float("inf")))

@@ -1,5 +1,4 @@
-//! Times the generated torchvision GoogLeNet's inference, for `bench/compare.py` (which runs it beside PyTorch
-//! eager and ONNX Runtime) or by hand:
+//! Times the generated torchvision GoogLeNet's inference, by hand (random weights need no file):
 //!
 //! ```text
 //! cargo run --release --example bench_googlenet -- --batch 8 --optimizations all
@@ -11,6 +10,10 @@
 //! optimisations (`all`, `none`, or a comma-separated subset of
 //! `conv,depthwise,fold,winograd,pool,siblings,micro,activations,elementwise,linear`), so each can be measured
 //! on its own.
+//!
+//! `bench/compare.py` times GoogLeNet through `runtime/examples/bench_zoo.rs` instead (network `googlenet`,
+//! from the same `.arch`), beside PyTorch eager and ONNX Runtime; bench_zoo takes the same options, plus the
+//! network's name, and needs `--weights`.
 
 use std::str::FromStr;
 use std::time::Instant;

@@ -1,19 +1,21 @@
-//! Times the inference of one of the ten torchvision networks of `architectures/` (issue 12), built from its
-//! `.arch` file with `include_arch!`, for `bench/zoo.py` (which runs it beside PyTorch eager) or by hand:
+//! Times the inference of one of the torchvision networks of `architectures/` (the ten of issue 12, and
+//! GoogLeNet), built from its `.arch` file with `include_arch!`, for `bench/zoo.py` (which runs it beside
+//! PyTorch eager), `bench/compare.py` (beside PyTorch eager and ONNX Runtime) or by hand:
 //!
 //! ```sh
 //! cargo run --release -p archc-runtime --example bench_zoo -- resnet50 --weights resnet50.safetensors
 //! ```
 //!
 //! The first argument names the network (`alexnet`, `vgg16_bn`, `squeezenet1_1`, `resnet18`, `resnet50`,
-//! `densenet121`, `inception_v3`, `mobilenet_v2`, `shufflenet_v2_x1_0`, `efficientnet_b0`). `--weights`
+//! `densenet121`, `inception_v3`, `mobilenet_v2`, `shufflenet_v2_x1_0`, `efficientnet_b0`, and `googlenet`,
+//! torchvision's GoogLeNet from `googlenet_torchvision.arch`, auxiliary heads included). `--weights`
 //! loads a torchvision `state_dict` saved as safetensors, unrenamed (random weights are not offered: a model
 //! whose weights are candle `Var`s runs as candle ops). `--input` reads the tensor `input` of a safetensors
-//! file (otherwise a seeded random `[batch, 3, H, W]` at the network's declared size); `--logits` writes the
+//! file (otherwise a random `[--batch, 3, H, W]` at the network's declared size); `--logits` writes the
 //! first pass's output there as `logits`, so a caller can check it against PyTorch's. `--optimizations`
 //! picks the plan's optimisations (`all`, `none`, or a comma-separated subset of
-//! `conv,depthwise,fold,pool,siblings,micro,activations,elementwise,linear`), so each can be measured on its
-//! own.
+//! `conv,depthwise,fold,winograd,pool,siblings,micro,activations,elementwise,linear`), so each can be
+//! measured on its own.
 //! The thread count is `RAYON_NUM_THREADS`, which both rayon's pool and candle's matrix products follow.
 //!
 //! Prints one JSON object: the median time per batch and per image over `--iters` timed passes (after
@@ -47,6 +49,8 @@ archc_runtime::include_arch!("../architectures/inception_v3.arch");
 archc_runtime::include_arch!("../architectures/mobilenet_v2.arch");
 archc_runtime::include_arch!("../architectures/shufflenet_v2_x1_0.arch");
 archc_runtime::include_arch!("../architectures/efficientnet_b0.arch");
+// torchvision's GoogLeNet (module `googlenet`), as bench_googlenet (the root crate's example) builds it.
+archc_runtime::include_arch!("../architectures/googlenet_torchvision.arch");
 
 type Error = Box<dyn std::error::Error>;
 
@@ -83,6 +87,7 @@ fn build(
         mobilenet_v2,
         shufflenet_v2_x1_0,
         efficientnet_b0,
+        googlenet,
     ))
 }
 

@@ -78,6 +78,62 @@ impl Value {
     }
 }
 
+/// The type of a value, and of a block parameter: the one type every value a network's calls give it fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueType {
+    Int,
+    Float,
+    Bool,
+    /// A `[h, w]` pair.
+    Pair,
+    /// A padding: an integer, a pair or `same`.
+    Pad,
+}
+
+impl ValueType {
+    pub fn of(value: Value) -> ValueType {
+        match value {
+            Value::Int(_) => ValueType::Int,
+            Value::Float(_) => ValueType::Float,
+            Value::Bool(_) => ValueType::Bool,
+            Value::Pair(..) => ValueType::Pair,
+            Value::Same => ValueType::Pad,
+        }
+    }
+
+    /// The type that holds values of both types, if there is one: an integer is a float or a square pair, and
+    /// an integer or a pair is a padding.
+    pub fn join(self, other: ValueType) -> Option<ValueType> {
+        use ValueType::*;
+        match (self, other) {
+            (a, b) if a == b => Some(a),
+            (Int, Float) | (Float, Int) => Some(Float),
+            (Int, Pair) | (Pair, Int) => Some(Pair),
+            (Int | Pair | Pad, Int | Pair | Pad) => Some(Pad),
+            _ => None,
+        }
+    }
+}
+
+/// A block as a network calls it: its parameters in order, each with the type all the calls' values fit
+/// ([`ValueType::join`]), or, where two calls give a parameter values no one type holds, the first such call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockSignature {
+    pub name: String,
+    pub params: Vec<(String, ValueType)>,
+    pub conflict: Option<TypeConflict>,
+}
+
+/// Two calls of a block giving one parameter values of types no one type holds (`[3, 3]` and `0.5`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypeConflict {
+    /// The call that disagrees with the ones before it.
+    pub span: Span,
+    pub param: String,
+    pub here: Value,
+    pub before: ValueType,
+}
+
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -284,6 +340,8 @@ pub struct Network {
     pub body: Vec<Node>,
     /// The shape of the main output (the last main-path statement).
     pub output: Shape,
+    /// The blocks the network calls, at any depth, in the order first called.
+    pub blocks: Vec<BlockSignature>,
     pub span: Span,
 }
 
@@ -295,12 +353,55 @@ impl Network {
         }
     }
 
+    /// The signatures of the blocks `body` calls, at any depth, in the order first called.
+    pub fn block_signatures(body: &[Node]) -> Vec<BlockSignature> {
+        let mut blocks: Vec<BlockSignature> = Vec::new();
+        let mut visit = |node: &Node| {
+            let NodeKind::Block { block, args, .. } = &node.kind else {
+                return;
+            };
+            let Some(signature) = blocks.iter_mut().find(|b| b.name == *block) else {
+                blocks.push(BlockSignature {
+                    name: block.clone(),
+                    params: args
+                        .iter()
+                        .map(|(n, v)| (n.clone(), ValueType::of(*v)))
+                        .collect(),
+                    conflict: None,
+                });
+                return;
+            };
+            for ((name, ty), (_, value)) in signature.params.iter_mut().zip(args) {
+                match ty.join(ValueType::of(*value)) {
+                    Some(joined) => *ty = joined,
+                    None => {
+                        signature.conflict.get_or_insert_with(|| TypeConflict {
+                            span: node.span,
+                            param: name.clone(),
+                            here: *value,
+                            before: *ty,
+                        });
+                    }
+                }
+            }
+        };
+        for node in body {
+            node.walk(&mut visit);
+        }
+        blocks
+    }
+
     /// The same network with every span reset: two front ends (`.arch` and YAML) that describe the same network
     /// produce equal IR once source positions are set aside.
     pub fn without_spans(&self) -> Network {
         let mut network = self.clone();
         network.span = Span::default();
         network.body.iter_mut().for_each(Node::clear_spans);
+        for block in &mut network.blocks {
+            if let Some(conflict) = &mut block.conflict {
+                conflict.span = Span::default();
+            }
+        }
         network
     }
 }

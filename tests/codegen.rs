@@ -42,3 +42,24 @@ fn emitted_code_uses_the_arch_names_as_weight_paths() {
     // Every generated item parses as Rust.
     syn::parse_file(&code).unwrap();
 }
+
+#[test]
+fn a_block_parameter_given_two_types_is_an_error_at_the_call_that_disagrees() {
+    // The checker joins each block parameter's type over the network's calls (an integer is also a float, a
+    // square pair and a padding); a float and a pair have no common Rust type.
+    let source = "block scale(v) {\n    x = relu\n}\nnetwork n {\n    input [3, 8, 8]\n    a = scale(1.5)\n    b = scale(2)\n    c = scale([2, 2])\n}\n";
+    let errors = emit_source(SourceKind::Arch, "n.arch", source).unwrap_err();
+    let error = &errors[0];
+    assert!(
+        error
+            .message
+            .contains("parameter `v` of block `scale` is given a pair here and a Float elsewhere"),
+        "{errors:?}"
+    );
+    assert_eq!(
+        &source[error.primary.span.start as usize..error.primary.span.end as usize]
+            .lines()
+            .next(),
+        &Some("scale([2, 2])")
+    );
+}

@@ -315,6 +315,7 @@ impl<'a> Checker<'a> {
             name: definition.name.name.clone(),
             params,
             input: input_shape?,
+            blocks: Network::block_signatures(&body),
             body,
             output: output?,
             span: definition.span,

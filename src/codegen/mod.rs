@@ -31,7 +31,9 @@ use crate::{Checked, SourceKind};
 
 use constructor::Ctor;
 use layer::{Channels, EmitCx, Forward};
-use types::{expr, rust_ident, type_ident, Scope, Ty, BLOCK_INPUT, INPUT_CHANNELS, LOCAL};
+use types::{
+    expr, rust_ident, rust_type, type_ident, Scope, Ty, BLOCK_INPUT, INPUT_CHANNELS, LOCAL,
+};
 
 /// Something the generator cannot express, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,37 +163,26 @@ pub fn generate(
     Ok(quote!(#(#modules)*))
 }
 
-/// The Rust type of every block parameter, from the values its instances were checked with.
+/// Every block parameter's type, as the checker found it over the network's calls ([`Network::blocks`]); a
+/// parameter given values of types no one Rust type holds is an error at the call that disagrees.
 fn param_types(network: &Network) -> Result<HashMap<String, Vec<(String, Ty)>>, CodegenError> {
-    let mut types: HashMap<String, Vec<(String, Ty)>> = HashMap::new();
-    let mut error = None;
-    network.walk(|node: &Node| {
-        if let NodeKind::Block { block, args, .. } = &node.kind {
-            let entry = types
-                .entry(block.clone())
-                .or_insert_with(|| args.iter().map(|(n, v)| (n.clone(), Ty::of(*v))).collect());
-            for ((name, ty), (_, value)) in entry.iter_mut().zip(args) {
-                match ty.join(Ty::of(*value)) {
-                    Some(joined) => *ty = joined,
-                    None => {
-                        error.get_or_insert_with(|| {
-                            CodegenError::new(
-                                node.span,
-                                format!(
-                                    "parameter `{name}` of block `{block}` is given a {} here and a {ty:?} elsewhere; generated code needs one type",
-                                    value.type_name()
-                                ),
-                            )
-                        });
-                    }
-                }
-            }
+    let mut types = HashMap::new();
+    for block in &network.blocks {
+        if let Some(conflict) = &block.conflict {
+            return Err(CodegenError::new(
+                conflict.span,
+                format!(
+                    "parameter `{}` of block `{}` is given a {} here and a {:?} elsewhere; generated code needs one type",
+                    conflict.param,
+                    block.name,
+                    conflict.here.type_name(),
+                    conflict.before
+                ),
+            ));
         }
-    });
-    match error {
-        Some(error) => Err(error),
-        None => Ok(types),
+        types.insert(block.name.clone(), block.params.clone());
     }
+    Ok(types)
 }
 
 /// A block struct already generated: its type, parameters, and its output channels as an expression over its
@@ -362,7 +353,7 @@ impl Generator<'_> {
         };
         let config_fields = network.params.iter().map(|(name, value)| {
             let ident = rust_ident(name);
-            let ty = Ty::of(*value).tokens();
+            let ty = rust_type(Ty::of(*value));
             let doc = format!(" Default: `{value}`.");
             quote!(#[doc = #doc] pub #ident: #ty)
         });
@@ -987,7 +978,7 @@ impl Generator<'_> {
             } else {
                 format_ident!("_{}", rust_ident(name).to_string().trim_start_matches("r#"))
             };
-            let ty = ty.tokens();
+            let ty = rust_type(*ty);
             quote!(#ident: #ty)
         });
         let vb = if mentions(ctor, "vb") {

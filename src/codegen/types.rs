@@ -7,53 +7,20 @@ use proc_macro2::{Ident, Span as RustSpan, TokenStream};
 use quote::quote;
 
 use crate::ast::{BinaryOp, Expr, ExprKind};
-use crate::ir::Value;
 
 use super::CodegenError;
 
-/// The Rust type of a parameter or expression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ty {
-    Int,
-    Float,
-    Bool,
-    /// `(usize, usize)`: a `[h, w]` pair.
-    Pair,
-    /// `nn::Pad`: an integer, a pair or `same`.
-    Pad,
-}
+/// The type of a parameter or expression ([`crate::ir::ValueType`]), as code generation names it.
+pub(crate) use crate::ir::ValueType as Ty;
 
-impl Ty {
-    pub fn of(value: Value) -> Ty {
-        match value {
-            Value::Int(_) => Ty::Int,
-            Value::Float(_) => Ty::Float,
-            Value::Bool(_) => Ty::Bool,
-            Value::Pair(..) => Ty::Pair,
-            Value::Same => Ty::Pad,
-        }
-    }
-
-    /// The type that holds values of both types, if there is one.
-    pub fn join(self, other: Ty) -> Option<Ty> {
-        use Ty::*;
-        match (self, other) {
-            (a, b) if a == b => Some(a),
-            (Int, Float) | (Float, Int) => Some(Float),
-            (Int, Pair) | (Pair, Int) => Some(Pair),
-            (Int | Pair | Pad, Int | Pair | Pad) => Some(Pad),
-            _ => None,
-        }
-    }
-
-    pub fn tokens(self) -> TokenStream {
-        match self {
-            Ty::Int => quote!(usize),
-            Ty::Float => quote!(f64),
-            Ty::Bool => quote!(bool),
-            Ty::Pair => quote!((usize, usize)),
-            Ty::Pad => quote!(nn::Pad),
-        }
+/// The Rust type of values of type `ty`.
+pub(crate) fn rust_type(ty: Ty) -> TokenStream {
+    match ty {
+        Ty::Int => quote!(usize),
+        Ty::Float => quote!(f64),
+        Ty::Bool => quote!(bool),
+        Ty::Pair => quote!((usize, usize)),
+        Ty::Pad => quote!(nn::Pad),
     }
 }
 

@@ -26,10 +26,6 @@
 //! runtime, the proc macro and the compiler core and nothing else; the `.arch` paths are relative to
 //! `runtime/`.
 
-// The code include_arch! generates for DenseNet's loop writes `denselayer_channels = denselayer_channels +
-// growth`; that is for the code generator (src/codegen) to change, not this example.
-#![allow(clippy::assign_op_pattern)]
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;

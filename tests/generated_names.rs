@@ -53,3 +53,36 @@ fn keyword_names_compile_and_keep_their_weight_names() {
         );
     }
 }
+
+archc_runtime::include_arch!("tests/fixtures/codegen/unrolled.arch");
+
+/// Loops of constant range whose body is not one block call are written out: each iteration's statements get
+/// the loop variable's value in their arguments and names, and their weights the names PyTorch would give them.
+#[test]
+fn unrolled_loops_compile_run_and_name_each_iteration() {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    // A width other than the default: the loop's `width * (i + 1)` stays an expression of the Config.
+    let cfg = unrolled::Config { width: 2 };
+    let model = unrolled::Model::new(vb, &cfg).unwrap();
+    let input = Tensor::zeros((2, 3, 8, 8), DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(model.forward(&input).unwrap().dims(), [2, 10]);
+    let data = varmap.data().lock().unwrap();
+    // conv{i} = conv2d(width * (i + 1), 3): out channels 2, 4, 6, in channels 3, 2, 4.
+    for (name, dims) in [
+        ("conv0.weight", vec![2, 3, 3, 3]),
+        ("conv1.weight", vec![4, 2, 3, 3]),
+        ("conv2.weight", vec![6, 4, 3, 3]),
+        ("bn1.running_mean", vec![4]),
+        ("stage1.res1.main.0.weight", vec![6, 6, 3, 3]),
+        ("stage2.res2.main.1.weight", vec![6]),
+        ("stage2.2.weight", vec![6, 6, 1, 1]),
+        ("fc.weight", vec![10, 6]),
+    ] {
+        let tensor = data
+            .get(name)
+            .unwrap_or_else(|| panic!("no `{name}` among {:?}", data.keys()));
+        assert_eq!(tensor.dims(), dims.as_slice(), "{name}");
+    }
+    assert!(!data.contains_key("conv3.weight"));
+}

@@ -272,9 +272,9 @@ network n(layers = 3, growth = 4) {{
 fn a_loop_code_generation_cannot_express_is_an_error_at_the_loop() {
     let source = format!(
         "{BLOCKS}
-network n {{
+network n(stages = 2) {{
     input [8, 4, 4]
-    for i in 0..2 {{
+    for i in 0..stages {{
         a{{i}} = conv_bn(8)
         b{{i}} = conv_bn(8)
     }}
@@ -286,9 +286,18 @@ network n {{
     assert!(
         errors[0]
             .message
-            .contains("this loop's body has 2 statements"),
+            .contains("this loop's body has 2 statements, and its range depends on a parameter"),
         "{errors:?}"
     );
+    // With a constant range the same loop is written out, a field per statement and iteration.
+    let constant = source.replace("0..stages", "0..2");
+    let code = emit_source(SourceKind::Arch, "n.arch", &constant).unwrap();
+    for field in ["a0", "b0", "a1", "b1"] {
+        assert!(
+            code.contains(&format!("pub {field}: ConvBn,")),
+            "no `{field}` in:\n{code}"
+        );
+    }
 }
 
 #[test]

@@ -106,6 +106,48 @@ pub fn emit_source(kind: SourceKind, name: &str, source: &str) -> Result<String,
     Ok(header + &prettyplease::unparse(&file))
 }
 
+/// `node` with the loop variable `var` replaced by `value` in its arguments, declared sizes and name, and in
+/// those of the statements inside it (not inside a block's body, which cannot see it, nor an inner loop of the
+/// same variable). A name with no variable left is its checked path: `conv{i}` is `conv0`.
+fn with_value(node: &Node, var: &str, value: &Expr) -> Node {
+    let values = HashMap::from([(var.to_string(), value.clone())]);
+    let replace = |expr: &Expr| fold(substitute(expr, &values));
+    let mut node = node.clone();
+    for arg in &mut node.args {
+        arg.expr = arg.expr.as_ref().map(replace);
+    }
+    for dims in node.declared.iter_mut() {
+        for dim in dims.iter_mut() {
+            *dim = replace(dim);
+        }
+    }
+    for part in &mut node.template {
+        if let NamePart::Value(expr) = part {
+            *expr = replace(expr);
+        }
+    }
+    if node.template.iter().all(|part| match part {
+        NamePart::Value(expr) => !mentions_names(expr),
+        NamePart::Text(_) => true,
+    }) {
+        node.template.clear();
+    }
+    match &mut node.kind {
+        NodeKind::Layer(_) | NodeKind::Block { .. } => {}
+        NodeKind::Repeat(inner) if inner.var == var => {}
+        NodeKind::Repeat(Repeat { nodes, .. })
+        | NodeKind::Chain(nodes)
+        | NodeKind::Concat(nodes)
+        | NodeKind::Add(nodes)
+        | NodeKind::Mul(nodes) => {
+            for child in nodes.iter_mut() {
+                *child = with_value(child, var, value);
+            }
+        }
+    }
+    node
+}
+
 /// The name of the model constructor's running channel count (see [`Body::name_channels`]).
 const CHANNELS: &str = "channels";
 
@@ -594,11 +636,23 @@ impl Generator<'_> {
         node: &Node,
         input: &Expr,
     ) -> Result<Piece, CodegenError> {
-        let compound = matches!(input.kind, ExprKind::Binary(..)) && mentions_names(input);
-        if !body.name_channels || !compound {
+        let local = format!("{LOCAL}{CHANNELS}");
+        if !body.name_channels || !mentions_names(input) {
             return self.declared_statement(body, node, input);
         }
-        let local = format!("{LOCAL}{CHANNELS}");
+        // The count the name holds already (a convolution keeping the width): the name.
+        if body.channels_value.as_ref() == Some(&body.written_out(input))
+            && *input != name_expr(&local)
+        {
+            return self.declared_statement(body, node, &name_expr(&local));
+        }
+        // Arithmetic on arithmetic (`(init + 6 * growth) / 2`) is worth a name; `width * 2` reads as well inline.
+        let nested = |e: &Expr| matches!(e.kind, ExprKind::Binary(..));
+        let compound =
+            matches!(&input.kind, ExprKind::Binary(_, lhs, rhs) if nested(lhs) || nested(rhs));
+        if !compound {
+            return self.declared_statement(body, node, input);
+        }
         let value = expr(input, body.scope, Ty::Int)?;
         let name = rust_ident(CHANNELS);
         let at = body.ctor.len();
@@ -757,11 +811,31 @@ impl Generator<'_> {
         repeat: &Repeat,
         input: &Expr,
     ) -> Result<Piece, CodegenError> {
+        let bound = |name: &str| {
+            node.args
+                .iter()
+                .find(|a| a.name == name)
+                .and_then(|a| a.expr.clone())
+                .ok_or_else(|| CodegenError::new(node.span, format!("no loop {name}")))
+        };
+        let (start, end) = (bound("start")?, bound("end")?);
+        let constant = !mentions_names(&start) && !mentions_names(&end);
+        let one_block = match repeat.nodes.first() {
+            Some(first) => {
+                repeat.per_iteration == 1 && matches!(first.kind, NodeKind::Block { .. })
+            }
+            None => false,
+        };
+        if constant && !one_block {
+            return self.unrolled(body, repeat, &start, input);
+        }
         let unsupported = |message: &str| {
             Err(CodegenError::new(
                 node.span,
                 format!(
-                    "{message}; code generation takes a loop whose body is one call of a block"
+                    "{message}, and its range depends on a parameter; code generation writes out a loop of \
+                     constant range, and takes a loop whose range depends on a parameter when its body is one \
+                     call of a block"
                 ),
             ))
         };
@@ -777,14 +851,6 @@ impl Generator<'_> {
         let NodeKind::Block { block, .. } = &first.kind else {
             return unsupported("this loop's body is not a block call");
         };
-        let bound = |name: &str| {
-            node.args
-                .iter()
-                .find(|a| a.name == name)
-                .and_then(|a| a.expr.clone())
-                .ok_or_else(|| CodegenError::new(node.span, format!("no loop {name}")))
-        };
-        let (start, end) = (bound("start")?, bound("end")?);
         self.block(first, block)?;
         let var = rust_ident(&repeat.var);
         let text: String = first
@@ -876,6 +942,43 @@ impl Generator<'_> {
             }
         };
         Ok(Piece::module(&field, channels))
+    }
+
+    /// A loop of constant range whose body is not one block call, written out: each iteration's statements in
+    /// turn, with the loop variable's value in their arguments and names (`conv0`, `conv1`), as a person
+    /// would write them.
+    fn unrolled(
+        &mut self,
+        body: &mut Body<'_>,
+        repeat: &Repeat,
+        start: &Expr,
+        input: &Expr,
+    ) -> Result<Piece, CodegenError> {
+        let first = match fold(start.clone()).kind {
+            ExprKind::Int(Ok(first)) => first,
+            _ => {
+                return Err(CodegenError::new(
+                    start.span,
+                    "a loop bound that is not an integer",
+                ))
+            }
+        };
+        let mut piece = Piece {
+            steps: Vec::new(),
+            channels: input.clone(),
+            plan: Vec::new(),
+        };
+        for (iteration, nodes) in repeat.nodes.chunks(repeat.per_iteration.max(1)).enumerate() {
+            let value = int_expr((first + iteration as i64) as u64);
+            for node in nodes {
+                let node = with_value(node, &repeat.var, &value);
+                let next = self.naming_channels(body, &node, &piece.channels)?;
+                piece.steps.extend(next.steps);
+                piece.plan.extend(next.plan);
+                piece.channels = next.channels;
+            }
+        }
+        Ok(piece)
     }
 
     /// The arguments of a block call in the caller's Rust, and each block parameter's value as an expression

@@ -301,21 +301,6 @@ network n(stages = 2) {{
 }
 
 #[test]
-fn yaml_names_are_written_out_in_full() {
-    let source =
-        "networks:\n  n:\n    input: [3, 8, 8]\n    body:\n      - conv{1}: conv2d(4, 3)\n";
-    let checked = compile(SourceKind::Yaml, source);
-    assert!(
-        checked
-            .diagnostics
-            .iter()
-            .any(|d| d.message.contains("a YAML name is written out in full")),
-        "{:?}",
-        checked.diagnostics
-    );
-}
-
-#[test]
 fn a_block_reads_its_input_channels_as_in_channels() {
     let source = "
 block half {

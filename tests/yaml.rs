@@ -212,6 +212,78 @@ fn the_documented_example_checks_cleanly() {
 // Every schema form.
 // ---------------------------------------------------------------------------------------------------------
 
+/// `loops.yaml` writes `for` loops (in a block and in a network), values in names (`denselayer{i}`, a quoted
+/// `"{s}"`) and a sequence (`stage{s}:` with `body:`); `loops.arch` is the same file in `.arch`.
+#[test]
+fn loops_names_with_values_and_sequences_parse_to_the_same_ast_as_their_arch_twin() {
+    let arch_source = read("tests/fixtures/yaml/loops.arch");
+    let yaml_source = read("tests/fixtures/yaml/loops.yaml");
+    let mut arch = parse_source(SourceKind::Arch, &arch_source).unwrap();
+    let mut yaml = parse_source(SourceKind::Yaml, &yaml_source)
+        .unwrap_or_else(|d| panic!("{:?}", located(&yaml_source, &d)));
+    clear_file_spans(&mut arch);
+    clear_file_spans(&mut yaml);
+    assert_eq!(yaml, arch);
+    let arch = compile(SourceKind::Arch, &arch_source);
+    let yaml = compile(SourceKind::Yaml, &yaml_source);
+    assert!(
+        yaml.diagnostics.is_empty(),
+        "{:?}",
+        located(&yaml_source, &yaml.diagnostics)
+    );
+    assert_eq!(
+        yaml.networks[0].without_spans(),
+        arch.networks[0].without_spans()
+    );
+    // The loops ran: two stages of a two-layer dense block each.
+    let mut paths = Vec::new();
+    yaml.networks[0].walk(|node| paths.push(node.path.clone()));
+    for path in [
+        "stage1.block1.denselayer2.new",
+        "stage2.block2.denselayer1",
+        "stage2.2",
+    ] {
+        assert!(paths.iter().any(|p| p == path), "no `{path}` in {paths:?}");
+    }
+}
+
+#[test]
+fn a_loop_s_keys_and_header_are_checked_where_they_stand() {
+    let network = |body: &str| format!("networks:\n  n:\n    input: [3, 8, 8]\n    body:\n{body}");
+    for (body, message, at) in [
+        (
+            "      - for: i in 0..2\n",
+            "this `for` loop has no `body`",
+            "for",
+        ),
+        (
+            "      - for: i 0..2\n        body: [relu]\n",
+            "expected loop header `VAR in START..END`",
+            "i 0..2",
+        ),
+        (
+            "      - for: i in 0..2\n        body: [relu]\n        shape: [3, 8, 8]\n",
+            "a `for` loop has no such key",
+            "shape",
+        ),
+        (
+            "      - concat:\n          - for: i in 0..2\n            body: [relu]\n",
+            "a branch cannot be a `for` loop",
+            "for",
+        ),
+    ] {
+        let source = network(body);
+        let errors = parse_source(SourceKind::Yaml, &source).unwrap_err();
+        assert_spans_valid(&source, &errors);
+        assert!(
+            errors.iter().any(|d| d.message.contains(message)
+                && source[d.primary.span.start as usize..].starts_with(at)),
+            "{body}: {:?}",
+            located(&source, &errors)
+        );
+    }
+}
+
 /// `forms.yaml` writes every YAML form (parameter lists and mappings, defaults as YAML numbers, lists, booleans
 /// and `.arch` expressions, `shape:` keys and quoted inline shapes, `side NAME` with an inline `from`, groups
 /// as branch mappings and lists, chains as lists, literal and folded block scalars); `forms.arch` is the same

@@ -90,9 +90,12 @@ pub(crate) fn parse_expr_at(text: &str, offset: usize) -> Result<Expr, Diagnosti
     Ok(Builder { offset }.expr(pair))
 }
 
-/// Parses a statement's or branch's name, or a side output's source, from YAML text at `offset`: keywords are
-/// names here (see the grammar's `name`).
-pub(crate) fn parse_name_at(text: &str, offset: usize) -> Result<Ident, Diagnostic> {
+/// Parses a statement's or branch's name from YAML text at `offset`, with the values it holds
+/// (`denselayer{i}`): keywords are names here (see the grammar's `name`).
+pub(crate) fn parse_templated_name_at(
+    text: &str,
+    offset: usize,
+) -> Result<(Ident, Vec<NamePart>), Diagnostic> {
     check_limits(text).map_err(|d| shift_diagnostic(d, offset))?;
     let mut pairs = ArchParser::parse(Rule::yaml_name, text)
         .map_err(|error| shift_diagnostic(syntax_error(error), offset))?;
@@ -102,17 +105,40 @@ pub(crate) fn parse_name_at(text: &str, offset: usize) -> Result<Ident, Diagnost
         .into_inner()
         .next()
         .expect("name");
-    let (ident, template) = Builder { offset }.name(pair);
+    Ok(Builder { offset }.name(pair))
+}
+
+/// Parses a side output's name or source from YAML text at `offset`: a name written out in full.
+pub(crate) fn parse_name_at(text: &str, offset: usize) -> Result<Ident, Diagnostic> {
+    let (ident, template) = parse_templated_name_at(text, offset)?;
     if !template.is_empty() {
         return Err(Diagnostic::error(
             Code::Unsupported,
             ident.span,
-            "a YAML name is written out in full",
+            "this name is written out in full",
         )
         .with_label("`{...}` in a name")
-        .with_note("values in names (`denselayer{i}`) go with `for` loops, which are written in .arch files"));
+        .with_note("values in names (`denselayer{i}`) are for the statements and branches of a loop's body"));
     }
     Ok(ident)
+}
+
+/// Parses a YAML loop header (`i in 1..=n`, the value of `for:`) at `offset`: the variable, the range's start
+/// and end, and whether the end is included.
+pub(crate) fn parse_for_at(
+    text: &str,
+    offset: usize,
+) -> Result<(Ident, Expr, Expr, bool), Diagnostic> {
+    check_limits(text).map_err(|d| shift_diagnostic(d, offset))?;
+    let mut pairs = ArchParser::parse(Rule::yaml_for, text)
+        .map_err(|error| shift_diagnostic(syntax_error(error), offset))?;
+    let mut inner = pairs.next().expect("yaml_for matched").into_inner();
+    let builder = Builder { offset };
+    let var = builder.ident(inner.next().expect("loop variable"));
+    let start = builder.expr(inner.next().expect("range start"));
+    let inclusive = inner.next().expect("range operator").as_str() == "..=";
+    let end = builder.expr(inner.next().expect("range end"));
+    Ok((var, start, end, inclusive))
 }
 
 /// Parses a block, network or parameter name from YAML text at `offset`.
@@ -251,6 +277,7 @@ fn rule_name(rule: &Rule) -> String {
         Rule::yaml_shape => "shape `[C, H, W]`",
         Rule::yaml_expr => "expression",
         Rule::yaml_ident | Rule::yaml_name => "name",
+        Rule::yaml_for => "loop header `VAR in START..END`",
     }
     .to_string()
 }

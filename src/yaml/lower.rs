@@ -4,7 +4,10 @@
 use super::load::{Kind, Node};
 use crate::ast::*;
 use crate::diagnostic::{Code, Diagnostic, Span};
-use crate::syntax::{parse_chain_at, parse_expr_at, parse_ident_at, parse_name_at, parse_shape_at};
+use crate::syntax::{
+    parse_chain_at, parse_expr_at, parse_for_at, parse_ident_at, parse_name_at, parse_shape_at,
+    parse_templated_name_at,
+};
 
 /// A schema error: the YAML is well formed but not an architecture.
 fn schema_error(span: Span, message: impl Into<String>, label: impl Into<String>) -> Diagnostic {
@@ -98,12 +101,26 @@ impl Lowerer<'_> {
         self.name_with(node, true)
     }
 
+    /// A statement's or branch's name, with the values it holds (`denselayer{i}`, in a loop's body).
+    fn templated_name(&mut self, node: &Node) -> Option<(Ident, Vec<NamePart>)> {
+        self.name_text(node, true, parse_templated_name_at)
+    }
+
     fn name_with(&mut self, node: &Node, keywords_are_names: bool) -> Option<Ident> {
         let parse = if keywords_are_names {
             parse_name_at
         } else {
             parse_ident_at
         };
+        self.name_text(node, keywords_are_names, parse)
+    }
+
+    fn name_text<T: Respan>(
+        &mut self,
+        node: &Node,
+        keywords_are_names: bool,
+        parse: impl FnOnce(&str, usize) -> Result<T, Diagnostic>,
+    ) -> Option<T> {
         match node.as_str() {
             Some(text) => {
                 let before = self.diagnostics.len();
@@ -403,6 +420,17 @@ impl Lowerer<'_> {
                 return None;
             }
         };
+        if entries.iter().any(|(key, _)| key.as_str() == Some("for")) {
+            if place == Place::Branch {
+                self.push(schema_error(
+                    node.span,
+                    "a branch cannot be a `for` loop",
+                    "a loop in a group",
+                ));
+                return None;
+            }
+            return self.for_loop(node, entries).map(Statement::For);
+        }
         // Sort the keys into the head and the attributes.
         let is_attribute = |key: &Node| matches!(key.as_str(), Some("shape" | "from"));
         let mut head: Option<(&Node, &Node)> = None;
@@ -480,7 +508,7 @@ impl Lowerer<'_> {
         };
         let (name, chain_value, is_side) = match head_text {
             "input" | "concat" | "add" | "mul" if names_a_chain => {
-                let name = self.name(key);
+                let name = self.templated_name(key);
                 let chain = self.chain_value(value, false)?;
                 (Some(name?), chain, false)
             }
@@ -523,10 +551,10 @@ impl Lowerer<'_> {
                     }
                     let name = self.side_name(key, side_name);
                     let chain = self.chain_value(value, true)?;
-                    (Some(name?), chain, true)
+                    (Some((name?, Vec::new())), chain, true)
                 }
                 None => {
-                    let name = self.name(key);
+                    let name = self.templated_name(key);
                     let chain = self.chain_value(value, false)?;
                     (Some(name?), chain, false)
                 }
@@ -584,14 +612,84 @@ impl Lowerer<'_> {
             );
             return None;
         }
+        let (name, template) = match name {
+            Some((name, template)) => (Some(name), template),
+            None => (None, Vec::new()),
+        };
         Some(Statement::Layer(LayerStatement {
-            template: Vec::new(),
+            template,
             name,
             side_from,
             chain,
             declared,
             span: node.span,
         }))
+    }
+
+    /// `- for: i in 1..=n` with `body:` (its statements) beside it: a loop, as `for i in 1..=n { ... }` in
+    /// `.arch`.
+    fn for_loop(&mut self, node: &Node, entries: &[(Node, Node)]) -> Option<ForLoop> {
+        let mut header: Option<(&Node, &Node)> = None;
+        let mut body: Option<(&Node, &Node)> = None;
+        let mut ok = true;
+        for (key, value) in entries {
+            let slot = match key.as_str() {
+                Some("for") => &mut header,
+                Some("body") => &mut body,
+                _ => {
+                    self.push(
+                        schema_error(key.span, "a `for` loop has no such key", "not `for` or `body`")
+                            .with_help(
+                                "a loop is `- for: VAR in START..END` and, under it, `body:` with its statements",
+                            ),
+                    );
+                    ok = false;
+                    continue;
+                }
+            };
+            match *slot {
+                Some((first, _)) => {
+                    self.duplicate_key(key, first.span);
+                    ok = false;
+                }
+                None => *slot = Some((key, value)),
+            }
+        }
+        let (_, header) = header?;
+        let Some((_, body)) = body else {
+            self.push(
+                schema_error(node.span, "this `for` loop has no `body`", "no `body`")
+                    .with_help("list the statements run for each value under `body:`"),
+            );
+            return None;
+        };
+        let Some(text) = header.as_str() else {
+            self.expected(header, "a loop header `VAR in START..END`");
+            return None;
+        };
+        let header = self.parse_text(header, text, |text, offset| {
+            parse_for_at(text, offset).map(|(var, start, end, inclusive)| LoopHeader {
+                var,
+                start,
+                end,
+                inclusive,
+            })
+        });
+        let body = self.body(body);
+        let LoopHeader {
+            var,
+            start,
+            end,
+            inclusive,
+        } = header?;
+        ok.then_some(ForLoop {
+            var,
+            start,
+            end,
+            inclusive,
+            body,
+            span: node.span,
+        })
     }
 
     /// The `NAME` of a `side NAME` key.
@@ -637,6 +735,15 @@ impl Lowerer<'_> {
                 Some(value)
             }
             Kind::Map(entries) => match entries.as_slice() {
+                // `body:` with statements: a sequence, as `{ ... }` in `.arch`.
+                [(key, value)] if key.as_str() == Some("body") => Some(ChainValue {
+                    chain: vec![Op::Sequence(Sequence {
+                        body: self.body(value),
+                        span: node.span,
+                    })],
+                    declared: None,
+                    from: None,
+                }),
                 [(key, value)] if matches!(key.as_str(), Some("concat" | "add" | "mul")) => {
                     Some(ChainValue {
                         chain: vec![Op::Group(self.group(key, value)?)],
@@ -645,7 +752,10 @@ impl Lowerer<'_> {
                     })
                 }
                 _ => {
-                    self.expected(node, "a chain (a string), `concat:` or `add:`");
+                    self.expected(
+                        node,
+                        "a chain (a string), `concat:`, `add:`, `mul:` or a sequence's `body:`",
+                    );
                     None
                 }
             },
@@ -700,11 +810,12 @@ impl Lowerer<'_> {
             Kind::Map(entries) => entries
                 .iter()
                 .map(|(key, chain)| {
-                    let name = self.name(key);
+                    let name = self.templated_name(key);
                     let value = self.chain_value(chain, false)?;
+                    let (name, template) = name?;
                     Some(LayerStatement {
-                        name: Some(name?),
-                        template: Vec::new(),
+                        name: Some(name),
+                        template,
                         side_from: None,
                         chain: value.chain,
                         declared: value.declared,
@@ -805,6 +916,29 @@ fn find_from_keyword(text: &str) -> Option<usize> {
         }
     }
     None
+}
+
+/// A parsed `for:` value.
+struct LoopHeader {
+    var: Ident,
+    start: Expr,
+    end: Expr,
+    inclusive: bool,
+}
+
+impl Respan for LoopHeader {
+    fn respan(&mut self, span: Span) {
+        self.var.respan(span);
+        self.start.respan(span);
+        self.end.respan(span);
+    }
+}
+
+impl<A: Respan, B: Respan> Respan for (A, B) {
+    fn respan(&mut self, span: Span) {
+        self.0.respan(span);
+        self.1.respan(span);
+    }
 }
 
 /// Sets every span in a tree to one span: for text whose positions inside the YAML source are not known.

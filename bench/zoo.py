@@ -37,22 +37,12 @@ import sys
 import tempfile
 import time
 
-from common import (TOLERANCE, ZOO_BIN, archc_cmd, check, input_size, prepare, prepared, run_child,
+from common import (BENCH_ZOO_NETS, TOLERANCE, ZOO_BIN, archc_cmd, check, input_size, prepare, prepared, run_child,
                     torch_worker)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NETS = [
-    "alexnet",
-    "vgg16_bn",
-    "squeezenet1_1",
-    "resnet18",
-    "resnet50",
-    "densenet121",
-    "inception_v3",
-    "mobilenet_v2",
-    "shufflenet_v2_x1_0",
-    "efficientnet_b0",
-]
+# The ten networks of architectures/ (bench_zoo also builds torchvision's GoogLeNet, which compare.py times).
+NETS = [net for net in BENCH_ZOO_NETS if net != "googlenet"]
 
 
 def thread_env(threads):

@@ -216,25 +216,7 @@ fn the_documented_example_checks_cleanly() {
 /// `"{s}"`) and a sequence (`stage{s}:` with `body:`); `loops.arch` is the same file in `.arch`.
 #[test]
 fn loops_names_with_values_and_sequences_parse_to_the_same_ast_as_their_arch_twin() {
-    let arch_source = read("tests/fixtures/yaml/loops.arch");
-    let yaml_source = read("tests/fixtures/yaml/loops.yaml");
-    let mut arch = parse_source(SourceKind::Arch, &arch_source).unwrap();
-    let mut yaml = parse_source(SourceKind::Yaml, &yaml_source)
-        .unwrap_or_else(|d| panic!("{:?}", located(&yaml_source, &d)));
-    clear_file_spans(&mut arch);
-    clear_file_spans(&mut yaml);
-    assert_eq!(yaml, arch);
-    let arch = compile(SourceKind::Arch, &arch_source);
-    let yaml = compile(SourceKind::Yaml, &yaml_source);
-    assert!(
-        yaml.diagnostics.is_empty(),
-        "{:?}",
-        located(&yaml_source, &yaml.diagnostics)
-    );
-    assert_eq!(
-        yaml.networks[0].without_spans(),
-        arch.networks[0].without_spans()
-    );
+    let yaml = assert_twins("tests/fixtures/yaml/loops");
     // The loops ran: two stages of a two-layer dense block each.
     let mut paths = Vec::new();
     yaml.networks[0].walk(|node| paths.push(node.path.clone()));
@@ -290,8 +272,14 @@ fn a_loop_s_keys_and_header_are_checked_where_they_stand() {
 /// file in `.arch`.
 #[test]
 fn every_yaml_form_parses_to_the_same_ast_as_its_arch_twin() {
-    let arch_source = read("tests/fixtures/yaml/forms.arch");
-    let yaml_source = read("tests/fixtures/yaml/forms.yaml");
+    assert_twins("tests/fixtures/yaml/forms");
+}
+
+/// Asserts that `STEM.yaml` and `STEM.arch` parse to the same AST (spans aside) and check cleanly to the same
+/// IR; returns the YAML file's check.
+fn assert_twins(stem: &str) -> archc::Checked {
+    let arch_source = read(&format!("{stem}.arch"));
+    let yaml_source = read(&format!("{stem}.yaml"));
     let mut arch = parse_source(SourceKind::Arch, &arch_source).unwrap();
     let mut yaml = parse_source(SourceKind::Yaml, &yaml_source)
         .unwrap_or_else(|d| panic!("{:?}", located(&yaml_source, &d)));
@@ -310,6 +298,7 @@ fn every_yaml_form_parses_to_the_same_ast_as_its_arch_twin() {
         yaml.networks[0].without_spans(),
         arch.networks[0].without_spans()
     );
+    yaml
 }
 
 #[test]

@@ -14,36 +14,16 @@ use archc_runtime::candle_core::{DType, Device, Tensor};
 use archc_runtime::weights::is_batch_norm_counter;
 use archc_runtime::Weights;
 
-mod alexnet {
-    archc_runtime::include_arch!("architectures/alexnet.arch");
-}
-mod vgg16_bn {
-    archc_runtime::include_arch!("architectures/vgg16_bn.arch");
-}
-mod squeezenet1_1 {
-    archc_runtime::include_arch!("architectures/squeezenet1_1.arch");
-}
-mod resnet18 {
-    archc_runtime::include_arch!("architectures/resnet18.arch");
-}
-mod resnet50 {
-    archc_runtime::include_arch!("architectures/resnet50.arch");
-}
-mod densenet121 {
-    archc_runtime::include_arch!("architectures/densenet121.arch");
-}
-mod inception_v3 {
-    archc_runtime::include_arch!("architectures/inception_v3.arch");
-}
-mod mobilenet_v2 {
-    archc_runtime::include_arch!("architectures/mobilenet_v2.arch");
-}
-mod shufflenet_v2_x1_0 {
-    archc_runtime::include_arch!("architectures/shufflenet_v2_x1_0.arch");
-}
-mod efficientnet_b0 {
-    archc_runtime::include_arch!("architectures/efficientnet_b0.arch");
-}
+archc_runtime::include_arch!("architectures/alexnet.arch");
+archc_runtime::include_arch!("architectures/vgg16_bn.arch");
+archc_runtime::include_arch!("architectures/squeezenet1_1.arch");
+archc_runtime::include_arch!("architectures/resnet18.arch");
+archc_runtime::include_arch!("architectures/resnet50.arch");
+archc_runtime::include_arch!("architectures/densenet121.arch");
+archc_runtime::include_arch!("architectures/inception_v3.arch");
+archc_runtime::include_arch!("architectures/mobilenet_v2.arch");
+archc_runtime::include_arch!("architectures/shufflenet_v2_x1_0.arch");
+archc_runtime::include_arch!("architectures/efficientnet_b0.arch");
 
 #[path = "support/compare.rs"]
 mod compare;
@@ -99,7 +79,7 @@ fn assert_all_used(what: &str, weights: &Weights) {
 /// the model after the training pass and its outputs. With `in $dir` first, the fixtures are read there.
 macro_rules! assert_matches_torchvision {
     (in $dir:expr, $network:ident, { $($field:ident: $value:expr),* $(,)? }, train { $($tfield:ident: $tvalue:expr),* $(,)? }) => {{
-        use $network::$network as generated;
+        use $network as generated;
         let dir: &Path = $dir;
         let name = stringify!($network);
         let io = references(dir, name);

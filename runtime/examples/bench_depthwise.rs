@@ -20,6 +20,10 @@ use archc_runtime::candle_core::{Device, Result, Tensor};
 use archc_runtime::nn::{Describe, Op, Optimizations, Plan};
 use archc_runtime::{Conv2d, Conv2dSpec, Pad2d};
 
+mod support;
+
+use support::{median, values};
+
 /// One convolution, described for a plan.
 struct Layer {
     conv: Conv2d,
@@ -69,24 +73,6 @@ impl Shape {
             self.channels, self.h, self.w, self.kernel, self.kernel, self.stride, self.groups
         )
     }
-}
-
-/// Deterministic values in [-1, 1).
-fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-fn median(samples: &mut [f64]) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
 }
 
 fn main() -> Result<()> {

@@ -413,8 +413,8 @@ def write(out_dir, prefix, weights, io, diag):
     save_file(weights, wpath)
     save_file(io, ipath)
     n_params = sum(v.numel() for k, v in weights.items() if v.is_floating_point())
-    print(f"[{prefix}] wrote {wpath} ({os.path.getsize(wpath):,} B, {len(weights)} tensors, "
-          f"{n_params:,} float values) and {ipath} ({os.path.getsize(ipath):,} B)")
+    print(f"[{prefix}] wrote {os.path.basename(wpath)} ({os.path.getsize(wpath):,} B, {len(weights)} tensors, "
+          f"{n_params:,} float values) and {os.path.basename(ipath)} ({os.path.getsize(ipath):,} B)")
     for k, (a32, a64) in diag.items():
         tol = 1e-4 * max(1.0, max_abs(a64))
         gap = max_abs(a32.double() - a64)

@@ -60,9 +60,9 @@ Real architectures are far inside these limits; hitting one usually means genera
         Code::UnknownCallee => {
             "A statement calls a name that is neither a built-in layer nor a block defined in this file.
 
-The built-in layers are conv2d, max_pool, avg_pool, adaptive_avg_pool, global_avg_pool, batch_norm, lrn,
-relu, relu6, silu, sigmoid, hardswish, hardsigmoid, gelu, dropout, stochastic_depth, channel_shuffle, chunk,
-flatten, linear, softmax and identity. Blocks may be defined anywhere in the file, before or after their use.
+The built-in layers are conv2d, max_pool, avg_pool, adaptive_avg_pool, global_avg_pool, batch_norm,
+layer_norm, lrn, relu, relu6, silu, sigmoid, hardswish, hardsigmoid, gelu, dropout, stochastic_depth,
+channel_shuffle, chunk, flatten, linear, softmax and identity. Blocks may be defined anywhere in the file, before or after their use.
 
 Example:
 
@@ -73,7 +73,7 @@ Example:
 
 `conv3d` is not a layer; the help suggests the closest name, `conv2d`. PyTorch's and Keras' names for the
 built-in layers (`MaxPool2d`, `BatchNorm2d`, `Dense`, ...) are answered with the language's spelling. A
-well-known layer that archc does not have (`prelu`, `tanh`, `mish`, `conv_transpose2d`, `layer_norm`,
+well-known layer that archc does not have (`prelu`, `tanh`, `mish`, `conv_transpose2d`, `group_norm`,
 `upsample`, ...) is named for what it is, with what to write instead where the language has a way; it is
 never corrected to a nearby built-in, which would be a different function (`prelu` is not `relu`).
 

@@ -35,6 +35,14 @@ macro_rules! random_model {
     }};
 }
 
+/// The 1-based line of the fixture that starts (after indentation) with `start`.
+fn line_of(start: &str) -> usize {
+    1 + source()
+        .lines()
+        .position(|line| line.trim_start().starts_with(start))
+        .unwrap_or_else(|| panic!("no line `{start}` in {FIXTURE}"))
+}
+
 fn source() -> String {
     std::fs::read_to_string(format!("{}/{FIXTURE}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
@@ -67,11 +75,12 @@ fn check_and_summary_count_what_pytorch_counts() {
     let checked = archc::compile(SourceKind::Arch, &source());
     assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
     let summary = archc::summary::summarize(&checked.networks[0]);
-    // conv: 8 x 3 x (3 x 5), no bias = 360; bn: gamma and beta, 2 x 8 = 16; same_conv: 8 x (8 / 2 groups) x 3 x 3
+    // conv: 8 x 3 x (3 x 5), no bias = 360; bn: gamma and beta, 2 x 8 = 16; ln: weight and bias, 2 x 8 = 16;
+    // same_conv: 8 x (8 / 2 groups) x 3 x 3
     // + 8 bias = 296; `half` keeps 8 / 2 = 4 channels, so fc: 4 x 16 + 16 = 80; head: 16 x 7, no bias = 112.
     // The activations, chunks, channel shuffle and stochastic depth have no parameters (torchvision's
     // StochasticDepth and nn.ChannelShuffle have none in their state_dict).
-    assert_eq!(summary.params_total, 360 + 16 + 296 + 80 + 112);
+    assert_eq!(summary.params_total, 360 + 16 + 16 + 296 + 80 + 112);
     // MACs per sample: conv 360 weights x 20 x 10 outputs; same_conv 288 weights x 20 x 10; fc 64; head 112.
     // Activations count no MACs, as relu does.
     assert_eq!(summary.macs_inference, 360 * 200 + 288 * 200 + 64 + 112);
@@ -89,6 +98,7 @@ fn the_graph_labels_each_layer_with_its_settings() {
     for label in [
         "conv 3×5/1×2",
         "batch_norm",
+        "layer_norm",
         "lrn 3",
         "conv 3×3/1 dilation 2 groups 2",
         "chunk [0] of 2",
@@ -187,7 +197,8 @@ fn a_config_that_contradicts_a_declared_size_is_an_error_naming_the_statement() 
         message.contains("`head` produces 5 channels, its declaration says 7"),
         "{message}"
     );
-    assert!(message.contains("every_layer.arch:30:"), "{message}");
+    let at = format!("every_layer.arch:{}:", line_of("head      = linear"));
+    assert!(message.contains(&at), "{message}");
 }
 
 /// `half = chunk(parts, index = 1) : [4, 20, 10]` keeps 8 / parts channels: the generated code follows that
@@ -206,14 +217,19 @@ fn a_config_changes_what_chunk_keeps() {
             .unwrap()
             .to_string()
     };
+    let line = line_of("half      = chunk");
     let message = build(4);
     assert!(
-        message.contains("every_layer.arch:14: `half` produces 2 channels, its declaration says 4"),
+        message.contains(&format!(
+            "every_layer.arch:{line}: `half` produces 2 channels, its declaration says 4"
+        )),
         "{message}"
     );
     let message = build(3);
     assert!(
-        message.contains("every_layer.arch:14: chunk: 8 channels cannot be split into 3 chunks"),
+        message.contains(&format!(
+            "every_layer.arch:{line}: chunk: 8 channels cannot be split into 3 chunks"
+        )),
         "{message}"
     );
 }

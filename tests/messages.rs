@@ -49,7 +49,7 @@ fn prelu_is_named_for_what_it_is_and_not_sent_to_relu() {
 
 #[test]
 fn well_known_layers_that_are_not_built_in_are_never_corrected_to_a_built_in() {
-    // Each of these is within a few edits of a built-in (`prelu`, `elu` and `selu` of `relu`, `layer_norm` of
+    // Each of these is within a few edits of a built-in (`prelu`, `elu` and `selu` of `relu`, `group_norm` of
     // `batch_norm`, `hardtanh` of `hardswish`, ...): the message must say what the layer is instead.
     for (callee, theirs) in [
         ("prelu", "PyTorch's `PReLU`"),
@@ -63,7 +63,6 @@ fn well_known_layers_that_are_not_built_in_are_never_corrected_to_a_built_in() {
             "conv_transpose2d(8, 2, stride = 2)",
             "PyTorch's `ConvTranspose2d`",
         ),
-        ("layer_norm", "PyTorch's `LayerNorm`"),
         ("group_norm(4)", "PyTorch's `GroupNorm`"),
         ("upsample(scale = 2)", "PyTorch's `Upsample`"),
         ("UpSampling2D", "Keras' `UpSampling2D`"),
@@ -139,6 +138,10 @@ fn other_frameworks_names_for_built_in_layers_still_point_to_them() {
         (
             "BatchNormalization",
             "did you mean `batch_norm`? (Keras' `BatchNormalization`)",
+        ),
+        (
+            "LayerNorm2d",
+            "did you mean `layer_norm`? (torchvision's `LayerNorm2d`)",
         ),
     ] {
         let error = only_error(&calling(callee));

@@ -11,7 +11,7 @@ use candle_nn::VarBuilder;
 
 pub use crate::conv::{Conv2d, Pad2d};
 pub use crate::fused::Optimizations;
-pub use crate::norm::{BatchNorm, Lrn};
+pub use crate::norm::{BatchNorm, LayerNorm, Lrn};
 pub use crate::plan::{Describe, Op, Plan};
 pub use crate::pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use crate::shape::Dims;
@@ -209,6 +209,39 @@ pub fn adaptive_avg_pool2d(size: (usize, usize)) -> Result<AdaptiveAvgPool2d> {
         )));
     }
     Ok(AdaptiveAvgPool2d::new(size))
+}
+
+/// The options of [`layer_norm`], with PyTorch's defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayerNormConfig {
+    pub eps: f64,
+    /// Whether it has `weight` and `bias` (PyTorch's `elementwise_affine`).
+    pub affine: bool,
+}
+
+impl Default for LayerNormConfig {
+    fn default() -> Self {
+        LayerNormConfig {
+            eps: 1e-5,
+            affine: true,
+        }
+    }
+}
+
+/// Layer normalisation over `num_features` channels (torchvision's `LayerNorm2d` on a map, `nn.LayerNorm` on
+/// a flat input), loading `weight` and `bias`.
+pub fn layer_norm(
+    num_features: usize,
+    config: LayerNormConfig,
+    vb: VarBuilder,
+) -> Result<LayerNorm> {
+    if !(config.eps > 0.0) {
+        return Err(error(format!(
+            "layer_norm eps must be positive, found {}",
+            config.eps
+        )));
+    }
+    LayerNorm::load(vb, num_features, config.eps, config.affine)
 }
 
 /// The options of [`lrn`], with PyTorch's defaults.

@@ -245,3 +245,148 @@ pub fn batch_norm(
     };
     BatchNorm::new(inner, num_features)
 }
+
+/// Layer normalisation over the channels: at each position of an `[N, C, H, W]` map over its `C` values
+/// (torchvision's `LayerNorm2d`, ConvNeXt's), or over the features of an `[N, F]` input (`nn.LayerNorm(F)`):
+/// `(x - mean) / sqrt(var + eps) * weight + bias`, with the biased variance, as PyTorch computes it. Written
+/// with candle's differentiable ops, so training and other devices run it as they run any candle op.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    /// `[C]`, or `None` without the affine parameters.
+    pub weight: Option<Tensor>,
+    pub bias: Option<Tensor>,
+    pub num_features: usize,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    /// Loads `weight` and `bias` (`[num_features]` each) when `affine`.
+    pub fn load(vb: VarBuilder, num_features: usize, eps: f64, affine: bool) -> Result<Self> {
+        let context = "layer_norm";
+        let (weight, bias) = if affine {
+            (
+                Some(load_tensor_with_init(
+                    &vb,
+                    "weight",
+                    num_features,
+                    Init::Const(1.0),
+                    context,
+                )?),
+                Some(load_tensor_with_init(
+                    &vb,
+                    "bias",
+                    num_features,
+                    Init::Const(0.0),
+                    context,
+                )?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            weight,
+            bias,
+            num_features,
+            eps,
+        })
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(wide) = widened(x)? {
+            return self.forward(&wide)?.to_dtype(x.dtype());
+        }
+        if !matches!(x.rank(), 2 | 4) || x.dim(1)? != self.num_features {
+            return Err(crate::error(format!(
+                "layer_norm over {} channels expects [N, {}] or [N, {}, H, W], found shape {:?}",
+                self.num_features,
+                self.num_features,
+                self.num_features,
+                x.dims()
+            )));
+        }
+        let mean = x.mean_keepdim(1)?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(1)?;
+        let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        // `[C]` broadcast along the channel axis: `[1, C]` or `[1, C, 1, 1]`.
+        let mut axis = vec![1; x.rank()];
+        axis[1] = self.num_features;
+        let normed = match &self.weight {
+            Some(weight) => normed.broadcast_mul(&weight.reshape(axis.as_slice())?)?,
+            None => normed,
+        };
+        match &self.bias {
+            Some(bias) => normed.broadcast_add(&bias.reshape(axis.as_slice())?),
+            None => Ok(normed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Module, Tensor};
+
+    use super::LayerNorm;
+
+    fn norm(weight: &[f32], bias: &[f32], eps: f64) -> LayerNorm {
+        let cpu = &Device::Cpu;
+        LayerNorm {
+            weight: Some(Tensor::new(weight, cpu).unwrap()),
+            bias: Some(Tensor::new(bias, cpu).unwrap()),
+            num_features: weight.len(),
+            eps,
+        }
+    }
+
+    /// Two channels at two positions, worked by hand: at the first position the channels hold 1 and 3 (mean 2,
+    /// biased variance 1), at the second 2 and 2 (mean 2, variance 0).
+    #[test]
+    fn a_map_is_normalised_over_its_channels_at_each_position() {
+        let eps = 1e-5;
+        let x = Tensor::new(&[[[[1f32, 2.]], [[3., 2.]]]], &Device::Cpu).unwrap(); // [1, 2, 1, 2]
+        let y = norm(&[2., 3.], &[0.5, -0.5], eps).forward(&x).unwrap();
+        let s = (1.0 + eps).sqrt() as f32;
+        let want = [[-2. / s + 0.5, 0.5], [3. / s - 0.5, -0.5]];
+        let got = y
+            .squeeze(0)
+            .unwrap()
+            .squeeze(1)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+            assert!((g - w).abs() < 1e-6, "{got:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn a_flat_input_is_normalised_over_its_features() {
+        // Features 1, 2, 3, 6: mean 3, biased variance (4 + 1 + 0 + 9) / 4 = 3.5.
+        let x = Tensor::new(&[[1f32, 2., 3., 6.]], &Device::Cpu).unwrap();
+        let y = norm(&[1.; 4], &[0.; 4], 0.0).forward(&x).unwrap();
+        let sd = 3.5f32.sqrt();
+        let want = [-2. / sd, -1. / sd, 0., 3. / sd];
+        for (g, w) in y
+            .squeeze(0)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .zip(want)
+        {
+            assert!((g - w).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn a_wrong_channel_count_is_an_error_naming_both() {
+        let x = Tensor::zeros((1, 3, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let error = norm(&[1.; 2], &[0.; 2], 1e-5).forward(&x).unwrap_err();
+        assert!(
+            error.to_string().contains("layer_norm over 2 channels expects [N, 2] or [N, 2, H, W], found shape [1, 3, 2, 2]"),
+            "{error}"
+        );
+    }
+}

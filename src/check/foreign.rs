@@ -73,6 +73,13 @@ const RENAMED: &[(&str, &str, &str)] = &[
         "batch_norm",
         "Keras' `BatchNormalization`",
     ),
+    ("layernorm", "layer_norm", "PyTorch's `LayerNorm`"),
+    ("layernorm2d", "layer_norm", "torchvision's `LayerNorm2d`"),
+    (
+        "layernormalization",
+        "layer_norm",
+        "Keras' `LayerNormalization`",
+    ),
     ("localresponsenorm", "lrn", "PyTorch's `LocalResponseNorm`"),
     ("relu", "relu", "PyTorch's `ReLU`"),
     ("relu6", "relu6", "PyTorch's `ReLU6`"),
@@ -170,12 +177,6 @@ const MISSING: &[Missing] = &[
         ],
         theirs: "PyTorch's `ConvTranspose2d` (Keras' `Conv2DTranspose`)",
         what: "a transposed convolution, which enlarges the map",
-        instead: None,
-    },
-    Missing {
-        keys: &["layernorm", "layernormalization"],
-        theirs: "PyTorch's `LayerNorm`",
-        what: "normalisation over each sample's features",
         instead: None,
     },
     Missing {

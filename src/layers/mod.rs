@@ -30,7 +30,7 @@ pub(crate) use args::{ArgDefault, Args, BoundArg};
 pub use channel::{ChannelShuffle, Chunk};
 pub use conv::Conv2d;
 pub use linear::{Flatten, Linear};
-pub use norm::{BatchNorm, Lrn};
+pub use norm::{BatchNorm, LayerNorm, Lrn};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 
 /// The largest size, stride, padding or channel count accepted (PyTorch's kernels index with 32-bit ints).
@@ -228,6 +228,7 @@ layers! {
     AvgPool2d,
     AdaptiveAvgPool2d,
     BatchNorm,
+    LayerNorm,
     Lrn,
     Relu,
     Relu6,

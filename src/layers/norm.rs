@@ -1,5 +1,6 @@
-//! Normalisation: `batch_norm` (PyTorch's `nn.BatchNorm2d` on maps, `nn.BatchNorm1d` on flat vectors) and `lrn`
-//! (`nn.LocalResponseNorm`, the paper GoogLeNet's).
+//! Normalisation: `batch_norm` (PyTorch's `nn.BatchNorm2d` on maps, `nn.BatchNorm1d` on flat vectors),
+//! `layer_norm` (over the channels at each position: torchvision's `LayerNorm2d`, ConvNeXt's; `nn.LayerNorm` on
+//! flat vectors) and `lrn` (`nn.LocalResponseNorm`, the paper GoogLeNet's).
 
 use quote::quote;
 
@@ -16,6 +17,14 @@ pub struct BatchNorm {
     pub num_features: u64,
     pub eps: f64,
     pub momentum: f64,
+    pub affine: bool,
+}
+
+/// Layer normalisation over the channels at each position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerNorm {
+    pub num_features: u64,
+    pub eps: f64,
     pub affine: bool,
 }
 
@@ -116,6 +125,96 @@ impl LayerDef for BatchNorm {
             plan: quote!(Op::BatchNorm(&self.#field)),
             channels: Channels::Input,
         })
+    }
+}
+
+impl LayerDef for LayerNorm {
+    const BUILTINS: &'static [Builtin] = &[Builtin {
+        name: "layer_norm",
+        summary:
+            "Layer normalisation over the channels at each position (torchvision's `LayerNorm2d`, \
+                  ConvNeXt's; `nn.LayerNorm` on a flat input).",
+        params: &[
+            Param {
+                name: "eps",
+                default: Value(Value::Float(1e-5)),
+            },
+            Param {
+                name: "affine",
+                default: Value(Value::Bool(true)),
+            },
+        ],
+        resolve: |args| {
+            let eps = args.positive("eps");
+            let affine = args.bool("affine");
+            let norm = LayerNorm {
+                num_features: 0,
+                eps: eps?,
+                affine: affine?,
+            };
+            (!args.failed).then_some(Layer::LayerNorm(norm))
+        },
+    }];
+
+    fn infer(self, _args: &mut Args<'_>, input: Shape) -> Option<(Self, Shape)> {
+        let num_features = input.channels();
+        Some((
+            LayerNorm {
+                num_features,
+                ..self
+            },
+            input,
+        ))
+    }
+
+    fn has_weights(&self) -> bool {
+        self.affine
+    }
+
+    fn cost(&self, _output: Shape) -> (u64, u64) {
+        let params = if self.affine {
+            2 * self.num_features
+        } else {
+            0
+        };
+        (params, 0)
+    }
+
+    fn label(&self) -> String {
+        "layer_norm".to_string()
+    }
+
+    fn settings(&self) -> String {
+        format!(
+            "layer_norm: {} channels, eps {:?}, affine {}",
+            self.num_features, self.eps, self.affine
+        )
+    }
+
+    fn formula(&self, _input: Shape, _output: Shape) -> Option<String> {
+        None
+    }
+
+    fn keep_size_hint(&self, _input: Shape, _expected: Shape) -> Option<String> {
+        None
+    }
+
+    fn resize(&self) -> Resize {
+        Resize::Keeps
+    }
+
+    fn emit(&self, cx: &EmitCx<'_>) -> Result<Emitted, CodegenError> {
+        let fields = cx.fields(&[
+            ("eps", "eps", Want::Float),
+            ("affine", "affine", Want::Bool),
+        ])?;
+        let config = cx.config(quote!(nn::LayerNormConfig), fields, 2);
+        let (features, vb, at, field) = (&cx.in_channels, &cx.vb, &cx.at, cx.field);
+        Ok(Emitted::module(
+            quote!(nn::LayerNorm),
+            quote!(nn::layer_norm(#features, #config, #vb)#at?),
+            quote!(Op::Module(&self.#field)),
+        ))
     }
 }
 
@@ -254,6 +353,24 @@ mod tests {
         .at(SOURCE, 2)?;
     let ys = xs.apply_t(&self.layer, train)?;
     let op = Op::BatchNorm(&self.layer);
+}
+"#,
+        ),
+        (
+            "layer_norm(eps = 0.000001)",
+            "[8, 17, 17]",
+            r#"fn layer() {
+    let layer: nn::LayerNorm = nn::layer_norm(
+            in_channels,
+            nn::LayerNormConfig {
+                eps: 0.000001,
+                ..Default::default()
+            },
+            vb.pp("layer"),
+        )
+        .at(SOURCE, 2)?;
+    let ys = xs.apply(&self.layer)?;
+    let op = Op::Module(&self.layer);
 }
 "#,
         ),

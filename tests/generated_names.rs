@@ -86,3 +86,30 @@ fn unrolled_loops_compile_run_and_name_each_iteration() {
     }
     assert!(!data.contains_key("conv3.weight"));
 }
+
+archc_runtime::include_arch!("tests/fixtures/codegen/same_rust_names.arch");
+
+/// `Conv1` and `conv1` are both `conv1` in Rust: the second is the field `conv1_2`, and the inference plan
+/// runs the same layers as the forward pass (it once read `conv1` twice, and the second product failed).
+#[test]
+fn names_that_are_one_rust_name_get_fields_of_their_own() {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let model = same_rust_names::Model::new(vb, &same_rust_names::Config::default()).unwrap();
+    assert_eq!(model.conv1.weight().dims(), [4, 3, 3, 3]);
+    assert_eq!(model.conv1_2.weight().dims(), [8, 4, 3, 3]);
+    let input = Tensor::randn(0f32, 1., (2, 3, 8, 8), &Device::Cpu).unwrap();
+    // Inference runs the plan; training mode runs the forward pass (no batch norm or dropout here, so the two
+    // compute the same function).
+    let planned = model.forward(&input).unwrap();
+    let forward = model.forward_t(&input, true).unwrap().logits;
+    let gap = (planned - forward)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(gap < 1e-5, "plan and forward differ by {gap}");
+}

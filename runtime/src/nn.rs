@@ -235,7 +235,8 @@ pub fn layer_norm(
     config: LayerNormConfig,
     vb: VarBuilder,
 ) -> Result<LayerNorm> {
-    if !(config.eps > 0.0) {
+    // NaN is not positive either.
+    if config.eps.is_nan() || config.eps <= 0.0 {
         return Err(error(format!(
             "layer_norm eps must be positive, found {}",
             config.eps
@@ -422,20 +423,21 @@ impl ModuleT for StochasticDepth {
 }
 
 /// The element-wise sum of an `add` group's branches.
-pub fn sum(parts: &[Tensor]) -> Result<Tensor> {
+pub fn sum<T: AsRef<Tensor>>(parts: &[T]) -> Result<Tensor> {
     let (first, rest) = parts
         .split_first()
         .ok_or_else(|| error("add of no branches"))?;
-    rest.iter().try_fold(first.clone(), |acc, part| acc + part)
+    rest.iter()
+        .try_fold(first.as_ref().clone(), |acc, part| acc + part.as_ref())
 }
 
 /// The element-wise product of a `mul` group's branches, broadcasting `[N, C, 1, 1]` over `[N, C, H, W]`.
-pub fn product(parts: &[Tensor]) -> Result<Tensor> {
+pub fn product<T: AsRef<Tensor>>(parts: &[T]) -> Result<Tensor> {
     let (first, rest) = parts
         .split_first()
         .ok_or_else(|| error("mul of no branches"))?;
     rest.iter()
-        .try_fold(first.clone(), |acc, part| acc.broadcast_mul(part))
+        .try_fold(first.as_ref().clone(), |acc, part| acc.broadcast_mul(part.as_ref()))
 }
 
 /// The blocks a `for` loop builds, one per iteration, applied in order.

@@ -151,9 +151,10 @@ fn with_value(node: &Node, var: &str, value: &Expr) -> Node {
 /// The name of the model constructor's running channel count (see [`Body::name_channels`]).
 const CHANNELS: &str = "channels";
 
-/// Whether any statement of `network`, at any depth, has `name` as its Rust name.
+/// Whether any statement of `network`, at any depth, or any block it calls (an unnamed call's field takes the
+/// block's name) has `name` as its Rust name.
 fn names_a_statement(network: &Network, name: &str) -> bool {
-    let mut found = false;
+    let mut found = network.blocks.iter().any(|b| rust_ident(&b.name) == name);
     network.walk(|node| {
         found |= node.name.as_deref().is_some_and(|n| rust_ident(n) == name);
     });
@@ -299,17 +300,32 @@ impl Body<'_> {
         }
     }
 
-    fn field(&mut self, wanted: &str, ty: TokenStream) -> Ident {
-        let base = wanted.replace('.', "_");
-        let mut name = base.clone();
+    /// A name for a new field that no field of the struct has: `wanted` as a Rust name (`branch2.0` is
+    /// `branch2_0`), with `_2`, `_3` after it when that is taken (`relu`, `relu_2` for two unnamed ReLUs;
+    /// `Conv1` and `conv1`, which are both `conv1` in Rust).
+    fn unique_field(&self, wanted: &str) -> Ident {
+        let ident = rust_ident(&wanted.replace('.', "_"));
+        let base = ident.to_string();
+        let stem = base.trim_start_matches("r#");
         let mut n = 1;
-        while self.field_names.contains(&name) {
+        let mut candidate = ident;
+        while self.field_names.contains(&candidate.to_string()) {
             n += 1;
-            name = format!("{base}_{n}");
+            candidate = format_ident!("{stem}_{n}");
         }
-        self.field_names.insert(name.clone());
-        let ident = rust_ident(&name);
-        self.fields.push((ident.clone(), ty));
+        candidate
+    }
+
+    /// Adds the field `ident` (from [`Self::unique_field`]) of type `ty`.
+    fn add_field(&mut self, ident: Ident, ty: TokenStream) {
+        self.field_names.insert(ident.to_string());
+        self.fields.push((ident, ty));
+    }
+
+    /// A new field of type `ty`, named after `wanted`.
+    fn field(&mut self, wanted: &str, ty: TokenStream) -> Ident {
+        let ident = self.unique_field(wanted);
+        self.add_field(ident.clone(), ty);
         ident
     }
 }
@@ -678,9 +694,9 @@ impl Generator<'_> {
     ) -> Result<Piece, CodegenError> {
         match &node.kind {
             NodeKind::Layer(layer) => {
-                let unnamed = format!("{}{}", layer.kind_name(), body.fields.len());
+                let unnamed = layer.kind_name().to_string();
                 let (field_name, vb) = placement(body, node, unnamed)?;
-                let field = rust_ident(&field_name.replace('.', "_"));
+                let field = body.unique_field(&field_name);
                 let cx = EmitCx {
                     field: &field,
                     vb,
@@ -692,7 +708,7 @@ impl Generator<'_> {
                 let emitted = layer.emit(&cx)?;
                 let step = match (&emitted.field, emitted.forward) {
                     (Some((ty, ctor)), forward) => {
-                        let field = body.field(&field_name, ty.clone());
+                        body.add_field(field.clone(), ty.clone());
                         body.ctor.push(Ctor::Field(field.clone(), ctor.clone()));
                         match forward {
                             Forward::ApplyT => Some(quote!(.apply_t(&self.#field, train))),
@@ -717,7 +733,7 @@ impl Generator<'_> {
             }
             NodeKind::Block { block, .. } => {
                 self.block(node, block)?;
-                let unnamed = format!("{block}{}", body.fields.len());
+                let unnamed = block.clone();
                 let (field_name, vb) = placement(body, node, unnamed)?;
                 let (arguments, substitution) = self.block_arguments(body, node, block, input)?;
                 let info = &self.blocks[block];
@@ -1198,8 +1214,15 @@ fn render(base: TokenStream, steps: Vec<Step>, unwrap: bool) -> (Vec<TokenStream
                     };
                     lines.push(quote!(let xs = #value;));
                 }
-                let vars: Vec<Ident> = branches.iter().map(|(var, _)| var.clone()).collect();
+                // Each branch's value, and whether it is a reference: an identity branch is the input itself,
+                // borrowed rather than cloned.
+                let input = if is_base { quote!(xs) } else { quote!(&xs) };
+                let mut operands: Vec<(TokenStream, bool)> = Vec::new();
                 for (var, steps) in branches {
+                    if steps.is_empty() {
+                        operands.push((input.clone(), true));
+                        continue;
+                    }
                     let (branch_lines, value) = render(quote!(xs), steps, true);
                     let value = if branch_lines.is_empty() {
                         value
@@ -1207,13 +1230,36 @@ fn render(base: TokenStream, steps: Vec<Step>, unwrap: bool) -> (Vec<TokenStream
                         quote!({ #(#branch_lines)* #value })
                     };
                     lines.push(quote!(let #var = #value;));
+                    operands.push((quote!(#var), false));
                 }
-                current = match (combine, vars.as_slice()) {
-                    (Combine::Concat, _) => quote!(Tensor::cat(&[#(#vars),*], 1)),
-                    (Combine::Add, [a, b]) => quote!((#a + #b)),
-                    (Combine::Add, _) => quote!(nn::sum(&[#(#vars),*])),
-                    (Combine::Mul, [a, b]) => quote!(#a.broadcast_mul(&#b)),
-                    (Combine::Mul, _) => quote!(nn::product(&[#(#vars),*])),
+                let borrowed = |(value, is_ref): &(TokenStream, bool)| {
+                    if *is_ref {
+                        value.clone()
+                    } else {
+                        quote!(&#value)
+                    }
+                };
+                // A list holds one type: all references when one is.
+                let any_ref = operands.iter().any(|(_, is_ref)| *is_ref);
+                let items: Vec<TokenStream> = operands
+                    .iter()
+                    .map(|operand| {
+                        if any_ref {
+                            borrowed(operand)
+                        } else {
+                            operand.0.clone()
+                        }
+                    })
+                    .collect();
+                current = match (combine, operands.as_slice()) {
+                    (Combine::Concat, _) => quote!(Tensor::cat(&[#(#items),*], 1)),
+                    (Combine::Add, [(a, _), (b, _)]) => quote!((#a + #b)),
+                    (Combine::Add, _) => quote!(nn::sum(&[#(#items),*])),
+                    (Combine::Mul, [(a, _), b]) => {
+                        let b = borrowed(b);
+                        quote!(#a.broadcast_mul(#b))
+                    }
+                    (Combine::Mul, _) => quote!(nn::product(&[#(#items),*])),
                 };
                 pending = true;
                 is_base = false;

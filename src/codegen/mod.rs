@@ -510,6 +510,27 @@ impl Generator<'_> {
             .iter()
             .map(|s| format!(" The training-only side output `{s}`; `None` in inference."));
         let side_nones = sides.iter().map(|s| quote!(#s: None));
+        let config_items = if network.params.is_empty() {
+            quote! {
+                /// The network's parameters: it has none.
+                #[derive(Debug, Clone, Default, PartialEq)]
+                pub struct Config {}
+            }
+        } else {
+            quote! {
+                /// The network's parameters.
+                #[derive(Debug, Clone, PartialEq)]
+                pub struct Config {
+                    #(#config_fields,)*
+                }
+
+                impl Default for Config {
+                    fn default() -> Self {
+                        Self { #(#config_defaults,)* }
+                    }
+                }
+            }
+        };
         let uses_cfg = mentions(&ctor, "cfg");
         let describe = plan_chain(plan);
         let new_body = constructor::body(
@@ -546,17 +567,7 @@ impl Generator<'_> {
                 pub const OUTPUT_SHAPE: &[usize] = &[#(#output_dims),*];
                 #input_items
 
-                /// The network's parameters.
-                #[derive(Debug, Clone, PartialEq)]
-                pub struct Config {
-                    #(#config_fields,)*
-                }
-
-                impl Default for Config {
-                    fn default() -> Self {
-                        Self { #(#config_defaults,)* }
-                    }
-                }
+                #config_items
 
                 /// What a forward pass returns.
                 #[derive(Debug, Clone)]

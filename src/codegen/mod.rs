@@ -924,7 +924,22 @@ impl Generator<'_> {
         let channels_ident = rust_ident(&channels_var);
         let mut ctor = Vec::new();
         let mut loop_body = Vec::new();
-        let in_channels = if info.takes_in_channels {
+        // Every iteration reads the loop's input channels when the block keeps them, or makes the same count
+        // the loop starts from (ResNet's stage after its first block): no count to keep as the loop runs.
+        let steady = {
+            let (mut out, mut start_channels) = (per_iteration.clone(), input.clone());
+            out.clear_spans();
+            start_channels.clear_spans();
+            let mut reads_loop = false;
+            expr_names(&out, &mut |name| {
+                reads_loop |= name == "#loop_in" || name == format!("{LOCAL}{}", repeat.var)
+            });
+            out.kind == loop_in.kind || (!reads_loop && out == start_channels)
+        };
+        let in_channels = if info.takes_in_channels && steady {
+            let input = expr(input, body.scope, Ty::Int)?;
+            quote!(#input,)
+        } else if info.takes_in_channels {
             let input = unparenthesized(expr(input, body.scope, Ty::Int)?);
             ctor.push(quote!(let mut #channels_ident = #input;));
             let update = substitute(

@@ -63,3 +63,21 @@ fn a_block_parameter_given_two_types_is_an_error_at_the_call_that_disagrees() {
         &Some("scale([2, 2])")
     );
 }
+
+#[test]
+fn one_network_emits_as_its_module_file_and_several_as_modules() {
+    let network =
+        |name: &str| format!("network {name} {{\n    input [3, 8, 8]\n    c = conv2d(4, 3)\n}}\n");
+    let one = emit_source(SourceKind::Arch, "a.arch", &network("a")).unwrap();
+    // The items of `a`'s module, documented by an inner doc comment: saved as `a.rs` beside `mod a;`.
+    assert!(one.contains("\n//! The `a` network of `a.arch`"), "{one}");
+    assert!(!one.contains("pub mod a"), "{one}");
+    assert!(one.contains("\npub struct Model {"), "{one}");
+    syn::parse_file(&one).unwrap();
+    let two = emit_source(SourceKind::Arch, "ab.arch", &(network("a") + &network("b"))).unwrap();
+    assert!(
+        two.contains("\npub mod a {") && two.contains("\npub mod b {"),
+        "{two}"
+    );
+    syn::parse_file(&two).unwrap();
+}

@@ -436,8 +436,9 @@ pub fn product<T: AsRef<Tensor>>(parts: &[T]) -> Result<Tensor> {
     let (first, rest) = parts
         .split_first()
         .ok_or_else(|| error("mul of no branches"))?;
-    rest.iter()
-        .try_fold(first.as_ref().clone(), |acc, part| acc.broadcast_mul(part.as_ref()))
+    rest.iter().try_fold(first.as_ref().clone(), |acc, part| {
+        acc.broadcast_mul(part.as_ref())
+    })
 }
 
 /// The blocks a `for` loop builds, one per iteration, applied in order.

@@ -940,7 +940,7 @@ impl Generator<'_> {
             let input = expr(input, body.scope, Ty::Int)?;
             quote!(#input,)
         } else if info.takes_in_channels {
-            let input = unparenthesized(expr(input, body.scope, Ty::Int)?);
+            let input = expr(input, body.scope, Ty::Int)?;
             ctor.push(quote!(let mut #channels_ident = #input;));
             let update = substitute(
                 &per_iteration,
@@ -949,11 +949,11 @@ impl Generator<'_> {
             // `channels += growth` where the block adds to its input's channels, as a person writes it.
             loop_body.push(match &update.kind {
                 ExprKind::Binary(BinaryOp::Add, lhs, rhs) if **lhs == running => {
-                    let step = unparenthesized(expr(rhs, body.scope, Ty::Int)?);
+                    let step = expr(rhs, body.scope, Ty::Int)?;
                     quote!(#channels_ident += #step;)
                 }
                 _ => {
-                    let update = unparenthesized(expr(&update, body.scope, Ty::Int)?);
+                    let update = expr(&update, body.scope, Ty::Int)?;
                     quote!(#channels_ident = #update;)
                 }
             });
@@ -1105,7 +1105,7 @@ impl Generator<'_> {
         let mut out_field = None;
         if reads_local(&channels) {
             let field = body.field("out_channels", quote!(usize));
-            let value = unparenthesized(expr(&channels, body.scope, Ty::Int)?);
+            let value = expr(&channels, body.scope, Ty::Int)?;
             body.ctor.push(Ctor::Field(field.clone(), value));
             out_field = Some(field);
         }
@@ -1376,19 +1376,6 @@ fn placement(
         _ => quote!(vb.pp(format!(#format, #(#values),*))),
     };
     Ok((field, vb))
-}
-
-/// `tokens` without the parentheses around the whole, which Rust would warn of in `x = (a + b);`.
-fn unparenthesized(tokens: TokenStream) -> TokenStream {
-    let mut trees = tokens.clone().into_iter();
-    match (trees.next(), trees.next()) {
-        (Some(proc_macro2::TokenTree::Group(group)), None)
-            if group.delimiter() == proc_macro2::Delimiter::Parenthesis =>
-        {
-            group.stream()
-        }
-        _ => tokens,
-    }
 }
 
 /// The channels after a loop whose block gives `per_iteration` (over `loop_in`, its input's, and the loop

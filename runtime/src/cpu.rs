@@ -202,11 +202,13 @@ fn conv_group(
     } else {
         column_block(g)
     };
-    let block = cache_block.or_else(|| {
-        parallel
-            .then(|| thread_columns(g, rayon::current_num_threads()))
-            .flatten()
-    });
+    let threads = rayon::current_num_threads();
+    let block = match cache_block {
+        Some(width) if parallel => Some(even_blocks(columns, width, threads)),
+        Some(width) => Some(width),
+        None if parallel => thread_columns(g, threads),
+        None => None,
+    };
     if let Some(block) = block {
         conv_group_by_columns(x_g, w_g, g, epilogue, first_channel, dst_g, block, parallel);
         return;
@@ -265,6 +267,16 @@ fn thread_columns(g: &ConvGeometry, threads: usize) -> Option<usize> {
 
 /// The fewest columns per thread for which [`thread_columns`] splits a product by columns.
 const MIN_THREAD_COLUMNS: usize = 64;
+
+/// A width close to `width` (a multiple of 16, at most `width`) that cuts `columns` into a multiple of
+/// `threads` blocks, so that the threads get equal shares: Inception-v3's 5×5 convolutions on 35×35 maps had
+/// five blocks of 256 columns, three for one thread and two for the other.
+fn even_blocks(columns: usize, width: usize, threads: usize) -> usize {
+    let blocks = columns
+        .div_ceil(width.max(1))
+        .next_multiple_of(threads.max(1));
+    columns.div_ceil(blocks).next_multiple_of(16).min(width)
+}
 
 /// Patch-matrix values of one column block: 128 Ki values (512 KiB), half a level-2 cache of current x86
 /// cores, so that the block stays in cache from im2col to the product that reads it.
@@ -1006,6 +1018,11 @@ mod tests {
         assert_eq!(thread_columns(&geometry(64, 56, 256, 1), 2), None);
         assert_eq!(thread_columns(&geometry(2048, 7, 512, 1), 2), None);
         assert_eq!(thread_columns(&geometry(256, 56, 64, 1), 1), None);
+        // Cache-sized column blocks in whole rounds for the threads: Inception-v3's 35x35 5x5, from five blocks
+        // of 256 columns to six of 208 on two threads; already even, or one thread, as they were.
+        assert_eq!(even_blocks(1225, 256, 2), 208);
+        assert_eq!(even_blocks(1024, 256, 2), 256);
+        assert_eq!(even_blocks(1225, 256, 1), 256);
     }
 
     #[test]

@@ -256,17 +256,29 @@ fn conv_group(
 /// by rows, every thread multiplies its rows of the weights by the whole patch matrix, so it packs all of it,
 /// and a convolution that is not pointwise builds the patch matrix in a pass of its own before the product
 /// (a second hand-over between the threads); split by columns, every thread builds and packs only its own
-/// columns' patches and reads all the weights. Measured on ResNet-50's layers at two threads, columns were
-/// the faster split (by up to 11% for a strided 3×3) wherever the weights have no more rows than columns
-/// (`out_g <= depth`), rows by up to 6% for the 1×1 expansions (64 to 256 channels, 128 to 512, 256 to 1024),
-/// and equal on 7×7 maps, where a thread's share of the columns would be a few ragged vectors.
+/// columns' patches and reads all the weights. Measured on ResNet-50's and Inception-v3's layers at two
+/// threads, columns were the faster split where the weights have no more rows than columns (`out_g <= depth`)
+/// and each thread gets enough columns: by up to 11% for a strided 3×3 with 392 columns a thread, by 2-4%
+/// for pointwise convolutions with 98 (14×14 maps). Rows were faster by up to 6% for the 1×1 expansions (64 to
+/// 256 channels, 128 to 512, 256 to 1024), and by 6-10% for Inception-v3's 1×7 and 7×1 convolutions with 145
+/// columns a thread, each thread building its share of the patches row segment by row segment. On 7×7 maps a
+/// thread's share of the columns would be a few ragged vectors.
 fn thread_columns(g: &ConvGeometry, threads: usize) -> Option<usize> {
     let width = g.columns().div_ceil(threads).next_multiple_of(16);
-    (threads > 1 && width >= MIN_THREAD_COLUMNS && g.out_per_group() <= g.depth()).then_some(width)
+    let least = if g.is_pointwise() {
+        MIN_THREAD_COLUMNS_POINTWISE
+    } else {
+        MIN_THREAD_COLUMNS
+    };
+    (threads > 1 && width >= least && g.out_per_group() <= g.depth()).then_some(width)
 }
 
-/// The fewest columns per thread for which [`thread_columns`] splits a product by columns.
-const MIN_THREAD_COLUMNS: usize = 64;
+/// The fewest columns per thread for which [`thread_columns`] splits a product by columns when each thread
+/// builds its own patches.
+const MIN_THREAD_COLUMNS: usize = 256;
+
+/// [`MIN_THREAD_COLUMNS`] for a pointwise convolution, whose threads read their columns of the input in place.
+const MIN_THREAD_COLUMNS_POINTWISE: usize = 64;
 
 /// A width close to `width` (a multiple of 16, at most `width`) that cuts `columns` into a multiple of
 /// `threads` blocks, so that the threads get equal shares: Inception-v3's 5×5 convolutions on 35×35 maps had
@@ -889,12 +901,14 @@ mod tests {
             (128, 70, 66, 8, (3, 3), (2, 2), (1, 1, 2, 0), (2, 2), 2, 1),
             // One image on three threads split by output columns (a partial last share): pointwise, read in
             // place; 3x3, each thread building its own columns' patches; strided and grouped.
+            (16, 30, 28, 8, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, 1),
+            (3, 31, 27, 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, 1),
+            (8, 70, 66, 4, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 2, 1),
             (16, 20, 18, 8, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, 1),
-            (3, 21, 19, 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, 1),
-            (8, 50, 46, 4, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 2, 1),
-            // ... and by output rows: more output channels than weights per channel.
-            (4, 20, 18, 24, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, 1),
-            (2, 21, 19, 24, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, 1),
+            // ... and by output rows: more output channels than weights per channel, or few columns.
+            (4, 30, 28, 24, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, 1),
+            (2, 31, 27, 24, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, 1),
+            (16, 20, 18, 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, 1),
         ];
         for (case, &(c_in, h, w, c_out, kernel, stride, pad, dilation, groups, batch)) in
             cases.iter().enumerate()
@@ -983,38 +997,29 @@ mod tests {
             out: (hw, hw),
         };
         // The cases of `conv_matches_the_definition_for_every_kind_of_geometry` on three threads.
-        let columns = |g: &ConvGeometry| thread_columns(g, 3);
-        assert_eq!(
-            columns(&ConvGeometry {
-                h: 20,
-                w: 18,
-                out: (20, 18),
-                ..geometry(16, 0, 8, 1)
-            }),
-            Some(128)
-        );
-        assert_eq!(
-            columns(&ConvGeometry {
-                h: 21,
-                w: 19,
-                out: (21, 19),
-                ..geometry(3, 0, 8, 3)
-            }),
-            Some(144)
-        );
-        assert_eq!(
-            columns(&ConvGeometry {
-                h: 20,
-                w: 18,
-                out: (20, 18),
-                ..geometry(4, 0, 24, 1)
-            }),
-            None
-        );
-        // ResNet-50 on two threads: the bottleneck's reductions and 3x3s by columns, its expansions and the
-        // 7x7 maps by rows; one thread never splits.
+        let columns = |c_in, (h, w), c_out, kernel| {
+            thread_columns(
+                &ConvGeometry {
+                    h,
+                    w,
+                    out: (h, w),
+                    ..geometry(c_in, 0, c_out, kernel)
+                },
+                3,
+            )
+        };
+        assert_eq!(columns(16, (30, 28), 8, 1), Some(288));
+        assert_eq!(columns(3, (31, 27), 8, 3), Some(288));
+        assert_eq!(columns(4, (30, 28), 24, 1), None);
+        assert_eq!(columns(2, (31, 27), 24, 3), None);
+        assert_eq!(columns(16, (20, 18), 8, 1), Some(128));
+        assert_eq!(columns(16, (20, 18), 8, 3), None);
+        // ResNet-50 on two threads: the bottleneck's reductions by columns down to 14x14 maps, its 3x3s down
+        // to 28x28, its expansions and 7x7 maps by rows; one thread never splits.
         assert_eq!(thread_columns(&geometry(256, 56, 64, 1), 2), Some(1568));
         assert_eq!(thread_columns(&geometry(1024, 14, 256, 1), 2), Some(112));
+        assert_eq!(thread_columns(&geometry(128, 28, 128, 3), 2), Some(400));
+        assert_eq!(thread_columns(&geometry(256, 14, 256, 3), 2), None);
         assert_eq!(thread_columns(&geometry(64, 56, 256, 1), 2), None);
         assert_eq!(thread_columns(&geometry(2048, 7, 512, 1), 2), None);
         assert_eq!(thread_columns(&geometry(256, 56, 64, 1), 1), None);

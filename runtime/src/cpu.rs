@@ -195,8 +195,9 @@ fn conv_group(
     let w_g = &weight[group * out_g * depth..(group + 1) * out_g * depth];
     let x_g = &x[group * in_g * plane..(group + 1) * in_g * plane];
     let first_channel = group * out_g;
-    // Column blocks sized for the cache come first (a pointwise convolution has no patches to keep in cache):
-    // they are handed to the threads as they are.
+    // Column blocks sized for the cache come first (a pointwise convolution has no patches to keep in cache),
+    // handed to the threads in whole rounds ([`even_blocks`]); otherwise the threads split the columns or the
+    // rows of one product.
     let cache_block = if g.is_pointwise() {
         None
     } else {

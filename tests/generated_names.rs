@@ -1,10 +1,14 @@
-//! A file whose names collide with the generated code's own types and locals (`tests/fixtures/codegen/
-//! names.arch`: blocks called `model`, `config` and `tensor`, parameters `vb`, `cfg`, `xs`, `train`,
-//! statements `xs`, `logits`, `d1`, ...) compiles through `include_arch!` and runs: the generator renames
-//! what would shadow its own identifiers.
+//! The names generated code gives things, compiled through `include_arch!` and run: a file whose names collide
+//! with the generated code's own types and locals (`tests/fixtures/codegen/names.arch`: blocks called `model`,
+//! `config` and `tensor`, parameters `vb`, `cfg`, `xs`, `train`, statements `xs`, `logits`, `d1`, ...), which
+//! the generator renames; keywords as names; statements that are one Rust name; and loops written out
+//! iteration by iteration (`conv{i}` → `conv0`, `conv1`).
 
 use archc_runtime::candle_core::{DType, Device, Module, Tensor};
 use archc_runtime::candle_nn::{VarBuilder, VarMap};
+
+#[path = "support/compare.rs"]
+mod compare;
 
 archc_runtime::include_arch!("tests/fixtures/codegen/names.arch");
 
@@ -103,13 +107,5 @@ fn names_that_are_one_rust_name_get_fields_of_their_own() {
     // compute the same function).
     let planned = model.forward(&input).unwrap();
     let forward = model.forward_t(&input, true).unwrap().logits;
-    let gap = (planned - forward)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    assert!(gap < 1e-5, "plan and forward differ by {gap}");
+    compare::assert_close("the plan against the forward pass", &planned, &forward);
 }

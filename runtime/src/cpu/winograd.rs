@@ -222,8 +222,12 @@ pub(crate) fn applies(g: &ConvGeometry) -> bool {
 ///   2×2 (a 7×7 map): every image reads all `α² · c_out · c_in` transformed filters, which a map of a few
 ///   tiles does not pay back (512 channels: 0.6x at 4×4, 1.9x at 7×7).
 /// * F(4×4, 3×3) where it beat F(2×2): 32 channels from 28×28 on (at 32, even; at 64, 1.8x the direct
-///   kernel against 1.7x), 96 channels at 14×14 (at 64, even; at 256, 2.3x against 1.6x). Never on 7×7
-///   maps, which are 4 tiles of 4×4 (0.8-0.9x the direct kernel's speed).
+///   kernel against 1.7x; at 128 and 192 on 28×28, 1.2-1.3x F(2×2)'s speed on one thread and two). Not on
+///   14×14 maps (16 tiles of 4×4), where F(2×2) is faster at every width once the products run on the AVX-512
+///   kernels and the threads split them by columns: 96 to 512 channels, 8-37% faster on one thread and 7-38%
+///   on two (`bench_winograd --layer C,C,14,14`, 2026-11-29, idle machine; the first measurements, before those
+///   changes, had put F(4×4) ahead from 96 channels). Never on 7×7 maps, which are 4 tiles of 4×4 (0.8-0.9x
+///   the direct kernel's speed).
 pub(crate) fn choose(g: &ConvGeometry) -> Option<Tile> {
     if !applies(g) {
         return None;
@@ -233,7 +237,7 @@ pub(crate) fn choose(g: &ConvGeometry) -> Option<Tile> {
     if channels < 16 || tiles(2) < 16 {
         return None;
     }
-    let f4 = (channels >= 32 && tiles(4) >= 49) || (channels >= 96 && tiles(4) >= 16);
+    let f4 = channels >= 32 && tiles(4) >= 49;
     Some(if f4 { Tile::F4 } else { Tile::F2 })
 }
 

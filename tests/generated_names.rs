@@ -109,3 +109,18 @@ fn names_that_are_one_rust_name_get_fields_of_their_own() {
     let forward = model.forward_t(&input, true).unwrap().logits;
     compare::assert_close("the plan against the forward pass", &planned, &forward);
 }
+
+archc_runtime::include_arch!("tests/fixtures/codegen/counted_channels.arch");
+
+/// `stage` doubles its input's channels `n` times in a loop, so the statement after it reads them from the built
+/// block (`stage.out_channels`): with `n = 3`, 3 → 24, and `b` doubles that.
+#[test]
+fn a_block_s_counted_channels_are_read_by_the_next_statement() {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let model = counted_channels::Model::new(vb, &counted_channels::Config { n: 3 }).unwrap();
+    assert_eq!(model.stage.out_channels, 24);
+    assert_eq!(model.b.conv.weight().dims(), [48, 24, 1, 1]);
+    let input = Tensor::zeros((1, 3, 8, 8), DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(model.forward(&input).unwrap().dims(), [1, 48, 8, 8]);
+}

@@ -53,9 +53,17 @@ pub(super) fn body(
             <= MAX_WIDTH
             || has_config(value)
     };
-    if steps
-        .iter()
-        .all(|step| matches!(step, Ctor::Field(field, value) if fits(field, value)))
+    // A value that reads an earlier field (`stage.out_channels`, a block's channels counted as it was built)
+    // needs that field as a local.
+    let field_names: HashSet<String> = fields.iter().map(Ident::to_string).collect();
+    let reads_a_field = steps.iter().any(|step| match step {
+        Ctor::Field(_, value) => reads_field_of(value, &field_names),
+        Ctor::Statement(_) => false,
+    });
+    if !reads_a_field
+        && steps
+            .iter()
+            .all(|step| matches!(step, Ctor::Field(field, value) if fits(field, value)))
     {
         let inits = steps.iter().map(|step| match step {
             Ctor::Field(field, value) => quote!(#field: #value),
@@ -65,6 +73,19 @@ pub(super) fn body(
     }
     let steps = tokens(&steps);
     quote!(#(#configs)* #(#steps)* Ok(Self { #(#fields,)* #extra }))
+}
+
+/// Whether `stream` reads a member of one of `fields` (`stage.out_channels`): one of the names followed by `.`.
+fn reads_field_of(stream: &TokenStream, fields: &HashSet<String>) -> bool {
+    let trees: Vec<TokenTree> = stream.clone().into_iter().collect();
+    trees.iter().enumerate().any(|(i, tree)| match tree {
+        TokenTree::Ident(ident) => {
+            fields.contains(&ident.to_string())
+                && matches!(trees.get(i + 1), Some(TokenTree::Punct(p)) if p.as_char() == '.')
+        }
+        TokenTree::Group(group) => reads_field_of(&group.stream(), fields),
+        _ => false,
+    })
 }
 
 /// rustfmt's default line width.
@@ -322,6 +343,24 @@ mod tests {
         assert_eq!(
             compact_width(&call),
             r#"Inception::new(vb.pp("inception4e"), 528, 256, 160, 320, 32, 128, 128)?"#.len()
+        );
+    }
+
+    #[test]
+    fn a_value_reading_an_earlier_field_keeps_the_lets() {
+        let steps = vec![
+            field("stage", quote!(Grow::new(vb.pp("stage"), 3)?)),
+            field("b", quote!(Double::new(vb.pp("b"), stage.out_channels)?)),
+        ];
+        let fields = [format_ident!("stage"), format_ident!("b")];
+        let want = quote! {
+            let stage = Grow::new(vb.pp("stage"), 3)?;
+            let b = Double::new(vb.pp("b"), stage.out_channels)?;
+            Ok(Self { stage, b, })
+        };
+        assert_eq!(
+            body(steps, &fields, quote!(), 8).to_string(),
+            want.to_string()
         );
     }
 

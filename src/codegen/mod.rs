@@ -946,11 +946,28 @@ impl Generator<'_> {
                 &per_iteration,
                 &HashMap::from([("#loop_in".to_string(), running.clone())]),
             );
-            // `channels += growth` where the block adds to its input's channels, as a person writes it.
-            loop_body.push(match &update.kind {
-                ExprKind::Binary(BinaryOp::Add, lhs, rhs) if **lhs == running => {
-                    let step = expr(rhs, body.scope, Ty::Int)?;
-                    quote!(#channels_ident += #step;)
+            // `channels += growth` where the block adds to its input's channels (`*= 2` where it multiplies
+            // them), as a person writes it.
+            let commutative_step = match &update.kind {
+                ExprKind::Binary(op @ (BinaryOp::Add | BinaryOp::Mul), lhs, rhs)
+                    if **lhs == running =>
+                {
+                    Some((*op, rhs))
+                }
+                ExprKind::Binary(op @ (BinaryOp::Add | BinaryOp::Mul), lhs, rhs)
+                    if **rhs == running =>
+                {
+                    Some((*op, lhs))
+                }
+                _ => None,
+            };
+            loop_body.push(match commutative_step {
+                Some((op, step)) => {
+                    let step = expr(step, body.scope, Ty::Int)?;
+                    match op {
+                        BinaryOp::Add => quote!(#channels_ident += #step;),
+                        _ => quote!(#channels_ident *= #step;),
+                    }
                 }
                 _ => {
                     let update = expr(&update, body.scope, Ty::Int)?;

@@ -421,26 +421,11 @@ unsafe fn matmul_into_columns(
     // SAFETY: lhs and rhs hold m * k and k * n values in the row-major layouts the strides describe; the
     // destination is inside `out` and not aliased, as the caller guarantees.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.ptr.add(first),
-            1,
-            out.columns as isize,
-            false,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.values.as_ptr(),
-            1,
-            rhs.row_stride as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
+        gemm_rows(
+            (m, k, n),
+            (lhs.as_ptr(), k),
+            (rhs.values.as_ptr(), rhs.row_stride),
+            (out.ptr.add(first), out.columns),
         );
     }
 }
@@ -448,35 +433,83 @@ unsafe fn matmul_into_columns(
 /// `dst [m, n] = lhs [m, k] x rhs [k, n]`, all row-major and contiguous.
 /// Single-threaded: callers split the work.
 fn matmul(lhs: &[f32], rhs: &[f32], dst: &mut [f32], (m, k, n): (usize, usize, usize)) {
-    assert!(
-        lhs.len() >= m * k && rhs.len() >= k * n && dst.len() >= m * n,
-        "matmul operands too short"
-    );
+    matmul_strided((m, k, n), lhs, k, rhs, n, dst, n);
+}
+
+/// `dst [m, n] = lhs [m, k] × rhs [k, n]`, each row-major with unit column stride and the given row strides.
+/// Single-threaded.
+pub(super) fn matmul_strided(
+    (m, k, n): (usize, usize, usize),
+    lhs: &[f32],
+    lhs_rs: usize,
+    rhs: &[f32],
+    rhs_rs: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+) {
     if m == 0 || n == 0 {
         return;
     }
+    let span = |rows: usize, rs: usize, cols: usize| (rows - 1) * rs + cols;
+    assert!(
+        lhs_rs >= k && rhs_rs >= n && dst_rs >= n,
+        "matmul rows overlap"
+    );
+    assert!(
+        lhs.len() >= span(m, lhs_rs, k)
+            && (k == 0 || rhs.len() >= span(k, rhs_rs, n))
+            && dst.len() >= span(m, dst_rs, n),
+        "matmul operands too short"
+    );
     if k == 0 {
-        dst[..m * n].fill(0.0);
+        for row in dst.chunks_mut(dst_rs).take(m) {
+            row[..n].fill(0.0);
+        }
         return;
     }
-    // SAFETY: the three slices hold at least m * k, k * n and m * n elements (asserted above), and the strides
-    // describe exactly those row-major layouts, so every access gemm makes is inside its slice; `dst` is
-    // borrowed mutably and does not alias the inputs.
+    // SAFETY: the asserts above put every element `gemm` touches, `lhs[i * lhs_rs + l]`,
+    // `rhs[l * rhs_rs + j]` and `dst[i * dst_rs + j]` for `i < m`, `l < k`, `j < n`, inside its slice, and the
+    // row strides are at least the row lengths, so no two destination elements coincide; `dst` is borrowed
+    // mutably and does not alias the inputs.
+    unsafe {
+        gemm_rows(
+            (m, k, n),
+            (lhs.as_ptr(), lhs_rs),
+            (rhs.as_ptr(), rhs_rs),
+            (dst.as_mut_ptr(), dst_rs),
+        );
+    }
+}
+
+/// The one call into `gemm`: `dst [m, n] = lhs [m, k] × rhs [k, n]`, each operand row-major with unit column
+/// stride and the row stride beside its pointer; single-threaded (callers split the work), overwriting `dst`.
+///
+/// # Safety
+/// Every `lhs[i * rs + l]`, `rhs[l * rs + j]` and `dst[i * rs + j]` for `i < m`, `l < k`, `j < n` must be inside
+/// its allocation, the destination's row stride at least `n`, and nothing else may access the destination
+/// during the call.
+unsafe fn gemm_rows(
+    (m, k, n): (usize, usize, usize),
+    (lhs, lhs_rs): (*const f32, usize),
+    (rhs, rhs_rs): (*const f32, usize),
+    (dst, dst_rs): (*mut f32, usize),
+) {
+    // SAFETY: the caller's contract, which is gemm's for these strides.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
-            n as isize,
+            dst_rs as isize,
             false,
-            lhs.as_ptr(),
+            lhs,
             1,
-            k as isize,
-            rhs.as_ptr(),
+            lhs_rs as isize,
+            rhs,
             1,
-            n as isize,
+            rhs_rs as isize,
             0.0,
             1.0,
             false,

@@ -34,7 +34,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::depthwise::Isa;
-use super::{valid_range, ConvGeometry, Epilogue};
+use super::{matmul_strided, valid_range, ConvGeometry, Epilogue};
 
 /// The output tile of a Winograd convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -803,66 +803,6 @@ fn output_tiles<T: Transform, const FUSED: bool>(
                 }
             }
         }
-    }
-}
-
-/// `dst [m, n] = lhs [m, k] × rhs [k, n]`, each row-major with unit column stride and the given row strides.
-/// Single-threaded.
-fn matmul_strided(
-    (m, k, n): (usize, usize, usize),
-    lhs: &[f32],
-    lhs_rs: usize,
-    rhs: &[f32],
-    rhs_rs: usize,
-    dst: &mut [f32],
-    dst_rs: usize,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    let span = |rows: usize, rs: usize, cols: usize| (rows - 1) * rs + cols;
-    assert!(
-        lhs_rs >= k && rhs_rs >= n && dst_rs >= n,
-        "matmul rows overlap"
-    );
-    assert!(
-        lhs.len() >= span(m, lhs_rs, k)
-            && (k == 0 || rhs.len() >= span(k, rhs_rs, n))
-            && dst.len() >= span(m, dst_rs, n),
-        "matmul operands too short"
-    );
-    if k == 0 {
-        for row in dst.chunks_mut(dst_rs).take(m) {
-            row[..n].fill(0.0);
-        }
-        return;
-    }
-    // SAFETY: the asserts above put every element `gemm` touches, `lhs[i * lhs_rs + l]`,
-    // `rhs[l * rhs_rs + j]` and `dst[i * dst_rs + j]` for `i < m`, `l < k`, `j < n`, inside its slice, and the
-    // row strides are at least the row lengths, so no two destination elements coincide; `dst` is borrowed
-    // mutably and does not alias the inputs.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
-            false,
-            lhs.as_ptr(),
-            1,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            1,
-            rhs_rs as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
     }
 }
 

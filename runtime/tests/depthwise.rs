@@ -9,16 +9,11 @@ mod compare;
 use archc_runtime::candle_core::{Device, Module, ModuleT, Result, Tensor, Var};
 use archc_runtime::nn::{Describe, Op, Plan};
 use archc_runtime::{conv_bn_act, BatchNorm, Conv2d, Conv2dSpec, Pad2d};
-use common::Rng;
+use common::{batch_norm, tensor, Rng};
 use compare::relative_error;
 
 /// The bound of the task: the kernel sums the same products as candle in another order.
 const TOLERANCE: f32 = 1e-5;
-
-fn tensor(rng: &mut Rng, dims: &[usize]) -> Tensor {
-    let len = dims.iter().product();
-    Tensor::from_vec(rng.vec(len), dims, &Device::Cpu).unwrap()
-}
 
 /// candle's grouped convolution with `pad` on every side, plus the bias: the reference.
 fn candle_conv(
@@ -35,17 +30,6 @@ fn candle_conv(
             .broadcast_add(&b.reshape((1, b.dim(0).unwrap(), 1, 1)).unwrap())
             .unwrap(),
     }
-}
-
-/// A batch norm with random statistics (variance in [0.5, 1.5)), weight and bias.
-fn batch_norm(rng: &mut Rng, channels: usize) -> BatchNorm {
-    let mean = tensor(rng, &[channels]);
-    let var = tensor(rng, &[channels]).affine(0.5, 1.0).unwrap();
-    let weight = tensor(rng, &[channels]);
-    let bias = tensor(rng, &[channels]);
-    let inner =
-        archc_runtime::candle_nn::BatchNorm::new(channels, mean, var, weight, bias, 1e-5).unwrap();
-    BatchNorm::new(inner, channels).unwrap()
 }
 
 #[test]
@@ -194,7 +178,7 @@ impl DepthwiseBlock {
         let weight = tensor(rng, &[channels, 1, kernel, kernel]);
         DepthwiseBlock {
             conv: Conv2d::new(weight, None, spec).unwrap(),
-            bn: batch_norm(rng, channels),
+            bn: batch_norm(rng, channels, true, 1e-5),
         }
     }
 

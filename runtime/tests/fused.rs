@@ -7,26 +7,7 @@ mod common;
 use archc_runtime::candle_core::{DType, Device, Module, ModuleT, Tensor, Var};
 use archc_runtime::fused::{sibling_heads, Head};
 use archc_runtime::{conv_bn_act, BatchNorm, Conv2d, Conv2dSpec, MaxPool2d, Pad2d};
-use common::{values, Rng};
-
-fn tensor(rng: &mut Rng, dims: &[usize]) -> Tensor {
-    let len = dims.iter().product();
-    Tensor::from_vec(rng.vec(len), dims, &Device::Cpu).unwrap()
-}
-
-/// A batch norm with random statistics (variance in [0.5, 1.5)) and, when `affine`, random weight and bias.
-fn batch_norm(rng: &mut Rng, channels: usize, affine: bool, eps: f64) -> BatchNorm {
-    let mean = tensor(rng, &[channels]);
-    let var = (tensor(rng, &[channels]).affine(0.5, 1.0)).unwrap();
-    let inner = if affine {
-        let weight = tensor(rng, &[channels]);
-        let bias = tensor(rng, &[channels]);
-        archc_runtime::candle_nn::BatchNorm::new(channels, mean, var, weight, bias, eps).unwrap()
-    } else {
-        archc_runtime::candle_nn::BatchNorm::new_no_bias(channels, mean, var, eps).unwrap()
-    };
-    BatchNorm::new(inner, channels).unwrap()
-}
+use common::{batch_norm, tensor, values, Rng};
 
 /// The layers one by one, as training runs them but with the batch norm in inference mode, the convolution
 /// through candle (`Conv2d::forward` takes the CPU kernels for a grouped one).

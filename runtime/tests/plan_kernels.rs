@@ -12,16 +12,11 @@
 
 mod common;
 
-use archc_runtime::candle_core::{Device, Tensor, Var};
+use archc_runtime::candle_core::{Tensor, Var};
 use archc_runtime::candle_nn::{Activation, Linear};
 use archc_runtime::nn::{Describe, Op, Optimizations, Plan};
 use archc_runtime::{AdaptiveAvgPool2d, BatchNorm, Conv2d, Conv2dSpec, MaxPool2d, Pad2d};
-use common::{values, Rng};
-
-fn tensor(rng: &mut Rng, dims: &[usize]) -> Tensor {
-    let len = dims.iter().product();
-    Tensor::from_vec(rng.vec(len), dims, &Device::Cpu).unwrap()
-}
+use common::{tensor, values, Rng};
 
 /// A batch norm with random statistics (variance in [0.5, 1.5)), weight and bias.
 fn batch_norm(rng: &mut Rng, channels: usize) -> BatchNorm {

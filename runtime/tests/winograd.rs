@@ -14,11 +14,11 @@ mod common;
 #[path = "../../tests/support/compare.rs"]
 mod compare;
 
-use archc_runtime::candle_core::{Device, Tensor, Var};
+use archc_runtime::candle_core::{Tensor, Var};
 use archc_runtime::nn::{Describe, Op, Optimizations, Plan};
 use archc_runtime::winograd::{conv_bn_act_winograd, Tile};
 use archc_runtime::{BatchNorm, Conv2d, Conv2dSpec, Pad2d};
-use common::{values, Rng};
+use common::{batch_norm, tensor, values, Rng};
 use compare::relative_error;
 
 const F2_TOLERANCE: f32 = 1e-5;
@@ -29,22 +29,6 @@ fn tolerance(tile: Tile) -> f32 {
         Tile::F2 => F2_TOLERANCE,
         Tile::F4 => F4_TOLERANCE,
     }
-}
-
-fn tensor(rng: &mut Rng, dims: &[usize]) -> Tensor {
-    let len = dims.iter().product();
-    Tensor::from_vec(rng.vec(len), dims, &Device::Cpu).unwrap()
-}
-
-/// A batch norm with random statistics (variance in [0.5, 1.5)), weight and bias.
-fn batch_norm(rng: &mut Rng, channels: usize) -> BatchNorm {
-    let mean = tensor(rng, &[channels]);
-    let var = tensor(rng, &[channels]).affine(0.5, 1.0).unwrap();
-    let weight = tensor(rng, &[channels]);
-    let bias = tensor(rng, &[channels]);
-    let inner =
-        archc_runtime::candle_nn::BatchNorm::new(channels, mean, var, weight, bias, 1e-5).unwrap();
-    BatchNorm::new(inner, channels).unwrap()
 }
 
 /// A 3×3 convolution with `pad` on every side, weights scaled as Kaiming's `sqrt(2 / fan_in)` would (so
@@ -137,7 +121,7 @@ fn both_tiles_match_the_direct_kernel_and_candle_on_zoo_shapes() {
                 ] {
                     let layer = Layer {
                         conv: conv3x3(&mut rng, c_in, c_out, pad, bias),
-                        bn: bn.then(|| batch_norm(&mut rng, c_out)),
+                        bn: bn.then(|| batch_norm(&mut rng, c_out, true, 1e-5)),
                         relu,
                     };
                     for batch in [1, 3] {
@@ -207,7 +191,7 @@ fn a_plan_takes_winograd_only_where_it_is_on_and_chosen() {
     let x = tensor(&mut rng, &[2, 64, 14, 14]);
     let wide = Layer {
         conv: conv3x3(&mut rng, 64, 64, 1, false),
-        bn: Some(batch_norm(&mut rng, 64)),
+        bn: Some(batch_norm(&mut rng, 64, true, 1e-5)),
         relu: true,
     };
     // Off: the direct kernel, nothing prepared.
@@ -255,7 +239,7 @@ fn filters_are_prepared_once_and_give_the_same_results_warm_or_cold() {
     let mut rng = Rng::new(16);
     let layer = Layer {
         conv: conv3x3(&mut rng, 24, 40, 1, true),
-        bn: Some(batch_norm(&mut rng, 40)),
+        bn: Some(batch_norm(&mut rng, 40, true, 1e-5)),
         relu: true,
     };
     let x = tensor(&mut rng, &[3, 24, 13, 13]);

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use archc_runtime::candle_core::{Device, Tensor};
+use archc_runtime::BatchNorm;
 
 /// A small xorshift generator, so test inputs are random but reproducible.
 pub struct Rng(u64);
@@ -23,6 +24,27 @@ impl Rng {
     pub fn vec(&mut self, len: usize) -> Vec<f32> {
         (0..len).map(|_| self.next_f32()).collect()
     }
+}
+
+/// A CPU tensor of shape `dims` with values from `rng`.
+pub fn tensor(rng: &mut Rng, dims: &[usize]) -> Tensor {
+    let len = dims.iter().product();
+    Tensor::from_vec(rng.vec(len), dims, &Device::Cpu).unwrap()
+}
+
+/// A batch norm with random statistics (variance in [0.5, 1.5)) and, when `affine`, random weight and bias
+/// (drawn in that order: mean, variance, weight, bias).
+pub fn batch_norm(rng: &mut Rng, channels: usize, affine: bool, eps: f64) -> BatchNorm {
+    let mean = tensor(rng, &[channels]);
+    let var = tensor(rng, &[channels]).affine(0.5, 1.0).unwrap();
+    let inner = if affine {
+        let weight = tensor(rng, &[channels]);
+        let bias = tensor(rng, &[channels]);
+        archc_runtime::candle_nn::BatchNorm::new(channels, mean, var, weight, bias, eps).unwrap()
+    } else {
+        archc_runtime::candle_nn::BatchNorm::new_no_bias(channels, mean, var, eps).unwrap()
+    };
+    BatchNorm::new(inner, channels).unwrap()
 }
 
 /// Builds an NCHW tensor from row-major data.

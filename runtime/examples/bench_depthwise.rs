@@ -22,7 +22,7 @@ use archc_runtime::{Conv2d, Conv2dSpec, Pad2d};
 
 mod support;
 
-use support::{median, values};
+use support::{median, sizes, values};
 
 /// One convolution, described for a plan.
 struct Layer {
@@ -47,11 +47,7 @@ struct Shape {
 
 impl Shape {
     fn parse(text: &str) -> std::result::Result<Shape, String> {
-        let v: Vec<usize> = text
-            .split(',')
-            .map(|p| p.trim().parse::<usize>())
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| format!("layer `{text}`: {e}"))?;
+        let v = sizes(text)?;
         let [channels, h, w, kernel, stride, groups] = v[..] else {
             return Err(format!(
                 "layer `{text}`: expected channels,height,width,kernel,stride,groups"

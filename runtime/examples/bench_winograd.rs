@@ -26,7 +26,7 @@ use archc_runtime::{BatchNorm, Conv2d, Conv2dSpec, Pad2d};
 
 mod support;
 
-use support::{median, values};
+use support::{median, sizes, values};
 
 /// A convolution, its batch norm and ReLU, described for a plan.
 struct Layer {
@@ -56,11 +56,7 @@ struct Shape {
 
 impl Shape {
     fn parse(text: &str) -> std::result::Result<Shape, String> {
-        let v: Vec<usize> = text
-            .split(',')
-            .map(|p| p.trim().parse::<usize>())
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| format!("layer `{text}`: {e}"))?;
+        let v = sizes(text)?;
         let [c_in, c_out, h, w] = v[..] else {
             return Err(format!(
                 "layer `{text}`: expected in_channels,out_channels,height,width"

@@ -104,6 +104,16 @@ macro_rules! assert_matches_torchvision {
     };
 }
 
+/// Inception-v3's training-only auxiliary head matches torchvision's `AuxLogits`.
+fn assert_aux_logits(aux_logits: &Option<Tensor>, io: &HashMap<String, Tensor>) {
+    let aux_logits = aux_logits.as_ref().expect("AuxLogits runs in training");
+    assert_close(
+        "inception_v3 train aux logits",
+        aux_logits,
+        &io["train_aux_logits"],
+    );
+}
+
 #[test]
 fn alexnet_matches_torchvision() {
     assert_matches_torchvision!(alexnet, { num_classes: 10, width: 8, hidden: 16 }, train { dropout: 0.0 });
@@ -149,14 +159,7 @@ fn densenet121_matches_torchvision() {
 #[test]
 fn inception_v3_matches_torchvision() {
     let (model, train, io) = assert_matches_torchvision!(inception_v3, { num_classes: 10, div: 16 }, train { dropout: 0.0 });
-    assert_close(
-        "inception_v3 train aux logits",
-        train
-            .aux_logits
-            .as_ref()
-            .expect("AuxLogits runs in training"),
-        &io["train_aux_logits"],
-    );
+    assert_aux_logits(&train.aux_logits, &io);
     // `Conv2d_1a_3x3` is the field `conv2d_1a_3x3`; its weights keep torchvision's name.
     assert_close(
         "Conv2d_1a_3x3.bn.running_var after one training pass",
@@ -250,14 +253,7 @@ fn full_size_networks_match_torchvision() {
     assert_matches_torchvision!(in dir, densenet121, {}, train {});
     let (_, train, io) =
         assert_matches_torchvision!(in dir, inception_v3, {}, train { dropout: 0.0 });
-    assert_close(
-        "inception_v3 train aux logits",
-        train
-            .aux_logits
-            .as_ref()
-            .expect("AuxLogits runs in training"),
-        &io["train_aux_logits"],
-    );
+    assert_aux_logits(&train.aux_logits, &io);
     assert_matches_torchvision!(in dir, mobilenet_v2, {}, train { dropout: 0.0 });
     assert_matches_torchvision!(in dir, shufflenet_v2_x1_0, {}, train {});
     assert_matches_torchvision!(in dir, efficientnet_b0, {}, train { dropout: 0.0, stochastic_depth_prob: 0.0 });

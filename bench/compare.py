@@ -73,12 +73,13 @@ ARCHC_ALL = ("archc (all optimisations)", "all")
 # measured against the same fully optimised model (see runtime/src/fused.rs).
 ARCHC_BREAKDOWN = [
     ("archc, plain candle layers", "none"),
-    ("archc without one-pass pools", "conv,depthwise,fold,winograd,siblings,micro,activations,elementwise,linear"),
-    ("archc without BN/ReLU folding", "conv,depthwise,winograd,pool,siblings,micro,activations,elementwise,linear"),
-    ("archc without the conv kernel", "pool,siblings,micro,activations,elementwise,linear"),
-    ("archc without Winograd", "conv,depthwise,fold,pool,siblings,micro,activations,elementwise,linear"),
-    ("archc without sibling 1x1 fusion", "conv,depthwise,fold,winograd,pool,micro,activations,elementwise,linear"),
-    ("archc without micro-batches", "conv,depthwise,fold,winograd,pool,siblings,activations,elementwise,linear"),
+    ("archc without one-pass pools", "all,-pool"),
+    ("archc without BN/ReLU folding", "all,-fold"),
+    ("archc without the conv kernel", "all,-conv,-depthwise,-fold,-winograd"),
+    ("archc without Winograd", "all,-winograd"),
+    ("archc without sibling 1x1 fusion", "all,-siblings"),
+    ("archc without micro-batches", "all,-micro"),
+    ("archc without retained memory", "all,-memory"),
     ARCHC_ALL,
 ]
 TORCH = "PyTorch eager"

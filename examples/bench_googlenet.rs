@@ -7,9 +7,9 @@
 //! Prints one JSON object: the median time per batch and per image over `--iters` timed runs (after
 //! `--warmup` untimed ones) and the process's peak resident memory. `--weights` loads a torchvision
 //! `state_dict` saved as safetensors; without it the weights are random. `--optimizations` picks the inference
-//! optimisations (`all`, `none`, or a comma-separated subset of
-//! `conv,depthwise,fold,winograd,pool,siblings,micro,activations,elementwise,linear`), so each can be measured
-//! on its own.
+//! optimisations (`all`, `none`, or a comma-separated list of
+//! `conv,depthwise,fold,winograd,pool,siblings,micro,activations,elementwise,linear,memory`, each name
+//! optionally after `-` to switch it off: `all,-winograd`), so each can be measured on its own.
 //!
 //! `bench/compare.py` times GoogLeNet through `runtime/examples/bench_zoo.rs` instead (network `googlenet`,
 //! from the same `.arch`), beside PyTorch eager and ONNX Runtime; bench_zoo takes the same options, plus the
@@ -39,8 +39,9 @@ struct Args {
     /// A torchvision GoogLeNet state_dict as safetensors; random weights without it.
     #[arg(long)]
     weights: Option<std::path::PathBuf>,
-    /// `all`, `none`, or a comma-separated subset of
-    /// `conv,depthwise,fold,winograd,pool,siblings,micro,activations,elementwise,linear`.
+    /// `all`, `none`, or a comma-separated list of
+    /// `conv,depthwise,fold,winograd,pool,siblings,micro,activations,elementwise,linear,memory`, each name
+    /// optionally after `-` to switch it off (`all,-winograd`).
     #[arg(long, default_value = "all")]
     optimizations: String,
 }

@@ -13,9 +13,9 @@
 //! whose weights are candle `Var`s runs as candle ops). `--input` reads the tensor `input` of a safetensors
 //! file (otherwise a random `[--batch, 3, H, W]` at the network's declared size); `--logits` writes the
 //! first pass's output there as `logits`, so a caller can check it against PyTorch's. `--optimizations`
-//! picks the plan's optimisations (`all`, `none`, or a comma-separated subset of
-//! `conv,depthwise,fold,winograd,pool,siblings,micro,activations,elementwise,linear`), so each can be
-//! measured on its own.
+//! picks the plan's optimisations (`all`, `none`, or a comma-separated list of
+//! `conv,depthwise,fold,winograd,pool,siblings,micro,activations,elementwise,linear,memory`, each name optionally
+//! after `-` to switch it off: `all,-winograd`), so each can be measured on its own.
 //! The thread count is `RAYON_NUM_THREADS`, which both rayon's pool and candle's matrix products follow.
 //!
 //! Prints one JSON object: the median time per batch and per image over `--iters` timed passes (after

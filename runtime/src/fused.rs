@@ -53,39 +53,53 @@ pub struct Optimizations {
     /// Linear layers at batches of up to 8 as dot products that stream the weights once at the memory's
     /// speed (with the activation after them), instead of candle's matrix product.
     pub linear_kernel: bool,
+    /// The memory of freed activations kept in the process for the next ones, rather than returned to the
+    /// system and faulted in again page by page ([`crate::memory`]; glibc's allocator, set once per process).
+    pub retain_memory: bool,
 }
 
-/// `all`, `none`, or a comma-separated list of the optimisations to switch on (`conv,fold,winograd`), as the
-/// benchmarks take them on their command lines.
+/// A comma-separated list read left to right from everything off: `all` and `none` switch every optimisation
+/// on or off, a name switches that one on and `-name` switches it off, as the benchmarks take them on their
+/// command lines (`conv,fold,winograd`; `all,-winograd` for everything but Winograd).
 impl std::str::FromStr for Optimizations {
     type Err = String;
 
     fn from_str(text: &str) -> std::result::Result<Optimizations, String> {
-        match text {
-            "all" => return Ok(Optimizations::ALL),
-            "none" => return Ok(Optimizations::NONE),
-            _ => {}
-        }
         let mut o = Optimizations::NONE;
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            match part {
-                "conv" => o.conv_kernel = true,
-                "depthwise" => o.depthwise_kernel = true,
-                "fold" => o.fold_batch_norm = true,
-                "winograd" => o.winograd = true,
-                "pool" => o.pool_kernels = true,
-                "siblings" => o.fuse_siblings = true,
-                "micro" => o.micro_batches = true,
-                "activations" => o.fuse_activations = true,
-                "elementwise" => o.elementwise_kernels = true,
-                "linear" => o.linear_kernel = true,
-                other => {
+            let (name, on) = match part.strip_prefix('-') {
+                Some(name) => (name, false),
+                None => (part, true),
+            };
+            let flag = match name {
+                "all" if on => {
+                    o = Optimizations::ALL;
+                    continue;
+                }
+                "none" if on => {
+                    o = Optimizations::NONE;
+                    continue;
+                }
+                "conv" => &mut o.conv_kernel,
+                "depthwise" => &mut o.depthwise_kernel,
+                "fold" => &mut o.fold_batch_norm,
+                "winograd" => &mut o.winograd,
+                "pool" => &mut o.pool_kernels,
+                "siblings" => &mut o.fuse_siblings,
+                "micro" => &mut o.micro_batches,
+                "activations" => &mut o.fuse_activations,
+                "elementwise" => &mut o.elementwise_kernels,
+                "linear" => &mut o.linear_kernel,
+                "memory" => &mut o.retain_memory,
+                _ => {
                     return Err(format!(
-                        "unknown optimisation `{other}`; expected conv, depthwise, fold, winograd, pool, siblings, \
-                         micro, activations, elementwise or linear"
+                        "unknown optimisation `{part}`; expected all, none, or one of conv, depthwise, fold, \
+                         winograd, pool, siblings, micro, activations, elementwise, linear and memory, each \
+                         optionally after `-` to switch it off"
                     ))
                 }
-            }
+            };
+            *flag = on;
         }
         Ok(o)
     }
@@ -104,6 +118,7 @@ impl Optimizations {
         fuse_activations: true,
         elementwise_kernels: true,
         linear_kernel: true,
+        retain_memory: true,
     };
 
     /// Everything off: candle's own layers, one by one, as in training.
@@ -118,6 +133,7 @@ impl Optimizations {
         fuse_activations: false,
         elementwise_kernels: false,
         linear_kernel: false,
+        retain_memory: false,
     };
 }
 
@@ -743,4 +759,36 @@ pub(crate) fn in_micro_batches_with(
         outputs.push(forward(&slice)?);
     }
     Tensor::cat(&outputs, 0).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Optimizations;
+
+    #[test]
+    fn optimisation_lists_switch_on_and_off_from_left_to_right() {
+        let parse = |text: &str| text.parse::<Optimizations>();
+        assert_eq!(parse("all"), Ok(Optimizations::ALL));
+        assert_eq!(parse("none"), Ok(Optimizations::NONE));
+        assert_eq!(parse(""), Ok(Optimizations::NONE));
+        let conv_fold = Optimizations {
+            conv_kernel: true,
+            fold_batch_norm: true,
+            ..Optimizations::NONE
+        };
+        assert_eq!(parse("conv, fold"), Ok(conv_fold));
+        let but_winograd = Optimizations {
+            winograd: false,
+            ..Optimizations::ALL
+        };
+        assert_eq!(parse("all,-winograd"), Ok(but_winograd));
+        assert_eq!(parse("all,-winograd,winograd"), Ok(Optimizations::ALL));
+        assert_eq!(
+            parse("conv,fold,none,memory").map(|o| o.retain_memory),
+            Ok(true)
+        );
+        let error = parse("all,-wingrad").unwrap_err();
+        assert!(error.contains("`-wingrad`"), "{error}");
+        assert!(parse("-all").is_err());
+    }
 }

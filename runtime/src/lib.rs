@@ -12,6 +12,7 @@ mod cpu;
 pub mod fused;
 pub mod linear;
 pub mod load;
+pub mod memory;
 pub mod nn;
 pub mod norm;
 pub mod plan;

@@ -141,6 +141,9 @@ impl Plan {
         if train || !cpu_kernels_apply(xs) {
             return Ok(None);
         }
+        if self.options.retain_memory {
+            crate::memory::retain_freed_memory();
+        }
         let run = || {
             let op = network.describe();
             match in_micro_batches_with(self.options, xs, |x| self.eval(&op, x))? {

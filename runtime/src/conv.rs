@@ -133,7 +133,8 @@ pub struct Conv2d {
     explicit_pad: Option<Pad2d>,
     /// Strides applied after `conv` when they differ per axis.
     subsample: Option<(usize, usize)>,
-    /// The weight as the CPU kernels prepared it (Winograd-transformed), made on first use and kept.
+    /// The weight as the CPU kernels prepared it (packed for the matrix product, or Winograd-transformed),
+    /// made on first use and kept.
     prepared: PreparedWeights,
 }
 
@@ -228,11 +229,11 @@ impl Conv2d {
     }
 
     /// What the CPU kernels prepared from the weight and keep between calls.
-    pub(crate) fn prepared(&self) -> &PreparedWeights {
+    pub(crate) fn prepared_weights(&self) -> &PreparedWeights {
         &self.prepared
     }
 
-    /// Drops what the CPU kernels prepared from the weight (Winograd-transformed filters), so that the next
+    /// Drops what the CPU kernels prepared from the weight (packed or Winograd-transformed), so that the next
     /// inference prepares it again: needed after the weight was written in place (a `Var` it shares storage
     /// with was trained or loaded, or `Tensor::slice_set`), since a prepared copy does not follow such writes
     /// ([`crate::prepared`]). A clone of this layer shares the prepared weights and forgets them too.
@@ -244,6 +245,12 @@ impl Conv2d {
     /// it and after [`Conv2d::forget_prepared`].
     pub fn prepared_bytes(&self) -> usize {
         self.prepared.bytes()
+    }
+
+    /// What the CPU kernels prepared from the weight so far, in the order they did; empty before the first
+    /// inference that needed it and after [`Conv2d::forget_prepared`].
+    pub fn prepared(&self) -> Vec<crate::prepared::Prepared> {
+        self.prepared.kinds()
     }
 }
 

@@ -27,10 +27,12 @@ use rayon::prelude::*;
 
 pub(crate) mod depthwise;
 pub(crate) mod elementwise;
+pub(crate) mod gemm;
 pub(crate) mod linear;
 pub(crate) mod winograd;
 
 pub(crate) use elementwise::Activation;
+pub(crate) use gemm::Isa;
 
 /// Everything about a convolution over one image except the tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,22 +89,75 @@ pub(crate) struct Epilogue {
 }
 
 impl Epilogue {
-    /// Applies the epilogue to the `[channels, len]` rows of one image's output, `first` being the index of the
-    /// first row's channel.
-    fn apply(&self, rows: &mut [f32], len: usize, first: usize) {
-        if self.scale.is_none() && self.shift.is_none() && self.activation == Activation::Identity {
-            return;
-        }
-        for (i, row) in rows.chunks_exact_mut(len).enumerate() {
-            self.apply_channel(row, first + i);
-        }
+    /// What the product applies as it stores rows from channel `first` on, and the activation left to a pass
+    /// of its own afterwards (those that are not a clamp), if any.
+    fn finish(&self, first: usize) -> (gemm::Finish<'_>, Option<Activation>) {
+        let (clamp, rest) = gemm::Clamp::of(self.activation);
+        let finish = gemm::Finish {
+            scale: self.scale.as_deref().map(|s| &s[first..]),
+            shift: self.shift.as_deref().map(|s| &s[first..]),
+            activation: clamp,
+        };
+        (finish, rest.then_some(self.activation))
     }
+}
 
-    /// Applies channel `c`'s transform to `values`, all of that channel.
-    pub(crate) fn apply_channel(&self, values: &mut [f32], c: usize) {
-        let scale = self.scale.as_ref().map_or(1.0, |s| s[c]);
-        let shift = self.shift.as_ref().map_or(0.0, |s| s[c]);
-        self.activation.apply_affine(values, scale, shift);
+/// A convolution's weights packed for the matrix product by [`pack_weights`], each part with its count of
+/// output channels: one part holding each group's `[out / groups, in / groups * kh * kw]` matrix, one after
+/// the other; or, for an ungrouped convolution, several parts whose output channels follow one another (the
+/// sibling 1×1 convolutions that run as one product, each with its own packed weights).
+#[derive(Clone, Copy)]
+pub(crate) struct PackedWeights<'a> {
+    pub isa: Isa,
+    pub parts: &'a [(&'a [f32], usize)],
+}
+
+/// The contiguous `[c_out, c_in / groups, kh, kw]` `weight` of a convolution of geometry `g`, packed for `isa`.
+pub(crate) fn pack_weights(isa: Isa, weight: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    let (out_g, depth) = (g.out_per_group(), g.depth());
+    assert!(
+        weight.len() >= g.c_out * depth,
+        "convolution weight too short"
+    );
+    let mut packed = Vec::with_capacity(g.groups * gemm::packed_len(isa, out_g, depth));
+    for group in 0..g.groups {
+        packed.extend(gemm::pack(
+            isa,
+            &weight[group * out_g * depth..],
+            out_g,
+            depth,
+        ));
+    }
+    packed
+}
+
+impl<'a> PackedWeights<'a> {
+    /// Group `group`'s packed matrices, whose rows are its output channels.
+    fn group(&self, group: usize, g: &ConvGeometry) -> Vec<gemm::Packed<'a>> {
+        let (rows, depth) = (g.out_per_group(), g.depth());
+        if g.groups == 1 {
+            assert_eq!(
+                self.parts.iter().map(|(_, rows)| rows).sum::<usize>(),
+                g.c_out,
+                "packed weights of another geometry"
+            );
+            return self
+                .parts
+                .iter()
+                .map(|&(values, rows)| gemm::Packed::new(self.isa, values, rows, depth))
+                .collect();
+        }
+        let [(values, c_out)] = self.parts else {
+            panic!("a grouped convolution's weights in parts")
+        };
+        assert_eq!(*c_out, g.c_out, "packed weights of another geometry");
+        let len = gemm::packed_len(self.isa, rows, depth);
+        vec![gemm::Packed::new(
+            self.isa,
+            &values[group * len..(group + 1) * len],
+            rows,
+            depth,
+        )]
     }
 }
 
@@ -115,13 +170,13 @@ thread_local! {
 }
 
 /// Convolves `batch` images. `x` holds image `n` at `x[n * image_stride..]` as a contiguous `[c_in, h, w]`
-/// block; `weight` is the contiguous `[c_out, c_in / groups, kh, kw]` kernel. Returns the contiguous
+/// block; `weight` is the kernel as [`pack_weights`] packed it for this geometry. Returns the contiguous
 /// `[batch, c_out, oh, ow]` output with `epilogue` applied.
 pub(crate) fn conv2d(
     x: &[f32],
     batch: usize,
     image_stride: usize,
-    weight: &[f32],
+    weight: PackedWeights<'_>,
     geometry: &ConvGeometry,
     epilogue: &Epilogue,
 ) -> Vec<f32> {
@@ -151,7 +206,7 @@ pub(crate) fn conv2d(
 /// threads when there are enough of them (ResNeXt's 32), and otherwise splits each group's work.
 fn conv_image(
     x: &[f32],
-    weight: &[f32],
+    weight: PackedWeights<'_>,
     g: &ConvGeometry,
     epilogue: &Epilogue,
     dst: &mut [f32],
@@ -182,7 +237,7 @@ fn conv_image(
 /// output with the epilogue while it is in its cache.
 fn conv_group(
     x: &[f32],
-    weight: &[f32],
+    weight: PackedWeights<'_>,
     g: &ConvGeometry,
     epilogue: &Epilogue,
     group: usize,
@@ -192,7 +247,7 @@ fn conv_group(
     let (depth, columns, out_g, in_g) =
         (g.depth(), g.columns(), g.out_per_group(), g.in_per_group());
     let plane = g.h * g.w;
-    let w_g = &weight[group * out_g * depth..(group + 1) * out_g * depth];
+    let w_g = weight.group(group, g);
     let x_g = &x[group * in_g * plane..(group + 1) * in_g * plane];
     let first_channel = group * out_g;
     // Column blocks sized for the cache come first (a pointwise convolution has no patches to keep in cache),
@@ -211,16 +266,24 @@ fn conv_group(
         None => None,
     };
     if let Some(block) = block {
-        conv_group_by_columns(x_g, w_g, g, epilogue, first_channel, dst_g, block, parallel);
+        conv_group_by_columns(
+            x_g,
+            &w_g,
+            g,
+            epilogue,
+            first_channel,
+            dst_g,
+            block,
+            parallel,
+        );
         return;
     }
     let multiply = |patches: &[f32], dst_g: &mut [f32]| {
         if !parallel {
-            matmul(w_g, patches, dst_g, (out_g, depth, columns));
-            epilogue.apply(dst_g, columns, first_channel);
+            product_rows(&w_g, patches, columns, dst_g, epilogue, first_channel);
             return;
         }
-        // Row blocks of a multiple of 8 rows (the product's register tile), about one per thread.
+        // Row blocks of a multiple of 8 rows, about one per thread.
         let threads = rayon::current_num_threads();
         let rows = out_g
             .div_ceil(threads)
@@ -232,9 +295,15 @@ fn conv_group(
             .enumerate()
             .for_each(|(i, dst_rows)| {
                 let m = dst_rows.len() / columns;
-                let w_rows = &w_g[i * rows * depth..(i * rows + m) * depth];
-                matmul(w_rows, patches, dst_rows, (m, depth, columns));
-                epilogue.apply(dst_rows, columns, first_channel + i * rows);
+                let w_rows = gemm::slice_rows(&w_g, i * rows, m);
+                product_rows(
+                    &w_rows,
+                    patches,
+                    columns,
+                    dst_rows,
+                    epilogue,
+                    first_channel + i * rows,
+                );
             });
     };
     if g.is_pointwise() {
@@ -246,6 +315,39 @@ fn conv_group(
         im2col(x_g, g, &mut patches, parallel);
         multiply(&patches, dst_g);
         PATCHES.set(patches);
+    }
+}
+
+/// `dst [rows, columns] = w × patches [depth, columns]`, `w` being the `rows` rows of one or more packed
+/// matrices of depth `depth`, with the epilogue of the channels from `first` on.
+fn product_rows(
+    w: &[gemm::Packed<'_>],
+    patches: &[f32],
+    columns: usize,
+    dst: &mut [f32],
+    epilogue: &Epilogue,
+    first: usize,
+) {
+    let rows: usize = w.iter().map(|part| part.rows).sum();
+    let depth = w.first().map_or(0, |part| part.depth);
+    assert!(
+        patches.len() >= depth * columns && dst.len() >= rows * columns,
+        "product operands too short"
+    );
+    let (finish, rest) = epilogue.finish(first);
+    // SAFETY: `patches` holds `depth` rows of `columns` values and `dst` `rows` rows (asserted above); `dst` is
+    // borrowed mutably, so nothing else reads or writes it.
+    unsafe {
+        gemm::multiply(
+            w,
+            (patches.as_ptr(), columns),
+            columns,
+            (dst.as_mut_ptr(), columns),
+            finish,
+        );
+    }
+    if let Some(activation) = rest {
+        activation.apply(&mut dst[..rows * columns]);
     }
 }
 
@@ -315,7 +417,7 @@ fn column_block(g: &ConvGeometry) -> Option<usize> {
 #[allow(clippy::too_many_arguments)]
 fn conv_group_by_columns(
     x_g: &[f32],
-    w_g: &[f32],
+    w_g: &[gemm::Packed<'_>],
     g: &ConvGeometry,
     epilogue: &Epilogue,
     first_channel: usize,
@@ -332,26 +434,33 @@ fn conv_group_by_columns(
     let one_block = |first: usize| {
         let width = block.min(columns - first);
         let mut patches = PATCHES.take();
-        let rhs = if g.is_pointwise() {
-            Operand {
-                values: &x_g[first..],
-                row_stride: columns,
-            }
+        let (rhs, rhs_stride) = if g.is_pointwise() {
+            (&x_g[first..], columns)
         } else {
             patches.resize(depth * width, 0.0);
             im2col_columns(x_g, g, &mut patches, first..first + width);
-            Operand {
-                values: &patches,
-                row_stride: width,
-            }
+            (&patches[..], width)
         };
-        // SAFETY: columns `first..first + width` of the `out_g` rows are inside `dst_g` (asserted above), and
-        // each block's columns are written by that block's call alone.
+        assert!(
+            depth == 0 || rhs.len() >= (depth - 1) * rhs_stride + width,
+            "patches too short"
+        );
+        let (finish, rest) = epilogue.finish(first_channel);
+        // SAFETY: `rhs` holds `depth` rows of `width` values `rhs_stride` apart (asserted above); columns
+        // `first..first + width` of the `out_g` rows are inside `dst_g` (asserted above), and each block's
+        // columns are written by that block's call alone.
         unsafe {
-            matmul_into_columns(w_g, rhs, &out, (out_g, depth, width), first);
-            for row in 0..out_g {
-                let values = out.segment(row, first, width);
-                epilogue.apply_channel(values, first_channel + row);
+            gemm::multiply(
+                w_g,
+                (rhs.as_ptr(), rhs_stride),
+                width,
+                (out.ptr.add(first), columns),
+                finish,
+            );
+            if let Some(activation) = rest {
+                for row in 0..out_g {
+                    activation.apply(out.segment(row, first, width));
+                }
             }
         }
         PATCHES.set(patches);
@@ -386,137 +495,6 @@ impl OutputRows {
     unsafe fn segment(&self, row: usize, first: usize, width: usize) -> &mut [f32] {
         // SAFETY: the caller guarantees the range is inside the rows and not aliased.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(row * self.columns + first), width) }
-    }
-}
-
-/// A row-major matrix whose rows are `row_stride` values apart (at least as many as it has columns).
-#[derive(Clone, Copy)]
-struct Operand<'a> {
-    values: &'a [f32],
-    row_stride: usize,
-}
-
-/// `out[:, first..first + n] = lhs [m, k] x rhs [k, n]`, `lhs` row-major and contiguous, into the output rows
-/// `out`.
-///
-/// # Safety
-/// Columns `first..first + n` of the first `m` rows must lie inside `out`'s rows, and nothing else may read or
-/// write them during the call.
-unsafe fn matmul_into_columns(
-    lhs: &[f32],
-    rhs: Operand<'_>,
-    out: &OutputRows,
-    (m, k, n): (usize, usize, usize),
-    first: usize,
-) {
-    assert!(
-        lhs.len() >= m * k
-            && rhs.row_stride >= n
-            && (k == 0 || rhs.values.len() >= (k - 1) * rhs.row_stride + n),
-        "matmul operands too short"
-    );
-    if m == 0 || n == 0 || k == 0 {
-        return;
-    }
-    // SAFETY: lhs and rhs hold m * k and k * n values in the row-major layouts the strides describe; the
-    // destination is inside `out` and not aliased, as the caller guarantees.
-    unsafe {
-        gemm_rows(
-            (m, k, n),
-            (lhs.as_ptr(), k),
-            (rhs.values.as_ptr(), rhs.row_stride),
-            (out.ptr.add(first), out.columns),
-        );
-    }
-}
-
-/// `dst [m, n] = lhs [m, k] x rhs [k, n]`, all row-major and contiguous.
-/// Single-threaded: callers split the work.
-fn matmul(lhs: &[f32], rhs: &[f32], dst: &mut [f32], (m, k, n): (usize, usize, usize)) {
-    matmul_strided((m, k, n), lhs, k, rhs, n, dst, n);
-}
-
-/// `dst [m, n] = lhs [m, k] × rhs [k, n]`, each row-major with unit column stride and the given row strides.
-/// Single-threaded.
-pub(super) fn matmul_strided(
-    (m, k, n): (usize, usize, usize),
-    lhs: &[f32],
-    lhs_rs: usize,
-    rhs: &[f32],
-    rhs_rs: usize,
-    dst: &mut [f32],
-    dst_rs: usize,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    let span = |rows: usize, rs: usize, cols: usize| (rows - 1) * rs + cols;
-    assert!(
-        lhs_rs >= k && rhs_rs >= n && dst_rs >= n,
-        "matmul rows overlap"
-    );
-    assert!(
-        lhs.len() >= span(m, lhs_rs, k)
-            && (k == 0 || rhs.len() >= span(k, rhs_rs, n))
-            && dst.len() >= span(m, dst_rs, n),
-        "matmul operands too short"
-    );
-    if k == 0 {
-        for row in dst.chunks_mut(dst_rs).take(m) {
-            row[..n].fill(0.0);
-        }
-        return;
-    }
-    // SAFETY: the asserts above put every element `gemm` touches, `lhs[i * lhs_rs + l]`,
-    // `rhs[l * rhs_rs + j]` and `dst[i * dst_rs + j]` for `i < m`, `l < k`, `j < n`, inside its slice, and the
-    // row strides are at least the row lengths, so no two destination elements coincide; `dst` is borrowed
-    // mutably and does not alias the inputs.
-    unsafe {
-        gemm_rows(
-            (m, k, n),
-            (lhs.as_ptr(), lhs_rs),
-            (rhs.as_ptr(), rhs_rs),
-            (dst.as_mut_ptr(), dst_rs),
-        );
-    }
-}
-
-/// The one call into `gemm`: `dst [m, n] = lhs [m, k] × rhs [k, n]`, each operand row-major with unit column
-/// stride and the row stride beside its pointer; single-threaded (callers split the work), overwriting `dst`.
-///
-/// # Safety
-/// Every `lhs[i * rs + l]`, `rhs[l * rs + j]` and `dst[i * rs + j]` for `i < m`, `l < k`, `j < n` must be inside
-/// its allocation, the destination's row stride at least `n`, and nothing else may access the destination
-/// during the call.
-unsafe fn gemm_rows(
-    (m, k, n): (usize, usize, usize),
-    (lhs, lhs_rs): (*const f32, usize),
-    (rhs, rhs_rs): (*const f32, usize),
-    (dst, dst_rs): (*mut f32, usize),
-) {
-    // SAFETY: the caller's contract, which is gemm's for these strides.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_rs as isize,
-            false,
-            lhs,
-            1,
-            lhs_rs as isize,
-            rhs,
-            1,
-            rhs_rs as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
     }
 }
 
@@ -971,15 +949,18 @@ mod tests {
                 100 + case as u32,
             );
             let expected = naive_conv(&x, batch, &weight, &g);
-            for epilogue_kind in 0..2 {
-                let epilogue = if epilogue_kind == 0 {
-                    Epilogue::default()
-                } else {
-                    Epilogue {
+            for epilogue_kind in 0..3 {
+                let epilogue = match epilogue_kind {
+                    0 => Epilogue::default(),
+                    kind => Epilogue {
                         scale: Some(values(c_out, 7)),
                         shift: Some(values(c_out, 8)),
-                        activation: Activation::Relu,
-                    }
+                        activation: if kind == 1 {
+                            Activation::Relu
+                        } else {
+                            Activation::Silu
+                        },
+                    },
                 };
                 // One thread, and three: images, groups, column blocks or output rows shared out.
                 let one = rayon::ThreadPoolBuilder::new()
@@ -990,27 +971,38 @@ mod tests {
                     .num_threads(3)
                     .build()
                     .unwrap();
-                let run = || conv2d(&x, batch, c_in * h * w, &weight, &g, &epilogue);
-                let got = one.install(run);
-                assert_eq!(got.len(), expected.len(), "case {case}");
-                let plane = out.0 * out.1;
-                let on_three = three.install(run);
-                for (i, ((&a, &e), &b)) in got.iter().zip(&expected).zip(&on_three).enumerate() {
-                    assert!(
-                        (a - b).abs() <= 1e-5 * (1.0 + a.abs()),
-                        "case {case} element {i}: {a} on one thread, {b} on three"
-                    );
-                    let c = (i / plane) % c_out;
-                    let e = match &epilogue.scale {
-                        None => e,
-                        Some(scale) => {
-                            (e * scale[c] + epilogue.shift.as_ref().unwrap()[c]).max(0.0)
-                        }
-                    };
-                    assert!(
-                        (a - e).abs() < 1e-4,
-                        "case {case} epilogue {epilogue_kind} element {i}: {a} vs {e}"
-                    );
+                for isa in Isa::available() {
+                    let packed = pack_weights(isa, &weight, &g);
+                    let parts = [(&packed[..], c_out)];
+                    let packed = PackedWeights { isa, parts: &parts };
+                    let run = || conv2d(&x, batch, c_in * h * w, packed, &g, &epilogue);
+                    let got = one.install(run);
+                    assert_eq!(got.len(), expected.len(), "case {case}");
+                    let plane = out.0 * out.1;
+                    let on_three = three.install(run);
+                    for (i, ((&a, &e), &b)) in got.iter().zip(&expected).zip(&on_three).enumerate()
+                    {
+                        assert!(
+                            (a - b).abs() <= 1e-5 * (1.0 + a.abs()),
+                            "case {case} {isa:?} element {i}: {a} on one thread, {b} on three"
+                        );
+                        let c = (i / plane) % c_out;
+                        let e = match &epilogue.scale {
+                            None => e,
+                            Some(scale) => {
+                                let v = e * scale[c] + epilogue.shift.as_ref().unwrap()[c];
+                                match epilogue.activation {
+                                    Activation::Relu => v.max(0.0),
+                                    // SiLU, applied after the product rather than by it.
+                                    _ => v / (1.0 + (-v).exp()),
+                                }
+                            }
+                        };
+                        assert!(
+                            (a - e).abs() < 1e-4,
+                            "case {case} {isa:?} epilogue {epilogue_kind} element {i}: {a} vs {e}"
+                        );
+                    }
                 }
             }
         }

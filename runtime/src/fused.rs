@@ -10,14 +10,15 @@
 //! `bn(conv(x) + b) = s * conv(x) + (beta + s * (b - running_mean))`, which the kernel applies to each output
 //! value as it finishes, with the activation (ReLU, ReLU6, SiLU, sigmoid, hard swish or hard sigmoid). `s` and
 //! the shift are computed from the live tensors on every call (a few microseconds), so a model that trains, or
-//! whose `VarMap` is loaded after it was built, never runs with stale folded weights. The exception is the
-//! Winograd-transformed filters of 3×3 convolutions, too costly to derive per call: they are prepared once per
-//! layer and kept ([`crate::prepared`]).
+//! whose `VarMap` is loaded after it was built, never runs with stale folded weights. The exception is what is
+//! too costly to derive per call, the weights packed for the matrix product and the Winograd-transformed
+//! filters of 3×3 convolutions: they are prepared once per layer and kept ([`crate::prepared`]).
 
 use candle_core::op::BackpropOp;
 use candle_core::{CpuStorage, DType, Device, ModuleT, Result, Storage, Tensor};
 
 use crate::cpu::{self, Activation, ConvGeometry, Epilogue};
+use crate::prepared::PreparedKind;
 use crate::{BatchNorm, Conv2d};
 
 /// The inference optimisations a [`Plan`](crate::plan::Plan) applies, each of which can be switched off per model
@@ -229,8 +230,25 @@ pub(crate) fn conv_on_cpu(
             return crate::winograd::run(x, conv, &geometry, &epilogue, tile);
         }
     }
-    let direct = options.depthwise_kernel && cpu::depthwise::applies(&geometry);
-    run_conv(x, conv.weight(), &geometry, &epilogue, direct)
+    if options.depthwise_kernel && cpu::depthwise::applies(&geometry) {
+        return run_depthwise(x, conv.weight(), &geometry, &epilogue);
+    }
+    let isa = cpu::Isa::detect();
+    let packed = packed_weights(conv, isa, &geometry)?;
+    run_packed(x, &[(&packed, geometry.c_out)], isa, &geometry, &epilogue)
+}
+
+/// `conv`'s weights packed for the matrix product kernels of `isa` ([`cpu::pack_weights`]), as the layer
+/// keeps them, packed on first use.
+fn packed_weights(
+    conv: &Conv2d,
+    isa: cpu::Isa,
+    geometry: &ConvGeometry,
+) -> Result<std::sync::Arc<Vec<f32>>> {
+    conv.prepared_weights()
+        .get_or_prepare(PreparedKind::Packed(isa), || {
+            with_f32(conv.weight(), |w| cpu::pack_weights(isa, w, geometry))
+        })
 }
 
 /// What the CPU kernels need to know of `conv` applied to `x`; an error if `x` does not fit it.
@@ -254,24 +272,37 @@ pub(crate) fn conv_geometry(x: &Tensor, conv: &Conv2d) -> Result<ConvGeometry> {
     })
 }
 
-/// Runs the CPU convolution kernel on the NCHW batch `x` with `weight` (any layout) and returns the
-/// `[n, c_out, oh, ow]` result; `depthwise` takes [`cpu::depthwise::conv2d`], which must apply.
-fn run_conv(
+/// Runs the CPU convolution kernel on the NCHW batch `x` with the weights [`cpu::pack_weights`] packed for
+/// `isa`, in parts that each give their count of output channels ([`cpu::PackedWeights`]), and returns the
+/// `[n, c_out, oh, ow]` result.
+fn run_packed(
+    x: &Tensor,
+    parts: &[(&[f32], usize)],
+    isa: cpu::Isa,
+    geometry: &ConvGeometry,
+    epilogue: &Epilogue,
+) -> Result<Tensor> {
+    let n = x.dim(0)?;
+    let weight = cpu::PackedWeights { isa, parts };
+    let out = with_images(x, |images, image_stride| {
+        cpu::conv2d(images, n, image_stride, weight, geometry, epilogue)
+    })?;
+    let (oh, ow) = geometry.out;
+    Ok(cpu_tensor(out, (n, geometry.c_out, oh, ow)))
+}
+
+/// Runs [`cpu::depthwise::conv2d`], which must apply, on the NCHW batch `x` with `weight` (any layout) and
+/// returns the `[n, c_out, oh, ow]` result.
+fn run_depthwise(
     x: &Tensor,
     weight: &Tensor,
     geometry: &ConvGeometry,
     epilogue: &Epilogue,
-    depthwise: bool,
 ) -> Result<Tensor> {
     let n = x.dim(0)?;
-    let weight = weight.contiguous()?;
-    let out = with_f32(&weight, |weight| {
+    let out = with_f32(weight, |weight| {
         with_images(x, |images, image_stride| {
-            if depthwise {
-                cpu::depthwise::conv2d(images, n, image_stride, weight, geometry, epilogue)
-            } else {
-                cpu::conv2d(images, n, image_stride, weight, geometry, epilogue)
-            }
+            cpu::depthwise::conv2d(images, n, image_stride, weight, geometry, epilogue)
         })
     })??;
     let (oh, ow) = geometry.out;
@@ -625,14 +656,13 @@ impl FusedHead<'_> {
 }
 
 /// Runs the 1×1 convolutions that start several branches of a concatenation, all reading `x`, as one matrix
-/// product: the weights stacked into `[sum of outputs, inputs]`, each head's batch norm and ReLU folded into
-/// its rows of the output pass. Returns, per branch, the head's output (a channel slice of the shared result)
+/// product: the heads' packed weights one after the other as its rows (no stacked copy), each head's batch norm
+/// and ReLU folded into its rows of the output pass. Returns, per branch, the head's output (a channel slice of the shared result)
 /// for the fused heads, and `None` for the branches to run as usual: all of them in training, off CPU/`f32`,
 /// when a gradient is wanted, with fewer than two pointwise heads, or when the optimisation is off.
 ///
-/// The weights are stacked again on every call, a copy small next to the product. A stack kept between calls
-/// could go stale with no sign of it: a tensor that is not a `Var` can still share its storage with one
-/// (`Var::detach`) or be written in place (`Tensor::slice_set`).
+/// Each head's packed weights are its own layer's ([`crate::prepared`]): after writing a head's weight in place,
+/// its layer's [`Conv2d::forget_prepared`] makes the next call follow.
 pub fn sibling_heads(
     x: &Tensor,
     heads: &[Option<Head<'_>>],
@@ -689,7 +719,6 @@ pub(crate) fn sibling_heads_with(
         widths.push(c_out);
     }
     let total: usize = widths.iter().sum();
-    let weights = stacked_weights(&chosen)?;
     let geometry = ConvGeometry {
         c_in: c,
         h,
@@ -707,22 +736,31 @@ pub(crate) fn sibling_heads_with(
         shift: Some(shift),
         activation: chosen[0].1.activation,
     };
-    let out = run_conv(x, &weights, &geometry, &epilogue, false)?;
+    // One product over the heads' own packed weights, their rows one after the other.
+    let isa = cpu::Isa::detect();
+    let packed = chosen
+        .iter()
+        .zip(&widths)
+        .map(|((_, head), &width)| {
+            let head_geometry = ConvGeometry {
+                c_out: width,
+                ..geometry
+            };
+            packed_weights(head.conv, isa, &head_geometry)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let parts: Vec<(&[f32], usize)> = packed
+        .iter()
+        .zip(&widths)
+        .map(|(p, &width)| (p.as_slice(), width))
+        .collect();
+    let out = run_packed(x, &parts, isa, &geometry, &epilogue)?;
     let mut start = 0;
     for ((i, _), width) in chosen.iter().zip(widths) {
         outputs[*i] = Some(out.narrow(1, start, width)?);
         start += width;
     }
     Ok(outputs)
-}
-
-/// The chosen heads' weights stacked as `[sum of outputs, inputs]`.
-fn stacked_weights(chosen: &[(usize, FusedHead<'_>)]) -> Result<Tensor> {
-    let parts = chosen
-        .iter()
-        .map(|(_, h)| h.conv.weight().flatten_from(1))
-        .collect::<Result<Vec<_>>>()?;
-    Tensor::cat(&parts, 0)
 }
 
 /// Inference over a batch larger than the thread pool, in micro-batches of one image per thread: `forward`

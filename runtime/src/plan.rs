@@ -112,8 +112,8 @@ impl Plan {
         self.options
     }
 
-    /// Drops the weights that the convolutions of `network` prepared for the CPU kernels (Winograd-transformed
-    /// filters), so the next inference prepares them again from the weights as they are then: needed after
+    /// Drops the weights that the convolutions of `network` prepared for the CPU kernels (packed for the matrix
+    /// product, or Winograd-transformed), so the next inference prepares them again from the weights as they are then: needed after
     /// weights were written in place, e.g. a `VarMap` that the model's tensors share storage with was trained or
     /// loaded ([`crate::prepared`]). Layers inside an [`Op::Module`] are not reached.
     pub fn forget_prepared(network: &impl Describe) {

@@ -1,5 +1,6 @@
-//! Weights prepared once per layer: what a CPU kernel derives from a layer's weights before it can run (the
-//! Winograd-transformed filters of a 3×3 convolution), computed on the layer's first inference call that needs
+//! Weights prepared once per layer: what a CPU kernel derives from a layer's weights before it can run (a
+//! convolution's weights packed into the matrix product's panels, the Winograd-transformed filters of a 3×3
+//! convolution), computed on the layer's first inference call that needs
 //! it and kept in the layer for the calls after, as an inference session prepares its weights once.
 //!
 //! A prepared copy is a function of the weights' values at the time it was made. Those values cannot change
@@ -16,11 +17,33 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use candle_core::Result;
 
 use crate::cpu::winograd::Tile;
+use crate::cpu::Isa;
 
 /// What a layer's weights were prepared for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum PreparedKind {
-    /// The filters transformed for a Winograd convolution with this tile.
+    /// The filters transformed for a Winograd convolution with this tile, packed for these matrix-product
+    /// kernels.
+    Winograd(Tile, Isa),
+    /// The weights packed for these matrix-product kernels ([`crate::cpu::pack_weights`]).
+    Packed(Isa),
+}
+
+impl PreparedKind {
+    fn public(self) -> Prepared {
+        match self {
+            PreparedKind::Winograd(tile, _) => Prepared::Winograd(tile),
+            PreparedKind::Packed(_) => Prepared::Packed,
+        }
+    }
+}
+
+/// What a convolution's weights were prepared for ([`crate::Conv2d::prepared`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Prepared {
+    /// Packed for the matrix product of the direct convolution kernel.
+    Packed,
+    /// Transformed for a Winograd convolution with this tile.
     Winograd(Tile),
 }
 
@@ -48,11 +71,11 @@ impl PreparedWeights {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn find(&self, kind: PreparedKind) -> Option<Arc<Vec<f32>>> {
+    fn find(&self, kind: &PreparedKind) -> Option<Arc<Vec<f32>>> {
         let slots = self.lock();
         slots
             .iter()
-            .find(|(k, _)| *k == kind)
+            .find(|(k, _)| k == kind)
             .map(|(_, data)| Arc::clone(data))
     }
 
@@ -62,7 +85,7 @@ impl PreparedWeights {
         kind: PreparedKind,
         prepare: impl FnOnce() -> Result<Vec<f32>>,
     ) -> Result<Arc<Vec<f32>>> {
-        if let Some(found) = self.find(kind) {
+        if let Some(found) = self.find(&kind) {
             return Ok(found);
         }
         // Prepared without holding the lock: `prepare` may run rayon tasks, and a thread waiting for them may
@@ -75,6 +98,11 @@ impl PreparedWeights {
         }
         slots.push((kind, Arc::clone(&data)));
         Ok(data)
+    }
+
+    /// What is prepared, in the order it was.
+    pub(crate) fn kinds(&self) -> Vec<Prepared> {
+        self.lock().iter().map(|(kind, _)| kind.public()).collect()
     }
 
     /// Bytes held by everything prepared.

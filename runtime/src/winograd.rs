@@ -29,16 +29,21 @@ pub(crate) fn run(
     tile: Tile,
 ) -> Result<Tensor> {
     let (c_out, c_in) = (geometry.c_out, geometry.c_in);
-    let filters = conv
-        .prepared()
-        .get_or_prepare(PreparedKind::Winograd(tile), || {
-            with_f32(conv.weight(), |w| {
-                cpu::winograd::transform_filters(w, c_out, c_in, tile)
-            })
-        })?;
+    let isa = cpu::Isa::detect();
+    let filters =
+        conv.prepared_weights()
+            .get_or_prepare(PreparedKind::Winograd(tile, isa), || {
+                with_f32(conv.weight(), |w| {
+                    cpu::winograd::transform_filters(w, c_out, c_in, tile, isa)
+                })
+            })?;
+    let filters = cpu::winograd::Filters {
+        isa,
+        values: &filters,
+    };
     let n = x.dim(0)?;
     let out = with_images(x, |images, image_stride| {
-        cpu::winograd::conv2d(images, n, image_stride, &filters, tile, geometry, epilogue)
+        cpu::winograd::conv2d(images, n, image_stride, filters, tile, geometry, epilogue)
     })?;
     let (oh, ow) = geometry.out;
     Ok(cpu_tensor(out, (n, c_out, oh, ow)))

@@ -151,9 +151,10 @@ fn sibling_heads_run_pointwise_heads_together_and_leave_the_rest() {
 }
 
 #[test]
-fn sibling_heads_follow_weights_written_in_place() {
+fn sibling_heads_follow_weights_written_in_place_once_forgotten() {
     // A detached `Var` is not a variable, yet it shares the `Var`'s storage: training the `Var` changes it in
-    // place. A stacked copy kept between calls would go on multiplying by the old weights.
+    // place. The heads' packed weights are kept between calls, each by its own layer, so after such a write the
+    // layer's `forget_prepared` (or the model's) is what makes the fused product follow.
     let mut rng = Rng::new(4);
     let wa = Var::from_tensor(&tensor(&mut rng, &[3, 4, 1, 1])).unwrap();
     let a = Conv2d::new(wa.as_tensor().detach(), None, Conv2dSpec::default()).unwrap();
@@ -173,12 +174,22 @@ fn sibling_heads_follow_weights_written_in_place() {
         &reference(&x, &a, None, false),
         "before",
     );
+    assert!(
+        a.prepared_bytes() > 0 && b.prepared_bytes() > 0,
+        "each head keeps its packed weights"
+    );
     wa.set(&tensor(&mut rng, &[3, 4, 1, 1])).unwrap();
+    a.forget_prepared();
     let after = sibling_heads(&x, &heads, false).unwrap();
     assert_close(
         after[0].as_ref().expect("fused"),
         &reference(&x, &a, None, false),
         "after the weights changed",
+    );
+    assert_close(
+        after[1].as_ref().expect("fused"),
+        &reference(&x, &b, None, false),
+        "the other head",
     );
     assert_ne!(
         values(before[0].as_ref().unwrap()),

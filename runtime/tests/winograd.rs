@@ -16,6 +16,7 @@ mod compare;
 
 use archc_runtime::candle_core::{Tensor, Var};
 use archc_runtime::nn::{Describe, Op, Optimizations, Plan};
+use archc_runtime::prepared::Prepared;
 use archc_runtime::winograd::{conv_bn_act_winograd, Tile};
 use archc_runtime::{BatchNorm, Conv2d, Conv2dSpec, Pad2d};
 use common::{batch_norm, tensor, values, Rng};
@@ -194,14 +195,18 @@ fn a_plan_takes_winograd_only_where_it_is_on_and_chosen() {
         bn: Some(batch_norm(&mut rng, 64, true, 1e-5)),
         relu: true,
     };
-    // Off: the direct kernel, nothing prepared.
+    // Off: the direct kernel, its packed weights kept in the layer.
     let want = run(&direct(), &x, &wide);
-    assert_eq!(wide.conv.prepared_bytes(), 0);
+    assert_eq!(wide.conv.prepared(), [Prepared::Packed]);
     // On (every optimisation): Winograd for 64 channels of 14×14, its filters kept in the layer.
+    wide.conv.forget_prepared();
     let got = run(&Plan::default(), &x, &wide);
     let error = relative_error(&got, &want);
     assert!(error <= F4_TOLERANCE, "relative error {error}");
-    assert!(wide.conv.prepared_bytes() > 0, "the plan ran Winograd");
+    assert!(
+        matches!(wide.conv.prepared()[..], [Prepared::Winograd(_)]),
+        "the plan ran Winograd"
+    );
     // Too few channels for the transforms to pay back: the direct kernel even with Winograd on.
     let narrow = Layer {
         conv: conv3x3(&mut rng, 4, 8, 1, true),
@@ -210,7 +215,7 @@ fn a_plan_takes_winograd_only_where_it_is_on_and_chosen() {
     };
     let x = tensor(&mut rng, &[1, 4, 14, 14]);
     run(&Plan::default(), &x, &narrow);
-    assert_eq!(narrow.conv.prepared_bytes(), 0);
+    assert_eq!(narrow.conv.prepared(), [Prepared::Packed]);
     // Not 3×3 stride 1: never.
     let strided = Conv2d::new(
         tensor(&mut rng, &[32, 32, 3, 3]),
@@ -231,7 +236,7 @@ fn a_plan_takes_winograd_only_where_it_is_on_and_chosen() {
         relu: false,
     };
     run(&Plan::default(), &x, &strided);
-    assert_eq!(strided.conv.prepared_bytes(), 0);
+    assert_eq!(strided.conv.prepared(), [Prepared::Packed]);
 }
 
 #[test]
@@ -249,17 +254,18 @@ fn filters_are_prepared_once_and_give_the_same_results_warm_or_cold() {
         "nothing before the first call"
     );
     let cold = layer.winograd(&x, Tile::F2);
-    let f2_bytes = 16 * 40 * 24 * 4;
-    assert_eq!(
-        layer.conv.prepared_bytes(),
-        f2_bytes,
-        "16 transformed 40x24 matrices"
+    // 16 transformed 40x24 matrices, their rows padded to a multiple of the product kernel's 4, 6 or 12.
+    let f2_bytes = layer.conv.prepared_bytes();
+    assert!(
+        (16 * 40 * 24 * 4..=16 * 48 * 24 * 4).contains(&f2_bytes),
+        "{f2_bytes} bytes for F(2x2)"
     );
+    assert_eq!(layer.conv.prepared(), [Prepared::Winograd(Tile::F2)]);
     let warm = layer.winograd(&x, Tile::F2);
     assert_eq!(values(&warm), values(&cold), "warm and cold differ");
     // Each tile keeps its own.
     let f4_cold = layer.winograd(&x, Tile::F4);
-    assert_eq!(layer.conv.prepared_bytes(), f2_bytes + 36 * 40 * 24 * 4);
+    assert_eq!(layer.conv.prepared_bytes(), f2_bytes / 16 * 52);
     assert_eq!(values(&layer.winograd(&x, Tile::F4)), values(&f4_cold));
     // Forgotten, then prepared again: the same values.
     layer.conv.forget_prepared();

@@ -34,7 +34,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::depthwise::Isa;
-use super::{matmul_strided, valid_range, ConvGeometry, Epilogue};
+use super::{gemm, valid_range, ConvGeometry, Epilogue};
 
 /// The output tile of a Winograd convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -241,10 +241,25 @@ pub(crate) fn choose(g: &ConvGeometry) -> Option<Tile> {
     Some(if f4 { Tile::F4 } else { Tile::F2 })
 }
 
-/// The filters of a `[c_out, c_in, 3, 3]` weight transformed for `tile`: `U_ξ = G g Gᵀ` for every output and
-/// input channel, laid out `[α²][c_out][c_in]` (one row-major `[c_out, c_in]` matrix per product). Computed in
-/// `f64` and rounded once.
-pub(crate) fn transform_filters(weight: &[f32], c_out: usize, c_in: usize, tile: Tile) -> Vec<f32> {
+/// The filters of a `[c_out, c_in, 3, 3]` weight transformed for `tile` and packed for the product kernels of
+/// `isa`: `U_ξ = G g Gᵀ` for every output and input channel (computed in `f64` and rounded once), one
+/// `[c_out, c_in]` matrix per product `ξ`, each packed by [`gemm::pack`], one after the other.
+pub(crate) fn transform_filters(
+    weight: &[f32],
+    c_out: usize,
+    c_in: usize,
+    tile: Tile,
+    isa: gemm::Isa,
+) -> Vec<f32> {
+    let transformed = transform(weight, c_out, c_in, tile);
+    transformed
+        .chunks_exact(c_out * c_in)
+        .flat_map(|u| gemm::pack(isa, u, c_out, c_in))
+        .collect()
+}
+
+/// The transformed filters of [`transform_filters`] before packing, `[α²][c_out][c_in]`.
+fn transform(weight: &[f32], c_out: usize, c_in: usize, tile: Tile) -> Vec<f32> {
     let g: &[[f64; 3]] = match tile {
         Tile::F2 => &G2,
         Tile::F4 => &G4,
@@ -286,9 +301,9 @@ const SPLIT_BLOCK_VALUES: usize = 4 * BLOCK_VALUES;
 /// ran at 1.2x the direct kernel's speed instead of 1.9x.
 const MIN_BLOCK: usize = 64;
 
-/// Output channels whose products and output transform run together: their `M` block stays in cache, and with
-/// at most 48 (eight of the `gemm` crate's 6-column register tiles) the crate reads `V` in place instead of
-/// copying it into a packed buffer for every block.
+/// Output channels whose products and output transform run together: their `M` block stays in cache. A
+/// multiple of every product kernel's panel height (4, 6 and 12 rows), so that blocks are whole panels of the
+/// packed filters.
 const CHANNEL_BLOCK: usize = 48;
 
 /// How one image's output is cut into tiles, and the tiles (numbered row by row) into blocks.
@@ -378,13 +393,14 @@ thread_local! {
 }
 
 /// Convolves `batch` images by Winograd: `x` holds image `n` at `x[n * image_stride..]` as a contiguous
-/// `[c_in, h, w]` block, `filters` is [`transform_filters`]'s output for `tile`. Returns the contiguous
+/// `[c_in, h, w]` block, `filters` is [`transform_filters`]'s output for `tile` and the kernels of
+/// `filters.isa`. Returns the contiguous
 /// `[batch, c_out, oh, ow]` output with `epilogue` applied, as [`super::conv2d`] does. Needs [`applies`].
 pub(crate) fn conv2d(
     x: &[f32],
     batch: usize,
     image_stride: usize,
-    filters: &[f32],
+    filters: Filters<'_>,
     tile: Tile,
     g: &ConvGeometry,
     epilogue: &Epilogue,
@@ -408,7 +424,7 @@ fn conv2d_for(
     x: &[f32],
     batch: usize,
     image_stride: usize,
-    filters: &[f32],
+    filters: Filters<'_>,
     tile: Tile,
     g: &ConvGeometry,
     epilogue: &Epilogue,
@@ -416,8 +432,8 @@ fn conv2d_for(
     assert!(applies(g), "not a 3x3 stride-1 convolution: {g:?}");
     let alpha = tile.alpha();
     assert_eq!(
-        filters.len(),
-        alpha * alpha * g.c_out * g.c_in,
+        filters.values.len(),
+        alpha * alpha * gemm::packed_len(filters.isa, g.c_out, g.c_in),
         "filters transformed for another layer or tile"
     );
     let image_out = g.c_out * g.out.0 * g.out.1;
@@ -456,11 +472,18 @@ fn conv2d_for(
     out
 }
 
+/// [`transform_filters`]'s output, and the product kernels it was packed for.
+#[derive(Clone, Copy)]
+pub(crate) struct Filters<'a> {
+    pub isa: gemm::Isa,
+    pub values: &'a [f32],
+}
+
 /// One convolution: everything an image's computation reads besides the image.
 struct Layer<'a> {
     isa: Isa,
     grid: Grid,
-    filters: &'a [f32],
+    filters: Filters<'a>,
     g: &'a ConvGeometry,
     epilogue: &'a Epilogue,
 }
@@ -498,8 +521,7 @@ impl Layer<'_> {
                     .enumerate()
                     .for_each_init(InputScratch::default, input);
                 let threads = rayon::current_num_threads();
-                // About one block of output channels per thread, a multiple of 8 (the `gemm` register tile's
-                // rows) so no thread gets a ragged remainder.
+                // About one block of output channels per thread, a multiple of 8.
                 let block_channels = g
                     .c_out
                     .div_ceil(threads)
@@ -559,19 +581,35 @@ impl Layer<'_> {
         for (block, planes) in dst.chunks_mut(CHANNEL_BLOCK * plane_out).enumerate() {
             let channels = planes.len() / plane_out;
             let k0 = first + block * CHANNEL_BLOCK;
+            let per_xi = gemm::packed_len(self.filters.isa, g.c_out, g.c_in);
             for xi in 0..xis {
-                let u = &self.filters[(xi * g.c_out + k0) * g.c_in..][..channels * g.c_in];
+                let u = gemm::Packed::new(
+                    self.filters.isa,
+                    &self.filters.values[xi * per_xi..(xi + 1) * per_xi],
+                    g.c_out,
+                    g.c_in,
+                )
+                .slice_rows(k0, channels);
                 // M_ξ [channels, tiles] = U_ξ [channels, c_in] × V_ξ [c_in, tiles], rows `per_channel` apart
                 // in both `V` and `M`.
-                matmul_strided(
-                    (channels, g.c_in, count),
-                    u,
-                    g.c_in,
-                    &v[xi * grid.stride..],
-                    per_channel,
-                    &mut m[xi * grid.stride..],
-                    per_channel,
+                let (v, m) = (&v[xi * grid.stride..], &mut m[xi * grid.stride..]);
+                assert!(
+                    count <= per_channel
+                        && v.len() >= (g.c_in - 1) * per_channel + count
+                        && m.len() >= (channels - 1) * per_channel + count,
+                    "Winograd products out of their buffers"
                 );
+                // SAFETY: `V_ξ`'s `c_in` rows and `M_ξ`'s `channels` rows of `count` values, `per_channel`
+                // apart, are inside `v` and `m` (asserted above); `m` is borrowed mutably.
+                unsafe {
+                    gemm::multiply(
+                        &[u],
+                        (v.as_ptr(), per_channel),
+                        count,
+                        (m.as_mut_ptr(), per_channel),
+                        gemm::Finish::NONE,
+                    );
+                }
             }
             for (i, plane) in planes.chunks_exact_mut(plane_out).enumerate() {
                 let channel = k0 + i;
@@ -878,18 +916,29 @@ mod tests {
             let weight = values(c_out * c_in * 9, 50 + case as u32);
             let want = naive_conv(&x, batch, &weight, &g);
             for tile in [Tile::F2, Tile::F4] {
-                let filters = transform_filters(&weight, c_out, c_in, tile);
-                for (isa, pool) in Isa::available()
+                let products = gemm::Isa::available();
+                let packed: Vec<_> = products
+                    .iter()
+                    .map(|&isa| transform_filters(&weight, c_out, c_in, tile, isa))
+                    .collect();
+                for (pass, (isa, pool)) in Isa::available()
                     .into_iter()
                     .flat_map(|isa| pools.iter().map(move |p| (isa, p)))
+                    .enumerate()
                 {
+                    // Every product kernel in turn.
+                    let which = pass % products.len();
+                    let filters = Filters {
+                        isa: products[which],
+                        values: &packed[which],
+                    };
                     let got = pool.install(|| {
                         conv2d_for(
                             isa,
                             &x,
                             batch,
                             c_in * size.0 * size.1,
-                            &filters,
+                            filters,
                             tile,
                             &g,
                             &Epilogue::default(),
@@ -900,7 +949,8 @@ mod tests {
                     let threads = pool.current_num_threads();
                     assert!(
                         error <= bound,
-                        "case {case} {tile:?} {isa:?} {threads} threads: relative error {error}"
+                        "case {case} {tile:?} {isa:?} {:?} {threads} threads: relative error {error}",
+                        filters.isa
                     );
                 }
             }
@@ -919,8 +969,13 @@ mod tests {
             activation: super::super::Activation::Relu,
         };
         let plane = g.out.0 * g.out.1;
-        let filters = transform_filters(&weight, 4, 3, Tile::F2);
-        let got = conv2d(&x, 1, 3 * 7 * 6, &filters, Tile::F2, &g, &epilogue);
+        let isa = gemm::Isa::detect();
+        let filters = transform_filters(&weight, 4, 3, Tile::F2, isa);
+        let filters = Filters {
+            isa,
+            values: &filters,
+        };
+        let got = conv2d(&x, 1, 3 * 7 * 6, filters, Tile::F2, &g, &epilogue);
         for (i, (&a, &e)) in got.iter().zip(&want).enumerate() {
             let c = i / plane;
             let e = (e * epilogue.scale.as_ref().unwrap()[c] + epilogue.shift.as_ref().unwrap()[c])

@@ -1,0 +1,744 @@
+//! The matrix product behind the convolutions, `C [m, n] = A [m, k] × B [k, n]`, with the layer's weights as
+//! `A`, packed once per layer ([`pack`]), and the patch matrix (or, for a pointwise convolution, the input)
+//! as `B`, read in place and copied into cache-sized panels on each call. Each finished value goes through
+//! the convolution's per-row epilogue (`scale * acc + shift`, then ReLU or ReLU6) before it is stored, so the
+//! output is written once.
+//!
+//! The layout is the usual one for register-tiled products (Goto and van de Geijn, *Anatomy of
+//! High-Performance Matrix Multiplication*, 2008): a microkernel keeps an `MR × NR` tile of `C` in registers
+//! and, for each `l < k`, broadcasts `MR` values of `A`'s column `l` and multiplies them by `NR` values of
+//! `B`'s row `l`. `A` is stored as panels of `MR` rows, column by column (`[panel][k][MR]`, the last panel
+//! padded with zeros), so the kernel reads it as one stream; `B` is copied per call into panels of `NR`
+//! columns (`[panel][kc][NR]`), `KC` rows at a time, so a panel stays in the first-level cache while every
+//! row panel of `A` passes over it. The kernels are chosen at run time ([`Isa::detect`]): AVX-512 (12 × 32
+//! tile, 24 of the 32 vector registers), AVX2 with FMA (6 × 16, 12 of 16), and a portable one (4 × 16) that
+//! the compiler vectorises for the baseline target. Every one of them is tested on the machine that runs the
+//! tests, whatever `detect` would choose there ([`Isa::available`]).
+//!
+//! Everything is single-threaded: the convolutions split the work (by images, output columns or row panels).
+
+use std::cell::Cell;
+
+use super::Activation;
+
+/// The instruction sets the microkernels are written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Isa {
+    /// The baseline target (SSE2 on x86-64), by the compiler's vectorisation of plain loops.
+    Portable,
+    /// AVX2 with fused multiply-add.
+    #[cfg(target_arch = "x86_64")]
+    Avx2Fma,
+    /// AVX-512F.
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    Avx512,
+}
+
+impl Isa {
+    /// The widest the running CPU supports.
+    pub(crate) fn detect() -> Isa {
+        *Isa::available()
+            .last()
+            .expect("the portable kernel is always available")
+    }
+
+    /// Every kernel the running CPU can run, narrowest first, so tests can compare them all.
+    pub(crate) fn available() -> Vec<Isa> {
+        #[allow(unused_mut)]
+        let mut isas = vec![Isa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            isas.push(Isa::Avx2Fma);
+            #[cfg(feature = "avx512")]
+            if is_x86_feature_detected!("avx512f") {
+                isas.push(Isa::Avx512);
+            }
+        }
+        isas
+    }
+
+    /// `MR`: the rows of `C` a kernel keeps in registers, and the height of `A`'s packed panels.
+    pub(crate) const fn rows(self) -> usize {
+        match self {
+            Isa::Portable => 4,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => 6,
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            Isa::Avx512 => 12,
+        }
+    }
+
+    /// Whether the kernel reads a ragged edge of `B` in place, masking the columns past it.
+    const fn masks_loads(self) -> bool {
+        match self {
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            Isa::Avx512 => true,
+            _ => false,
+        }
+    }
+
+    /// `NR`: the columns of `C` a kernel keeps in registers.
+    const fn columns(self) -> usize {
+        match self {
+            Isa::Portable => 16,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => 16,
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            Isa::Avx512 => 32,
+        }
+    }
+}
+
+/// The rows of `B` packed at a time: a panel of `KC × NR` values (32 KiB for AVX-512) stays in the
+/// first-level cache while the kernel runs down `A`.
+const KC: usize = 256;
+
+/// The columns of `B` packed at a time: `KC × NC` values (256 KiB) stay in the second-level cache while
+/// every row panel of `A` is multiplied by them.
+const NC: usize = 256;
+
+/// The rows of `A` multiplied by one packed block of `B` before the next: `MC × KC` values (384 KiB) of `A`
+/// stay in the second-level cache across the block's column panels.
+const MC: usize = 384;
+
+/// How far ahead of the kernel's reads of `A` it asks for `A`'s next values, in values.
+const PREFETCH_A: usize = 128 * 12;
+
+/// Values in the packing of an `[m, k]` matrix for `isa`.
+pub(crate) fn packed_len(isa: Isa, m: usize, k: usize) -> usize {
+    m.div_ceil(isa.rows()) * isa.rows() * k
+}
+
+/// `a` (`[m, k]`, row-major, rows `k` apart) packed for `isa`'s kernels: panels of `MR` rows, each stored
+/// column by column, the last padded with zero rows.
+pub(crate) fn pack(isa: Isa, a: &[f32], m: usize, k: usize) -> Vec<f32> {
+    assert!(a.len() >= m * k, "matrix to pack too short");
+    let mr = isa.rows();
+    let mut packed = vec![0f32; packed_len(isa, m, k)];
+    if k == 0 {
+        return packed;
+    }
+    for (panel, dst) in packed.chunks_exact_mut(mr * k).enumerate() {
+        for r in 0..mr.min(m - panel * mr) {
+            let row = &a[(panel * mr + r) * k..][..k];
+            for (l, &v) in row.iter().enumerate() {
+                dst[l * mr + r] = v;
+            }
+        }
+    }
+    packed
+}
+
+/// Rows `first..first + rows` of an `A` of depth `depth` that [`pack`] packed for `isa`'s kernels.
+#[derive(Clone, Copy)]
+pub(crate) struct Packed<'a> {
+    pub isa: Isa,
+    values: &'a [f32],
+    first: usize,
+    pub rows: usize,
+    pub depth: usize,
+}
+
+impl<'a> Packed<'a> {
+    /// All `rows` rows of the packed matrix `values`.
+    pub(crate) fn new(isa: Isa, values: &'a [f32], rows: usize, depth: usize) -> Packed<'a> {
+        assert_eq!(
+            values.len(),
+            packed_len(isa, rows, depth),
+            "packed matrix of another shape"
+        );
+        Packed {
+            isa,
+            values,
+            first: 0,
+            rows,
+            depth,
+        }
+    }
+
+    /// Rows `first..first + count` of these.
+    pub(crate) fn slice_rows(&self, first: usize, count: usize) -> Packed<'a> {
+        assert!(first + count <= self.rows, "packed rows out of range");
+        Packed {
+            first: self.first + first,
+            rows: count,
+            ..*self
+        }
+    }
+}
+
+/// What happens to each finished value of row `i`: `activation(scale[i] * acc + shift[i])`, a missing
+/// `scale` meaning 1 and a missing `shift` 0; the slices start at the product's first row.
+#[derive(Clone, Copy)]
+pub(crate) struct Finish<'a> {
+    pub scale: Option<&'a [f32]>,
+    pub shift: Option<&'a [f32]>,
+    pub activation: Clamp,
+}
+
+impl<'a> Finish<'a> {
+    /// Nothing: the products as they are.
+    pub(crate) const NONE: Finish<'static> = Finish {
+        scale: None,
+        shift: None,
+        activation: Clamp::None,
+    };
+
+    fn from_row(&self, first: usize) -> Finish<'a> {
+        Finish {
+            scale: self.scale.map(|s| &s[first..]),
+            shift: self.shift.map(|s| &s[first..]),
+            activation: self.activation,
+        }
+    }
+}
+
+/// The activations a kernel applies as it stores: those that are a clamp. The others run as a pass after
+/// the product ([`Clamp::of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Clamp {
+    None,
+    /// `max(v, 0)`, NaN becoming 0 as with [`f32::max`] (the element-wise kernels' ReLU).
+    Relu,
+    /// `min(max(v, 0), 6)`.
+    Relu6,
+}
+
+impl Clamp {
+    /// The clamp a kernel applies for `activation`, and whether the activation is left to a pass of its own.
+    pub(crate) fn of(activation: Activation) -> (Clamp, bool) {
+        match activation {
+            Activation::Identity => (Clamp::None, false),
+            Activation::Relu => (Clamp::Relu, false),
+            Activation::Relu6 => (Clamp::Relu6, false),
+            _ => (Clamp::None, true),
+        }
+    }
+
+    fn apply(self, v: f32) -> f32 {
+        match self {
+            Clamp::None => v,
+            Clamp::Relu => v.max(0.0),
+            Clamp::Relu6 => v.max(0.0).min(6.0),
+        }
+    }
+}
+
+thread_local! {
+    /// Each thread's copy of a ragged edge of `B` for the kernels that read whole rows, reused across calls
+    /// (taken and put back, as `super::PATCHES`).
+    static EDGE: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// A tile of `C`: where its first value goes, the row stride, how many of the kernel's columns are real,
+/// whether to add the values already there, and the finish to apply (`None` until the last block of `k`).
+struct Tile<'a> {
+    c: *mut f32,
+    ldc: usize,
+    width: usize,
+    accumulate: bool,
+    finish: Option<Finish<'a>>,
+}
+
+/// `dst [m, n] = a × b`, `a` being the rows of the packed matrices `a` one after the other (`m` in all, each of
+/// depth `k`, for one instruction set), `b` being `[k, n]` row-major with rows `rhs_stride` apart and `dst` rows
+/// `dst_stride` apart, `finish` applied to every value. The destination is overwritten (it may hold anything
+/// before). Several matrices make one product of sibling convolutions without a stacked copy of their weights.
+///
+/// # Safety
+/// `b[l * rhs_stride + j]` for `l < k`, `j < n` must be readable, `dst[i * dst_stride + j]` for `i < m`,
+/// `j < n` writable and accessed by nothing else during the call, with `dst_stride >= n`; `finish`'s slices
+/// must hold `m` values.
+pub(crate) unsafe fn multiply(
+    a: &[Packed<'_>],
+    (b, rhs_stride): (*const f32, usize),
+    n: usize,
+    (dst, dst_stride): (*mut f32, usize),
+    finish: Finish<'_>,
+) {
+    let Some(first) = a.first() else { return };
+    let (k, isa) = (first.depth, first.isa);
+    let m: usize = a.iter().map(|part| part.rows).sum();
+    if m == 0 || n == 0 {
+        return;
+    }
+    for part in a {
+        assert!(
+            part.isa == isa && part.depth == k,
+            "stacked matrices of different depths or kernels"
+        );
+        assert!(
+            part.values.len() >= packed_len(isa, part.first + part.rows, k),
+            "packed matrix too short"
+        );
+    }
+    assert!(
+        finish.scale.map_or(true, |s| s.len() >= m) && finish.shift.map_or(true, |s| s.len() >= m),
+        "epilogue shorter than the rows"
+    );
+    if k == 0 {
+        for i in 0..m {
+            for j in 0..n {
+                let v = finish_value(&finish, i, 0.0);
+                // SAFETY: inside the destination, as the caller guarantees.
+                unsafe { *dst.add(i * dst_stride + j) = v };
+            }
+        }
+        return;
+    }
+    let (mr, nr) = (isa.rows(), isa.columns());
+    // Blocks of nearly equal size, so that a depth or width just past a multiple of the block size does not
+    // leave one thin block.
+    let kc = k.div_ceil(k.div_ceil(KC));
+    let nc = n.div_ceil(n.div_ceil(NC)).next_multiple_of(nr);
+    // Blocks of at most `MC` rows of one matrix each: (matrix, its first row, rows, the first row of `dst`).
+    let mut blocks = Vec::new();
+    let mut dst_row = 0;
+    for part in a {
+        for start in (0..part.rows).step_by(MC) {
+            let rows = MC.min(part.rows - start);
+            blocks.push((part, part.first + start, rows, dst_row));
+            dst_row += rows;
+        }
+    }
+    let mut edge = EDGE.take();
+    for jc in (0..n).step_by(nc) {
+        let width = nc.min(n - jc);
+        for pc in (0..k).step_by(kc) {
+            let depth = kc.min(k - pc);
+            let last = pc + depth == k;
+            for &(part, first_row, block_rows, first_dst) in &blocks {
+                for col in (jc..jc + width).step_by(nr) {
+                    let columns = nr.min(n - col);
+                    // SAFETY: row `pc`, column `col` is inside `b`.
+                    let mut panel = (unsafe { b.add(pc * rhs_stride + col) }, rhs_stride);
+                    if columns < nr && !isa.masks_loads() {
+                        // The kernel reads whole rows of `NR` values: a ragged edge is copied out first.
+                        edge.resize(depth * nr, 0.0);
+                        // SAFETY: rows `pc..pc + depth`, columns `col..n` are inside `b`.
+                        unsafe { copy_edge(panel, depth, columns, nr, &mut edge) };
+                        panel = (edge.as_ptr(), nr);
+                    }
+                    // Tiles of the rows of one panel each (a slice of rows may start inside a panel).
+                    let mut done = 0;
+                    while done < block_rows {
+                        let row = first_row + done;
+                        let rows = (mr - row % mr).min(block_rows - done);
+                        let a_panel = &part.values[row / mr * mr * k + pc * mr + row % mr..]
+                            [..(depth - 1) * mr + rows];
+                        let i = first_dst + done;
+                        let tile = Tile {
+                            // SAFETY: row `i`, column `col` is inside the destination.
+                            c: unsafe { dst.add(i * dst_stride + col) },
+                            ldc: dst_stride,
+                            width: columns,
+                            accumulate: pc > 0,
+                            finish: last.then(|| finish.from_row(i)),
+                        };
+                        // SAFETY: `a_panel` holds `depth` steps of `mr` values, the last `rows`; `panel` has
+                        // `depth` rows of `columns` readable values (`nr` once copied); the tile is inside the
+                        // destination.
+                        unsafe { kernel(isa, rows, depth, a_panel.as_ptr(), panel, &tile) };
+                        done += rows;
+                    }
+                }
+            }
+        }
+    }
+    EDGE.set(edge);
+}
+
+/// Rows `first..first + count` of the rows of `parts` one after the other.
+pub(crate) fn slice_rows<'a>(parts: &[Packed<'a>], first: usize, count: usize) -> Vec<Packed<'a>> {
+    let mut skip = first;
+    let mut left = count;
+    let mut sliced = Vec::new();
+    for part in parts {
+        if left == 0 {
+            break;
+        }
+        if skip >= part.rows {
+            skip -= part.rows;
+            continue;
+        }
+        let take = left.min(part.rows - skip);
+        sliced.push(part.slice_rows(skip, take));
+        skip = 0;
+        left -= take;
+    }
+    assert_eq!(left, 0, "rows past the stacked matrices");
+    sliced
+}
+
+/// `finish` applied to row `i`'s value `v`.
+fn finish_value(finish: &Finish<'_>, i: usize, v: f32) -> f32 {
+    let scale = finish.scale.map_or(1.0, |s| s[i]);
+    let shift = finish.shift.map_or(0.0, |s| s[i]);
+    finish.activation.apply(v * scale + shift)
+}
+
+/// Copies `depth` rows of `columns` values of `b` (rows `b.1` apart) into `edge` as rows of `nr`, padded
+/// with zeros.
+///
+/// # Safety
+/// `b.0[l * b.1 + j]` must be readable for `l < depth`, `j < columns`.
+unsafe fn copy_edge(
+    b: (*const f32, usize),
+    depth: usize,
+    columns: usize,
+    nr: usize,
+    edge: &mut [f32],
+) {
+    for (l, row) in edge.chunks_exact_mut(nr).take(depth).enumerate() {
+        // SAFETY: row `l`'s first `columns` values are inside `b`.
+        let src = unsafe { std::slice::from_raw_parts(b.0.add(l * b.1), columns) };
+        row[..columns].copy_from_slice(src);
+        row[columns..].fill(0.0);
+    }
+}
+
+/// Runs `isa`'s kernel for a tile of `rows` rows (at most `MR`).
+///
+/// # Safety
+/// As [`multiply`]: `a` holds `depth × MR` values; `b` has `depth` rows, `b.1` apart, of `NR` readable values
+/// (of `tile.width` for a kernel that masks its loads); the tile is inside the destination.
+unsafe fn kernel(
+    isa: Isa,
+    rows: usize,
+    depth: usize,
+    a: *const f32,
+    b: (*const f32, usize),
+    tile: &Tile<'_>,
+) {
+    macro_rules! by_rows {
+        ($kernel:ident, $($r:literal)*) => {
+            match rows {
+                $($r => $kernel::<$r>(depth, a, b, tile),)*
+                _ => unreachable!("{rows} rows in a tile"),
+            }
+        };
+    }
+    // SAFETY: each ISA's kernel is only chosen on a CPU that has it (`Isa::available`); the rest is the
+    // caller's contract.
+    unsafe {
+        match isa {
+            Isa::Portable => by_rows!(kernel_portable, 1 2 3 4),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => by_rows!(kernel_avx2, 1 2 3 4 5 6),
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            Isa::Avx512 => by_rows!(kernel_avx512, 1 2 3 4 5 6 7 8 9 10 11 12),
+        }
+    }
+}
+
+/// Stores a tile computed into `acc` (`R` rows of `N` values) through `tile`: the values to the left of
+/// `tile.width`, added to what is there when accumulating, finished when it is the last block. The AVX2 and
+/// portable kernels store this way; the AVX-512 one stores from its registers with masks.
+///
+/// # Safety
+/// The tile's `R` rows of `tile.width` values are inside the destination.
+unsafe fn store_tile<const R: usize, const N: usize>(acc: &[[f32; N]; R], tile: &Tile<'_>) {
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: the caller's contract.
+        let dst = unsafe { std::slice::from_raw_parts_mut(tile.c.add(i * tile.ldc), tile.width) };
+        for (d, &v) in dst.iter_mut().zip(row) {
+            let v = if tile.accumulate { *d + v } else { v };
+            *d = match &tile.finish {
+                Some(finish) => finish_value(finish, i, v),
+                None => v,
+            };
+        }
+    }
+}
+
+/// The portable kernel: `R × 16`, plain loops over arrays, which the compiler turns into vector code for the
+/// baseline target.
+///
+/// # Safety
+/// As [`kernel`].
+unsafe fn kernel_portable<const R: usize>(
+    depth: usize,
+    a: *const f32,
+    (b, ldb): (*const f32, usize),
+    tile: &Tile<'_>,
+) {
+    const MR: usize = Isa::Portable.rows();
+    const NR: usize = Isa::Portable.columns();
+    let mut acc = [[0f32; NR]; R];
+    // SAFETY: `a` holds `depth` steps of `MR` values.
+    let a = unsafe { std::slice::from_raw_parts(a, depth * MR) };
+    for (l, a) in a.chunks_exact(MR).enumerate() {
+        // SAFETY: row `l` of `b` has `NR` readable values.
+        let b = unsafe { &*(b.add(l * ldb) as *const [f32; NR]) };
+        for (row, &a) in acc.iter_mut().zip(a) {
+            for (c, &b) in row.iter_mut().zip(b) {
+                *c += a * b;
+            }
+        }
+    }
+    // SAFETY: the caller's contract.
+    unsafe { store_tile(&acc, tile) };
+}
+
+/// The AVX2 kernel: `R × 16`, two 8-lane accumulators per row.
+///
+/// # Safety
+/// As [`kernel`], on a CPU with AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kernel_avx2<const R: usize>(
+    depth: usize,
+    a: *const f32,
+    (b, ldb): (*const f32, usize),
+    tile: &Tile<'_>,
+) {
+    use std::arch::x86_64::*;
+    const MR: usize = 6;
+    const NR: usize = 16;
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    // SAFETY: `a` holds `depth` steps of `MR` values, each of `b`'s `depth` rows `NR` values.
+    unsafe {
+        for l in 0..depth {
+            let b0 = _mm256_loadu_ps(b.add(l * ldb));
+            let b1 = _mm256_loadu_ps(b.add(l * ldb + 8));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let a = _mm256_broadcast_ss(&*a.add(l * MR + r));
+                acc[0] = _mm256_fmadd_ps(a, b0, acc[0]);
+                acc[1] = _mm256_fmadd_ps(a, b1, acc[1]);
+            }
+        }
+    }
+    let mut values = [[0f32; NR]; R];
+    for (row, acc) in values.iter_mut().zip(&acc) {
+        // SAFETY: `row` holds 16 values.
+        unsafe {
+            _mm256_storeu_ps(row.as_mut_ptr(), acc[0]);
+            _mm256_storeu_ps(row.as_mut_ptr().add(8), acc[1]);
+        }
+    }
+    // SAFETY: the caller's contract.
+    unsafe { store_tile(&values, tile) };
+}
+
+/// The AVX-512 kernel: `R × 32`, two 16-lane accumulators per row, stored with masks for a tile narrower
+/// than 32 and finished in registers.
+///
+/// # Safety
+/// As [`kernel`], on a CPU with AVX-512F.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel_avx512<const R: usize>(
+    depth: usize,
+    a: *const f32,
+    (b, ldb): (*const f32, usize),
+    tile: &Tile<'_>,
+) {
+    use std::arch::x86_64::*;
+    const MR: usize = 12;
+    const NR: usize = 32;
+    let width = tile.width.min(NR) as u32;
+    let mask = (((1u64 << width) - 1) & 0xffff_ffff) as u32;
+    let masks = [mask as u16, (mask >> 16) as u16];
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    // SAFETY: `a` holds `depth` steps of `MR` values, each of `b`'s `depth` rows `tile.width` values (the
+    // masked loads read no others); a prefetch reads nothing.
+    unsafe {
+        for l in 0..depth {
+            _mm_prefetch::<_MM_HINT_T0>(a.add(l * MR + PREFETCH_A) as *const i8);
+            let b0 = _mm512_maskz_loadu_ps(masks[0], b.add(l * ldb));
+            let b1 = _mm512_maskz_loadu_ps(masks[1], b.add(l * ldb + 16));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let a = _mm512_set1_ps(*a.add(l * MR + r));
+                acc[0] = _mm512_fmadd_ps(a, b0, acc[0]);
+                acc[1] = _mm512_fmadd_ps(a, b1, acc[1]);
+            }
+        }
+    }
+    let zero = _mm512_setzero_ps();
+    let six = _mm512_set1_ps(6.0);
+    for (i, acc) in acc.iter().enumerate() {
+        for (half, (&v, &mask)) in acc.iter().zip(&masks).enumerate() {
+            // SAFETY: the masked lanes are the tile's columns, inside the destination.
+            unsafe {
+                let dst = tile.c.add(i * tile.ldc + half * 16);
+                let mut v = v;
+                if tile.accumulate {
+                    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, dst));
+                }
+                if let Some(finish) = &tile.finish {
+                    let scale = finish.scale.map_or(1.0, |s| s[i]);
+                    let shift = finish.shift.map_or(0.0, |s| s[i]);
+                    v = _mm512_add_ps(
+                        _mm512_mul_ps(v, _mm512_set1_ps(scale)),
+                        _mm512_set1_ps(shift),
+                    );
+                    // `max(v, 0)` returns its second operand, 0, for a NaN `v`, as `f32::max` does.
+                    match finish.activation {
+                        Clamp::None => {}
+                        Clamp::Relu => v = _mm512_max_ps(v, zero),
+                        Clamp::Relu6 => v = _mm512_min_ps(_mm512_max_ps(v, zero), six),
+                    }
+                }
+                _mm512_mask_storeu_ps(dst, mask, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        crate::cpu::tests::values(len, seed)
+    }
+
+    /// `a [m, k] × b [k, n]` in `f64`, then the finish.
+    fn reference(
+        a: &[f32],
+        b: &[f32],
+        (m, k, n): (usize, usize, usize),
+        finish: &Finish<'_>,
+    ) -> Vec<f32> {
+        let mut c = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let sum: f64 = (0..k)
+                    .map(|l| a[i * k + l] as f64 * b[l * n + j] as f64)
+                    .sum();
+                c[i * n + j] = finish_value(finish, i, sum as f32);
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn every_kernel_matches_the_definition_on_ragged_and_blocked_shapes() {
+        // Shapes around the tiles (1, MR ± 1 rows; 1, NR ± 1 columns), past one block of k (KC = 256) and
+        // of n (NC = 256), and past MC rows.
+        let shapes = [
+            (1, 1, 1),
+            (5, 3, 17),
+            (12, 256, 32),
+            (13, 257, 33),
+            (7, 600, 31),
+            (25, 64, 290),
+            (400, 20, 40),
+            (6, 0, 9),
+        ];
+        for isa in Isa::available() {
+            for (case, &(m, k, n)) in shapes.iter().enumerate() {
+                let a = values(m * k, case as u32);
+                let b = values(k * n, 50 + case as u32);
+                let scale = values(m, 7);
+                let shift = values(m, 8);
+                for clamp in [Clamp::None, Clamp::Relu, Clamp::Relu6] {
+                    let finish = Finish {
+                        scale: Some(&scale),
+                        shift: Some(&shift),
+                        activation: clamp,
+                    };
+                    for finish in [finish, Finish::NONE] {
+                        let expected = reference(&a, &b, (m, k, n), &finish);
+                        let packed = pack(isa, &a, m, k);
+                        // A destination wider than the product, filled with NaN: every value must be
+                        // written, and nothing beyond the product's columns.
+                        let stride = n + 3;
+                        let mut got = vec![f32::NAN; m * stride];
+                        let a_packed = Packed::new(isa, &packed, m, k);
+                        // SAFETY: `b` holds `k × n` values, `got` `m` rows of `stride >= n`.
+                        unsafe {
+                            multiply(
+                                &[a_packed],
+                                (b.as_ptr(), n),
+                                n,
+                                (got.as_mut_ptr(), stride),
+                                finish,
+                            )
+                        };
+                        for i in 0..m {
+                            for j in 0..stride {
+                                let g = got[i * stride + j];
+                                if j >= n {
+                                    assert!(
+                                        g.is_nan(),
+                                        "{isa:?} {m}x{k}x{n}: wrote past the columns"
+                                    );
+                                    continue;
+                                }
+                                let e = expected[i * n + j];
+                                assert!(
+                                    (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                                    "{isa:?} {m}x{k}x{n} {clamp:?} ({i}, {j}): {g}, expected {e}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stacked_and_sliced_matrices_multiply_as_their_rows() {
+        for isa in Isa::available() {
+            // Two matrices of one depth, stacked, then a slice that starts inside a panel of the first and
+            // ends inside the second.
+            let (m1, m2, k, n) = (2 * isa.rows() + 3, isa.rows() + 2, 40, 37);
+            let a = values((m1 + m2) * k, 1);
+            let b = values(k * n, 2);
+            let packed1 = pack(isa, &a[..m1 * k], m1, k);
+            let packed2 = pack(isa, &a[m1 * k..], m2, k);
+            let stack = [
+                Packed::new(isa, &packed1, m1, k),
+                Packed::new(isa, &packed2, m2, k),
+            ];
+            let (first, count) = (3, m1 + m2 - 5);
+            let sliced = slice_rows(&stack, first, count);
+            assert_eq!(sliced.len(), 2);
+            let shift = values(count, 3);
+            let finish = Finish {
+                scale: None,
+                shift: Some(&shift),
+                activation: Clamp::None,
+            };
+            let mut got = vec![0f32; count * n];
+            // SAFETY: `b` holds `k × n` values, `got` `count` rows of `n`.
+            unsafe { multiply(&sliced, (b.as_ptr(), n), n, (got.as_mut_ptr(), n), finish) };
+            let expected = reference(&a[first * k..], &b, (count, k, n), &finish);
+            for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+                assert!(
+                    (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "{isa:?} {i}: {g} vs {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn relu_turns_nan_to_zero_as_the_elementwise_kernels_do() {
+        for isa in Isa::available() {
+            let a = [f32::NAN, 1.0];
+            let b = [1.0f32; 2];
+            let packed = pack(isa, &a, 2, 1);
+            let mut got = [7f32; 2];
+            let finish = Finish {
+                scale: None,
+                shift: None,
+                activation: Clamp::Relu,
+            };
+            let a_packed = Packed::new(isa, &packed, 2, 1);
+            // SAFETY: `b` is 1 × 1, `got` 2 × 1.
+            unsafe {
+                multiply(
+                    &[a_packed],
+                    (b.as_ptr(), 1),
+                    1,
+                    (got.as_mut_ptr(), 1),
+                    finish,
+                )
+            };
+            assert_eq!(got, [0.0, 1.0], "{isa:?}");
+        }
+    }
+}

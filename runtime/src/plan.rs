@@ -145,10 +145,11 @@ impl Plan {
             crate::memory::retain_freed_memory();
         }
         let run = || {
-            let op = network.describe();
-            match in_micro_batches_with(self.options, xs, |x| self.eval(&op, x))? {
+            // Each image thread describes the network for itself (a description is not `Sync`; the network is).
+            let each = |x: &Tensor| self.eval(&network.describe(), x);
+            match in_micro_batches_with(self.options, xs, each)? {
                 Some(ys) => Ok(Some(ys)),
-                None => self.eval(&op, xs).map(Some),
+                None => self.eval(&network.describe(), xs).map(Some),
             }
         };
         if rayon::current_num_threads() > 1 {

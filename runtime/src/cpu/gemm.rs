@@ -184,7 +184,7 @@ impl<'a> Finish<'a> {
         activation: Clamp::None,
     };
 
-    fn from_row(&self, first: usize) -> Finish<'a> {
+    fn rows_from(&self, first: usize) -> Finish<'a> {
         Finish {
             scale: self.scale.map(|s| &s[first..]),
             shift: self.shift.map(|s| &s[first..]),
@@ -200,7 +200,7 @@ pub(crate) enum Clamp {
     None,
     /// `max(v, 0)`, NaN becoming 0 as with [`f32::max`] (the element-wise kernels' ReLU).
     Relu,
-    /// `min(max(v, 0), 6)`.
+    /// `v` limited to `0..=6`, NaN staying NaN (the element-wise kernels' ReLU6, candle's clamp).
     Relu6,
 }
 
@@ -219,7 +219,14 @@ impl Clamp {
         match self {
             Clamp::None => v,
             Clamp::Relu => v.max(0.0),
-            Clamp::Relu6 => v.max(0.0).min(6.0),
+            Clamp::Relu6 => {
+                let v = if v < 0.0 { 0.0 } else { v };
+                if v > 6.0 {
+                    6.0
+                } else {
+                    v
+                }
+            }
         }
     }
 }
@@ -273,7 +280,9 @@ pub(crate) unsafe fn multiply(
         );
     }
     assert!(
-        finish.scale.map_or(true, |s| s.len() >= m) && finish.shift.map_or(true, |s| s.len() >= m),
+        [finish.scale, finish.shift]
+            .iter()
+            .all(|values| values.map_or(m, <[f32]>::len) >= m),
         "epilogue shorter than the rows"
     );
     if k == 0 {
@@ -333,7 +342,7 @@ pub(crate) unsafe fn multiply(
                             ldc: dst_stride,
                             width: columns,
                             accumulate: pc > 0,
-                            finish: last.then(|| finish.from_row(i)),
+                            finish: last.then(|| finish.rows_from(i)),
                         };
                         // SAFETY: `a_panel` holds `depth` steps of `mr` values, the last `rows`; `panel` has
                         // `depth` rows of `columns` readable values (`nr` once copied); the tile is inside the
@@ -572,11 +581,12 @@ unsafe fn kernel_avx512<const R: usize>(
                         _mm512_mul_ps(v, _mm512_set1_ps(scale)),
                         _mm512_set1_ps(shift),
                     );
-                    // `max(v, 0)` returns its second operand, 0, for a NaN `v`, as `f32::max` does.
+                    // `max` and `min` return their second operand when either is NaN: ReLU's NaN becomes 0
+                    // (as with `f32::max`), ReLU6's stays NaN (as with candle's clamp).
                     match finish.activation {
                         Clamp::None => {}
                         Clamp::Relu => v = _mm512_max_ps(v, zero),
-                        Clamp::Relu6 => v = _mm512_min_ps(_mm512_max_ps(v, zero), six),
+                        Clamp::Relu6 => v = _mm512_min_ps(six, _mm512_max_ps(zero, v)),
                     }
                 }
                 _mm512_mask_storeu_ps(dst, mask, v);
@@ -716,7 +726,7 @@ mod tests {
     }
 
     #[test]
-    fn relu_turns_nan_to_zero_as_the_elementwise_kernels_do() {
+    fn relu_turns_nan_to_zero_and_relu6_keeps_it_as_the_elementwise_kernels_do() {
         for isa in Isa::available() {
             let a = [f32::NAN, 1.0];
             let b = [1.0f32; 2];
@@ -739,6 +749,21 @@ mod tests {
                 )
             };
             assert_eq!(got, [0.0, 1.0], "{isa:?}");
+            let finish = Finish {
+                activation: Clamp::Relu6,
+                ..finish
+            };
+            // SAFETY: as above.
+            unsafe {
+                multiply(
+                    &[a_packed],
+                    (b.as_ptr(), 1),
+                    1,
+                    (got.as_mut_ptr(), 1),
+                    finish,
+                )
+            };
+            assert!(got[0].is_nan() && got[1] == 1.0, "{isa:?}: {got:?}");
         }
     }
 }

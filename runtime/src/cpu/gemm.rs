@@ -426,6 +426,12 @@ unsafe fn kernel(
                 _ => unreachable!("{rows} rows in a tile"),
             }
         };
+        ($kernel:ident::<_, $v:literal>, $($r:literal)*) => {
+            match rows {
+                $($r => $kernel::<$r, $v>(depth, a, b, tile),)*
+                _ => unreachable!("{rows} rows in a tile"),
+            }
+        };
     }
     // SAFETY: each ISA's kernel is only chosen on a CPU that has it (`Isa::available`); the rest is the
     // caller's contract.
@@ -435,7 +441,12 @@ unsafe fn kernel(
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => by_rows!(kernel_avx2, 1 2 3 4 5 6),
             #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-            Isa::Avx512 => by_rows!(kernel_avx512, 1 2 3 4 5 6 7 8 9 10 11 12),
+            // A ragged edge of at most 16 columns takes one vector a row: half the work of two.
+            Isa::Avx512 if tile.width <= 16 => {
+                by_rows!(kernel_avx512::<_, 1>, 1 2 3 4 5 6 7 8 9 10 11 12)
+            }
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            Isa::Avx512 => by_rows!(kernel_avx512::<_, 2>, 1 2 3 4 5 6 7 8 9 10 11 12),
         }
     }
 }
@@ -529,14 +540,14 @@ unsafe fn kernel_avx2<const R: usize>(
     unsafe { store_tile(&values, tile) };
 }
 
-/// The AVX-512 kernel: `R × 32`, two 16-lane accumulators per row, stored with masks for a tile narrower
-/// than 32 and finished in registers.
+/// The AVX-512 kernel: `R × 16V`, `V` 16-lane accumulators per row (two, or one for a ragged edge of at most
+/// 16 columns), stored with masks for a tile narrower than that and finished in registers.
 ///
 /// # Safety
 /// As [`kernel`], on a CPU with AVX-512F.
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel_avx512<const R: usize>(
+unsafe fn kernel_avx512<const R: usize, const V: usize>(
     depth: usize,
     a: *const f32,
     (b, ldb): (*const f32, usize),
@@ -544,22 +555,24 @@ unsafe fn kernel_avx512<const R: usize>(
 ) {
     use std::arch::x86_64::*;
     const MR: usize = 12;
-    const NR: usize = 32;
-    let width = tile.width.min(NR) as u32;
+    let width = tile.width.min(16 * V) as u32;
     let mask = (((1u64 << width) - 1) & 0xffff_ffff) as u32;
     let masks = [mask as u16, (mask >> 16) as u16];
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    let mut acc = [[_mm512_setzero_ps(); V]; R];
     // SAFETY: `a` holds `depth` steps of `MR` values, each of `b`'s `depth` rows `tile.width` values (the
     // masked loads read no others); a prefetch reads nothing.
     unsafe {
         for l in 0..depth {
             _mm_prefetch::<_MM_HINT_T0>(a.add(l * MR + PREFETCH_A) as *const i8);
-            let b0 = _mm512_maskz_loadu_ps(masks[0], b.add(l * ldb));
-            let b1 = _mm512_maskz_loadu_ps(masks[1], b.add(l * ldb + 16));
+            let mut bv = [_mm512_setzero_ps(); V];
+            for (v, bv) in bv.iter_mut().enumerate() {
+                *bv = _mm512_maskz_loadu_ps(masks[v], b.add(l * ldb + 16 * v));
+            }
             for (r, acc) in acc.iter_mut().enumerate() {
                 let a = _mm512_set1_ps(*a.add(l * MR + r));
-                acc[0] = _mm512_fmadd_ps(a, b0, acc[0]);
-                acc[1] = _mm512_fmadd_ps(a, b1, acc[1]);
+                for (acc, &bv) in acc.iter_mut().zip(&bv) {
+                    *acc = _mm512_fmadd_ps(a, bv, *acc);
+                }
             }
         }
     }

@@ -97,6 +97,7 @@ impl Epilogue {
         let finish = gemm::Finish {
             scale: self.scale.as_deref().map(|s| &s[first..]),
             shift: self.shift.as_deref().map(|s| &s[first..]),
+            residual: None,
             activation: clamp,
         };
         (finish, rest.then_some(self.activation))
@@ -201,6 +202,39 @@ pub(crate) unsafe fn written(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     unsafe { &mut *(values as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
+/// Where part of a convolution's output goes, and the residual values to add to it (a residual connection's
+/// other branch, laid out as the output is), if any.
+struct Dst<'a> {
+    values: &'a mut [MaybeUninit<f32>],
+    residual: Option<&'a [f32]>,
+}
+
+impl<'a> Dst<'a> {
+    /// Consecutive parts of `len` values, one after the other.
+    fn chunks(self, len: usize) -> impl Iterator<Item = Dst<'a>> {
+        let residual = self.residual;
+        self.values
+            .chunks_mut(len)
+            .enumerate()
+            .map(move |(i, values)| Dst {
+                values,
+                residual: residual.map(|r| &r[i * len..]),
+            })
+    }
+
+    /// [`Dst::chunks`], for rayon's threads.
+    fn par_chunks(self, len: usize) -> impl IndexedParallelIterator<Item = Dst<'a>> {
+        let residual = self.residual;
+        self.values
+            .par_chunks_mut(len)
+            .enumerate()
+            .map(move |(i, values)| Dst {
+                values,
+                residual: residual.map(|r| &r[i * len..]),
+            })
+    }
+}
+
 thread_local! {
     /// Each thread's patch-matrix buffer, reused across calls so large convolutions do not allocate per image.
     /// A user takes it out and puts it back rather than borrowing it: while a convolution waits for its rayon
@@ -211,7 +245,9 @@ thread_local! {
 
 /// Convolves `batch` images. `x` holds image `n` at `x[n * image_stride..]` as a contiguous `[c_in, h, w]`
 /// block; `weight` is the kernel as [`pack_weights`] packed it for this geometry. Returns the contiguous
-/// `[batch, c_out, oh, ow]` output with `epilogue` applied.
+/// `[batch, c_out, oh, ow]` output with `epilogue` applied, `residual` (laid out as the output) added before
+/// the epilogue's activation: `activation(scale * conv + shift + residual)`, a residual connection's sum and
+/// the activation after it in the convolution's own pass.
 pub(crate) fn conv2d(
     x: &[f32],
     batch: usize,
@@ -219,9 +255,14 @@ pub(crate) fn conv2d(
     weight: PackedWeights<'_>,
     geometry: &ConvGeometry,
     epilogue: &Epilogue,
+    residual: Option<&[f32]>,
 ) -> Vec<f32> {
     let g = geometry;
     let image_out = g.c_out * g.columns();
+    assert!(
+        residual.iter().all(|r| r.len() == batch * image_out),
+        "residual of another shape than the output"
+    );
     let mut out = Fresh::new(batch * image_out);
     if image_out == 0 {
         // SAFETY: there is no value to write.
@@ -229,14 +270,17 @@ pub(crate) fn conv2d(
     }
     let threads = rayon::current_num_threads();
     let image = |n: usize| &x[n * image_stride..n * image_stride + g.c_in * g.h * g.w];
+    let dst = Dst {
+        values: out.values(),
+        residual,
+    };
     if batch >= threads || threads == 1 {
         // Enough images to keep every thread busy: one image per task, each product single-threaded.
-        out.values()
-            .par_chunks_mut(image_out)
+        dst.par_chunks(image_out)
             .enumerate()
             .for_each(|(n, dst)| conv_image(image(n), weight, g, epilogue, dst, false));
     } else {
-        for (n, dst) in out.values().chunks_mut(image_out).enumerate() {
+        for (n, dst) in dst.chunks(image_out).enumerate() {
             conv_image(image(n), weight, g, epilogue, dst, true);
         }
     }
@@ -252,7 +296,7 @@ fn conv_image(
     weight: PackedWeights<'_>,
     g: &ConvGeometry,
     epilogue: &Epilogue,
-    dst: &mut [MaybeUninit<f32>],
+    dst: Dst<'_>,
     parallel: bool,
 ) {
     let group_out = g.out_per_group() * g.columns();
@@ -265,12 +309,12 @@ fn conv_image(
         // A group per task, each product single-threaded: splitting every group instead costs a fork and join
         // per group, more than a small group's product (ResNeXt-50's 32-group convolutions ran 1.7x and 3.8x
         // slower on two threads than on one that way, with the second core busy).
-        dst.par_chunks_mut(group_out)
+        dst.par_chunks(group_out)
             .enumerate()
             .for_each(|(group, dst_g)| conv_group(x, weight, g, epilogue, group, dst_g, false));
         return;
     }
-    for (group, dst_g) in dst.chunks_mut(group_out).enumerate() {
+    for (group, dst_g) in dst.chunks(group_out).enumerate() {
         conv_group(x, weight, g, epilogue, group, dst_g, parallel);
     }
 }
@@ -284,7 +328,7 @@ fn conv_group(
     g: &ConvGeometry,
     epilogue: &Epilogue,
     group: usize,
-    dst_g: &mut [MaybeUninit<f32>],
+    dst_g: Dst<'_>,
     parallel: bool,
 ) {
     let (depth, columns, out_g, in_g) =
@@ -321,7 +365,7 @@ fn conv_group(
         );
         return;
     }
-    let multiply = |patches: &[f32], dst_g: &mut [MaybeUninit<f32>]| {
+    let multiply = |patches: &[f32], dst_g: Dst<'_>| {
         if !parallel {
             product_rows(&w_g, patches, columns, dst_g, epilogue, first_channel);
             return;
@@ -334,10 +378,10 @@ fn conv_group(
             .min(out_g)
             .max(1);
         dst_g
-            .par_chunks_mut(rows * columns)
+            .par_chunks(rows * columns)
             .enumerate()
             .for_each(|(i, dst_rows)| {
-                let m = dst_rows.len() / columns;
+                let m = dst_rows.values.len() / columns;
                 let w_rows = gemm::slice_rows(&w_g, i * rows, m);
                 product_rows(
                     &w_rows,
@@ -367,17 +411,22 @@ fn product_rows(
     w: &[gemm::Packed<'_>],
     patches: &[f32],
     columns: usize,
-    dst: &mut [MaybeUninit<f32>],
+    dst: Dst<'_>,
     epilogue: &Epilogue,
     first: usize,
 ) {
     let rows: usize = w.iter().map(|part| part.rows).sum();
     let depth = w.first().map_or(0, |part| part.depth);
+    let Dst {
+        values: dst,
+        residual,
+    } = dst;
     assert!(
         patches.len() >= depth * columns && dst.len() >= rows * columns,
         "product operands too short"
     );
-    let (finish, rest) = epilogue.finish(first);
+    let (mut finish, rest) = epilogue.finish(first);
+    finish.residual = residual;
     // SAFETY: `patches` holds `depth` rows of `columns` values and `dst` `rows` rows (asserted above); `dst` is
     // borrowed mutably, so nothing else reads or writes it.
     unsafe {
@@ -465,16 +514,17 @@ fn conv_group_by_columns(
     g: &ConvGeometry,
     epilogue: &Epilogue,
     first_channel: usize,
-    dst_g: &mut [MaybeUninit<f32>],
+    dst_g: Dst<'_>,
     block: usize,
     parallel: bool,
 ) {
     let (depth, columns, out_g) = (g.depth(), g.columns(), g.out_per_group());
-    assert!(dst_g.len() >= out_g * columns, "output too short");
+    assert!(dst_g.values.len() >= out_g * columns, "output too short");
     let out = OutputRows {
-        ptr: dst_g.as_mut_ptr().cast::<f32>(),
+        ptr: dst_g.values.as_mut_ptr().cast::<f32>(),
         columns,
     };
+    let residual = dst_g.residual;
     let one_block = |first: usize| {
         let width = block.min(columns - first);
         let mut patches = PATCHES.take();
@@ -489,7 +539,9 @@ fn conv_group_by_columns(
             depth == 0 || rhs.len() >= (depth - 1) * rhs_stride + width,
             "patches too short"
         );
-        let (finish, rest) = epilogue.finish(first_channel);
+        let (mut finish, rest) = epilogue.finish(first_channel);
+        // Laid out as the output rows, from this block's first column.
+        finish.residual = residual.map(|r| &r[first..]);
         // SAFETY: `rhs` holds `depth` rows of `width` values `rhs_stride` apart (asserted above); columns
         // `first..first + width` of the `out_g` rows are inside `dst_g` (asserted above), and each block's
         // columns are written by that block's call alone.
@@ -1019,7 +1071,10 @@ mod tests {
                     let packed = pack_weights(isa, &weight, &g);
                     let parts = [(&packed[..], c_out)];
                     let packed = PackedWeights { isa, parts: &parts };
-                    let run = || conv2d(&x, batch, c_in * h * w, packed, &g, &epilogue);
+                    // With an epilogue, a residual too (added before the activation).
+                    let residual = values(expected.len(), 9);
+                    let residual = epilogue.scale.is_some().then_some(&residual[..]);
+                    let run = || conv2d(&x, batch, c_in * h * w, packed, &g, &epilogue, residual);
                     let got = one.install(run);
                     assert_eq!(got.len(), expected.len(), "case {case}");
                     let plane = out.0 * out.1;
@@ -1034,7 +1089,9 @@ mod tests {
                         let e = match &epilogue.scale {
                             None => e,
                             Some(scale) => {
-                                let v = e * scale[c] + epilogue.shift.as_ref().unwrap()[c];
+                                let v = e * scale[c]
+                                    + epilogue.shift.as_ref().unwrap()[c]
+                                    + residual.unwrap()[i];
                                 match epilogue.activation {
                                     Activation::Relu => v.max(0.0),
                                     // SiLU, applied after the product rather than by it.

@@ -236,7 +236,58 @@ pub(crate) fn conv_on_cpu(
     }
     let isa = cpu::Isa::detect();
     let packed = packed_weights(conv, isa, &geometry)?;
-    run_packed(x, &[(&packed, geometry.c_out)], isa, &geometry, &epilogue)
+    run_packed(
+        x,
+        &[(&packed, geometry.c_out)],
+        isa,
+        &geometry,
+        &epilogue,
+        None,
+    )
+}
+
+/// `activation(bn(conv(x)) + residual)` in the convolution's own pass (a residual block's last convolution,
+/// the sum with its shortcut and the ReLU after it), when the CPU kernels run `conv` by the matrix product
+/// with `options`; `None` otherwise (training, other devices or dtypes, a gradient wanted, the layer taken by
+/// Winograd or the depthwise kernel, `residual` not of the output's shape, or the optimisations off), and the
+/// caller computes the sum as usual.
+pub(crate) fn conv_bn_add_act(
+    options: Optimizations,
+    x: &Tensor,
+    conv: &Conv2d,
+    bn: Option<&BatchNorm>,
+    residual: &Tensor,
+    activation: Activation,
+) -> Result<Option<Tensor>> {
+    let folds =
+        matches!(activation, Activation::Identity | Activation::Relu) || options.fuse_activations;
+    let enabled =
+        options.conv_kernel && options.fold_batch_norm && options.elementwise_kernels && folds;
+    if !enabled || !conv_kernels_apply(x, conv, bn) || !cpu_kernels_apply(residual) {
+        return Ok(None);
+    }
+    let geometry = conv_geometry(x, conv)?;
+    let winograd = options.winograd
+        && matches!(activation, Activation::Identity | Activation::Relu)
+        && crate::winograd::choose(&geometry).is_some();
+    let depthwise = options.depthwise_kernel && cpu::depthwise::applies(&geometry);
+    let (oh, ow) = geometry.out;
+    let shape = [x.dim(0)?, geometry.c_out, oh, ow];
+    if winograd || depthwise || residual.dims() != shape {
+        return Ok(None);
+    }
+    let epilogue = epilogue(conv, bn, activation, geometry.c_out)?;
+    let isa = cpu::Isa::detect();
+    let packed = packed_weights(conv, isa, &geometry)?;
+    run_packed(
+        x,
+        &[(&packed, geometry.c_out)],
+        isa,
+        &geometry,
+        &epilogue,
+        Some(residual),
+    )
+    .map(Some)
 }
 
 /// `conv`'s weights packed for the matrix product kernels of `isa` ([`cpu::pack_weights`]), as the layer
@@ -275,19 +326,34 @@ pub(crate) fn conv_geometry(x: &Tensor, conv: &Conv2d) -> Result<ConvGeometry> {
 
 /// Runs the CPU convolution kernel on the NCHW batch `x` with the weights [`cpu::pack_weights`] packed for
 /// `isa`, in parts that each give their count of output channels ([`cpu::PackedWeights`]), and returns the
-/// `[n, c_out, oh, ow]` result.
+/// `[n, c_out, oh, ow]` result; `residual`, of that shape, is added before the epilogue's activation.
 fn run_packed(
     x: &Tensor,
     parts: &[(&[f32], usize)],
     isa: cpu::Isa,
     geometry: &ConvGeometry,
     epilogue: &Epilogue,
+    residual: Option<&Tensor>,
 ) -> Result<Tensor> {
     let n = x.dim(0)?;
     let weight = cpu::PackedWeights { isa, parts };
-    let out = with_images(x, |images, image_stride| {
-        cpu::conv2d(images, n, image_stride, weight, geometry, epilogue)
-    })?;
+    let conv = |residual: Option<&[f32]>| {
+        with_images(x, |images, image_stride| {
+            cpu::conv2d(
+                images,
+                n,
+                image_stride,
+                weight,
+                geometry,
+                epilogue,
+                residual,
+            )
+        })
+    };
+    let out = match residual {
+        Some(residual) => with_f32(residual, |r| conv(Some(r)))??,
+        None => conv(None)?,
+    };
     let (oh, ow) = geometry.out;
     Ok(cpu_tensor(out, (n, geometry.c_out, oh, ow)))
 }
@@ -755,7 +821,7 @@ pub(crate) fn sibling_heads_with(
         .zip(&widths)
         .map(|(p, &width)| (p.as_slice(), width))
         .collect();
-    let out = run_packed(x, &parts, isa, &geometry, &epilogue)?;
+    let out = run_packed(x, &parts, isa, &geometry, &epilogue, None)?;
     let mut start = 0;
     for ((i, _), width) in chosen.iter().zip(widths) {
         outputs[*i] = Some(out.narrow(1, start, width)?);

@@ -16,8 +16,9 @@ use candle_core::{Module, Result, Tensor};
 
 use crate::cpu::Activation;
 use crate::fused::{
-    activation_with, batch_norm_with, conv_bn_act_with, cpu_kernels_apply, in_micro_batches_with,
-    linear_with, product_with, sibling_heads_with, sum_with, FusedHead, Optimizations,
+    activation_with, batch_norm_with, conv_bn_act_with, conv_bn_add_act, cpu_kernels_apply,
+    in_micro_batches_with, linear_with, product_with, sibling_heads_with, sum_with, FusedHead,
+    Optimizations,
 };
 use crate::{AvgPool2d, BatchNorm, Conv2d, MaxPool2d};
 
@@ -189,11 +190,11 @@ impl Plan {
                     ),
                 },
                 Op::Add(branches) => {
-                    let parts = self.branches(branches, &x)?;
-                    match next {
-                        Some(activation) => (sum_with(options, &parts, activation)?, 2),
-                        None => (sum_with(options, &parts, Activation::Identity)?, 1),
-                    }
+                    let (activation, used) = match next {
+                        Some(activation) => (activation, 2),
+                        None => (Activation::Identity, 1),
+                    };
+                    (self.sum(branches, &x, activation)?, used)
                 }
                 Op::Relu => (activation_with(options, &x, Activation::Relu)?, 1),
                 op @ Op::Module(module) => {
@@ -220,6 +221,54 @@ impl Plan {
             i += used;
         }
         Ok(x)
+    }
+
+    /// `activation` of the sum of the branches. With two branches, one of which ends in a convolution (and its
+    /// batch norm) with no activation after it, the other branch is computed first and added in that
+    /// convolution's own pass, with the activation ([`conv_bn_add_act`]): a residual block's last convolution,
+    /// its shortcut and the ReLU after the sum, in one pass over the output instead of three.
+    fn sum<'a>(&self, branches: &[Op<'a>], x: &Tensor, activation: Activation) -> Result<Tensor> {
+        if let [first, second] = branches {
+            let flat = |branch| {
+                let mut ops = Vec::new();
+                flatten_chain(branch, &mut ops);
+                ops
+            };
+            let (first, second) = (flat(first), flat(second));
+            // The branch to finish with the sum: the longer one ending in a convolution, if either does.
+            let main = [&first, &second]
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, ops)| {
+                    tail_head(ops).map(|(start, head)| (ops.len(), i, start, head))
+                })
+                .max_by_key(|&(len, ..)| len);
+            if let Some((_, main, start, head)) = main {
+                let (main_ops, other_ops) = if main == 0 {
+                    (&first, &second)
+                } else {
+                    (&second, &first)
+                };
+                let residual = self.eval_chain(other_ops, x)?;
+                let y = self.eval_chain(&main_ops[..start], x)?;
+                let fused =
+                    conv_bn_add_act(self.options, &y, head.conv, head.bn, &residual, activation)?;
+                if let Some(out) = fused {
+                    return Ok(out);
+                }
+                let z = conv_bn_act_with(
+                    self.options,
+                    &y,
+                    head.conv,
+                    head.bn,
+                    Activation::Identity,
+                    false,
+                )?;
+                return sum_with(self.options, &[z, residual], activation);
+            }
+        }
+        let parts = self.branches(branches, x)?;
+        sum_with(self.options, &parts, activation)
     }
 
     /// Each branch's output from `x`.
@@ -282,6 +331,23 @@ fn flatten_chain<'o, 'a>(op: &'o Op<'a>, out: &mut Vec<&'o Op<'a>>) {
     match op {
         Op::Chain(ops) => ops.iter().for_each(|op| flatten_chain(op, out)),
         other => out.push(other),
+    }
+}
+
+/// A convolution that ends `ops`, with the batch norm after it if any and no activation: where it starts and
+/// the convolution with its batch norm.
+fn tail_head<'a>(ops: &[&Op<'a>]) -> Option<(usize, FusedHead<'a>)> {
+    let start = ops.len().checked_sub(match ops.last()? {
+        Op::BatchNorm(_) => 2,
+        _ => 1,
+    })?;
+    match head_at(&ops[start..]) {
+        Some((head, len))
+            if start + len == ops.len() && head.activation == Activation::Identity =>
+        {
+            Some((start, head))
+        }
+        _ => None,
     }
 }
 

@@ -302,9 +302,12 @@ fn residual_sums_and_the_activation_after_them() {
             conv(&mut rng, 8, 8, 3, 1, false),
             conv(&mut rng, 8, 8, 3, 1, false),
             conv(&mut rng, 8, 8, 1, 1, true),
+            conv(&mut rng, 8, 8, 1, 1, false),
         ],
         vec![batch_norm(&mut rng, 8), batch_norm(&mut rng, 8)],
         |n| {
+            // Each sum whose branch ends in a convolution is added in that convolution's pass (and the
+            // activation after it), except where the options leave that to the element-wise kernel.
             Op::Chain(vec![
                 // ResNet's basic block: the sum, then ReLU.
                 Op::Add(vec![
@@ -321,6 +324,15 @@ fn residual_sums_and_the_activation_after_them() {
                 // MobileNet's: no activation after the sum (the next sum's ReLU6 is a module).
                 Op::Add(vec![Op::Conv(&n.convs[2]), Op::Identity]),
                 Op::Add(vec![Op::Identity, Op::Identity, Op::Conv(&n.convs[2])]),
+                Op::Module(&Activation::Relu6),
+                // A downsampling block's: both branches end in a convolution and its batch norm; then an
+                // activation that is not a clamp, applied after the product.
+                Op::Add(vec![
+                    Op::Chain(vec![Op::Conv(&n.convs[2]), Op::BatchNorm(&n.norms[0])]),
+                    Op::Chain(vec![Op::Conv(&n.convs[3]), Op::BatchNorm(&n.norms[1])]),
+                ]),
+                Op::Module(&Activation::Silu),
+                Op::Add(vec![Op::Conv(&n.convs[3]), Op::Identity]),
                 Op::Module(&Activation::Relu6),
             ])
         },

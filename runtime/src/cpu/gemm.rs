@@ -167,12 +167,16 @@ impl<'a> Packed<'a> {
     }
 }
 
-/// What happens to each finished value of row `i`: `activation(scale[i] * acc + shift[i])`, a missing
-/// `scale` meaning 1 and a missing `shift` 0; the slices start at the product's first row.
+/// What happens to each finished value `acc` of row `i`, column `j`:
+/// `activation(scale[i] * acc + shift[i] + residual[i, j])`, a missing `scale` meaning 1, a missing `shift` or
+/// `residual` 0. `scale` and `shift` start at the product's first row; `residual` is laid out as the
+/// destination is (the same first value, the same row stride): a residual connection's other branch, added
+/// before the activation that follows the sum.
 #[derive(Clone, Copy)]
 pub(crate) struct Finish<'a> {
     pub scale: Option<&'a [f32]>,
     pub shift: Option<&'a [f32]>,
+    pub residual: Option<&'a [f32]>,
     pub activation: Clamp,
 }
 
@@ -181,13 +185,16 @@ impl<'a> Finish<'a> {
     pub(crate) const NONE: Finish<'static> = Finish {
         scale: None,
         shift: None,
+        residual: None,
         activation: Clamp::None,
     };
 
+    /// The per-row part of the finish, from row `first` on (the residual is the tile's, see [`Tile`]).
     fn rows_from(&self, first: usize) -> Finish<'a> {
         Finish {
             scale: self.scale.map(|s| &s[first..]),
             shift: self.shift.map(|s| &s[first..]),
+            residual: None,
             activation: self.activation,
         }
     }
@@ -238,13 +245,15 @@ thread_local! {
 }
 
 /// A tile of `C`: where its first value goes, the row stride, how many of the kernel's columns are real,
-/// whether to add the values already there, and the finish to apply (`None` until the last block of `k`).
+/// whether to add the values already there, the finish to apply (`None` until the last block of `k`), and
+/// where the tile's residual values are (rows `ldc` apart, as the tile's), if any.
 struct Tile<'a> {
     c: *mut f32,
     ldc: usize,
     width: usize,
     accumulate: bool,
     finish: Option<Finish<'a>>,
+    residual: Option<*const f32>,
 }
 
 /// `dst [m, n] = a × b`, `a` being the rows of the packed matrices `a` one after the other (`m` in all, each of
@@ -285,10 +294,19 @@ pub(crate) unsafe fn multiply(
             .all(|values| values.map_or(m, <[f32]>::len) >= m),
         "epilogue shorter than the rows"
     );
+    assert!(
+        finish
+            .residual
+            .iter()
+            .all(|r| r.len() >= (m - 1) * dst_stride + n),
+        "residual shorter than the destination"
+    );
+    let residual_at = |i: usize, j: usize| finish.residual.map_or(0.0, |r| r[i * dst_stride + j]);
     if k == 0 {
         for i in 0..m {
             for j in 0..n {
-                let v = finish_value(&finish, i, 0.0);
+                let v = finish_value(&finish, i, 0.0) + residual_at(i, j);
+                let v = finish.activation.apply(v);
                 // SAFETY: inside the destination, as the caller guarantees.
                 unsafe { *dst.add(i * dst_stride + j) = v };
             }
@@ -343,6 +361,10 @@ pub(crate) unsafe fn multiply(
                             width: columns,
                             accumulate: pc > 0,
                             finish: last.then(|| finish.rows_from(i)),
+                            // SAFETY: row `i`, column `col` is inside the residual (asserted above).
+                            residual: finish
+                                .residual
+                                .map(|r| unsafe { r.as_ptr().add(i * dst_stride + col) }),
                         };
                         // SAFETY: `a_panel` holds `depth` steps of `mr` values, the last `rows`; `panel` has
                         // `depth` rows of `columns` readable values (`nr` once copied); the tile is inside the
@@ -379,11 +401,11 @@ pub(crate) fn slice_rows<'a>(parts: &[Packed<'a>], first: usize, count: usize) -
     sliced
 }
 
-/// `finish` applied to row `i`'s value `v`.
+/// `finish`'s scale and shift applied to row `i`'s value `v` (the residual and the activation come after).
 fn finish_value(finish: &Finish<'_>, i: usize, v: f32) -> f32 {
     let scale = finish.scale.map_or(1.0, |s| s[i]);
     let shift = finish.shift.map_or(0.0, |s| s[i]);
-    finish.activation.apply(v * scale + shift)
+    v * scale + shift
 }
 
 /// Copies `depth` rows of `columns` values of `b` (rows `b.1` apart) into `edge` as rows of `nr`, padded
@@ -461,10 +483,16 @@ unsafe fn store_tile<const R: usize, const N: usize>(acc: &[[f32; N]; R], tile: 
     for (i, row) in acc.iter().enumerate() {
         // SAFETY: the caller's contract.
         let dst = unsafe { std::slice::from_raw_parts_mut(tile.c.add(i * tile.ldc), tile.width) };
-        for (d, &v) in dst.iter_mut().zip(row) {
+        for (j, (d, &v)) in dst.iter_mut().zip(row).enumerate() {
             let v = if tile.accumulate { *d + v } else { v };
             *d = match &tile.finish {
-                Some(finish) => finish_value(finish, i, v),
+                Some(finish) => {
+                    // SAFETY: the residual is laid out as the tile (the caller's contract).
+                    let r = tile
+                        .residual
+                        .map_or(0.0, |r| unsafe { *r.add(i * tile.ldc + j) });
+                    finish.activation.apply(finish_value(finish, i, v) + r)
+                }
                 None => v,
             };
         }
@@ -594,6 +622,10 @@ unsafe fn kernel_avx512<const R: usize, const V: usize>(
                         _mm512_mul_ps(v, _mm512_set1_ps(scale)),
                         _mm512_set1_ps(shift),
                     );
+                    if let Some(r) = tile.residual {
+                        let r = _mm512_maskz_loadu_ps(mask, r.add(i * tile.ldc + half * 16));
+                        v = _mm512_add_ps(v, r);
+                    }
                     // `max` and `min` return their second operand when either is NaN: ReLU's NaN becomes 0
                     // (as with `f32::max`), ReLU6's stays NaN (as with candle's clamp).
                     match finish.activation {
@@ -616,12 +648,13 @@ mod tests {
         crate::cpu::tests::values(len, seed)
     }
 
-    /// `a [m, k] × b [k, n]` in `f64`, then the finish.
+    /// `a [m, k] × b [k, n]` in `f64`, then the finish, its residual rows `stride` apart.
     fn reference(
         a: &[f32],
         b: &[f32],
         (m, k, n): (usize, usize, usize),
         finish: &Finish<'_>,
+        stride: usize,
     ) -> Vec<f32> {
         let mut c = vec![0f32; m * n];
         for i in 0..m {
@@ -629,7 +662,11 @@ mod tests {
                 let sum: f64 = (0..k)
                     .map(|l| a[i * k + l] as f64 * b[l * n + j] as f64)
                     .sum();
-                c[i * n + j] = finish_value(finish, i, sum as f32);
+                let scale = finish.scale.map_or(1.0, |s| s[i]);
+                let shift = finish.shift.map_or(0.0, |s| s[i]);
+                let residual = finish.residual.map_or(0.0, |r| r[i * stride + j]);
+                let v = sum as f32 * scale + shift + residual;
+                c[i * n + j] = finish.activation.apply(v);
             }
         }
         c
@@ -655,18 +692,24 @@ mod tests {
                 let b = values(k * n, 50 + case as u32);
                 let scale = values(m, 7);
                 let shift = values(m, 8);
+                // A destination wider than the product, filled with NaN: every value must be written, and
+                // nothing beyond the product's columns. A residual is laid out as the destination.
+                let stride = n + 3;
+                let residual = values(m * stride, 9);
                 for clamp in [Clamp::None, Clamp::Relu, Clamp::Relu6] {
                     let finish = Finish {
                         scale: Some(&scale),
                         shift: Some(&shift),
+                        residual: None,
                         activation: clamp,
                     };
-                    for finish in [finish, Finish::NONE] {
-                        let expected = reference(&a, &b, (m, k, n), &finish);
+                    let with_residual = Finish {
+                        residual: Some(&residual),
+                        ..finish
+                    };
+                    for finish in [finish, with_residual, Finish::NONE] {
+                        let expected = reference(&a, &b, (m, k, n), &finish, stride);
                         let packed = pack(isa, &a, m, k);
-                        // A destination wider than the product, filled with NaN: every value must be
-                        // written, and nothing beyond the product's columns.
-                        let stride = n + 3;
                         let mut got = vec![f32::NAN; m * stride];
                         let a_packed = Packed::new(isa, &packed, m, k);
                         // SAFETY: `b` holds `k × n` values, `got` `m` rows of `stride >= n`.
@@ -723,12 +766,13 @@ mod tests {
             let finish = Finish {
                 scale: None,
                 shift: Some(&shift),
+                residual: None,
                 activation: Clamp::None,
             };
             let mut got = vec![0f32; count * n];
             // SAFETY: `b` holds `k × n` values, `got` `count` rows of `n`.
             unsafe { multiply(&sliced, (b.as_ptr(), n), n, (got.as_mut_ptr(), n), finish) };
-            let expected = reference(&a[first * k..], &b, (count, k, n), &finish);
+            let expected = reference(&a[first * k..], &b, (count, k, n), &finish, n);
             for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
                 assert!(
                     (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
@@ -748,6 +792,7 @@ mod tests {
             let finish = Finish {
                 scale: None,
                 shift: None,
+                residual: None,
                 activation: Clamp::Relu,
             };
             let a_packed = Packed::new(isa, &packed, 2, 1);

@@ -755,6 +755,8 @@ trait Reduce: Copy + Send + Sync {
     const IDENTITY: f32;
     /// `dst[i] = op(dst[i], src[i])` for every `i`.
     fn combine(dst: &mut [f32], src: &[f32]);
+    /// `op(a, b)`.
+    fn one(a: f32, b: f32) -> f32;
 }
 
 /// The maximum, NaN if any value is NaN (as PyTorch's max pool; `f32::max` would drop NaN).
@@ -778,6 +780,10 @@ impl Reduce for Max {
             *d = max_or_nan(*d, v);
         }
     }
+
+    fn one(a: f32, b: f32) -> f32 {
+        max_or_nan(a, b)
+    }
 }
 
 impl Reduce for Sum {
@@ -787,6 +793,10 @@ impl Reduce for Sum {
         for (d, &v) in dst.iter_mut().zip(src) {
             *d += v;
         }
+    }
+
+    fn one(a: f32, b: f32) -> f32 {
+        a + b
     }
 }
 
@@ -884,12 +894,46 @@ fn pool2d<R: Reduce>(
     };
     let col_ranges = dense_cols.tap_ranges();
     let row_ranges = rows.tap_ranges();
+    // A stride-1 window that keeps the width (Inception's 3×3 pools before a 1×1 convolution) is reduced
+    // along the rows over the whole plane at once, a tap per pass, each output reading the input shifted by
+    // the tap's offset; only the columns near the edges, whose shifted reads cross into the next or previous
+    // row, are then done again one by one. On 14×14 and 7×7 maps a pass per row and tap was mostly call
+    // overhead (the pools took 9% of GoogLeNet's time).
+    let whole_plane = cols.stride == 1 && ow == w;
+    let interior = (
+        col_ranges.iter().map(|r| r.lo).max().unwrap_or(0),
+        col_ranges.iter().map(|r| r.hi).min().unwrap_or(0),
+    );
     out.par_chunks_mut(oh * ow).enumerate().for_each_init(
         || (vec![0f32; h * ow], vec![0f32; dense_cols.out]),
         |(across, scratch), (p, dst)| {
             let src = &x[p * h * w..(p + 1) * h * w];
+            if whole_plane {
+                across.fill(R::IDENTITY);
+                for r in &col_ranges {
+                    // Output `y * w + o` reads input `y * w + o + (first - lo)`, for every row at once.
+                    let len = (h - 1) * w + (r.hi - r.lo);
+                    R::combine(&mut across[r.lo..r.lo + len], &src[r.first..r.first + len]);
+                }
+                for (src_row, row) in src.chunks_exact(w).zip(across.chunks_exact_mut(w)) {
+                    let edges = (0..interior.0.min(w)).chain(interior.1.max(interior.0)..w);
+                    for o in edges {
+                        row[o] = col_ranges
+                            .iter()
+                            .filter(|r| (r.lo..r.hi).contains(&o))
+                            .fold(R::IDENTITY, |acc, r| {
+                                R::one(acc, src_row[r.first + o - r.lo])
+                            });
+                    }
+                }
+            }
             // Along each row, into `across` ([h, ow]).
-            for (src_row, row) in src.chunks_exact(w).zip(across.chunks_exact_mut(ow)) {
+            let rows_left = if whole_plane { 0 } else { h };
+            for (src_row, row) in src
+                .chunks_exact(w)
+                .zip(across.chunks_exact_mut(ow))
+                .take(rows_left)
+            {
                 if cols.stride == 1 {
                     row.fill(R::IDENTITY);
                     reduce_dense::<R>(&col_ranges, src_row, row);
@@ -1236,6 +1280,15 @@ mod tests {
                 pad: 2,
                 dilation: 1,
                 out: 5,
+            },
+            // Narrower than the window: every column is an edge of the whole-plane pass.
+            PoolAxis {
+                len: 2,
+                kernel: 3,
+                stride: 1,
+                pad: 1,
+                dilation: 1,
+                out: 2,
             },
         ];
         for rows in &axes {

@@ -17,7 +17,8 @@
 //!    columns split by their position modulo `m`, so that for every tile column `tx` each of the `α` columns of
 //!    the tile is at index `tx` of some phase run. [`LANES`] consecutive tiles are then transformed at once,
 //!    one per vector lane, every value in registers, into `V` laid out `[in][α²][tiles]`.
-//! 2. For blocks of output channels: the `α²` products with the `gemm` crate into `M` `[out][α²][tiles]`, then
+//! 2. For blocks of output channels: the `α²` products ([`super::gemm`], the filters packed once per layer) into
+//!    `M` `[out][α²][tiles]`, then
 //!    the output transform `Aᵀ · A`, again [`LANES`] tiles at once, with the epilogue (bias, folded batch
 //!    norm, ReLU) applied as each output row is written.
 //!
@@ -314,9 +315,8 @@ struct Grid {
     cols: usize,
     /// Tiles, `⌈oh / m⌉ · cols`.
     tiles: usize,
-    /// Tiles per block: a multiple of 16, the rows of the `gemm` crate's register tile (for a ragged product it
-    /// copies the operand into a packed buffer, and runs the last rows with a narrower kernel), unless the
-    /// image has fewer.
+    /// Tiles per block: a multiple of 16, the product kernels' vector width (a ragged edge costs a whole
+    /// vector), unless the image has fewer.
     block: usize,
     /// Distance between consecutive products' tiles in `V` and `M`: a block's tiles and [`LANES`] values of
     /// slack (the transforms read and write whole runs of `LANES` tiles), rounded up to 64 bytes.

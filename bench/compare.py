@@ -80,6 +80,7 @@ ARCHC_BREAKDOWN = [
     ("archc without sibling 1x1 fusion", "all,-siblings"),
     ("archc without micro-batches", "all,-micro"),
     ("archc without retained memory", "all,-memory"),
+    ("archc without spinning threads", "all,-spin"),
     ARCHC_ALL,
 ]
 TORCH = "PyTorch eager"

@@ -58,6 +58,10 @@ pub struct Optimizations {
     /// The memory of freed activations kept in the process for the next ones, rather than returned to the
     /// system and faulted in again page by page ([`crate::memory`]; glibc's allocator, set once per process).
     pub retain_memory: bool,
+    /// While one image crosses the network on several threads, the other threads look for work without
+    /// pause instead of sleeping between layers ([`crate::plan`]'s `helper`): they take each layer's share
+    /// at once, at the cost of a busy core while the network runs.
+    pub spin_threads: bool,
 }
 
 /// A comma-separated list read left to right from everything off: `all` and `none` switch every optimisation
@@ -93,11 +97,12 @@ impl std::str::FromStr for Optimizations {
                 "elementwise" => &mut o.elementwise_kernels,
                 "linear" => &mut o.linear_kernel,
                 "memory" => &mut o.retain_memory,
+                "spin" => &mut o.spin_threads,
                 _ => {
                     return Err(format!(
                         "unknown optimisation `{part}`; expected all, none, or one of conv, depthwise, fold, \
-                         winograd, pool, siblings, micro, activations, elementwise, linear and memory, each \
-                         optionally after `-` to switch it off"
+                         winograd, pool, siblings, micro, activations, elementwise, linear, memory and spin, \
+                         each optionally after `-` to switch it off"
                     ))
                 }
             };
@@ -121,6 +126,7 @@ impl Optimizations {
         elementwise_kernels: true,
         linear_kernel: true,
         retain_memory: true,
+        spin_threads: true,
     };
 
     /// Everything off: candle's own layers, one by one, as in training.
@@ -136,6 +142,7 @@ impl Optimizations {
         elementwise_kernels: false,
         linear_kernel: false,
         retain_memory: false,
+        spin_threads: false,
     };
 }
 

@@ -453,3 +453,39 @@ fn classifiers_of_linear_layers() {
         assert_matches_candle(&net, &x, &format!("classifier, batch {batch}"));
     }
 }
+
+/// A layer that panics, for the plan's threads to see it through.
+struct Panics;
+
+impl archc_runtime::candle_core::Module for Panics {
+    fn forward(&self, _: &Tensor) -> archc_runtime::candle_core::Result<Tensor> {
+        panic!("a layer that panics")
+    }
+}
+
+#[test]
+fn a_panic_inside_a_spinning_plan_reaches_the_caller() {
+    // With two threads and one image, the pool's other thread spins for work until the network is done; a
+    // panic must end that too, not leave the caller waiting for it.
+    let mut rng = Rng::new(9);
+    let net = Net::new(vec![conv(&mut rng, 4, 8, 3, 1, false)], Vec::new(), |n| {
+        Op::Chain(vec![Op::Conv(&n.convs[0]), Op::Module(&Panics)])
+    });
+    let x = tensor(&mut rng, &[1, 4, 6, 6]);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pool.install(|| Plan::default().run(&x, false, &net))
+    }));
+    assert!(outcome.is_err(), "the panic came through");
+    // The pool still works afterwards.
+    let again = Net::new(vec![conv(&mut rng, 4, 8, 3, 1, false)], Vec::new(), |n| {
+        Op::Conv(&n.convs[0])
+    });
+    let y = pool
+        .install(|| Plan::default().run(&x, false, &again))
+        .unwrap();
+    assert!(y.is_some());
+}

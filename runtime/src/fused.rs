@@ -232,24 +232,56 @@ pub(crate) fn conv_on_cpu(
 ) -> Result<Tensor> {
     let geometry = conv_geometry(x, conv)?;
     let epilogue = epilogue(conv, bn, activation, geometry.c_out)?;
+    match conv_path(options, &geometry, activation) {
+        ConvPath::Winograd(tile) => crate::winograd::run(x, conv, &geometry, &epilogue, tile),
+        ConvPath::Depthwise => run_depthwise(x, conv.weight(), &geometry, &epilogue),
+        ConvPath::Product => run_product(x, conv, &geometry, &epilogue, None),
+    }
+}
+
+/// How the CPU kernels compute a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConvPath {
+    /// By Winograd with this tile.
+    Winograd(crate::winograd::Tile),
+    /// By the depthwise kernel.
+    Depthwise,
+    /// By the matrix product.
+    Product,
+}
+
+/// The kernel `options` take for a convolution of this geometry followed by `activation`.
+fn conv_path(options: Optimizations, geometry: &ConvGeometry, activation: Activation) -> ConvPath {
     // Winograd's output pass applies batch norm and ReLU only; other activations take the direct kernel.
     if options.winograd && matches!(activation, Activation::Identity | Activation::Relu) {
-        if let Some(tile) = crate::winograd::choose(&geometry) {
-            return crate::winograd::run(x, conv, &geometry, &epilogue, tile);
+        if let Some(tile) = crate::winograd::choose(geometry) {
+            return ConvPath::Winograd(tile);
         }
     }
-    if options.depthwise_kernel && cpu::depthwise::applies(&geometry) {
-        return run_depthwise(x, conv.weight(), &geometry, &epilogue);
+    if options.depthwise_kernel && cpu::depthwise::applies(geometry) {
+        return ConvPath::Depthwise;
     }
+    ConvPath::Product
+}
+
+/// `conv` on `x` by the matrix product, on the layer's packed weights, `residual` added before the
+/// epilogue's activation.
+fn run_product(
+    x: &Tensor,
+    conv: &Conv2d,
+    geometry: &ConvGeometry,
+    epilogue: &Epilogue,
+    residual: Option<&Tensor>,
+) -> Result<Tensor> {
     let isa = cpu::Isa::detect();
-    let packed = packed_weights(conv, isa, &geometry)?;
+    let packed = packed_weights(conv, isa, geometry)?;
     run_packed(
         x,
         &[(&packed, geometry.c_out)],
         isa,
-        &geometry,
-        &epilogue,
-        None,
+        geometry,
+        epilogue,
+        residual,
     )
 }
 
@@ -274,27 +306,13 @@ pub(crate) fn conv_bn_add_act(
         return Ok(None);
     }
     let geometry = conv_geometry(x, conv)?;
-    let winograd = options.winograd
-        && matches!(activation, Activation::Identity | Activation::Relu)
-        && crate::winograd::choose(&geometry).is_some();
-    let depthwise = options.depthwise_kernel && cpu::depthwise::applies(&geometry);
     let (oh, ow) = geometry.out;
     let shape = [x.dim(0)?, geometry.c_out, oh, ow];
-    if winograd || depthwise || residual.dims() != shape {
+    if conv_path(options, &geometry, activation) != ConvPath::Product || residual.dims() != shape {
         return Ok(None);
     }
     let epilogue = epilogue(conv, bn, activation, geometry.c_out)?;
-    let isa = cpu::Isa::detect();
-    let packed = packed_weights(conv, isa, &geometry)?;
-    run_packed(
-        x,
-        &[(&packed, geometry.c_out)],
-        isa,
-        &geometry,
-        &epilogue,
-        Some(residual),
-    )
-    .map(Some)
+    run_product(x, conv, &geometry, &epilogue, Some(residual)).map(Some)
 }
 
 /// `conv`'s weights packed for the matrix product kernels of `isa` ([`cpu::pack_weights`]), as the layer

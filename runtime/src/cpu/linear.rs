@@ -10,7 +10,7 @@
 
 use rayon::prelude::*;
 
-use super::Activation;
+use super::{Activation, Isa};
 
 /// Weight rows computed together.
 const ROWS: usize = 4;
@@ -63,31 +63,6 @@ pub(crate) fn linear(
         activation.apply(row);
     }
     out
-}
-
-/// The instruction sets the dot products are written for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Isa {
-    Portable,
-    #[cfg(target_arch = "x86_64")]
-    Avx2Fma,
-    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-    Avx512,
-}
-
-impl Isa {
-    fn detect() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            #[cfg(feature = "avx512")]
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            return Isa::Avx2Fma;
-        }
-        Isa::Portable
-    }
 }
 
 /// `dst[j * batch + b] = dot(w[j], x[b])` for the `dst.len() / batch` rows of `w` (`[rows, k]`).
@@ -213,16 +188,7 @@ mod tests {
                 .map(|i| (((i * 7919 + seed * 104_729) % 2001) as f32 / 1000.0) - 1.0)
                 .collect()
         };
-        let mut isas = vec![Isa::Portable];
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            isas.push(Isa::Avx2Fma);
-        }
-        #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-        if Isa::detect() == Isa::Avx512 {
-            isas.push(Isa::Avx512);
-        }
+        let isas = Isa::available();
         // (batch, k, n): k with and without a tail after the 32-value steps, n with and without a partial block.
         for (batch, k, n) in [
             (1, 100, 7),

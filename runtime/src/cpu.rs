@@ -642,10 +642,15 @@ fn im2col(x: &[f32], g: &ConvGeometry, patches: &mut [f32], parallel: bool) {
     let (kh, kw) = g.kernel;
     let columns = g.columns();
     let plane = g.h * g.w;
+    let same_size = g.stride == (1, 1) && g.dilation == (1, 1) && g.out == (g.h, g.w);
     let fill_row = |row: usize, dst: &mut [f32]| {
         let c = row / (kh * kw);
         let (i, j) = ((row / kw) % kh, row % kw);
         let src = &x[c * plane..(c + 1) * plane];
+        if same_size {
+            shifted_plane(src, (g.h, g.w), (i, j), g.pad_before, dst);
+            return;
+        }
         // Output columns whose input column is inside the image: ox * sw + j * dw - pl in 0..w.
         let offset = j * g.dilation.1;
         let (lo, hi) = valid_range(offset, g.pad_before.1, g.stride.1, g.w, g.out.1);
@@ -704,6 +709,45 @@ pub(crate) struct PoolAxis {
     pub pad: usize,
     pub dilation: usize,
     pub out: usize,
+}
+
+/// One patch row of a stride-1, undilated convolution whose output is the input's size (GoogLeNet's and
+/// Inception's 5×5 and 3×3 convolutions that Winograd does not take): tap `(i, j)` reads the input plane `src`
+/// (`[h, w]`) shifted by `(i - pad.0, j - pad.1)`, so the whole row is one copy of the plane, and then only the
+/// columns whose reads crossed into the next or previous row, and the rows above or below the input, are
+/// zeroed. Row by row it was a copy and two fills per output row, mostly call overhead on 14×14 maps.
+fn shifted_plane(
+    src: &[f32],
+    (h, w): (usize, usize),
+    (i, j): (usize, usize),
+    pad: (usize, usize),
+    dst: &mut [f32],
+) {
+    let plane = h * w;
+    let (dy, dx) = (i as isize - pad.0 as isize, j as isize - pad.1 as isize);
+    // Output rows that read a row of the input, and the flat range they cover.
+    let rows =
+        (-dy).max(0).min(h as isize) as usize..(h as isize - dy).clamp(0, h as isize) as usize;
+    let shift = dy * w as isize + dx;
+    let lo = ((rows.start * w) as isize).max(-shift) as usize;
+    let hi = (((rows.end * w) as isize)
+        .min(plane as isize - shift)
+        .max(lo as isize)) as usize;
+    dst[..lo].fill(0.0);
+    dst[hi..plane].fill(0.0);
+    let from = (lo as isize + shift) as usize;
+    dst[lo..hi].copy_from_slice(&src[from..from + (hi - lo)]);
+    // The columns whose input column is outside the plane: the first `-dx` or the last `dx` of each row.
+    let edge = if dx < 0 {
+        0..((-dx) as usize).min(w)
+    } else {
+        w - (dx as usize).min(w)..w
+    };
+    if !edge.is_empty() {
+        for row in dst[..plane].chunks_exact_mut(w) {
+            row[edge.clone()].fill(0.0);
+        }
+    }
 }
 
 /// The output positions `lo..hi` that one tap of a pooling window reads inside the input, and the input
@@ -1061,6 +1105,9 @@ mod tests {
             (4, 30, 28, 24, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, 1),
             (2, 31, 27, 24, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, 1),
             (16, 20, 18, 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, 1),
+            // Output the input's size (one shifted copy of the plane per patch row): 5×5, and asymmetric.
+            (3, 14, 14, 5, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1, 1),
+            (2, 6, 9, 3, (3, 5), (1, 1), (2, 0, 1, 3), (1, 1), 1, 2),
         ];
         for (case, &(c_in, h, w, c_out, kernel, stride, pad, dilation, groups, batch)) in
             cases.iter().enumerate()

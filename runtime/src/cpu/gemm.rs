@@ -102,6 +102,7 @@ const NC: usize = 256;
 const MC: usize = 384;
 
 /// How far ahead of the kernel's reads of `A` it asks for `A`'s next values, in values.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
 const PREFETCH_A: usize = 128 * 12;
 
 /// Values in the packing of an `[m, k]` matrix for `isa`.

@@ -1,8 +1,8 @@
 //! Fused inference: a convolution together with the batch norm and activation that follow it, run as one pass
-//! by the CPU kernels of [`crate::cpu`]; and the element-wise layers around convolutions (a batch norm that no
-//! convolution precedes, activations, sums, squeeze-and-excitation's products) in one pass each.
+//! by the runtime's CPU kernels (`src/cpu.rs`); and the element-wise layers around convolutions (a batch norm
+//! that no convolution precedes, activations, sums, squeeze-and-excitation's products) in one pass each.
 //!
-//! The plan ([`crate::plan`]) calls [`conv_bn_act_with`] for every `conv2d` of a chain, passing the batch norm
+//! The plan ([`crate::plan`]) calls `conv_bn_act_with` for every `conv2d` of a chain, passing the batch norm
 //! and the activation when they come straight after it. In training, or on a device or dtype the CPU kernels
 //! do not cover, or when the input or one of the layers' tensors wants a gradient, it runs the layers one by
 //! one exactly as written. Otherwise the batch norm is folded into the convolution: with
@@ -49,8 +49,8 @@ pub struct Optimizations {
     pub fuse_activations: bool,
     /// Batch norms that no convolution precedes (with the activation after them), activations on their own,
     /// sums of branches (with the activation after them) and squeeze-and-excitation's per-channel products
-    /// each in one pass of [`crate::cpu`]'s element-wise kernels, instead of candle's operations (a batch
-    /// norm is four of them, each a pass and an allocation).
+    /// each in one pass of the runtime's element-wise kernels (`src/cpu/elementwise.rs`), instead of candle's
+    /// operations (a batch norm is four of them, each a pass and an allocation).
     pub elementwise_kernels: bool,
     /// Linear layers at batches of up to 8 as dot products that stream the weights once at the memory's
     /// speed (with the activation after them), instead of candle's matrix product.

@@ -729,14 +729,16 @@ fn shifted_plane(
     let rows =
         (-dy).max(0).min(h as isize) as usize..(h as isize - dy).clamp(0, h as isize) as usize;
     let shift = dy * w as isize + dx;
-    let lo = ((rows.start * w) as isize).max(-shift) as usize;
-    let hi = (((rows.end * w) as isize)
-        .min(plane as isize - shift)
-        .max(lo as isize)) as usize;
+    // Inside the plane in both the output and the input (an input smaller than the window's reach may leave
+    // nothing to copy).
+    let lo = ((rows.start * w) as isize).max(-shift).min(plane as isize) as usize;
+    let hi = (((rows.end * w) as isize).min(plane as isize - shift)).max(lo as isize) as usize;
     dst[..lo].fill(0.0);
     dst[hi..plane].fill(0.0);
-    let from = (lo as isize + shift) as usize;
-    dst[lo..hi].copy_from_slice(&src[from..from + (hi - lo)]);
+    if hi > lo {
+        let from = (lo as isize + shift) as usize;
+        dst[lo..hi].copy_from_slice(&src[from..from + (hi - lo)]);
+    }
     // The columns whose input column is outside the plane: the first `-dx` or the last `dx` of each row.
     let edge = if dx < 0 {
         0..((-dx) as usize).min(w)
@@ -1108,6 +1110,9 @@ mod tests {
             // Output the input's size (one shifted copy of the plane per patch row): 5×5, and asymmetric.
             (3, 14, 14, 5, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1, 1),
             (2, 6, 9, 3, (3, 5), (1, 1), (2, 0, 1, 3), (1, 1), 1, 2),
+            // ... on maps smaller than the window's reach: a 1×1 and a 2×1 input under 3×3 and 5×5 windows.
+            (2, 1, 1, 3, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, 1),
+            (2, 2, 1, 3, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1, 2),
         ];
         for (case, &(c_in, h, w, c_out, kernel, stride, pad, dilation, groups, batch)) in
             cases.iter().enumerate()

@@ -4,9 +4,10 @@
 //! * [`conv2d`]: a convolution as one matrix product per image and group, `W [out, k] x X [k, oh * ow]`,
 //!   whose result is already the NCHW output (no transpose afterwards). A 1×1, stride-1, unpadded convolution
 //!   multiplies the input in place; any other builds the `[k, oh * ow]` patch matrix once (im2col, with the
-//!   zero padding written straight into it, so the input is never padded as a tensor). The per-channel
-//!   epilogue `y = act(scale * acc + shift)`, which is where a following batch norm and activation and the
-//!   convolution's bias go, runs on each image's output right after its product, while it is still in cache.
+//!   zero padding written straight into it, so the input is never padded as a tensor). The product is the
+//!   runtime's own ([`gemm`]), on the weights packed once per layer ([`pack_weights`]); the per-channel
+//!   epilogue `y = act(scale * acc + shift + residual)`, which is where a following batch norm and activation,
+//!   the convolution's bias and a residual block's sum go, is applied as each value is stored.
 //! * [`depthwise::conv2d`]: a depthwise convolution (one input channel per group), computed directly, a plane
 //!   per task, instead of as a tiny product per group.
 //! * [`max_pool2d`] and [`avg_pool2d`]: one pass over each plane with the windows clipped to the input, so
@@ -448,13 +449,14 @@ fn product_rows(
 /// one block per thread (a multiple of 16 columns, the product's vector width), or `None` where splitting its
 /// output rows is better.
 ///
-/// The `gemm` crate copies (packs) the patch matrix into its own layout and reads the weights in place. Split
-/// by rows, every thread multiplies its rows of the weights by the whole patch matrix, so it packs all of it,
-/// and a convolution that is not pointwise builds the patch matrix in a pass of its own before the product
-/// (a second hand-over between the threads); split by columns, every thread builds and packs only its own
-/// columns' patches and reads all the weights. Measured on ResNet-50's and Inception-v3's layers at two
-/// threads, columns were the faster split where the weights have no more rows than columns (`out_g <= depth`)
-/// and each thread gets enough columns: by up to 11% for a strided 3×3 with 392 columns a thread, by 2-4%
+/// Split by rows, every thread multiplies its rows of the weights by the whole patch matrix, and a convolution
+/// that is not pointwise builds the patch matrix in a pass of its own before the product (a second hand-over
+/// between the threads); split by columns, every thread builds only its own columns' patches and reads all the
+/// weights. The thresholds below were measured with the `gemm` crate's product, which also copied (packed) the
+/// patch matrix on every call; the runtime's own product reads it in place, and they were not tuned again
+/// (the batch-1 figures of bench/RESULTS.md are with them as they are). Measured on ResNet-50's and
+/// Inception-v3's layers at two threads, columns were the faster split where the weights have no more rows
+/// than columns (`out_g <= depth`) and each thread gets enough columns: by up to 11% for a strided 3×3 with 392 columns a thread, by 2-4%
 /// for pointwise convolutions with 98 (14×14 maps). Rows were faster by up to 6% for the 1×1 expansions (64 to
 /// 256 channels, 128 to 512, 256 to 1024), and by 6-10% for Inception-v3's 1×7 and 7×1 convolutions with 145
 /// columns a thread, each thread building its share of the patches row segment by row segment. On 7×7 maps a

@@ -1,19 +1,20 @@
 //! The matrix product behind the convolutions, `C [m, n] = A [m, k] × B [k, n]`, with the layer's weights as
 //! `A`, packed once per layer ([`pack`]), and the patch matrix (or, for a pointwise convolution, the input)
-//! as `B`, read in place and copied into cache-sized panels on each call. Each finished value goes through
-//! the convolution's per-row epilogue (`scale * acc + shift`, then ReLU or ReLU6) before it is stored, so the
-//! output is written once.
+//! as `B`, read in place. Each finished value goes through the convolution's per-row epilogue
+//! (`scale * acc + shift + residual`, then ReLU or ReLU6) before it is stored, so the output is written once.
 //!
 //! The layout is the usual one for register-tiled products (Goto and van de Geijn, *Anatomy of
 //! High-Performance Matrix Multiplication*, 2008): a microkernel keeps an `MR × NR` tile of `C` in registers
 //! and, for each `l < k`, broadcasts `MR` values of `A`'s column `l` and multiplies them by `NR` values of
 //! `B`'s row `l`. `A` is stored as panels of `MR` rows, column by column (`[panel][k][MR]`, the last panel
-//! padded with zeros), so the kernel reads it as one stream; `B` is copied per call into panels of `NR`
-//! columns (`[panel][kc][NR]`), `KC` rows at a time, so a panel stays in the first-level cache while every
-//! row panel of `A` passes over it. The kernels are chosen at run time ([`Isa::detect`]): AVX-512 (12 × 32
-//! tile, 24 of the 32 vector registers), AVX2 with FMA (6 × 16, 12 of 16), and a portable one (4 × 16) that
-//! the compiler vectorises for the baseline target. Every one of them is tested on the machine that runs the
-//! tests, whatever `detect` would choose there ([`Isa::available`]).
+//! padded with zeros), so the kernel reads it as one stream, and asks for it well ahead (the weights of a
+//! layer come from memory once per pass); `B` is read where it is, `KC` rows by `NR` columns per tile, its
+//! ragged right edge under a mask (AVX-512) or copied out first. (Copying `B` into panels per call, as
+//! GEMM libraries do, measured slower here: `B` is already row-major and its block stays in cache.) The
+//! kernels are chosen at run time ([`Isa::detect`]): AVX-512 (12 × 32 tile, 24 of the 32 vector registers, and
+//! 12 × 16 for a narrow edge), AVX2 with FMA (6 × 16, 12 of 16), and a portable one (4 × 16) that the compiler
+//! vectorises for the baseline target. Every one of them is tested on the machine that runs the tests,
+//! whatever `detect` would choose there ([`Isa::available`]).
 //!
 //! Everything is single-threaded: the convolutions split the work (by images, output columns or row panels).
 
@@ -89,16 +90,16 @@ impl Isa {
     }
 }
 
-/// The rows of `B` packed at a time: a panel of `KC × NR` values (32 KiB for AVX-512) stays in the
-/// first-level cache while the kernel runs down `A`.
+/// The rows of `B` a tile multiplies before its values are stored (and added to on the next block): a tile's
+/// `KC × NR` values of `B` (32 KiB for AVX-512) stay in the first-level cache while the kernel runs down `A`.
 const KC: usize = 256;
 
-/// The columns of `B` packed at a time: `KC × NC` values (256 KiB) stay in the second-level cache while
-/// every row panel of `A` is multiplied by them.
+/// The columns of `B` taken at a time: `KC × NC` values (256 KiB) stay in the second-level cache while every
+/// row panel of `A` is multiplied by them.
 const NC: usize = 256;
 
-/// The rows of `A` multiplied by one packed block of `B` before the next: `MC × KC` values (384 KiB) of `A`
-/// stay in the second-level cache across the block's column panels.
+/// The rows of `A` multiplied by one block of `B` before the next: `MC × KC` values (384 KiB) of `A` stay in
+/// the second-level cache across the block's column tiles.
 const MC: usize = 384;
 
 /// How far ahead of the kernel's reads of `A` it asks for `A`'s next values, in values.

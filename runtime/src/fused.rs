@@ -113,6 +113,14 @@ impl std::str::FromStr for Optimizations {
 }
 
 impl Optimizations {
+    /// Whether a convolution's output pass applies `activation` (with the batch norm before it): ReLU with
+    /// `fold_batch_norm`, the others with `fuse_activations` too.
+    pub(crate) fn folds(self, activation: Activation) -> bool {
+        self.fold_batch_norm
+            && (matches!(activation, Activation::Identity | Activation::Relu)
+                || self.fuse_activations)
+    }
+
     /// Everything on: what a generated model runs with unless told otherwise.
     pub const ALL: Optimizations = Optimizations {
         conv_kernel: true,
@@ -200,15 +208,11 @@ pub(crate) fn conv_bn_act_with(
     if train || !options.conv_kernel || !conv_kernels_apply(x, conv, bn) {
         return unfused(options, x, conv, bn, activation, train);
     }
-    let folds = |a: Activation| match a {
-        Activation::Identity | Activation::Relu => options.fold_batch_norm,
-        _ => options.fold_batch_norm && options.fuse_activations,
-    };
     if !options.fold_batch_norm && (bn.is_some() || activation != Activation::Identity) {
         let y = conv_bn_act_with(options, x, conv, None, Activation::Identity, train)?;
         return unfused_tail(options, &y, bn, activation, train);
     }
-    if !folds(activation) {
+    if !options.folds(activation) {
         let y = conv_on_cpu(options, x, conv, bn, Activation::Identity)?;
         return unfused_tail(options, &y, None, activation, train);
     }
@@ -298,10 +302,7 @@ pub(crate) fn conv_bn_add_act(
     residual: &Tensor,
     activation: Activation,
 ) -> Result<Option<Tensor>> {
-    let folds =
-        matches!(activation, Activation::Identity | Activation::Relu) || options.fuse_activations;
-    let enabled =
-        options.conv_kernel && options.fold_batch_norm && options.elementwise_kernels && folds;
+    let enabled = options.conv_kernel && options.elementwise_kernels && options.folds(activation);
     if !enabled || !conv_kernels_apply(x, conv, bn) || !cpu_kernels_apply(residual) {
         return Ok(None);
     }
@@ -784,10 +785,8 @@ pub(crate) fn sibling_heads_with(
     let mut chosen: Vec<(usize, FusedHead<'_>)> = Vec::new();
     for (i, head) in heads.iter().enumerate() {
         let Some(head) = head else { continue };
-        let folds = matches!(head.activation, Activation::Identity | Activation::Relu)
-            || options.fuse_activations;
         let usable = head.is_pointwise()
-            && folds
+            && options.folds(head.activation)
             && is_cpu_f32(head.conv.weight())
             && !parameters_track_op(head.conv, head.bn)
             && !matches!(chosen.first(), Some((_, first)) if first.activation != head.activation);
@@ -880,14 +879,11 @@ pub(crate) fn in_micro_batches_with(
     xs: &Tensor,
     forward: impl Fn(&Tensor) -> Result<Tensor> + Sync,
 ) -> Result<Option<Tensor>> {
-    let threads = rayon::current_num_threads().max(1);
-    let batch = match xs.dims().first() {
-        Some(&n) => n,
-        None => return Ok(None),
-    };
-    if !options.micro_batches || !cpu_kernels_apply(xs) || batch <= threads {
+    if !runs_as_streams(options, xs) {
         return Ok(None);
     }
+    let threads = rayon::current_num_threads().max(1);
+    let batch = xs.dims()[0];
     let images = |range: std::ops::Range<usize>| -> Result<Vec<Tensor>> {
         range.map(|n| forward(&xs.narrow(0, n, 1)?)).collect()
     };
@@ -918,6 +914,13 @@ pub(crate) fn in_micro_batches_with(
         per_run.into_iter().flatten().collect()
     };
     Tensor::cat(&outputs, 0).map(Some)
+}
+
+/// Whether [`in_micro_batches_with`] runs `xs` as whole-image streams: a batch larger than the thread pool, the
+/// CPU kernels applying and `options` allowing it.
+pub(crate) fn runs_as_streams(options: Optimizations, xs: &Tensor) -> bool {
+    let batch = xs.dims().first().copied().unwrap_or(0);
+    options.micro_batches && cpu_kernels_apply(xs) && batch > rayon::current_num_threads().max(1)
 }
 
 /// `count` thread pools of one thread each, made on first use and kept for the process (a pool's thread

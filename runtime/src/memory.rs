@@ -4,12 +4,11 @@
 //! The CPU kernels return each activation in a fresh `Vec`, which candle's tensor then owns until the tensor
 //! is dropped; nothing between the two lets a buffer be handed back to the runtime for reuse. What happens to
 //! it is the C allocator's choice, and glibc's defaults cost a network a lot: an allocation of 128 KiB or more
-//! (a channel block of almost any activation) is served by `mmap` and unmapped again when freed, at first
-//! (later the threshold grows with the largest freed block), and the top of the heap is given back to the
-//! system once 128 KiB of it is free. Each
-//! layer's output then arrives as untouched pages, one page fault per 4 KiB on its first write: 13% of
-//! ResNet-50's time at batch 1 on one core was in the kernel, mostly those faults and the unmapping
-//! (bench/RESULTS.md, *Freed memory kept*).
+//! (a channel block of almost any activation) is served by `mmap` and unmapped again when freed (the threshold
+//! then grows with the largest block freed, but the top of the heap is still given back to the system once
+//! twice that much of it is free). Each layer's output then arrives as untouched pages, one page fault per
+//! 4 KiB on its first write: 13% of ResNet-50's time at batch 1 on one core was in the kernel, mostly those
+//! faults and the unmapping (bench/RESULTS.md, *Issue 13, session 6: each change on its own*).
 //!
 //! [`retain_freed_memory`] raises both thresholds once for the process (`mallopt`), so freed activations
 //! stay in the heap and the next ones reuse their pages. It changes nothing else about the allocator; the

@@ -18,8 +18,8 @@ use candle_core::{Module, Result, Tensor};
 use crate::cpu::Activation;
 use crate::fused::{
     activation_with, batch_norm_with, conv_bn_act_with, conv_bn_add_act, cpu_kernels_apply,
-    in_micro_batches_with, linear_with, product_with, sibling_heads_with, sum_with, FusedHead,
-    Optimizations,
+    in_micro_batches_with, linear_with, product_with, runs_as_streams, sibling_heads_with,
+    sum_with, FusedHead, Optimizations,
 };
 use crate::{AvgPool2d, BatchNorm, Conv2d, MaxPool2d};
 
@@ -158,8 +158,7 @@ impl Plan {
         if threads == 1 {
             return run();
         }
-        let streams = self.options.micro_batches && xs.dim(0)? > threads;
-        if !self.options.spin_threads || streams {
+        if !self.options.spin_threads || runs_as_streams(self.options, xs) {
             return rayon::scope(|_| run());
         }
         let done = AtomicBool::new(false);
@@ -177,9 +176,7 @@ impl Plan {
     }
 
     fn eval(&self, op: &Op<'_>, x: &Tensor) -> Result<Tensor> {
-        let mut ops = Vec::new();
-        flatten_chain(op, &mut ops);
-        self.eval_chain(&ops, x)
+        self.eval_chain(&flattened(op), x)
     }
 
     /// A sequence of leaves and groups; a convolution takes the batch norm and activation right after it along,
@@ -245,12 +242,7 @@ impl Plan {
     /// its shortcut and the ReLU after the sum, in one pass over the output instead of three.
     fn sum<'a>(&self, branches: &[Op<'a>], x: &Tensor, activation: Activation) -> Result<Tensor> {
         if let [first, second] = branches {
-            let flat = |branch| {
-                let mut ops = Vec::new();
-                flatten_chain(branch, &mut ops);
-                ops
-            };
-            let (first, second) = (flat(first), flat(second));
+            let (first, second) = (flattened(first), flattened(second));
             // The branch to finish with the sum: the longer one ending in a convolution, if either does.
             let main = [&first, &second]
                 .into_iter()
@@ -295,14 +287,7 @@ impl Plan {
     /// The branches of a concatenation; the convolutions that start them are offered to
     /// [`sibling_heads_with`], which may run the pointwise ones as one product.
     fn concat(&self, branches: &[Op<'_>], x: &Tensor) -> Result<Tensor> {
-        let flat: Vec<Vec<&Op<'_>>> = branches
-            .iter()
-            .map(|branch| {
-                let mut ops = Vec::new();
-                flatten_chain(branch, &mut ops);
-                ops
-            })
-            .collect();
+        let flat: Vec<Vec<&Op<'_>>> = branches.iter().map(flattened).collect();
         let heads: Vec<Option<(FusedHead<'_>, usize)>> =
             flat.iter().map(|ops| head_at(ops)).collect();
         let offered: Vec<Option<FusedHead<'_>>> =
@@ -378,6 +363,13 @@ fn forget_prepared(op: &Op<'_>) {
 }
 
 /// The leaves and groups of `op` in order, nested chains opened.
+fn flattened<'o, 'a>(op: &'o Op<'a>) -> Vec<&'o Op<'a>> {
+    let mut ops = Vec::new();
+    flatten_chain(op, &mut ops);
+    ops
+}
+
+/// [`flattened`], into `out`.
 fn flatten_chain<'o, 'a>(op: &'o Op<'a>, out: &mut Vec<&'o Op<'a>>) {
     match op {
         Op::Chain(ops) => ops.iter().for_each(|op| flatten_chain(op, out)),

@@ -142,7 +142,7 @@ fn apply_portable(activation: Activation, values: &mut [f32]) {
 
 /// `x` limited to `lo..=hi`, as candle's `clamp` (a maximum, then a minimum); NaN stays NaN.
 #[inline(always)]
-fn clamp(x: f32, lo: f32, hi: f32) -> f32 {
+pub(super) fn clamp(x: f32, lo: f32, hi: f32) -> f32 {
     let x = if x < lo { lo } else { x };
     if x > hi {
         hi

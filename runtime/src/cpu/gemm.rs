@@ -230,14 +230,7 @@ impl Clamp {
         match self {
             Clamp::None => v,
             Clamp::Relu => v.max(0.0),
-            Clamp::Relu6 => {
-                let v = if v < 0.0 { 0.0 } else { v };
-                if v > 6.0 {
-                    6.0
-                } else {
-                    v
-                }
-            }
+            Clamp::Relu6 => super::elementwise::clamp(v, 0.0, 6.0),
         }
     }
 }

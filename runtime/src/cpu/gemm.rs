@@ -78,6 +78,17 @@ impl Isa {
         }
     }
 
+    /// The columns of the next tile when `left` columns are left: `NR`, or fewer at the ragged edge. The
+    /// AVX-512 kernels split an edge of 17 to 24 columns into a 16-column tile and a narrow one (49 columns,
+    /// a 7 × 7 map, cost 32 + 16 + 1 instead of 64), the others take the edge in one tile.
+    fn tile_columns(self, left: usize) -> usize {
+        match self {
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            Isa::Avx512 if (17..=16 + NARROW).contains(&left) => 16,
+            _ => left.min(self.columns()),
+        }
+    }
+
     /// `NR`: the columns of `C` a kernel keeps in registers.
     const fn columns(self) -> usize {
         match self {
@@ -332,8 +343,9 @@ pub(crate) unsafe fn multiply(
             let depth = kc.min(k - pc);
             let last = pc + depth == k;
             for &(part, first_row, block_rows, first_dst) in &blocks {
-                for col in (jc..jc + width).step_by(nr) {
-                    let columns = nr.min(n - col);
+                let mut col = jc;
+                while col < jc + width {
+                    let columns = isa.tile_columns(jc + width - col);
                     // SAFETY: row `pc`, column `col` is inside `b`.
                     let mut panel = (unsafe { b.add(pc * rhs_stride + col) }, rhs_stride);
                     if columns < nr && !isa.masks_loads() {
@@ -369,6 +381,7 @@ pub(crate) unsafe fn multiply(
                         unsafe { kernel(isa, rows, depth, a_panel.as_ptr(), panel, &tile) };
                         done += rows;
                     }
+                    col += columns;
                 }
             }
         }
@@ -460,7 +473,20 @@ unsafe fn kernel(
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => by_rows!(kernel_avx2, 1 2 3 4 5 6),
             #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-            // A ragged edge of at most 16 columns takes one vector a row: half the work of two.
+            // A ragged edge of a few columns takes a vector per column (of the tile's rows) ...
+            Isa::Avx512 if tile.width <= NARROW => match tile.width {
+                1 => kernel_avx512_narrow::<1>(rows, depth, a, b, tile),
+                2 => kernel_avx512_narrow::<2>(rows, depth, a, b, tile),
+                3 => kernel_avx512_narrow::<3>(rows, depth, a, b, tile),
+                4 => kernel_avx512_narrow::<4>(rows, depth, a, b, tile),
+                5 => kernel_avx512_narrow::<5>(rows, depth, a, b, tile),
+                6 => kernel_avx512_narrow::<6>(rows, depth, a, b, tile),
+                7 => kernel_avx512_narrow::<7>(rows, depth, a, b, tile),
+                8 => kernel_avx512_narrow::<8>(rows, depth, a, b, tile),
+                width => unreachable!("{width} columns in a narrow tile"),
+            },
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            // ... one of at most 16 columns one vector a row: half the work of two.
             Isa::Avx512 if tile.width <= 16 => {
                 by_rows!(kernel_avx512::<_, 1>, 1 2 3 4 5 6 7 8 9 10 11 12)
             }
@@ -470,17 +496,19 @@ unsafe fn kernel(
     }
 }
 
-/// Stores a tile computed into `acc` (`R` rows of `N` values) through `tile`: the values to the left of
-/// `tile.width`, added to what is there when accumulating, finished when it is the last block. The AVX2 and
-/// portable kernels store this way; the AVX-512 one stores from its registers with masks.
+/// Stores a tile whose value in row `i`, column `j` is `value(i, j)` through `tile`: `rows` rows of the
+/// values to the left of `tile.width`, added to what is there when accumulating, finished when it is the last
+/// block. The AVX2, portable and narrow AVX-512 kernels store this way; the wide AVX-512 one stores from its
+/// registers with masks.
 ///
 /// # Safety
-/// The tile's `R` rows of `tile.width` values are inside the destination.
-unsafe fn store_tile<const R: usize, const N: usize>(acc: &[[f32; N]; R], tile: &Tile<'_>) {
-    for (i, row) in acc.iter().enumerate() {
+/// The tile's `rows` rows of `tile.width` values are inside the destination.
+unsafe fn store_tile(rows: usize, tile: &Tile<'_>, value: impl Fn(usize, usize) -> f32) {
+    for i in 0..rows {
         // SAFETY: the caller's contract.
         let dst = unsafe { std::slice::from_raw_parts_mut(tile.c.add(i * tile.ldc), tile.width) };
-        for (j, (d, &v)) in dst.iter_mut().zip(row).enumerate() {
+        for (j, d) in dst.iter_mut().enumerate() {
+            let v = value(i, j);
             let v = if tile.accumulate { *d + v } else { v };
             *d = match &tile.finish {
                 Some(finish) => {
@@ -522,7 +550,7 @@ unsafe fn kernel_portable<const R: usize>(
         }
     }
     // SAFETY: the caller's contract.
-    unsafe { store_tile(&acc, tile) };
+    unsafe { store_tile(R, tile, |i, j| acc[i][j]) };
 }
 
 /// The AVX2 kernel: `R × 16`, two 8-lane accumulators per row.
@@ -564,7 +592,7 @@ unsafe fn kernel_avx2<const R: usize>(
         }
     }
     // SAFETY: the caller's contract.
-    unsafe { store_tile(&values, tile) };
+    unsafe { store_tile(R, tile, |i, j| values[i][j]) };
 }
 
 /// The AVX-512 kernel: `R × 16V`, `V` 16-lane accumulators per row (two, or one for a ragged edge of at most
@@ -640,6 +668,77 @@ unsafe fn kernel_avx512<const R: usize, const V: usize>(
     }
 }
 
+/// The widest ragged edge the AVX-512 narrow kernel takes: a step of `k` costs it one load of `A` and one
+/// broadcast and one multiply-add per column, against the 12 multiply-adds of a 12 × 16 tile, so it wins up to
+/// about ten columns.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+const NARROW: usize = 8;
+
+/// The AVX-512 kernel for a ragged edge of `W` (at most [`NARROW`]) columns: each column of the tile is one
+/// vector of its rows (a step of `k` loads the packed panel's `MR` values of `A` at once, masked to the tile's
+/// rows, and broadcasts each of `B`'s `W` values), so 49 columns cost three vectors and a column instead of
+/// four vectors (7 × 7 maps, Winograd's 49-tile products), 196 three vectors and four columns. A column's sum
+/// is split over several accumulators, every `SPLIT`-th step each, so that the multiply-adds do not wait on
+/// one another; the tile is stored transposed through [`store_tile`].
+///
+/// # Safety
+/// As [`kernel`], with `rows` at most `MR`, on a CPU with AVX-512F.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel_avx512_narrow<const W: usize>(
+    rows: usize,
+    depth: usize,
+    a: *const f32,
+    (b, ldb): (*const f32, usize),
+    tile: &Tile<'_>,
+) {
+    use std::arch::x86_64::*;
+    const MR: usize = 12;
+    // Eight accumulators in all: enough independent sums to keep both multiply-add units busy.
+    const SUMS: usize = 8;
+    let split = SUMS / W;
+    let mask = ((1u32 << rows) - 1) as u16;
+    let mut acc = [_mm512_setzero_ps(); SUMS];
+    // SAFETY: `a` holds `depth` steps of `MR` values, the first `rows` of each read (masked); each of `b`'s
+    // `depth` rows has `W` readable values; a prefetch reads nothing (its address, past the end of `a` near
+    // the end, is computed with `wrapping_add`).
+    unsafe {
+        // One step of `k` into the `sum`-th set of accumulators (a macro: a closure would not inherit this
+        // function's target features on every compiler this builds with).
+        macro_rules! step {
+            ($l:expr, $sum:expr) => {{
+                let (l, sum) = ($l, $sum);
+                _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add((l + PREFETCH_STEPS) * MR) as *const i8);
+                let av = _mm512_maskz_loadu_ps(mask, a.add(l * MR));
+                for j in 0..W {
+                    let bv = _mm512_set1_ps(*b.add(l * ldb + j));
+                    acc[sum * W + j] = _mm512_fmadd_ps(av, bv, acc[sum * W + j]);
+                }
+            }};
+        }
+        let whole = depth - depth % split;
+        for l in (0..whole).step_by(split) {
+            for sum in 0..split {
+                step!(l + sum, sum);
+            }
+        }
+        for l in whole..depth {
+            step!(l, 0);
+        }
+    }
+    let mut columns = [[0f32; 16]; W];
+    for (j, column) in columns.iter_mut().enumerate() {
+        let mut v = acc[j];
+        for sum in 1..split {
+            v = _mm512_add_ps(v, acc[sum * W + j]);
+        }
+        // SAFETY: `column` holds 16 values.
+        unsafe { _mm512_storeu_ps(column.as_mut_ptr(), v) };
+    }
+    // SAFETY: the caller's contract.
+    unsafe { store_tile(rows, tile, |i, j| columns[j][i]) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -685,6 +784,17 @@ mod tests {
             (25, 64, 290),
             (400, 20, 40),
             (6, 0, 9),
+            // Every ragged edge of at most 16 columns after a 32-wide tile (7 × 7 maps, 14 × 14).
+            (11, 19, 35),
+            (12, 9, 36),
+            (12, 5, 37),
+            (24, 70, 38),
+            (3, 31, 39),
+            (13, 4, 45),
+            (14, 3, 49),
+            (5, 40, 50),
+            (26, 33, 56),
+            (12, 300, 196),
         ];
         for isa in Isa::available() {
             for (case, &(m, k, n)) in shapes.iter().enumerate() {

@@ -778,33 +778,48 @@ impl PoolAxis {
             })
             .collect()
     }
-
-    /// The same windows at every input position (stride 1), for reducing a strided axis densely first.
-    fn dense(&self) -> PoolAxis {
-        PoolAxis {
-            stride: 1,
-            out: (self.out - 1) * self.stride + 1,
-            ..*self
-        }
-    }
-}
-
-/// `dst[o] = op(dst[o], src[first + (o - lo)])` for each stride-1 tap range: one element-wise combination of
-/// two slices per tap.
-fn reduce_dense<R: Reduce>(ranges: &[TapRange], src: &[f32], dst: &mut [f32]) {
-    for r in ranges {
-        R::combine(&mut dst[r.lo..r.hi], &src[r.first..r.first + (r.hi - r.lo)]);
-    }
 }
 
 /// How a pool combines the values of a window.
 trait Reduce: Copy + Send + Sync {
     /// The value of an empty window before `finish`: `-inf` for max, 0 for a sum.
     const IDENTITY: f32;
-    /// `dst[i] = op(dst[i], src[i])` for every `i`.
-    fn combine(dst: &mut [f32], src: &[f32]);
+
+    /// `dst[r * dst.1 + i] = op(dst[r * dst.1 + i], src[r * src.1 + i])` for `r < rows`, `i < len`: one tap
+    /// of a pool over many rows, in one call.
+    fn combine(dst: (&mut [f32], usize), src: (&[f32], usize), rows: usize, len: usize) {
+        for_rows(dst, src, rows, len, |d, s| {
+            for (d, &v) in d.iter_mut().zip(s) {
+                *d = Self::one(*d, v);
+            }
+        });
+    }
+
     /// `op(a, b)`.
     fn one(a: f32, b: f32) -> f32;
+}
+
+/// `each(dst_row, src_row)` for `rows` rows of `len` values, `dst.1` and `src.1` apart; rows that follow one
+/// another in both make one call.
+fn for_rows(
+    (dst, dst_stride): (&mut [f32], usize),
+    (src, src_stride): (&[f32], usize),
+    rows: usize,
+    len: usize,
+    mut each: impl FnMut(&mut [f32], &[f32]),
+) {
+    if rows == 0 || len == 0 {
+        return;
+    }
+    if dst_stride == len && src_stride == len {
+        return each(&mut dst[..rows * len], &src[..rows * len]);
+    }
+    for r in 0..rows {
+        each(
+            &mut dst[r * dst_stride..][..len],
+            &src[r * src_stride..][..len],
+        );
+    }
 }
 
 /// The maximum, NaN if any value is NaN (as PyTorch's max pool; `f32::max` would drop NaN).
@@ -818,15 +833,17 @@ struct Sum;
 impl Reduce for Max {
     const IDENTITY: f32 = f32::NEG_INFINITY;
 
-    fn combine(dst: &mut [f32], src: &[f32]) {
+    fn combine(dst: (&mut [f32], usize), src: (&[f32], usize), rows: usize, len: usize) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx") {
             // SAFETY: the CPU has AVX, checked just above.
-            return unsafe { max_avx(dst, src) };
+            return unsafe { max_rows_avx(dst, src, rows, len) };
         }
-        for (d, &v) in dst.iter_mut().zip(src) {
-            *d = max_or_nan(*d, v);
-        }
+        for_rows(dst, src, rows, len, |d, s| {
+            for (d, &v) in d.iter_mut().zip(s) {
+                *d = max_or_nan(*d, v);
+            }
+        });
     }
 
     fn one(a: f32, b: f32) -> f32 {
@@ -836,12 +853,6 @@ impl Reduce for Max {
 
 impl Reduce for Sum {
     const IDENTITY: f32 = 0.0;
-
-    fn combine(dst: &mut [f32], src: &[f32]) {
-        for (d, &v) in dst.iter_mut().zip(src) {
-            *d += v;
-        }
-    }
 
     fn one(a: f32, b: f32) -> f32 {
         a + b
@@ -853,37 +864,39 @@ impl Reduce for Sum {
 /// CPUs (they took 15% of a GoogLeNet forward pass).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
-unsafe fn max_avx(dst: &mut [f32], src: &[f32]) {
+unsafe fn max_rows_avx(dst: (&mut [f32], usize), src: (&[f32], usize), rows: usize, len: usize) {
     use std::arch::x86_64::*;
-    let n = dst.len().min(src.len());
-    let mut i = 0;
-    while i + 8 <= n {
-        // SAFETY: i + 8 <= n, the length of both slices.
-        unsafe {
-            let d = _mm256_loadu_ps(dst.as_ptr().add(i));
-            let v = _mm256_loadu_ps(src.as_ptr().add(i));
-            // maxps returns its second operand when either is NaN, so a NaN v comes through; a NaN d is
-            // then OR-ed back in (any value OR a NaN's bits is a NaN).
-            let max = _mm256_max_ps(d, v);
-            let d_nan = _mm256_and_ps(d, _mm256_cmp_ps::<_CMP_UNORD_Q>(d, d));
-            _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_or_ps(max, d_nan));
+    for_rows(dst, src, rows, len, |dst, src| {
+        let n = dst.len();
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n, the length of both slices; the CPU has AVX (the caller's contract).
+            unsafe {
+                let d = _mm256_loadu_ps(dst.as_ptr().add(i));
+                let v = _mm256_loadu_ps(src.as_ptr().add(i));
+                // maxps returns its second operand when either is NaN, so a NaN v comes through; a NaN d is
+                // then OR-ed back in (any value OR a NaN's bits is a NaN).
+                let max = _mm256_max_ps(d, v);
+                let d_nan = _mm256_and_ps(d, _mm256_cmp_ps::<_CMP_UNORD_Q>(d, d));
+                _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_or_ps(max, d_nan));
+            }
+            i += 8;
         }
-        i += 8;
-    }
-    if i + 4 <= n {
-        // SAFETY: i + 4 <= n, the length of both slices.
-        unsafe {
-            let d = _mm_loadu_ps(dst.as_ptr().add(i));
-            let v = _mm_loadu_ps(src.as_ptr().add(i));
-            let max = _mm_max_ps(d, v);
-            let d_nan = _mm_and_ps(d, _mm_cmp_ps::<_CMP_UNORD_Q>(d, d));
-            _mm_storeu_ps(dst.as_mut_ptr().add(i), _mm_or_ps(max, d_nan));
+        if i + 4 <= n {
+            // SAFETY: i + 4 <= n, the length of both slices; the CPU has AVX.
+            unsafe {
+                let d = _mm_loadu_ps(dst.as_ptr().add(i));
+                let v = _mm_loadu_ps(src.as_ptr().add(i));
+                let max = _mm_max_ps(d, v);
+                let d_nan = _mm_and_ps(d, _mm_cmp_ps::<_CMP_UNORD_Q>(d, d));
+                _mm_storeu_ps(dst.as_mut_ptr().add(i), _mm_or_ps(max, d_nan));
+            }
+            i += 4;
         }
-        i += 4;
-    }
-    for j in i..n {
-        dst[j] = max_or_nan(dst[j], src[j]);
-    }
+        for j in i..n {
+            dst[j] = max_or_nan(dst[j], src[j]);
+        }
+    });
 }
 
 /// The larger of two values, NaN if either is (PyTorch's max pool propagates NaN; `f32::max` would drop it).
@@ -918,10 +931,116 @@ pub(crate) fn avg_pool2d(
     })
 }
 
-/// A separable pool: each plane is reduced along its rows into a `[h, ow]` buffer, then along its columns,
-/// with `finish` applied to each finished output plane. A strided row axis is reduced at every position
-/// first, then every `stride`-th result kept: a few more operations, but element-wise ones on slices instead
-/// of strided gathers. The windows' ranges are worked out once per call, not per row.
+/// One tap of a pool's pass along one axis: the `rows × len` values of the pass's output from value `at` on
+/// (rows as far apart as the output's) take, element-wise, the values of `src` (rows `src_stride` apart).
+struct Tap<'a> {
+    at: usize,
+    src: &'a [f32],
+    src_stride: usize,
+    rows: usize,
+    len: usize,
+}
+
+/// A pass of a pool along one axis into `dst` (`whole.0` rows of `whole.1` values, `dst_stride` apart): the
+/// reduction of `taps`' values. A tap that covers the whole output is copied first, so the output is not
+/// filled and then combined; when none does, it starts from the reduction's identity.
+fn reduce_taps<'a, R: Reduce>(
+    (dst, dst_stride): (&mut [f32], usize),
+    whole: (usize, usize),
+    taps: impl Iterator<Item = Tap<'a>> + Clone,
+) {
+    let full = taps
+        .clone()
+        .position(|t| t.at == 0 && (t.rows, t.len) == whole);
+    match full.and_then(|i| taps.clone().nth(i)) {
+        Some(tap) => for_rows(
+            (&mut *dst, dst_stride),
+            (tap.src, tap.src_stride),
+            whole.0,
+            whole.1,
+            |d, s| d.copy_from_slice(s),
+        ),
+        None => {
+            for row in dst.chunks_mut(dst_stride).take(whole.0) {
+                row[..whole.1].fill(R::IDENTITY);
+            }
+        }
+    }
+    for (i, tap) in taps.enumerate() {
+        if Some(i) != full {
+            R::combine(
+                (&mut dst[tap.at..], dst_stride),
+                (tap.src, tap.src_stride),
+                tap.rows,
+                tap.len,
+            );
+        }
+    }
+}
+
+/// `rows` of `w` values split into `stride` phases: phase `p` holds every row's values `p, p + stride, ...`,
+/// rows `phase_len` apart (`[stride][rows][phase_len]`; a phase's row may end with values left as they were).
+fn split_phases(rows: &[f32], w: usize, stride: usize, phases: &mut [f32], phase_len: usize) {
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    if stride == 2 && std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        return unsafe { split_halves_avx512(rows, w, phases, phase_len) };
+    }
+    let count = rows.len() / w;
+    for (i, dst) in phases.chunks_exact_mut(phase_len).enumerate() {
+        let (phase, row) = (i / count, i % count);
+        let src = rows[row * w..][..w].iter().skip(phase).step_by(stride);
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = v;
+        }
+    }
+}
+
+/// [`split_phases`] for stride 2, sixteen values of each phase from two vectors at a time.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+#[target_feature(enable = "avx512f")]
+unsafe fn split_halves_avx512(rows: &[f32], w: usize, phases: &mut [f32], phase_len: usize) {
+    use std::arch::x86_64::*;
+    let count = rows.len() / w;
+    let (even, odd) = phases.split_at_mut(count * phase_len);
+    let pick_even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let pick_odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for ((row, even), odd) in rows
+        .chunks_exact(w)
+        .zip(even.chunks_exact_mut(phase_len))
+        .zip(odd.chunks_exact_mut(phase_len))
+    {
+        let mut q = 0;
+        while 2 * q < w {
+            // Values 2q .. 2q + 32 of the row, those past its end masked off.
+            let left = (w - 2 * q).min(32);
+            let mask = ((1u64 << left) - 1) as u32;
+            let out = ((1u32 << (left.div_ceil(2)).min(16)) - 1) as u16;
+            let out_odd = ((1u32 << (left / 2).min(16)) - 1) as u16;
+            // SAFETY: the masked lanes are inside `row`, `even` and `odd` (each phase holds ⌈w / 2⌉ values
+            // a row, at least as many as there are even positions).
+            unsafe {
+                let lo = _mm512_maskz_loadu_ps(mask as u16, row.as_ptr().add(2 * q));
+                let hi = _mm512_maskz_loadu_ps((mask >> 16) as u16, row.as_ptr().add(2 * q + 16));
+                let e = _mm512_permutex2var_ps(lo, pick_even, hi);
+                let o = _mm512_permutex2var_ps(lo, pick_odd, hi);
+                _mm512_mask_storeu_ps(even.as_mut_ptr().add(q), out, e);
+                _mm512_mask_storeu_ps(odd.as_mut_ptr().add(q), out_odd, o);
+            }
+            q += 16;
+        }
+    }
+}
+
+/// A separable pool, each plane in two passes of element-wise operations on slices: down the columns into an
+/// `[oh, w]` buffer (a strided row axis simply reads every `stride`-th row), then along the rows. A strided
+/// column axis is first split into `stride` phases (`[stride][oh][⌈w / stride⌉]`, every `stride`-th value),
+/// so that each tap reads consecutive values of one phase. The windows' ranges are worked out once per call;
+/// `finish` is applied to each finished output plane. (Reading strided values one by one, and the edges of a
+/// whole-plane pass recomputed value by value, were 12% of GoogLeNet's time.)
 fn pool2d<R: Reduce>(
     x: &[f32],
     planes: usize,
@@ -935,84 +1054,45 @@ fn pool2d<R: Reduce>(
     if oh * ow == 0 {
         return out;
     }
-    let dense_cols = if cols.stride == 1 {
-        *cols
-    } else {
-        cols.dense()
-    };
-    let col_ranges = dense_cols.tap_ranges();
-    let row_ranges = rows.tap_ranges();
-    // A stride-1 window that keeps the width (Inception's 3×3 pools before a 1×1 convolution) is reduced
-    // along the rows over the whole plane at once, a tap per pass, each output reading the input shifted by
-    // the tap's offset; only the columns near the edges, whose shifted reads cross into the next or previous
-    // row, are then done again one by one. On 14×14 and 7×7 maps a pass per row and tap was mostly call
-    // overhead (the pools took 9% of GoogLeNet's time).
-    let whole_plane = cols.stride == 1 && ow == w;
-    let interior = (
-        col_ranges.iter().map(|r| r.lo).max().unwrap_or(0),
-        col_ranges.iter().map(|r| r.hi).min().unwrap_or(0),
-    );
+    let row_taps = rows.tap_ranges();
+    let col_taps = cols.tap_ranges();
+    let stride = cols.stride;
+    let phase_len = w.div_ceil(stride);
     out.par_chunks_mut(oh * ow).enumerate().for_each_init(
-        || (vec![0f32; h * ow], vec![0f32; dense_cols.out]),
-        |(across, scratch), (p, dst)| {
+        || {
+            let phases = if stride == 1 {
+                0
+            } else {
+                stride * oh * phase_len
+            };
+            (vec![0f32; oh * w], vec![0f32; phases])
+        },
+        |(down, phases), (p, dst)| {
             let src = &x[p * h * w..(p + 1) * h * w];
-            if whole_plane {
-                across.fill(R::IDENTITY);
-                for r in &col_ranges {
-                    // Output `y * w + o` reads input `y * w + o + (first - lo)`, for every row at once.
-                    let len = (h - 1) * w + (r.hi - r.lo);
-                    R::combine(&mut across[r.lo..r.lo + len], &src[r.first..r.first + len]);
-                }
-                for (src_row, row) in src.chunks_exact(w).zip(across.chunks_exact_mut(w)) {
-                    let edges = (0..interior.0.min(w)).chain(interior.1.max(interior.0)..w);
-                    for o in edges {
-                        row[o] = col_ranges
-                            .iter()
-                            .filter(|r| (r.lo..r.hi).contains(&o))
-                            .fold(R::IDENTITY, |acc, r| {
-                                R::one(acc, src_row[r.first + o - r.lo])
-                            });
-                    }
-                }
-            }
-            // Along each row, into `across` ([h, ow]).
-            let rows_left = if whole_plane { 0 } else { h };
-            for (src_row, row) in src
-                .chunks_exact(w)
-                .zip(across.chunks_exact_mut(ow))
-                .take(rows_left)
-            {
-                if cols.stride == 1 {
-                    row.fill(R::IDENTITY);
-                    reduce_dense::<R>(&col_ranges, src_row, row);
-                } else {
-                    scratch.fill(R::IDENTITY);
-                    reduce_dense::<R>(&col_ranges, src_row, scratch);
-                    for (o, d) in row.iter_mut().enumerate() {
-                        *d = scratch[o * cols.stride];
-                    }
-                }
-            }
-            // Along the columns: output row oy combines the rows its taps select, element-wise.
-            dst.fill(R::IDENTITY);
-            for r in &row_ranges {
-                if rows.stride == 1 {
-                    // Consecutive output rows read consecutive rows: one slice for the whole tap.
-                    let len = (r.hi - r.lo) * ow;
-                    R::combine(
-                        &mut dst[r.lo * ow..r.lo * ow + len],
-                        &across[r.first * ow..r.first * ow + len],
-                    );
-                    continue;
-                }
-                for oy in r.lo..r.hi {
-                    let iy = r.first + (oy - r.lo) * rows.stride;
-                    R::combine(
-                        &mut dst[oy * ow..(oy + 1) * ow],
-                        &across[iy * ow..(iy + 1) * ow],
-                    );
-                }
-            }
+            // Down the columns: output row `oy` of tap `r` reads input row `r.first + (oy - r.lo) * stride`.
+            let taps = row_taps.iter().map(|r| Tap {
+                at: r.lo * w,
+                src: &src[r.first * w..],
+                src_stride: rows.stride * w,
+                rows: r.hi - r.lo,
+                len: w,
+            });
+            reduce_taps::<R>((&mut down[..], w), (oh, w), taps);
+            // Along the rows, from `down` itself or from its phases.
+            let (from, from_stride, phase_plane) = if stride == 1 {
+                (&down[..], w, 0)
+            } else {
+                split_phases(down, w, stride, phases, phase_len);
+                (&phases[..], phase_len, oh * phase_len)
+            };
+            let taps = col_taps.iter().map(|c| Tap {
+                at: c.lo,
+                src: &from[c.first % stride * phase_plane + c.first / stride..],
+                src_stride: from_stride,
+                rows: oh,
+                len: c.hi - c.lo,
+            });
+            reduce_taps::<R>((&mut *dst, ow), (oh, ow), taps);
             finish(dst);
         },
     );
@@ -1335,7 +1415,7 @@ mod tests {
                 dilation: 1,
                 out: 5,
             },
-            // Narrower than the window: every column is an edge of the whole-plane pass.
+            // Narrower than the window.
             PoolAxis {
                 len: 2,
                 kernel: 3,
@@ -1343,6 +1423,41 @@ mod tests {
                 pad: 1,
                 dilation: 1,
                 out: 2,
+            },
+            // No tap covers every output (each window but the middle one hangs over an edge).
+            PoolAxis {
+                len: 2,
+                kernel: 2,
+                stride: 1,
+                pad: 1,
+                dilation: 1,
+                out: 3,
+            },
+            // Stride 2 on an odd length, padded (ResNet's stem pool), and on a row of more than 32 values.
+            PoolAxis {
+                len: 9,
+                kernel: 3,
+                stride: 2,
+                pad: 1,
+                dilation: 1,
+                out: 5,
+            },
+            PoolAxis {
+                len: 37,
+                kernel: 3,
+                stride: 2,
+                pad: 0,
+                dilation: 1,
+                out: 18,
+            },
+            // Stride 3, ceil mode: the last window starts inside and hangs over the end.
+            PoolAxis {
+                len: 11,
+                kernel: 3,
+                stride: 3,
+                pad: 1,
+                dilation: 1,
+                out: 4,
             },
         ];
         for rows in &axes {

@@ -305,9 +305,9 @@ impl PhaseLayout {
 }
 
 /// Splits a padded row whose input values `src` start at column `first` (zeros elsewhere) into its even
-/// (`even[t]` = column `2t`) and odd columns. Kept out of line, so compiled for the baseline target only: there
-/// LLVM turns the pair loop into SSE shuffles, while inlined into the AVX2 code it left it scalar (rustc 1.95),
-/// which took more time than the convolution itself.
+/// (`even[t]` = column `2t`) and odd columns, the pairs inside the input by [`super::split_pairs`]. Kept out of
+/// line, so compiled for the baseline target: there LLVM turns the portable pair loop into SSE shuffles, while
+/// inlined into the AVX2 code it left it scalar (rustc 1.95), which took more time than the convolution itself.
 #[inline(never)]
 fn deinterleave(src: &[f32], first: usize, even: &mut [f32], odd: &mut [f32]) {
     let last = first + src.len();
@@ -326,11 +326,11 @@ fn deinterleave(src: &[f32], first: usize, even: &mut [f32], odd: &mut [f32]) {
         odd[t] = padded(2 * t + 1);
     }
     if lo < hi {
-        let pairs = src[2 * lo - first..2 * hi - first].chunks_exact(2);
-        for ((e, o), pair) in even[lo..hi].iter_mut().zip(&mut odd[lo..hi]).zip(pairs) {
-            *e = pair[0];
-            *o = pair[1];
-        }
+        super::split_pairs(
+            &src[2 * lo - first..2 * hi - first],
+            &mut even[lo..hi],
+            &mut odd[lo..hi],
+        );
     }
 }
 

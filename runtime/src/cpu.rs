@@ -242,6 +242,8 @@ thread_local! {
     /// tasks, its thread may run another convolution (a task stolen from an outer parallel loop), which then
     /// finds the slot empty and allocates its own buffer instead of aliasing this one.
     static PATCHES: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    /// Each thread's buffer for a strided convolution's phase planes ([`Phased`]), taken and put back likewise.
+    static PHASED: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// The first `len` values of a reused scratch buffer, which only grows (with zeros): resized down for a small
@@ -348,6 +350,16 @@ fn conv_group(
     let w_g = weight.group(group, g);
     let x_g = &x[group * in_g * plane..(group + 1) * in_g * plane];
     let first_channel = group * out_g;
+    // A strided convolution's patches come from the input's phase planes, built once here for every block.
+    let mut phased_buffer = Vec::new();
+    let phased = Phased::applies(g).then(|| {
+        phased_buffer = PHASED.take();
+        Phased::build(x_g, g, &mut phased_buffer)
+    });
+    let source = match &phased {
+        Some(phased) => Patches::Phased(phased),
+        None => Patches::Input(x_g),
+    };
     // Column blocks sized for the cache come first (a pointwise convolution has no patches to keep in cache),
     // handed to the threads in whole rounds ([`even_blocks`]); otherwise the threads split the columns or the
     // rows of one product.
@@ -365,7 +377,7 @@ fn conv_group(
     };
     if let Some(block) = block {
         conv_group_by_columns(
-            x_g,
+            (x_g, &source),
             &w_g,
             g,
             epilogue,
@@ -374,6 +386,7 @@ fn conv_group(
             block,
             parallel,
         );
+        PHASED.set(phased_buffer);
         return;
     }
     let multiply = |patches: &[f32], dst_g: Dst<'_>| {
@@ -410,10 +423,11 @@ fn conv_group(
     } else {
         let mut buffer = PATCHES.take();
         let patches = scratch(&mut buffer, depth * columns);
-        im2col(x_g, g, patches, parallel);
+        im2col(&source, g, patches, parallel);
         multiply(patches, dst_g);
         PATCHES.set(buffer);
     }
+    PHASED.set(phased_buffer);
 }
 
 /// `dst [rows, columns] = w × patches [depth, columns]`, `w` being the `rows` rows of one or more packed
@@ -521,7 +535,7 @@ fn column_block(g: &ConvGeometry) -> Option<usize> {
 /// convolution's blocks read their columns of the input in place.
 #[allow(clippy::too_many_arguments)]
 fn conv_group_by_columns(
-    x_g: &[f32],
+    (x_g, source): (&[f32], &Patches<'_>),
     w_g: &[gemm::Packed<'_>],
     g: &ConvGeometry,
     epilogue: &Epilogue,
@@ -544,7 +558,7 @@ fn conv_group_by_columns(
             (&x_g[first..], columns)
         } else {
             let patches = scratch(&mut patches, depth * width);
-            im2col_columns(x_g, g, patches, first..first + width);
+            im2col_columns(source, g, patches, first..first + width);
             (&patches[..], width)
         };
         assert!(
@@ -584,6 +598,116 @@ fn conv_group_by_columns(
     }
 }
 
+/// Where a group's patch rows are read from: its input, or the input's phase planes ([`Phased`]).
+enum Patches<'a> {
+    Input(&'a [f32]),
+    Phased(&'a Phased<'a>),
+}
+
+/// A strided convolution's input (one group's `[in_g, h, w]`) padded and split into `sh × sw` phase planes
+/// per channel: plane `(p, q)` holds the padded input's rows `p, p + sh, ...` and of those the columns
+/// `q, q + sw, ...`, zeros where the padding is. In that layout each tap's values for a run of consecutive
+/// output columns are consecutive (output `(oy, ox)` of tap `(i, j)` reads plane `(i·dh mod sh, j·dw mod sw)` at
+/// row `oy + ⌊i·dh / sh⌋`, column `ox + ⌊j·dw / sw⌋`), so a patch row is built from whole copies. Built once
+/// per group, it holds about as many values as the input; the patch rows read value by value at the stride,
+/// with fills for the padding, were 6% of GoogLeNet's time (its 7×7 stride-2 stem).
+struct Phased<'a> {
+    values: &'a [f32],
+    /// Rows and columns of a phase plane.
+    rows: usize,
+    cols: usize,
+}
+
+impl<'a> Phased<'a> {
+    /// Whether a geometry's patches are built through phase planes: a strided convolution.
+    fn applies(g: &ConvGeometry) -> bool {
+        g.stride != (1, 1)
+    }
+
+    /// The phase planes of one group's input `x_g` in `buffer` (grown as needed).
+    fn build(x_g: &[f32], g: &ConvGeometry, buffer: &'a mut Vec<f32>) -> Phased<'a> {
+        let (sh, sw) = g.stride;
+        let (pt, pl) = g.pad_before;
+        let (oh, ow) = g.out;
+        let rows = oh + (g.kernel.0 - 1) * g.dilation.0 / sh;
+        let cols = ow + (g.kernel.1 - 1) * g.dilation.1 / sw;
+        let plane_len = rows * cols;
+        let values = scratch(buffer, g.in_per_group() * sh * sw * plane_len);
+        let planes_per_channel = sh * sw;
+        for (c, planes) in values
+            .chunks_exact_mut(planes_per_channel * plane_len)
+            .enumerate()
+        {
+            let src = &x_g[c * g.h * g.w..(c + 1) * g.h * g.w];
+            for p in 0..sh {
+                let row_planes = &mut planes[p * sw * plane_len..(p + 1) * sw * plane_len];
+                for r in 0..rows {
+                    // Padded row `r·sh + p` is input row `r·sh + p - pt`, if that is inside the input.
+                    let iy = (r * sh + p).checked_sub(pt).filter(|&iy| iy < g.h);
+                    let Some(iy) = iy else {
+                        for plane in row_planes.chunks_exact_mut(plane_len) {
+                            plane[r * cols..(r + 1) * cols].fill(0.0);
+                        }
+                        continue;
+                    };
+                    let src_row = &src[iy * g.w..(iy + 1) * g.w];
+                    // Padded column `t·sw + q` is input column `t·sw + q - pl`.
+                    let src_row = &src_row[..g.w.min((sw * cols).saturating_sub(pl))];
+                    if sw == 2 {
+                        let (even, odd) = row_planes.split_at_mut(plane_len);
+                        deinterleave(
+                            src_row,
+                            pl.min(2 * cols),
+                            &mut even[r * cols..(r + 1) * cols],
+                            &mut odd[r * cols..(r + 1) * cols],
+                        );
+                        continue;
+                    }
+                    for (q, plane) in row_planes.chunks_exact_mut(plane_len).enumerate() {
+                        for (t, d) in plane[r * cols..(r + 1) * cols].iter_mut().enumerate() {
+                            *d = (t * sw + q)
+                                .checked_sub(pl)
+                                .and_then(|ix| src_row.get(ix))
+                                .copied()
+                                .unwrap_or(0.0);
+                        }
+                    }
+                }
+            }
+        }
+        Phased { values, rows, cols }
+    }
+
+    /// Patch row `row` (tap `(c, i, j)`) for the output columns `range` (numbered row by row) into `dst`.
+    fn patch_row(
+        &self,
+        g: &ConvGeometry,
+        row: usize,
+        range: std::ops::Range<usize>,
+        dst: &mut [f32],
+    ) {
+        let (kh, kw) = g.kernel;
+        let (sh, sw) = g.stride;
+        let ow = g.out.1;
+        let c = row / (kh * kw);
+        let (i, j) = ((row / kw) % kh, row % kw);
+        let (di, dj) = (i * g.dilation.0, j * g.dilation.1);
+        let plane_len = self.rows * self.cols;
+        let plane = (c * sh + di % sh) * sw + dj % sw;
+        let plane = &self.values[plane * plane_len..(plane + 1) * plane_len];
+        let (row_shift, col_shift) = (di / sh, dj / sw);
+        let mut at = range.start;
+        while at < range.end {
+            let (oy, ox0) = (at / ow, at % ow);
+            let ox1 = ow.min(ox0 + (range.end - at));
+            let from = (oy + row_shift) * self.cols + col_shift;
+            dst[at - range.start..at - range.start + (ox1 - ox0)]
+                .copy_from_slice(&plane[from + ox0..from + ox1]);
+            at += ox1 - ox0;
+        }
+    }
+}
+
 /// The output rows of a group (`[rows, columns]`, row-major) that column blocks write, each its own columns,
 /// possibly from several threads at once.
 struct OutputRows {
@@ -607,11 +731,25 @@ impl OutputRows {
 }
 
 /// Writes columns `range` of the patch matrix (see [`im2col`]) as a `[in_g * kh * kw, range.len()]` matrix.
-fn im2col_columns(x: &[f32], g: &ConvGeometry, patches: &mut [f32], range: std::ops::Range<usize>) {
+fn im2col_columns(
+    source: &Patches<'_>,
+    g: &ConvGeometry,
+    patches: &mut [f32],
+    range: std::ops::Range<usize>,
+) {
     let (kh, kw) = g.kernel;
     let width = range.len();
     let plane = g.h * g.w;
     let ow = g.out.1;
+    let x = match source {
+        Patches::Input(x) => x,
+        Patches::Phased(phased) => {
+            for (row, dst) in patches.chunks_exact_mut(width).enumerate() {
+                phased.patch_row(g, row, range.clone(), dst);
+            }
+            return;
+        }
+    };
     for (row, dst) in patches.chunks_exact_mut(width).enumerate() {
         let c = row / (kh * kw);
         let (i, j) = ((row / kw) % kh, row % kw);
@@ -650,12 +788,16 @@ fn im2col_columns(x: &[f32], g: &ConvGeometry, patches: &mut [f32], range: std::
 /// Writes the `[in_g * kh * kw, oh * ow]` patch matrix of one group's input `x` (`[in_g, h, w]`): row
 /// `(c, i, j)`, column `(oy, ox)` holds `x[c, oy * sh + i * dh - pt, ox * sw + j * dw - pl]`, or 0 outside the
 /// input.
-fn im2col(x: &[f32], g: &ConvGeometry, patches: &mut [f32], parallel: bool) {
+fn im2col(source: &Patches<'_>, g: &ConvGeometry, patches: &mut [f32], parallel: bool) {
     let (kh, kw) = g.kernel;
     let columns = g.columns();
     let plane = g.h * g.w;
     let same_size = g.stride == (1, 1) && g.dilation == (1, 1) && g.out == (g.h, g.w);
     let fill_row = |row: usize, dst: &mut [f32]| {
+        let x = match source {
+            Patches::Input(x) => x,
+            Patches::Phased(phased) => return phased.patch_row(g, row, 0..columns, dst),
+        };
         let c = row / (kh * kw);
         let (i, j) = ((row / kw) % kh, row % kw);
         let src = &x[c * plane..(c + 1) * plane];
@@ -1016,6 +1158,36 @@ fn split_phases(rows: &[f32], w: usize, stride: usize, phases: &mut [f32], phase
     }
 }
 
+/// Splits a padded row whose input values `src` start at column `first` (zeros elsewhere) into its even
+/// (`even[t]` = column `2t`) and odd columns, the pairs inside the input by [`split_pairs`]. Kept out of
+/// line, so compiled for the baseline target: there LLVM turns the portable pair loop into SSE shuffles, while
+/// inlined into the AVX2 code it left it scalar (rustc 1.95), which took more time than the convolution itself.
+#[inline(never)]
+pub(super) fn deinterleave(src: &[f32], first: usize, even: &mut [f32], odd: &mut [f32]) {
+    let last = first + src.len();
+    let padded = |q: usize| {
+        if (first..last).contains(&q) {
+            src[q - first]
+        } else {
+            0.0
+        }
+    };
+    // Pairs `(2t, 2t + 1)` entirely inside the input, `t` in `lo..hi`, are copied by a loop that vectorises.
+    let lo = first.div_ceil(2).min(even.len());
+    let hi = (last / 2).clamp(lo, even.len());
+    for t in (0..lo).chain(hi..even.len()) {
+        even[t] = padded(2 * t);
+        odd[t] = padded(2 * t + 1);
+    }
+    if lo < hi {
+        split_pairs(
+            &src[2 * lo - first..2 * hi - first],
+            &mut even[lo..hi],
+            &mut odd[lo..hi],
+        );
+    }
+}
+
 /// `even[t] = pairs[2t]`, `odd[t] = pairs[2t + 1]`: the stride-2 phase split of the pools and of the depthwise
 /// convolution. The compiler leaves this loop scalar when it is inlined into AVX2 code (rustc 1.95), and then it
 /// took more time than the layer; here it runs sixteen pairs at a time with AVX-512 where the CPU has it.
@@ -1206,6 +1378,8 @@ mod tests {
             (4, 8, 9, 6, (3, 2), (2, 1), (1, 0, 0, 2), (1, 2), 2, 2), // asymmetric everything, groups
             (4, 6, 6, 4, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 4, 1), // depthwise, dilated
             (2, 5, 5, 3, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1, 2), // strided 1x1 is not pointwise
+            (3, 13, 14, 4, (3, 3), (3, 3), (1, 1, 1, 1), (1, 1), 1, 1), // stride 3: phases not split by pairs
+            (2, 9, 17, 3, (2, 4), (1, 3), (0, 1, 2, 1), (1, 2), 1, 1), // stride 1 down, 3 across, dilated
             (1, 4, 4, 2, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1, 1), // kernel larger than the input
             // Deep and wide enough to be cut into column blocks (a partial last one), on one image (blocks on
             // the threads) and on two (an image per thread); strided, dilated and grouped too.

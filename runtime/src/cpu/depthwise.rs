@@ -21,7 +21,7 @@
 
 use rayon::prelude::*;
 
-use super::{valid_range, Activation, ConvGeometry, Epilogue};
+use super::{deinterleave, valid_range, Activation, ConvGeometry, Epilogue};
 
 /// Output values computed together, their partial sums kept in registers while every tap of the window is
 /// added in: eight 8-lane AVX2 registers, enough independent sums to cover the latency of a fused multiply-add
@@ -301,36 +301,6 @@ impl PhaseLayout {
                 }
             }
         }
-    }
-}
-
-/// Splits a padded row whose input values `src` start at column `first` (zeros elsewhere) into its even
-/// (`even[t]` = column `2t`) and odd columns, the pairs inside the input by [`super::split_pairs`]. Kept out of
-/// line, so compiled for the baseline target: there LLVM turns the portable pair loop into SSE shuffles, while
-/// inlined into the AVX2 code it left it scalar (rustc 1.95), which took more time than the convolution itself.
-#[inline(never)]
-fn deinterleave(src: &[f32], first: usize, even: &mut [f32], odd: &mut [f32]) {
-    let last = first + src.len();
-    let padded = |q: usize| {
-        if (first..last).contains(&q) {
-            src[q - first]
-        } else {
-            0.0
-        }
-    };
-    // Pairs `(2t, 2t + 1)` entirely inside the input, `t` in `lo..hi`, are copied by a loop that vectorises.
-    let lo = first.div_ceil(2).min(even.len());
-    let hi = (last / 2).clamp(lo, even.len());
-    for t in (0..lo).chain(hi..even.len()) {
-        even[t] = padded(2 * t);
-        odd[t] = padded(2 * t + 1);
-    }
-    if lo < hi {
-        super::split_pairs(
-            &src[2 * lo - first..2 * hi - first],
-            &mut even[lo..hi],
-            &mut odd[lo..hi],
-        );
     }
 }
 

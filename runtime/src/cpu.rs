@@ -354,7 +354,7 @@ fn conv_group(
     let mut phased_buffer = Vec::new();
     let phased = Phased::applies(g).then(|| {
         phased_buffer = PHASED.take();
-        Phased::build(x_g, g, &mut phased_buffer)
+        Phased::build(x_g, g, &mut phased_buffer, parallel)
     });
     let source = match &phased {
         Some(phased) => Patches::Phased(phased),
@@ -624,58 +624,90 @@ impl<'a> Phased<'a> {
         g.stride != (1, 1)
     }
 
-    /// The phase planes of one group's input `x_g` in `buffer` (grown as needed).
-    fn build(x_g: &[f32], g: &ConvGeometry, buffer: &'a mut Vec<f32>) -> Phased<'a> {
+    /// The phase planes of one group's input `x_g` in `buffer` (grown as needed), the channels shared out
+    /// between the threads when `parallel`. Only the phases some tap reads are written (a 1×1 stride-2
+    /// convolution reads one plane of four).
+    fn build(
+        x_g: &[f32],
+        g: &ConvGeometry,
+        buffer: &'a mut Vec<f32>,
+        parallel: bool,
+    ) -> Phased<'a> {
         let (sh, sw) = g.stride;
-        let (pt, pl) = g.pad_before;
         let (oh, ow) = g.out;
         let rows = oh + (g.kernel.0 - 1) * g.dilation.0 / sh;
         let cols = ow + (g.kernel.1 - 1) * g.dilation.1 / sw;
-        let plane_len = rows * cols;
-        let values = scratch(buffer, g.in_per_group() * sh * sw * plane_len);
-        let planes_per_channel = sh * sw;
-        for (c, planes) in values
-            .chunks_exact_mut(planes_per_channel * plane_len)
-            .enumerate()
-        {
+        let per_channel = sh * sw * rows * cols;
+        let values = scratch(buffer, g.in_per_group() * per_channel);
+        let channel = |(c, planes): (usize, &mut [f32])| {
             let src = &x_g[c * g.h * g.w..(c + 1) * g.h * g.w];
-            for p in 0..sh {
-                let row_planes = &mut planes[p * sw * plane_len..(p + 1) * sw * plane_len];
-                for r in 0..rows {
-                    // Padded row `r·sh + p` is input row `r·sh + p - pt`, if that is inside the input.
-                    let iy = (r * sh + p).checked_sub(pt).filter(|&iy| iy < g.h);
-                    let Some(iy) = iy else {
-                        for plane in row_planes.chunks_exact_mut(plane_len) {
-                            plane[r * cols..(r + 1) * cols].fill(0.0);
-                        }
-                        continue;
-                    };
-                    let src_row = &src[iy * g.w..(iy + 1) * g.w];
-                    // Padded column `t·sw + q` is input column `t·sw + q - pl`.
-                    let src_row = &src_row[..g.w.min((sw * cols).saturating_sub(pl))];
-                    if sw == 2 {
-                        let (even, odd) = row_planes.split_at_mut(plane_len);
-                        deinterleave(
-                            src_row,
-                            pl.min(2 * cols),
-                            &mut even[r * cols..(r + 1) * cols],
-                            &mut odd[r * cols..(r + 1) * cols],
-                        );
+            Phased::build_channel(src, g, (rows, cols), planes);
+        };
+        if parallel {
+            values
+                .par_chunks_exact_mut(per_channel)
+                .enumerate()
+                .for_each(channel);
+        } else {
+            values
+                .chunks_exact_mut(per_channel)
+                .enumerate()
+                .for_each(channel);
+        }
+        Phased { values, rows, cols }
+    }
+
+    /// The phase planes (`[sh][sw][rows][cols]`) of one channel's `[h, w]` plane `src` into `planes`.
+    fn build_channel(
+        src: &[f32],
+        g: &ConvGeometry,
+        (rows, cols): (usize, usize),
+        planes: &mut [f32],
+    ) {
+        let (sh, sw) = g.stride;
+        let (pt, pl) = g.pad_before;
+        let plane_len = rows * cols;
+        let read = |phase: usize, kernel: usize, dilation: usize, stride: usize| {
+            (0..kernel).any(|t| t * dilation % stride == phase)
+        };
+        for p in (0..sh).filter(|&p| read(p, g.kernel.0, g.dilation.0, sh)) {
+            let row_planes = &mut planes[p * sw * plane_len..(p + 1) * sw * plane_len];
+            for r in 0..rows {
+                // Padded row `r·sh + p` is input row `r·sh + p - pt`, if that is inside the input.
+                let iy = (r * sh + p).checked_sub(pt).filter(|&iy| iy < g.h);
+                let Some(iy) = iy else {
+                    for plane in row_planes.chunks_exact_mut(plane_len) {
+                        plane[r * cols..(r + 1) * cols].fill(0.0);
+                    }
+                    continue;
+                };
+                let src_row = &src[iy * g.w..(iy + 1) * g.w];
+                // Padded column `t·sw + q` is input column `t·sw + q - pl`.
+                let src_row = &src_row[..g.w.min((sw * cols).saturating_sub(pl))];
+                if sw == 2 {
+                    let (even, odd) = row_planes.split_at_mut(plane_len);
+                    deinterleave(
+                        src_row,
+                        pl.min(2 * cols),
+                        &mut even[r * cols..(r + 1) * cols],
+                        &mut odd[r * cols..(r + 1) * cols],
+                    );
+                    continue;
+                }
+                for (q, plane) in row_planes.chunks_exact_mut(plane_len).enumerate() {
+                    if !read(q, g.kernel.1, g.dilation.1, sw) {
                         continue;
                     }
-                    for (q, plane) in row_planes.chunks_exact_mut(plane_len).enumerate() {
-                        for (t, d) in plane[r * cols..(r + 1) * cols].iter_mut().enumerate() {
-                            *d = (t * sw + q)
-                                .checked_sub(pl)
-                                .and_then(|ix| src_row.get(ix))
-                                .copied()
-                                .unwrap_or(0.0);
-                        }
+                    for (t, d) in plane[r * cols..(r + 1) * cols].iter_mut().enumerate() {
+                        *d = (t * sw + q)
+                            .checked_sub(pl)
+                            .and_then(|ix| src_row.get(ix))
+                            .copied()
+                            .unwrap_or(0.0);
                     }
                 }
             }
         }
-        Phased { values, rows, cols }
     }
 
     /// Patch row `row` (tap `(c, i, j)`) for the output columns `range` (numbered row by row) into `dst`.

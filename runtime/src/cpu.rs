@@ -35,6 +35,7 @@ pub(crate) mod winograd;
 
 pub(crate) use elementwise::Activation;
 pub(crate) use gemm::Isa;
+pub use gemm::ISA_VARIABLE;
 
 /// Everything about a convolution over one image except the tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1019,8 +1020,8 @@ impl Reduce for Max {
 
     fn combine(dst: (&mut [f32], usize), src: (&[f32], usize), rows: usize, len: usize) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx") {
-            // SAFETY: the CPU has AVX, checked just above.
+        if Isa::has_avx2() {
+            // SAFETY: the CPU has AVX (`has_avx2` only allows what the CPU has, and AVX2 implies AVX).
             return unsafe { max_rows_avx(dst, src, rows, len) };
         }
         for_rows(dst, src, rows, len, |d, s| {
@@ -1227,8 +1228,9 @@ pub(super) fn split_pairs(pairs: &[f32], even: &mut [f32], odd: &mut [f32]) {
     let n = pairs.len() / 2;
     assert!(even.len() >= n && odd.len() >= n, "phase rows too short");
     #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, checked just above; the lengths are asserted above.
+    if Isa::has_avx512() {
+        // SAFETY: the CPU has AVX-512F (`has_avx512` only allows what the CPU has); the lengths are asserted
+        // above.
         return unsafe { split_pairs_avx512(&pairs[..2 * n], &mut even[..n], &mut odd[..n]) };
     }
     for ((e, o), pair) in even

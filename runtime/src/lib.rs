@@ -28,6 +28,8 @@ pub use candle_core;
 pub use candle_nn;
 
 pub use conv::{conv2d, Conv2d, Conv2dSpec, Pad2d};
+/// The environment variable that narrows the CPU kernels' instruction set (`portable`, `avx2`, `avx512`).
+pub use cpu::ISA_VARIABLE;
 pub use fused::conv_bn_act;
 pub use linear::linear;
 pub use load::{load_tensor, load_tensor_with_init};

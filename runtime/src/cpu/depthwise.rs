@@ -43,10 +43,10 @@ pub(super) enum Isa {
 }
 
 impl Isa {
-    /// The widest the running CPU supports.
+    /// The widest of these that the product kernels' choice allows ([`super::gemm::Isa::detect`]).
     pub(super) fn detect() -> Isa {
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        if super::gemm::Isa::has_avx2() {
             return Isa::Avx2Fma;
         }
         Isa::Portable
@@ -57,7 +57,7 @@ impl Isa {
     pub(super) fn available() -> Vec<Isa> {
         let mut all = vec![Isa::Portable];
         #[cfg(target_arch = "x86_64")]
-        if Isa::detect() == Isa::Avx2Fma {
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             all.push(Isa::Avx2Fma);
         }
         all

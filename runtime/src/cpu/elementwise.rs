@@ -68,14 +68,13 @@ impl Activation {
             return;
         }
         #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F, checked just above.
+        if super::Isa::has_avx512() {
+            // SAFETY: the CPU has AVX-512F (`has_avx512` only allows what the CPU has).
             return unsafe { apply_avx512(self, values) };
         }
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU has AVX2 and FMA, checked just above.
+        if super::Isa::has_avx2() {
+            // SAFETY: the CPU has AVX2 and FMA, as above.
             return unsafe { apply_avx2_fma(self, values) };
         }
         apply_portable(self, values);

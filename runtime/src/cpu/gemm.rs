@@ -35,12 +35,66 @@ pub(crate) enum Isa {
     Avx512,
 }
 
+/// The environment variable that narrows the CPU kernels' instruction set for a whole process: `portable`,
+/// `avx2` or `avx512` (the default is the widest the CPU has). For measuring the narrower kernels on a wider
+/// CPU, and for a user whose CPU slows down under AVX-512.
+pub const ISA_VARIABLE: &str = "ARCHC_CPU_ISA";
+
 impl Isa {
-    /// The widest the running CPU supports.
+    /// The kernels this process runs: the widest the CPU supports, or narrower where [`ISA_VARIABLE`] asks
+    /// for it. Read once per process, so weights packed for one kernel are never read by another.
     pub(crate) fn detect() -> Isa {
-        *Isa::available()
+        static CHOSEN: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| Isa::chosen(std::env::var(ISA_VARIABLE).ok().as_deref()))
+    }
+
+    /// The widest available kernel that `request` (an [`ISA_VARIABLE`] value) allows: every one for `None` or
+    /// an empty value; a name that is none of `portable`, `avx2`, `avx512` is reported on stderr and ignored.
+    fn chosen(request: Option<&str>) -> Isa {
+        let available = Isa::available();
+        let widest = *available
             .last()
-            .expect("the portable kernel is always available")
+            .expect("the portable kernel is always available");
+        let Some(request) = request.map(str::trim).filter(|r| !r.is_empty()) else {
+            return widest;
+        };
+        let cap = match request.to_ascii_lowercase().as_str() {
+            "portable" => 0,
+            "avx2" => 1,
+            "avx512" => 2,
+            _ => {
+                eprintln!(
+                    "archc: {ISA_VARIABLE}={request:?} is not one of portable, avx2, avx512; using {widest:?}"
+                );
+                return widest;
+            }
+        };
+        available
+            .into_iter()
+            .filter(|isa| isa.rank() <= cap)
+            .next_back()
+            .unwrap_or(Isa::Portable)
+    }
+
+    /// The order of the instruction sets, narrowest first.
+    const fn rank(self) -> u8 {
+        match self {
+            Isa::Portable => 0,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => 1,
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            Isa::Avx512 => 2,
+        }
+    }
+
+    /// Whether the chosen kernels may use AVX2 and FMA (for the passes with their own AVX2 code).
+    pub(crate) fn has_avx2() -> bool {
+        Isa::detect().rank() >= 1
+    }
+
+    /// Whether the chosen kernels may use AVX-512F.
+    pub(crate) fn has_avx512() -> bool {
+        Isa::detect().rank() >= 2
     }
 
     /// Every kernel the running CPU can run, narrowest first, so tests can compare them all.
@@ -889,6 +943,26 @@ mod tests {
                     "{isa:?} {i}: {g} vs {e}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_environment_narrows_the_kernels_and_ignores_what_it_cannot_read() {
+        let available = Isa::available();
+        let widest = *available.last().unwrap();
+        assert_eq!(Isa::chosen(None), widest);
+        assert_eq!(Isa::chosen(Some(" ")), widest);
+        assert_eq!(Isa::chosen(Some("pentium")), widest);
+        assert_eq!(Isa::chosen(Some("Portable")), Isa::Portable);
+        assert_eq!(Isa::chosen(Some("avx512")), widest);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = if available.contains(&Isa::Avx2Fma) {
+                Isa::Avx2Fma
+            } else {
+                Isa::Portable
+            };
+            assert_eq!(Isa::chosen(Some("AVX2")), avx2);
         }
     }
 

@@ -71,8 +71,7 @@ impl Isa {
         };
         available
             .into_iter()
-            .filter(|isa| isa.rank() <= cap)
-            .next_back()
+            .rfind(|isa| isa.rank() <= cap)
             .unwrap_or(Isa::Portable)
     }
 

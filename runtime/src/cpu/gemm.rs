@@ -380,22 +380,26 @@ pub(crate) unsafe fn multiply(
     let kc = k.div_ceil(k.div_ceil(KC));
     let nc = n.div_ceil(n.div_ceil(NC)).next_multiple_of(nr);
     // Blocks of at most `MC` rows of one matrix each: (matrix, its first row, rows, the first row of `dst`).
-    let mut blocks = Vec::new();
-    let mut dst_row = 0;
-    for part in a {
-        for start in (0..part.rows).step_by(MC) {
-            let rows = MC.min(part.rows - start);
-            blocks.push((part, part.first + start, rows, dst_row));
-            dst_row += rows;
-        }
-    }
+    // Listed afresh where they are walked rather than collected: a `Vec` per call was an allocation for each of
+    // the small products of a Winograd layer (16 or 36 per block of tiles).
+    let blocks = || {
+        let mut dst_row = 0;
+        a.iter().flat_map(move |part| {
+            let first_dst = dst_row;
+            dst_row += part.rows;
+            (0..part.rows).step_by(MC).map(move |start| {
+                let rows = MC.min(part.rows - start);
+                (part, part.first + start, rows, first_dst + start)
+            })
+        })
+    };
     let mut edge = EDGE.take();
     for jc in (0..n).step_by(nc) {
         let width = nc.min(n - jc);
         for pc in (0..k).step_by(kc) {
             let depth = kc.min(k - pc);
             let last = pc + depth == k;
-            for &(part, first_row, block_rows, first_dst) in &blocks {
+            for (part, first_row, block_rows, first_dst) in blocks() {
                 let mut col = jc;
                 while col < jc + width {
                     let columns = isa.tile_columns(jc + width - col);

@@ -3,15 +3,17 @@
 //!
 //! * [`conv2d`]: a convolution as one matrix product per image and group, `W [out, k] x X [k, oh * ow]`,
 //!   whose result is already the NCHW output (no transpose afterwards). A 1×1, stride-1, unpadded convolution
-//!   multiplies the input in place; any other builds the `[k, oh * ow]` patch matrix once (im2col, with the
-//!   zero padding written straight into it, so the input is never padded as a tensor). The product is the
+//!   multiplies the input in place; any other builds the `[k, oh * ow]` patch matrix (im2col, in blocks of
+//!   columns that stay in cache), at stride 1 from the input with the zero padding written straight into it,
+//!   strided from the input's padded phase planes ([`fill_phase_planes`]), where every tap reads whole runs. The product is the
 //!   runtime's own ([`gemm`]), on the weights packed once per layer ([`pack_weights`]); the per-channel
 //!   epilogue `y = act(scale * acc + shift + residual)`, which is where a following batch norm and activation,
 //!   the convolution's bias and a residual block's sum go, is applied as each value is stored.
 //! * [`depthwise::conv2d`]: a depthwise convolution (one input channel per group), computed directly, a plane
 //!   per task, instead of as a tiny product per group.
-//! * [`max_pool2d`] and [`avg_pool2d`]: one pass over each plane with the windows clipped to the input, so
-//!   padding and ceil mode cost nothing and no padded copy is made.
+//! * [`max_pool2d`] and [`avg_pool2d`]: two passes of slice operations over each plane (down the columns, then
+//!   along the rows) with the windows clipped to the input, so padding and ceil mode cost nothing and no
+//!   padded copy is made.
 //! * [`elementwise`]: the activations (applied by the epilogue, or on their own), and one-pass versions of the
 //!   element-wise layers around convolutions: a batch norm and its activation, a per-channel product, a sum and
 //!   its activation.
@@ -599,6 +601,91 @@ fn conv_group_by_columns(
     }
 }
 
+/// Where tap `(i, j)` of a window reads in the phase planes of [`fill_phase_planes`]: plane
+/// `(i·dh mod sh)·sw + (j·dw mod sw)`, `⌊i·dh / sh⌋` rows and `⌊j·dw / sw⌋` columns below and right of the
+/// output position. Returns `(plane, row shift, column shift)`.
+pub(crate) fn tap_phase(g: &ConvGeometry, (i, j): (usize, usize)) -> (usize, usize, usize) {
+    let (sh, sw) = g.stride;
+    let (di, dj) = (i * g.dilation.0, j * g.dilation.1);
+    ((di % sh) * sw + dj % sw, di / sh, dj / sw)
+}
+
+/// Writes one `[h, w]` input plane `src` as the `sh × sw` phase planes of the convolution `g`, each `rows ×
+/// cols`, `plane_stride` values apart in `planes`: plane `(p, q)`, row `r`, column `t` holds the padded
+/// input's value at `(r·sh + p, t·sw + q)`, that is input `(r·sh + p - pt, t·sw + q - pl)`, or 0 outside the
+/// input. In that layout each tap's values for consecutive output columns are consecutive ([`tap_phase`]), so
+/// a strided, padded window reads whole runs. Phases no tap of the window reads are skipped. With
+/// `zero_padding` false the padding is left as it is, for a caller whose buffer already holds zeros there
+/// (the depthwise kernel, which zeroes its buffer once per layer); the stride-2 split writes its padding
+/// columns either way.
+pub(crate) fn fill_phase_planes(
+    src: &[f32],
+    g: &ConvGeometry,
+    (rows, cols): (usize, usize),
+    plane_stride: usize,
+    planes: &mut [f32],
+    zero_padding: bool,
+) {
+    let (sh, sw) = g.stride;
+    let (pt, pl) = g.pad_before;
+    let read = |phase: usize, kernel: usize, dilation: usize, stride: usize| {
+        (0..kernel).any(|t| t * dilation % stride == phase)
+    };
+    // The input's columns in a padded row of the `sw · cols` columns the phase planes hold.
+    let width = sw * cols;
+    let (first, last) = (pl.min(width), (pl + g.w).min(width));
+    for p in (0..sh).filter(|&p| read(p, g.kernel.0, g.dilation.0, sh)) {
+        // Phase rows `lo..hi` hold input rows `p + r·sh - pt`; the others are padding.
+        let (lo, hi) = valid_range(p, pt, sh, g.h, rows);
+        let row_planes = &mut planes[p * sw * plane_stride..][..sw * plane_stride];
+        if zero_padding {
+            for plane in row_planes.chunks_exact_mut(plane_stride) {
+                plane[..lo * cols].fill(0.0);
+                plane[hi * cols..rows * cols].fill(0.0);
+            }
+        }
+        for r in lo..hi {
+            let iy = p + r * sh - pt;
+            let src_row = &src[iy * g.w..][..last - first];
+            let at = r * cols;
+            match sw {
+                1 => {
+                    let dst = &mut row_planes[at..at + cols];
+                    if zero_padding {
+                        dst[..first].fill(0.0);
+                        dst[last..].fill(0.0);
+                    }
+                    dst[first..last].copy_from_slice(src_row);
+                }
+                2 => {
+                    let (even, odd) = row_planes.split_at_mut(plane_stride);
+                    deinterleave(
+                        src_row,
+                        first,
+                        &mut even[at..at + cols],
+                        &mut odd[at..at + cols],
+                    );
+                }
+                _ => {
+                    for (q, plane) in row_planes.chunks_exact_mut(plane_stride).enumerate() {
+                        if !read(q, g.kernel.1, g.dilation.1, sw) {
+                            continue;
+                        }
+                        for (t, d) in plane[at..at + cols].iter_mut().enumerate() {
+                            let column = t * sw + q;
+                            *d = if (first..last).contains(&column) {
+                                src_row[column - first]
+                            } else {
+                                0.0
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Where a group's patch rows are read from: its input, or the input's phase planes ([`Phased`]).
 enum Patches<'a> {
     Input(&'a [f32]),
@@ -626,8 +713,8 @@ impl<'a> Phased<'a> {
     }
 
     /// The phase planes of one group's input `x_g` in `buffer` (grown as needed), the channels shared out
-    /// between the threads when `parallel`. Only the phases some tap reads are written (a 1×1 stride-2
-    /// convolution reads one plane of four).
+    /// between the threads when `parallel`. The phases no tap reads are not written (a 1×1 stride-2
+    /// convolution writes two planes of four, its row phase's).
     fn build(
         x_g: &[f32],
         g: &ConvGeometry,
@@ -642,7 +729,7 @@ impl<'a> Phased<'a> {
         let values = scratch(buffer, g.in_per_group() * per_channel);
         let channel = |(c, planes): (usize, &mut [f32])| {
             let src = &x_g[c * g.h * g.w..(c + 1) * g.h * g.w];
-            Phased::build_channel(src, g, (rows, cols), planes);
+            fill_phase_planes(src, g, (rows, cols), rows * cols, planes, true);
         };
         if parallel {
             values
@@ -658,59 +745,6 @@ impl<'a> Phased<'a> {
         Phased { values, rows, cols }
     }
 
-    /// The phase planes (`[sh][sw][rows][cols]`) of one channel's `[h, w]` plane `src` into `planes`.
-    fn build_channel(
-        src: &[f32],
-        g: &ConvGeometry,
-        (rows, cols): (usize, usize),
-        planes: &mut [f32],
-    ) {
-        let (sh, sw) = g.stride;
-        let (pt, pl) = g.pad_before;
-        let plane_len = rows * cols;
-        let read = |phase: usize, kernel: usize, dilation: usize, stride: usize| {
-            (0..kernel).any(|t| t * dilation % stride == phase)
-        };
-        for p in (0..sh).filter(|&p| read(p, g.kernel.0, g.dilation.0, sh)) {
-            let row_planes = &mut planes[p * sw * plane_len..(p + 1) * sw * plane_len];
-            for r in 0..rows {
-                // Padded row `r·sh + p` is input row `r·sh + p - pt`, if that is inside the input.
-                let iy = (r * sh + p).checked_sub(pt).filter(|&iy| iy < g.h);
-                let Some(iy) = iy else {
-                    for plane in row_planes.chunks_exact_mut(plane_len) {
-                        plane[r * cols..(r + 1) * cols].fill(0.0);
-                    }
-                    continue;
-                };
-                let src_row = &src[iy * g.w..(iy + 1) * g.w];
-                // Padded column `t·sw + q` is input column `t·sw + q - pl`.
-                let src_row = &src_row[..g.w.min((sw * cols).saturating_sub(pl))];
-                if sw == 2 {
-                    let (even, odd) = row_planes.split_at_mut(plane_len);
-                    deinterleave(
-                        src_row,
-                        pl.min(2 * cols),
-                        &mut even[r * cols..(r + 1) * cols],
-                        &mut odd[r * cols..(r + 1) * cols],
-                    );
-                    continue;
-                }
-                for (q, plane) in row_planes.chunks_exact_mut(plane_len).enumerate() {
-                    if !read(q, g.kernel.1, g.dilation.1, sw) {
-                        continue;
-                    }
-                    for (t, d) in plane[r * cols..(r + 1) * cols].iter_mut().enumerate() {
-                        *d = (t * sw + q)
-                            .checked_sub(pl)
-                            .and_then(|ix| src_row.get(ix))
-                            .copied()
-                            .unwrap_or(0.0);
-                    }
-                }
-            }
-        }
-    }
-
     /// Patch row `row` (tap `(c, i, j)`) for the output columns `range` (numbered row by row) into `dst`.
     fn patch_row(
         &self,
@@ -720,15 +754,12 @@ impl<'a> Phased<'a> {
         dst: &mut [f32],
     ) {
         let (kh, kw) = g.kernel;
-        let (sh, sw) = g.stride;
         let ow = g.out.1;
         let c = row / (kh * kw);
-        let (i, j) = ((row / kw) % kh, row % kw);
-        let (di, dj) = (i * g.dilation.0, j * g.dilation.1);
+        let (phase, row_shift, col_shift) = tap_phase(g, ((row / kw) % kh, row % kw));
         let plane_len = self.rows * self.cols;
-        let plane = (c * sh + di % sh) * sw + dj % sw;
+        let plane = c * g.stride.0 * g.stride.1 + phase;
         let plane = &self.values[plane * plane_len..(plane + 1) * plane_len];
-        let (row_shift, col_shift) = (di / sh, dj / sw);
         let mut at = range.start;
         while at < range.end {
             let (oy, ox0) = (at / ow, at % ow);
@@ -770,95 +801,77 @@ fn im2col_columns(
     patches: &mut [f32],
     range: std::ops::Range<usize>,
 ) {
-    let (kh, kw) = g.kernel;
-    let width = range.len();
-    let plane = g.h * g.w;
-    let ow = g.out.1;
-    let x = match source {
-        Patches::Input(x) => x,
-        Patches::Phased(phased) => {
-            for (row, dst) in patches.chunks_exact_mut(width).enumerate() {
-                phased.patch_row(g, row, range.clone(), dst);
-            }
-            return;
-        }
-    };
-    for (row, dst) in patches.chunks_exact_mut(width).enumerate() {
-        let c = row / (kh * kw);
-        let (i, j) = ((row / kw) % kh, row % kw);
-        let src = &x[c * plane..(c + 1) * plane];
-        let offset = j * g.dilation.1;
-        let (lo, hi) = valid_range(offset, g.pad_before.1, g.stride.1, g.w, ow);
-        // The output rows the range touches, each for the columns of it that fall in the range.
-        let mut at = range.start;
-        while at < range.end {
-            let (oy, ox0) = (at / ow, at % ow);
-            let ox1 = ow.min(ox0 + (range.end - at));
-            let dst_row = &mut dst[at - range.start..at - range.start + (ox1 - ox0)];
-            at += ox1 - ox0;
-            let iy = (oy * g.stride.0 + i * g.dilation.0) as isize - g.pad_before.0 as isize;
-            let (a, b) = (lo.clamp(ox0, ox1), hi.clamp(ox0, ox1));
-            if iy < 0 || iy as usize >= g.h || a >= b {
-                dst_row.fill(0.0);
-                continue;
-            }
-            let src_row = &src[iy as usize * g.w..(iy as usize + 1) * g.w];
-            dst_row[..a - ox0].fill(0.0);
-            dst_row[b - ox0..].fill(0.0);
-            let first = a * g.stride.1 + offset - g.pad_before.1;
-            let inside = &mut dst_row[a - ox0..b - ox0];
-            if g.stride.1 == 1 {
-                inside.copy_from_slice(&src_row[first..first + (b - a)]);
-            } else {
-                for (k, v) in inside.iter_mut().enumerate() {
-                    *v = src_row[first + k * g.stride.1];
-                }
-            }
+    for (row, dst) in patches.chunks_exact_mut(range.len()).enumerate() {
+        match source {
+            Patches::Input(x) => input_patch_row(x, g, row, range.clone(), dst),
+            Patches::Phased(phased) => phased.patch_row(g, row, range.clone(), dst),
         }
     }
 }
 
-/// Writes the `[in_g * kh * kw, oh * ow]` patch matrix of one group's input `x` (`[in_g, h, w]`): row
+/// Patch row `row` (tap `(c, i, j)`) of a stride-1 convolution of the input `x` for the output columns `range`
+/// (numbered row by row) into `dst`: runs of the input's rows, zeros where the window is outside the input.
+fn input_patch_row(
+    x: &[f32],
+    g: &ConvGeometry,
+    row: usize,
+    range: std::ops::Range<usize>,
+    dst: &mut [f32],
+) {
+    // A strided convolution reads its phase planes ([`Phased`]).
+    debug_assert_eq!(g.stride, (1, 1));
+    let (kh, kw) = g.kernel;
+    let plane = g.h * g.w;
+    let ow = g.out.1;
+    let c = row / (kh * kw);
+    let (i, j) = ((row / kw) % kh, row % kw);
+    let src = &x[c * plane..(c + 1) * plane];
+    // Output columns whose input column is inside the image: ox + j * dw - pl in 0..w.
+    let offset = j * g.dilation.1;
+    let (lo, hi) = valid_range(offset, g.pad_before.1, 1, g.w, ow);
+    // The output rows the range touches, each for the columns of it that fall in the range.
+    let mut at = range.start;
+    while at < range.end {
+        let (oy, ox0) = (at / ow, at % ow);
+        let ox1 = ow.min(ox0 + (range.end - at));
+        let dst_row = &mut dst[at - range.start..at - range.start + (ox1 - ox0)];
+        at += ox1 - ox0;
+        let iy = (oy + i * g.dilation.0) as isize - g.pad_before.0 as isize;
+        let (a, b) = (lo.clamp(ox0, ox1), hi.clamp(ox0, ox1));
+        if iy < 0 || iy as usize >= g.h || a >= b {
+            dst_row.fill(0.0);
+            continue;
+        }
+        let src_row = &src[iy as usize * g.w..(iy as usize + 1) * g.w];
+        dst_row[..a - ox0].fill(0.0);
+        dst_row[b - ox0..].fill(0.0);
+        let first = a + offset - g.pad_before.1;
+        dst_row[a - ox0..b - ox0].copy_from_slice(&src_row[first..first + (b - a)]);
+    }
+}
+
+/// Writes the `[in_g * kh * kw, oh * ow]` patch matrix of one group's input (`[in_g, h, w]`): row
 /// `(c, i, j)`, column `(oy, ox)` holds `x[c, oy * sh + i * dh - pt, ox * sw + j * dw - pl]`, or 0 outside the
-/// input.
+/// input; read from the input itself at stride 1, from its phase planes otherwise ([`Patches`]).
 fn im2col(source: &Patches<'_>, g: &ConvGeometry, patches: &mut [f32], parallel: bool) {
     let (kh, kw) = g.kernel;
     let columns = g.columns();
     let plane = g.h * g.w;
     let same_size = g.stride == (1, 1) && g.dilation == (1, 1) && g.out == (g.h, g.w);
-    let fill_row = |row: usize, dst: &mut [f32]| {
-        let x = match source {
-            Patches::Input(x) => x,
-            Patches::Phased(phased) => return phased.patch_row(g, row, 0..columns, dst),
-        };
-        let c = row / (kh * kw);
-        let (i, j) = ((row / kw) % kh, row % kw);
-        let src = &x[c * plane..(c + 1) * plane];
-        if same_size {
-            shifted_plane(src, (g.h, g.w), (i, j), g.pad_before, dst);
-            return;
+    let fill_row = |row: usize, dst: &mut [f32]| match source {
+        Patches::Phased(phased) => phased.patch_row(g, row, 0..columns, dst),
+        Patches::Input(x) if same_size => {
+            let c = row / (kh * kw);
+            let (i, j) = ((row / kw) % kh, row % kw);
+            shifted_plane(
+                &x[c * plane..(c + 1) * plane],
+                (g.h, g.w),
+                (i, j),
+                g.pad_before,
+                dst,
+            );
         }
-        // Output columns whose input column is inside the image: ox * sw + j * dw - pl in 0..w.
-        let offset = j * g.dilation.1;
-        let (lo, hi) = valid_range(offset, g.pad_before.1, g.stride.1, g.w, g.out.1);
-        for (oy, dst_row) in dst.chunks_exact_mut(g.out.1).enumerate() {
-            let iy = (oy * g.stride.0 + i * g.dilation.0) as isize - g.pad_before.0 as isize;
-            if iy < 0 || iy as usize >= g.h || lo >= hi {
-                dst_row.fill(0.0);
-                continue;
-            }
-            let src_row = &src[iy as usize * g.w..(iy as usize + 1) * g.w];
-            dst_row[..lo].fill(0.0);
-            dst_row[hi..].fill(0.0);
-            let first = lo * g.stride.1 + offset - g.pad_before.1;
-            if g.stride.1 == 1 {
-                dst_row[lo..hi].copy_from_slice(&src_row[first..first + (hi - lo)]);
-            } else {
-                for (k, v) in dst_row[lo..hi].iter_mut().enumerate() {
-                    *v = src_row[first + k * g.stride.1];
-                }
-            }
-        }
+        Patches::Input(x) => input_patch_row(x, g, row, 0..columns, dst),
     };
     if parallel {
         patches
@@ -973,15 +986,25 @@ trait Reduce: Copy + Send + Sync {
     /// `dst[r * dst.1 + i] = op(dst[r * dst.1 + i], src[r * src.1 + i])` for `r < rows`, `i < len`: one tap
     /// of a pool over many rows, in one call.
     fn combine(dst: (&mut [f32], usize), src: (&[f32], usize), rows: usize, len: usize) {
-        for_rows(dst, src, rows, len, |d, s| {
-            for (d, &v) in d.iter_mut().zip(s) {
-                *d = Self::one(*d, v);
-            }
-        });
+        combine_portable::<Self>(dst, src, rows, len);
     }
 
     /// `op(a, b)`.
     fn one(a: f32, b: f32) -> f32;
+}
+
+/// [`Reduce::combine`] as plain loops, which the compiler vectorises for the baseline target.
+fn combine_portable<R: Reduce>(
+    dst: (&mut [f32], usize),
+    src: (&[f32], usize),
+    rows: usize,
+    len: usize,
+) {
+    for_rows(dst, src, rows, len, |d, s| {
+        for (d, &v) in d.iter_mut().zip(s) {
+            *d = R::one(*d, v);
+        }
+    });
 }
 
 /// `each(dst_row, src_row)` for `rows` rows of `len` values, `dst.1` and `src.1` apart; rows that follow one
@@ -1024,11 +1047,7 @@ impl Reduce for Max {
             // SAFETY: the CPU has AVX (`has_avx2` only allows what the CPU has, and AVX2 implies AVX).
             return unsafe { max_rows_avx(dst, src, rows, len) };
         }
-        for_rows(dst, src, rows, len, |d, s| {
-            for (d, &v) in d.iter_mut().zip(s) {
-                *d = max_or_nan(*d, v);
-            }
-        });
+        combine_portable::<Self>(dst, src, rows, len);
     }
 
     fn one(a: f32, b: f32) -> f32 {
@@ -1233,6 +1252,11 @@ pub(super) fn split_pairs(pairs: &[f32], even: &mut [f32], odd: &mut [f32]) {
         // above.
         return unsafe { split_pairs_avx512(&pairs[..2 * n], &mut even[..n], &mut odd[..n]) };
     }
+    split_pairs_portable(pairs, even, odd);
+}
+
+/// [`split_pairs`] as a plain loop.
+fn split_pairs_portable(pairs: &[f32], even: &mut [f32], odd: &mut [f32]) {
     for ((e, o), pair) in even
         .iter_mut()
         .zip(odd.iter_mut())
@@ -1261,10 +1285,14 @@ unsafe fn split_pairs_avx512(pairs: &[f32], even: &mut [f32], odd: &mut [f32]) {
         let input = ((1u64 << (2 * left)) - 1) as u32;
         let output = ((1u32 << left) - 1) as u16;
         // SAFETY: the masked lanes are inside `pairs` (values `2t..2t + 2 * left`), `even` and `odd` (values
-        // `t..t + left`).
+        // `t..t + left`); the second half's address, past the end of `pairs` when no lane of it is read, is
+        // computed with `wrapping_add`.
         unsafe {
             let lo = _mm512_maskz_loadu_ps(input as u16, pairs.as_ptr().add(2 * t));
-            let hi = _mm512_maskz_loadu_ps((input >> 16) as u16, pairs.as_ptr().add(2 * t + 16));
+            let hi = _mm512_maskz_loadu_ps(
+                (input >> 16) as u16,
+                pairs.as_ptr().wrapping_add(2 * t + 16),
+            );
             let e = _mm512_permutex2var_ps(lo, pick_even, hi);
             let o = _mm512_permutex2var_ps(lo, pick_odd, hi);
             _mm512_mask_storeu_ps(even.as_mut_ptr().add(t), output, e);
@@ -1596,6 +1624,36 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn every_pair_split_matches_the_definition_at_every_length() {
+        type Split = fn(&[f32], &mut [f32], &mut [f32]);
+        let mut paths: Vec<Split> = vec![split_pairs_portable];
+        #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above; the lengths below are as the function needs.
+            paths.push(|p, e, o| unsafe { split_pairs_avx512(p, e, o) });
+        }
+        for split in paths {
+            for n in 0..=40 {
+                let pairs = values(2 * n, n as u32);
+                // One value more in each output, which must be left as it was.
+                let (mut even, mut odd) = (vec![f32::NAN; n + 1], vec![f32::NAN; n + 1]);
+                split(&pairs, &mut even[..n], &mut odd[..n]);
+                for t in 0..n {
+                    assert_eq!(
+                        (even[t], odd[t]),
+                        (pairs[2 * t], pairs[2 * t + 1]),
+                        "{n} pairs"
+                    );
+                }
+                assert!(
+                    even[n].is_nan() && odd[n].is_nan(),
+                    "{n} pairs: wrote past the end"
+                );
             }
         }
     }

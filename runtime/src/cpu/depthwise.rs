@@ -16,12 +16,13 @@
 //!    run of that flat output, or, for maps a few vectors wide, a rectangle of rows ([`Tiling`]).
 //! 3. The extra columns are dropped and the epilogue (bias, folded batch norm, activation) applied on the way out.
 //!
-//! The loops are plain Rust that LLVM vectorises. They are compiled twice: for the baseline target, and with
-//! AVX2 and FMA (chosen at run time), which doubles the vector width and fuses each multiply-add.
+//! The loops are compiled twice: as plain Rust that LLVM vectorises for the baseline target, and with AVX2 and
+//! FMA (chosen at run time), where the sums of step 2 are written with intrinsics so that they stay in
+//! registers.
 
 use rayon::prelude::*;
 
-use super::{deinterleave, valid_range, Activation, ConvGeometry, Epilogue};
+use super::{fill_phase_planes, tap_phase, Activation, ConvGeometry, Epilogue};
 
 /// Output values computed together, their partial sums kept in registers while every tap of the window is
 /// added in: eight 8-lane AVX2 registers, enough independent sums to cover the latency of a fused multiply-add
@@ -163,7 +164,7 @@ enum Tiling {
 }
 
 /// Where the phase planes of one input plane live in the scratch buffer, and how the output is tiled.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PhaseLayout {
     tiling: Tiling,
     /// Rows of a phase plane: the (rounded-up) output rows plus the rows the lowest taps reach past them.
@@ -233,82 +234,46 @@ impl PhaseLayout {
     /// For each tap `(i, j)` in row-major order, where in the phase buffer the value read by output `(0, 0)`
     /// lies; output `(oy, ox)` reads `oy * cols + ox` further on.
     fn tap_offsets(&self, g: &ConvGeometry) -> Vec<usize> {
-        let (sh, sw) = g.stride;
-        let mut offsets = Vec::with_capacity(g.kernel.0 * g.kernel.1);
-        for i in 0..g.kernel.0 {
-            let (row_phase, row) = ((i * g.dilation.0) % sh, (i * g.dilation.0) / sh);
-            for j in 0..g.kernel.1 {
-                let (col_phase, col) = ((j * g.dilation.1) % sw, (j * g.dilation.1) / sw);
-                let phase = row_phase * sw + col_phase;
-                offsets.push(phase * self.stride + row * self.cols + col);
-            }
-        }
-        offsets
+        (0..g.kernel.0)
+            .flat_map(|i| (0..g.kernel.1).map(move |j| (i, j)))
+            .map(|tap| {
+                let (phase, row, col) = tap_phase(g, tap);
+                phase * self.stride + row * self.cols + col
+            })
+            .collect()
     }
 
-    /// Writes `src` (one `[h, w]` plane) into `scratch.phases` as phase planes: padded position `(r, q)`
-    /// (input `(r - pt, q - pl)`) goes to plane `(r mod sh, q mod sw)`, row `r / sh`, column `q / sw`;
-    /// everything else is zero. Input values no output reads are left out. Inlined into [`Plane::run`], so
-    /// that it is compiled for the same instruction set.
+    /// Writes `src` (one `[h, w]` plane) into `scratch.phases` as phase planes ([`fill_phase_planes`]),
+    /// `stride` apart. The padding (rows and columns outside the input, and the slack after each plane) is
+    /// zeroed when the scratch is first used for this layer and never written after that, so each plane only
+    /// writes its input values: filling the padding per row was a `memset` call per row, more time than the
+    /// convolution on 14×14 and 7×7 maps. Inlined into [`Plane::run`], so that it is compiled for the same
+    /// instruction set.
     #[inline(always)]
     fn fill(&self, g: &ConvGeometry, src: &[f32], scratch: &mut Scratch) {
-        let (sh, sw) = g.stride;
-        let (pt, pl) = g.pad_before;
-        let cols = self.cols;
-        // Zeroed once per task: the padding (rows and columns outside the input) is never written after that,
-        // so each plane only writes its input values. (Filling the padding per row was a `memset` call per row,
-        // more time than the convolution on 14×14 and 7×7 maps.) A task's scratch serves one layer only.
-        if scratch.phases.is_empty() {
+        if scratch.zeroed_for != Some((*g, *self)) {
+            scratch.phases.clear();
             scratch.phases.resize(self.count * self.stride, 0.0);
+            scratch.zeroed_for = Some((*g, *self));
         }
-        debug_assert_eq!(scratch.phases.len(), self.count * self.stride);
-        // The input's columns in a padded row of the `sw * cols` that the phase planes hold.
-        let width = sw * cols;
-        let (first, last) = (pl.min(width), (pl + g.w).min(width));
-        for row_phase in 0..sh {
-            // Phase rows `lo..hi` hold input rows `row_phase + r * sh - pt`; the others are padding.
-            let (lo, hi) = valid_range(row_phase, pt, sh, g.h, self.rows);
-            let planes = &mut scratch.phases[row_phase * sw * self.stride..][..sw * self.stride];
-            for r in lo..hi {
-                let iy = row_phase + r * sh - pt;
-                let src_row = &src[iy * g.w..iy * g.w + (last - first)];
-                let at = r * cols;
-                match sw {
-                    1 => planes[at + first..at + last].copy_from_slice(src_row),
-                    2 => {
-                        let (even, odd) = planes.split_at_mut(self.stride);
-                        deinterleave(
-                            src_row,
-                            first,
-                            &mut even[at..at + cols],
-                            &mut odd[at..at + cols],
-                        );
-                    }
-                    _ => {
-                        let padded = |q: usize| {
-                            if (first..last).contains(&q) {
-                                src_row[q - first]
-                            } else {
-                                0.0
-                            }
-                        };
-                        for (col_phase, plane) in planes.chunks_exact_mut(self.stride).enumerate() {
-                            for (t, d) in plane[at..at + cols].iter_mut().enumerate() {
-                                *d = padded(t * sw + col_phase);
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        fill_phase_planes(
+            src,
+            g,
+            (self.rows, self.cols),
+            self.stride,
+            &mut scratch.phases,
+            false,
+        );
     }
 }
 
-/// A task's buffers, reused from one plane to the next of one layer.
+/// A task's buffers, reused from one plane to the next.
 #[derive(Default)]
 struct Scratch {
     /// The phase planes of the input plane ([`PhaseLayout::fill`]).
     phases: Vec<f32>,
+    /// The layer whose padding `phases` holds zeros for.
+    zeroed_for: Option<(ConvGeometry, PhaseLayout)>,
     /// The output at the phase planes' row length, before the extra columns are dropped.
     sums: Vec<f32>,
 }
@@ -510,7 +475,7 @@ impl Plane<'_> {
         dst: &mut [f32],
     ) {
         layout.fill(g, self.src, scratch);
-        let Scratch { phases, sums } = scratch;
+        let Scratch { phases, sums, .. } = scratch;
         // Every value the epilogue reads is written below.
         sums.resize(layout.computed, 0.0);
         let ow = g.out.1;

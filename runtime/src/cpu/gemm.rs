@@ -11,8 +11,9 @@
 //! layer come from memory once per pass); `B` is read where it is, `KC` rows by `NR` columns per tile, its
 //! ragged right edge under a mask (AVX-512) or copied out first. (Copying `B` into panels per call, as
 //! GEMM libraries do, measured slower here: `B` is already row-major and its block stays in cache.) The
-//! kernels are chosen at run time ([`Isa::detect`]): AVX-512 (12 × 32 tile, 24 of the 32 vector registers, and
-//! 12 × 16 for a narrow edge), AVX2 with FMA (6 × 16, 12 of 16), and a portable one (4 × 16) that the compiler
+//! kernels are chosen at run time ([`Isa::detect`]): AVX-512 (12 × 32 tile, 24 of the 32 vector registers,
+//! 12 × 16 for a ragged edge, and a column-vector kernel for an edge of at most 8 columns), AVX2 with FMA
+//! (6 × 16, 12 of 16), and a portable one (4 × 16) that the compiler
 //! vectorises for the baseline target. Every one of them is tested on the machine that runs the tests,
 //! whatever `detect` would choose there ([`Isa::available`]).
 //!
@@ -734,9 +735,10 @@ const NARROW: usize = 8;
 /// The AVX-512 kernel for a ragged edge of `W` (at most [`NARROW`]) columns: each column of the tile is one
 /// vector of its rows (a step of `k` loads the packed panel's `MR` values of `A` at once, masked to the tile's
 /// rows, and broadcasts each of `B`'s `W` values), so 49 columns cost three vectors and a column instead of
-/// four vectors (7 × 7 maps, Winograd's 49-tile products), 196 three vectors and four columns. A column's sum
-/// is split over several accumulators, every `SPLIT`-th step each, so that the multiply-adds do not wait on
-/// one another; the tile is stored transposed through [`store_tile`].
+/// four vectors (7 × 7 maps, Winograd's 49-tile products), and 196 six 32-column tiles and four narrow columns
+/// instead of a 16-column tile for the last four. A column's sum is split over several accumulators, every
+/// `split`-th step of `k` each, so that the multiply-adds do not wait on one another; the tile is stored
+/// transposed through [`store_tile`].
 ///
 /// # Safety
 /// As [`kernel`], with `rows` at most `MR`, on a CPU with AVX-512F.
@@ -760,8 +762,7 @@ unsafe fn kernel_avx512_narrow<const W: usize>(
     // `depth` rows has `W` readable values; a prefetch reads nothing (its address, past the end of `a` near
     // the end, is computed with `wrapping_add`).
     unsafe {
-        // One step of `k` into the `sum`-th set of accumulators (a macro: a closure would not inherit this
-        // function's target features on every compiler this builds with).
+        // One step of `k` into the `sum`-th set of accumulators.
         macro_rules! step {
             ($l:expr, $sum:expr) => {{
                 let (l, sum) = ($l, $sum);

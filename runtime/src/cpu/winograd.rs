@@ -488,11 +488,13 @@ struct Layer<'a> {
     epilogue: &'a Epilogue,
 }
 
-/// A task's buffers for the input transform of one layer.
+/// A task's buffers for the input transform.
 #[derive(Default)]
 struct InputScratch {
     /// The block's padded input rows of one channel in phase layout.
     phased: Vec<f32>,
+    /// The layer whose padding columns `phased` holds zeros for (see `input_tiles`).
+    zeroed_for: Option<(ConvGeometry, Tile)>,
 }
 
 impl Layer<'_> {
@@ -703,10 +705,14 @@ fn input_tiles<T: Transform, const FUSED: bool>(
     let first_row = tiles.start / grid.cols;
     let tile_rows = tiles.end.div_ceil(grid.cols) - first_row;
     let padded_rows = m * tile_rows + alpha - m;
-    // A phase run's values outside `lo..hi` (the padding columns and the run's slack) are zero from the
-    // buffer's creation for this layer and never written with anything else: filling them per row and phase
-    // was a `memset` call each, 2% of ResNet-50's time. Padding rows are zeroed whole, as a row may hold input
-    // values from another block.
+    // A phase run's values outside `lo..hi` (the padding columns and the run's slack) are zeroed when the
+    // buffer is first used for this layer and never written with anything else: filling them per row and
+    // phase was a `memset` call each, 2% of ResNet-50's time. Padding rows are zeroed whole, as a row may hold
+    // input values from another block.
+    if scratch.zeroed_for != Some((*g, grid.tile)) {
+        scratch.phased.clear();
+        scratch.zeroed_for = Some((*g, grid.tile));
+    }
     let phased = super::scratch(&mut scratch.phased, padded_rows * row_len);
     for (r, dst) in phased.chunks_exact_mut(row_len).enumerate() {
         let Some(iy) = (m * first_row + r).checked_sub(pt).filter(|&iy| iy < g.h) else {

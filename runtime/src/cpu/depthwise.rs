@@ -231,6 +231,16 @@ impl PhaseLayout {
         }
     }
 
+    /// The distance between a block's rows in the phase planes and the sums (`pitch`), and the blocks of a
+    /// plane down and across: one row of flat runs of [`BLOCK`], or rectangles of `BLOCK / width` rows.
+    fn blocks(&self, g: &ConvGeometry) -> (usize, (usize, usize)) {
+        let (oh, ow) = g.out;
+        match self.tiling {
+            Tiling::Flat => (BLOCK, (1, self.computed / BLOCK)),
+            Tiling::Rect { width } => (self.cols, (oh.div_ceil(BLOCK / width), ow.div_ceil(width))),
+        }
+    }
+
     /// For each tap `(i, j)` in row-major order, where in the phase buffer the value read by output `(0, 0)`
     /// lies; output `(oy, ox)` reads `oy * cols + ox` further on.
     fn tap_offsets(&self, g: &ConvGeometry) -> Vec<usize> {
@@ -401,30 +411,20 @@ impl Plane<'_> {
 
     /// Every block of the plane's sums, in the tiling `layout` chooses (the baseline target's version).
     fn sum_all(&self, g: &ConvGeometry, layout: &PhaseLayout, phases: &[f32], sums: &mut [f32]) {
-        let ((oh, ow), cols) = (g.out, layout.cols);
+        let (pitch, blocks) = layout.blocks(g);
         match layout.tiling {
-            // One "row" of all the output rows end to end.
-            Tiling::Flat => {
-                let blocks = (1, layout.computed / BLOCK);
-                self.sum_taps::<1, BLOCK>(phases, sums, BLOCK, blocks);
-            }
+            Tiling::Flat => self.sum_taps::<1, BLOCK>(phases, sums, pitch, blocks),
             Tiling::Rect { width: 8 } => {
-                let blocks = (oh.div_ceil(BLOCK / 8), ow.div_ceil(8));
-                self.sum_taps::<{ BLOCK / 8 }, 8>(phases, sums, cols, blocks);
+                self.sum_taps::<{ BLOCK / 8 }, 8>(phases, sums, pitch, blocks)
             }
             Tiling::Rect { width: 16 } => {
-                let blocks = (oh.div_ceil(BLOCK / 16), ow.div_ceil(16));
-                self.sum_taps::<{ BLOCK / 16 }, 16>(phases, sums, cols, blocks);
+                self.sum_taps::<{ BLOCK / 16 }, 16>(phases, sums, pitch, blocks)
             }
-            Tiling::Rect { width } => {
-                debug_assert_eq!(width, 32);
-                let blocks = (oh.div_ceil(BLOCK / 32), ow.div_ceil(32));
-                self.sum_taps::<{ BLOCK / 32 }, 32>(phases, sums, cols, blocks);
-            }
+            Tiling::Rect { .. } => self.sum_taps::<{ BLOCK / 32 }, 32>(phases, sums, pitch, blocks),
         }
     }
 
-    /// [`Plane::sum_all`] with AVX2 and FMA.
+    /// [`Plane::sum_all`] with AVX2 and FMA: the same blocks, `C / 8` vectors a row.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
@@ -438,26 +438,19 @@ impl Plane<'_> {
         phases: &[f32],
         sums: &mut [f32],
     ) {
-        let ((oh, ow), cols) = (g.out, layout.cols);
+        let (pitch, blocks) = layout.blocks(g);
         // SAFETY: the CPU has AVX2 and FMA (the caller's contract).
         unsafe {
             match layout.tiling {
-                Tiling::Flat => {
-                    let blocks = (1, layout.computed / BLOCK);
-                    self.sum_taps_avx2::<1, { BLOCK / 8 }>(phases, sums, BLOCK, blocks);
-                }
+                Tiling::Flat => self.sum_taps_avx2::<1, { BLOCK / 8 }>(phases, sums, pitch, blocks),
                 Tiling::Rect { width: 8 } => {
-                    let blocks = (oh.div_ceil(BLOCK / 8), ow.div_ceil(8));
-                    self.sum_taps_avx2::<{ BLOCK / 8 }, 1>(phases, sums, cols, blocks);
+                    self.sum_taps_avx2::<{ BLOCK / 8 }, 1>(phases, sums, pitch, blocks)
                 }
                 Tiling::Rect { width: 16 } => {
-                    let blocks = (oh.div_ceil(BLOCK / 16), ow.div_ceil(16));
-                    self.sum_taps_avx2::<{ BLOCK / 16 }, 2>(phases, sums, cols, blocks);
+                    self.sum_taps_avx2::<{ BLOCK / 16 }, 2>(phases, sums, pitch, blocks)
                 }
-                Tiling::Rect { width } => {
-                    debug_assert_eq!(width, 32);
-                    let blocks = (oh.div_ceil(BLOCK / 32), ow.div_ceil(32));
-                    self.sum_taps_avx2::<{ BLOCK / 32 }, 4>(phases, sums, cols, blocks);
+                Tiling::Rect { .. } => {
+                    self.sum_taps_avx2::<{ BLOCK / 32 }, 4>(phases, sums, pitch, blocks)
                 }
             }
         }

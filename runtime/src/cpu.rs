@@ -1659,6 +1659,42 @@ mod tests {
     }
 
     #[test]
+    fn every_max_combine_path_matches_the_definition_with_nan_on_either_side() {
+        type Combine = fn((&mut [f32], usize), (&[f32], usize), usize, usize);
+        let mut paths: Vec<Combine> = vec![combine_portable::<Max>];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: the CPU has AVX, checked just above.
+            paths.push(|d, s, rows, len| unsafe { max_rows_avx(d, s, rows, len) });
+        }
+        // Rows of 13 values (a vector, half a vector and a scalar tail), 3 of them, strided in both.
+        let (rows, len, stride) = (3, 13, 16);
+        let mut src = values(rows * stride, 1);
+        let mut dst = values(rows * stride, 2);
+        src[5] = f32::NAN;
+        dst[9] = f32::NAN;
+        src[stride + 12] = f32::NAN;
+        dst[2 * stride] = f32::NAN;
+        for combine in paths {
+            let mut got = dst.clone();
+            combine((&mut got, stride), (&src, stride), rows, len);
+            for (i, (&g, (&d, &v))) in got.iter().zip(dst.iter().zip(&src)).enumerate() {
+                let expected = if i % stride >= len {
+                    d
+                } else if d.is_nan() || v.is_nan() {
+                    f32::NAN
+                } else {
+                    d.max(v)
+                };
+                assert!(
+                    g.to_bits() == expected.to_bits() || (g.is_nan() && expected.is_nan()),
+                    "value {i}: {g} vs {expected}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn max_pool_skips_padding_and_propagates_nan() {
         // One 3x3 plane, kernel 2, stride 2, pad 1: rows {-1, 0} and {1, 2}, the same for columns.
         let x = [1.0, 2.0, 3.0, 4.0, f32::NAN, 6.0, -7.0, -8.0, -9.0];

@@ -653,3 +653,25 @@ fn max_pool_propagates_nan_and_infinities_for_every_window_shape() {
     }
     assert!(checked > 100, "only {checked} pools were valid");
 }
+
+#[test]
+fn maps_with_no_rows_or_no_columns_give_an_error_or_an_empty_output_not_a_panic() {
+    // Padding lets a window fit a map of no rows or columns (kernel 2, pad 1: one window of padding only);
+    // PyTorch rejects such maps, archc must at least not panic on them.
+    for dims in [(1, 2, 0, 0), (1, 2, 3, 0), (1, 2, 0, 3), (0, 2, 4, 4)] {
+        let x = Tensor::zeros(dims, DType::F32, &Device::Cpu).unwrap();
+        for pool in [max_pool(2, 2, 1, false), max_pool(3, 1, 1, true)] {
+            if let Ok(y) = pool.forward(&x) {
+                assert_eq!(y.dims()[..2], [dims.0, dims.1], "{dims:?}");
+            }
+        }
+        for pool in [
+            avg_pool(2, 2, 1, false, true),
+            avg_pool(3, 1, 1, true, false),
+        ] {
+            if let Ok(y) = pool.forward(&x) {
+                assert_eq!(y.dims()[..2], [dims.0, dims.1], "{dims:?}");
+            }
+        }
+    }
+}

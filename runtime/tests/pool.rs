@@ -655,23 +655,39 @@ fn max_pool_propagates_nan_and_infinities_for_every_window_shape() {
 }
 
 #[test]
-fn maps_with_no_rows_or_no_columns_give_an_error_or_an_empty_output_not_a_panic() {
+fn maps_with_no_rows_or_no_columns_are_errors_and_an_empty_batch_an_empty_output() {
     // Padding lets a window fit a map of no rows or columns (kernel 2, pad 1: one window of padding only);
-    // PyTorch rejects such maps, archc must at least not panic on them.
-    for dims in [(1, 2, 0, 0), (1, 2, 3, 0), (1, 2, 0, 3), (0, 2, 4, 4)] {
+    // PyTorch rejects such maps, and so does archc, with an error naming the axis, never a panic.
+    let max_pools = [max_pool(2, 2, 1, false), max_pool(3, 1, 1, true)];
+    let avg_pools = [
+        avg_pool(2, 2, 1, false, true),
+        avg_pool(3, 1, 1, true, false),
+    ];
+    for (dims, axis) in [
+        ((1, 2, 0, 0), "height"),
+        ((1, 2, 3, 0), "width"),
+        ((1, 2, 0, 3), "height"),
+    ] {
         let x = Tensor::zeros(dims, DType::F32, &Device::Cpu).unwrap();
-        for pool in [max_pool(2, 2, 1, false), max_pool(3, 1, 1, true)] {
-            if let Ok(y) = pool.forward(&x) {
-                assert_eq!(y.dims()[..2], [dims.0, dims.1], "{dims:?}");
-            }
+        let errors = max_pools
+            .iter()
+            .map(|p| p.forward(&x))
+            .chain(avg_pools.iter().map(|p| p.forward(&x)));
+        for result in errors {
+            let message = result.expect_err("a map of no rows or columns").to_string();
+            assert!(
+                message.contains(&format!("input {axis} 0")),
+                "{dims:?}: {message}"
+            );
         }
-        for pool in [
-            avg_pool(2, 2, 1, false, true),
-            avg_pool(3, 1, 1, true, false),
-        ] {
-            if let Ok(y) = pool.forward(&x) {
-                assert_eq!(y.dims()[..2], [dims.0, dims.1], "{dims:?}");
-            }
-        }
+    }
+    // No images: the output has none either.
+    let x = Tensor::zeros((0, 2, 4, 4), DType::F32, &Device::Cpu).unwrap();
+    for y in max_pools
+        .iter()
+        .map(|p| p.forward(&x))
+        .chain(avg_pools.iter().map(|p| p.forward(&x)))
+    {
+        assert_eq!(y.unwrap().dims()[..2], [0, 2]);
     }
 }

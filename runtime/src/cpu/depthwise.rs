@@ -22,7 +22,9 @@
 
 use rayon::prelude::*;
 
-use super::{fill_phase_planes, tap_phase, Activation, ConvGeometry, Epilogue};
+use std::mem::MaybeUninit;
+
+use super::{fill_phase_planes, tap_phase, written, Activation, ConvGeometry, Epilogue, Fresh};
 
 /// Output values computed together, their partial sums kept in registers while every tap of the window is
 /// added in: eight 8-lane AVX2 registers, enough independent sums to cover the latency of a fused multiply-add
@@ -112,14 +114,16 @@ fn conv2d_for(
     assert!(applies(g), "not a depthwise convolution: {g:?}");
     let (oh, ow) = g.out;
     let plane_out = oh * ow;
-    let mut out = vec![0f32; batch * g.c_out * plane_out];
-    if out.is_empty() {
-        return out;
+    // Every value is written by its plane's epilogue: no zero fill first.
+    let mut out = Fresh::new(batch * g.c_out * plane_out);
+    if plane_out == 0 || g.c_out == 0 || batch == 0 {
+        // SAFETY: there is no value to write.
+        return unsafe { out.assume_written() };
     }
     let taps = g.kernel.0 * g.kernel.1;
     let offsets = layout.tap_offsets(g);
     let (plane_in, multiplier) = (g.h * g.w, g.out_per_group());
-    let one_plane = |scratch: &mut Scratch, (p, dst): (usize, &mut [f32])| {
+    let one_plane = |scratch: &mut Scratch, (p, dst): (usize, &mut [MaybeUninit<f32>])| {
         let (n, c) = (p / g.c_out, p % g.c_out);
         let start = n * image_stride + (c / multiplier) * plane_in;
         let plane = Plane {
@@ -139,17 +143,20 @@ fn conv2d_for(
         // On the calling thread: handing the work to a one-thread pool and sleeping until it is done costs more
         // than a small layer (960 channels of 7×7).
         let mut scratch = Scratch::default();
-        out.chunks_mut(plane_out)
+        out.values()
+            .chunks_mut(plane_out)
             .enumerate()
             .for_each(|item| one_plane(&mut scratch, item));
     } else {
         let per_task = (TASK_WORK / (taps * layout.computed).max(1)).max(1);
-        out.par_chunks_mut(plane_out)
+        out.values()
+            .par_chunks_mut(plane_out)
             .enumerate()
             .with_min_len(per_task)
             .for_each_init(Scratch::default, one_plane);
     }
-    out
+    // SAFETY: each plane's `run` wrote every value of its plane.
+    unsafe { out.assume_written() }
 }
 
 /// How an output plane is cut into blocks of [`BLOCK`] values.
@@ -313,7 +320,7 @@ impl Plane<'_> {
         layout: &PhaseLayout,
         epilogue: &Epilogue,
         scratch: &mut Scratch,
-        dst: &mut [f32],
+        dst: &mut [MaybeUninit<f32>],
     ) {
         self.run::<true>(g, layout, epilogue, scratch, dst);
     }
@@ -465,7 +472,7 @@ impl Plane<'_> {
         layout: &PhaseLayout,
         epilogue: &Epilogue,
         scratch: &mut Scratch,
-        dst: &mut [f32],
+        dst: &mut [MaybeUninit<f32>],
     ) {
         layout.fill(g, self.src, scratch);
         let Scratch { phases, sums, .. } = scratch;
@@ -484,27 +491,31 @@ impl Plane<'_> {
         self.sum_all(g, layout, phases, sums);
         let scale = epilogue.scale.as_ref().map_or(1.0, |s| s[self.channel]);
         let shift = epilogue.shift.as_ref().map_or(0.0, |s| s[self.channel]);
+        // Every output row: `sums` holds at least `oh` rows of `cols` (see `PhaseLayout::new`).
+        debug_assert!(sums.len() >= dst.len() / ow.max(1) * cols);
         for (dst_row, row) in dst.chunks_exact_mut(ow).zip(sums.chunks(cols)) {
             let row = &row[..ow];
             match epilogue.activation {
                 Activation::Relu => {
                     for (d, &v) in dst_row.iter_mut().zip(row) {
-                        *d = (v * scale + shift).max(0.0);
+                        d.write((v * scale + shift).max(0.0));
                     }
                 }
                 // MobileNet's activation, in the same pass rather than one of its own.
                 Activation::Relu6 => {
                     for (d, &v) in dst_row.iter_mut().zip(row) {
-                        *d = super::elementwise::clamp(v * scale + shift, 0.0, 6.0);
+                        d.write(super::elementwise::clamp(v * scale + shift, 0.0, 6.0));
                     }
                 }
                 _ => {
                     for (d, &v) in dst_row.iter_mut().zip(row) {
-                        *d = v * scale + shift;
+                        d.write(v * scale + shift);
                     }
                 }
             }
         }
+        // SAFETY: every value of the plane was written just above.
+        let dst = unsafe { written(dst) };
         if !matches!(
             epilogue.activation,
             Activation::Relu | Activation::Relu6 | Activation::Identity

@@ -5,10 +5,10 @@
 //!   whose result is already the NCHW output (no transpose afterwards). A 1×1, stride-1, unpadded convolution
 //!   multiplies the input in place; any other builds the `[k, oh * ow]` patch matrix (im2col, in blocks of
 //!   columns that stay in cache), at stride 1 from the input with the zero padding written straight into it,
-//!   strided from the input's padded phase planes ([`fill_phase_planes`]), where every tap reads whole runs. The product is the
-//!   runtime's own ([`gemm`]), on the weights packed once per layer ([`pack_weights`]); the per-channel
-//!   epilogue `y = act(scale * acc + shift + residual)`, which is where a following batch norm and activation,
-//!   the convolution's bias and a residual block's sum go, is applied as each value is stored.
+//!   strided from the input's padded phase planes ([`fill_phase_planes`]), where every tap reads whole runs.
+//!   The product is the runtime's own ([`gemm`]), on the weights packed once per layer ([`pack_weights`]); the
+//!   per-channel epilogue `y = act(scale * acc + shift + residual)`, which is where a following batch norm and
+//!   activation, the convolution's bias and a residual block's sum go, is applied as each value is stored.
 //! * [`depthwise::conv2d`]: a depthwise convolution (one input channel per group), computed directly, a plane
 //!   per task, instead of as a tiny product per group.
 //! * [`max_pool2d`] and [`avg_pool2d`]: two passes of slice operations over each plane (down the columns, then
@@ -353,84 +353,88 @@ fn conv_group(
     let w_g = weight.group(group, g);
     let x_g = &x[group * in_g * plane..(group + 1) * in_g * plane];
     let first_channel = group * out_g;
-    // A strided convolution's patches come from the input's phase planes, built once here for every block.
-    let mut phased_buffer = Vec::new();
-    let phased = Phased::applies(g).then(|| {
-        phased_buffer = PHASED.take();
-        Phased::build(x_g, g, &mut phased_buffer, parallel)
-    });
-    let source = match &phased {
-        Some(phased) => Patches::Phased(phased),
-        None => Patches::Input(x_g),
-    };
-    // Column blocks sized for the cache come first (a pointwise convolution has no patches to keep in cache),
-    // handed to the threads in whole rounds ([`even_blocks`]); otherwise the threads split the columns or the
-    // rows of one product.
-    let cache_block = if g.is_pointwise() {
-        None
-    } else {
-        column_block(g)
-    };
-    let threads = rayon::current_num_threads();
-    let block = match cache_block {
-        Some(width) if parallel => Some(even_blocks(columns, width, threads)),
-        Some(width) => Some(width),
-        None if parallel => thread_columns(g, threads),
-        None => None,
-    };
-    if let Some(block) = block {
-        conv_group_by_columns(
-            (x_g, &source),
-            &w_g,
-            g,
-            epilogue,
-            first_channel,
-            dst_g,
-            block,
-            parallel,
-        );
-        PHASED.set(phased_buffer);
-        return;
-    }
-    let multiply = |patches: &[f32], dst_g: Dst<'_>| {
-        if !parallel {
-            product_rows(&w_g, patches, columns, dst_g, epilogue, first_channel);
+    let products = |source: &Patches<'_>| {
+        // Column blocks sized for the cache come first (a pointwise convolution has no patches to keep in
+        // cache), handed to the threads in whole rounds ([`even_blocks`]); otherwise the threads split the
+        // columns or the rows of one product.
+        let cache_block = if g.is_pointwise() {
+            None
+        } else {
+            column_block(g)
+        };
+        let threads = rayon::current_num_threads();
+        let block = match cache_block {
+            Some(width) if parallel => Some(even_blocks(columns, width, threads)),
+            Some(width) => Some(width),
+            None if parallel => thread_columns(g, threads),
+            None => None,
+        };
+        if let Some(block) = block {
+            conv_group_by_columns(
+                (x_g, source),
+                &w_g,
+                g,
+                epilogue,
+                first_channel,
+                dst_g,
+                block,
+                parallel,
+            );
             return;
         }
-        // Row blocks of a multiple of 8 rows, about one per thread.
-        let threads = rayon::current_num_threads();
-        let rows = out_g
-            .div_ceil(threads)
-            .next_multiple_of(8)
-            .min(out_g)
-            .max(1);
-        dst_g
-            .par_chunks(rows * columns)
-            .enumerate()
-            .for_each(|(i, dst_rows)| {
-                let m = dst_rows.values.len() / columns;
-                let w_rows = gemm::slice_rows(&w_g, i * rows, m);
-                product_rows(
-                    &w_rows,
-                    patches,
-                    columns,
-                    dst_rows,
-                    epilogue,
-                    first_channel + i * rows,
-                );
-            });
+        let multiply = |patches: &[f32], dst_g: Dst<'_>| {
+            if !parallel {
+                product_rows(&w_g, patches, columns, dst_g, epilogue, first_channel);
+                return;
+            }
+            // Row blocks of a multiple of 8 rows, about one per thread.
+            let threads = rayon::current_num_threads();
+            let rows = out_g
+                .div_ceil(threads)
+                .next_multiple_of(8)
+                .min(out_g)
+                .max(1);
+            dst_g
+                .par_chunks(rows * columns)
+                .enumerate()
+                .for_each(|(i, dst_rows)| {
+                    let m = dst_rows.values.len() / columns;
+                    let w_rows = gemm::slice_rows(&w_g, i * rows, m);
+                    product_rows(
+                        &w_rows,
+                        patches,
+                        columns,
+                        dst_rows,
+                        epilogue,
+                        first_channel + i * rows,
+                    );
+                });
+        };
+        if g.is_pointwise() {
+            // The input channels are the rows of the patch matrix already.
+            multiply(x_g, dst_g);
+        } else {
+            let mut buffer = PATCHES.take();
+            let patches = scratch(&mut buffer, depth * columns);
+            im2col(source, g, patches, parallel);
+            multiply(patches, dst_g);
+            PATCHES.set(buffer);
+        }
     };
-    if g.is_pointwise() {
-        // The input channels are the rows of the patch matrix already.
-        multiply(x_g, dst_g);
+    // A strided convolution's patches come from the input's phase planes, built once here for every block; the
+    // thread's buffer for them is taken only then, and put back after.
+    if Phased::applies(g) {
+        let mut buffer = PHASED.take();
+        products(&Patches::Phased(&Phased::build(
+            x_g,
+            g,
+            &mut buffer,
+            parallel,
+        )));
+        PHASED.set(buffer);
     } else {
-        let mut buffer = PATCHES.take();
-        let patches = scratch(&mut buffer, depth * columns);
-        im2col(&source, g, patches, parallel);
-        multiply(patches, dst_g);
-        PATCHES.set(buffer);
+        products(&Patches::Input(x_g));
     }
-    PHASED.set(phased_buffer);
 }
 
 /// `dst [rows, columns] = w × patches [depth, columns]`, `w` being the `rows` rows of one or more packed
@@ -483,8 +487,8 @@ fn product_rows(
 /// patch matrix on every call; the runtime's own product reads it in place, and they were not tuned again
 /// (the batch-1 figures of bench/RESULTS.md are with them as they are). Measured on ResNet-50's and
 /// Inception-v3's layers at two threads, columns were the faster split where the weights have no more rows
-/// than columns (`out_g <= depth`) and each thread gets enough columns: by up to 11% for a strided 3×3 with 392 columns a thread, by 2-4%
-/// for pointwise convolutions with 98 (14×14 maps). Rows were faster by up to 6% for the 1×1 expansions (64 to
+/// than columns (`out_g <= depth`) and each thread gets enough columns: by up to 11% for a strided 3×3 with
+/// 392 columns a thread, by 2-4% for pointwise convolutions with 98 (14×14 maps). Rows were faster by up to 6% for the 1×1 expansions (64 to
 /// 256 channels, 128 to 512, 256 to 1024), and by 6-10% for Inception-v3's 1×7 and 7×1 convolutions with 145
 /// columns a thread, each thread building its share of the patches row segment by row segment. On 7×7 maps a
 /// thread's share of the columns would be a few ragged vectors.

@@ -81,6 +81,7 @@ ARCHC_BREAKDOWN = [
     ("archc without micro-batches", "all,-micro"),
     ("archc without retained memory", "all,-memory"),
     ("archc without spinning threads", "all,-spin"),
+    ("archc without separable bands", "all,-bands"),
     ARCHC_ALL,
 ]
 TORCH = "PyTorch eager"

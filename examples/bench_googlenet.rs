@@ -8,7 +8,7 @@
 //! `--warmup` untimed ones) and the process's peak resident memory. `--weights` loads a torchvision
 //! `state_dict` saved as safetensors; without it the weights are random. `--optimizations` picks the inference
 //! optimisations (`all`, `none`, or a comma-separated list of
-//! `conv,depthwise,fold,winograd,pool,siblings,micro,activations,elementwise,linear,memory,spin`, each name
+//! `conv,depthwise,fold,winograd,pool,siblings,micro,activations,elementwise,linear,memory,spin,bands`, each name
 //! optionally after `-` to switch it off: `all,-winograd`), so each can be measured on its own.
 //!
 //! `bench/compare.py` times GoogLeNet through `runtime/examples/bench_zoo.rs` instead (network `googlenet`,
@@ -40,7 +40,7 @@ struct Args {
     #[arg(long)]
     weights: Option<std::path::PathBuf>,
     /// `all`, `none`, or a comma-separated list of
-    /// `conv,depthwise,fold,winograd,pool,siblings,micro,activations,elementwise,linear,memory,spin`, each name
+    /// `conv,depthwise,fold,winograd,pool,siblings,micro,activations,elementwise,linear,memory,spin,bands`, each name
     /// optionally after `-` to switch it off (`all,-winograd`).
     #[arg(long, default_value = "all")]
     optimizations: String,

@@ -14,7 +14,7 @@
 //! file (otherwise a random `[--batch, 3, H, W]` at the network's declared size); `--logits` writes the
 //! first pass's output there as `logits`, so a caller can check it against PyTorch's. `--optimizations`
 //! picks the plan's optimisations (`all`, `none`, or a comma-separated list of
-//! `conv,depthwise,fold,winograd,pool,siblings,micro,activations,elementwise,linear,memory,spin`, each name optionally
+//! `conv,depthwise,fold,winograd,pool,siblings,micro,activations,elementwise,linear,memory,spin,bands`, each name optionally
 //! after `-` to switch it off: `all,-winograd`), so each can be measured on its own.
 //! The thread count is `RAYON_NUM_THREADS`, which both rayon's pool and candle's matrix products follow.
 //!

@@ -33,6 +33,7 @@ pub(crate) mod depthwise;
 pub(crate) mod elementwise;
 pub(crate) mod gemm;
 pub(crate) mod linear;
+pub(crate) mod separable;
 pub(crate) mod winograd;
 
 pub(crate) use elementwise::Activation;
@@ -76,7 +77,7 @@ impl ConvGeometry {
     }
 
     /// Whether the input, read as a `[c_in, h * w]` matrix, is already the patch matrix.
-    fn is_pointwise(&self) -> bool {
+    pub(crate) fn is_pointwise(&self) -> bool {
         self.kernel == (1, 1)
             && self.stride == (1, 1)
             && self.pad_before == (0, 0)

@@ -62,6 +62,11 @@ pub struct Optimizations {
     /// pause instead of sleeping between layers ([`crate::plan`]'s `helper`): they take each layer's share
     /// at once, at the cost of a busy core while the network runs.
     pub spin_threads: bool,
+    /// Depthwise-separable blocks (a 1×1 expansion if any, a depthwise convolution, a 1×1 projection, and the
+    /// block's input added when it has a residual connection: MobileNet-V2's inverted residuals) computed a
+    /// band of rows at a time, the three layers in turn over each band, so that the expanded tensor never
+    /// leaves the core's cache ([`cpu::separable`]; needs `conv_kernel`, `depthwise_kernel` and `fold`).
+    pub separable_bands: bool,
 }
 
 /// A comma-separated list read left to right from everything off: `all` and `none` switch every optimisation
@@ -98,11 +103,12 @@ impl std::str::FromStr for Optimizations {
                 "linear" => &mut o.linear_kernel,
                 "memory" => &mut o.retain_memory,
                 "spin" => &mut o.spin_threads,
+                "bands" => &mut o.separable_bands,
                 _ => {
                     return Err(format!(
                         "unknown optimisation `{part}`; expected all, none, or one of conv, depthwise, fold, \
-                         winograd, pool, siblings, micro, activations, elementwise, linear, memory and spin, \
-                         each optionally after `-` to switch it off"
+                         winograd, pool, siblings, micro, activations, elementwise, linear, memory, spin and \
+                         bands, each optionally after `-` to switch it off"
                     ))
                 }
             };
@@ -135,6 +141,7 @@ impl Optimizations {
         linear_kernel: true,
         retain_memory: true,
         spin_threads: true,
+        separable_bands: true,
     };
 
     /// Everything off: candle's own layers, one by one, as in training.
@@ -151,6 +158,7 @@ impl Optimizations {
         linear_kernel: false,
         retain_memory: false,
         spin_threads: false,
+        separable_bands: false,
     };
 }
 
@@ -316,6 +324,126 @@ pub(crate) fn conv_bn_add_act(
     run_product(x, conv, &geometry, &epilogue, Some(residual)).map(Some)
 }
 
+/// The layers of a depthwise-separable block, `expand` (if any) and `project` 1×1 convolutions around the
+/// depthwise convolution `depthwise`, each with its batch norm and activation, computed band by band by
+/// [`cpu::separable`], with `x` added to the projection before its activation when `residual`; `None` where
+/// that does not apply (training, other devices or dtypes, a gradient wanted, a layer the options or its shape
+/// give another kernel, channels or sizes that do not chain or, with `residual`, do not give `x`'s shape, too
+/// few rows to share between the threads) and the caller runs the layers one at a time, which also reports
+/// what is wrong with them.
+pub(crate) fn separable_with(
+    options: Optimizations,
+    x: &Tensor,
+    expand: Option<FusedHead<'_>>,
+    depthwise: FusedHead<'_>,
+    project: FusedHead<'_>,
+    residual: bool,
+) -> Result<Option<Tensor>> {
+    let heads = || expand.iter().chain([&depthwise, &project]);
+    let enabled = options.separable_bands
+        && options.conv_kernel
+        && options.depthwise_kernel
+        && heads().all(|head| options.folds(head.activation))
+        && (!residual || options.elementwise_kernels);
+    if !enabled || !heads().all(|head| conv_kernels_apply(x, head.conv, head.bn)) {
+        return Ok(None);
+    }
+    let (n, c, h, w) = crate::expect_nchw(x, "conv2d")?;
+    let Some((expand_g, depthwise_g, project_g)) =
+        chained_geometry(expand.as_ref(), &depthwise, &project, (c, h, w))
+    else {
+        return Ok(None);
+    };
+    let pointwise = |g: &ConvGeometry, head: &FusedHead<'_>| {
+        g.is_pointwise()
+            && g.groups == 1
+            && conv_path(options, g, head.activation) == ConvPath::Product
+    };
+    let (oh, ow) = depthwise_g.out;
+    let expand_usable = match (&expand, &expand_g) {
+        (Some(e), Some(g)) => pointwise(g, e),
+        _ => true,
+    };
+    let usable = expand_usable
+        && conv_path(options, &depthwise_g, depthwise.activation) == ConvPath::Depthwise
+        && pointwise(&project_g, &project)
+        && (!residual || (project_g.c_out, oh, ow) == (c, h, w))
+        && cpu::separable::worth_it(&depthwise_g, n);
+    if !usable {
+        return Ok(None);
+    }
+    let isa = cpu::Isa::detect();
+    let epilogue_of = |head: &FusedHead<'_>, g: &ConvGeometry| {
+        epilogue(head.conv, head.bn, head.activation, g.c_out)
+    };
+    let expand_parts = match expand.as_ref().zip(expand_g) {
+        Some((e, g)) => Some((packed_weights(e.conv, isa, &g)?, epilogue_of(e, &g)?, g)),
+        None => None,
+    };
+    let project_packed = packed_weights(project.conv, isa, &project_g)?;
+    let (depthwise_epilogue, project_epilogue) = (
+        epilogue_of(&depthwise, &depthwise_g)?,
+        epilogue_of(&project, &project_g)?,
+    );
+    let expand_weights = expand_parts
+        .as_ref()
+        .map(|(packed, _, g)| [(&packed[..], g.c_out)]);
+    let project_weights = [(&project_packed[..], project_g.c_out)];
+    let out = with_f32(depthwise.conv.weight(), |depthwise_weight| {
+        use cpu::separable::Layer;
+        let block = cpu::separable::Block {
+            expand: expand_parts.as_ref().zip(expand_weights.as_ref()).map(
+                |((_, epilogue, geometry), parts)| Layer {
+                    weight: cpu::PackedWeights { isa, parts },
+                    geometry: *geometry,
+                    epilogue,
+                },
+            ),
+            depthwise: Layer {
+                weight: depthwise_weight,
+                geometry: depthwise_g,
+                epilogue: &depthwise_epilogue,
+            },
+            project: Layer {
+                weight: cpu::PackedWeights {
+                    isa,
+                    parts: &project_weights,
+                },
+                geometry: project_g,
+                epilogue: &project_epilogue,
+            },
+        };
+        with_images(x, |images, image_stride| {
+            cpu::separable::run(images, n, image_stride, &block, residual)
+        })
+    })??;
+    Ok(Some(cpu_tensor(out, (n, project_g.c_out, oh, ow))))
+}
+
+/// The geometries of a separable block's layers on a `[c, h, w]` input, or `None` where a layer does not take
+/// the channels the one before gives.
+fn chained_geometry(
+    expand: Option<&FusedHead<'_>>,
+    depthwise: &FusedHead<'_>,
+    project: &FusedHead<'_>,
+    input: (usize, usize, usize),
+) -> Option<(Option<ConvGeometry>, ConvGeometry, ConvGeometry)> {
+    // `conv` on what `before` gives, if it takes that many channels.
+    let after = |conv: &Conv2d, before: (usize, usize, usize)| {
+        (conv.in_channels() == before.0)
+            .then(|| geometry_of(conv, before).ok())
+            .flatten()
+    };
+    let output = |g: &ConvGeometry| (g.c_out, g.out.0, g.out.1);
+    let expand_g = match expand {
+        Some(e) => Some(after(e.conv, input)?),
+        None => None,
+    };
+    let depthwise_g = after(depthwise.conv, expand_g.as_ref().map_or(input, output))?;
+    let project_g = after(project.conv, output(&depthwise_g))?;
+    Some((expand_g, depthwise_g, project_g))
+}
+
 /// `conv`'s weights packed for the matrix product kernels of `isa` ([`cpu::pack_weights`]), as the layer
 /// keeps them, packed on first use.
 fn packed_weights(
@@ -333,6 +461,12 @@ fn packed_weights(
 pub(crate) fn conv_geometry(x: &Tensor, conv: &Conv2d) -> Result<ConvGeometry> {
     let (_, c, h, w) = crate::expect_nchw(x, "conv2d")?;
     conv.check_channels(c, x)?;
+    geometry_of(conv, (c, h, w))
+}
+
+/// [`conv_geometry`] of `conv` on a `[c, h, w]` input whose channels it takes; an error if its window does not
+/// fit the map.
+fn geometry_of(conv: &Conv2d, (c, h, w): (usize, usize, usize)) -> Result<ConvGeometry> {
     let (oh, ow) = conv.output_size((h, w))?;
     let (c_out, _, kh, kw) = conv.weight().dims4()?;
     let spec = conv.spec();

@@ -4,7 +4,9 @@
 //! training, gradients and every device run exactly as written, and [`Describe::describe`], the same network
 //! as a tree of [`Op`]s. When no gradient can be wanted (inference on a CPU `f32` input), the model's [`Plan`]
 //! runs that tree instead, with the optimisations it was given: each convolution with the batch norm and
-//! activation after it folded into one pass of the CPU kernels (a direct kernel for depthwise ones), the 1×1
+//! activation after it folded into one pass of the CPU kernels (a direct kernel for depthwise ones), a
+//! depthwise-separable block (1×1 expansion, depthwise convolution, 1×1 projection, and the residual sum of an
+//! inverted residual) band by band, the 1×1
 //! convolutions that start sibling branches of a concatenation as one product, pools in one pass, batch norms,
 //! activations, residual sums and squeeze-and-excitation products in one element-wise pass each, and batches
 //! larger than the thread pool in micro-batches.
@@ -18,8 +20,8 @@ use candle_core::{Module, Result, Tensor};
 use crate::cpu::Activation;
 use crate::fused::{
     activation_with, batch_norm_with, conv_bn_act_with, conv_bn_add_act, cpu_kernels_apply,
-    in_micro_batches_with, linear_with, product_with, runs_as_streams, sibling_heads_with,
-    sum_with, FusedHead, Optimizations,
+    in_micro_batches_with, linear_with, product_with, runs_as_streams, separable_with,
+    sibling_heads_with, sum_with, FusedHead, Optimizations,
 };
 use crate::{AvgPool2d, BatchNorm, Conv2d, MaxPool2d};
 
@@ -186,6 +188,21 @@ impl Plan {
         let mut x = x.clone();
         let mut i = 0;
         while i < ops.len() {
+            if let Some((block, len)) = separable_at(&ops[i..]) {
+                let y = separable_with(
+                    options,
+                    &x,
+                    block.expand,
+                    block.depthwise,
+                    block.project,
+                    false,
+                )?;
+                if let Some(y) = y {
+                    x = y;
+                    i += len;
+                    continue;
+                }
+            }
             if let Some((head, len)) = head_at(&ops[i..]) {
                 x = conv_bn_act_with(options, &x, head.conv, head.bn, head.activation, false)?;
                 i += len;
@@ -257,6 +274,27 @@ impl Plan {
                 } else {
                     (&second, &first)
                 };
+                // An inverted residual: a whole separable block beside the identity.
+                let block = separable_at(main_ops).filter(|&(_, len)| len == main_ops.len());
+                if let (Some((block, _)), true) =
+                    (block, other_ops.iter().all(|op| is_identity(op)))
+                {
+                    let project = FusedHead {
+                        activation,
+                        ..block.project
+                    };
+                    let fused = separable_with(
+                        self.options,
+                        x,
+                        block.expand,
+                        block.depthwise,
+                        project,
+                        true,
+                    )?;
+                    if let Some(y) = fused {
+                        return Ok(y);
+                    }
+                }
                 let residual = self.eval_chain(other_ops, x)?;
                 let y = self.eval_chain(&main_ops[..start], x)?;
                 let fused =
@@ -391,6 +429,51 @@ fn tail_head<'a>(ops: &[&Op<'a>]) -> Option<(usize, FusedHead<'a>)> {
             Some((start, head))
         }
         _ => None,
+    }
+}
+
+/// The layers of a depthwise-separable block at the start of `ops` ([`separable_with`] checks the rest).
+struct Separable<'a> {
+    expand: Option<FusedHead<'a>>,
+    depthwise: FusedHead<'a>,
+    project: FusedHead<'a>,
+}
+
+/// A depthwise-separable block at the start of `ops`, each convolution with its batch norm and activation: a
+/// convolution that is not depthwise, a depthwise one and another that is not (an expansion, the depthwise
+/// convolution and a projection), or the last two alone; and how many operations that is.
+fn separable_at<'a>(ops: &[&Op<'a>]) -> Option<(Separable<'a>, usize)> {
+    let (first, first_len) = head_at(ops)?;
+    let (second, second_len) = head_at(&ops[first_len..])?;
+    if first.conv.is_depthwise() {
+        if second.conv.is_depthwise() {
+            return None;
+        }
+        let block = Separable {
+            expand: None,
+            depthwise: first,
+            project: second,
+        };
+        return Some((block, first_len + second_len));
+    }
+    let (third, third_len) = head_at(&ops[first_len + second_len..])?;
+    if !second.conv.is_depthwise() || third.conv.is_depthwise() {
+        return None;
+    }
+    let block = Separable {
+        expand: Some(first),
+        depthwise: second,
+        project: third,
+    };
+    Some((block, first_len + second_len + third_len))
+}
+
+/// Whether `op` passes its input through.
+fn is_identity(op: &Op<'_>) -> bool {
+    match op {
+        Op::Identity => true,
+        Op::Chain(ops) => ops.iter().all(is_identity),
+        _ => false,
     }
 }
 

@@ -124,6 +124,13 @@ fn assert_matches_candle(net: &Net, x: &Tensor, what: &str) {
             },
         ),
         (
+            "without separable bands",
+            Optimizations {
+                separable_bands: false,
+                ..Optimizations::ALL
+            },
+        ),
+        (
             "without any of the three",
             Optimizations {
                 fuse_activations: false,
@@ -198,6 +205,72 @@ fn convolution_batch_norm_and_each_activation() {
             arrange[i],
         );
         assert_matches_candle(&net, &x, &format!("{activation:?}"));
+    }
+}
+
+/// [`conv`] with stride 2.
+fn strided(rng: &mut Rng, c_in: usize, c_out: usize, k: usize, groups: usize) -> Conv2d {
+    let conv = conv(rng, c_in, c_out, k, groups, false);
+    let spec = Conv2dSpec {
+        stride: (2, 2),
+        ..*conv.spec()
+    };
+    Conv2d::new(conv.weight().clone(), None, spec).unwrap()
+}
+
+#[test]
+fn depthwise_separable_blocks() {
+    let mut rng = Rng::new(9);
+    // MobileNet-V2's blocks (without expansion; expanding at stride 2; an inverted residual, its input added)
+    // and ShuffleNet-V2's branch (no activation after the depthwise convolution, ReLU after the projection),
+    // which the plan computes band by band (`Optimizations::separable_bands`).
+    let net = Net::new(
+        vec![
+            conv(&mut rng, 8, 8, 3, 8, false),
+            conv(&mut rng, 8, 16, 1, 1, false),
+            conv(&mut rng, 16, 48, 1, 1, false),
+            strided(&mut rng, 48, 48, 3, 48),
+            conv(&mut rng, 48, 24, 1, 1, false),
+            conv(&mut rng, 24, 72, 1, 1, false),
+            conv(&mut rng, 72, 72, 5, 72, false),
+            conv(&mut rng, 72, 24, 1, 1, false),
+            conv(&mut rng, 24, 24, 1, 1, false),
+            conv(&mut rng, 24, 24, 3, 24, false),
+            conv(&mut rng, 24, 24, 1, 1, false),
+        ],
+        [8, 16, 48, 48, 24, 72, 72, 24, 24, 24, 24]
+            .into_iter()
+            .map(|c| batch_norm(&mut rng, c))
+            .collect(),
+        |n| {
+            let unit = |i: usize, activation: Option<Op<'static>>| {
+                let mut ops = vec![Op::Conv(&n.convs[i]), Op::BatchNorm(&n.norms[i])];
+                ops.extend(activation);
+                ops
+            };
+            let relu6 = || Some(Op::Module(&Activation::Relu6));
+            fn chain(units: Vec<Vec<Op<'_>>>) -> Op<'_> {
+                Op::Chain(units.into_iter().flatten().collect())
+            }
+            Op::Chain(vec![
+                chain(vec![unit(0, relu6()), unit(1, None)]),
+                chain(vec![unit(2, relu6()), unit(3, relu6()), unit(4, None)]),
+                Op::Add(vec![
+                    chain(vec![unit(5, relu6()), unit(6, relu6()), unit(7, None)]),
+                    Op::Identity,
+                ]),
+                chain(vec![
+                    unit(8, Some(Op::Relu)),
+                    unit(9, None),
+                    unit(10, Some(Op::Relu)),
+                ]),
+            ])
+        },
+    );
+    // One image (its rows shared between the threads) and three; rows of a size no band divides.
+    for batch in [1, 3] {
+        let x = tensor(&mut rng, &[batch, 8, 38, 35]);
+        assert_matches_candle(&net, &x, &format!("separable blocks, batch {batch}"));
     }
 }
 

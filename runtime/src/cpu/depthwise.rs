@@ -122,22 +122,16 @@ fn conv2d_for(
     }
     let taps = g.kernel.0 * g.kernel.1;
     let offsets = layout.tap_offsets(g);
-    let (plane_in, multiplier) = (g.h * g.w, g.out_per_group());
+    let plane_in = g.h * g.w;
     let one_plane = |scratch: &mut Scratch, (p, dst): (usize, &mut [MaybeUninit<f32>])| {
         let (n, c) = (p / g.c_out, p % g.c_out);
-        let start = n * image_stride + (c / multiplier) * plane_in;
-        let plane = Plane {
-            src: &x[start..start + plane_in],
-            taps: &weight[c * taps..(c + 1) * taps],
+        let planes = (&x[n * image_stride..], plane_in);
+        let channel = Channel {
+            isa,
+            layout: &layout,
             offsets: &offsets,
-            channel: c,
         };
-        match isa {
-            Isa::Portable => plane.run::<false>(g, &layout, epilogue, scratch, dst),
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2Fma` is only chosen (by `detect` or `available`) on a CPU that has AVX2 and FMA.
-            Isa::Avx2Fma => unsafe { plane.run_avx2_fma(g, &layout, epilogue, scratch, dst) },
-        }
+        channel.run(planes, weight, g, epilogue, c, scratch, dst);
     };
     if rayon::current_num_threads() == 1 {
         // On the calling thread: handing the work to a one-thread pool and sleeping until it is done costs more
@@ -157,6 +151,77 @@ fn conv2d_for(
     }
     // SAFETY: each plane's `run` wrote every value of its plane.
     unsafe { out.assume_written() }
+}
+
+/// One image's depthwise convolution into `dst` (`[c_out, oh, ow]`, contiguous), on the calling thread:
+/// input channel `c` is the `[h, w]` plane at `x[c * plane_stride..]`, so the image may be a band of rows of
+/// a larger buffer ([`super::separable`]). `scratch` is reused from one call to the next. Needs [`applies`].
+pub(crate) fn image_into(
+    (x, plane_stride): (&[f32], usize),
+    weight: &[f32],
+    g: &ConvGeometry,
+    epilogue: &Epilogue,
+    scratch: &mut Scratch,
+    dst: &mut [MaybeUninit<f32>],
+) {
+    assert!(applies(g), "not a depthwise convolution: {g:?}");
+    let plane_out = g.out.0 * g.out.1;
+    assert!(
+        dst.len() >= g.c_out * plane_out,
+        "depthwise output too short"
+    );
+    if plane_out == 0 {
+        return;
+    }
+    let layout = PhaseLayout::new(g, PhaseLayout::tiling(g));
+    let offsets = layout.tap_offsets(g);
+    let channel = Channel {
+        isa: Isa::detect(),
+        layout: &layout,
+        offsets: &offsets,
+    };
+    for (c, dst) in dst.chunks_exact_mut(plane_out).take(g.c_out).enumerate() {
+        channel.run((x, plane_stride), weight, g, epilogue, c, scratch, dst);
+    }
+}
+
+/// What every output channel of one layer shares: the loops' instruction set, the phase planes' layout and
+/// the taps' offsets in it.
+struct Channel<'a> {
+    isa: Isa,
+    layout: &'a PhaseLayout,
+    offsets: &'a [usize],
+}
+
+impl Channel<'_> {
+    /// Output channel `c` into `dst` (its `[oh, ow]` plane), reading input channel `c / multiplier` of the
+    /// planes `plane_stride` apart from `x`.
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        (x, plane_stride): (&[f32], usize),
+        weight: &[f32],
+        g: &ConvGeometry,
+        epilogue: &Epilogue,
+        c: usize,
+        scratch: &mut Scratch,
+        dst: &mut [MaybeUninit<f32>],
+    ) {
+        let taps = g.kernel.0 * g.kernel.1;
+        let start = (c / g.out_per_group()) * plane_stride;
+        let plane = Plane {
+            src: &x[start..start + g.h * g.w],
+            taps: &weight[c * taps..(c + 1) * taps],
+            offsets: self.offsets,
+            channel: c,
+        };
+        match self.isa {
+            Isa::Portable => plane.run::<false>(g, self.layout, epilogue, scratch, dst),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::Avx2Fma` is only chosen (by `detect` or `available`) on a CPU that has AVX2 and FMA.
+            Isa::Avx2Fma => unsafe { plane.run_avx2_fma(g, self.layout, epilogue, scratch, dst) },
+        }
+    }
 }
 
 /// How an output plane is cut into blocks of [`BLOCK`] values.
@@ -286,7 +351,7 @@ impl PhaseLayout {
 
 /// A task's buffers, reused from one plane to the next.
 #[derive(Default)]
-struct Scratch {
+pub(crate) struct Scratch {
     /// The phase planes of the input plane ([`PhaseLayout::fill`]).
     phases: Vec<f32>,
     /// The layer whose padding `phases` holds zeros for.

@@ -552,19 +552,21 @@ impl Layer<'_> {
         scratch: &mut InputScratch,
         v: &mut [f32],
     ) {
-        match (self.isa, self.grid.tile) {
-            (Isa::Portable, Tile::F2) => input_tiles::<F2, false>(self, src, tiles, scratch, v),
-            (Isa::Portable, Tile::F4) => input_tiles::<F4, false>(self, src, tiles, scratch, v),
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2Fma` is only chosen (by `detect` or `available`) on a CPU that has AVX2 and FMA.
-            (Isa::Avx2Fma, Tile::F2) => unsafe {
-                input_tiles_avx2::<F2>(self, src, tiles, scratch, v)
-            },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            (Isa::Avx2Fma, Tile::F4) => unsafe {
-                input_tiles_avx2::<F4>(self, src, tiles, scratch, v)
-            },
+        #[cfg(target_arch = "x86_64")]
+        if self.isa != Isa::Portable {
+            // SAFETY: the instruction sets past `Portable` are only chosen (by `detect` or `available`) on a CPU
+            // that has AVX2 and FMA. The transforms take AVX2 on AVX-512 CPUs too: compiled for AVX-512 they ran
+            // slower (bench/RESULTS.md).
+            return unsafe {
+                match self.grid.tile {
+                    Tile::F2 => input_tiles_avx2::<F2>(self, src, tiles, scratch, v),
+                    Tile::F4 => input_tiles_avx2::<F4>(self, src, tiles, scratch, v),
+                }
+            };
+        }
+        match self.grid.tile {
+            Tile::F2 => input_tiles::<F2, false>(self, src, tiles, scratch, v),
+            Tile::F4 => input_tiles::<F4, false>(self, src, tiles, scratch, v),
         }
     }
 
@@ -636,23 +638,19 @@ impl Layer<'_> {
         };
         let grid = &self.grid;
         let out = self.g.out;
-        match (self.isa, grid.tile) {
-            (Isa::Portable, Tile::F2) => {
-                output_tiles::<F2, false>(grid, out, m, tiles, finish, dst)
-            }
-            (Isa::Portable, Tile::F4) => {
-                output_tiles::<F4, false>(grid, out, m, tiles, finish, dst)
-            }
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2Fma` is only chosen (by `detect` or `available`) on a CPU that has AVX2 and FMA.
-            (Isa::Avx2Fma, Tile::F2) => unsafe {
-                output_tiles_avx2::<F2>(grid, out, m, tiles, finish, dst)
-            },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            (Isa::Avx2Fma, Tile::F4) => unsafe {
-                output_tiles_avx2::<F4>(grid, out, m, tiles, finish, dst)
-            },
+        #[cfg(target_arch = "x86_64")]
+        if self.isa != Isa::Portable {
+            // SAFETY: as in `input_channel`: AVX2 and FMA are there.
+            return unsafe {
+                match grid.tile {
+                    Tile::F2 => output_tiles_avx2::<F2>(grid, out, m, tiles, finish, dst),
+                    Tile::F4 => output_tiles_avx2::<F4>(grid, out, m, tiles, finish, dst),
+                }
+            };
+        }
+        match grid.tile {
+            Tile::F2 => output_tiles::<F2, false>(grid, out, m, tiles, finish, dst),
+            Tile::F4 => output_tiles::<F4, false>(grid, out, m, tiles, finish, dst),
         }
     }
 }

@@ -351,7 +351,8 @@ mod tests {
     #[test]
     fn bands_match_the_layers_one_at_a_time() {
         // (c_in, h, w, expansion channels (none: no expansion), depthwise multiplier, c_out, kernel, stride,
-        // dilation, residual, the projection's activation)
+        // dilation, residual, the projection's activation); padding `(kernel - 1) / 2 * dilation`, or 1 for a
+        // 1×1 window
         let cases = [
             (
                 4,
@@ -409,6 +410,8 @@ mod tests {
                 Activation::HardSwish,
             ),
             (2, 1, 5, Some(4), 1, 2, 3, 1, 1, true, Activation::Identity),
+            // Padding wider than the window: the outputs on the edges read no input row at all.
+            (3, 5, 4, Some(6), 1, 3, 1, 1, 1, false, Activation::Identity),
         ];
         let pools: Vec<rayon::ThreadPool> = [1, 2, 3]
             .into_iter()
@@ -426,7 +429,7 @@ mod tests {
                 case;
             let seed = seed as u32 * 10;
             let c_exp = expansion.unwrap_or(c_in);
-            let pad = (k - 1) / 2 * dilation;
+            let pad = if k == 1 { 1 } else { (k - 1) / 2 * dilation };
             let out = |len| out_len(len, k, stride, (pad, pad), dilation);
             let dw = ConvGeometry {
                 c_in: c_exp,
@@ -514,6 +517,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 8 * 2 * 3 * 4);
+        assert_eq!(checked, cases.len() * 2 * 3 * 4);
     }
 }

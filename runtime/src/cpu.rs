@@ -58,6 +58,23 @@ pub(crate) struct ConvGeometry {
 }
 
 impl ConvGeometry {
+    /// A pointwise convolution (1×1, stride 1, no padding, one group) from `c_in` to `c_out` channels on an
+    /// `(h, w)` map.
+    pub(crate) fn pointwise(c_in: usize, c_out: usize, (h, w): (usize, usize)) -> ConvGeometry {
+        ConvGeometry {
+            c_in,
+            h,
+            w,
+            c_out,
+            kernel: (1, 1),
+            stride: (1, 1),
+            pad_before: (0, 0),
+            dilation: (1, 1),
+            groups: 1,
+            out: (h, w),
+        }
+    }
+
     fn in_per_group(&self) -> usize {
         self.c_in / self.groups
     }

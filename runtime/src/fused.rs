@@ -944,18 +944,7 @@ pub(crate) fn sibling_heads_with(
         widths.push(c_out);
     }
     let total: usize = widths.iter().sum();
-    let geometry = ConvGeometry {
-        c_in: c,
-        h,
-        w,
-        c_out: total,
-        kernel: (1, 1),
-        stride: (1, 1),
-        pad_before: (0, 0),
-        dilation: (1, 1),
-        groups: 1,
-        out: (h, w),
-    };
+    let geometry = ConvGeometry::pointwise(c, total, (h, w));
     let epilogue = Epilogue {
         scale: Some(scale),
         shift: Some(shift),

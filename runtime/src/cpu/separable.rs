@@ -321,21 +321,6 @@ mod tests {
         epilogue.activation.apply(values);
     }
 
-    fn pointwise(c_in: usize, c_out: usize, (h, w): (usize, usize)) -> ConvGeometry {
-        ConvGeometry {
-            c_in,
-            h,
-            w,
-            c_out,
-            kernel: (1, 1),
-            stride: (1, 1),
-            pad_before: (0, 0),
-            dilation: (1, 1),
-            groups: 1,
-            out: (h, w),
-        }
-    }
-
     fn epilogue(channels: usize, activation: Activation, seed: u32) -> Epilogue {
         Epilogue {
             scale: Some(values(channels, seed).iter().map(|v| v + 1.5).collect()),
@@ -444,8 +429,8 @@ mod tests {
                 out: (out(h), out(w)),
             };
             let (oh, ow) = dw.out;
-            let expand_g = expansion.map(|c| pointwise(c_in, c, (h, w)));
-            let project_g = pointwise(dw.c_out, c_out, (oh, ow));
+            let expand_g = expansion.map(|c| ConvGeometry::pointwise(c_in, c, (h, w)));
+            let project_g = ConvGeometry::pointwise(dw.c_out, c_out, (oh, ow));
             let expand_w = values(c_exp * c_in, seed + 2);
             let depthwise_w = values(dw.c_out * k * k, seed + 3);
             let project_w = values(c_out * dw.c_out, seed + 4);

@@ -428,56 +428,6 @@ impl Plane<'_> {
         self.run::<true, true>(g, layout, epilogue, scratch, dst);
     }
 
-    /// The sums of one rectangle of `R` rows by `16V` columns at `origin`, rows `pitch` apart in `phases` and
-    /// `sums`, held in `R × V` AVX-512 registers over all the taps: [`Plane::sum_taps_avx2`] at twice the width,
-    /// each load and multiply-add covering 16 outputs.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512F.
-    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn rect_avx512<const R: usize, const V: usize>(
-        &self,
-        phases: &[f32],
-        sums: &mut [f32],
-        pitch: usize,
-        origin: usize,
-    ) {
-        use std::arch::x86_64::*;
-        let reach = self
-            .offsets
-            .iter()
-            .max()
-            .map_or(0, |&o| o + (R - 1) * pitch + 16 * V);
-        assert!(
-            origin + reach <= phases.len() && origin + (R - 1) * pitch + 16 * V <= sums.len(),
-            "depthwise block outside its buffers"
-        );
-        let mut acc = [[_mm512_setzero_ps(); V]; R];
-        for (&offset, &weight) in self.offsets.iter().zip(self.taps) {
-            let w = _mm512_set1_ps(weight);
-            // SAFETY: every tap's reads, `R` rows of `16V` values from `offset + origin`, are inside `phases`
-            // (asserted above for the largest offset).
-            let base = unsafe { phases.as_ptr().add(offset + origin) };
-            for (r, acc) in acc.iter_mut().enumerate() {
-                for (v, acc) in acc.iter_mut().enumerate() {
-                    // SAFETY: as above.
-                    let x = unsafe { _mm512_loadu_ps(base.add(r * pitch + 16 * v)) };
-                    *acc = _mm512_fmadd_ps(x, w, *acc);
-                }
-            }
-        }
-        for (r, acc) in acc.iter().enumerate() {
-            for (v, &acc) in acc.iter().enumerate() {
-                // SAFETY: inside `sums` (asserted above).
-                unsafe {
-                    _mm512_storeu_ps(sums.as_mut_ptr().add(origin + r * pitch + 16 * v), acc)
-                };
-            }
-        }
-    }
-
     /// [`Plane::sum_all`] with AVX-512 where a tiling's rows are at least 16 values: the blocks taken two at a
     /// time, so that eight 16-lane sums cover the latency of a multiply-add at two per cycle (a flat run of
     /// 128; two rectangles side by side, or one above the other), the odd one alone. Rectangles 8 wide take
@@ -495,6 +445,7 @@ impl Plane<'_> {
         phases: &[f32],
         sums: &mut [f32],
     ) {
+        use std::arch::x86_64::__m512;
         let (pitch, (down, across)) = layout.blocks(g);
         // SAFETY (every call below): the CPU has AVX-512F, AVX2 and FMA (the caller's contract); the blocks are
         // the tiling's own, which `PhaseLayout::new` sized the buffers for.
@@ -502,7 +453,7 @@ impl Plane<'_> {
             match layout.tiling {
                 Tiling::Flat => {
                     for pair in 0..across / 2 {
-                        self.rect_avx512::<1, { 2 * BLOCK / 16 }>(
+                        self.rect::<__m512, 1, { 2 * BLOCK / 16 }>(
                             phases,
                             sums,
                             pitch,
@@ -511,7 +462,7 @@ impl Plane<'_> {
                     }
                     if across % 2 == 1 {
                         let origin = (across - 1) * BLOCK;
-                        self.rect_avx512::<1, { BLOCK / 16 }>(phases, sums, pitch, origin);
+                        self.rect::<__m512, 1, { BLOCK / 16 }>(phases, sums, pitch, origin);
                     }
                 }
                 Tiling::Rect { width: 16 } => {
@@ -519,11 +470,11 @@ impl Plane<'_> {
                     for by in 0..down {
                         let row = by * ROWS * pitch;
                         for pair in 0..across / 2 {
-                            self.rect_avx512::<ROWS, 2>(phases, sums, pitch, row + pair * 32);
+                            self.rect::<__m512, ROWS, 2>(phases, sums, pitch, row + pair * 32);
                         }
                         if across % 2 == 1 {
                             let origin = row + (across - 1) * 16;
-                            self.rect_avx512::<ROWS, 1>(phases, sums, pitch, origin);
+                            self.rect::<__m512, ROWS, 1>(phases, sums, pitch, origin);
                         }
                     }
                 }
@@ -532,11 +483,11 @@ impl Plane<'_> {
                     for bx in 0..across {
                         for pair in 0..down / 2 {
                             let origin = pair * 2 * ROWS * pitch + bx * 32;
-                            self.rect_avx512::<{ 2 * ROWS }, 2>(phases, sums, pitch, origin);
+                            self.rect::<__m512, { 2 * ROWS }, 2>(phases, sums, pitch, origin);
                         }
                         if down % 2 == 1 {
                             let origin = (down - 1) * ROWS * pitch + bx * 32;
-                            self.rect_avx512::<ROWS, 2>(phases, sums, pitch, origin);
+                            self.rect::<__m512, ROWS, 2>(phases, sums, pitch, origin);
                         }
                     }
                 }
@@ -545,59 +496,78 @@ impl Plane<'_> {
         }
     }
 
-    /// [`Plane::sum_taps`] with AVX2 and FMA intrinsics, `R × V` 8-lane sums (`C = 8V` columns) held in
-    /// registers over all the taps. Written out because the compiler kept the generic version's sums in
-    /// memory, loading and storing each around every multiply-add: the flat tiling's 64 sums ran at a third
-    /// of this speed, bound by store-to-load forwarding.
+    /// The sums of one rectangle of `R` rows by `V` vectors of `X::LANES` columns at `origin`, rows `pitch`
+    /// apart in `phases` and `sums`, held in `R × V` registers over all the taps: [`Plane::sum_taps`] written
+    /// with intrinsics, because the compiler kept the generic version's sums in memory, loading and storing
+    /// each around every multiply-add (the flat tiling's 64 sums ran at a third of this speed, bound by
+    /// store-to-load forwarding). Inlined into [`Plane::sum_all_avx2`] and [`Plane::sum_all_avx512`], whose
+    /// instruction sets `X`'s intrinsics need.
     ///
     /// # Safety
-    /// The CPU must support AVX2 and FMA.
+    /// The CPU must have `X`'s instruction set, and the caller must be compiled for it.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn sum_taps_avx2<const R: usize, const V: usize>(
+    #[inline(always)]
+    unsafe fn rect<X: simd::Vector, const R: usize, const V: usize>(
+        &self,
+        phases: &[f32],
+        sums: &mut [f32],
+        pitch: usize,
+        origin: usize,
+    ) {
+        let width = X::LANES * V;
+        let reach = self
+            .offsets
+            .iter()
+            .max()
+            .map_or(0, |&o| o + (R - 1) * pitch + width);
+        assert!(
+            origin + reach <= phases.len() && origin + (R - 1) * pitch + width <= sums.len(),
+            "depthwise block outside its buffers"
+        );
+        // SAFETY: the instruction set is there (the caller's contract); every tap's reads, `R` rows of `width`
+        // values from `offset + origin`, are inside `phases` (asserted above for the largest offset), and the
+        // stores inside `sums` (asserted above).
+        unsafe {
+            let mut acc = [[X::zero(); V]; R];
+            for (&offset, &weight) in self.offsets.iter().zip(self.taps) {
+                let w = X::splat(weight);
+                let base = phases.as_ptr().add(offset + origin);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    for (v, acc) in acc.iter_mut().enumerate() {
+                        let x = X::load(base.add(r * pitch + X::LANES * v));
+                        *acc = X::fmadd(x, w, *acc);
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                for (v, &acc) in acc.iter().enumerate() {
+                    X::store(
+                        sums.as_mut_ptr().add(origin + r * pitch + X::LANES * v),
+                        acc,
+                    );
+                }
+            }
+        }
+    }
+
+    /// [`Plane::rect`] for `blocks.0 * blocks.1` rectangles of `R` rows by `V` vectors, side by side.
+    ///
+    /// # Safety
+    /// As [`Plane::rect`].
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn rects<X: simd::Vector, const R: usize, const V: usize>(
         &self,
         phases: &[f32],
         sums: &mut [f32],
         pitch: usize,
         blocks: (usize, usize),
     ) {
-        use std::arch::x86_64::*;
-        let reach = self
-            .offsets
-            .iter()
-            .max()
-            .map_or(0, |&o| o + (R - 1) * pitch + 8 * V);
         for by in 0..blocks.0 {
             for bx in 0..blocks.1 {
-                let origin = by * R * pitch + bx * 8 * V;
-                assert!(
-                    origin + reach <= phases.len()
-                        && origin + (R - 1) * pitch + 8 * V <= sums.len(),
-                    "depthwise block outside its buffers"
-                );
-                let mut acc = [[_mm256_setzero_ps(); V]; R];
-                for (&offset, &weight) in self.offsets.iter().zip(self.taps) {
-                    let w = _mm256_set1_ps(weight);
-                    // SAFETY: every tap's reads, `R` rows of `8V` values from `offset + origin`, are inside
-                    // `phases` (asserted above for the largest offset).
-                    let base = unsafe { phases.as_ptr().add(offset + origin) };
-                    for (r, acc) in acc.iter_mut().enumerate() {
-                        for (v, acc) in acc.iter_mut().enumerate() {
-                            // SAFETY: as above.
-                            let x = unsafe { _mm256_loadu_ps(base.add(r * pitch + 8 * v)) };
-                            *acc = _mm256_fmadd_ps(x, w, *acc);
-                        }
-                    }
-                }
-                for (r, acc) in acc.iter().enumerate() {
-                    for (v, &acc) in acc.iter().enumerate() {
-                        // SAFETY: inside `sums` (asserted above).
-                        unsafe {
-                            _mm256_storeu_ps(sums.as_mut_ptr().add(origin + r * pitch + 8 * v), acc)
-                        };
-                    }
-                }
+                let origin = by * R * pitch + bx * X::LANES * V;
+                // SAFETY: the caller's contract.
+                unsafe { self.rect::<X, R, V>(phases, sums, pitch, origin) };
             }
         }
     }
@@ -665,19 +635,21 @@ impl Plane<'_> {
         phases: &[f32],
         sums: &mut [f32],
     ) {
+        use std::arch::x86_64::__m256;
         let (pitch, blocks) = layout.blocks(g);
-        // SAFETY: the CPU has AVX2 and FMA (the caller's contract).
+        // SAFETY: the CPU has AVX2 and FMA (the caller's contract), and this function is compiled for them; the
+        // blocks are the tiling's own.
         unsafe {
             match layout.tiling {
-                Tiling::Flat => self.sum_taps_avx2::<1, { BLOCK / 8 }>(phases, sums, pitch, blocks),
+                Tiling::Flat => self.rects::<__m256, 1, { BLOCK / 8 }>(phases, sums, pitch, blocks),
                 Tiling::Rect { width: 8 } => {
-                    self.sum_taps_avx2::<{ BLOCK / 8 }, 1>(phases, sums, pitch, blocks)
+                    self.rects::<__m256, { BLOCK / 8 }, 1>(phases, sums, pitch, blocks)
                 }
                 Tiling::Rect { width: 16 } => {
-                    self.sum_taps_avx2::<{ BLOCK / 16 }, 2>(phases, sums, pitch, blocks)
+                    self.rects::<__m256, { BLOCK / 16 }, 2>(phases, sums, pitch, blocks)
                 }
                 Tiling::Rect { .. } => {
-                    self.sum_taps_avx2::<{ BLOCK / 32 }, 4>(phases, sums, pitch, blocks)
+                    self.rects::<__m256, { BLOCK / 32 }, 4>(phases, sums, pitch, blocks)
                 }
             }
         }
@@ -746,6 +718,79 @@ impl Plane<'_> {
             Activation::Relu | Activation::Relu6 | Activation::Identity
         ) {
             epilogue.activation.apply(dst);
+        }
+    }
+}
+
+/// The vector registers the depthwise sums are held in ([`Plane::rect`]).
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use std::arch::x86_64::*;
+
+    /// One vector register of `f32` lanes and the operations the sums need. Each method must be inlined into a
+    /// function compiled for its instruction set, and called only on a CPU that has it.
+    pub(super) trait Vector: Copy {
+        const LANES: usize;
+        unsafe fn zero() -> Self;
+        unsafe fn splat(v: f32) -> Self;
+        unsafe fn load(from: *const f32) -> Self;
+        /// `x * w + acc`, rounded once.
+        unsafe fn fmadd(x: Self, w: Self, acc: Self) -> Self;
+        unsafe fn store(to: *mut f32, v: Self);
+    }
+
+    /// AVX2 and FMA.
+    impl Vector for __m256 {
+        const LANES: usize = 8;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            unsafe { _mm256_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            unsafe { _mm256_set1_ps(v) }
+        }
+        #[inline(always)]
+        unsafe fn load(from: *const f32) -> Self {
+            // SAFETY: the caller's contract (8 readable values).
+            unsafe { _mm256_loadu_ps(from) }
+        }
+        #[inline(always)]
+        unsafe fn fmadd(x: Self, w: Self, acc: Self) -> Self {
+            unsafe { _mm256_fmadd_ps(x, w, acc) }
+        }
+        #[inline(always)]
+        unsafe fn store(to: *mut f32, v: Self) {
+            // SAFETY: the caller's contract (8 writable values).
+            unsafe { _mm256_storeu_ps(to, v) }
+        }
+    }
+
+    /// AVX-512F.
+    #[cfg(feature = "avx512")]
+    impl Vector for __m512 {
+        const LANES: usize = 16;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            unsafe { _mm512_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            unsafe { _mm512_set1_ps(v) }
+        }
+        #[inline(always)]
+        unsafe fn load(from: *const f32) -> Self {
+            // SAFETY: the caller's contract (16 readable values).
+            unsafe { _mm512_loadu_ps(from) }
+        }
+        #[inline(always)]
+        unsafe fn fmadd(x: Self, w: Self, acc: Self) -> Self {
+            unsafe { _mm512_fmadd_ps(x, w, acc) }
+        }
+        #[inline(always)]
+        unsafe fn store(to: *mut f32, v: Self) {
+            // SAFETY: the caller's contract (16 writable values).
+            unsafe { _mm512_storeu_ps(to, v) }
         }
     }
 }

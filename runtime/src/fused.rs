@@ -65,7 +65,8 @@ pub struct Optimizations {
     /// Depthwise-separable blocks (a 1×1 expansion if any, a depthwise convolution, a 1×1 projection, and the
     /// block's input added when it has a residual connection: MobileNet-V2's inverted residuals) computed a
     /// band of rows at a time, the three layers in turn over each band, so that the expanded tensor never
-    /// leaves the core's cache (`runtime/src/cpu/separable.rs`; needs `conv_kernel`, `depthwise_kernel` and `fold`).
+    /// leaves the core's cache (`runtime/src/cpu/separable.rs`; needs `conv_kernel`, `depthwise_kernel` and
+    /// `fold`).
     pub separable_bands: bool,
 }
 

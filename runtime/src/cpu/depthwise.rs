@@ -739,60 +739,47 @@ mod simd {
         unsafe fn store(to: *mut f32, v: Self);
     }
 
-    /// AVX2 and FMA.
-    impl Vector for __m256 {
-        const LANES: usize = 8;
-        #[inline(always)]
-        unsafe fn zero() -> Self {
-            unsafe { _mm256_setzero_ps() }
-        }
-        #[inline(always)]
-        unsafe fn splat(v: f32) -> Self {
-            unsafe { _mm256_set1_ps(v) }
-        }
-        #[inline(always)]
-        unsafe fn load(from: *const f32) -> Self {
-            // SAFETY: the caller's contract (8 readable values).
-            unsafe { _mm256_loadu_ps(from) }
-        }
-        #[inline(always)]
-        unsafe fn fmadd(x: Self, w: Self, acc: Self) -> Self {
-            unsafe { _mm256_fmadd_ps(x, w, acc) }
-        }
-        #[inline(always)]
-        unsafe fn store(to: *mut f32, v: Self) {
-            // SAFETY: the caller's contract (8 writable values).
-            unsafe { _mm256_storeu_ps(to, v) }
-        }
+    /// `Vector` for a register type from its intrinsics (`lanes` values each).
+    macro_rules! vector {
+        ($(#[$attr:meta])* $ty:ty, $lanes:literal, $zero:ident, $splat:ident, $load:ident, $fmadd:ident, $store:ident) => {
+            $(#[$attr])*
+            impl Vector for $ty {
+                const LANES: usize = $lanes;
+                #[inline(always)]
+                unsafe fn zero() -> Self {
+                    unsafe { $zero() }
+                }
+                #[inline(always)]
+                unsafe fn splat(v: f32) -> Self {
+                    unsafe { $splat(v) }
+                }
+                #[inline(always)]
+                unsafe fn load(from: *const f32) -> Self {
+                    // SAFETY: the caller's contract (`LANES` readable values).
+                    unsafe { $load(from) }
+                }
+                #[inline(always)]
+                unsafe fn fmadd(x: Self, w: Self, acc: Self) -> Self {
+                    unsafe { $fmadd(x, w, acc) }
+                }
+                #[inline(always)]
+                unsafe fn store(to: *mut f32, v: Self) {
+                    // SAFETY: the caller's contract (`LANES` writable values).
+                    unsafe { $store(to, v) }
+                }
+            }
+        };
     }
 
-    /// AVX-512F.
-    #[cfg(feature = "avx512")]
-    impl Vector for __m512 {
-        const LANES: usize = 16;
-        #[inline(always)]
-        unsafe fn zero() -> Self {
-            unsafe { _mm512_setzero_ps() }
-        }
-        #[inline(always)]
-        unsafe fn splat(v: f32) -> Self {
-            unsafe { _mm512_set1_ps(v) }
-        }
-        #[inline(always)]
-        unsafe fn load(from: *const f32) -> Self {
-            // SAFETY: the caller's contract (16 readable values).
-            unsafe { _mm512_loadu_ps(from) }
-        }
-        #[inline(always)]
-        unsafe fn fmadd(x: Self, w: Self, acc: Self) -> Self {
-            unsafe { _mm512_fmadd_ps(x, w, acc) }
-        }
-        #[inline(always)]
-        unsafe fn store(to: *mut f32, v: Self) {
-            // SAFETY: the caller's contract (16 writable values).
-            unsafe { _mm512_storeu_ps(to, v) }
-        }
-    }
+    vector!(
+        /// AVX2 and FMA.
+        __m256, 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_storeu_ps
+    );
+    vector!(
+        /// AVX-512F.
+        #[cfg(feature = "avx512")]
+        __m512, 16, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_storeu_ps
+    );
 }
 
 #[cfg(test)]

@@ -349,7 +349,9 @@ pub(crate) fn separable_with(
     if !enabled || !heads().all(|head| conv_kernels_apply(x, head.conv, head.bn)) {
         return Ok(None);
     }
-    let (n, c, h, w) = crate::expect_nchw(x, "conv2d")?;
+    let Ok((n, c, h, w)) = crate::expect_nchw(x, "conv2d") else {
+        return Ok(None);
+    };
     let Some((expand_g, depthwise_g, project_g)) =
         chained_geometry(expand.as_ref(), &depthwise, &project, (c, h, w))
     else {

@@ -180,7 +180,8 @@ fn run_in_bands(
 fn input_rows(g: &ConvGeometry, rows: &std::ops::Range<usize>) -> (std::ops::Range<usize>, usize) {
     let (sh, dh, kh, pad) = (g.stride.0, g.dilation.0, g.kernel.0, g.pad_before.0);
     let top = rows.start * sh;
-    let first = top.saturating_sub(pad);
+    // At most `h`: a band wholly in the padding below the map (wider than the window) reads no row at all.
+    let first = top.saturating_sub(pad).min(g.h);
     let end = ((rows.end - 1) * sh + (kh - 1) * dh + 1)
         .saturating_sub(pad)
         .min(g.h);
@@ -242,8 +243,9 @@ fn bands(
                 let new = kept.end..inputs.end;
                 let at = (new.start - inputs.start) * w;
                 let (finish, rest) = layer.epilogue.finish(0);
-                // SAFETY: input rows `new` of every channel are inside `x` (`h * w` values a channel), and rows
-                // `at / w..` of the `c_exp` planes of `capacity` rows, `new.len()` of them, inside `expanded`.
+                // SAFETY: input rows `new` of every channel are inside `x` (`h * w` values a channel; `new.end`
+                // is at most `h`), and rows `at / w..` of the `c_exp` planes of `capacity` rows, `new.len()` of
+                // them, inside `expanded`.
                 unsafe {
                     gemm::multiply(
                         weight,
@@ -336,7 +338,7 @@ mod tests {
     #[test]
     fn bands_match_the_layers_one_at_a_time() {
         // (c_in, h, w, expansion channels (none: no expansion), depthwise multiplier, c_out, kernel, stride,
-        // dilation, residual, the projection's activation); padding `(kernel - 1) / 2 * dilation`, or 1 for a
+        // dilation, residual, the projection's activation); padding `(kernel - 1) / 2 * dilation`, or 2 for a
         // 1×1 window
         let cases = [
             (
@@ -395,8 +397,9 @@ mod tests {
                 Activation::HardSwish,
             ),
             (2, 1, 5, Some(4), 1, 2, 3, 1, 1, true, Activation::Identity),
-            // Padding wider than the window: the outputs on the edges read no input row at all.
+            // Padding wider than the window: the bands on the edges read no input row at all.
             (3, 5, 4, Some(6), 1, 3, 1, 1, 1, false, Activation::Identity),
+            (3, 5, 4, None, 1, 2, 1, 1, 1, false, Activation::Identity),
         ];
         let pools: Vec<rayon::ThreadPool> = [1, 2, 3]
             .into_iter()
@@ -414,7 +417,7 @@ mod tests {
                 case;
             let seed = seed as u32 * 10;
             let c_exp = expansion.unwrap_or(c_in);
-            let pad = if k == 1 { 1 } else { (k - 1) / 2 * dilation };
+            let pad = if k == 1 { 2 } else { (k - 1) / 2 * dilation };
             let out = |len| out_len(len, k, stride, (pad, pad), dilation);
             let dw = ConvGeometry {
                 c_in: c_exp,

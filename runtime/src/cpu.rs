@@ -112,17 +112,43 @@ pub(crate) struct Epilogue {
 }
 
 impl Epilogue {
-    /// What the product applies as it stores rows from channel `first` on, and the activation left to a pass
-    /// of its own afterwards (those that are not a clamp), if any.
-    fn finish(&self, first: usize) -> (gemm::Finish<'_>, Option<Activation>) {
+    /// `dst [m, n] = epilogue(a × b + residual)` for the channels from `first` on: [`gemm::multiply`] of the
+    /// rows of the packed matrices `a` (`m` in all) by `b` (`[k, n]`, rows `b.1` apart) into `dst` (rows `dst.1`
+    /// apart), with `residual` (laid out as `dst`) added before the activation. A clamp (ReLU, ReLU6) is applied
+    /// as the product stores each value; any other activation in a pass over the rows after it.
+    ///
+    /// # Safety
+    /// As [`gemm::multiply`].
+    unsafe fn multiply(
+        &self,
+        first: usize,
+        a: &[gemm::Packed<'_>],
+        b: (*const f32, usize),
+        n: usize,
+        (dst, dst_stride): (*mut f32, usize),
+        residual: Option<&[f32]>,
+    ) {
         let (clamp, rest) = gemm::Clamp::of(self.activation);
         let finish = gemm::Finish {
             scale: self.scale.as_deref().map(|s| &s[first..]),
             shift: self.shift.as_deref().map(|s| &s[first..]),
-            residual: None,
+            residual,
             activation: clamp,
         };
-        (finish, rest.then_some(self.activation))
+        // SAFETY: the caller's contract.
+        unsafe { gemm::multiply(a, b, n, (dst, dst_stride), finish) };
+        if rest {
+            let m: usize = a.iter().map(|part| part.rows).sum();
+            // Rows that follow one another are one pass.
+            let (rows, len) = if dst_stride == n { (1, m * n) } else { (m, n) };
+            for row in 0..rows {
+                // SAFETY: the product wrote these `len` values, inside the destination (the caller's
+                // contract), which nothing else accesses.
+                let values =
+                    unsafe { std::slice::from_raw_parts_mut(dst.add(row * dst_stride), len) };
+                self.activation.apply(values);
+            }
+        }
     }
 }
 
@@ -475,22 +501,17 @@ fn product_rows(
         patches.len() >= depth * columns && dst.len() >= rows * columns,
         "product operands too short"
     );
-    let (mut finish, rest) = epilogue.finish(first);
-    finish.residual = residual;
     // SAFETY: `patches` holds `depth` rows of `columns` values and `dst` `rows` rows (asserted above); `dst` is
     // borrowed mutably, so nothing else reads or writes it.
     unsafe {
-        gemm::multiply(
+        epilogue.multiply(
+            first,
             w,
             (patches.as_ptr(), columns),
             columns,
             (dst.as_mut_ptr().cast::<f32>(), columns),
-            finish,
+            residual,
         );
-    }
-    if let Some(activation) = rest {
-        // SAFETY: the product wrote these rows.
-        activation.apply(unsafe { written(&mut dst[..rows * columns]) });
     }
 }
 
@@ -577,6 +598,8 @@ fn conv_group_by_columns(
     };
     let residual = dst_g.residual;
     let one_block = |first: usize| {
+        // The whole of `out` (a closure would capture its pointer field alone, which is not `Sync`).
+        let out = &out;
         let width = block.min(columns - first);
         let mut patches = PATCHES.take();
         let (rhs, rhs_stride) = if g.is_pointwise() {
@@ -590,25 +613,19 @@ fn conv_group_by_columns(
             depth == 0 || rhs.len() >= (depth - 1) * rhs_stride + width,
             "patches too short"
         );
-        let (mut finish, rest) = epilogue.finish(first_channel);
-        // Laid out as the output rows, from this block's first column.
-        finish.residual = residual.map(|r| &r[first..]);
         // SAFETY: `rhs` holds `depth` rows of `width` values `rhs_stride` apart (asserted above); columns
         // `first..first + width` of the `out_g` rows are inside `dst_g` (asserted above), and each block's
-        // columns are written by that block's call alone.
+        // columns are written by that block's call alone. The residual is laid out as the output rows, from
+        // this block's first column.
         unsafe {
-            gemm::multiply(
+            epilogue.multiply(
+                first_channel,
                 w_g,
                 (rhs.as_ptr(), rhs_stride),
                 width,
                 (out.ptr.add(first), columns),
-                finish,
+                residual.map(|r| &r[first..]),
             );
-            if let Some(activation) = rest {
-                for row in 0..out_g {
-                    activation.apply(out.segment(row, first, width));
-                }
-            }
         }
         PATCHES.set(patches);
     };
@@ -801,20 +818,9 @@ struct OutputRows {
     columns: usize,
 }
 
-// SAFETY: the blocks that share an `OutputRows` write disjoint columns (see `conv_group_by_columns`).
+// SAFETY: the tasks that share an `OutputRows` write disjoint columns (see `conv_group_by_columns` and
+// `separable::run`).
 unsafe impl Sync for OutputRows {}
-
-impl OutputRows {
-    /// Columns `first..first + width` of row `row`.
-    ///
-    /// # Safety
-    /// They must lie inside the rows, and no other live reference may cover them.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn segment(&self, row: usize, first: usize, width: usize) -> &mut [f32] {
-        // SAFETY: the caller guarantees the range is inside the rows and not aliased.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(row * self.columns + first), width) }
-    }
-}
 
 /// Writes columns `range` of the patch matrix (see [`im2col`]) as a `[in_g * kh * kw, range.len()]` matrix.
 fn im2col_columns(

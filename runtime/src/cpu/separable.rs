@@ -25,7 +25,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::{depthwise, gemm, scratch, ConvGeometry, Epilogue, Fresh, OutputRows, PackedWeights};
+use super::{depthwise, scratch, ConvGeometry, Epilogue, Fresh, OutputRows, PackedWeights};
 
 /// A layer of the block: its weights (packed for the product, or the depthwise kernel's `[c, 1, kh, kw]`),
 /// its geometry over the whole map, and its output pass.
@@ -242,23 +242,18 @@ fn bands(
                 }
                 let new = kept.end..inputs.end;
                 let at = (new.start - inputs.start) * w;
-                let (finish, rest) = layer.epilogue.finish(0);
                 // SAFETY: input rows `new` of every channel are inside `x` (`h * w` values a channel; `new.end`
                 // is at most `h`), and rows `at / w..` of the `c_exp` planes of `capacity` rows, `new.len()` of
                 // them, inside `expanded`.
                 unsafe {
-                    gemm::multiply(
+                    layer.epilogue.multiply(
+                        0,
                         weight,
                         (x.as_ptr().add(new.start * w), h * w),
                         new.len() * w,
                         (expanded.as_mut_ptr().add(at), plane),
-                        finish,
+                        None,
                     );
-                }
-                if let Some(activation) = rest {
-                    for channel in expanded.chunks_exact_mut(plane) {
-                        activation.apply(&mut channel[at..at + new.len() * w]);
-                    }
                 }
                 held = inputs.clone();
                 (&buffers.expanded[..], plane)
@@ -283,24 +278,19 @@ fn bands(
             &mut buffers.depthwise,
             dst,
         );
-        let (mut finish, rest) = block.project.epilogue.finish(0);
         let at = band_rows.start * ow;
-        finish.residual = residual.then(|| &x[at..]);
         // SAFETY: the depthwise output holds `c_dw` rows of `columns`; columns `at..at + columns` of the
-        // output's `c_out` rows of `oh * ow` are this band's, written by this call alone.
+        // output's `c_out` rows of `oh * ow` are this band's, written by this call alone; the residual, the
+        // input from the band's first column, is laid out as the output.
         unsafe {
-            gemm::multiply(
+            block.project.epilogue.multiply(
+                0,
                 &project,
                 (buffers.depthwise_out.as_ptr(), columns),
                 columns,
                 (out.ptr.add(at), oh * ow),
-                finish,
+                residual.then(|| &x[at..]),
             );
-            if let Some(activation) = rest {
-                for row in 0..block.project.geometry.c_out {
-                    activation.apply(out.segment(row, at, columns));
-                }
-            }
         }
         first = band_rows.end;
     }

@@ -16,15 +16,18 @@
 //!    run of that flat output, or, for maps a few vectors wide, a rectangle of rows ([`Tiling`]).
 //! 3. The extra columns are dropped and the epilogue (bias, folded batch norm, activation) applied on the way out.
 //!
-//! The loops are compiled twice: as plain Rust that LLVM vectorises for the baseline target, and with AVX2 and
-//! FMA (chosen at run time), where the sums of step 2 are written with intrinsics so that they stay in
-//! registers.
+//! The loops are compiled for the instruction set the product kernels run ([`Isa::detect`]): as plain Rust
+//! that LLVM vectorises for the baseline target, or with AVX2 and FMA, or with AVX-512 (whose 16-lane sums take
+//! the tilings with rows of 16 values or more, AVX2 the others), where the sums of step 2 are written with
+//! intrinsics so that they stay in registers ([`Plane::rect`]).
 
 use rayon::prelude::*;
 
 use std::mem::MaybeUninit;
 
-use super::{fill_phase_planes, tap_phase, written, Activation, ConvGeometry, Epilogue, Fresh};
+use super::{
+    fill_phase_planes, tap_phase, written, Activation, ConvGeometry, Epilogue, Fresh, Isa,
+};
 
 /// Output values computed together, their partial sums kept in registers while every tap of the window is
 /// added in: eight 8-lane AVX2 registers, enough independent sums to cover the latency of a fused multiply-add
@@ -34,50 +37,6 @@ const BLOCK: usize = 64;
 /// Roughly how many multiply-adds a rayon task should get, so that maps of a few dozen values (960 channels
 /// of 7×7) are not one task each.
 const TASK_WORK: usize = 1 << 15;
-
-/// The instruction set the loops are compiled for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Isa {
-    /// The baseline target (SSE2 on x86-64): separate multiplies and adds.
-    Portable,
-    /// AVX2 with fused multiply-add, on x86-64 CPUs that have both.
-    #[cfg(target_arch = "x86_64")]
-    Avx2Fma,
-    /// The sums in 16-lane AVX-512 registers where the tiling's rows are 16 values or more ([`Tiling::Flat`],
-    /// rectangles 16 and 32 wide), AVX2 and FMA elsewhere.
-    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-    Avx512,
-}
-
-impl Isa {
-    /// The widest of these that the product kernels' choice allows ([`super::gemm::Isa::detect`]).
-    pub(super) fn detect() -> Isa {
-        #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-        if super::gemm::Isa::has_avx512() {
-            return Isa::Avx512;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if super::gemm::Isa::has_avx2() {
-            return Isa::Avx2Fma;
-        }
-        Isa::Portable
-    }
-
-    /// Every instruction set the running CPU can execute, for tests.
-    #[cfg(test)]
-    pub(super) fn available() -> Vec<Isa> {
-        let mut all = vec![Isa::Portable];
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            all.push(Isa::Avx2Fma);
-            #[cfg(feature = "avx512")]
-            if is_x86_feature_detected!("avx512f") {
-                all.push(Isa::Avx512);
-            }
-        }
-        all
-    }
-}
 
 /// Whether [`conv2d`] computes a convolution of this geometry: one input channel per group, and more than one
 /// group (a single-channel input with one group, an image's first layer, is left to the matrix product).

@@ -34,7 +34,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::depthwise::Isa;
+use super::Isa;
 use super::{gemm, valid_range, ConvGeometry, Epilogue};
 
 /// The output tile of a Winograd convolution.

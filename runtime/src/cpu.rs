@@ -527,10 +527,10 @@ fn product_rows(
 /// (the batch-1 figures of bench/RESULTS.md are with them as they are). Measured on ResNet-50's and
 /// Inception-v3's layers at two threads, columns were the faster split where the weights have no more rows
 /// than columns (`out_g <= depth`) and each thread gets enough columns: by up to 11% for a strided 3×3 with
-/// 392 columns a thread, by 2-4% for pointwise convolutions with 98 (14×14 maps). Rows were faster by up to 6% for the 1×1 expansions (64 to
-/// 256 channels, 128 to 512, 256 to 1024), and by 6-10% for Inception-v3's 1×7 and 7×1 convolutions with 145
-/// columns a thread, each thread building its share of the patches row segment by row segment. On 7×7 maps a
-/// thread's share of the columns would be a few ragged vectors.
+/// 392 columns a thread, by 2-4% for pointwise convolutions with 98 (14×14 maps). Rows were faster by up to 6%
+/// for the 1×1 expansions (64 to 256 channels, 128 to 512, 256 to 1024), and by 6-10% for Inception-v3's 1×7
+/// and 7×1 convolutions with 145 columns a thread, each thread building its share of the patches row segment
+/// by row segment. On 7×7 maps a thread's share of the columns would be a few ragged vectors.
 fn thread_columns(g: &ConvGeometry, threads: usize) -> Option<usize> {
     let width = g.columns().div_ceil(threads).next_multiple_of(16);
     let least = if g.is_pointwise() {

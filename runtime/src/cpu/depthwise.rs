@@ -700,7 +700,10 @@ mod simd {
 
     /// `Vector` for a register type from its intrinsics (`lanes` values each).
     macro_rules! vector {
-        ($(#[$attr:meta])* $ty:ty, $lanes:literal, $zero:ident, $splat:ident, $load:ident, $fmadd:ident, $store:ident) => {
+        (
+            $(#[$attr:meta])* $ty:ty, $lanes:literal,
+            $zero:ident, $splat:ident, $load:ident, $fmadd:ident, $store:ident
+        ) => {
             $(#[$attr])*
             impl Vector for $ty {
                 const LANES: usize = $lanes;

@@ -18,6 +18,9 @@
 //! after `-` to switch it off: `all,-winograd`), so each can be measured on its own.
 //! The thread count is `RAYON_NUM_THREADS`, which both rayon's pool and candle's matrix products follow.
 //!
+//! `--profile` then runs `--iters` more passes timing each step of the plan ([`archc_runtime::profile`]) and
+//! prints them to stderr: time per pass, share, multiply-adds per second and what the step is.
+//!
 //! Prints one JSON object: the median time per batch and per image over `--iters` timed passes (after
 //! `--warmup` untimed ones, at least one: the pass whose logits `--logits` writes), the fastest pass, and the
 //! process's peak resident memory.
@@ -103,6 +106,7 @@ struct Args {
     iters: usize,
     warmup: usize,
     optimizations: String,
+    profile: bool,
 }
 
 fn parse_args() -> Result<Args, Error> {
@@ -118,6 +122,7 @@ fn parse_args() -> Result<Args, Error> {
         iters: 10,
         warmup: 2,
         optimizations: "all".to_string(),
+        profile: false,
     };
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -129,6 +134,7 @@ fn parse_args() -> Result<Args, Error> {
             "--iters" => parsed.iters = value()?.parse()?,
             "--warmup" => parsed.warmup = value()?.parse()?,
             "--optimizations" => parsed.optimizations = value()?,
+            "--profile" => parsed.profile = true,
             flag if flag.starts_with("--") => return Err(format!("unknown option `{flag}`").into()),
             name if network.is_none() => network = Some(name.to_string()),
             extra => return Err(format!("unexpected argument `{extra}`").into()),
@@ -195,5 +201,42 @@ fn main() -> Result<(), Error> {
         times[0],
         peak_rss_kib().map_or("null".to_string(), |k| k.to_string()),
     );
+    if args.profile {
+        profile(&*model, &input, args.iters)?;
+    }
+    Ok(())
+}
+
+/// `--profile`: runs `iters` more passes recording the plan's steps ([`archc_runtime::profile`]) and prints
+/// them to stderr, the longest first, per pass.
+fn profile(model: &dyn Module, input: &Tensor, iters: usize) -> Result<(), Error> {
+    archc_runtime::profile::start();
+    let start = Instant::now();
+    for _ in 0..iters {
+        model.forward(input)?;
+    }
+    let wall = start.elapsed().as_secs_f64() * 1e3 / iters as f64;
+    let steps = archc_runtime::profile::finish();
+    let total: f64 = steps.iter().map(|s| s.time.as_secs_f64()).sum::<f64>() * 1e3 / iters as f64;
+    eprintln!(
+        "{wall:.3} ms a pass while profiling, {total:.3} ms of it in the plan's steps (per thread)"
+    );
+    eprintln!(
+        "{:>9} {:>6} {:>6} {:>8}  step",
+        "ms/pass", "%", "calls", "GMAC/s"
+    );
+    for step in &steps {
+        let ms = step.time.as_secs_f64() * 1e3 / iters as f64;
+        let rate = match step.macs {
+            0 => String::new(),
+            macs => format!("{:.1}", macs as f64 / step.time.as_secs_f64() / 1e9),
+        };
+        eprintln!(
+            "{ms:>9.3} {:>5.1}% {:>6} {rate:>8}  {}",
+            100.0 * ms / total,
+            step.calls / iters as u64,
+            step.label
+        );
+    }
     Ok(())
 }

@@ -18,6 +18,7 @@ pub mod norm;
 pub mod plan;
 pub mod pool;
 pub mod prepared;
+pub mod profile;
 pub mod shape;
 pub mod weights;
 pub mod winograd;

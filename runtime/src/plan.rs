@@ -183,73 +183,78 @@ impl Plan {
     /// A sequence of leaves and groups; a convolution takes the batch norm and activation right after it along,
     /// and so do a batch norm on its own and a sum.
     fn eval_chain(&self, ops: &[&Op<'_>], x: &Tensor) -> Result<Tensor> {
-        let options = self.options;
         let mut x = x.clone();
         let mut i = 0;
         while i < ops.len() {
-            if let Some((block, len)) = separable_at(&ops[i..]) {
-                let y = separable_with(
-                    options,
-                    &x,
-                    block.expand,
-                    block.depthwise,
-                    block.project,
-                    false,
-                )?;
-                if let Some(y) = y {
-                    x = y;
-                    i += len;
-                    continue;
-                }
-            }
-            if let Some((head, len)) = head_at(&ops[i..]) {
-                x = conv_bn_act_with(options, &x, head.conv, head.bn, head.activation, false)?;
-                i += len;
-                continue;
-            }
-            // The activation right after this operation, which a batch norm or a sum applies in the same pass.
-            let next = ops.get(i + 1).and_then(|op| activation_of(op));
-            let (y, used) = match ops[i] {
-                Op::Conv(_) | Op::Chain(_) => unreachable!("taken by `head_at` or flattened"),
-                Op::BatchNorm(bn) => match next {
-                    Some(activation) => (batch_norm_with(options, &x, bn, activation, false)?, 2),
-                    None => (
-                        batch_norm_with(options, &x, bn, Activation::Identity, false)?,
-                        1,
-                    ),
-                },
-                Op::Add(branches) => {
-                    let (activation, used) = match next {
-                        Some(activation) => (activation, 2),
-                        None => (Activation::Identity, 1),
-                    };
-                    (self.sum(branches, &x, activation)?, used)
-                }
-                Op::Relu => (activation_with(options, &x, Activation::Relu)?, 1),
-                op @ Op::Module(module) => {
-                    let linear = module.as_any().downcast_ref::<candle_nn::Linear>();
-                    match (activation_of(op), linear, next) {
-                        (Some(activation), _, _) => (activation_with(options, &x, activation)?, 1),
-                        (None, Some(linear), Some(activation)) => {
-                            (linear_with(options, &x, linear, activation)?, 2)
-                        }
-                        (None, Some(linear), None) => {
-                            (linear_with(options, &x, linear, Activation::Identity)?, 1)
-                        }
-                        (None, None, _) => (module.forward(&x)?, 1),
-                    }
-                }
-                Op::MaxPool(pool) => (pool.forward_with(&x, options.pool_kernels)?, 1),
-                Op::AvgPool(pool) => (pool.forward_with(&x, options.pool_kernels)?, 1),
-                Op::Flatten => (x.flatten_from(1)?, 1),
-                Op::Identity => (x, 1),
-                Op::Concat(branches) => (self.concat(branches, &x)?, 1),
-                Op::Mul(branches) => (product_with(options, &self.branches(branches, &x)?)?, 1),
-            };
+            let (y, used) = crate::profile::step(
+                || self.step(&ops[i..], &x),
+                |(y, used)| describe_step(&ops[i..i + used], &x, y),
+            )?;
             x = y;
             i += used;
         }
         Ok(x)
+    }
+
+    /// The first step of `ops` on `x`: its output and how many operations it took.
+    fn step(&self, ops: &[&Op<'_>], x: &Tensor) -> Result<(Tensor, usize)> {
+        let options = self.options;
+        if let Some((block, len)) = separable_at(ops) {
+            let y = separable_with(
+                options,
+                x,
+                block.expand,
+                block.depthwise,
+                block.project,
+                false,
+            )?;
+            if let Some(y) = y {
+                return Ok((y, len));
+            }
+        }
+        if let Some((head, len)) = head_at(ops) {
+            let y = conv_bn_act_with(options, x, head.conv, head.bn, head.activation, false)?;
+            return Ok((y, len));
+        }
+        // The activation right after this operation, which a batch norm or a sum applies in the same pass.
+        let next = ops.get(1).and_then(|op| activation_of(op));
+        Ok(match ops[0] {
+            Op::Conv(_) | Op::Chain(_) => unreachable!("taken by `head_at` or flattened"),
+            Op::BatchNorm(bn) => match next {
+                Some(activation) => (batch_norm_with(options, x, bn, activation, false)?, 2),
+                None => (
+                    batch_norm_with(options, x, bn, Activation::Identity, false)?,
+                    1,
+                ),
+            },
+            Op::Add(branches) => {
+                let (activation, used) = match next {
+                    Some(activation) => (activation, 2),
+                    None => (Activation::Identity, 1),
+                };
+                (self.sum(branches, x, activation)?, used)
+            }
+            Op::Relu => (activation_with(options, x, Activation::Relu)?, 1),
+            op @ Op::Module(module) => {
+                let linear = module.as_any().downcast_ref::<candle_nn::Linear>();
+                match (activation_of(op), linear, next) {
+                    (Some(activation), _, _) => (activation_with(options, x, activation)?, 1),
+                    (None, Some(linear), Some(activation)) => {
+                        (linear_with(options, x, linear, activation)?, 2)
+                    }
+                    (None, Some(linear), None) => {
+                        (linear_with(options, x, linear, Activation::Identity)?, 1)
+                    }
+                    (None, None, _) => (module.forward(x)?, 1),
+                }
+            }
+            Op::MaxPool(pool) => (pool.forward_with(x, options.pool_kernels)?, 1),
+            Op::AvgPool(pool) => (pool.forward_with(x, options.pool_kernels)?, 1),
+            Op::Flatten => (x.flatten_from(1)?, 1),
+            Op::Identity => (x.clone(), 1),
+            Op::Concat(branches) => (self.concat(branches, x)?, 1),
+            Op::Mul(branches) => (product_with(options, &self.branches(branches, x)?)?, 1),
+        })
     }
 
     /// `activation` of the sum of the branches. With two branches, one of which ends in a convolution (and its
@@ -282,13 +287,18 @@ impl Plan {
                         activation,
                         ..block.project
                     };
-                    let fused = separable_with(
-                        self.options,
-                        x,
-                        block.expand,
-                        block.depthwise,
-                        project,
-                        true,
+                    let fused = crate::profile::step(
+                        || {
+                            separable_with(
+                                self.options,
+                                x,
+                                block.expand,
+                                block.depthwise,
+                                project,
+                                true,
+                            )
+                        },
+                        |y| with_residual(describe_step(main_ops, x, y.as_ref().unwrap_or(x))),
                     )?;
                     if let Some(y) = fused {
                         return Ok(y);
@@ -296,8 +306,16 @@ impl Plan {
                 }
                 let residual = self.eval_chain(other_ops, x)?;
                 let y = self.eval_chain(&main_ops[..start], x)?;
-                let fused =
-                    conv_bn_add_act(self.options, &y, head.conv, head.bn, &residual, activation)?;
+                let fused = crate::profile::step(
+                    || conv_bn_add_act(self.options, &y, head.conv, head.bn, &residual, activation),
+                    |out| {
+                        with_residual(describe_step(
+                            &main_ops[start..],
+                            &y,
+                            out.as_ref().unwrap_or(&y),
+                        ))
+                    },
+                )?;
                 if let Some(out) = fused {
                     return Ok(out);
                 }
@@ -330,7 +348,24 @@ impl Plan {
         let offered: Vec<Option<FusedHead<'_>>> =
             heads.iter().map(|h| h.map(|(head, _)| head)).collect();
         let fused = if offered.iter().flatten().count() >= 2 {
-            sibling_heads_with(self.options, x, &offered, false)?
+            crate::profile::step(
+                || sibling_heads_with(self.options, x, &offered, false),
+                |fused| {
+                    let (names, macs): (Vec<String>, u64) = flat
+                        .iter()
+                        .zip(&heads)
+                        .zip(fused)
+                        .filter_map(|((ops, head), y)| {
+                            Some((&ops[..head.as_ref()?.1], y.as_ref()?))
+                        })
+                        .fold((Vec::new(), 0), |(mut names, macs), (ops, y)| {
+                            let (name, more) = describe_ops(ops, x);
+                            names.push(format!("{name} (→ {})", dims(y)));
+                            (names, macs + more)
+                        });
+                    (format!("sibling {} ({})", names.join(" ‖ "), dims(x)), macs)
+                },
+            )?
         } else {
             vec![None; branches.len()]
         };
@@ -345,6 +380,94 @@ impl Plan {
             .collect::<Result<Vec<_>>>()?;
         Tensor::cat(&outputs, 1)
     }
+}
+
+/// A step for [`crate::profile`]: what its operations are, its input's and output's sizes, and its
+/// multiply-adds ([`describe_ops`]).
+fn describe_step(ops: &[&Op<'_>], x: &Tensor, y: &Tensor) -> (String, u64) {
+    let (names, macs) = describe_ops(ops, x);
+    (format!("{names} ({} → {})", dims(x), dims(y)), macs)
+}
+
+/// What `ops` are, applied to `x` (`conv 3×3/2 64→128 + batch norm + relu`), and their multiply-adds: those of
+/// the convolutions and linear layers among them; a group's are counted by the steps inside it.
+fn describe_ops(ops: &[&Op<'_>], x: &Tensor) -> (String, u64) {
+    let batch = x.dims().first().copied().unwrap_or(1) as u64;
+    let mut size = match x.dims() {
+        [_, _, h, w] => Some((*h, *w)),
+        _ => None,
+    };
+    let mut macs = 0u64;
+    let mut names = Vec::with_capacity(ops.len());
+    for op in ops {
+        names.push(match op {
+            Op::Conv(conv) => {
+                let (out, per_group, kh, kw) = conv.weight().dims4().unwrap_or_default();
+                let spec = conv.spec();
+                size = size.and_then(|hw| conv.output_size(hw).ok());
+                if let Some((h, w)) = size {
+                    macs += batch * (out * per_group * kh * kw * h * w) as u64;
+                }
+                let stride = match spec.stride {
+                    (1, 1) => String::new(),
+                    (sh, sw) if sh == sw => format!("/{sh}"),
+                    (sh, sw) => format!("/{sh}×{sw}"),
+                };
+                let groups = match spec.groups {
+                    1 => String::new(),
+                    g if conv.is_depthwise() => format!(" depthwise ×{g}"),
+                    g => format!(" ×{g} groups"),
+                };
+                let channels_in = per_group * spec.groups;
+                format!("conv {kh}×{kw}{stride} {channels_in}→{out}{groups}")
+            }
+            Op::BatchNorm(_) => "batch norm".to_string(),
+            Op::Relu => "relu".to_string(),
+            Op::MaxPool(pool) => format!(
+                "max pool {}×{}/{}",
+                pool.kernel.0, pool.kernel.1, pool.stride.0
+            ),
+            Op::AvgPool(pool) => format!(
+                "avg pool {}×{}/{}",
+                pool.kernel.0, pool.kernel.1, pool.stride.0
+            ),
+            Op::Flatten => "flatten".to_string(),
+            Op::Identity => "identity".to_string(),
+            Op::Module(layer) => match layer.as_any().downcast_ref::<candle_nn::Linear>() {
+                Some(linear) => {
+                    let (out, inp) = linear.weight().dims2().unwrap_or_default();
+                    macs += batch * (out * inp) as u64;
+                    format!("linear {inp}→{out}")
+                }
+                None => match activation_of(op) {
+                    Some(activation) => format!("{activation:?}").to_lowercase(),
+                    None => "layer".to_string(),
+                },
+            },
+            Op::Chain(_) => "chain".to_string(),
+            Op::Concat(branches) => format!("concat of {} branches", branches.len()),
+            Op::Add(branches) => format!("sum of {} branches", branches.len()),
+            Op::Mul(branches) => format!("product of {} branches", branches.len()),
+        });
+    }
+    (names.join(" + "), macs)
+}
+
+/// An activation's size without the batch: `64×56×56`.
+fn dims(t: &Tensor) -> String {
+    match t.dims() {
+        [_, rest @ ..] if !rest.is_empty() => rest
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("×"),
+        _ => "scalar".to_string(),
+    }
+}
+
+/// [`describe_step`]'s description of a step that adds a residual in its pass.
+fn with_residual((label, macs): (String, u64)) -> (String, u64) {
+    (format!("{label} + residual"), macs)
 }
 
 /// Sets its flag when dropped.

@@ -1,0 +1,101 @@
+//! `archc_runtime::profile`: the plan's steps of a small network, their labels and multiply-adds worked out
+//! by hand. In a file of its own, so that no other test's plan runs while the profile records.
+
+mod common;
+
+use archc_runtime::nn::{Describe, Op, Optimizations, Plan};
+use archc_runtime::{BatchNorm, Conv2d, Conv2dSpec, MaxPool2d, Pad2d};
+use common::{tensor, Rng};
+
+struct Net {
+    stem: Conv2d,
+    bn: BatchNorm,
+    pool: MaxPool2d,
+    left: Conv2d,
+    right: Conv2d,
+    residual: Conv2d,
+}
+
+impl Describe for Net {
+    fn describe(&self) -> Op<'_> {
+        Op::chain([
+            Op::Conv(&self.stem),
+            Op::BatchNorm(&self.bn),
+            Op::Relu,
+            Op::MaxPool(&self.pool),
+            Op::concat([Op::Conv(&self.left), Op::Conv(&self.right)]),
+            Op::add([Op::Conv(&self.residual), Op::Identity]),
+            Op::Relu,
+        ])
+    }
+}
+
+fn conv(rng: &mut Rng, c_in: usize, c_out: usize, k: usize, stride: usize) -> Conv2d {
+    let weight = tensor(rng, &[c_out, c_in, k, k]).affine(0.1, 0.0).unwrap();
+    let spec = Conv2dSpec {
+        stride: (stride, stride),
+        pad: Pad2d::uniform(k / 2),
+        ..Conv2dSpec::default()
+    };
+    Conv2d::new(weight, None, spec).unwrap()
+}
+
+#[test]
+fn steps_are_labelled_and_counted() {
+    let mut rng = Rng::new(7);
+    let bn = common::batch_norm(&mut rng, 16, true, 1e-5);
+    let net = Net {
+        stem: conv(&mut rng, 3, 16, 3, 2),
+        bn,
+        pool: MaxPool2d::new((2, 2)),
+        left: conv(&mut rng, 16, 8, 1, 1),
+        right: conv(&mut rng, 16, 24, 1, 1),
+        residual: conv(&mut rng, 32, 32, 3, 1),
+    };
+    let x = tensor(&mut rng, &[2, 3, 20, 20]);
+    let plan = Plan::new(Optimizations {
+        micro_batches: false,
+        ..Optimizations::ALL
+    });
+    archc_runtime::profile::start();
+    for _ in 0..3 {
+        plan.run(&x, false, &net)
+            .unwrap()
+            .expect("a CPU f32 inference");
+    }
+    let steps = archc_runtime::profile::finish();
+    let mut got: Vec<(&str, u64, u64)> = steps
+        .iter()
+        .map(|s| (s.label.as_str(), s.calls, s.macs))
+        .collect();
+    got.sort();
+    // Two images. The stem: 16 × 3 × 3 × 3 multiply-adds at each of 10 × 10 outputs; the sibling 1×1
+    // convolutions: (8 + 24) × 16 at each of 5 × 5; the residual's 3×3: 32 × 32 × 9 at 5 × 5.
+    let mut want = vec![
+        (
+            "conv 3×3/2 3→16 + batch norm + relu (3×20×20 → 16×10×10)",
+            3,
+            3 * 2 * 16 * 3 * 3 * 3 * 10 * 10,
+        ),
+        ("max pool 2×2/2 (16×10×10 → 16×5×5)", 3, 0),
+        (
+            "sibling conv 1×1 16→8 (→ 8×5×5) ‖ conv 1×1 16→24 (→ 24×5×5) (16×5×5)",
+            3,
+            3 * 2 * (8 + 24) * 16 * 5 * 5,
+        ),
+        ("concat of 2 branches (16×5×5 → 32×5×5)", 3, 0),
+        (
+            "conv 3×3 32→32 (32×5×5 → 32×5×5) + residual",
+            3,
+            3 * 2 * 32 * 32 * 9 * 5 * 5,
+        ),
+        ("sum of 2 branches + relu (32×5×5 → 32×5×5)", 3, 0),
+        // The sum's other branch, run before the convolution that adds it.
+        ("identity (32×5×5 → 32×5×5)", 3, 0),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    // Not recording any more.
+    plan.run(&x, false, &net).unwrap();
+    assert!(archc_runtime::profile::finish().is_empty());
+}

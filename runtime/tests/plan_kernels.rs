@@ -527,6 +527,51 @@ fn classifiers_of_linear_layers() {
     }
 }
 
+#[test]
+fn a_classifier_after_whole_image_streams() {
+    // A batch larger than the pool runs as one stream of images per thread up to the flatten, and the
+    // classifier on the whole batch after them (its weights read once): the same values as every image alone.
+    let mut rng = Rng::new(10);
+    let linear = |rng: &mut Rng, inputs: usize, outputs: usize| {
+        let weight = tensor(rng, &[outputs, inputs])
+            .affine(2.0 / (inputs as f64).sqrt(), 0.0)
+            .unwrap();
+        Linear::new(weight, Some(tensor(rng, &[outputs])))
+    };
+    let mut net = Net::new(
+        vec![conv(&mut rng, 3, 8, 3, 1, true)],
+        vec![batch_norm(&mut rng, 8)],
+        |n| {
+            Op::Chain(vec![
+                Op::Conv(&n.convs[0]),
+                Op::BatchNorm(&n.norms[0]),
+                Op::Relu,
+                Op::MaxPool(&n.max_pool),
+                // Dropout, then the classifier: the batch-wise part starts at the flatten.
+                Op::Identity,
+                Op::Flatten,
+                Op::Module(&n.linears[0]),
+                Op::Relu,
+                Op::Identity,
+                Op::Module(&n.linears[1]),
+            ])
+        },
+    );
+    net.linears = vec![linear(&mut rng, 8 * 4 * 4, 20), linear(&mut rng, 20, 5)];
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        // Batches of streams (3, and 9, past what the linear kernel takes at once) and one of no more images
+        // than threads.
+        for batch in [2, 3, 9] {
+            let x = tensor(&mut rng, &[batch, 3, 8, 8]);
+            assert_matches_candle(&net, &x, &format!("batch {batch}"));
+        }
+    });
+}
+
 /// A layer that panics, for the plan's threads to see it through.
 struct Panics;
 

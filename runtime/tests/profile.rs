@@ -1,11 +1,15 @@
 //! `archc_runtime::profile`: the plan's steps of a small network, their labels and multiply-adds worked out
-//! by hand. In a file of its own, so that no other test's plan runs while the profile records.
+//! by hand. In a file of its own, so that no other test's plan runs while the profile records, and its tests
+//! one at a time ([`ONE_AT_A_TIME`]).
 
 mod common;
 
 use archc_runtime::nn::{Describe, Op, Optimizations, Plan};
 use archc_runtime::{BatchNorm, Conv2d, Conv2dSpec, MaxPool2d, Pad2d};
 use common::{tensor, Rng};
+
+/// Held by each test while it records: the profile is the process's.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 struct Net {
     stem: Conv2d,
@@ -42,6 +46,7 @@ fn conv(rng: &mut Rng, c_in: usize, c_out: usize, k: usize, stride: usize) -> Co
 
 #[test]
 fn steps_are_labelled_and_counted() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut rng = Rng::new(7);
     let bn = common::batch_norm(&mut rng, 16, true, 1e-5);
     let net = Net {
@@ -98,4 +103,63 @@ fn steps_are_labelled_and_counted() {
     // Not recording any more.
     plan.run(&x, false, &net).unwrap();
     assert!(archc_runtime::profile::finish().is_empty());
+}
+
+/// A batch run as whole-image streams runs its classifier once, on the whole batch, after the streams.
+#[test]
+fn a_classifier_runs_once_per_batch_after_the_streams() {
+    use archc_runtime::candle_nn::Linear;
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+
+    struct Classifier {
+        conv: Conv2d,
+        linear: Linear,
+    }
+    impl Describe for Classifier {
+        fn describe(&self) -> Op<'_> {
+            Op::chain([
+                Op::Conv(&self.conv),
+                Op::Relu,
+                Op::Flatten,
+                Op::Module(&self.linear),
+                Op::Relu,
+            ])
+        }
+    }
+    let mut rng = Rng::new(8);
+    let net = Classifier {
+        conv: conv(&mut rng, 3, 4, 3, 1),
+        linear: Linear::new(tensor(&mut rng, &[6, 4 * 5 * 5]), None),
+    };
+    let x = tensor(&mut rng, &[5, 3, 5, 5]);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let steps = pool.install(|| {
+        archc_runtime::profile::start();
+        Plan::default()
+            .run(&x, false, &net)
+            .unwrap()
+            .expect("a CPU f32 inference");
+        archc_runtime::profile::finish()
+    });
+    let mut got: Vec<(&str, u64, u64)> = steps
+        .iter()
+        .map(|s| (s.label.as_str(), s.calls, s.macs))
+        .collect();
+    got.sort();
+    // Five images one at a time through the convolution (4 × 3 × 3 × 3 multiply-adds at each of 5 × 5
+    // positions), then the flatten and the linear layer (6 × 100 per image) once, on all five.
+    let mut want = vec![
+        (
+            "conv 3×3 3→4 + relu (3×5×5 → 4×5×5)",
+            5,
+            5 * 4 * 3 * 3 * 3 * 5 * 5,
+        ),
+        ("flatten (4×5×5 → 100)", 1, 0),
+        ("linear 100→6 + relu (100 → 6)", 1, 5 * 6 * 100),
+    ];
+    want.sort();
+    assert_eq!(got, want);
 }

@@ -432,7 +432,19 @@ fn per_plane(x: &Tensor, mut reference: impl FnMut(&Plane) -> Vec<f32>) -> Vec<f
         .collect()
 }
 
-const SIZES: [(usize, usize); 7] = [(1, 1), (2, 3), (5, 6), (6, 5), (7, 7), (4, 9), (14, 14)];
+/// Maps from one value to rows of several 16-lane vectors (17: one and a value, 35: two and three values), as
+/// the AVX-512 stride-1 max pool reads them.
+const SIZES: [(usize, usize); 9] = [
+    (1, 1),
+    (2, 3),
+    (5, 6),
+    (6, 5),
+    (7, 7),
+    (4, 9),
+    (14, 14),
+    (3, 17),
+    (4, 35),
+];
 
 #[test]
 fn max_pool_matches_reference_loops() {

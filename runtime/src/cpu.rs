@@ -1145,21 +1145,23 @@ fn max_or_nan(a: f32, b: f32) -> f32 {
 /// Max pooling of `planes` contiguous planes. Padding never wins (it counts as `-inf`).
 pub(crate) fn max_pool2d(x: &[f32], planes: usize, rows: &PoolAxis, cols: &PoolAxis) -> Vec<f32> {
     #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-    if Isa::has_avx512() && stride1_rows_fit(rows, cols) {
-        return max_pool2d_stride1(x, planes, rows, cols);
+    if Isa::has_avx512() && pool_rows_fit(rows, cols) {
+        return max_pool2d_rows(x, planes, rows, cols);
     }
     pool2d::<Max>(x, planes, rows, cols, |_| {})
 }
 
-/// [`max_pool2d`] of a stride-1, undilated window over rows of at most [`MAX_ROW_VECTORS`] vectors (GoogLeNet's
-/// 3×3/1 branch pools on 28×28, 14×14 and 7×7 maps), with AVX-512, a row at a time in registers: an output
-/// row's window rows combined down the columns, 16 values at a time, then each window column's values brought
-/// under their output by a lane permute (`-inf` coming in from past the row's ends, for the padding) and
-/// combined. The passes of [`pool2d`] went over whole planes a tap at a time, 8 values at a time, with a call
-/// per row of the along-the-rows taps: on 14×14 maps about three cycles an output. (Through a row buffer in
-/// memory instead of permutes it was slower still: each shifted load waited for the store before it.)
+/// [`max_pool2d`] with AVX-512 for an undilated window of column stride 1 or 2 over rows of at most
+/// [`MAX_ROW_VECTORS`] vectors (GoogLeNet's 3×3/1 branch pools and its 3×3/2 stage pools, ResNet's 3×3/2 after
+/// the stem, Inception's on maps up to 128 wide), a row at a time in registers: an output row's window rows are
+/// combined down the columns, 16 values at a time; at stride 2 that row is split into its even and odd columns
+/// by lane permutes; then each window column's values are brought under their outputs by a lane permute (`-inf`
+/// coming in from past the row's ends, for the padding) and combined. The passes of [`pool2d`] went over whole
+/// planes a tap at a time, 8 values at a time, with a call per row of the along-the-rows taps: on 14×14 maps
+/// about three cycles an output. (Through a row buffer in memory instead of permutes it was slower still: each
+/// shifted load waited for the store before it.)
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-fn max_pool2d_stride1(x: &[f32], planes: usize, rows: &PoolAxis, cols: &PoolAxis) -> Vec<f32> {
+fn max_pool2d_rows(x: &[f32], planes: usize, rows: &PoolAxis, cols: &PoolAxis) -> Vec<f32> {
     let (h, w) = (rows.len, cols.len);
     let (oh, ow) = (rows.out, cols.out);
     let mut out = Fresh::new(planes * oh * ow);
@@ -1168,10 +1170,10 @@ fn max_pool2d_stride1(x: &[f32], planes: usize, rows: &PoolAxis, cols: &PoolAxis
         return unsafe { out.assume_written() };
     }
     assert!(
-        stride1_rows_fit(rows, cols),
-        "a stride-1 pool's window reaches past its padding or its rows past the registers"
+        pool_rows_fit(rows, cols),
+        "a pool's window reaches past its padding or its rows past the registers"
     );
-    let vectors = w.max(ow).div_ceil(16);
+    let vectors = w.div_ceil(16);
     out.values()
         .par_chunks_mut(oh * ow)
         .enumerate()
@@ -1181,11 +1183,14 @@ fn max_pool2d_stride1(x: &[f32], planes: usize, rows: &PoolAxis, cols: &PoolAxis
             // SAFETY: the CPU has AVX-512F (checked by the caller), the axes fit (asserted above), `src` is the
             // plane and `dst` the plane's `oh × ow` outputs, written by no one else.
             unsafe {
-                match vectors {
-                    1 => max_plane_avx512::<1>(src, rows, cols, dst),
-                    2 => max_plane_avx512::<2>(src, rows, cols, dst),
-                    3 => max_plane_avx512::<3>(src, rows, cols, dst),
-                    _ => max_plane_avx512::<4>(src, rows, cols, dst),
+                match (cols.stride, vectors) {
+                    (1, 1) => max_plane_avx512::<1, 1>(src, rows, cols, dst),
+                    (1, 2) => max_plane_avx512::<2, 1>(src, rows, cols, dst),
+                    (1, 3 | 4) => max_plane_avx512::<4, 1>(src, rows, cols, dst),
+                    (1, _) => max_plane_avx512::<8, 1>(src, rows, cols, dst),
+                    (_, 1 | 2) => max_plane_avx512::<2, 2>(src, rows, cols, dst),
+                    (_, 3 | 4) => max_plane_avx512::<4, 2>(src, rows, cols, dst),
+                    (_, _) => max_plane_avx512::<8, 2>(src, rows, cols, dst),
                 }
             }
         });
@@ -1193,41 +1198,42 @@ fn max_pool2d_stride1(x: &[f32], planes: usize, rows: &PoolAxis, cols: &PoolAxis
     unsafe { out.assume_written() }
 }
 
-/// The most 16-lane vectors an input or output row of [`max_pool2d_stride1`] takes.
+/// The most 16-lane vectors an input row of [`max_pool2d_rows`] takes.
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-const MAX_ROW_VECTORS: usize = 4;
+const MAX_ROW_VECTORS: usize = 8;
 
-// `max_pool2d_stride1` instantiates `max_plane_avx512` for 1 to 4 vectors, whose row buffer holds 6.
+/// Whether [`max_pool2d_rows`] takes a pool with these axes: no dilation, columns at stride 1 or 2, input rows of
+/// at most [`MAX_ROW_VECTORS`] vectors and output rows no longer than that, a window of at most 16 columns and
+/// padding of at most 16, and every window reaching at least one value of the input (as PyTorch's output
+/// sizes make them).
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-const _: () = assert!(MAX_ROW_VECTORS == 4);
-
-/// Whether [`max_pool2d_stride1`] takes a pool with these axes: stride 1, no dilation, rows (in and out) of at
-/// most [`MAX_ROW_VECTORS`] vectors, a window column at most 16 values from its output (always, with
-/// PyTorch's padding of at most half the window), and a window that reaches no further than its padding.
-#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-fn stride1_rows_fit(rows: &PoolAxis, cols: &PoolAxis) -> bool {
+fn pool_rows_fit(rows: &PoolAxis, cols: &PoolAxis) -> bool {
     let axis = |a: &PoolAxis| {
-        a.stride == 1 && a.dilation == 1 && a.out + a.kernel <= a.len + 2 * a.pad + 1
+        a.dilation == 1 && a.out > 0 && a.pad < a.kernel && (a.out - 1) * a.stride < a.len + a.pad
     };
     axis(rows)
         && axis(cols)
+        && rows.stride > 0
+        && (cols.stride == 1 || cols.stride == 2)
         && cols.len.max(cols.out) <= 16 * MAX_ROW_VECTORS
         && cols.pad <= 16
-        && cols.kernel <= cols.pad + 16
+        && cols.kernel <= 16
 }
 
-/// One plane of [`max_pool2d_stride1`], its rows and the output's `N` vectors or fewer: for each output row,
-/// the maximum of the window's rows, then `dst[x]` = the maximum of that row's values `x - pad .. x - pad +
-/// kernel` (`-inf` outside the row). The maximum is NaN where any value is (PyTorch's), which `vmaxps` alone is
-/// not: it returns its second operand when either is NaN, so a NaN first operand is taken back with a mask.
+/// One plane of [`max_pool2d_rows`], input rows of at most `N` vectors, columns at stride `S` (1 or 2): for each
+/// output row, the maximum of the window's rows, its `S` phases (the columns `q, q + S, ...`), then `dst[x]` =
+/// the maximum of that row's values `S·x - pad .. S·x - pad + kernel` (`-inf` outside the row): window column
+/// `j` is phase `(j - pad) mod S` shifted by `⌊(j - pad) / S⌋`. The maximum is NaN where any value is
+/// (PyTorch's), which `vmaxps` alone is not: it returns its second operand when either is NaN, so a NaN first
+/// operand is taken back with a mask.
 ///
 /// # Safety
-/// The CPU must have AVX-512F; the axes must pass [`stride1_rows_fit`], with input and output rows of at most
-/// `N` vectors; `src` must hold the `rows.len × cols.len` plane and `dst` be writable for `rows.out × cols.out`
-/// values that nothing else accesses during the call.
+/// The CPU must have AVX-512F; the axes must pass [`pool_rows_fit`], with input rows of at most `N` vectors and
+/// column stride `S`; `src` must hold the `rows.len × cols.len` plane and `dst` be writable for `rows.out ×
+/// cols.out` values that nothing else accesses during the call.
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
 #[target_feature(enable = "avx512f")]
-unsafe fn max_plane_avx512<const N: usize>(
+unsafe fn max_plane_avx512<const N: usize, const S: usize>(
     src: &[f32],
     rows: &PoolAxis,
     cols: &PoolAxis,
@@ -1235,32 +1241,34 @@ unsafe fn max_plane_avx512<const N: usize>(
 ) {
     use std::arch::x86_64::*;
     let max = |a: __m512, b: __m512| {
-        _mm512_mask_mov_ps(
-            _mm512_max_ps(a, b),
-            _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, a),
-            a,
-        )
+        _mm512_mask_mov_ps(_mm512_max_ps(a, b), _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, a), a)
     };
     let lanes = |n: usize| if n >= 16 { u16::MAX } else { (1u16 << n) - 1 };
     let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
     let (h, w, ow) = (rows.len, cols.len, cols.out);
-    let (pad, kernel) = (cols.pad, cols.kernel);
+    let (pad, kernel) = (cols.pad as isize, cols.kernel as isize);
     assert!(
-        stride1_rows_fit(rows, cols) && w.max(ow) <= 16 * N && src.len() >= h * w,
-        "a plane the stride-1 pool does not take"
+        pool_rows_fit(rows, cols)
+            && cols.stride == S
+            && w <= 16 * N
+            && ow <= 16 * N
+            && src.len() >= h * w,
+        "a plane the AVX-512 pool does not take"
     );
     let row_masks: [u16; N] = std::array::from_fn(|c| lanes(w.saturating_sub(16 * c)));
-    let out_masks: [u16; N] = std::array::from_fn(|c| lanes(ow.saturating_sub(16 * c)));
+    let out_vectors = ow.div_ceil(16);
     let lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    // Lane `l` of a phase vector takes lane `S·l + q` of a pair of the row's vectors.
+    let phase_index: [__m512i; S] =
+        std::array::from_fn(|q| _mm512_add_epi32(_mm512_mullo_epi32(lane, _mm512_set1_epi32(S as i32)), _mm512_set1_epi32(q as i32)));
     for oy in 0..rows.out {
-        // Input rows `oy - pad .. oy - pad + kernel` that lie inside the plane (at least one: the window
-        // reaches no further than its padding).
-        let first = oy.saturating_sub(rows.pad);
-        let last = (oy + rows.kernel).saturating_sub(rows.pad).min(h);
-        // The row's vectors, `-inf` past `w`, with one more `-inf` vector on each side: `down[c + 1]` holds
-        // values `16c .. 16c + 16`.
-        let mut down = [neg_inf; 6];
-        for c in 0..N {
+        // Input rows `S·oy - pad .. S·oy - pad + kernel` that lie inside the plane (at least one, by
+        // `pool_rows_fit`).
+        let top = oy * rows.stride;
+        let first = top.saturating_sub(rows.pad);
+        let last = (top + rows.kernel).saturating_sub(rows.pad).min(h);
+        let mut down = [neg_inf; N];
+        for (c, down) in down.iter_mut().enumerate().take(w.div_ceil(16)) {
             let load = |row: usize| {
                 // SAFETY: the masked lanes are columns `16c..w` of row `row < h`, inside `src` (asserted).
                 unsafe {
@@ -1271,29 +1279,42 @@ unsafe fn max_plane_avx512<const N: usize>(
             for row in first + 1..last {
                 v = max(v, load(row));
             }
-            down[c + 1] = v;
+            *down = v;
         }
-        for c in 0..N {
-            if out_masks[c] == 0 {
-                break;
+        // The phases, `-inf` past the row, with a `-inf` vector on each side: `phases[q][m + 1]` holds the
+        // row's values `S·(16m + l) + q`.
+        let mut phases = [[neg_inf; N]; S].map(|_| [neg_inf; 10]);
+        for (q, phase) in phases.iter_mut().enumerate() {
+            for m in 0..N.div_ceil(S) {
+                phase[m + 1] = if S == 1 {
+                    down[m]
+                } else {
+                    let high = down.get(S * m + 1).copied().unwrap_or(neg_inf);
+                    _mm512_permutex2var_ps(down[S * m], phase_index[q], high)
+                };
             }
-            // Window column `j` of output `16c + l` is the row's value `16c + l + j - pad`: lane `l + j - pad +
-            // 16` of the pair (`down[c]`, `down[c + 1]`) when `j <= pad`, lane `l + j - pad` of (`down[c + 1]`,
-            // `down[c + 2]`) after.
+        }
+        for c in 0..out_vectors {
             let mut acc = neg_inf;
             for j in 0..kernel {
-                let shifted = if j <= pad {
-                    let index = _mm512_add_epi32(lane, _mm512_set1_epi32((16 + j - pad) as i32));
-                    _mm512_permutex2var_ps(down[c], index, down[c + 1])
+                let q = (j - pad).rem_euclid(S as isize) as usize;
+                let shift = (j - pad).div_euclid(S as isize);
+                // Lane `l` is phase `q`'s value `16c + l + shift`: lane `l + shift + 16` of the pair
+                // (`phase[c]`, `phase[c + 1]`) for a shift below 0, lane `l + shift` of (`phase[c + 1]`,
+                // `phase[c + 2]`) otherwise.
+                let phase = &phases[q];
+                let shifted = if shift < 0 {
+                    let index = _mm512_add_epi32(lane, _mm512_set1_epi32((16 + shift) as i32));
+                    _mm512_permutex2var_ps(phase[c], index, phase[c + 1])
                 } else {
-                    let index = _mm512_add_epi32(lane, _mm512_set1_epi32((j - pad) as i32));
-                    _mm512_permutex2var_ps(down[c + 1], index, down[c + 2])
+                    let index = _mm512_add_epi32(lane, _mm512_set1_epi32(shift as i32));
+                    _mm512_permutex2var_ps(phase[c + 1], index, phase[c + 2])
                 };
                 acc = if j == 0 { shifted } else { max(acc, shifted) };
             }
             // SAFETY: the masked lanes are output row `oy`'s values `16c..ow`, inside `dst` (the caller's
             // contract).
-            unsafe { _mm512_mask_storeu_ps(dst.add(oy * ow + 16 * c), out_masks[c], acc) };
+            unsafe { _mm512_mask_storeu_ps(dst.add(oy * ow + 16 * c), lanes(ow - 16 * c), acc) };
         }
     }
 }

@@ -432,9 +432,9 @@ fn per_plane(x: &Tensor, mut reference: impl FnMut(&Plane) -> Vec<f32>) -> Vec<f
         .collect()
 }
 
-/// Maps from one value to rows of several 16-lane vectors (17: one and a value, 35: two and three values), as
-/// the AVX-512 stride-1 max pool reads them.
-const SIZES: [(usize, usize); 9] = [
+/// Maps from one value to rows of several 16-lane vectors (17: one and a value, 35: two and three values, 113:
+/// seven and one), as the AVX-512 max pool reads them.
+const SIZES: [(usize, usize); 10] = [
     (1, 1),
     (2, 3),
     (5, 6),
@@ -444,6 +444,7 @@ const SIZES: [(usize, usize); 9] = [
     (14, 14),
     (3, 17),
     (4, 35),
+    (2, 113),
 ];
 
 #[test]

@@ -1146,12 +1146,12 @@ fn max_or_nan(a: f32, b: f32) -> f32 {
 pub(crate) fn max_pool2d(x: &[f32], planes: usize, rows: &PoolAxis, cols: &PoolAxis) -> Vec<f32> {
     #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
     if Isa::has_avx512() && pool_rows_fit(rows, cols) {
-        return max_pool2d_rows(x, planes, rows, cols);
+        return pool2d_rows::<true>(x, planes, rows, cols, |_| {});
     }
     pool2d::<Max>(x, planes, rows, cols, |_| {})
 }
 
-/// [`max_pool2d`] with AVX-512 for an undilated window of column stride 1 or 2 over rows of at most
+/// [`max_pool2d`] (`MAX`) or the sums of [`avg_pool2d`] with AVX-512 for an undilated window of column stride 1 or 2 over rows of at most
 /// [`MAX_ROW_VECTORS`] vectors (GoogLeNet's 3×3/1 branch pools and its 3×3/2 stage pools, ResNet's 3×3/2 after
 /// the stem, Inception's on maps up to 128 wide), a row at a time in registers: an output row's window rows are
 /// combined down the columns, 16 values at a time; at stride 2 that row is split into its even and odd columns
@@ -1159,9 +1159,15 @@ pub(crate) fn max_pool2d(x: &[f32], planes: usize, rows: &PoolAxis, cols: &PoolA
 /// coming in from past the row's ends, for the padding) and combined. The passes of [`pool2d`] went over whole
 /// planes a tap at a time, 8 values at a time, with a call per row of the along-the-rows taps: on 14×14 maps
 /// about three cycles an output. (Through a row buffer in memory instead of permutes it was slower still: each
-/// shifted load waited for the store before it.)
+/// shifted load waited for the store before it.) `finish` is applied to each plane's outputs.
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-fn max_pool2d_rows(x: &[f32], planes: usize, rows: &PoolAxis, cols: &PoolAxis) -> Vec<f32> {
+fn pool2d_rows<const MAX: bool>(
+    x: &[f32],
+    planes: usize,
+    rows: &PoolAxis,
+    cols: &PoolAxis,
+    finish: impl Fn(&mut [f32]) + Sync,
+) -> Vec<f32> {
     let (h, w) = (rows.len, cols.len);
     let (oh, ow) = (rows.out, cols.out);
     let mut out = Fresh::new(planes * oh * ow);
@@ -1179,30 +1185,32 @@ fn max_pool2d_rows(x: &[f32], planes: usize, rows: &PoolAxis, cols: &PoolAxis) -
         .enumerate()
         .for_each(|(p, dst)| {
             let src = &x[p * h * w..(p + 1) * h * w];
-            let dst = dst.as_mut_ptr().cast::<f32>();
+            let out = dst.as_mut_ptr().cast::<f32>();
             // SAFETY: the CPU has AVX-512F (checked by the caller), the axes fit (asserted above), `src` is the
-            // plane and `dst` the plane's `oh × ow` outputs, written by no one else.
+            // plane and `out` the plane's `oh × ow` outputs, written by no one else.
             unsafe {
                 match (cols.stride, vectors) {
-                    (1, 1) => max_plane_avx512::<1, 1>(src, rows, cols, dst),
-                    (1, 2) => max_plane_avx512::<2, 1>(src, rows, cols, dst),
-                    (1, 3 | 4) => max_plane_avx512::<4, 1>(src, rows, cols, dst),
-                    (1, _) => max_plane_avx512::<8, 1>(src, rows, cols, dst),
-                    (_, 1 | 2) => max_plane_avx512::<2, 2>(src, rows, cols, dst),
-                    (_, 3 | 4) => max_plane_avx512::<4, 2>(src, rows, cols, dst),
-                    (_, _) => max_plane_avx512::<8, 2>(src, rows, cols, dst),
+                    (1, 1) => pool_plane_avx512::<MAX, 1, 1>(src, rows, cols, out),
+                    (1, 2) => pool_plane_avx512::<MAX, 2, 1>(src, rows, cols, out),
+                    (1, 3 | 4) => pool_plane_avx512::<MAX, 4, 1>(src, rows, cols, out),
+                    (1, _) => pool_plane_avx512::<MAX, 8, 1>(src, rows, cols, out),
+                    (_, 1 | 2) => pool_plane_avx512::<MAX, 2, 2>(src, rows, cols, out),
+                    (_, 3 | 4) => pool_plane_avx512::<MAX, 4, 2>(src, rows, cols, out),
+                    (_, _) => pool_plane_avx512::<MAX, 8, 2>(src, rows, cols, out),
                 }
             }
+            // SAFETY: `pool_plane_avx512` wrote every output of the plane.
+            finish(unsafe { written(dst) });
         });
-    // SAFETY: every output row was written by `max_plane_avx512`, whole.
+    // SAFETY: every output row was written by `pool_plane_avx512`, whole.
     unsafe { out.assume_written() }
 }
 
-/// The most 16-lane vectors an input row of [`max_pool2d_rows`] takes.
+/// The most 16-lane vectors an input row of [`pool2d_rows`] takes.
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
 const MAX_ROW_VECTORS: usize = 8;
 
-/// Whether [`max_pool2d_rows`] takes a pool with these axes: no dilation, columns at stride 1 or 2, input rows of
+/// Whether [`pool2d_rows`] takes a pool with these axes: no dilation, columns at stride 1 or 2, input rows of
 /// at most [`MAX_ROW_VECTORS`] vectors and output rows no longer than that, a window of at most 16 columns and
 /// padding of at most 16, and every window reaching at least one value of the input (as PyTorch's output
 /// sizes make them).
@@ -1220,12 +1228,12 @@ fn pool_rows_fit(rows: &PoolAxis, cols: &PoolAxis) -> bool {
         && cols.kernel <= 16
 }
 
-/// One plane of [`max_pool2d_rows`], input rows of at most `N` vectors, columns at stride `S` (1 or 2): for each
-/// output row, the maximum of the window's rows, its `S` phases (the columns `q, q + S, ...`), then `dst[x]` =
-/// the maximum of that row's values `S·x - pad .. S·x - pad + kernel` (`-inf` outside the row): window column
-/// `j` is phase `(j - pad) mod S` shifted by `⌊(j - pad) / S⌋`. The maximum is NaN where any value is
-/// (PyTorch's), which `vmaxps` alone is not: it returns its second operand when either is NaN, so a NaN first
-/// operand is taken back with a mask.
+/// One plane of [`pool2d_rows`], input rows of at most `N` vectors, columns at stride `S` (1 or 2), the maximum
+/// (`MAX`) or the sum of each window: for each output row, the window's rows combined, its `S` phases (the
+/// columns `q, q + S, ...`), then `dst[x]` = that row's values `S·x - pad .. S·x - pad + kernel` combined (the
+/// padding `-inf` or 0): window column `j` is phase `(j - pad) mod S` shifted by `⌊(j - pad) / S⌋`. The maximum
+/// is NaN where any value is (PyTorch's), which `vmaxps` alone is not: it returns its second operand when
+/// either is NaN, so a NaN first operand is taken back with a mask.
 ///
 /// # Safety
 /// The CPU must have AVX-512F; the axes must pass [`pool_rows_fit`], with input rows of at most `N` vectors and
@@ -1233,18 +1241,27 @@ fn pool_rows_fit(rows: &PoolAxis, cols: &PoolAxis) -> bool {
 /// cols.out` values that nothing else accesses during the call.
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
 #[target_feature(enable = "avx512f")]
-unsafe fn max_plane_avx512<const N: usize, const S: usize>(
+unsafe fn pool_plane_avx512<const MAX: bool, const N: usize, const S: usize>(
     src: &[f32],
     rows: &PoolAxis,
     cols: &PoolAxis,
     dst: *mut f32,
 ) {
     use std::arch::x86_64::*;
-    let max = |a: __m512, b: __m512| {
-        _mm512_mask_mov_ps(_mm512_max_ps(a, b), _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, a), a)
+    let combine = |a: __m512, b: __m512| {
+        if MAX {
+            _mm512_mask_mov_ps(
+                _mm512_max_ps(a, b),
+                _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, a),
+                a,
+            )
+        } else {
+            _mm512_add_ps(a, b)
+        }
     };
     let lanes = |n: usize| if n >= 16 { u16::MAX } else { (1u16 << n) - 1 };
-    let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
+    // What the padding and the lanes past a row hold: nothing a window's value is changed by.
+    let none = _mm512_set1_ps(if MAX { f32::NEG_INFINITY } else { 0.0 });
     let (h, w, ow) = (rows.len, cols.len, cols.out);
     let (pad, kernel) = (cols.pad as isize, cols.kernel as isize);
     assert!(
@@ -1259,43 +1276,47 @@ unsafe fn max_plane_avx512<const N: usize, const S: usize>(
     let out_vectors = ow.div_ceil(16);
     let lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     // Lane `l` of a phase vector takes lane `S·l + q` of a pair of the row's vectors.
-    let phase_index: [__m512i; S] =
-        std::array::from_fn(|q| _mm512_add_epi32(_mm512_mullo_epi32(lane, _mm512_set1_epi32(S as i32)), _mm512_set1_epi32(q as i32)));
+    let phase_index: [__m512i; S] = std::array::from_fn(|q| {
+        _mm512_add_epi32(
+            _mm512_mullo_epi32(lane, _mm512_set1_epi32(S as i32)),
+            _mm512_set1_epi32(q as i32),
+        )
+    });
     for oy in 0..rows.out {
         // Input rows `S·oy - pad .. S·oy - pad + kernel` that lie inside the plane (at least one, by
         // `pool_rows_fit`).
         let top = oy * rows.stride;
         let first = top.saturating_sub(rows.pad);
         let last = (top + rows.kernel).saturating_sub(rows.pad).min(h);
-        let mut down = [neg_inf; N];
+        let mut down = [none; N];
         for (c, down) in down.iter_mut().enumerate().take(w.div_ceil(16)) {
             let load = |row: usize| {
                 // SAFETY: the masked lanes are columns `16c..w` of row `row < h`, inside `src` (asserted).
                 unsafe {
-                    _mm512_mask_loadu_ps(neg_inf, row_masks[c], src.as_ptr().add(row * w + 16 * c))
+                    _mm512_mask_loadu_ps(none, row_masks[c], src.as_ptr().add(row * w + 16 * c))
                 }
             };
             let mut v = load(first);
             for row in first + 1..last {
-                v = max(v, load(row));
+                v = combine(v, load(row));
             }
             *down = v;
         }
         // The phases, `-inf` past the row, with a `-inf` vector on each side: `phases[q][m + 1]` holds the
         // row's values `S·(16m + l) + q`.
-        let mut phases = [[neg_inf; N]; S].map(|_| [neg_inf; 10]);
+        let mut phases = [[none; N]; S].map(|_| [none; 10]);
         for (q, phase) in phases.iter_mut().enumerate() {
             for m in 0..N.div_ceil(S) {
                 phase[m + 1] = if S == 1 {
                     down[m]
                 } else {
-                    let high = down.get(S * m + 1).copied().unwrap_or(neg_inf);
+                    let high = down.get(S * m + 1).copied().unwrap_or(none);
                     _mm512_permutex2var_ps(down[S * m], phase_index[q], high)
                 };
             }
         }
         for c in 0..out_vectors {
-            let mut acc = neg_inf;
+            let mut acc = none;
             for j in 0..kernel {
                 let q = (j - pad).rem_euclid(S as isize) as usize;
                 let shift = (j - pad).div_euclid(S as isize);
@@ -1310,7 +1331,11 @@ unsafe fn max_plane_avx512<const N: usize, const S: usize>(
                     let index = _mm512_add_epi32(lane, _mm512_set1_epi32(shift as i32));
                     _mm512_permutex2var_ps(phase[c + 1], index, phase[c + 2])
                 };
-                acc = if j == 0 { shifted } else { max(acc, shifted) };
+                acc = if j == 0 {
+                    shifted
+                } else {
+                    combine(acc, shifted)
+                };
             }
             // SAFETY: the masked lanes are output row `oy`'s values `16c..ow`, inside `dst` (the caller's
             // contract).
@@ -1328,11 +1353,16 @@ pub(crate) fn avg_pool2d(
     cols: &PoolAxis,
     divisors: &[f32],
 ) -> Vec<f32> {
-    pool2d::<Sum>(x, planes, rows, cols, |plane| {
+    let finish = |plane: &mut [f32]| {
         for (v, d) in plane.iter_mut().zip(divisors) {
             *v /= d;
         }
-    })
+    };
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    if Isa::has_avx512() && pool_rows_fit(rows, cols) {
+        return pool2d_rows::<false>(x, planes, rows, cols, finish);
+    }
+    pool2d::<Sum>(x, planes, rows, cols, finish)
 }
 
 /// One tap of a pool's pass along one axis: the `rows × len` values of the pass's output from value `at` on

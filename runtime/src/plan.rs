@@ -295,7 +295,7 @@ impl Plan {
                         activation,
                         ..block.project
                     };
-                    let fused = crate::profile::step(
+                    let fused = crate::profile::step_if_run(
                         || {
                             separable_with(
                                 self.options,
@@ -306,7 +306,7 @@ impl Plan {
                                 true,
                             )
                         },
-                        |y| with_residual(describe_step(main_ops, x, y.as_ref().unwrap_or(x))),
+                        |y| with_residual(describe_step(main_ops, x, y)),
                     )?;
                     if let Some(y) = fused {
                         return Ok(y);
@@ -314,15 +314,9 @@ impl Plan {
                 }
                 let residual = self.eval_chain(other_ops, x)?;
                 let y = self.eval_chain(&main_ops[..start], x)?;
-                let fused = crate::profile::step(
+                let fused = crate::profile::step_if_run(
                     || conv_bn_add_act(self.options, &y, head.conv, head.bn, &residual, activation),
-                    |out| {
-                        with_residual(describe_step(
-                            &main_ops[start..],
-                            &y,
-                            out.as_ref().unwrap_or(&y),
-                        ))
-                    },
+                    |out| with_residual(describe_step(&main_ops[start..], &y, out)),
                 )?;
                 if let Some(out) = fused {
                     return Ok(out);

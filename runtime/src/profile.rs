@@ -78,6 +78,15 @@ pub(crate) fn step<T, E>(
     run: impl FnOnce() -> Result<T, E>,
     describe: impl FnOnce(&T) -> (String, u64),
 ) -> Result<T, E> {
+    let out = step_if_run(|| run().map(Some), describe)?;
+    Ok(out.expect("`step_if_run` returns what `run` did"))
+}
+
+/// [`step`] for a step that may decline (`Ok(None)`: another way runs it instead), recorded only when it ran.
+pub(crate) fn step_if_run<T, E>(
+    run: impl FnOnce() -> Result<Option<T>, E>,
+    describe: impl FnOnce(&T) -> (String, u64),
+) -> Result<Option<T>, E> {
     if !ON.load(Ordering::Relaxed) {
         return run();
     }
@@ -88,12 +97,12 @@ pub(crate) fn step<T, E>(
     let nested = NESTED.with(|nested| {
         let mut nested = nested.borrow_mut();
         let inner = nested.pop().unwrap_or_default();
-        if let Some(outer) = nested.last_mut() {
+        if let (Some(outer), Ok(Some(_))) = (nested.last_mut(), &out) {
             *outer += elapsed;
         }
         inner
     });
-    if let Ok(value) = &out {
+    if let Ok(Some(value)) = &out {
         let (label, macs) = describe(value);
         record(label, elapsed.saturating_sub(nested), macs);
     }

@@ -44,6 +44,16 @@ fn conv(rng: &mut Rng, c_in: usize, c_out: usize, k: usize, stride: usize) -> Co
     Conv2d::new(weight, None, spec).unwrap()
 }
 
+/// Each step's label, calls and multiply-adds, in label order.
+fn sorted(steps: &[archc_runtime::profile::Step]) -> Vec<(&str, u64, u64)> {
+    let mut got: Vec<_> = steps
+        .iter()
+        .map(|s| (s.label.as_str(), s.calls, s.macs))
+        .collect();
+    got.sort();
+    got
+}
+
 #[test]
 fn steps_are_labelled_and_counted() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -69,11 +79,7 @@ fn steps_are_labelled_and_counted() {
             .expect("a CPU f32 inference");
     }
     let steps = archc_runtime::profile::finish();
-    let mut got: Vec<(&str, u64, u64)> = steps
-        .iter()
-        .map(|s| (s.label.as_str(), s.calls, s.macs))
-        .collect();
-    got.sort();
+    let got = sorted(&steps);
     // Two images. The stem: 16 × 3 × 3 × 3 multiply-adds at each of 10 × 10 outputs; the sibling 1×1
     // convolutions: (8 + 24) × 16 at each of 5 × 5; the residual's 3×3: 32 × 32 × 9 at 5 × 5.
     let mut want = vec![
@@ -144,11 +150,7 @@ fn a_classifier_runs_once_per_batch_after_the_streams() {
             .expect("a CPU f32 inference");
         archc_runtime::profile::finish()
     });
-    let mut got: Vec<(&str, u64, u64)> = steps
-        .iter()
-        .map(|s| (s.label.as_str(), s.calls, s.macs))
-        .collect();
-    got.sort();
+    let got = sorted(&steps);
     // Five images one at a time through the convolution (4 × 3 × 3 × 3 multiply-adds at each of 5 × 5
     // positions), then the flatten and the linear layer (6 × 100 per image) once, on all five.
     let mut want = vec![

@@ -1171,7 +1171,7 @@ fn pool2d_rows<const MAX: bool>(
     let (h, w) = (rows.len, cols.len);
     let (oh, ow) = (rows.out, cols.out);
     let mut out = Fresh::new(planes * oh * ow);
-    if oh * ow == 0 || h * w == 0 {
+    if planes * oh * ow == 0 {
         // SAFETY: there is no value to write.
         return unsafe { out.assume_written() };
     }
@@ -1179,7 +1179,9 @@ fn pool2d_rows<const MAX: bool>(
         pool_rows_fit(rows, cols),
         "a pool's window reaches past its padding or its rows past the registers"
     );
-    let vectors = w.div_ceil(16);
+    // Input and output rows in `N` vectors: at stride 1 an even window padded by half of it makes the output
+    // one wider than the input (16 columns in, 17 out).
+    let vectors = w.max(ow).div_ceil(16);
     out.values()
         .par_chunks_mut(oh * ow)
         .enumerate()
@@ -1212,12 +1214,16 @@ const MAX_ROW_VECTORS: usize = 8;
 
 /// Whether [`pool2d_rows`] takes a pool with these axes: no dilation, columns at stride 1 or 2, input rows of
 /// at most [`MAX_ROW_VECTORS`] vectors and output rows no longer than that, a window of at most 16 columns and
-/// padding of at most 16, and every window reaching at least one value of the input (as PyTorch's output
-/// sizes make them).
+/// padding of at most 16, a non-empty input, and every window reaching at least one value of it (as
+/// PyTorch's output sizes make them).
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
 fn pool_rows_fit(rows: &PoolAxis, cols: &PoolAxis) -> bool {
     let axis = |a: &PoolAxis| {
-        a.dilation == 1 && a.out > 0 && a.pad < a.kernel && (a.out - 1) * a.stride < a.len + a.pad
+        a.dilation == 1
+            && a.len > 0
+            && a.out > 0
+            && a.pad < a.kernel
+            && (a.out - 1) * a.stride < a.len + a.pad
     };
     axis(rows)
         && axis(cols)

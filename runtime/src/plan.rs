@@ -350,8 +350,12 @@ impl Plan {
         let offered: Vec<Option<FusedHead<'_>>> =
             heads.iter().map(|h| h.map(|(head, _)| head)).collect();
         let fused = if offered.iter().flatten().count() >= 2 {
-            crate::profile::step(
-                || sibling_heads_with(self.options, x, &offered, false),
+            // Recorded only when some heads ran as one product (fewer than two may qualify).
+            let fused = crate::profile::step_if_run(
+                || {
+                    let fused = sibling_heads_with(self.options, x, &offered, false)?;
+                    Result::Ok(fused.iter().any(Option::is_some).then_some(fused))
+                },
                 |fused| {
                     let (names, macs): (Vec<String>, u64) = flat
                         .iter()
@@ -367,7 +371,8 @@ impl Plan {
                         });
                     (format!("sibling {} ({})", names.join(" ‖ "), dims(x)), macs)
                 },
-            )?
+            )?;
+            fused.unwrap_or_else(|| vec![None; branches.len()])
         } else {
             vec![None; branches.len()]
         };

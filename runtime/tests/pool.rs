@@ -433,8 +433,9 @@ fn per_plane(x: &Tensor, mut reference: impl FnMut(&Plane) -> Vec<f32>) -> Vec<f
 }
 
 /// Maps from one value to rows of several 16-lane vectors (17: one and a value, 35: two and three values, 113:
-/// seven and one), as the AVX-512 max pool reads them.
-const SIZES: [(usize, usize); 10] = [
+/// seven and one; 16 and 64: whole vectors, which an even window padded by half of it widens by one), as the
+/// AVX-512 pool reads them.
+const SIZES: [(usize, usize); 12] = [
     (1, 1),
     (2, 3),
     (5, 6),
@@ -445,6 +446,8 @@ const SIZES: [(usize, usize); 10] = [
     (3, 17),
     (4, 35),
     (2, 113),
+    (3, 16),
+    (2, 64),
 ];
 
 #[test]

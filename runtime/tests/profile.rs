@@ -165,3 +165,39 @@ fn a_classifier_runs_once_per_batch_after_the_streams() {
     want.sort();
     assert_eq!(got, want);
 }
+
+/// A concatenation whose branches start with no pointwise convolution to run as one product records no
+/// sibling step (the product declined; each branch is a step of its own).
+#[test]
+fn declined_sibling_products_are_not_recorded() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    struct Branches {
+        left: Conv2d,
+        right: Conv2d,
+    }
+    impl Describe for Branches {
+        fn describe(&self) -> Op<'_> {
+            Op::concat([Op::Conv(&self.left), Op::Conv(&self.right)])
+        }
+    }
+    let mut rng = Rng::new(9);
+    let net = Branches {
+        left: conv(&mut rng, 4, 3, 3, 1),
+        right: conv(&mut rng, 4, 5, 3, 1),
+    };
+    let x = tensor(&mut rng, &[1, 4, 6, 6]);
+    archc_runtime::profile::start();
+    Plan::default()
+        .run(&x, false, &net)
+        .unwrap()
+        .expect("a CPU f32 inference");
+    let steps = archc_runtime::profile::finish();
+    // Each branch's 3 × 3 × 4 multiply-adds per output at 6 × 6 positions.
+    let mut want = vec![
+        ("concat of 2 branches (4×6×6 → 8×6×6)", 1, 0),
+        ("conv 3×3 4→3 (4×6×6 → 3×6×6)", 1, 3 * 4 * 9 * 36),
+        ("conv 3×3 4→5 (4×6×6 → 5×6×6)", 1, 5 * 4 * 9 * 36),
+    ];
+    want.sort();
+    assert_eq!(sorted(&steps), want);
+}

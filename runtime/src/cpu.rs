@@ -1019,6 +1019,16 @@ trait Reduce: Copy + Send + Sync {
 
     /// `op(a, b)`.
     fn one(a: f32, b: f32) -> f32;
+
+    /// `op(a, b)` on 16 lanes, for [`pool_plane_avx512`] (inlined into it, which is compiled for AVX-512F).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    unsafe fn vector(
+        a: std::arch::x86_64::__m512,
+        b: std::arch::x86_64::__m512,
+    ) -> std::arch::x86_64::__m512;
 }
 
 /// [`Reduce::combine`] as plain loops, which the compiler vectorises for the baseline target.
@@ -1081,6 +1091,25 @@ impl Reduce for Max {
     fn one(a: f32, b: f32) -> f32 {
         max_or_nan(a, b)
     }
+
+    /// NaN where either is, as [`max_or_nan`]: `vmaxps` returns its second operand when either is NaN, so a
+    /// NaN first operand is taken back with a mask.
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    #[inline(always)]
+    unsafe fn vector(
+        a: std::arch::x86_64::__m512,
+        b: std::arch::x86_64::__m512,
+    ) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        // SAFETY: the CPU has AVX-512F (the caller's contract).
+        unsafe {
+            _mm512_mask_mov_ps(
+                _mm512_max_ps(a, b),
+                _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, a),
+                a,
+            )
+        }
+    }
 }
 
 impl Reduce for Sum {
@@ -1088,6 +1117,16 @@ impl Reduce for Sum {
 
     fn one(a: f32, b: f32) -> f32 {
         a + b
+    }
+
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    #[inline(always)]
+    unsafe fn vector(
+        a: std::arch::x86_64::__m512,
+        b: std::arch::x86_64::__m512,
+    ) -> std::arch::x86_64::__m512 {
+        // SAFETY: the CPU has AVX-512F (the caller's contract).
+        unsafe { std::arch::x86_64::_mm512_add_ps(a, b) }
     }
 }
 
@@ -1144,15 +1183,11 @@ fn max_or_nan(a: f32, b: f32) -> f32 {
 
 /// Max pooling of `planes` contiguous planes. Padding never wins (it counts as `-inf`).
 pub(crate) fn max_pool2d(x: &[f32], planes: usize, rows: &PoolAxis, cols: &PoolAxis) -> Vec<f32> {
-    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-    if Isa::has_avx512() && pool_rows_fit(rows, cols) {
-        return pool2d_rows::<true>(x, planes, rows, cols, |_| {});
-    }
     pool2d::<Max>(x, planes, rows, cols, |_| {})
 }
 
-/// [`max_pool2d`] (`MAX`) or the sums of [`avg_pool2d`] with AVX-512 for an undilated window of column stride 1 or 2 over rows of at most
-/// [`MAX_ROW_VECTORS`] vectors (GoogLeNet's 3×3/1 branch pools and its 3×3/2 stage pools, ResNet's 3×3/2 after
+/// [`pool2d`] (the maxima of [`max_pool2d`], the sums of [`avg_pool2d`]: `R`) with AVX-512, where it takes
+/// the pool itself: an undilated window of column stride 1 or 2 over rows of at most [`MAX_ROW_VECTORS`] vectors (GoogLeNet's 3×3/1 branch pools and its 3×3/2 stage pools, ResNet's 3×3/2 after
 /// the stem, Inception's on maps up to 128 wide), a row at a time in registers: an output row's window rows are
 /// combined down the columns, 16 values at a time; at stride 2 that row is split into its even and odd columns
 /// by lane permutes; then each window column's values are brought under their outputs by a lane permute (`-inf`
@@ -1161,7 +1196,7 @@ pub(crate) fn max_pool2d(x: &[f32], planes: usize, rows: &PoolAxis, cols: &PoolA
 /// about three cycles an output. (Through a row buffer in memory instead of permutes it was slower still: each
 /// shifted load waited for the store before it.) `finish` is applied to each plane's outputs.
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-fn pool2d_rows<const MAX: bool>(
+fn pool2d_rows<R: Reduce>(
     x: &[f32],
     planes: usize,
     rows: &PoolAxis,
@@ -1192,13 +1227,13 @@ fn pool2d_rows<const MAX: bool>(
             // plane and `out` the plane's `oh × ow` outputs, written by no one else.
             unsafe {
                 match (cols.stride, vectors) {
-                    (1, 1) => pool_plane_avx512::<MAX, 1, 1>(src, rows, cols, out),
-                    (1, 2) => pool_plane_avx512::<MAX, 2, 1>(src, rows, cols, out),
-                    (1, 3 | 4) => pool_plane_avx512::<MAX, 4, 1>(src, rows, cols, out),
-                    (1, _) => pool_plane_avx512::<MAX, 8, 1>(src, rows, cols, out),
-                    (_, 1 | 2) => pool_plane_avx512::<MAX, 2, 2>(src, rows, cols, out),
-                    (_, 3 | 4) => pool_plane_avx512::<MAX, 4, 2>(src, rows, cols, out),
-                    (_, _) => pool_plane_avx512::<MAX, 8, 2>(src, rows, cols, out),
+                    (1, 1) => pool_plane_avx512::<R, 1, 1>(src, rows, cols, out),
+                    (1, 2) => pool_plane_avx512::<R, 2, 1>(src, rows, cols, out),
+                    (1, 3 | 4) => pool_plane_avx512::<R, 4, 1>(src, rows, cols, out),
+                    (1, _) => pool_plane_avx512::<R, 8, 1>(src, rows, cols, out),
+                    (_, 1 | 2) => pool_plane_avx512::<R, 2, 2>(src, rows, cols, out),
+                    (_, 3 | 4) => pool_plane_avx512::<R, 4, 2>(src, rows, cols, out),
+                    (_, _) => pool_plane_avx512::<R, 8, 2>(src, rows, cols, out),
                 }
             }
             // SAFETY: `pool_plane_avx512` wrote every output of the plane.
@@ -1234,12 +1269,10 @@ fn pool_rows_fit(rows: &PoolAxis, cols: &PoolAxis) -> bool {
         && cols.kernel <= 16
 }
 
-/// One plane of [`pool2d_rows`], input rows of at most `N` vectors, columns at stride `S` (1 or 2), the maximum
-/// (`MAX`) or the sum of each window: for each output row, the window's rows combined, its `S` phases (the
+/// One plane of [`pool2d_rows`], input rows of at most `N` vectors, columns at stride `S` (1 or 2), each window
+/// reduced by `R` ([`Reduce::vector`]): for each output row, the window's rows combined, its `S` phases (the
 /// columns `q, q + S, ...`), then `dst[x]` = that row's values `S·x - pad .. S·x - pad + kernel` combined (the
-/// padding `-inf` or 0): window column `j` is phase `(j - pad) mod S` shifted by `⌊(j - pad) / S⌋`. The maximum
-/// is NaN where any value is (PyTorch's), which `vmaxps` alone is not: it returns its second operand when
-/// either is NaN, so a NaN first operand is taken back with a mask.
+/// padding `R::IDENTITY`): window column `j` is phase `(j - pad) mod S` shifted by `⌊(j - pad) / S⌋`.
 ///
 /// # Safety
 /// The CPU must have AVX-512F; the axes must pass [`pool_rows_fit`], with input rows of at most `N` vectors and
@@ -1247,27 +1280,18 @@ fn pool_rows_fit(rows: &PoolAxis, cols: &PoolAxis) -> bool {
 /// cols.out` values that nothing else accesses during the call.
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
 #[target_feature(enable = "avx512f")]
-unsafe fn pool_plane_avx512<const MAX: bool, const N: usize, const S: usize>(
+unsafe fn pool_plane_avx512<R: Reduce, const N: usize, const S: usize>(
     src: &[f32],
     rows: &PoolAxis,
     cols: &PoolAxis,
     dst: *mut f32,
 ) {
     use std::arch::x86_64::*;
-    let combine = |a: __m512, b: __m512| {
-        if MAX {
-            _mm512_mask_mov_ps(
-                _mm512_max_ps(a, b),
-                _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, a),
-                a,
-            )
-        } else {
-            _mm512_add_ps(a, b)
-        }
-    };
+    // SAFETY: the CPU has AVX-512F (the caller's contract).
+    let combine = |a: __m512, b: __m512| unsafe { R::vector(a, b) };
     let lanes = |n: usize| if n >= 16 { u16::MAX } else { (1u16 << n) - 1 };
     // What the padding and the lanes past a row hold: nothing a window's value is changed by.
-    let none = _mm512_set1_ps(if MAX { f32::NEG_INFINITY } else { 0.0 });
+    let none = _mm512_set1_ps(R::IDENTITY);
     let (h, w, ow) = (rows.len, cols.len, cols.out);
     let (pad, kernel) = (cols.pad as isize, cols.kernel as isize);
     assert!(
@@ -1310,7 +1334,7 @@ unsafe fn pool_plane_avx512<const MAX: bool, const N: usize, const S: usize>(
         }
         // The phases, `-inf` past the row, with a `-inf` vector on each side: `phases[q][m + 1]` holds the
         // row's values `S·(16m + l) + q`.
-        let mut phases = [[none; N]; S].map(|_| [none; 10]);
+        let mut phases = [[none; 10]; S];
         for (q, phase) in phases.iter_mut().enumerate() {
             for m in 0..N.div_ceil(S) {
                 phase[m + 1] = if S == 1 {
@@ -1359,16 +1383,11 @@ pub(crate) fn avg_pool2d(
     cols: &PoolAxis,
     divisors: &[f32],
 ) -> Vec<f32> {
-    let finish = |plane: &mut [f32]| {
+    pool2d::<Sum>(x, planes, rows, cols, |plane| {
         for (v, d) in plane.iter_mut().zip(divisors) {
             *v /= d;
         }
-    };
-    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-    if Isa::has_avx512() && pool_rows_fit(rows, cols) {
-        return pool2d_rows::<false>(x, planes, rows, cols, finish);
-    }
-    pool2d::<Sum>(x, planes, rows, cols, finish)
+    })
 }
 
 /// One tap of a pool's pass along one axis: the `rows × len` values of the pass's output from value `at` on
@@ -1611,6 +1630,10 @@ fn pool2d<R: Reduce>(
     cols: &PoolAxis,
     finish: impl Fn(&mut [f32]) + Sync,
 ) -> Vec<f32> {
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    if Isa::has_avx512() && pool_rows_fit(rows, cols) {
+        return pool2d_rows::<R>(x, planes, rows, cols, finish);
+    }
     let (h, w) = (rows.len, cols.len);
     let (oh, ow) = (rows.out, cols.out);
     let mut out = vec![0f32; planes * oh * ow];

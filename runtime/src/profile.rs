@@ -38,13 +38,8 @@ pub struct Step {
 
 static ON: AtomicBool = AtomicBool::new(false);
 
-#[derive(Default)]
-struct Steps {
-    steps: Vec<Step>,
-    index: HashMap<String, usize>,
-}
-
-static STEPS: Mutex<Option<Steps>> = Mutex::new(None);
+/// The steps recorded since [`start`], by label; `None` when not recording.
+static STEPS: Mutex<Option<HashMap<String, Step>>> = Mutex::new(None);
 
 thread_local! {
     /// For each step being run on this thread, innermost last: the time of the steps nested in it so far.
@@ -55,7 +50,7 @@ thread_local! {
 pub fn start() {
     *STEPS
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Steps::default());
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(HashMap::new());
     ON.store(true, Ordering::Release);
 }
 
@@ -67,7 +62,7 @@ pub fn finish() -> Vec<Step> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take()
         .unwrap_or_default();
-    let mut steps = steps.steps;
+    let mut steps: Vec<Step> = steps.into_values().collect();
     steps.sort_by_key(|step| std::cmp::Reverse(step.time));
     steps
 }
@@ -117,20 +112,12 @@ fn record(label: String, time: Duration, macs: u64) {
     let Some(steps) = steps.as_mut() else {
         return;
     };
-    let at = match steps.index.get(&label) {
-        Some(&at) => at,
-        None => {
-            steps.steps.push(Step {
-                label: label.clone(),
-                calls: 0,
-                time: Duration::ZERO,
-                macs: 0,
-            });
-            steps.index.insert(label, steps.steps.len() - 1);
-            steps.steps.len() - 1
-        }
-    };
-    let step = &mut steps.steps[at];
+    let step = steps.entry(label).or_insert_with_key(|label| Step {
+        label: label.clone(),
+        calls: 0,
+        time: Duration::ZERO,
+        macs: 0,
+    });
     step.calls += 1;
     step.time += time;
     step.macs += macs;

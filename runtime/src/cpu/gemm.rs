@@ -93,6 +93,7 @@ impl Isa {
     }
 
     /// Whether the chosen kernels may use AVX-512F.
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
     pub(crate) fn has_avx512() -> bool {
         Isa::detect().rank() >= 2
     }

@@ -29,6 +29,9 @@ use super::{
     fill_phase_planes, tap_phase, written, Activation, ConvGeometry, Epilogue, Fresh, Isa,
 };
 
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+mod lanes;
+
 /// Output values computed together, their partial sums kept in registers while every tap of the window is
 /// added in: eight 8-lane AVX2 registers, enough independent sums to cover the latency of a fused multiply-add
 /// at two per cycle (with four, a 7×7 map's 5×5 window ran at half speed, bound by the add chains).
@@ -57,16 +60,46 @@ pub(crate) fn conv2d(
     epilogue: &Epilogue,
 ) -> Vec<f32> {
     let isa = Isa::detect();
-    let layout = PhaseLayout::new(g, PhaseLayout::tiling(g, isa));
-    conv2d_for(isa, layout, x, batch, image_stride, weight, g, epilogue)
+    conv2d_for(
+        isa,
+        Method::choose(g, isa),
+        x,
+        batch,
+        image_stride,
+        weight,
+        g,
+        epilogue,
+    )
 }
 
-/// [`conv2d`] with the loops compiled for `isa`, which the CPU must support, and the phase planes laid out as
-/// `layout` says.
+/// How a layer's channels are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    /// A plane at a time, through phase planes laid out like this.
+    Planes(PhaseLayout),
+    /// Sixteen channels at a time in the lanes of AVX-512 registers ([`lanes`]), for small maps.
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    Lanes,
+}
+
+impl Method {
+    /// The lanes where `isa` is AVX-512 and they take the layer ([`lanes::applies`]), else planes with the
+    /// tiling that computes the fewest values.
+    fn choose(g: &ConvGeometry, isa: Isa) -> Method {
+        #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+        if isa == Isa::Avx512 && lanes::applies(g) {
+            return Method::Lanes;
+        }
+        Method::Planes(PhaseLayout::new(g, PhaseLayout::tiling(g, isa)))
+    }
+}
+
+/// [`conv2d`] with the loops compiled for `isa`, which the CPU must support, computed by `method` (which must
+/// take the layer when it is [`Method::Lanes`]).
 #[allow(clippy::too_many_arguments)]
 fn conv2d_for(
     isa: Isa,
-    layout: PhaseLayout,
+    method: Method,
     x: &[f32],
     batch: usize,
     image_stride: usize,
@@ -83,6 +116,19 @@ fn conv2d_for(
         // SAFETY: there is no value to write.
         return unsafe { out.assume_written() };
     }
+    let layout = match method {
+        Method::Planes(layout) => layout,
+        #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+        Method::Lanes => {
+            assert!(
+                isa == Isa::Avx512 && lanes::applies(g),
+                "{g:?} not for the lane kernel"
+            );
+            lanes_conv2d(x, image_stride, weight, g, epilogue, out.values());
+            // SAFETY: each block of channels wrote every value of its planes.
+            return unsafe { out.assume_written() };
+        }
+    };
     let taps = g.kernel.0 * g.kernel.1;
     let offsets = layout.tap_offsets(g);
     let plane_in = g.h * g.w;
@@ -116,6 +162,53 @@ fn conv2d_for(
     unsafe { out.assume_written() }
 }
 
+/// [`conv2d`] by the lane kernel, into `out` (`[batch, c_out, oh, ow]`): a task per image and block of sixteen
+/// channels. Needs an AVX-512 CPU and [`lanes::applies`].
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+fn lanes_conv2d(
+    x: &[f32],
+    image_stride: usize,
+    weight: &[f32],
+    g: &ConvGeometry,
+    epilogue: &Epilogue,
+    out: &mut [MaybeUninit<f32>],
+) {
+    let plane_out = g.out.0 * g.out.1;
+    let blocks = g.c_out.div_ceil(lanes::LANES);
+    let one_block = |scratch: &mut lanes::Scratch, (i, dst): (usize, &mut [MaybeUninit<f32>])| {
+        let (n, block) = (i / blocks, i % blocks);
+        let image = &x[n * image_stride..];
+        // SAFETY: the caller's contract (AVX-512, `applies`).
+        unsafe {
+            lanes::block(
+                (image, g.h * g.w),
+                weight,
+                g,
+                epilogue,
+                block * lanes::LANES,
+                scratch,
+                dst,
+            )
+        };
+    };
+    // A block's planes, the last block of an image holding fewer channels.
+    let chunks = out
+        .chunks_mut(g.c_out * plane_out)
+        .flat_map(|image| image.chunks_mut(lanes::LANES * plane_out));
+    if rayon::current_num_threads() == 1 {
+        let mut scratch = lanes::Scratch::default();
+        chunks
+            .enumerate()
+            .for_each(|item| one_block(&mut scratch, item));
+    } else {
+        let chunks: Vec<_> = chunks.collect();
+        chunks
+            .into_par_iter()
+            .enumerate()
+            .for_each_init(lanes::Scratch::default, one_block);
+    }
+}
+
 /// One image's depthwise convolution into `dst` (`[c_out, oh, ow]`, contiguous), on the calling thread:
 /// input channel `c` is the `[h, w]` plane at `x[c * plane_stride..]`, so the image may be a band of rows of
 /// a larger buffer ([`super::separable`]). `scratch` is reused from one call to the next. Needs [`applies`].
@@ -137,7 +230,28 @@ pub(crate) fn image_into(
         return;
     }
     let isa = Isa::detect();
-    let layout = PhaseLayout::new(g, PhaseLayout::tiling(g, isa));
+    let layout = match Method::choose(g, isa) {
+        Method::Planes(layout) => layout,
+        #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+        Method::Lanes => {
+            let blocks = dst[..g.c_out * plane_out].chunks_mut(lanes::LANES * plane_out);
+            for (block, dst) in blocks.enumerate() {
+                // SAFETY: `choose` takes the lanes only on an AVX-512 CPU, for a layer they apply to.
+                unsafe {
+                    lanes::block(
+                        (x, plane_stride),
+                        weight,
+                        g,
+                        epilogue,
+                        block * lanes::LANES,
+                        &mut scratch.lanes,
+                        dst,
+                    )
+                };
+            }
+            return;
+        }
+    };
     let offsets = layout.tap_offsets(g);
     let channel = Channel {
         isa,
@@ -338,6 +452,9 @@ pub(crate) struct Scratch {
     zeroed_for: Option<(ConvGeometry, PhaseLayout)>,
     /// The output at the phase planes' row length, before the extra columns are dropped.
     sums: Vec<f32>,
+    /// The lane kernel's buffers.
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    lanes: lanes::Scratch,
 }
 
 /// One output plane's inputs.
@@ -758,11 +875,13 @@ mod tests {
             .num_threads(1)
             .build()
             .expect("a thread pool");
+        // `None`: the lane kernel, where the instruction set has it.
         let tilings = [
-            Tiling::Flat,
-            Tiling::Rect { width: 8 },
-            Tiling::Rect { width: 16 },
-            Tiling::Rect { width: 32 },
+            Some(Tiling::Flat),
+            Some(Tiling::Rect { width: 8 }),
+            Some(Tiling::Rect { width: 16 }),
+            Some(Tiling::Rect { width: 32 }),
+            None,
         ];
         for (isa, tiling) in Isa::available()
             .into_iter()
@@ -798,6 +917,9 @@ mod tests {
                                         out_len(w, kw, stride.1, (pl, pr), dilation.1),
                                     ),
                                 };
+                                let Some(method) = test_method(isa, tiling, &g) else {
+                                    continue;
+                                };
                                 let batch = 2;
                                 // Images one value apart more than their size, as for a channel slice.
                                 let image_stride = c_in * h * w + 1;
@@ -822,10 +944,9 @@ mod tests {
                                     ][checked % 4],
                                 };
                                 let run = || {
-                                    let layout = PhaseLayout::new(&g, tiling);
                                     conv2d_for(
                                         isa,
-                                        layout,
+                                        method,
                                         &x,
                                         batch,
                                         image_stride,
@@ -862,5 +983,15 @@ mod tests {
             }
         }
         assert!(checked > 1000, "only {checked} geometries checked");
+    }
+
+    /// The planes with `tiling`, or for `None` the lanes, if `isa` has them and they take `g`.
+    fn test_method(isa: Isa, tiling: Option<Tiling>, g: &ConvGeometry) -> Option<Method> {
+        match tiling {
+            Some(tiling) => Some(Method::Planes(PhaseLayout::new(g, tiling))),
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            None if isa == Isa::Avx512 && lanes::applies(g) => Some(Method::Lanes),
+            None => None,
+        }
     }
 }

@@ -1,0 +1,533 @@
+//! Depthwise convolution with sixteen channels side by side in the lanes of an AVX-512 register, for small maps.
+//!
+//! The plane-at-a-time kernel of [`super`] pays, for every channel, for copying its plane into phase planes,
+//! for setting up its blocks and for the epilogue's row loop. On MobileNet-V2's 960 channels of 7×7 that is
+//! most of the time: a 3×3 window is 49 × 9 multiply-adds a channel, three or four vectors of work. Here the
+//! channels are taken sixteen at a time and turned so that each lane of a vector is one channel:
+//!
+//! 1. The sixteen input planes are transposed, sixteen columns at a time in registers, into a buffer of
+//!    `[row][column][16 channels]` with the padding already around it: the padding's zeros are written when
+//!    the buffer is first used for a layer and never overwritten, as only the input's own positions are.
+//! 2. Each output position is the sum over the window's taps of one vector of that buffer times the tap's
+//!    sixteen weights, eight positions of a row at a time (their sums held in registers), then the folded batch
+//!    norm and a clamp applied to the vector. Stride, padding and dilation only change which vector a tap
+//!    reads: there are no phases.
+//! 3. The sums, `[position][16 channels]`, are transposed back into the sixteen output planes.
+//!
+//! Both transposes are in-register 16 × 16 shuffles; everything else is a full-width load or multiply-add.
+
+use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
+
+use super::super::{written, Activation, ConvGeometry, Epilogue};
+
+/// Channels computed together: the lanes of one AVX-512 register.
+pub(super) const LANES: usize = 16;
+
+/// The most values of the padded input map the kernel takes (a 58 × 58 map, MobileNet-V2's 56×56 layers with
+/// their padding): its buffer, sixteen channels deep, and the sums' then fill 430 KB, half a core's L2. Past
+/// that the plane kernel's phase planes are the better fit.
+const MAX_POSITIONS: usize = 64 * 64;
+
+/// Output positions whose sums are kept in registers together: eight independent chains of multiply-adds
+/// (one chain per position was bound by the multiply-add's latency, four cycles a tap).
+const BLOCK: usize = 8;
+
+/// Sixteen `f32` values on one cache line, the unit of both buffers.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(64))]
+pub(super) struct Lanes([f32; LANES]);
+
+/// Whether [`block`] computes this layer: one output channel per input channel (a depthwise convolution
+/// without channel multiplier) on a map whose padded input has at most [`MAX_POSITIONS`] values.
+pub(super) fn applies(g: &ConvGeometry) -> bool {
+    let (rows, cols) = reach(g);
+    g.groups == g.c_in && g.c_out == g.c_in && rows.saturating_mul(cols) <= MAX_POSITIONS
+}
+
+/// The padded input the outputs read: rows and columns from the first padding row and column through the last
+/// value the last output's window reaches.
+fn reach(g: &ConvGeometry) -> (usize, usize) {
+    let extent = |out: usize, k: usize, s: usize, d: usize| {
+        if out == 0 {
+            0
+        } else {
+            (out - 1) * s + (k - 1) * d + 1
+        }
+    };
+    (
+        extent(g.out.0, g.kernel.0, g.stride.0, g.dilation.0),
+        extent(g.out.1, g.kernel.1, g.stride.1, g.dilation.1),
+    )
+}
+
+/// A task's buffers, reused from one block of channels to the next, and what they hold for every block of a
+/// layer.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    /// The transposed, padded input: [`reach`] rows by columns, and `LANES` positions to spare.
+    input: Vec<Lanes>,
+    /// The layer whose padding `input` holds zeros for, and whose `offsets` and `starts` these are.
+    zeroed_for: Option<ConvGeometry>,
+    /// The output positions' sums, `oh * ow` rounded up to a multiple of [`BLOCK`], and `LANES` to spare.
+    output: Vec<Lanes>,
+    /// Each tap's sixteen weights, `kh * kw` and `LANES` to spare.
+    taps: Vec<Lanes>,
+    /// Each tap's offset from its window's first value in `input`, in `f32`s.
+    offsets: Vec<usize>,
+    /// Each output position's window's first value in `input`, in `f32`s; the positions after the last, up to
+    /// a multiple of [`BLOCK`], repeat it.
+    starts: Vec<usize>,
+}
+
+impl Scratch {
+    /// Sizes the buffers for `g`, zeroes the input buffer and works out the offsets.
+    fn prepare(&mut self, g: &ConvGeometry) {
+        let (rows, cols) = reach(g);
+        let (kh, kw) = g.kernel;
+        let (oh, ow) = g.out;
+        let (sh, sw) = g.stride;
+        let (dh, dw) = g.dilation;
+        self.input.clear();
+        self.input.resize(rows * cols + LANES, Lanes::default());
+        let positions = oh * ow;
+        let blocks = positions.div_ceil(BLOCK) * BLOCK;
+        self.output.resize(blocks + LANES, Lanes::default());
+        self.taps.resize(kh * kw + LANES, Lanes::default());
+        self.offsets.clear();
+        self.offsets
+            .extend((0..kh).flat_map(|i| (0..kw).map(move |j| (i * dh * cols + j * dw) * LANES)));
+        self.starts.clear();
+        self.starts.extend((0..blocks).map(|p| {
+            let p = p.min(positions.saturating_sub(1));
+            ((p / ow.max(1)) * sh * cols + (p % ow.max(1)) * sw) * LANES
+        }));
+        self.zeroed_for = Some(*g);
+    }
+}
+
+/// Output channels `first..first + 16` (fewer at the end) into `dst`, their `[oh, ow]` planes one after the
+/// other: input channel `c` is the `[h, w]` plane at `x[c * plane_stride..]`.
+///
+/// # Safety
+/// The CPU must support AVX-512F; [`applies`] must hold for `g`.
+pub(super) unsafe fn block(
+    (x, plane_stride): (&[f32], usize),
+    weight: &[f32],
+    g: &ConvGeometry,
+    epilogue: &Epilogue,
+    first: usize,
+    scratch: &mut Scratch,
+    dst: &mut [MaybeUninit<f32>],
+) {
+    debug_assert!(applies(g));
+    let channels = (g.c_out - first).min(LANES);
+    let plane_out = g.out.0 * g.out.1;
+    let taps = g.kernel.0 * g.kernel.1;
+    assert!(
+        dst.len() >= channels * plane_out,
+        "depthwise output too short"
+    );
+    assert!(
+        weight.len() >= (first + channels) * taps,
+        "depthwise weights too short"
+    );
+    assert!(
+        channels == 0 || x.len() >= (first + channels - 1) * plane_stride + g.h * g.w,
+        "depthwise input too short"
+    );
+    if plane_out == 0 || channels == 0 {
+        return;
+    }
+    // SAFETY: the caller's contract (AVX-512F); the bounds the kernel relies on are asserted above.
+    unsafe {
+        block_avx512(
+            x,
+            plane_stride,
+            weight,
+            g,
+            epilogue,
+            first,
+            channels,
+            scratch,
+            dst,
+        )
+    };
+    let dst = &mut dst[..channels * plane_out];
+    // SAFETY: `block_avx512` wrote every value of the `channels` planes.
+    let dst = unsafe { written(dst) };
+    if !matches!(
+        epilogue.activation,
+        Activation::Relu | Activation::Relu6 | Activation::Identity
+    ) {
+        epilogue.activation.apply(dst);
+    }
+}
+
+/// [`block`]'s three steps. `channels` (1 to 16) lanes are real; the others compute zeros that are not stored.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn block_avx512(
+    x: &[f32],
+    plane_stride: usize,
+    weight: &[f32],
+    g: &ConvGeometry,
+    epilogue: &Epilogue,
+    first: usize,
+    channels: usize,
+    scratch: &mut Scratch,
+    dst: &mut [MaybeUninit<f32>],
+) {
+    let (rows, cols) = reach(g);
+    let (kh, kw) = g.kernel;
+    let taps = kh * kw;
+    let positions = g.out.0 * g.out.1;
+    let channel_mask: __mmask16 = ((1u32 << channels) - 1) as __mmask16;
+    if scratch.zeroed_for != Some(*g) {
+        scratch.prepare(g);
+    }
+    let Scratch {
+        input,
+        output,
+        taps: tap_lanes,
+        offsets,
+        starts,
+        ..
+    } = scratch;
+    // Channel `c`'s lanes load from its plane; the others load nothing (an all-zero mask reads no memory, so
+    // their address is never used).
+    let plane = |c: usize| x.as_ptr().wrapping_add((first + c) * plane_stride);
+    let lane_mask = |c: usize, mask: __mmask16| if c < channels { mask } else { 0 };
+
+    // 1. The input planes, transposed into the padded buffer: input row `y` is buffer row `y + pad_top`. A
+    // row's last columns' transpose also yields zero vectors for the positions after them, stored too: those
+    // are padding, or values of the next rows written after (the buffer has `LANES` positions to spare).
+    let (pt, pl) = g.pad_before;
+    let in_rows = g.h.min(rows.saturating_sub(pt));
+    let in_cols = g.w.min(cols.saturating_sub(pl));
+    let input = input.as_mut_ptr().cast::<f32>();
+    for y in 0..in_rows {
+        for x0 in (0..in_cols).step_by(LANES) {
+            let mask = ((1u32 << (in_cols - x0).min(LANES)) - 1) as __mmask16;
+            let r: [__m512; LANES] = std::array::from_fn(|c| {
+                // SAFETY: columns `x0..x0 + count` of row `y < h` of plane `first + c`, inside `x` (asserted in
+                // `block`); the other lanes, and all of them past `channels`, are not read.
+                unsafe {
+                    _mm512_maskz_loadu_ps(lane_mask(c, mask), plane(c).wrapping_add(y * g.w + x0))
+                }
+            });
+            let row = (y + pt) * cols + pl + x0;
+            for (j, v) in transpose(r).into_iter().enumerate() {
+                // SAFETY: `row + j < rows * cols + LANES`, the buffer's length; `Lanes` are 64-byte aligned.
+                unsafe { _mm512_store_ps(input.add((row + j) * LANES), v) };
+            }
+        }
+    }
+
+    // 2. The sums, with the epilogue's scale, shift and clamp. Each tap's sixteen weights, by the same
+    // transpose from the channels' `[kh * kw]` rows.
+    let tap_lanes = tap_lanes.as_mut_ptr().cast::<f32>();
+    for t0 in (0..taps).step_by(LANES) {
+        let mask = ((1u32 << (taps - t0).min(LANES)) - 1) as __mmask16;
+        let r: [__m512; LANES] = std::array::from_fn(|c| {
+            let at = weight.as_ptr().wrapping_add((first + c) * taps + t0);
+            // SAFETY: taps `t0..t0 + count` of channel `first + c < first + channels`, inside `weight`
+            // (asserted in `block`).
+            unsafe { _mm512_maskz_loadu_ps(lane_mask(c, mask), at) }
+        });
+        for (j, v) in transpose(r).into_iter().enumerate() {
+            // SAFETY: `t0 + j < taps + LANES`, the buffer's length; aligned.
+            unsafe { _mm512_store_ps(tap_lanes.add((t0 + j) * LANES), v) };
+        }
+    }
+    let clamp = match epilogue.activation {
+        Activation::Relu => Some((0.0, f32::INFINITY)),
+        Activation::Relu6 => Some((0.0, 6.0)),
+        _ => None,
+    };
+    let sums = Sums {
+        input,
+        taps: tap_lanes,
+        offsets,
+        affine: (
+            per_channel(&epilogue.scale, 1.0, first, channel_mask),
+            per_channel(&epilogue.shift, 0.0, first, channel_mask),
+        ),
+        clamp: clamp.map(|(lo, hi)| (_mm512_set1_ps(lo), _mm512_set1_ps(hi))),
+    };
+    let output = output.as_mut_ptr().cast::<f32>();
+    for (block, start) in starts.chunks_exact(BLOCK).enumerate() {
+        let start: &[usize; BLOCK] = start.try_into().expect("a block of starts");
+        // SAFETY: every start is a window inside the padded input (`Scratch::prepare`); the block's sums go to
+        // positions below the output buffer's length, a multiple of `BLOCK`.
+        unsafe { sums.block(start, output.add(block * BLOCK * LANES)) };
+    }
+
+    // 3. The sums transposed into the output planes. The last rows of the transpose read the output buffer's
+    // spare positions, whose values go nowhere (the stores' mask).
+    let dst = dst.as_mut_ptr().cast::<f32>();
+    for p0 in (0..positions).step_by(LANES) {
+        let mask = ((1u32 << (positions - p0).min(LANES)) - 1) as __mmask16;
+        // SAFETY: `p0 + j < positions + LANES`, inside the output buffer; aligned.
+        let r: [__m512; LANES] =
+            std::array::from_fn(|j| unsafe { _mm512_load_ps(output.add((p0 + j) * LANES)) });
+        for (c, v) in transpose(r).into_iter().enumerate() {
+            let at = dst.wrapping_add(c * positions + p0);
+            // SAFETY: for `c < channels`, `c * positions + p0 + count <= channels * positions <= dst.len()`
+            // (asserted in `block`); past `channels` the mask stores nothing.
+            unsafe { _mm512_mask_storeu_ps(at, lane_mask(c, mask), v) };
+        }
+    }
+}
+
+/// The sixteen channels' values of a per-channel epilogue vector from `first` on (`default` where there is none,
+/// and in the lanes `mask` leaves out).
+#[inline(always)]
+fn per_channel(values: &Option<Vec<f32>>, default: f32, first: usize, mask: __mmask16) -> __m512 {
+    // SAFETY (of the intrinsics): only inlined into `block_avx512`, compiled for AVX-512F.
+    unsafe {
+        match values {
+            Some(values) => {
+                let values = &values[first..first + mask.count_ones() as usize];
+                // The lanes `mask` leaves out are not read: `values` holds the others.
+                _mm512_mask_loadu_ps(_mm512_set1_ps(default), mask, values.as_ptr())
+            }
+            None => _mm512_set1_ps(default),
+        }
+    }
+}
+
+/// What every output position's sum reads.
+struct Sums<'a> {
+    /// The transposed, padded input.
+    input: *const f32,
+    /// Each tap's sixteen weights.
+    taps: *const f32,
+    /// Each tap's offset in `input` from the window's first value, in `f32`s.
+    offsets: &'a [usize],
+    /// The epilogue's per-channel scale and shift.
+    affine: (__m512, __m512),
+    /// The clamp of ReLU or ReLU6, if the activation is one.
+    clamp: Option<(__m512, __m512)>,
+}
+
+impl Sums<'_> {
+    /// `BLOCK` consecutive output positions into `output`, their windows starting at `start` in the input:
+    /// their sums in as many registers across the window's taps, independent chains of multiply-adds.
+    ///
+    /// # Safety
+    /// AVX-512F; each window inside the padded input, `BLOCK` vectors writable at `output`, all 64-byte
+    /// aligned.
+    #[inline(always)]
+    unsafe fn block(&self, start: &[usize; BLOCK], output: *mut f32) {
+        // SAFETY (of the intrinsics and accesses): only inlined into `block_avx512`, compiled for AVX-512F; the
+        // accesses are inside the buffers (the caller's contract) and aligned.
+        unsafe {
+            let mut acc = [_mm512_setzero_ps(); BLOCK];
+            for (t, &offset) in self.offsets.iter().enumerate() {
+                let w = _mm512_load_ps(self.taps.add(t * LANES));
+                for (acc, &start) in acc.iter_mut().zip(start) {
+                    let v = _mm512_load_ps(self.input.add(start + offset));
+                    *acc = _mm512_fmadd_ps(v, w, *acc);
+                }
+            }
+            let (scale, shift) = self.affine;
+            for (u, acc) in acc.into_iter().enumerate() {
+                let mut v = _mm512_fmadd_ps(acc, scale, shift);
+                if let Some((lo, hi)) = self.clamp {
+                    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+                }
+                _mm512_store_ps(output.add(u * LANES), v);
+            }
+        }
+    }
+}
+
+/// `r[i][j]` → `out[j][i]` for sixteen registers of sixteen lanes, in three rounds of shuffles: pairs of rows
+/// interleaved by single lanes, then by pairs of lanes, then by 128-bit quarters.
+#[inline(always)]
+fn transpose(r: [__m512; LANES]) -> [__m512; LANES] {
+    // SAFETY (of the intrinsics below): this is only inlined into `block_avx512`, compiled for AVX-512F.
+    unsafe {
+        let mut a = [_mm512_setzero_ps(); LANES];
+        for i in 0..8 {
+            a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        // `b[4i + j]` holds, in its quarter `k`, lane `4k + j` of rows `4i..4i + 4`.
+        let mut b = [_mm512_setzero_ps(); LANES];
+        for i in 0..4 {
+            let a0 = _mm512_castps_pd(a[4 * i]);
+            let a1 = _mm512_castps_pd(a[4 * i + 1]);
+            let a2 = _mm512_castps_pd(a[4 * i + 2]);
+            let a3 = _mm512_castps_pd(a[4 * i + 3]);
+            b[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+            b[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+            b[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+            b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+        }
+        // Output row `4k + j` is quarter `k` of `b[j]`, `b[4 + j]`, `b[8 + j]`, `b[12 + j]`.
+        let mut out = [_mm512_setzero_ps(); LANES];
+        for j in 0..4 {
+            let low = (
+                _mm512_shuffle_f32x4::<0x44>(b[j], b[4 + j]),
+                _mm512_shuffle_f32x4::<0x44>(b[8 + j], b[12 + j]),
+            );
+            let high = (
+                _mm512_shuffle_f32x4::<0xEE>(b[j], b[4 + j]),
+                _mm512_shuffle_f32x4::<0xEE>(b[8 + j], b[12 + j]),
+            );
+            out[j] = _mm512_shuffle_f32x4::<0x88>(low.0, low.1);
+            out[4 + j] = _mm512_shuffle_f32x4::<0xDD>(low.0, low.1);
+            out[8 + j] = _mm512_shuffle_f32x4::<0x88>(high.0, high.1);
+            out[12 + j] = _mm512_shuffle_f32x4::<0xDD>(high.0, high.1);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::tests::{naive_conv, out_len, values};
+    use super::super::super::Isa;
+    use super::*;
+
+    /// The lane kernel against the convolution's definition: channel counts around the sixteen lanes, maps
+    /// narrower and wider than sixteen columns, windows of more than sixteen taps, strides, dilations, uneven
+    /// paddings, planes further apart than their size (a band of a larger map), with and without a folded
+    /// batch norm; one scratch throughout, so that a layer also runs after others and again after itself.
+    #[test]
+    fn lanes_match_the_definition() {
+        if !Isa::available().contains(&Isa::Avx512) {
+            eprintln!("skipped: this CPU has no AVX-512");
+            return;
+        }
+        let mut scratch = Scratch::default();
+        let mut checked = 0;
+        for channels in [1, 5, 16, 17, 40] {
+            for (h, w) in [(1, 1), (7, 7), (5, 37), (14, 14), (3, 16)] {
+                for (kh, kw) in [(1, 1), (3, 3), (5, 5), (3, 2), (7, 7)] {
+                    for (stride, dilation) in [
+                        ((1, 1), (1, 1)),
+                        ((2, 2), (1, 1)),
+                        ((1, 2), (2, 1)),
+                        ((3, 1), (2, 2)),
+                    ] {
+                        for (pt, pb, pl, pr) in
+                            [(0, 0, 0, 0), (1, 1, 1, 1), (2, 2, 2, 2), (0, 1, 3, 0)]
+                        {
+                            let (eh, ew) = ((kh - 1) * dilation.0 + 1, (kw - 1) * dilation.1 + 1);
+                            if eh > h + pt + pb || ew > w + pl + pr {
+                                continue;
+                            }
+                            let g = ConvGeometry {
+                                c_in: channels,
+                                h,
+                                w,
+                                c_out: channels,
+                                kernel: (kh, kw),
+                                stride,
+                                pad_before: (pt, pl),
+                                dilation,
+                                groups: channels,
+                                out: (
+                                    out_len(h, kh, stride.0, (pt, pb), dilation.0),
+                                    out_len(w, kw, stride.1, (pl, pr), dilation.1),
+                                ),
+                            };
+                            assert!(applies(&g));
+                            // Planes three values further apart than their size, as in a band.
+                            let plane_stride = h * w + 3;
+                            let x = values(channels * plane_stride, checked);
+                            let dense: Vec<f32> = (0..channels)
+                                .flat_map(|c| {
+                                    x[c * plane_stride..c * plane_stride + h * w]
+                                        .iter()
+                                        .copied()
+                                })
+                                .collect();
+                            let weight = values(channels * kh * kw, checked + 1);
+                            let epilogue = Epilogue {
+                                scale: (checked % 3 != 0).then(|| values(channels, checked + 2)),
+                                shift: (checked % 5 != 0).then(|| values(channels, checked + 3)),
+                                activation: [
+                                    Activation::Relu6,
+                                    Activation::Identity,
+                                    Activation::Silu,
+                                    Activation::Relu,
+                                ][checked as usize % 4],
+                            };
+                            let plane_out = g.out.0 * g.out.1;
+                            let mut got = vec![MaybeUninit::new(f32::NAN); channels * plane_out];
+                            for first in (0..channels).step_by(LANES) {
+                                // SAFETY: AVX-512 (checked above); `applies`.
+                                unsafe {
+                                    block(
+                                        (&x, plane_stride),
+                                        &weight,
+                                        &g,
+                                        &epilogue,
+                                        first,
+                                        &mut scratch,
+                                        &mut got[first * plane_out..],
+                                    )
+                                };
+                            }
+                            // SAFETY: `MaybeUninit::new` above.
+                            let got: Vec<f32> = got
+                                .into_iter()
+                                .map(|v| unsafe { v.assume_init() })
+                                .collect();
+                            let expected = naive_conv(&dense, 1, &weight, &g);
+                            for (i, (&a, &e)) in got.iter().zip(&expected).enumerate() {
+                                let c = i / plane_out.max(1);
+                                let e = e * epilogue.scale.as_ref().map_or(1.0, |s| s[c])
+                                    + epilogue.shift.as_ref().map_or(0.0, |s| s[c]);
+                                let e = match epilogue.activation {
+                                    Activation::Relu => e.max(0.0),
+                                    Activation::Relu6 => e.clamp(0.0, 6.0),
+                                    Activation::Silu => e / (1.0 + (-e).exp()),
+                                    _ => e,
+                                };
+                                assert!(
+                                    (a - e).abs() <= 1e-5 * (1.0 + e.abs()),
+                                    "{g:?} {epilogue:?} element {i}: {a} vs {e}"
+                                );
+                            }
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 500, "only {checked} geometries checked");
+    }
+
+    /// The 16 × 16 transpose on its own: lane `j` of register `i` goes to lane `i` of register `j`.
+    #[test]
+    fn transpose_swaps_registers_and_lanes() {
+        if !Isa::available().contains(&Isa::Avx512) {
+            return;
+        }
+        #[target_feature(enable = "avx512f")]
+        unsafe fn run() -> [[f32; LANES]; LANES] {
+            let rows: [[f32; LANES]; LANES] =
+                std::array::from_fn(|i| std::array::from_fn(|j| (i * LANES + j) as f32));
+            // SAFETY: sixteen values each.
+            let r = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(rows[i].as_ptr()) });
+            let mut out = [[0.0; LANES]; LANES];
+            for (o, v) in out.iter_mut().zip(transpose(r)) {
+                // SAFETY: sixteen values.
+                unsafe { _mm512_storeu_ps(o.as_mut_ptr(), v) };
+            }
+            out
+        }
+        // SAFETY: AVX-512 (checked above).
+        let out = unsafe { run() };
+        for (j, row) in out.iter().enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                assert_eq!(v, (i * LANES + j) as f32, "register {j} lane {i}");
+            }
+        }
+    }
+}

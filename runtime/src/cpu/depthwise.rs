@@ -192,20 +192,24 @@ fn lanes_conv2d(
         };
     };
     // A block's planes, the last block of an image holding fewer channels.
-    let chunks = out
+    let mut blocks: Vec<_> = out
         .chunks_mut(g.c_out * plane_out)
-        .flat_map(|image| image.chunks_mut(lanes::LANES * plane_out));
-    if rayon::current_num_threads() == 1 {
+        .flat_map(|image| image.chunks_mut(lanes::LANES * plane_out))
+        .enumerate()
+        .collect();
+    // One run of consecutive blocks a thread, each with one scratch: a block of 7×7 planes is a microsecond's
+    // work, less than rayon's splitting and a scratch's set-up per split.
+    let per_thread = blocks.len().div_ceil(rayon::current_num_threads());
+    let run = |blocks: &mut [(usize, &mut [MaybeUninit<f32>])]| {
         let mut scratch = lanes::Scratch::default();
-        chunks
-            .enumerate()
-            .for_each(|item| one_block(&mut scratch, item));
+        for (i, dst) in blocks {
+            one_block(&mut scratch, (*i, dst));
+        }
+    };
+    if per_thread >= blocks.len() {
+        run(&mut blocks);
     } else {
-        let chunks: Vec<_> = chunks.collect();
-        chunks
-            .into_par_iter()
-            .enumerate()
-            .for_each_init(lanes::Scratch::default, one_block);
+        blocks.par_chunks_mut(per_thread).for_each(run);
     }
 }
 

@@ -52,8 +52,10 @@ pub(crate) struct Block<'a> {
 const BAND_VALUES: usize = 192 * 1024;
 
 /// The fewest output rows a thread gets when an image's rows are shared between threads: with fewer, the
-/// rows each thread expands again on its edges cost more than the split gains.
-const MIN_THREAD_ROWS: usize = 8;
+/// rows each thread expands again on its edges cost more than the split gains. Four since the depthwise
+/// kernel's sixteen-channel lanes (MobileNet-V2's 14×14 blocks split, two threads: 3.4–3.9 → 3.0–3.2 ms; its
+/// 7×7 blocks, with 2 or 3, within noise); eight before, when each band paid per-plane work.
+const MIN_THREAD_ROWS: usize = 4;
 
 /// Whether [`run`] should compute a block whose depthwise convolution has geometry `g` for `batch` images,
 /// rather than its layers one at a time: with fewer images than threads, each thread must get enough output

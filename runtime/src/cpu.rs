@@ -34,6 +34,8 @@ pub(crate) mod elementwise;
 pub(crate) mod gemm;
 pub(crate) mod linear;
 pub(crate) mod separable;
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+pub(crate) mod shallow;
 pub(crate) mod winograd;
 
 pub(crate) use elementwise::Activation;

@@ -68,6 +68,10 @@ pub struct Optimizations {
     /// leaves the core's cache (`runtime/src/cpu/separable.rs`; needs `conv_kernel`, `depthwise_kernel` and
     /// `fold`).
     pub separable_bands: bool,
+    /// Convolutions with few input values per output (an image's three channels under a 3×3 window) computed
+    /// directly, sixteen output channels to a register, instead of as a product over a patch matrix
+    /// (`runtime/src/cpu/shallow.rs`; AVX-512 CPUs; needs `conv_kernel`).
+    pub shallow_kernel: bool,
 }
 
 /// A comma-separated list read left to right from everything off: `all` and `none` switch every optimisation
@@ -105,11 +109,12 @@ impl std::str::FromStr for Optimizations {
                 "memory" => &mut o.retain_memory,
                 "spin" => &mut o.spin_threads,
                 "bands" => &mut o.separable_bands,
+                "shallow" => &mut o.shallow_kernel,
                 _ => {
                     return Err(format!(
                         "unknown optimisation `{part}`; expected all, none, or one of conv, depthwise, fold, \
-                         winograd, pool, siblings, micro, activations, elementwise, linear, memory, spin and \
-                         bands, each optionally after `-` to switch it off"
+                         winograd, pool, siblings, micro, activations, elementwise, linear, memory, spin, bands \
+                         and shallow, each optionally after `-` to switch it off"
                     ))
                 }
             };
@@ -143,6 +148,7 @@ impl Optimizations {
         retain_memory: true,
         spin_threads: true,
         separable_bands: true,
+        shallow_kernel: true,
     };
 
     /// Everything off: candle's own layers, one by one, as in training.
@@ -160,6 +166,7 @@ impl Optimizations {
         retain_memory: false,
         spin_threads: false,
         separable_bands: false,
+        shallow_kernel: false,
     };
 }
 
@@ -248,6 +255,8 @@ pub(crate) fn conv_on_cpu(
     match conv_path(options, &geometry, activation) {
         ConvPath::Winograd(tile) => crate::winograd::run(x, conv, &geometry, &epilogue, tile),
         ConvPath::Depthwise => run_depthwise(x, conv.weight(), &geometry, &epilogue),
+        #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+        ConvPath::Shallow => run_shallow(x, conv.weight(), &geometry, &epilogue),
         ConvPath::Product => run_product(x, conv, &geometry, &epilogue, None),
     }
 }
@@ -259,6 +268,9 @@ enum ConvPath {
     Winograd(crate::winograd::Tile),
     /// By the depthwise kernel.
     Depthwise,
+    /// By the kernel for few input values per output.
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    Shallow,
     /// By the matrix product.
     Product,
 }
@@ -273,6 +285,10 @@ fn conv_path(options: Optimizations, geometry: &ConvGeometry, activation: Activa
     }
     if options.depthwise_kernel && cpu::depthwise::applies(geometry) {
         return ConvPath::Depthwise;
+    }
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    if options.shallow_kernel && cpu::shallow::applies(geometry, cpu::Isa::detect()) {
+        return ConvPath::Shallow;
     }
     ConvPath::Product
 }
@@ -533,6 +549,25 @@ fn run_depthwise(
     let out = with_f32(weight, |weight| {
         with_images(x, |images, image_stride| {
             cpu::depthwise::conv2d(images, n, image_stride, weight, geometry, epilogue)
+        })
+    })??;
+    let (oh, ow) = geometry.out;
+    Ok(cpu_tensor(out, (n, geometry.c_out, oh, ow)))
+}
+
+/// Runs [`cpu::shallow::conv2d`], which must apply, on the NCHW batch `x` with `weight` (any layout) and
+/// returns the `[n, c_out, oh, ow]` result.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+fn run_shallow(
+    x: &Tensor,
+    weight: &Tensor,
+    geometry: &ConvGeometry,
+    epilogue: &Epilogue,
+) -> Result<Tensor> {
+    let n = x.dim(0)?;
+    let out = with_f32(weight, |weight| {
+        with_images(x, |images, image_stride| {
+            cpu::shallow::conv2d(images, n, image_stride, weight, geometry, epilogue)
         })
     })??;
     let (oh, ow) = geometry.out;

@@ -31,6 +31,8 @@ use super::{
 
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
 mod lanes;
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+pub(super) use lanes::transpose;
 
 /// Output values computed together, their partial sums kept in registers while every tap of the window is
 /// added in: eight 8-lane AVX2 registers, enough independent sums to cover the latency of a fused multiply-add

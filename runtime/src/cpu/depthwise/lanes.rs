@@ -344,10 +344,11 @@ impl Sums<'_> {
 }
 
 /// `r[i][j]` → `out[j][i]` for sixteen registers of sixteen lanes, in three rounds of shuffles: pairs of rows
-/// interleaved by single lanes, then by pairs of lanes, then by 128-bit quarters.
+/// interleaved by single lanes, then by pairs of lanes, then by 128-bit quarters. Only for functions compiled
+/// for AVX-512F, into which it is inlined.
 #[inline(always)]
-fn transpose(r: [__m512; LANES]) -> [__m512; LANES] {
-    // SAFETY (of the intrinsics below): this is only inlined into `block_avx512`, compiled for AVX-512F.
+pub(crate) fn transpose(r: [__m512; LANES]) -> [__m512; LANES] {
+    // SAFETY (of the intrinsics below): this is only inlined into functions compiled for AVX-512F.
     unsafe {
         let mut a = [_mm512_setzero_ps(); LANES];
         for i in 0..8 {
@@ -448,8 +449,8 @@ mod tests {
                                 .collect();
                             let weight = values(channels * kh * kw, checked + 1);
                             let epilogue = Epilogue {
-                                scale: (checked % 3 != 0).then(|| values(channels, checked + 2)),
-                                shift: (checked % 5 != 0).then(|| values(channels, checked + 3)),
+                                scale: (checked % 3 > 0).then(|| values(channels, checked + 2)),
+                                shift: (checked % 5 > 0).then(|| values(channels, checked + 3)),
                                 activation: [
                                     Activation::Relu6,
                                     Activation::Identity,

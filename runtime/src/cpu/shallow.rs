@@ -355,6 +355,8 @@ mod tests {
     /// between), one to three input channels, windows up to 32 taps, strides, dilations, uneven paddings,
     /// maps narrower and wider than sixteen columns and taller than a band, batches on one and two threads.
     #[test]
+    // `u32::is_multiple_of` is newer than the workspace's `rust-version`.
+    #[allow(clippy::manual_is_multiple_of)]
     fn shallow_matches_the_definition() {
         if Isa::detect() != Isa::Avx512 {
             eprintln!("skipped: the shallow kernel needs AVX-512");
@@ -403,8 +405,8 @@ mod tests {
                                     .collect();
                                 let weight = values(c_out * c_in * kh * kw, checked + 1);
                                 let epilogue = Epilogue {
-                                    scale: (checked % 3 > 0).then(|| values(c_out, checked + 2)),
-                                    shift: (checked % 4 > 0).then(|| values(c_out, checked + 3)),
+                                    scale: (checked % 3 != 0).then(|| values(c_out, checked + 2)),
+                                    shift: (checked % 4 != 0).then(|| values(c_out, checked + 3)),
                                     activation: [
                                         Activation::Relu6,
                                         Activation::Identity,

@@ -449,8 +449,8 @@ mod tests {
                                 .collect();
                             let weight = values(channels * kh * kw, checked + 1);
                             let epilogue = Epilogue {
-                                scale: (checked % 3 > 0).then(|| values(channels, checked + 2)),
-                                shift: (checked % 5 > 0).then(|| values(channels, checked + 3)),
+                                scale: (checked % 3 != 0).then(|| values(channels, checked + 2)),
+                                shift: (checked % 5 != 0).then(|| values(channels, checked + 3)),
                                 activation: [
                                     Activation::Relu6,
                                     Activation::Identity,

@@ -26,7 +26,7 @@ use super::{Activation, ConvGeometry, Epilogue, Fresh, Isa};
 const LANES: usize = 16;
 
 /// The most taps (`c_in * kh * kw`) the kernel takes: past that the product's per-tile work is small beside
-/// the arithmetic (GoogLeNet's and ResNet-50's 7×7 stems, 147 taps, run at 119 GMAC/s by it).
+/// the arithmetic. ResNet-50's 7×7 stem (147 taps, 64 channels) took 2.37 ms here against 1.34 by the product.
 const MAX_TAPS: usize = 32;
 
 /// The most output channels: four registers of sums a position.

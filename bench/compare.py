@@ -75,7 +75,7 @@ ARCHC_BREAKDOWN = [
     ("archc, plain candle layers", "none"),
     ("archc without one-pass pools", "all,-pool"),
     ("archc without BN/ReLU folding", "all,-fold"),
-    ("archc without the conv kernel", "all,-conv,-depthwise,-fold,-winograd,-shallow"),
+    ("archc without the conv kernel", "all,-conv,-depthwise,-fold,-winograd,-shallow,-pooled"),
     ("archc without Winograd", "all,-winograd"),
     ("archc without sibling 1x1 fusion", "all,-siblings"),
     ("archc without micro-batches", "all,-micro"),
@@ -83,6 +83,7 @@ ARCHC_BREAKDOWN = [
     ("archc without spinning threads", "all,-spin"),
     ("archc without separable bands", "all,-bands"),
     ("archc without the shallow kernel", "all,-shallow"),
+    ("archc without pooled bands", "all,-pooled"),
     ARCHC_ALL,
 ]
 TORCH = "PyTorch eager"

@@ -33,6 +33,8 @@ pub(crate) mod depthwise;
 pub(crate) mod elementwise;
 pub(crate) mod gemm;
 pub(crate) mod linear;
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+pub(crate) mod pooled;
 pub(crate) mod separable;
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
 pub(crate) mod shallow;
@@ -1216,33 +1218,43 @@ fn pool2d_rows<R: Reduce>(
         pool_rows_fit(rows, cols),
         "a pool's window reaches past its padding or its rows past the registers"
     );
-    // Input and output rows in `N` vectors: at stride 1 an even window padded by half of it makes the output
-    // one wider than the input (16 columns in, 17 out).
-    let vectors = w.max(ow).div_ceil(16);
     out.values()
         .par_chunks_mut(oh * ow)
         .enumerate()
         .for_each(|(p, dst)| {
             let src = &x[p * h * w..(p + 1) * h * w];
-            let out = dst.as_mut_ptr().cast::<f32>();
             // SAFETY: the CPU has AVX-512F (checked by the caller), the axes fit (asserted above), `src` is the
-            // plane and `out` the plane's `oh × ow` outputs, written by no one else.
-            unsafe {
-                match (cols.stride, vectors) {
-                    (1, 1) => pool_plane_avx512::<R, 1, 1>(src, rows, cols, out),
-                    (1, 2) => pool_plane_avx512::<R, 2, 1>(src, rows, cols, out),
-                    (1, 3 | 4) => pool_plane_avx512::<R, 4, 1>(src, rows, cols, out),
-                    (1, _) => pool_plane_avx512::<R, 8, 1>(src, rows, cols, out),
-                    (_, 1 | 2) => pool_plane_avx512::<R, 2, 2>(src, rows, cols, out),
-                    (_, 3 | 4) => pool_plane_avx512::<R, 4, 2>(src, rows, cols, out),
-                    (_, _) => pool_plane_avx512::<R, 8, 2>(src, rows, cols, out),
-                }
-            }
-            // SAFETY: `pool_plane_avx512` wrote every output of the plane.
+            // plane and `dst` the plane's `oh × ow` outputs, written by no one else.
+            unsafe { pool_plane::<R>(src, rows, cols, dst.as_mut_ptr().cast::<f32>()) };
+            // SAFETY: `pool_plane` wrote every output of the plane.
             finish(unsafe { written(dst) });
         });
     // SAFETY: every output row was written by `pool_plane_avx512`, whole.
     unsafe { out.assume_written() }
+}
+
+/// One plane of [`pool2d_rows`]: [`pool_plane_avx512`] with registers for `rows` of `cols`.
+///
+/// # Safety
+/// The CPU must have AVX-512F; the axes must fit ([`pool_rows_fit`]); `src` is the `[rows.len, cols.len]`
+/// plane and `out` writable for its `rows.out × cols.out` outputs.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+unsafe fn pool_plane<R: Reduce>(src: &[f32], rows: &PoolAxis, cols: &PoolAxis, out: *mut f32) {
+    // Input and output rows in `N` vectors: at stride 1 an even window padded by half of it makes the output
+    // one wider than the input (16 columns in, 17 out).
+    let vectors = cols.len.max(cols.out).div_ceil(16);
+    // SAFETY: the caller's contract.
+    unsafe {
+        match (cols.stride, vectors) {
+            (1, 1) => pool_plane_avx512::<R, 1, 1>(src, rows, cols, out),
+            (1, 2) => pool_plane_avx512::<R, 2, 1>(src, rows, cols, out),
+            (1, 3 | 4) => pool_plane_avx512::<R, 4, 1>(src, rows, cols, out),
+            (1, _) => pool_plane_avx512::<R, 8, 1>(src, rows, cols, out),
+            (_, 1 | 2) => pool_plane_avx512::<R, 2, 2>(src, rows, cols, out),
+            (_, 3 | 4) => pool_plane_avx512::<R, 4, 2>(src, rows, cols, out),
+            (_, _) => pool_plane_avx512::<R, 8, 2>(src, rows, cols, out),
+        }
+    }
 }
 
 /// The most 16-lane vectors an input row of [`pool2d_rows`] takes.

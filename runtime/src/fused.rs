@@ -72,6 +72,10 @@ pub struct Optimizations {
     /// directly, sixteen output channels to a register, instead of as a product over a patch matrix
     /// (`runtime/src/cpu/shallow.rs`; AVX-512 CPUs; needs `conv_kernel`).
     pub shallow_kernel: bool,
+    /// A convolution and the max pool right after it (the 7×7 stems of GoogLeNet and ResNet) computed a band
+    /// of pooled rows at a time, so that the convolution's output stays in cache for the pool
+    /// (`runtime/src/cpu/pooled.rs`; AVX-512 CPUs; needs `conv_kernel`, `fold` and `pool`).
+    pub pooled_bands: bool,
 }
 
 /// A comma-separated list read left to right from everything off: `all` and `none` switch every optimisation
@@ -110,11 +114,12 @@ impl std::str::FromStr for Optimizations {
                 "spin" => &mut o.spin_threads,
                 "bands" => &mut o.separable_bands,
                 "shallow" => &mut o.shallow_kernel,
+                "pooled" => &mut o.pooled_bands,
                 _ => {
                     return Err(format!(
                         "unknown optimisation `{part}`; expected all, none, or one of conv, depthwise, fold, \
-                         winograd, pool, siblings, micro, activations, elementwise, linear, memory, spin, bands \
-                         and shallow, each optionally after `-` to switch it off"
+                         winograd, pool, siblings, micro, activations, elementwise, linear, memory, spin, bands, \
+                         shallow and pooled, each optionally after `-` to switch it off"
                     ))
                 }
             };
@@ -149,6 +154,7 @@ impl Optimizations {
         spin_threads: true,
         separable_bands: true,
         shallow_kernel: true,
+        pooled_bands: true,
     };
 
     /// Everything off: candle's own layers, one by one, as in training.
@@ -167,6 +173,7 @@ impl Optimizations {
         spin_threads: false,
         separable_bands: false,
         shallow_kernel: false,
+        pooled_bands: false,
     };
 }
 
@@ -233,6 +240,59 @@ pub(crate) fn conv_bn_act_with(
         return unfused_tail(options, &y, None, activation, train);
     }
     conv_on_cpu(options, x, conv, bn, activation)
+}
+
+/// `pool(activation(bn(conv(x))))` for a max pool right after the convolution, computed band by band
+/// ([`cpu::pooled`]) when `options` allow it and the layers suit it (the convolution by the matrix product,
+/// the pool by the AVX-512 row kernel); `None` otherwise, for the caller to run them one after the other.
+pub(crate) fn conv_max_pool_with(
+    options: Optimizations,
+    x: &Tensor,
+    (conv, bn, activation): (&Conv2d, Option<&BatchNorm>, Activation),
+    pool: &crate::pool::MaxPool2d,
+) -> Result<Option<Tensor>> {
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    {
+        let enabled = options.pooled_bands
+            && options.conv_kernel
+            && options.pool_kernels
+            && options.folds(activation);
+        if !enabled || !conv_kernels_apply(x, conv, bn) {
+            return Ok(None);
+        }
+        let geometry = conv_geometry(x, conv)?;
+        let (rows, cols) = pool.cpu_axes(geometry.out)?;
+        if conv_path(options, &geometry, activation) != ConvPath::Product
+            || !cpu::pooled::applies(&geometry, &rows, &cols)
+        {
+            return Ok(None);
+        }
+        let epilogue = epilogue(conv, bn, activation, geometry.c_out)?;
+        let isa = cpu::Isa::detect();
+        let packed = packed_weights(conv, isa, &geometry)?;
+        let parts = [(&packed[..], geometry.c_out)];
+        let weight = cpu::PackedWeights { isa, parts: &parts };
+        let n = x.dim(0)?;
+        let out = with_images(x, |images, image_stride| {
+            cpu::pooled::conv2d_max_pooled(
+                images,
+                (n, image_stride),
+                weight,
+                &geometry,
+                &epilogue,
+                (&rows, &cols),
+            )
+        })?;
+        Ok(Some(cpu_tensor(
+            out,
+            (n, geometry.c_out, rows.out, cols.out),
+        )))
+    }
+    #[cfg(not(all(target_arch = "x86_64", feature = "avx512")))]
+    {
+        let _ = (options, x, conv, bn, activation, pool);
+        Ok(None)
+    }
 }
 
 /// Whether the CPU kernels can run `conv` (with `bn` folded in) on `x`: CPU `f32` input and weight, and no

@@ -18,9 +18,9 @@ use candle_core::{Module, Result, Tensor};
 
 use crate::cpu::Activation;
 use crate::fused::{
-    activation_with, batch_norm_with, conv_bn_act_with, conv_bn_add_act, cpu_kernels_apply,
-    in_micro_batches_with, linear_with, product_with, runs_as_streams, separable_with,
-    sibling_heads_with, sum_with, FusedHead, Optimizations,
+    activation_with, batch_norm_with, conv_bn_act_with, conv_bn_add_act, conv_max_pool_with,
+    cpu_kernels_apply, in_micro_batches_with, linear_with, product_with, runs_as_streams,
+    separable_with, sibling_heads_with, sum_with, FusedHead, Optimizations,
 };
 use crate::{AvgPool2d, BatchNorm, Conv2d, MaxPool2d};
 
@@ -221,6 +221,12 @@ impl Plan {
             }
         }
         if let Some((head, len)) = head_at(ops) {
+            if let Some(Op::MaxPool(pool)) = ops.get(len) {
+                let layers = (head.conv, head.bn, head.activation);
+                if let Some(y) = conv_max_pool_with(options, x, layers, pool)? {
+                    return Ok((y, len + 1));
+                }
+            }
             let y = conv_bn_act_with(options, x, head.conv, head.bn, head.activation, false)?;
             return Ok((y, len));
         }

@@ -72,6 +72,18 @@ impl MaxPool2d {
 }
 
 impl MaxPool2d {
+    /// The windows along the rows and the columns of an `(h, w)` map, as the CPU kernels take them; an error
+    /// where the pool does not fit the map.
+    pub(crate) fn cpu_axes(
+        &self,
+        (h, w): (usize, usize),
+    ) -> Result<(cpu::PoolAxis, cpu::PoolAxis)> {
+        Ok((
+            self.axis(h, Axis::Height)?.cpu_axis(),
+            self.axis(w, Axis::Width)?.cpu_axis(),
+        ))
+    }
+
     /// Checks the options on their own: a map exactly one window large must pool.
     pub(crate) fn validate(&self) -> Result<()> {
         let extent = |k: usize, d: usize| k.saturating_sub(1).saturating_mul(d).saturating_add(1);

@@ -222,8 +222,11 @@ pub(crate) fn applies(g: &ConvGeometry) -> bool {
 ///   with 16 at 1.2-1.35x: the transforms cost per channel, the products per pair of channels) and 16 tiles of
 ///   2×2 (a 7×7 map): every image reads all `α² · c_out · c_in` transformed filters, which a map of a few
 ///   tiles does not pay back (512 channels: 0.6x at 4×4, 1.9x at 7×7).
-/// * F(4×4, 3×3) where it beat F(2×2): 32 channels from 28×28 on (at 32, even; at 64, 1.8x the direct
-///   kernel against 1.7x; at 128 and 192 on 28×28, 1.2-1.3x F(2×2)'s speed on one thread and two). Not on
+/// * F(4×4, 3×3) where it beat F(2×2): 64 channels from 28×28 on (at 64, 1.8x the direct kernel against
+///   1.7x; at 128 and 192 on 28×28, 1.2-1.3x F(2×2)'s speed on one thread and two). At 32 channels the two ran
+///   even, and F(4×4)'s larger rounding on Inception-v3's 32 → 32 and 32 → 64 layers on 147×147 maps put its
+///   logits 1.2-1.6e-4 from PyTorch's (relative to their largest), against 5.4e-5 with F(2×2) there: F(4×4)
+///   from 64 channels since issue 13's session 10. Not on
 ///   14×14 maps (16 tiles of 4×4), where F(2×2) is faster at every width once the products run on the AVX-512
 ///   kernels and the threads split them by columns: 96 to 512 channels, 8-37% faster on one thread and 7-38%
 ///   on two (`bench_winograd --layer C,C,14,14`, 2026-11-29, idle machine; the first measurements, before those
@@ -238,7 +241,7 @@ pub(crate) fn choose(g: &ConvGeometry) -> Option<Tile> {
     if channels < 16 || tiles(2) < 16 {
         return None;
     }
-    let f4 = channels >= 32 && tiles(4) >= 49;
+    let f4 = channels >= 64 && tiles(4) >= 49;
     Some(if f4 { Tile::F4 } else { Tile::F2 })
 }
 

@@ -29,6 +29,8 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+pub(crate) mod avx512;
 pub(crate) mod depthwise;
 pub(crate) mod elementwise;
 pub(crate) mod gemm;
@@ -305,6 +307,30 @@ pub(crate) fn scratch(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
         buffer.resize(len, 0.0);
     }
     &mut buffer[..len]
+}
+
+/// For a buffer of band rows (planes `plane` values apart, rows `row_len` long, holding rows `held` of a map
+/// from each plane's top), the rows of `wanted` the previous band already computed, moved to the top of each
+/// plane so that only the rows after them need computing; returns them (empty where the bands do not
+/// overlap). The bands of [`separable`] and [`pooled`] share a row or two with the band before.
+pub(crate) fn keep_overlap(
+    buffer: &mut [f32],
+    (plane, row_len): (usize, usize),
+    held: &std::ops::Range<usize>,
+    wanted: &std::ops::Range<usize>,
+) -> std::ops::Range<usize> {
+    let kept = if held.contains(&wanted.start) {
+        wanted.start..held.end.min(wanted.end)
+    } else {
+        wanted.start..wanted.start
+    };
+    if !kept.is_empty() && kept.start > held.start {
+        let from = (kept.start - held.start) * row_len;
+        for channel in buffer.chunks_exact_mut(plane) {
+            channel.copy_within(from..from + kept.len() * row_len, 0);
+        }
+    }
+    kept
 }
 
 /// Convolves `batch` images. `x` holds image `n` at `x[n * image_stride..]` as a contiguous `[c_in, h, w]`
@@ -1744,6 +1770,39 @@ mod tests {
             }
         }
         out
+    }
+
+    /// What `epilogue` makes of output channel `c`'s convolution value `e`, written out: the kernels' tests
+    /// compare against `naive_conv` through it.
+    pub(super) fn with_epilogue(e: f32, c: usize, epilogue: &Epilogue) -> f32 {
+        let e = e * epilogue.scale.as_ref().map_or(1.0, |s| s[c])
+            + epilogue.shift.as_ref().map_or(0.0, |s| s[c]);
+        match epilogue.activation {
+            Activation::Relu => e.max(0.0),
+            Activation::Relu6 => e.clamp(0.0, 6.0),
+            Activation::Silu => e / (1.0 + (-e).exp()),
+            Activation::Identity => e,
+            other => panic!("no expected values for {other:?}"),
+        }
+    }
+
+    /// Checks a kernel's output `got` against the convolution's values `naive` (`[images, c_out, plane]`)
+    /// through `epilogue`, each within 1e-5 relative (1 at least); `case` names the case in a failure.
+    pub(super) fn assert_epilogue_of(
+        got: &[f32],
+        naive: &[f32],
+        (c_out, plane): (usize, usize),
+        epilogue: &Epilogue,
+        case: &dyn std::fmt::Debug,
+    ) {
+        assert_eq!(got.len(), naive.len(), "{case:?}: output length");
+        for (i, (&a, &e)) in got.iter().zip(naive).enumerate() {
+            let e = with_epilogue(e, i / plane.max(1) % c_out, epilogue);
+            assert!(
+                (a - e).abs() <= 1e-5 * (1.0 + e.abs()),
+                "{case:?} {epilogue:?} element {i}: {a} vs {e}"
+            );
+        }
     }
 
     pub(super) fn values(len: usize, seed: u32) -> Vec<f32> {

@@ -314,9 +314,17 @@ pub(crate) fn conv_on_cpu(
     let epilogue = epilogue(conv, bn, activation, geometry.c_out)?;
     match conv_path(options, &geometry, activation) {
         ConvPath::Winograd(tile) => crate::winograd::run(x, conv, &geometry, &epilogue, tile),
-        ConvPath::Depthwise => run_depthwise(x, conv.weight(), &geometry, &epilogue),
+        ConvPath::Depthwise => run_on_weights(
+            cpu::depthwise::conv2d,
+            x,
+            conv.weight(),
+            &geometry,
+            &epilogue,
+        ),
         #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-        ConvPath::Shallow => run_shallow(x, conv.weight(), &geometry, &epilogue),
+        ConvPath::Shallow => {
+            run_on_weights(cpu::shallow::conv2d, x, conv.weight(), &geometry, &epilogue)
+        }
         ConvPath::Product => run_product(x, conv, &geometry, &epilogue, None),
     }
 }
@@ -597,28 +605,15 @@ fn run_packed(
     Ok(cpu_tensor(out, (n, geometry.c_out, oh, ow)))
 }
 
-/// Runs [`cpu::depthwise::conv2d`], which must apply, on the NCHW batch `x` with `weight` (any layout) and
-/// returns the `[n, c_out, oh, ow]` result.
-fn run_depthwise(
-    x: &Tensor,
-    weight: &Tensor,
-    geometry: &ConvGeometry,
-    epilogue: &Epilogue,
-) -> Result<Tensor> {
-    let n = x.dim(0)?;
-    let out = with_f32(weight, |weight| {
-        with_images(x, |images, image_stride| {
-            cpu::depthwise::conv2d(images, n, image_stride, weight, geometry, epilogue)
-        })
-    })??;
-    let (oh, ow) = geometry.out;
-    Ok(cpu_tensor(out, (n, geometry.c_out, oh, ow)))
-}
+/// A kernel that reads a convolution's weights as they are: `(images, batch, image_stride, weight, geometry,
+/// epilogue) -> output`.
+type OnWeights = fn(&[f32], usize, usize, &[f32], &ConvGeometry, &Epilogue) -> Vec<f32>;
 
-/// Runs [`cpu::shallow::conv2d`], which must apply, on the NCHW batch `x` with `weight` (any layout) and
-/// returns the `[n, c_out, oh, ow]` result.
-#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-fn run_shallow(
+/// Runs a kernel that reads a convolution's weights as they are (`[c_out, c_in / groups, kh, kw]`, any tensor
+/// layout): [`cpu::depthwise::conv2d`], [`cpu::shallow::conv2d`]. It must apply; returns the `[n, c_out, oh,
+/// ow]` result.
+fn run_on_weights(
+    kernel: OnWeights,
     x: &Tensor,
     weight: &Tensor,
     geometry: &ConvGeometry,
@@ -627,7 +622,7 @@ fn run_shallow(
     let n = x.dim(0)?;
     let out = with_f32(weight, |weight| {
         with_images(x, |images, image_stride| {
-            cpu::shallow::conv2d(images, n, image_stride, weight, geometry, epilogue)
+            kernel(images, n, image_stride, weight, geometry, epilogue)
         })
     })??;
     let (oh, ow) = geometry.out;

@@ -31,8 +31,6 @@ use super::{
 
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
 mod lanes;
-#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-pub(super) use lanes::transpose;
 
 /// Output values computed together, their partial sums kept in registers while every tap of the window is
 /// added in: eight 8-lane AVX2 registers, enough independent sums to cover the latency of a fused multiply-add
@@ -176,7 +174,7 @@ fn lanes_conv2d(
     out: &mut [MaybeUninit<f32>],
 ) {
     let plane_out = g.out.0 * g.out.1;
-    let blocks = g.c_out.div_ceil(lanes::LANES);
+    let blocks = g.c_out.div_ceil(super::avx512::LANES);
     let one_block = |scratch: &mut lanes::Scratch, (i, dst): (usize, &mut [MaybeUninit<f32>])| {
         let (n, block) = (i / blocks, i % blocks);
         let image = &x[n * image_stride..];
@@ -187,7 +185,7 @@ fn lanes_conv2d(
                 weight,
                 g,
                 epilogue,
-                block * lanes::LANES,
+                block * super::avx512::LANES,
                 scratch,
                 dst,
             )
@@ -196,7 +194,7 @@ fn lanes_conv2d(
     // A block's planes, the last block of an image holding fewer channels.
     let mut blocks: Vec<_> = out
         .chunks_mut(g.c_out * plane_out)
-        .flat_map(|image| image.chunks_mut(lanes::LANES * plane_out))
+        .flat_map(|image| image.chunks_mut(super::avx512::LANES * plane_out))
         .enumerate()
         .collect();
     // One run of consecutive blocks a thread, each with one scratch: a block of 7×7 planes is a microsecond's
@@ -240,7 +238,7 @@ pub(crate) fn image_into(
         Method::Planes(layout) => layout,
         #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
         Method::Lanes => {
-            let blocks = dst[..g.c_out * plane_out].chunks_mut(lanes::LANES * plane_out);
+            let blocks = dst[..g.c_out * plane_out].chunks_mut(super::avx512::LANES * plane_out);
             for (block, dst) in blocks.enumerate() {
                 // SAFETY: `choose` takes the lanes only on an AVX-512 CPU, for a layer they apply to.
                 unsafe {
@@ -249,7 +247,7 @@ pub(crate) fn image_into(
                         weight,
                         g,
                         epilogue,
-                        block * lanes::LANES,
+                        block * super::avx512::LANES,
                         &mut scratch.lanes,
                         dst,
                     )
@@ -869,7 +867,7 @@ mod simd {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{naive_conv, out_len, values};
+    use super::super::tests::{assert_epilogue_of, naive_conv, out_len, values};
     use super::*;
 
     /// Every instruction set and tiling against the convolution's definition, over strides, paddings (asymmetric too,
@@ -964,23 +962,15 @@ mod tests {
                                 let got = run();
                                 // The same planes on the calling thread, as with one thread.
                                 assert_eq!(one_thread.install(run), got);
-                                assert_eq!(got.len(), expected.len());
                                 let plane = g.out.0 * g.out.1;
-                                for (i, (&a, &e)) in got.iter().zip(&expected).enumerate() {
-                                    let c = (i / plane) % c_out;
-                                    let e = e * epilogue.scale.as_ref().unwrap()[c]
-                                        + epilogue.shift.as_ref().unwrap()[c];
-                                    let e = match epilogue.activation {
-                                        Activation::Relu => e.max(0.0),
-                                        Activation::Silu => e / (1.0 + (-e).exp()),
-                                        Activation::Relu6 => e.clamp(0.0, 6.0),
-                                        _ => e,
-                                    };
-                                    assert!(
-                                        (a - e).abs() <= 1e-5 * (1.0 + e.abs()),
-                                        "{isa:?} {tiling:?} {g:?} element {i}: {a} vs {e}"
-                                    );
-                                }
+                                let case = (isa, tiling, g);
+                                assert_epilogue_of(
+                                    &got,
+                                    &expected,
+                                    (c_out, plane),
+                                    &epilogue,
+                                    &case,
+                                );
                                 checked += 1;
                             }
                         }

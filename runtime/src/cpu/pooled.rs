@@ -22,8 +22,8 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::{
-    im2col_columns, pool_plane, pool_rows_fit, scratch, ConvGeometry, Epilogue, Fresh, Isa, Max,
-    OutputRows, PackedWeights, Patches, Phased, PoolAxis, PATCHES, PHASED,
+    im2col_columns, keep_overlap, pool_plane, pool_rows_fit, scratch, ConvGeometry, Epilogue,
+    Fresh, Isa, Max, OutputRows, PackedWeights, Patches, Phased, PoolAxis, PATCHES, PHASED,
 };
 
 /// Values of convolution output a band holds at most: 256 KiB, a quarter of a core's second-level cache,
@@ -191,17 +191,7 @@ fn bands(
         let conv_rows = reach(&band_pooled);
         assert!(conv_rows.len() <= capacity, "band rows past the buffer");
         // Rows the previous band computed that this one reads too move to the top.
-        let kept = if held.contains(&conv_rows.start) {
-            conv_rows.start..held.end.min(conv_rows.end)
-        } else {
-            conv_rows.start..conv_rows.start
-        };
-        if !kept.is_empty() && kept.start > held.start {
-            let from = (kept.start - held.start) * ow;
-            for channel in band.chunks_exact_mut(plane) {
-                channel.copy_within(from..from + kept.len() * ow, 0);
-            }
-        }
+        let kept = keep_overlap(band, (plane, ow), &held, &conv_rows);
         // The new rows, in even blocks of columns of at most a patch block's width, multiples of the
         // product's 16 lanes (a ragged last block costs the product a pass over all the weights for a few
         // columns).

@@ -25,7 +25,9 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::{depthwise, scratch, ConvGeometry, Epilogue, Fresh, OutputRows, PackedWeights};
+use super::{
+    depthwise, keep_overlap, scratch, ConvGeometry, Epilogue, Fresh, OutputRows, PackedWeights,
+};
 
 /// A layer of the block: its weights (packed for the product, or the depthwise kernel's `[c, 1, kh, kw]`),
 /// its geometry over the whole map, and its output pass.
@@ -231,17 +233,7 @@ fn bands(
                 let expanded = scratch(&mut buffers.expanded, c_exp * capacity * w);
                 let plane = capacity * w;
                 // Rows the previous band expanded that this one reads too move to the top.
-                let kept = if held.contains(&inputs.start) {
-                    inputs.start..held.end.min(inputs.end)
-                } else {
-                    inputs.start..inputs.start
-                };
-                if !kept.is_empty() && kept.start > held.start {
-                    let from = (kept.start - held.start) * w;
-                    for channel in expanded.chunks_exact_mut(plane) {
-                        channel.copy_within(from..from + kept.len() * w, 0);
-                    }
-                }
+                let kept = keep_overlap(expanded, (plane, w), &held, &inputs);
                 let new = kept.end..inputs.end;
                 let at = (new.start - inputs.start) * w;
                 // SAFETY: input rows `new` of every channel are inside `x` (`h * w` values a channel; `new.end`

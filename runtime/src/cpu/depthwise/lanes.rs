@@ -19,10 +19,8 @@
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
-use super::super::{written, Activation, ConvGeometry, Epilogue};
-
-/// Channels computed together: the lanes of one AVX-512 register.
-pub(super) const LANES: usize = 16;
+use super::super::avx512::{self, Lanes, LANES};
+use super::super::{written, ConvGeometry, Epilogue};
 
 /// The most values of the padded input map the kernel takes (a 58 × 58 map, MobileNet-V2's 56×56 layers with
 /// their padding): its buffer, sixteen channels deep, and the sums' then fill 430 KB, half a core's L2. Past
@@ -32,11 +30,6 @@ const MAX_POSITIONS: usize = 64 * 64;
 /// Output positions whose sums are kept in registers together: eight independent chains of multiply-adds
 /// (one chain per position was bound by the multiply-add's latency, four cycles a tap).
 const BLOCK: usize = 8;
-
-/// Sixteen `f32` values on one cache line, the unit of both buffers.
-#[derive(Clone, Copy, Default)]
-#[repr(C, align(64))]
-pub(super) struct Lanes([f32; LANES]);
 
 /// Whether [`block`] computes this layer: one output channel per input channel (a depthwise convolution
 /// without channel multiplier) on a map whose padded input has at most [`MAX_POSITIONS`] values.
@@ -156,10 +149,7 @@ pub(super) unsafe fn block(
     let dst = &mut dst[..channels * plane_out];
     // SAFETY: `block_avx512` wrote every value of the `channels` planes.
     let dst = unsafe { written(dst) };
-    if !matches!(
-        epilogue.activation,
-        Activation::Relu | Activation::Relu6 | Activation::Identity
-    ) {
+    if avx512::after(epilogue.activation) {
         epilogue.activation.apply(dst);
     }
 }
@@ -182,7 +172,7 @@ unsafe fn block_avx512(
     let (kh, kw) = g.kernel;
     let taps = kh * kw;
     let positions = g.out.0 * g.out.1;
-    let channel_mask: __mmask16 = ((1u32 << channels) - 1) as __mmask16;
+    let channel_mask = avx512::lane_mask(channels);
     if scratch.zeroed_for != Some(*g) {
         scratch.prepare(g);
     }
@@ -208,7 +198,7 @@ unsafe fn block_avx512(
     let input = input.as_mut_ptr().cast::<f32>();
     for y in 0..in_rows {
         for x0 in (0..in_cols).step_by(LANES) {
-            let mask = ((1u32 << (in_cols - x0).min(LANES)) - 1) as __mmask16;
+            let mask = avx512::lane_mask(in_cols - x0);
             let r: [__m512; LANES] = std::array::from_fn(|c| {
                 // SAFETY: columns `x0..x0 + count` of row `y < h` of plane `first + c`, inside `x` (asserted in
                 // `block`); the other lanes, and all of them past `channels`, are not read.
@@ -217,7 +207,7 @@ unsafe fn block_avx512(
                 }
             });
             let row = (y + pt) * cols + pl + x0;
-            for (j, v) in transpose(r).into_iter().enumerate() {
+            for (j, v) in avx512::transpose(r).into_iter().enumerate() {
                 // SAFETY: `row + j < rows * cols + LANES`, the buffer's length; `Lanes` are 64-byte aligned.
                 unsafe { _mm512_store_ps(input.add((row + j) * LANES), v) };
             }
@@ -228,32 +218,24 @@ unsafe fn block_avx512(
     // transpose from the channels' `[kh * kw]` rows.
     let tap_lanes = tap_lanes.as_mut_ptr().cast::<f32>();
     for t0 in (0..taps).step_by(LANES) {
-        let mask = ((1u32 << (taps - t0).min(LANES)) - 1) as __mmask16;
+        let mask = avx512::lane_mask(taps - t0);
         let r: [__m512; LANES] = std::array::from_fn(|c| {
             let at = weight.as_ptr().wrapping_add((first + c) * taps + t0);
             // SAFETY: taps `t0..t0 + count` of channel `first + c < first + channels`, inside `weight`
             // (asserted in `block`).
             unsafe { _mm512_maskz_loadu_ps(lane_mask(c, mask), at) }
         });
-        for (j, v) in transpose(r).into_iter().enumerate() {
+        for (j, v) in avx512::transpose(r).into_iter().enumerate() {
             // SAFETY: `t0 + j < taps + LANES`, the buffer's length; aligned.
             unsafe { _mm512_store_ps(tap_lanes.add((t0 + j) * LANES), v) };
         }
     }
-    let clamp = match epilogue.activation {
-        Activation::Relu => Some((0.0, f32::INFINITY)),
-        Activation::Relu6 => Some((0.0, 6.0)),
-        _ => None,
-    };
     let sums = Sums {
         input,
         taps: tap_lanes,
         offsets,
-        affine: (
-            per_channel(&epilogue.scale, 1.0, first, channel_mask),
-            per_channel(&epilogue.shift, 0.0, first, channel_mask),
-        ),
-        clamp: clamp.map(|(lo, hi)| (_mm512_set1_ps(lo), _mm512_set1_ps(hi))),
+        affine: avx512::affine(epilogue, first, channel_mask),
+        clamp: avx512::clamp(epilogue.activation),
     };
     let output = output.as_mut_ptr().cast::<f32>();
     for (block, start) in starts.chunks_exact(BLOCK).enumerate() {
@@ -267,32 +249,15 @@ unsafe fn block_avx512(
     // spare positions, whose values go nowhere (the stores' mask).
     let dst = dst.as_mut_ptr().cast::<f32>();
     for p0 in (0..positions).step_by(LANES) {
-        let mask = ((1u32 << (positions - p0).min(LANES)) - 1) as __mmask16;
+        let mask = avx512::lane_mask(positions - p0);
         // SAFETY: `p0 + j < positions + LANES`, inside the output buffer; aligned.
         let r: [__m512; LANES] =
             std::array::from_fn(|j| unsafe { _mm512_load_ps(output.add((p0 + j) * LANES)) });
-        for (c, v) in transpose(r).into_iter().enumerate() {
+        for (c, v) in avx512::transpose(r).into_iter().enumerate() {
             let at = dst.wrapping_add(c * positions + p0);
             // SAFETY: for `c < channels`, `c * positions + p0 + count <= channels * positions <= dst.len()`
             // (asserted in `block`); past `channels` the mask stores nothing.
             unsafe { _mm512_mask_storeu_ps(at, lane_mask(c, mask), v) };
-        }
-    }
-}
-
-/// The sixteen channels' values of a per-channel epilogue vector from `first` on (`default` where there is none,
-/// and in the lanes `mask` leaves out).
-#[inline(always)]
-fn per_channel(values: &Option<Vec<f32>>, default: f32, first: usize, mask: __mmask16) -> __m512 {
-    // SAFETY (of the intrinsics): only inlined into `block_avx512`, compiled for AVX-512F.
-    unsafe {
-        match values {
-            Some(values) => {
-                let values = &values[first..first + mask.count_ones() as usize];
-                // The lanes `mask` leaves out are not read: `values` holds the others.
-                _mm512_mask_loadu_ps(_mm512_set1_ps(default), mask, values.as_ptr())
-            }
-            None => _mm512_set1_ps(default),
         }
     }
 }
@@ -343,54 +308,10 @@ impl Sums<'_> {
     }
 }
 
-/// `r[i][j]` → `out[j][i]` for sixteen registers of sixteen lanes, in three rounds of shuffles: pairs of rows
-/// interleaved by single lanes, then by pairs of lanes, then by 128-bit quarters. Only for functions compiled
-/// for AVX-512F, into which it is inlined.
-#[inline(always)]
-pub(crate) fn transpose(r: [__m512; LANES]) -> [__m512; LANES] {
-    // SAFETY (of the intrinsics below): this is only inlined into functions compiled for AVX-512F.
-    unsafe {
-        let mut a = [_mm512_setzero_ps(); LANES];
-        for i in 0..8 {
-            a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-            a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-        }
-        // `b[4i + j]` holds, in its quarter `k`, lane `4k + j` of rows `4i..4i + 4`.
-        let mut b = [_mm512_setzero_ps(); LANES];
-        for i in 0..4 {
-            let a0 = _mm512_castps_pd(a[4 * i]);
-            let a1 = _mm512_castps_pd(a[4 * i + 1]);
-            let a2 = _mm512_castps_pd(a[4 * i + 2]);
-            let a3 = _mm512_castps_pd(a[4 * i + 3]);
-            b[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
-            b[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
-            b[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
-            b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
-        }
-        // Output row `4k + j` is quarter `k` of `b[j]`, `b[4 + j]`, `b[8 + j]`, `b[12 + j]`.
-        let mut out = [_mm512_setzero_ps(); LANES];
-        for j in 0..4 {
-            let low = (
-                _mm512_shuffle_f32x4::<0x44>(b[j], b[4 + j]),
-                _mm512_shuffle_f32x4::<0x44>(b[8 + j], b[12 + j]),
-            );
-            let high = (
-                _mm512_shuffle_f32x4::<0xEE>(b[j], b[4 + j]),
-                _mm512_shuffle_f32x4::<0xEE>(b[8 + j], b[12 + j]),
-            );
-            out[j] = _mm512_shuffle_f32x4::<0x88>(low.0, low.1);
-            out[4 + j] = _mm512_shuffle_f32x4::<0xDD>(low.0, low.1);
-            out[8 + j] = _mm512_shuffle_f32x4::<0x88>(high.0, high.1);
-            out[12 + j] = _mm512_shuffle_f32x4::<0xDD>(high.0, high.1);
-        }
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::super::tests::{naive_conv, out_len, values};
-    use super::super::super::Isa;
+    use super::super::super::tests::{assert_epilogue_of, naive_conv, out_len, values};
+    use super::super::super::{Activation, Isa};
     use super::*;
 
     /// The lane kernel against the convolution's definition: channel counts around the sixteen lanes, maps
@@ -480,21 +401,8 @@ mod tests {
                                 .map(|v| unsafe { v.assume_init() })
                                 .collect();
                             let expected = naive_conv(&dense, 1, &weight, &g);
-                            for (i, (&a, &e)) in got.iter().zip(&expected).enumerate() {
-                                let c = i / plane_out.max(1);
-                                let e = e * epilogue.scale.as_ref().map_or(1.0, |s| s[c])
-                                    + epilogue.shift.as_ref().map_or(0.0, |s| s[c]);
-                                let e = match epilogue.activation {
-                                    Activation::Relu => e.max(0.0),
-                                    Activation::Relu6 => e.clamp(0.0, 6.0),
-                                    Activation::Silu => e / (1.0 + (-e).exp()),
-                                    _ => e,
-                                };
-                                assert!(
-                                    (a - e).abs() <= 1e-5 * (1.0 + e.abs()),
-                                    "{g:?} {epilogue:?} element {i}: {a} vs {e}"
-                                );
-                            }
+                            let shape = (channels, plane_out);
+                            assert_epilogue_of(&got, &expected, shape, &epilogue, &g);
                             checked += 1;
                         }
                     }
@@ -502,33 +410,5 @@ mod tests {
             }
         }
         assert!(checked > 500, "only {checked} geometries checked");
-    }
-
-    /// The 16 × 16 transpose on its own: lane `j` of register `i` goes to lane `i` of register `j`.
-    #[test]
-    fn transpose_swaps_registers_and_lanes() {
-        if !Isa::available().contains(&Isa::Avx512) {
-            return;
-        }
-        #[target_feature(enable = "avx512f")]
-        unsafe fn run() -> [[f32; LANES]; LANES] {
-            let rows: [[f32; LANES]; LANES] =
-                std::array::from_fn(|i| std::array::from_fn(|j| (i * LANES + j) as f32));
-            // SAFETY: sixteen values each.
-            let r = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(rows[i].as_ptr()) });
-            let mut out = [[0.0; LANES]; LANES];
-            for (o, v) in out.iter_mut().zip(transpose(r)) {
-                // SAFETY: sixteen values.
-                unsafe { _mm512_storeu_ps(o.as_mut_ptr(), v) };
-            }
-            out
-        }
-        // SAFETY: AVX-512 (checked above).
-        let out = unsafe { run() };
-        for (j, row) in out.iter().enumerate() {
-            for (i, &v) in row.iter().enumerate() {
-                assert_eq!(v, (i * LANES + j) as f32, "register {j} lane {i}");
-            }
-        }
     }
 }

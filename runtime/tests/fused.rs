@@ -454,3 +454,27 @@ fn conv_bn_act_rejects_bad_inputs_with_errors() {
     let y = conv_bn_act(&empty, &conv, None, true, false).unwrap();
     assert_eq!(y.dims(), [0, 4, 5, 5]);
 }
+
+/// Inputs without channels, or empty but padded maps, which the direct kernels for few taps leave to the
+/// product: a result (the bias, or candle's), not a panic. The shallow kernel took both and panicked (its
+/// taps table and band copy need at least one channel and value).
+#[test]
+fn conv_bn_act_of_empty_inputs_does_not_panic() {
+    let spec = Conv2dSpec {
+        pad: Pad2d::uniform(1),
+        ..Conv2dSpec::default()
+    };
+    let weight = Tensor::zeros((16, 0, 3, 3), DType::F32, &Device::Cpu).unwrap();
+    let bias = Tensor::ones(16, DType::F32, &Device::Cpu).unwrap();
+    let conv = Conv2d::new(weight, Some(bias), spec).unwrap();
+    let x = Tensor::zeros((1, 0, 8, 8), DType::F32, &Device::Cpu).unwrap();
+    let y = conv_bn_act(&x, &conv, None, false, false).unwrap();
+    assert_eq!(y.dims(), [1, 16, 8, 8]);
+    assert!(values(&y).iter().all(|&v| v == 1.0), "the bias alone");
+
+    let mut rng = Rng::new(10);
+    let conv = Conv2d::new(tensor(&mut rng, &[8, 3, 2, 2]), None, spec).unwrap();
+    let x = Tensor::zeros((1, 3, 0, 4), DType::F32, &Device::Cpu).unwrap();
+    // Whatever the layer makes of it (PyTorch refuses an empty map), it answers.
+    let _ = conv_bn_act(&x, &conv, None, true, false);
+}

@@ -50,16 +50,42 @@ fn per_channel(values: &Option<Vec<f32>>, default: f32, first: usize, mask: __mm
     }
 }
 
-/// The bounds of the activation's clamp, for ReLU and ReLU6 (applied to the vectors as they are stored); `None`
-/// for the others (applied to the output planes after).
-#[inline(always)]
-pub(crate) fn clamp(activation: Activation) -> Option<(__m512, __m512)> {
-    // SAFETY (of the intrinsics): only inlined into functions compiled for AVX-512F.
-    unsafe {
-        match activation {
-            Activation::Relu => Some((_mm512_setzero_ps(), _mm512_set1_ps(f32::INFINITY))),
-            Activation::Relu6 => Some((_mm512_setzero_ps(), _mm512_set1_ps(6.0))),
-            _ => None,
+/// The clamp of ReLU or ReLU6 applied to the vectors as they are stored (the other activations are applied
+/// to the output planes after: [`after`]). NaN stays NaN through ReLU6 and becomes 0 through ReLU, as in the
+/// product's epilogue and the element-wise kernels: `max` returns its second operand when either is NaN.
+#[derive(Clone, Copy)]
+pub(crate) enum Clamp {
+    None,
+    /// Zeros.
+    Relu(__m512),
+    /// Zeros and sixes.
+    Relu6(__m512, __m512),
+}
+
+impl Clamp {
+    /// The clamp of `activation`.
+    #[inline(always)]
+    pub(crate) fn of(activation: Activation) -> Clamp {
+        // SAFETY (of the intrinsics): only inlined into functions compiled for AVX-512F.
+        unsafe {
+            match activation {
+                Activation::Relu => Clamp::Relu(_mm512_setzero_ps()),
+                Activation::Relu6 => Clamp::Relu6(_mm512_setzero_ps(), _mm512_set1_ps(6.0)),
+                _ => Clamp::None,
+            }
+        }
+    }
+
+    /// `v` clamped.
+    #[inline(always)]
+    pub(crate) fn apply(self, v: __m512) -> __m512 {
+        // SAFETY (of the intrinsics): only inlined into functions compiled for AVX-512F.
+        unsafe {
+            match self {
+                Clamp::None => v,
+                Clamp::Relu(zero) => _mm512_max_ps(v, zero),
+                Clamp::Relu6(zero, six) => _mm512_min_ps(six, _mm512_max_ps(zero, v)),
+            }
         }
     }
 }
@@ -120,6 +146,46 @@ pub(crate) fn transpose(r: [__m512; LANES]) -> [__m512; LANES] {
 mod tests {
     use super::super::Isa;
     use super::*;
+
+    /// ReLU and ReLU6 as the other kernels compute them: NaN through ReLU6 stays NaN, through ReLU becomes 0.
+    #[test]
+    fn clamps_match_the_other_kernels_nan_included() {
+        if !Isa::available().contains(&Isa::Avx512) {
+            return;
+        }
+        #[target_feature(enable = "avx512f")]
+        unsafe fn run(activation: Activation, x: f32) -> f32 {
+            let mut out = [0.0; LANES];
+            let v = Clamp::of(activation).apply(_mm512_set1_ps(x));
+            // SAFETY: sixteen values.
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) };
+            out[0]
+        }
+        for (activation, x, expected) in [
+            (Activation::Relu, -1.5, 0.0),
+            (Activation::Relu, 7.0, 7.0),
+            (Activation::Relu, f32::NAN, 0.0),
+            (Activation::Relu6, -1.5, 0.0),
+            (Activation::Relu6, 7.0, 6.0),
+            (Activation::Relu6, 2.5, 2.5),
+            (Activation::Relu6, f32::NAN, f32::NAN),
+            (Activation::Identity, -1.5, -1.5),
+        ] {
+            // SAFETY: AVX-512 (checked above).
+            let got = unsafe { run(activation, x) };
+            let elementwise = {
+                let mut v = [x];
+                activation.apply(&mut v);
+                v[0]
+            };
+            assert_eq!(got.to_bits(), expected.to_bits(), "{activation:?}({x})");
+            assert_eq!(
+                got.to_bits(),
+                elementwise.to_bits(),
+                "{activation:?}({x}) against apply"
+            );
+        }
+    }
 
     /// The 16 × 16 transpose on its own: lane `j` of register `i` goes to lane `i` of register `j`.
     #[test]

@@ -36,10 +36,12 @@ thread_local! {
 }
 
 /// Whether [`conv2d_max_pooled`] computes a convolution of geometry `g` followed by a max pool of axes
-/// `rows` and `cols` over its output: one group, a window wider than one value (a pointwise convolution has no
-/// patches to build), and a pool the AVX-512 row kernel takes.
+/// `rows` and `cols` over its output: an input with channels and values, one group, a window wider than one
+/// value (a pointwise convolution has no patches to build), and a pool the AVX-512 row kernel takes.
 pub(crate) fn applies(g: &ConvGeometry, rows: &PoolAxis, cols: &PoolAxis) -> bool {
     Isa::has_avx512()
+        && g.c_in > 0
+        && g.h * g.w > 0
         && g.groups == 1
         && !g.is_pointwise()
         && (rows.len, cols.len) == g.out

@@ -33,11 +33,14 @@ const MAX_CHANNELS: usize = 4 * LANES;
 /// stay in the first-level cache.
 const BAND_ROWS: usize = 7;
 
-/// Whether [`conv2d`] computes a layer of geometry `g` with the loops for `isa`: a window wider than one value
-/// (a 1×1 convolution is a product without patches), one group, at most [`MAX_TAPS`] taps and
+/// Whether [`conv2d`] computes a layer of geometry `g` with the loops for `isa`: an input with channels and
+/// values (the product takes the others), a window wider than one value (a 1×1 convolution is a product
+/// without patches), one group, at most [`MAX_TAPS`] taps and
 /// [`MAX_CHANNELS`] output channels, on an AVX-512 CPU.
 pub(crate) fn applies(g: &ConvGeometry, isa: Isa) -> bool {
     isa == Isa::Avx512
+        && g.c_in > 0
+        && g.h * g.w > 0
         && g.kernel.0 * g.kernel.1 > 1
         && g.groups == 1
         && g.c_in * g.kernel.0 * g.kernel.1 <= MAX_TAPS
@@ -206,7 +209,7 @@ unsafe fn band_avx512(
         let first = (v * LANES).min(g.c_out);
         avx512::affine(epilogue, first, lane_mask(g.c_out - first))
     });
-    let clamp = avx512::clamp(epilogue.activation);
+    let clamp = avx512::Clamp::of(epilogue.activation);
     let row_sums = Row {
         band: band.as_ptr(),
         lanes: lanes.as_ptr().cast::<f32>(),
@@ -266,7 +269,7 @@ struct Row<'a> {
     /// Each register of channels' scale and shift.
     affine: [(__m512, __m512); MAX_CHANNELS / LANES],
     /// The clamp of ReLU or ReLU6, if the activation is one.
-    clamp: Option<(__m512, __m512)>,
+    clamp: avx512::Clamp,
 }
 
 impl Row<'_> {
@@ -295,9 +298,7 @@ impl Row<'_> {
                 for (v, &acc) in acc.iter().enumerate() {
                     let (scale, shift) = self.affine[v];
                     let mut y = _mm512_fmadd_ps(acc, scale, shift);
-                    if let Some((lo, hi)) = self.clamp {
-                        y = _mm512_min_ps(_mm512_max_ps(y, lo), hi);
-                    }
+                    y = self.clamp.apply(y);
                     _mm512_store_ps(at.add((u * V + v) * LANES), y);
                 }
             }
@@ -310,6 +311,27 @@ mod tests {
     use super::super::tests::{assert_epilogue_of, naive_conv, out_len, values};
     use super::super::Activation;
     use super::*;
+
+    /// Inputs without channels or values go to the product (the kernel's band copy and tap table need both).
+    #[test]
+    fn empty_inputs_are_left_to_the_product() {
+        let g = |c_in, h, w| ConvGeometry {
+            c_in,
+            h,
+            w,
+            c_out: 8,
+            kernel: (2, 2),
+            stride: (1, 1),
+            pad_before: (1, 1),
+            dilation: (1, 1),
+            groups: 1,
+            out: (h + 1, w + 1),
+        };
+        assert!(applies(&g(3, 4, 4), Isa::Avx512));
+        assert!(!applies(&g(0, 4, 4), Isa::Avx512));
+        assert!(!applies(&g(3, 0, 4), Isa::Avx512));
+        assert!(!applies(&g(3, 4, 0), Isa::Avx512));
+    }
 
     /// The kernel against the convolution's definition: one to four registers of output channels (and counts
     /// between), one to three input channels, windows up to 32 taps, strides, dilations, uneven paddings,

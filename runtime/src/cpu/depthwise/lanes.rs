@@ -235,7 +235,7 @@ unsafe fn block_avx512(
         taps: tap_lanes,
         offsets,
         affine: avx512::affine(epilogue, first, channel_mask),
-        clamp: avx512::clamp(epilogue.activation),
+        clamp: avx512::Clamp::of(epilogue.activation),
     };
     let output = output.as_mut_ptr().cast::<f32>();
     for (block, start) in starts.chunks_exact(BLOCK).enumerate() {
@@ -273,7 +273,7 @@ struct Sums<'a> {
     /// The epilogue's per-channel scale and shift.
     affine: (__m512, __m512),
     /// The clamp of ReLU or ReLU6, if the activation is one.
-    clamp: Option<(__m512, __m512)>,
+    clamp: avx512::Clamp,
 }
 
 impl Sums<'_> {
@@ -299,9 +299,7 @@ impl Sums<'_> {
             let (scale, shift) = self.affine;
             for (u, acc) in acc.into_iter().enumerate() {
                 let mut v = _mm512_fmadd_ps(acc, scale, shift);
-                if let Some((lo, hi)) = self.clamp {
-                    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-                }
+                v = self.clamp.apply(v);
                 _mm512_store_ps(output.add(u * LANES), v);
             }
         }

@@ -495,20 +495,30 @@ fn conv_group(
             PATCHES.set(buffer);
         }
     };
-    // A strided convolution's patches come from the input's phase planes, built once here for every block; the
-    // thread's buffer for them is taken only then, and put back after.
-    if Phased::applies(g) {
-        let mut buffer = PHASED.take();
-        products(&Patches::Phased(&Phased::build(
-            x_g,
-            g,
-            &mut buffer,
-            parallel,
-        )));
-        PHASED.set(buffer);
-    } else {
-        products(&Patches::Input(x_g));
+    with_patches(x_g, g, parallel, products);
+}
+
+/// Calls `f` with where the patches of one group's input `x_g` come from: the input itself, or for a strided
+/// convolution its phase planes, built once here for every block of columns (`parallel`: by the threads) in
+/// the thread's buffer for them, which is taken only then and put back after.
+fn with_patches<R>(
+    x_g: &[f32],
+    g: &ConvGeometry,
+    parallel: bool,
+    f: impl FnOnce(&Patches<'_>) -> R,
+) -> R {
+    if !Phased::applies(g) {
+        return f(&Patches::Input(x_g));
     }
+    let mut buffer = PHASED.take();
+    let out = f(&Patches::Phased(&Phased::build(
+        x_g,
+        g,
+        &mut buffer,
+        parallel,
+    )));
+    PHASED.set(buffer);
+    out
 }
 
 /// `dst [rows, columns] = w × patches [depth, columns]`, `w` being the `rows` rows of one or more packed
@@ -848,8 +858,8 @@ struct OutputRows {
     columns: usize,
 }
 
-// SAFETY: the tasks that share an `OutputRows` write disjoint columns (see `conv_group_by_columns` and
-// `separable::run`).
+// SAFETY: the tasks that share an `OutputRows` write disjoint columns (see `conv_group_by_columns`,
+// `separable::run`, `pooled::in_bands` and `shallow::conv2d`).
 unsafe impl Sync for OutputRows {}
 
 /// Writes columns `range` of the patch matrix (see [`im2col`]) as a `[in_g * kh * kw, range.len()]` matrix.
@@ -1217,8 +1227,9 @@ pub(crate) fn max_pool2d(x: &[f32], planes: usize, rows: &PoolAxis, cols: &PoolA
 }
 
 /// [`pool2d`] (the maxima of [`max_pool2d`], the sums of [`avg_pool2d`]: `R`) with AVX-512, where it takes
-/// the pool itself: an undilated window of column stride 1 or 2 over rows of at most [`MAX_ROW_VECTORS`] vectors (GoogLeNet's 3×3/1 branch pools and its 3×3/2 stage pools, ResNet's 3×3/2 after
-/// the stem, Inception's on maps up to 128 wide), a row at a time in registers: an output row's window rows are
+/// the pool itself: an undilated window of column stride 1 or 2 over rows of at most [`MAX_ROW_VECTORS`]
+/// vectors (GoogLeNet's 3×3/1 branch pools and its 3×3/2 stage pools, ResNet's 3×3/2 after the stem,
+/// Inception's on maps up to 128 wide), a row at a time in registers: an output row's window rows are
 /// combined down the columns, 16 values at a time; at stride 2 that row is split into its even and odd columns
 /// by lane permutes; then each window column's values are brought under their outputs by a lane permute (`-inf`
 /// coming in from past the row's ends, for the padding) and combined. The passes of [`pool2d`] went over whole
@@ -1329,7 +1340,7 @@ unsafe fn pool_plane_avx512<R: Reduce, const N: usize, const S: usize>(
     use std::arch::x86_64::*;
     // SAFETY: the CPU has AVX-512F (the caller's contract).
     let combine = |a: __m512, b: __m512| unsafe { R::vector(a, b) };
-    let lanes = |n: usize| if n >= 16 { u16::MAX } else { (1u16 << n) - 1 };
+    let lanes = avx512::lane_mask;
     // What the padding and the lanes past a row hold: nothing a window's value is changed by.
     let none = _mm512_set1_ps(R::IDENTITY);
     let (h, w, ow) = (rows.len, cols.len, cols.out);
@@ -1574,11 +1585,7 @@ unsafe fn deinterleave_avx512(src: &[f32], first: usize, even: &mut [f32], odd: 
                 _mm512_maskz_loadu_ps(inside(q + 16), padded.wrapping_add(q + 16)),
             )
         };
-        let keep = if n - t >= 16 {
-            u16::MAX
-        } else {
-            (1u16 << (n - t)) - 1
-        };
+        let keep = avx512::lane_mask(n - t);
         // SAFETY: the masked lanes are values `t..n` of `even` and `odd`.
         unsafe {
             _mm512_mask_storeu_ps(
@@ -1816,6 +1823,35 @@ mod tests {
                 (state % 2000) as f32 / 1000.0 - 1.0
             })
             .collect()
+    }
+
+    /// A convolution of `c_in` channels of `(h, w)` into `c_out` in `groups`, with `kernel`, `stride`, padding
+    /// `(top, bottom, left, right)` and `dilation`, its output size worked out as PyTorch does ([`out_len`]);
+    /// `None` where the dilated window is larger than the padded input.
+    pub(super) fn conv_geometry(
+        (c_in, h, w): (usize, usize, usize),
+        (c_out, groups): (usize, usize),
+        (kh, kw): (usize, usize),
+        stride: (usize, usize),
+        (pt, pb, pl, pr): (usize, usize, usize, usize),
+        dilation: (usize, usize),
+    ) -> Option<ConvGeometry> {
+        let (eh, ew) = ((kh - 1) * dilation.0 + 1, (kw - 1) * dilation.1 + 1);
+        (eh <= h + pt + pb && ew <= w + pl + pr).then(|| ConvGeometry {
+            c_in,
+            h,
+            w,
+            c_out,
+            kernel: (kh, kw),
+            stride,
+            pad_before: (pt, pl),
+            dilation,
+            groups,
+            out: (
+                out_len(h, kh, stride.0, (pt, pb), dilation.0),
+                out_len(w, kw, stride.1, (pl, pr), dilation.1),
+            ),
+        })
     }
 
     pub(super) fn out_len(len: usize, k: usize, s: usize, p: (usize, usize), d: usize) -> usize {

@@ -867,7 +867,7 @@ mod simd {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{assert_epilogue_of, naive_conv, out_len, values};
+    use super::super::tests::{assert_epilogue_of, conv_geometry, naive_conv, values};
     use super::*;
 
     /// Every instruction set and tiling against the convolution's definition, over strides, paddings (asymmetric too,
@@ -900,26 +900,16 @@ mod tests {
                             for (c_in, multiplier, h, w) in
                                 [(3, 1, 7, 9), (2, 2, 2, 3), (4, 3, 1, 1)]
                             {
-                                let eh = (kh - 1) * dilation.0 + 1;
-                                let ew = (kw - 1) * dilation.1 + 1;
-                                if eh > h + pt + pb || ew > w + pl + pr {
-                                    continue;
-                                }
                                 let c_out = c_in * multiplier;
-                                let g = ConvGeometry {
-                                    c_in,
-                                    h,
-                                    w,
-                                    c_out,
-                                    kernel: (kh, kw),
+                                let Some(g) = conv_geometry(
+                                    (c_in, h, w),
+                                    (c_out, c_in),
+                                    (kh, kw),
                                     stride,
-                                    pad_before: (pt, pl),
+                                    (pt, pb, pl, pr),
                                     dilation,
-                                    groups: c_in,
-                                    out: (
-                                        out_len(h, kh, stride.0, (pt, pb), dilation.0),
-                                        out_len(w, kw, stride.1, (pl, pr), dilation.1),
-                                    ),
+                                ) else {
+                                    continue;
                                 };
                                 let Some(method) = test_method(isa, tiling, &g) else {
                                     continue;

@@ -22,8 +22,8 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::{
-    im2col_columns, keep_overlap, pool_plane, pool_rows_fit, scratch, ConvGeometry, Epilogue,
-    Fresh, Isa, Max, OutputRows, PackedWeights, Patches, Phased, PoolAxis, PATCHES, PHASED,
+    even_blocks, im2col_columns, keep_overlap, pool_plane, pool_rows_fit, scratch, with_patches,
+    ConvGeometry, Epilogue, Fresh, Isa, Max, OutputRows, PackedWeights, Patches, PoolAxis, PATCHES,
 };
 
 /// Values of convolution output a band holds at most: 256 KiB, a quarter of a core's second-level cache,
@@ -128,25 +128,13 @@ fn in_bands(
             );
             BAND.set(band);
         };
-        let run = |source: &Patches<'_>| {
+        with_patches(x, g, parallel, |source| {
             if parallel {
                 (0..parts).into_par_iter().for_each(|p| part(source, p));
             } else {
                 (0..parts).for_each(|p| part(source, p));
             }
-        };
-        if Phased::applies(g) {
-            let mut buffer = PHASED.take();
-            run(&Patches::Phased(&Phased::build(
-                x,
-                g,
-                &mut buffer,
-                parallel,
-            )));
-            PHASED.set(buffer);
-        } else {
-            run(&Patches::Input(x));
-        }
+        });
     };
     if parts == 1 && threads > 1 {
         (0..batch).into_par_iter().for_each(|n| image(n, false));
@@ -198,12 +186,8 @@ fn bands(
         // product's 16 lanes (a ragged last block costs the product a pass over all the weights for a few
         // columns).
         let new = kept.end * ow..conv_rows.end * ow;
-        let widest = (super::BLOCK_VALUES / g.depth().max(1)).max(16);
-        let block = new
-            .len()
-            .div_ceil(new.len().div_ceil(widest).max(1))
-            .next_multiple_of(16)
-            .max(16);
+        let widest = (super::BLOCK_VALUES / g.depth().max(1) / 16 * 16).max(16);
+        let block = even_blocks(new.len().max(1), widest, 1);
         let mut patches = PATCHES.take();
         for start in new.clone().step_by(block) {
             let columns = start..(start + block).min(new.end);
@@ -237,13 +221,12 @@ fn bands(
             pool_rows_fit(&band_axis, cols),
             "a band's pool the row kernel does not take: {band_axis:?}"
         );
-        let plane_out = rows.out * cols.out;
         for (c, src) in band.chunks_exact(plane).enumerate() {
             let src = &src[..conv_rows.len() * ow];
             // SAFETY: the CPU has AVX-512F and the axes fit (`applies`, asserted above); rows `band_pooled` of
             // channel `c`'s output plane are inside the image's output and written by this band alone.
             unsafe {
-                let dst = out.ptr.add(c * plane_out + band_pooled.start * cols.out);
+                let dst = out.ptr.add(c * out.columns + band_pooled.start * cols.out);
                 pool_plane::<Max>(src, &band_axis, cols, dst);
             }
         }

@@ -20,7 +20,7 @@ use std::cell::Cell;
 use rayon::prelude::*;
 
 use super::avx512::{self, lane_mask, transpose, Lanes, LANES};
-use super::{ConvGeometry, Epilogue, Fresh, Isa};
+use super::{ConvGeometry, Epilogue, Fresh, Isa, OutputRows};
 
 /// The most taps (`c_in * kh * kw`) the kernel takes: past that the product's per-tile work is small beside
 /// the arithmetic. ResNet-50's 7×7 stem (147 taps, 64 channels) took 2.37 ms here against 1.34 by the product.
@@ -93,15 +93,19 @@ pub(crate) fn conv2d(
     let lanes = tap_lanes(weight, g);
     // Tasks: bands of output rows of each image, a thread's share of an image's rows being consecutive bands.
     let bands = oh.div_ceil(BAND_ROWS);
-    let out_ptr = OutPtr(out.values().as_mut_ptr().cast::<f32>());
+    let output = OutputRows {
+        ptr: out.values().as_mut_ptr().cast::<f32>(),
+        columns: plane_out,
+    };
     let task = |task: usize| {
         let (n, band) = (task / bands, task % bands);
         let rows = band * BAND_ROWS..((band + 1) * BAND_ROWS).min(oh);
         let image = &x[n * image_stride..][..image_in];
         let mut buffers = BUFFERS.take();
-        let out_ptr = &out_ptr;
+        // The whole of `output` (a closure would capture its pointer field alone, which is not `Sync`).
+        let output = &output;
         // SAFETY: image `n`'s output lies inside `out`; this task writes the columns of its own rows only.
-        let dst = unsafe { out_ptr.0.add(n * g.c_out * plane_out) };
+        let dst = unsafe { output.ptr.add(n * g.c_out * plane_out) };
         // SAFETY: `applies` (asserted above) holds only on an AVX-512 CPU; `dst` is the image's output, whose
         // rows `rows` this task alone writes.
         unsafe { band_avx512(image, &lanes, g, epilogue, rows.clone(), &mut buffers, dst) };
@@ -128,12 +132,6 @@ pub(crate) fn conv2d(
     // SAFETY: the bands of every image cover its rows `0..oh`, each writing every channel's columns of them.
     unsafe { out.assume_written() }
 }
-
-/// The output pointer, shared by the tasks that write disjoint rows of it.
-struct OutPtr(*mut f32);
-
-// SAFETY: the tasks write disjoint parts of the output (see `conv2d`).
-unsafe impl Sync for OutPtr {}
 
 /// Each tap's weights of every output channel, `[tap][c_out rounded up to 16]`, zeros past `c_out`.
 fn tap_lanes(weight: &[f32], g: &ConvGeometry) -> Vec<Lanes> {
@@ -198,12 +196,11 @@ unsafe fn band_avx512(
         *offset = c * plane + i * dh * cols + j * dw;
     }
     let vectors = g.c_out.div_ceil(LANES);
+    // A row's blocks of positions, and `LANES` positions to spare for the transposes' reads.
+    let needed = (ow.next_multiple_of(BLOCK) + LANES) * vectors;
     let sums = &mut buffers.sums;
-    if sums.len() < ow.next_multiple_of(BLOCK) * vectors + LANES * vectors {
-        sums.resize(
-            ow.next_multiple_of(BLOCK) * vectors + LANES * vectors,
-            Lanes::default(),
-        );
+    if sums.len() < needed {
+        sums.resize(needed, Lanes::default());
     }
     let affine: [(__m512, __m512); MAX_CHANNELS / LANES] = std::array::from_fn(|v| {
         let first = (v * LANES).min(g.c_out);
@@ -236,7 +233,7 @@ unsafe fn band_avx512(
         // 3. The row's sums transposed into the output planes; the last rows of a transpose read spare sums,
         // which the stores' mask drops.
         for x0 in (0..ow).step_by(LANES) {
-            let mask = lane_mask((ow - x0).min(LANES));
+            let mask = lane_mask(ow - x0);
             for v in 0..vectors {
                 let r: [__m512; LANES] = std::array::from_fn(|j| {
                     // SAFETY: position `x0 + j < ow + LANES`, inside `sums`; aligned.
@@ -297,8 +294,7 @@ impl Row<'_> {
             for (u, acc) in acc.iter().enumerate() {
                 for (v, &acc) in acc.iter().enumerate() {
                     let (scale, shift) = self.affine[v];
-                    let mut y = _mm512_fmadd_ps(acc, scale, shift);
-                    y = self.clamp.apply(y);
+                    let y = self.clamp.apply(_mm512_fmadd_ps(acc, scale, shift));
                     _mm512_store_ps(at.add((u * V + v) * LANES), y);
                 }
             }
@@ -308,7 +304,7 @@ impl Row<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{assert_epilogue_of, naive_conv, out_len, values};
+    use super::super::tests::{assert_epilogue_of, conv_geometry, naive_conv, values};
     use super::super::Activation;
     use super::*;
 
@@ -357,25 +353,15 @@ mod tests {
                             [((2, 2), (1, 1)), ((1, 1), (1, 1)), ((1, 3), (2, 2))]
                         {
                             for (pt, pb, pl, pr) in [(1, 1, 1, 1), (0, 0, 0, 0), (2, 0, 0, 3)] {
-                                let (eh, ew) =
-                                    ((kh - 1) * dilation.0 + 1, (kw - 1) * dilation.1 + 1);
-                                if eh > h + pt + pb || ew > w + pl + pr {
-                                    continue;
-                                }
-                                let g = ConvGeometry {
-                                    c_in,
-                                    h,
-                                    w,
-                                    c_out,
-                                    kernel: (kh, kw),
+                                let Some(g) = conv_geometry(
+                                    (c_in, h, w),
+                                    (c_out, 1),
+                                    (kh, kw),
                                     stride,
-                                    pad_before: (pt, pl),
+                                    (pt, pb, pl, pr),
                                     dilation,
-                                    groups: 1,
-                                    out: (
-                                        out_len(h, kh, stride.0, (pt, pb), dilation.0),
-                                        out_len(w, kw, stride.1, (pl, pr), dilation.1),
-                                    ),
+                                ) else {
+                                    continue;
                                 };
                                 let batch = 2;
                                 let image_stride = c_in * h * w + 5;

@@ -9,8 +9,8 @@
 //!    `[row][column][16 channels]` with the padding already around it: the padding's zeros are written when
 //!    the buffer is first used for a layer and never overwritten, as only the input's own positions are.
 //! 2. Each output position is the sum over the window's taps of one vector of that buffer times the tap's
-//!    sixteen weights, eight positions of a row at a time (their sums held in registers), then the folded batch
-//!    norm and a clamp applied to the vector. Stride, padding and dilation only change which vector a tap
+//!    sixteen weights, eight positions at a time in row-major order (their sums held in registers), then the
+//!    folded batch norm and a clamp applied to the vector. Stride, padding and dilation only change which vector a tap
 //!    reads: there are no phases.
 //! 3. The sums, `[position][16 channels]`, are transposed back into the sixteen output planes.
 //!
@@ -22,9 +22,10 @@ use std::mem::MaybeUninit;
 use super::super::avx512::{self, Lanes, LANES};
 use super::super::{written, ConvGeometry, Epilogue};
 
-/// The most values of the padded input map the kernel takes (a 58 × 58 map, MobileNet-V2's 56×56 layers with
-/// their padding): its buffer, sixteen channels deep, and the sums' then fill 430 KB, half a core's L2. Past
-/// that the plane kernel's phase planes are the better fit.
+/// The most values of the padded input map the kernel takes (64 × 64: MobileNet-V2's 56×56 layers with their
+/// padding, and the bands of its 112-wide maps): its buffer, sixteen channels deep, and the sums' then fill at
+/// most 512 KiB, half a core's L2. On whole 112×112 maps the lanes lost at stride 1 (32 channels: 0.160 against
+/// 0.146 ms by planes) and won at stride 2 (96 channels: 0.187 against 0.245); kept to one bound.
 const MAX_POSITIONS: usize = 64 * 64;
 
 /// Output positions whose sums are kept in registers together: eight independent chains of multiply-adds
@@ -187,7 +188,7 @@ unsafe fn block_avx512(
     // Channel `c`'s lanes load from its plane; the others load nothing (an all-zero mask reads no memory, so
     // their address is never used).
     let plane = |c: usize| x.as_ptr().wrapping_add((first + c) * plane_stride);
-    let lane_mask = |c: usize, mask: __mmask16| if c < channels { mask } else { 0 };
+    let channel_lanes = |c: usize, mask: __mmask16| if c < channels { mask } else { 0 };
 
     // 1. The input planes, transposed into the padded buffer: input row `y` is buffer row `y + pad_top`. A
     // row's last columns' transpose also yields zero vectors for the positions after them, stored too: those
@@ -203,7 +204,10 @@ unsafe fn block_avx512(
                 // SAFETY: columns `x0..x0 + count` of row `y < h` of plane `first + c`, inside `x` (asserted in
                 // `block`); the other lanes, and all of them past `channels`, are not read.
                 unsafe {
-                    _mm512_maskz_loadu_ps(lane_mask(c, mask), plane(c).wrapping_add(y * g.w + x0))
+                    _mm512_maskz_loadu_ps(
+                        channel_lanes(c, mask),
+                        plane(c).wrapping_add(y * g.w + x0),
+                    )
                 }
             });
             let row = (y + pt) * cols + pl + x0;
@@ -223,7 +227,7 @@ unsafe fn block_avx512(
             let at = weight.as_ptr().wrapping_add((first + c) * taps + t0);
             // SAFETY: taps `t0..t0 + count` of channel `first + c < first + channels`, inside `weight`
             // (asserted in `block`).
-            unsafe { _mm512_maskz_loadu_ps(lane_mask(c, mask), at) }
+            unsafe { _mm512_maskz_loadu_ps(channel_lanes(c, mask), at) }
         });
         for (j, v) in avx512::transpose(r).into_iter().enumerate() {
             // SAFETY: `t0 + j < taps + LANES`, the buffer's length; aligned.
@@ -257,7 +261,7 @@ unsafe fn block_avx512(
             let at = dst.wrapping_add(c * positions + p0);
             // SAFETY: for `c < channels`, `c * positions + p0 + count <= channels * positions <= dst.len()`
             // (asserted in `block`); past `channels` the mask stores nothing.
-            unsafe { _mm512_mask_storeu_ps(at, lane_mask(c, mask), v) };
+            unsafe { _mm512_mask_storeu_ps(at, channel_lanes(c, mask), v) };
         }
     }
 }
@@ -298,8 +302,7 @@ impl Sums<'_> {
             }
             let (scale, shift) = self.affine;
             for (u, acc) in acc.into_iter().enumerate() {
-                let mut v = _mm512_fmadd_ps(acc, scale, shift);
-                v = self.clamp.apply(v);
+                let v = self.clamp.apply(_mm512_fmadd_ps(acc, scale, shift));
                 _mm512_store_ps(output.add(u * LANES), v);
             }
         }
@@ -308,7 +311,7 @@ impl Sums<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::tests::{assert_epilogue_of, naive_conv, out_len, values};
+    use super::super::super::tests::{assert_epilogue_of, conv_geometry, naive_conv, values};
     use super::super::super::{Activation, Isa};
     use super::*;
 
@@ -336,24 +339,15 @@ mod tests {
                         for (pt, pb, pl, pr) in
                             [(0, 0, 0, 0), (1, 1, 1, 1), (2, 2, 2, 2), (0, 1, 3, 0)]
                         {
-                            let (eh, ew) = ((kh - 1) * dilation.0 + 1, (kw - 1) * dilation.1 + 1);
-                            if eh > h + pt + pb || ew > w + pl + pr {
-                                continue;
-                            }
-                            let g = ConvGeometry {
-                                c_in: channels,
-                                h,
-                                w,
-                                c_out: channels,
-                                kernel: (kh, kw),
+                            let Some(g) = conv_geometry(
+                                (channels, h, w),
+                                (channels, channels),
+                                (kh, kw),
                                 stride,
-                                pad_before: (pt, pl),
+                                (pt, pb, pl, pr),
                                 dilation,
-                                groups: channels,
-                                out: (
-                                    out_len(h, kh, stride.0, (pt, pb), dilation.0),
-                                    out_len(w, kw, stride.1, (pl, pr), dilation.1),
-                                ),
+                            ) else {
+                                continue;
                             };
                             assert!(applies(&g));
                             // Planes three values further apart than their size, as in a band.

@@ -19,7 +19,7 @@ pub(crate) fn choose(geometry: &ConvGeometry) -> Option<Tile> {
 }
 
 /// `conv`'s output on `x` by Winograd with `tile`, `epilogue` applied; the CPU kernels must apply
-/// ([`conv_kernels_apply`]) and so must Winograd (a 3×3, stride-1, undilated, ungrouped convolution). The
+/// ([`conv_kernels_apply`]) and `tile` must fit the convolution ([`Tile::fits`]). The
 /// transformed filters are taken from the layer, prepared there on first use.
 pub(crate) fn run(
     x: &Tensor,
@@ -54,7 +54,8 @@ pub(crate) fn run(
 /// The transformed filters are prepared in `conv` on first use and kept, as in a plan.
 ///
 /// An error unless the CPU kernels apply (a CPU `f32` input and weight, no gradient wanted) and the convolution
-/// is 3×3 with stride 1, dilation 1 and one group.
+/// has the tile's kernel (3×3 for [`Tile::F2`] and [`Tile::F4`], 5×5 for [`Tile::F2K5`]), stride 1, dilation 1
+/// and one group.
 pub fn conv_bn_act_winograd(
     x: &Tensor,
     conv: &Conv2d,
@@ -68,10 +69,11 @@ pub fn conv_bn_act_winograd(
         ));
     }
     let geometry = conv_geometry(x, conv)?;
-    if !cpu::winograd::applies(&geometry) {
+    if !tile.fits(&geometry) {
+        let r = tile.kernel();
         return Err(crate::error(format!(
-            "Winograd convolution needs a 3x3 kernel, stride 1, dilation 1 and one group, found kernel {:?}, \
-             stride {:?}, dilation {:?}, {} groups",
+            "Winograd convolution {tile:?} needs a {r}x{r} kernel, stride 1, dilation 1 and one group, found \
+             kernel {:?}, stride {:?}, dilation {:?}, {} groups",
             geometry.kernel, geometry.stride, geometry.dilation, geometry.groups
         )));
     }

@@ -1,14 +1,15 @@
-//! Winograd convolutions (`archc_runtime::winograd`): both tiles against the direct CPU kernel and against
+//! Winograd convolutions (`archc_runtime::winograd`): every tile against the direct CPU kernel and against
 //! candle's own `conv2d` with the batch norm and ReLU as candle layers, over small versions of the zoo's 3×3
-//! stride-1 layers; and the transformed filters each layer prepares once: made on first use, kept per layer,
-//! dropped by `forget_prepared`, the same results warm or cold.
+//! and 5×5 stride-1 layers; and the transformed filters each layer prepares once: made on first use, kept per
+//! layer, dropped by `forget_prepared`, the same results warm or cold.
 //!
 //! Bounds, on `max |a - b| / max(1, max |b|)` (`tests/support/compare.rs`): 1e-5 for F(2×2, 3×3), whose
 //! transforms only add and halve. 5e-5 for F(4×4, 3×3): its transforms multiply by up to 8 (`Aᵀ`) and 5
 //! (`Bᵀ`) and its filter transform by 1/24, so each output sums products that are each rounded at a larger
 //! scale than the output; over the zoo's layer sizes (`bench/RESULTS.md`, *Winograd*) its error runs 5-15x
 //! F(2×2)'s, about 1e-5 at 512 channels, and 5e-5 leaves room under the 1e-4 that whole networks are held to
-//! against PyTorch.
+//! against PyTorch. 5e-5 for F(2×2, 5×5) too: the same `Bᵀ` (up to 5), a filter transform up to 2/3 and an
+//! `Aᵀ` up to 2.
 
 mod common;
 #[path = "../../tests/support/compare.rs"]
@@ -24,19 +25,26 @@ use compare::relative_error;
 
 const F2_TOLERANCE: f32 = 1e-5;
 const F4_TOLERANCE: f32 = 5e-5;
+const F2K5_TOLERANCE: f32 = 5e-5;
 
 fn tolerance(tile: Tile) -> f32 {
     match tile {
         Tile::F2 => F2_TOLERANCE,
         Tile::F4 => F4_TOLERANCE,
+        Tile::F2K5 => F2K5_TOLERANCE,
     }
 }
 
 /// A 3×3 convolution with `pad` on every side, weights scaled as Kaiming's `sqrt(2 / fan_in)` would (so
 /// outputs stay of order 1 whatever the channel count), with or without a bias.
 fn conv3x3(rng: &mut Rng, c_in: usize, c_out: usize, pad: usize, bias: bool) -> Conv2d {
-    let scale = (2.0 / (9 * c_in) as f64).sqrt();
-    let weight = tensor(rng, &[c_out, c_in, 3, 3])
+    conv(rng, 3, c_in, c_out, pad, bias)
+}
+
+/// [`conv3x3`] with an `r × r` kernel.
+fn conv(rng: &mut Rng, r: usize, c_in: usize, c_out: usize, pad: usize, bias: bool) -> Conv2d {
+    let scale = (2.0 / (r * r * c_in) as f64).sqrt();
+    let weight = tensor(rng, &[c_out, c_in, r, r])
         .affine(scale * 3f64.sqrt(), 0.0)
         .unwrap();
     let bias = bias.then(|| tensor(rng, &[c_out]));
@@ -90,28 +98,21 @@ fn run(plan: &Plan, x: &Tensor, layer: &Layer) -> Tensor {
     plan.run(x, false, layer).unwrap().expect("a CPU f32 input")
 }
 
-#[test]
-fn both_tiles_match_the_direct_kernel_and_candle_on_zoo_shapes() {
-    // (c_in, c_out): the zoo's 3×3 stride-1 layers at small widths — GoogLeNet's branch2/branch3 (96 -> 128,
-    // 16 -> 32, 24 -> 64, 48 -> 128 at full width), ResNet's 64 -> 64, Inception-v3's 48 -> 64 and 64 -> 96
-    // — and the smallest (one channel, an image's first layer with three).
-    let channels = [
-        (1, 1),
-        (3, 8),
-        (12, 16),
-        (16, 32),
-        (24, 64),
-        (48, 64),
-        (64, 64),
-        (64, 96),
-    ];
-    let mut rng = Rng::new(13);
-    let mut worst = [0f32; 2];
+/// Every tile in `tiles` against the direct kernel and candle for `r × r` convolutions of each `(c_in, c_out)`
+/// in `channels`, on maps of 1×1, 5×7 and 13×13 with every padding up to `r - 1`, a bias alone, a batch norm
+/// and ReLU, or nothing after it, at batch 1 and 3. Returns how many cases ran and each tile's largest error.
+fn tiles_match_the_direct_kernel_and_candle(
+    rng: &mut Rng,
+    r: usize,
+    channels: &[(usize, usize)],
+    tiles: &[Tile],
+) -> (usize, Vec<f32>) {
+    let mut worst = vec![0f32; tiles.len()];
     let mut checked = 0;
-    for (c_in, c_out) in channels {
+    for &(c_in, c_out) in channels {
         for (h, w) in [(1, 1), (5, 7), (13, 13)] {
-            for pad in [0, 1, 2] {
-                if h + 2 * pad < 3 || w + 2 * pad < 3 {
+            for pad in 0..r {
+                if h + 2 * pad < r || w + 2 * pad < r {
                     continue;
                 }
                 // A bias alone; batch norm and ReLU (the zoo's conv -> bn -> relu); nothing after it.
@@ -121,19 +122,19 @@ fn both_tiles_match_the_direct_kernel_and_candle_on_zoo_shapes() {
                     (false, false, false),
                 ] {
                     let layer = Layer {
-                        conv: conv3x3(&mut rng, c_in, c_out, pad, bias),
-                        bn: bn.then(|| batch_norm(&mut rng, c_out, true, 1e-5)),
+                        conv: conv(rng, r, c_in, c_out, pad, bias),
+                        bn: bn.then(|| batch_norm(rng, c_out, true, 1e-5)),
                         relu,
                     };
                     for batch in [1, 3] {
-                        let x = tensor(&mut rng, &[batch, c_in, h, w]);
+                        let x = tensor(rng, &[batch, c_in, h, w]);
                         let want_direct = run(&direct(), &x, &layer);
                         let want_candle = run(&candle(), &x, &layer);
-                        for (i, tile) in [Tile::F2, Tile::F4].into_iter().enumerate() {
+                        for (i, &tile) in tiles.iter().enumerate() {
                             let got = layer.winograd(&x, tile);
                             let what = format!(
-                                "{tile:?} {c_in} -> {c_out}, {h}x{w}, pad {pad}, bias {bias}, bn {bn}, \
-                                 relu {relu}, batch {batch}"
+                                "{tile:?} {r}x{r} {c_in} -> {c_out}, {h}x{w}, pad {pad}, bias {bias}, \
+                                 bn {bn}, relu {relu}, batch {batch}"
                             );
                             for (against, want) in
                                 [("direct", &want_direct), ("candle", &want_candle)]
@@ -152,11 +153,69 @@ fn both_tiles_match_the_direct_kernel_and_candle_on_zoo_shapes() {
             }
         }
     }
+    (checked, worst)
+}
+
+#[test]
+fn both_3x3_tiles_match_the_direct_kernel_and_candle_on_zoo_shapes() {
+    // (c_in, c_out): the zoo's 3×3 stride-1 layers at small widths — GoogLeNet's branch2/branch3 (96 -> 128,
+    // 16 -> 32, 24 -> 64, 48 -> 128 at full width), ResNet's 64 -> 64, Inception-v3's 48 -> 64 and 64 -> 96
+    // — and the smallest (one channel, an image's first layer with three).
+    let channels = [
+        (1, 1),
+        (3, 8),
+        (12, 16),
+        (16, 32),
+        (24, 64),
+        (48, 64),
+        (64, 64),
+        (64, 96),
+    ];
+    let (checked, worst) = tiles_match_the_direct_kernel_and_candle(
+        &mut Rng::new(13),
+        3,
+        &channels,
+        &[Tile::F2, Tile::F4],
+    );
     eprintln!(
         "{checked} cases; largest relative error F(2x2, 3x3) {:.2e}, F(4x4, 3x3) {:.2e}",
         worst[0], worst[1]
     );
     assert!(checked > 500, "only {checked} cases checked");
+}
+
+#[test]
+fn the_5x5_tile_matches_the_direct_kernel_and_candle_on_zoo_shapes() {
+    // Inception-v3's 5×5 layers (48 -> 64 on 35×35), the paper GoogLeNet's (16 -> 32, 32 -> 96, 48 -> 128
+    // at full width), and the smallest.
+    let channels = [(1, 1), (3, 8), (16, 32), (32, 96), (48, 64)];
+    let (checked, worst) =
+        tiles_match_the_direct_kernel_and_candle(&mut Rng::new(20), 5, &channels, &[Tile::F2K5]);
+    eprintln!(
+        "{checked} cases; largest relative error F(2x2, 5x5) {:.2e}",
+        worst[0]
+    );
+    assert!(checked > 150, "only {checked} cases checked");
+}
+
+#[test]
+fn a_tile_runs_only_the_kernel_it_is_for() {
+    let mut rng = Rng::new(21);
+    let x = tensor(&mut rng, &[1, 8, 9, 9]);
+    for (r, tiles) in [(3, [Tile::F2K5]), (5, [Tile::F2]), (5, [Tile::F4])] {
+        let layer = Layer {
+            conv: conv(&mut rng, r, 8, 8, r / 2, false),
+            bn: None,
+            relu: false,
+        };
+        let err = conv_bn_act_winograd(&x, &layer.conv, None, false, tiles[0]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("needs a {0}x{0} kernel", tiles[0].kernel())),
+            "{r}x{r} with {:?}: {err}",
+            tiles[0]
+        );
+    }
 }
 
 #[test]
@@ -237,6 +296,26 @@ fn a_plan_takes_winograd_only_where_it_is_on_and_chosen() {
     };
     run(&Plan::default(), &x, &strided);
     assert_eq!(strided.conv.prepared(), [Prepared::Packed]);
+    // 5×5: F(2×2, 5×5) from 24 channels, the direct kernel below.
+    let x = tensor(&mut rng, &[1, 48, 17, 17]);
+    let five = Layer {
+        conv: conv(&mut rng, 5, 48, 64, 2, false),
+        bn: Some(batch_norm(&mut rng, 64, true, 1e-5)),
+        relu: true,
+    };
+    let want = run(&direct(), &x, &five);
+    five.conv.forget_prepared();
+    let error = relative_error(&run(&Plan::default(), &x, &five), &want);
+    assert!(error <= F2K5_TOLERANCE, "relative error {error}");
+    assert_eq!(five.conv.prepared(), [Prepared::Winograd(Tile::F2K5)]);
+    let x = tensor(&mut rng, &[1, 16, 17, 17]);
+    let narrow_five = Layer {
+        conv: conv(&mut rng, 5, 16, 32, 2, false),
+        bn: None,
+        relu: false,
+    };
+    run(&Plan::default(), &x, &narrow_five);
+    assert_eq!(narrow_five.conv.prepared(), [Prepared::Packed]);
 }
 
 #[test]

@@ -1,13 +1,14 @@
-//! Winograd convolution F(m×m, 3×3) for 3×3, stride-1, undilated, ungrouped convolutions: the layers that hold
-//! most of the multiply-adds of GoogLeNet, ResNet and Inception-v3.
+//! Winograd convolution F(m×m, r×r) for 3×3 and 5×5, stride-1, undilated, ungrouped convolutions: the layers
+//! that hold most of the multiply-adds of GoogLeNet, ResNet and Inception-v3.
 //!
-//! The output is cut into `m × m` tiles, each computed from the `α × α` input patch under it (`α = m + 2`) as
-//! `Y = Aᵀ [ U ⊙ V ] A` with `V = Bᵀ d B` (the input transform) and `U = G g Gᵀ` (the filter transform, done
-//! once per layer, see [`transform_filters`]). Summed over input channels, the element-wise products become
-//! `α²` independent matrix products, `M_ξ [out, tiles] = U_ξ [out, in] × V_ξ [in, tiles]`, which take
-//! `α² / m²` multiply-adds per output and input channel instead of 9: 4 for F(2×2, 3×3) ([`Tile::F2`], 2.25×
-//! fewer), 2.25 for F(4×4, 3×3) ([`Tile::F4`], 4× fewer, with larger rounding errors: its transforms multiply
-//! by up to 8 and 5).
+//! The output is cut into `m × m` tiles, each computed from the `α × α` input patch under it (`α = m + r - 1`)
+//! as `Y = Aᵀ [ U ⊙ V ] A` with `V = Bᵀ d B` (the input transform) and `U = G g Gᵀ` (the filter transform,
+//! done once per layer, see [`transform_filters`]). Summed over input channels, the element-wise products
+//! become `α²` independent matrix products, `M_ξ [out, tiles] = U_ξ [out, in] × V_ξ [in, tiles]`, which take
+//! `α² / m²` multiply-adds per output and input channel instead of `r²`: for 3×3, 4 with F(2×2, 3×3)
+//! ([`Tile::F2`], 2.25× fewer) and 2.25 with F(4×4, 3×3) ([`Tile::F4`], 4× fewer, with larger rounding errors:
+//! its transforms multiply by up to 8 and 5); for 5×5, 9 with F(2×2, 5×5) ([`Tile::F2K5`], 2.78× fewer), whose
+//! patches, interpolation points and so input transform are F(4×4, 3×3)'s.
 //!
 //! One image runs in blocks of tiles (numbered row by row; a block may start and end mid-row), so that the
 //! transformed input of a block, all its channels, stays in the core's cache between its transform and the
@@ -37,27 +38,43 @@ use rayon::prelude::*;
 use super::Isa;
 use super::{gemm, valid_range, ConvGeometry, Epilogue};
 
-/// The output tile of a Winograd convolution.
+/// The output tile of a Winograd convolution, and the kernel it is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tile {
-    /// F(2×2, 3×3): 4×4 input patches, 16 products, 4 multiply-adds per output and input channel.
+    /// F(2×2, 3×3): 4×4 input patches, 16 products, 4 multiply-adds per output and input channel (9 direct).
     F2,
-    /// F(4×4, 3×3): 6×6 input patches, 36 products, 2.25 multiply-adds per output and input channel.
+    /// F(4×4, 3×3): 6×6 input patches, 36 products, 2.25 multiply-adds per output and input channel (9 direct).
     F4,
+    /// F(2×2, 5×5): 6×6 input patches, 36 products, 9 multiply-adds per output and input channel (25 direct).
+    F2K5,
 }
 
 impl Tile {
     /// The output tile's side, `m`.
     pub fn m(self) -> usize {
         match self {
-            Tile::F2 => 2,
+            Tile::F2 | Tile::F2K5 => 2,
             Tile::F4 => 4,
         }
     }
 
-    /// The input patch's side, `α = m + 2`.
+    /// The side of the (square) kernel the tile is for, `r`.
+    pub fn kernel(self) -> usize {
+        match self {
+            Tile::F2 | Tile::F4 => 3,
+            Tile::F2K5 => 5,
+        }
+    }
+
+    /// The input patch's side, `α = m + r - 1`.
     pub fn alpha(self) -> usize {
-        self.m() + 2
+        self.m() + self.kernel() - 1
+    }
+
+    /// Whether this tile computes a convolution of geometry `g`: one that Winograd [`applies`] to, with the
+    /// tile's kernel.
+    pub(crate) fn fits(self, g: &ConvGeometry) -> bool {
+        applies(g) && g.kernel == (self.kernel(), self.kernel())
     }
 }
 
@@ -67,7 +84,7 @@ impl Tile {
 trait Transform {
     /// The output tile's side, `m`.
     const M: usize;
-    /// The input patch's side, `α = m + 2`.
+    /// The input patch's side, `α = m + r - 1`.
     const A: usize;
     /// `Bᵀ d` for the first `α` values of `d`, into the first `α` of the result.
     fn input<const FUSED: bool>(d: &[Lanes; 6]) -> [Lanes; 6];
@@ -98,6 +115,21 @@ struct F2;
 /// ```
 #[derive(Debug, Clone, Copy)]
 struct F4;
+
+/// F(2×2, 5×5) with F(4×4, 3×3)'s interpolation points, 0, ±1, ±2 and ∞, so with its `Bᵀ` (the input
+/// transform depends only on the points): `Aᵀ` is the first two rows of F(4×4)'s evaluation at the points, with
+/// ∞ moved to the last row's degree, and `G` evaluates the five taps at the points, scaled as F(4×4)'s:
+///
+/// ```text
+///      [ 1/4     0     0     0      0]
+///      [-1/6  -1/6  -1/6  -1/6   -1/6]
+/// G =  [-1/6   1/6  -1/6   1/6   -1/6]     Aᵀ = [1  1  1  1  1  0]
+///      [1/24  1/12   1/6   1/3    2/3]          [0  1 -1  2 -2  1]
+///      [1/24 -1/12   1/6  -1/3    2/3]
+///      [   0     0     0     0      1]
+/// ```
+#[derive(Debug, Clone, Copy)]
+struct F2K5;
 
 /// `a + b`, lane by lane.
 #[inline(always)]
@@ -190,6 +222,31 @@ impl Transform for F4 {
     }
 }
 
+impl Transform for F2K5 {
+    const M: usize = 2;
+    const A: usize = 6;
+
+    #[inline(always)]
+    fn input<const FUSED: bool>(d: &[Lanes; 6]) -> [Lanes; 6] {
+        F4::input::<FUSED>(d)
+    }
+
+    #[inline(always)]
+    fn output<const FUSED: bool>(p: &[Lanes; 6]) -> [Lanes; 4] {
+        let zero = [0f32; LANES];
+        let p12 = add(&p[1], &p[2]);
+        let p34 = add(&p[3], &p[4]);
+        let p1_2 = sub(&p[1], &p[2]);
+        let p3_4 = sub(&p[3], &p[4]);
+        [
+            add(&add(&p[0], &p12), &p34),
+            add(&mul_add::<FUSED>(2.0, &p3_4, &p1_2), &p[5]),
+            zero,
+            zero,
+        ]
+    }
+}
+
 /// `G` of F(2×2, 3×3), `α × 3`.
 const G2: [[f64; 3]; 4] = [
     [1.0, 0.0, 0.0],
@@ -208,10 +265,23 @@ const G4: [[f64; 3]; 6] = [
     [0.0, 0.0, 1.0],
 ];
 
-/// Whether a Winograd convolution computes this geometry: a 3×3 kernel, stride 1, no dilation, one group (any
-/// padding, any size).
+/// `G` of F(2×2, 5×5), `α × 5`.
+const G2K5: [[f64; 5]; 6] = [
+    [1.0 / 4.0, 0.0, 0.0, 0.0, 0.0],
+    [-1.0 / 6.0; 5],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0, 1.0 / 3.0, 2.0 / 3.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0, -1.0 / 3.0, 2.0 / 3.0],
+    [0.0, 0.0, 0.0, 0.0, 1.0],
+];
+
+/// Whether a Winograd convolution computes this geometry: a 3×3 or 5×5 kernel, stride 1, no dilation, one
+/// group (any padding, any size).
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
-    g.kernel == (3, 3) && g.stride == (1, 1) && g.dilation == (1, 1) && g.groups == 1
+    matches!(g.kernel, (3, 3) | (5, 5))
+        && g.stride == (1, 1)
+        && g.dilation == (1, 1)
+        && g.groups == 1
 }
 
 /// The tile a convolution of this geometry runs fastest with, or `None` where the direct kernel
@@ -232,6 +302,10 @@ pub(crate) fn applies(g: &ConvGeometry) -> bool {
 ///   on two (`bench_winograd --layer C,C,14,14`, 2026-11-29, idle machine; the first measurements, before those
 ///   changes, had put F(4×4) ahead from 96 channels). Never on 7×7 maps, which are 4 tiles of 4×4 (0.8-0.9x
 ///   the direct kernel's speed).
+/// * F(2×2, 5×5) for 5×5 kernels from 24 channels (one thread, `bench_conv --layer C,C',H,W,5,1,2` with and
+///   without `--optimizations all,-winograd`, 2026-11-29): Inception-v3's 48 → 64 on 35×35 1.12 → 0.73 ms,
+///   24 → 64 and 32 → 64 on 28×28 0.31 → 0.26-0.29 and 0.41 → 0.30-0.33, 48 → 128 on 7×7 0.095 → 0.08; at
+///   16 channels it lost (16 → 32 on 28×28 0.120 → 0.126-0.129, 16 → 48 on 14×14 0.044 → 0.047-0.049).
 pub(crate) fn choose(g: &ConvGeometry) -> Option<Tile> {
     if !applies(g) {
         return None;
@@ -241,12 +315,15 @@ pub(crate) fn choose(g: &ConvGeometry) -> Option<Tile> {
     if channels < 16 || tiles(2) < 16 {
         return None;
     }
+    if g.kernel == (5, 5) {
+        return (channels >= 24).then_some(Tile::F2K5);
+    }
     let f4 = channels >= 64 && tiles(4) >= 49;
     Some(if f4 { Tile::F4 } else { Tile::F2 })
 }
 
-/// The filters of a `[c_out, c_in, 3, 3]` weight transformed for `tile` and packed for the product kernels of
-/// `isa`: `U_ξ = G g Gᵀ` for every output and input channel (computed in `f64` and rounded once), one
+/// The filters of a `[c_out, c_in, r, r]` weight transformed for `tile` (whose kernel is `r × r`) and packed
+/// for the product kernels of `isa`: `U_ξ = G g Gᵀ` for every output and input channel (computed in `f64` and rounded once), one
 /// `[c_out, c_in]` matrix per product `ξ`, each packed by [`gemm::pack`], one after the other.
 pub(crate) fn transform_filters(
     weight: &[f32],
@@ -264,24 +341,30 @@ pub(crate) fn transform_filters(
 
 /// The transformed filters of [`transform_filters`] before packing, `[α²][c_out][c_in]`.
 fn transform(weight: &[f32], c_out: usize, c_in: usize, tile: Tile) -> Vec<f32> {
-    let g: &[[f64; 3]] = match tile {
-        Tile::F2 => &G2,
-        Tile::F4 => &G4,
+    // `G`, `α × r`, row by row.
+    let g: &[f64] = match tile {
+        Tile::F2 => G2.as_flattened(),
+        Tile::F4 => G4.as_flattened(),
+        Tile::F2K5 => G2K5.as_flattened(),
     };
-    let alpha = tile.alpha();
+    let (alpha, r) = (tile.alpha(), tile.kernel());
     let plane = c_out * c_in;
-    assert_eq!(weight.len(), plane * 9, "a [c_out, c_in, 3, 3] weight");
+    assert_eq!(
+        weight.len(),
+        plane * r * r,
+        "a [c_out, c_in, {r}, {r}] weight"
+    );
     let mut out = vec![0f32; alpha * alpha * plane];
     // One product's matrix per task: `U_ξ[k][c] = Σ_ij G[a][i] w[k][c][i][j] G[b][j]`.
     out.par_chunks_mut(plane).enumerate().for_each(|(xi, dst)| {
         let (a, b) = (xi / alpha, xi % alpha);
-        let mut coef = [0f64; 9];
-        for i in 0..3 {
-            for j in 0..3 {
-                coef[i * 3 + j] = g[a][i] * g[b][j];
+        let mut coef = vec![0f64; r * r];
+        for i in 0..r {
+            for j in 0..r {
+                coef[i * r + j] = g[a * r + i] * g[b * r + j];
             }
         }
-        for (d, w) in dst.iter_mut().zip(weight.chunks_exact(9)) {
+        for (d, w) in dst.iter_mut().zip(weight.chunks_exact(r * r)) {
             let sum: f64 = coef.iter().zip(w).map(|(&c, &v)| c * f64::from(v)).sum();
             *d = sum as f32;
         }
@@ -309,6 +392,14 @@ const MIN_BLOCK: usize = 64;
 /// multiple of every product kernel's panel height (4, 6 and 12 rows), so that blocks are whole panels of the
 /// packed filters.
 const CHANNEL_BLOCK: usize = 48;
+
+/// Values of one phase run of a map of `cols` tile columns: one per tile column, and [`LANES`] more for a run
+/// of tiles starting at the last column, and as many again as a tile reaches into the next tiles' phases
+/// (its columns `m..α` are those of the next `⌊(α - 1) / m⌋` tiles: one for F(2×2, 3×3) and F(4×4, 3×3),
+/// two for F(2×2, 5×5)).
+fn run_len(cols: usize, tile: Tile) -> usize {
+    cols + LANES + (tile.alpha() - 1) / tile.m()
+}
 
 /// How one image's output is cut into tiles, and the tiles (numbered row by row) into blocks.
 #[derive(Debug, Clone, Copy)]
@@ -345,7 +436,7 @@ impl Grid {
         let blocks = tiles.div_ceil(most).max(1);
         let block = tiles.div_ceil(blocks).next_multiple_of(16).min(tiles);
         let stride = (block + LANES).next_multiple_of(16);
-        let run = cols + LANES;
+        let run = run_len(cols, tile);
         let mut phases = [(0, 0); 4];
         for (p, range) in phases.iter_mut().enumerate().take(m) {
             *range = valid_range(p, g.pad_before.1, m, g.w, run);
@@ -361,10 +452,9 @@ impl Grid {
         }
     }
 
-    /// Values of one phase run: one per tile column, and [`LANES`] more for a run of tiles starting at the last
-    /// column (a tile's last `α - m` columns are the first ones of the next tile's phases).
+    /// Values of one phase run ([`run_len`]).
     fn run_len(&self) -> usize {
-        self.cols + LANES
+        run_len(self.cols, self.tile)
     }
 
     /// Values of a row in phase layout: `m` phase runs.
@@ -432,7 +522,7 @@ fn conv2d_for(
     g: &ConvGeometry,
     epilogue: &Epilogue,
 ) -> Vec<f32> {
-    assert!(applies(g), "not a 3x3 stride-1 convolution: {g:?}");
+    assert!(tile.fits(g), "not a convolution {tile:?} computes: {g:?}");
     let alpha = tile.alpha();
     assert_eq!(
         filters.values.len(),
@@ -564,12 +654,14 @@ impl Layer<'_> {
                 match self.grid.tile {
                     Tile::F2 => input_tiles_avx2::<F2>(self, src, tiles, scratch, v),
                     Tile::F4 => input_tiles_avx2::<F4>(self, src, tiles, scratch, v),
+                    Tile::F2K5 => input_tiles_avx2::<F2K5>(self, src, tiles, scratch, v),
                 }
             };
         }
         match self.grid.tile {
             Tile::F2 => input_tiles::<F2, false>(self, src, tiles, scratch, v),
             Tile::F4 => input_tiles::<F4, false>(self, src, tiles, scratch, v),
+            Tile::F2K5 => input_tiles::<F2K5, false>(self, src, tiles, scratch, v),
         }
     }
 
@@ -648,12 +740,14 @@ impl Layer<'_> {
                 match grid.tile {
                     Tile::F2 => output_tiles_avx2::<F2>(grid, out, m, tiles, finish, dst),
                     Tile::F4 => output_tiles_avx2::<F4>(grid, out, m, tiles, finish, dst),
+                    Tile::F2K5 => output_tiles_avx2::<F2K5>(grid, out, m, tiles, finish, dst),
                 }
             };
         }
         match grid.tile {
             Tile::F2 => output_tiles::<F2, false>(grid, out, m, tiles, finish, dst),
             Tile::F4 => output_tiles::<F4, false>(grid, out, m, tiles, finish, dst),
+            Tile::F2K5 => output_tiles::<F2K5, false>(grid, out, m, tiles, finish, dst),
         }
     }
 }
@@ -927,11 +1021,13 @@ mod tests {
     use super::super::tests::{naive_conv, out_len, values};
     use super::*;
 
+    /// A stride-1 convolution with an `r × r` kernel.
     fn geometry(
         c_in: usize,
         (h, w): (usize, usize),
         c_out: usize,
         pad: [usize; 4],
+        r: usize,
     ) -> ConvGeometry {
         let [top, bottom, left, right] = pad;
         ConvGeometry {
@@ -939,14 +1035,14 @@ mod tests {
             h,
             w,
             c_out,
-            kernel: (3, 3),
+            kernel: (r, r),
             stride: (1, 1),
             pad_before: (top, left),
             dilation: (1, 1),
             groups: 1,
             out: (
-                out_len(h, 3, 1, (top, bottom), 1),
-                out_len(w, 3, 1, (left, right), 1),
+                out_len(h, r, 1, (top, bottom), 1),
+                out_len(w, r, 1, (left, right), 1),
             ),
         }
     }
@@ -964,19 +1060,26 @@ mod tests {
 
     #[test]
     fn every_tile_and_instruction_set_matches_the_definition() {
-        // (c_in, (h, w), c_out, pad [top, bottom, left, right], batch): odd sizes, maps smaller than a tile,
-        // asymmetric padding, more than one block of tiles (starting mid-row) and of output channels, with
-        // the blocks sized both for one image per thread and for an image split between threads.
+        // (kernel side, c_in, (h, w), c_out, pad [top, bottom, left, right], batch): odd sizes, maps smaller
+        // than a tile, asymmetric padding, more than one block of tiles (starting mid-row) and of output
+        // channels, with the blocks sized both for one image per thread and for an image split between
+        // threads; 3×3 and 5×5 kernels.
         let cases = [
-            (1, (1, 1), 1, [1, 1, 1, 1], 1),
-            (2, (5, 7), 3, [0, 0, 0, 0], 2),
-            (3, (5, 7), 4, [1, 1, 1, 1], 3),
-            (4, (13, 13), 5, [2, 2, 2, 2], 1),
-            (3, (6, 9), 2, [0, 2, 1, 0], 2),
-            (5, (3, 3), 2, [0, 0, 0, 0], 1),
-            (8, (40, 37), 50, [1, 1, 1, 1], 1),
-            (70, (30, 30), 9, [1, 1, 1, 1], 2),
-            (130, (40, 40), 5, [1, 1, 1, 1], 1),
+            (3, 1, (1, 1), 1, [1, 1, 1, 1], 1),
+            (3, 2, (5, 7), 3, [0, 0, 0, 0], 2),
+            (3, 3, (5, 7), 4, [1, 1, 1, 1], 3),
+            (3, 4, (13, 13), 5, [2, 2, 2, 2], 1),
+            (3, 3, (6, 9), 2, [0, 2, 1, 0], 2),
+            (3, 5, (3, 3), 2, [0, 0, 0, 0], 1),
+            (3, 8, (40, 37), 50, [1, 1, 1, 1], 1),
+            (3, 70, (30, 30), 9, [1, 1, 1, 1], 2),
+            (3, 130, (40, 40), 5, [1, 1, 1, 1], 1),
+            (5, 1, (1, 1), 1, [2, 2, 2, 2], 1),
+            (5, 2, (5, 7), 3, [0, 0, 0, 0], 2),
+            (5, 3, (6, 9), 4, [2, 2, 2, 2], 3),
+            (5, 4, (13, 11), 5, [1, 3, 0, 2], 1),
+            (5, 8, (35, 35), 50, [2, 2, 2, 2], 1),
+            (5, 70, (30, 31), 9, [2, 2, 2, 2], 2),
         ];
         // One thread, an image per thread, and images split between threads.
         let pools: Vec<rayon::ThreadPool> = [1, 2, 3]
@@ -988,12 +1091,15 @@ mod tests {
                     .unwrap()
             })
             .collect();
-        for (case, &(c_in, size, c_out, pad, batch)) in cases.iter().enumerate() {
-            let g = geometry(c_in, size, c_out, pad);
+        for (case, &(r, c_in, size, c_out, pad, batch)) in cases.iter().enumerate() {
+            let g = geometry(c_in, size, c_out, pad, r);
             let x = values(batch * c_in * size.0 * size.1, case as u32);
-            let weight = values(c_out * c_in * 9, 50 + case as u32);
+            let weight = values(c_out * c_in * r * r, 50 + case as u32);
             let want = naive_conv(&x, batch, &weight, &g);
-            for tile in [Tile::F2, Tile::F4] {
+            for tile in [Tile::F2, Tile::F4, Tile::F2K5] {
+                if !tile.fits(&g) {
+                    continue;
+                }
                 let products = gemm::Isa::available();
                 let packed: Vec<_> = products
                     .iter()
@@ -1037,7 +1143,7 @@ mod tests {
 
     #[test]
     fn the_epilogue_applies_per_output_channel() {
-        let g = geometry(3, (7, 6), 4, [1, 1, 1, 1]);
+        let g = geometry(3, (7, 6), 4, [1, 1, 1, 1], 3);
         let x = values(3 * 7 * 6, 1);
         let weight = values(4 * 3 * 9, 2);
         let want = naive_conv(&x, 1, &weight, &g);

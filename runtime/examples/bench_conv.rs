@@ -1,0 +1,129 @@
+//! Times single convolution layers (each followed by a batch norm and a ReLU, folded into the output pass) as a
+//! plan with every optimisation runs them, inference on the CPU in `f32`.
+//!
+//! ```sh
+//! cargo run --release -p archc-runtime --example bench_conv -- \
+//!     --batch 1 --iters 20 --rounds 5 --layer 64,256,56,56,1,1,0 --layer 128,128,56,56,3,2,1
+//! ```
+//!
+//! A layer is `in_channels,out_channels,height,width,kernel,stride,padding` (square kernel, stride and
+//! padding). Prints one JSON object per layer: the best over rounds of each round's median time in
+//! milliseconds, and the multiply-adds a second that makes. The thread count is rayon's (`RAYON_NUM_THREADS`).
+
+use std::time::Instant;
+
+use archc_runtime::candle_core::{Device, Result, Tensor};
+use archc_runtime::nn::{Describe, Op, Optimizations, Plan};
+use archc_runtime::{BatchNorm, Conv2d, Conv2dSpec, Pad2d};
+
+mod support;
+
+use support::{median, sizes, values};
+
+struct Layer {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+impl Describe for Layer {
+    fn describe(&self) -> Op<'_> {
+        Op::Chain(vec![
+            Op::Conv(&self.conv),
+            Op::BatchNorm(&self.bn),
+            Op::Relu,
+        ])
+    }
+}
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (mut batch, mut iters, mut rounds, mut shapes) = (1, 20, 5, Vec::new());
+    let mut flush = 0usize;
+    let mut optimizations = "all".to_string();
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        match arg.as_str() {
+            "--batch" => batch = value().parse().expect("--batch N"),
+            "--iters" => iters = value().parse().expect("--iters N"),
+            "--rounds" => rounds = value().parse().expect("--rounds N"),
+            "--optimizations" => optimizations = value(),
+            "--flush" => flush = value().parse().expect("--flush MiB"),
+            "--layer" => shapes.push(sizes(&value()).unwrap_or_else(|e| panic!("{e}"))),
+            other => panic!("unknown argument `{other}`"),
+        }
+    }
+    let optimizations: Optimizations = optimizations
+        .parse()
+        .unwrap_or_else(|e: String| panic!("{e}"));
+    let plan = Plan::new(Optimizations {
+        micro_batches: false,
+        ..optimizations
+    });
+    let dev = Device::Cpu;
+    for (i, s) in shapes.iter().enumerate() {
+        let [c_in, c_out, h, w, k, stride, pad] = s[..] else {
+            panic!("a layer is in,out,height,width,kernel,stride,padding");
+        };
+        let scale = (6.0 / (k * k * c_in) as f32).sqrt();
+        let weight: Vec<f32> = values(c_out * c_in * k * k, i as u64 + 1)
+            .into_iter()
+            .map(|v| v * scale)
+            .collect();
+        let conv = Conv2d::new(
+            Tensor::from_vec(weight, (c_out, c_in, k, k), &dev)?,
+            None,
+            Conv2dSpec {
+                stride: (stride, stride),
+                pad: Pad2d::uniform(pad),
+                ..Conv2dSpec::default()
+            },
+        )?;
+        let v = |seed: u64, offset: f32| {
+            Tensor::from_vec(
+                values(c_out, seed)
+                    .into_iter()
+                    .map(|v| v * 0.5 + offset)
+                    .collect(),
+                c_out,
+                &dev,
+            )
+        };
+        let inner = archc_runtime::candle_nn::BatchNorm::new(
+            c_out,
+            v(11, 0.0)?,
+            v(12, 1.0)?,
+            v(13, 1.0)?,
+            v(14, 0.0)?,
+            1e-3,
+        )?;
+        let layer = Layer {
+            conv,
+            bn: BatchNorm::new(inner, c_out)?,
+        };
+        let x = Tensor::from_vec(values(batch * c_in * h * w, 99), (batch, c_in, h, w), &dev)?;
+        let y = plan.run(&x, false, &layer)?.expect("CPU f32");
+        let (oh, ow) = (y.dim(2)?, y.dim(3)?);
+        let mut junk = vec![0u8; flush << 20];
+        let mut best = f64::INFINITY;
+        for _ in 0..rounds {
+            let mut times = Vec::with_capacity(iters);
+            for it in 0..iters {
+                // Evict the layer's weights, input and output from the caches, as the rest of a network does.
+                junk.iter_mut().for_each(|b| *b = b.wrapping_add(it as u8));
+                std::hint::black_box(&junk);
+                let start = Instant::now();
+                let y = plan.run(&x, false, &layer)?;
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+                drop(y);
+            }
+            best = best.min(median(&mut times));
+        }
+        let macs = (batch * c_out * oh * ow * c_in * k * k) as f64;
+        println!(
+            "{{\"layer\": \"{c_in}->{c_out} {h}x{w} k{k} s{stride} p{pad}\", \"batch\": {batch}, \"threads\": {}, \"ms\": {best:.4}, \"gmacs\": {:.1}}}",
+            rayon::current_num_threads(),
+            macs / best / 1e6
+        );
+    }
+    Ok(())
+}

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! A layer is `in_channels,out_channels,height,width,kernel,stride,padding` (square kernel, stride and
-//! padding). Prints one JSON object per layer: the best over rounds of each round's median time in
+//! padding) or `in,out,height,width,kernel_h,kernel_w,stride,padding_h,padding_w`. Prints one JSON object per layer: the best over rounds of each round's median time in
 //! milliseconds, and the multiply-adds a second that makes. The thread count is rayon's (`RAYON_NUM_THREADS`).
 
 use std::time::Instant;
@@ -61,20 +61,31 @@ fn main() -> Result<()> {
     });
     let dev = Device::Cpu;
     for (i, s) in shapes.iter().enumerate() {
-        let [c_in, c_out, h, w, k, stride, pad] = s[..] else {
-            panic!("a layer is in,out,height,width,kernel,stride,padding");
+        // `in,out,h,w,k,stride,pad` or, for a rectangular kernel, `in,out,h,w,kh,kw,stride,pad_h,pad_w`.
+        let (c_in, c_out, h, w, (kh, kw), stride, (ph, pw)) = match s[..] {
+            [c_in, c_out, h, w, k, stride, pad] => (c_in, c_out, h, w, (k, k), stride, (pad, pad)),
+            [c_in, c_out, h, w, kh, kw, stride, ph, pw] => {
+                (c_in, c_out, h, w, (kh, kw), stride, (ph, pw))
+            }
+            _ => panic!("a layer is in,out,height,width,kernel,stride,padding"),
         };
-        let scale = (6.0 / (k * k * c_in) as f32).sqrt();
-        let weight: Vec<f32> = values(c_out * c_in * k * k, i as u64 + 1)
+        let scale = (6.0 / (kh * kw * c_in) as f32).sqrt();
+        let weight: Vec<f32> = values(c_out * c_in * kh * kw, i as u64 + 1)
             .into_iter()
             .map(|v| v * scale)
             .collect();
+        let pad = Pad2d {
+            top: ph,
+            bottom: ph,
+            left: pw,
+            right: pw,
+        };
         let conv = Conv2d::new(
-            Tensor::from_vec(weight, (c_out, c_in, k, k), &dev)?,
+            Tensor::from_vec(weight, (c_out, c_in, kh, kw), &dev)?,
             None,
             Conv2dSpec {
                 stride: (stride, stride),
-                pad: Pad2d::uniform(pad),
+                pad,
                 ..Conv2dSpec::default()
             },
         )?;
@@ -118,9 +129,9 @@ fn main() -> Result<()> {
             }
             best = best.min(median(&mut times));
         }
-        let macs = (batch * c_out * oh * ow * c_in * k * k) as f64;
+        let macs = (batch * c_out * oh * ow * c_in * kh * kw) as f64;
         println!(
-            "{{\"layer\": \"{c_in}->{c_out} {h}x{w} k{k} s{stride} p{pad}\", \"batch\": {batch}, \"threads\": {}, \"ms\": {best:.4}, \"gmacs\": {:.1}}}",
+            "{{\"layer\": \"{c_in}->{c_out} {h}x{w} k{kh}x{kw} s{stride} p{ph},{pw}\", \"batch\": {batch}, \"threads\": {}, \"ms\": {best:.4}, \"gmacs\": {:.1}}}",
             rayon::current_num_threads(),
             macs / best / 1e6
         );

@@ -54,8 +54,8 @@ pub(crate) fn run(
 /// The transformed filters are prepared in `conv` on first use and kept, as in a plan.
 ///
 /// An error unless the CPU kernels apply (a CPU `f32` input and weight, no gradient wanted) and the convolution
-/// has the tile's kernel (3×3 for [`Tile::F2`] and [`Tile::F4`], 5×5 for [`Tile::F2K5`]), stride 1, dilation 1
-/// and one group.
+/// has the tile's kernel ([`Tile::kernel`]: 3×3 for [`Tile::F2`] and [`Tile::F4`], 5×5 for [`Tile::F2K5`], 1×7
+/// and 7×1 for [`Tile::F1x2K7`] and [`Tile::F2x1K7`]), stride 1, dilation 1 and one group.
 pub fn conv_bn_act_winograd(
     x: &Tensor,
     conv: &Conv2d,
@@ -70,9 +70,9 @@ pub fn conv_bn_act_winograd(
     }
     let geometry = conv_geometry(x, conv)?;
     if !tile.fits(&geometry) {
-        let r = tile.kernel();
+        let (r_h, r_w) = tile.kernel();
         return Err(crate::error(format!(
-            "Winograd convolution {tile:?} needs a {r}x{r} kernel, stride 1, dilation 1 and one group, found \
+            "Winograd convolution {tile:?} needs a {r_h}x{r_w} kernel, stride 1, dilation 1 and one group, found \
              kernel {:?}, stride {:?}, dilation {:?}, {} groups",
             geometry.kernel, geometry.stride, geometry.dilation, geometry.groups
         )));

@@ -9,7 +9,8 @@
 //! scale than the output; over the zoo's layer sizes (`bench/RESULTS.md`, *Winograd*) its error runs 5-15x
 //! F(2×2)'s, about 1e-5 at 512 channels, and 5e-5 leaves room under the 1e-4 that whole networks are held to
 //! against PyTorch. 5e-5 for F(2×2, 5×5) too: the same `Bᵀ` (up to 5), a filter transform up to 2/3 and an
-//! `Aᵀ` up to 2.
+//! `Aᵀ` up to 2; and for F(2, 7) along one side of a 1×7 or 7×1 kernel (`Bᵀ` up to 21/4, `G` up to 32/45,
+//! `Aᵀ` up to 2, in one dimension only).
 
 mod common;
 #[path = "../../tests/support/compare.rs"]
@@ -26,12 +27,14 @@ use compare::relative_error;
 const F2_TOLERANCE: f32 = 1e-5;
 const F4_TOLERANCE: f32 = 5e-5;
 const F2K5_TOLERANCE: f32 = 5e-5;
+const F2K7_TOLERANCE: f32 = 5e-5;
 
 fn tolerance(tile: Tile) -> f32 {
     match tile {
         Tile::F2 => F2_TOLERANCE,
         Tile::F4 => F4_TOLERANCE,
         Tile::F2K5 => F2K5_TOLERANCE,
+        Tile::F1x2K7 | Tile::F2x1K7 => F2K7_TOLERANCE,
     }
 }
 
@@ -43,13 +46,30 @@ fn conv3x3(rng: &mut Rng, c_in: usize, c_out: usize, pad: usize, bias: bool) -> 
 
 /// [`conv3x3`] with an `r × r` kernel.
 fn conv(rng: &mut Rng, r: usize, c_in: usize, c_out: usize, pad: usize, bias: bool) -> Conv2d {
-    let scale = (2.0 / (r * r * c_in) as f64).sqrt();
-    let weight = tensor(rng, &[c_out, c_in, r, r])
+    conv_rect(rng, (r, r), c_in, c_out, (pad, pad), bias)
+}
+
+/// [`conv3x3`] with an `r_h × r_w` kernel and `(pad_h, pad_w)` padding.
+fn conv_rect(
+    rng: &mut Rng,
+    (r_h, r_w): (usize, usize),
+    c_in: usize,
+    c_out: usize,
+    (pad_h, pad_w): (usize, usize),
+    bias: bool,
+) -> Conv2d {
+    let scale = (2.0 / (r_h * r_w * c_in) as f64).sqrt();
+    let weight = tensor(rng, &[c_out, c_in, r_h, r_w])
         .affine(scale * 3f64.sqrt(), 0.0)
         .unwrap();
     let bias = bias.then(|| tensor(rng, &[c_out]));
     let spec = Conv2dSpec {
-        pad: Pad2d::uniform(pad),
+        pad: Pad2d {
+            top: pad_h,
+            bottom: pad_h,
+            left: pad_w,
+            right: pad_w,
+        },
         ..Conv2dSpec::default()
     };
     Conv2d::new(weight, bias, spec).unwrap()
@@ -98,12 +118,13 @@ fn run(plan: &Plan, x: &Tensor, layer: &Layer) -> Tensor {
     plan.run(x, false, layer).unwrap().expect("a CPU f32 input")
 }
 
-/// Every tile in `tiles` against the direct kernel and candle for `r × r` convolutions of each `(c_in, c_out)`
-/// in `channels`, on maps of 1×1, 5×7 and 13×13 with every padding up to `r - 1`, a bias alone, a batch norm
-/// and ReLU, or nothing after it, at batch 1 and 3. Returns how many cases ran and each tile's largest error.
+/// Every tile in `tiles` against the direct kernel and candle for `r_h × r_w` convolutions of each
+/// `(c_in, c_out)` in `channels`, on maps of 1×1, 5×7 and 13×13 with every padding up to `r - 1` on each side
+/// (`r` the kernel's longer side, the padding of a side with one tap 0), a bias alone, a batch norm and ReLU,
+/// or nothing after it, at batch 1 and 3. Returns how many cases ran and each tile's largest error.
 fn tiles_match_the_direct_kernel_and_candle(
     rng: &mut Rng,
-    r: usize,
+    (r_h, r_w): (usize, usize),
     channels: &[(usize, usize)],
     tiles: &[Tile],
 ) -> (usize, Vec<f32>) {
@@ -111,8 +132,9 @@ fn tiles_match_the_direct_kernel_and_candle(
     let mut checked = 0;
     for &(c_in, c_out) in channels {
         for (h, w) in [(1, 1), (5, 7), (13, 13)] {
-            for pad in 0..r {
-                if h + 2 * pad < r || w + 2 * pad < r {
+            for pad in 0..r_h.max(r_w) {
+                let pad = (pad.min(r_h - 1), pad.min(r_w - 1));
+                if h + 2 * pad.0 < r_h || w + 2 * pad.1 < r_w {
                     continue;
                 }
                 // A bias alone; batch norm and ReLU (the zoo's conv -> bn -> relu); nothing after it.
@@ -122,7 +144,7 @@ fn tiles_match_the_direct_kernel_and_candle(
                     (false, false, false),
                 ] {
                     let layer = Layer {
-                        conv: conv(rng, r, c_in, c_out, pad, bias),
+                        conv: conv_rect(rng, (r_h, r_w), c_in, c_out, pad, bias),
                         bn: bn.then(|| batch_norm(rng, c_out, true, 1e-5)),
                         relu,
                     };
@@ -133,8 +155,8 @@ fn tiles_match_the_direct_kernel_and_candle(
                         for (i, &tile) in tiles.iter().enumerate() {
                             let got = layer.winograd(&x, tile);
                             let what = format!(
-                                "{tile:?} {r}x{r} {c_in} -> {c_out}, {h}x{w}, pad {pad}, bias {bias}, \
-                                 bn {bn}, relu {relu}, batch {batch}"
+                                "{tile:?} {r_h}x{r_w} {c_in} -> {c_out}, {h}x{w}, pad {pad:?}, \
+                                 bias {bias}, bn {bn}, relu {relu}, batch {batch}"
                             );
                             for (against, want) in
                                 [("direct", &want_direct), ("candle", &want_candle)]
@@ -173,7 +195,7 @@ fn both_3x3_tiles_match_the_direct_kernel_and_candle_on_zoo_shapes() {
     ];
     let (checked, worst) = tiles_match_the_direct_kernel_and_candle(
         &mut Rng::new(13),
-        3,
+        (3, 3),
         &channels,
         &[Tile::F2, Tile::F4],
     );
@@ -189,8 +211,12 @@ fn the_5x5_tile_matches_the_direct_kernel_and_candle_on_zoo_shapes() {
     // Inception-v3's 5×5 layers (48 -> 64 on 35×35), the paper GoogLeNet's (16 -> 32, 32 -> 96, 48 -> 128
     // at full width), and the smallest.
     let channels = [(1, 1), (3, 8), (16, 32), (32, 96), (48, 64)];
-    let (checked, worst) =
-        tiles_match_the_direct_kernel_and_candle(&mut Rng::new(20), 5, &channels, &[Tile::F2K5]);
+    let (checked, worst) = tiles_match_the_direct_kernel_and_candle(
+        &mut Rng::new(20),
+        (5, 5),
+        &channels,
+        &[Tile::F2K5],
+    );
     eprintln!(
         "{checked} cases; largest relative error F(2x2, 5x5) {:.2e}",
         worst[0]
@@ -199,21 +225,45 @@ fn the_5x5_tile_matches_the_direct_kernel_and_candle_on_zoo_shapes() {
 }
 
 #[test]
+fn the_1x7_and_7x1_tiles_match_the_direct_kernel_and_candle_on_zoo_shapes() {
+    // Inception-v3's 1×7 and 7×1 layers (128, 160 and 192 channels on 17×17 at full width, padded 3 along the
+    // long side), and the smallest.
+    let channels = [(1, 1), (3, 8), (16, 24), (40, 48)];
+    let mut rng = Rng::new(22);
+    for (kernel, tile) in [((1, 7), Tile::F1x2K7), ((7, 1), Tile::F2x1K7)] {
+        let (checked, worst) =
+            tiles_match_the_direct_kernel_and_candle(&mut rng, kernel, &channels, &[tile]);
+        eprintln!(
+            "{checked} cases; largest relative error {tile:?} {:.2e}",
+            worst[0]
+        );
+        assert!(checked > 150, "only {checked} cases checked");
+    }
+}
+
+#[test]
 fn a_tile_runs_only_the_kernel_it_is_for() {
     let mut rng = Rng::new(21);
     let x = tensor(&mut rng, &[1, 8, 9, 9]);
-    for (r, tiles) in [(3, [Tile::F2K5]), (5, [Tile::F2]), (5, [Tile::F4])] {
+    for ((r_h, r_w), tile) in [
+        ((3, 3), Tile::F2K5),
+        ((5, 5), Tile::F2),
+        ((5, 5), Tile::F4),
+        ((7, 1), Tile::F1x2K7),
+        ((1, 7), Tile::F2x1K7),
+        ((3, 3), Tile::F2x1K7),
+    ] {
         let layer = Layer {
-            conv: conv(&mut rng, r, 8, 8, r / 2, false),
+            conv: conv_rect(&mut rng, (r_h, r_w), 8, 8, (r_h / 2, r_w / 2), false),
             bn: None,
             relu: false,
         };
-        let err = conv_bn_act_winograd(&x, &layer.conv, None, false, tiles[0]).unwrap_err();
+        let err = conv_bn_act_winograd(&x, &layer.conv, None, false, tile).unwrap_err();
+        let (k_h, k_w) = tile.kernel();
         assert!(
             err.to_string()
-                .contains(&format!("needs a {0}x{0} kernel", tiles[0].kernel())),
-            "{r}x{r} with {:?}: {err}",
-            tiles[0]
+                .contains(&format!("needs a {k_h}x{k_w} kernel")),
+            "{r_h}x{r_w} with {tile:?}: {err}"
         );
     }
 }

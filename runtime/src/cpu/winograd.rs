@@ -1,5 +1,6 @@
-//! Winograd convolution F(m×m, r×r) for 3×3 and 5×5, stride-1, undilated, ungrouped convolutions: the layers
-//! that hold most of the multiply-adds of GoogLeNet, ResNet and Inception-v3.
+//! Winograd convolution F(m×m, r×r) for 3×3 and 5×5, and F(1×m, 1×r) and F(m×1, r×1) for 1×7 and 7×1,
+//! stride-1, undilated, ungrouped convolutions: the layers that hold most of the multiply-adds of GoogLeNet,
+//! ResNet and Inception-v3.
 //!
 //! The output is cut into `m × m` tiles, each computed from the `α × α` input patch under it (`α = m + r - 1`)
 //! as `Y = Aᵀ [ U ⊙ V ] A` with `V = Bᵀ d B` (the input transform) and `U = G g Gᵀ` (the filter transform,
@@ -8,7 +9,10 @@
 //! `α² / m²` multiply-adds per output and input channel instead of `r²`: for 3×3, 4 with F(2×2, 3×3)
 //! ([`Tile::F2`], 2.25× fewer) and 2.25 with F(4×4, 3×3) ([`Tile::F4`], 4× fewer, with larger rounding errors:
 //! its transforms multiply by up to 8 and 5); for 5×5, 9 with F(2×2, 5×5) ([`Tile::F2K5`], 2.78× fewer), whose
-//! patches, interpolation points and so input transform are F(4×4, 3×3)'s.
+//! patches, interpolation points and so input transform are F(4×4, 3×3)'s. A kernel of one row or column
+//! (Inception-v3's 1×7 and 7×1) is transformed along its one long side only: F(2, 7) takes 4 multiply-adds per
+//! output instead of 7 ([`Tile::F1x2K7`], [`Tile::F2x1K7`]). In general a tile is `m_h × m_w` outputs from an
+//! `α_h × α_w` patch, `α_h · α_w` products, each side with its own transform (the identity for a side of 1).
 //!
 //! One image runs in blocks of tiles (numbered row by row; a block may start and end mid-row), so that the
 //! transformed input of a block, all its channels, stays in the core's cache between its transform and the
@@ -47,34 +51,51 @@ pub enum Tile {
     F4,
     /// F(2×2, 5×5): 6×6 input patches, 36 products, 9 multiply-adds per output and input channel (25 direct).
     F2K5,
+    /// F(1×2, 1×7), for a kernel one row high: 1×8 input patches, 8 products, 4 multiply-adds per output and
+    /// input channel (7 direct).
+    F1x2K7,
+    /// F(2×1, 7×1), for a kernel one column wide: 8×1 input patches, 8 products, 4 multiply-adds per output and
+    /// input channel (7 direct).
+    F2x1K7,
 }
 
 impl Tile {
-    /// The output tile's side, `m`.
-    pub fn m(self) -> usize {
+    /// The output tile's `(height, width)`, `(m_h, m_w)`.
+    pub fn outputs(self) -> (usize, usize) {
         match self {
-            Tile::F2 | Tile::F2K5 => 2,
-            Tile::F4 => 4,
+            Tile::F2 | Tile::F2K5 => (2, 2),
+            Tile::F4 => (4, 4),
+            Tile::F1x2K7 => (1, 2),
+            Tile::F2x1K7 => (2, 1),
         }
     }
 
-    /// The side of the (square) kernel the tile is for, `r`.
-    pub fn kernel(self) -> usize {
+    /// The `(height, width)` of the kernel the tile is for, `(r_h, r_w)`.
+    pub fn kernel(self) -> (usize, usize) {
         match self {
-            Tile::F2 | Tile::F4 => 3,
-            Tile::F2K5 => 5,
+            Tile::F2 | Tile::F4 => (3, 3),
+            Tile::F2K5 => (5, 5),
+            Tile::F1x2K7 => (1, 7),
+            Tile::F2x1K7 => (7, 1),
         }
     }
 
-    /// The input patch's side, `α = m + r - 1`.
-    pub fn alpha(self) -> usize {
-        self.m() + self.kernel() - 1
+    /// The input patch's `(height, width)`, `(α_h, α_w) = (m_h + r_h - 1, m_w + r_w - 1)`.
+    pub fn patch(self) -> (usize, usize) {
+        let ((mh, mw), (rh, rw)) = (self.outputs(), self.kernel());
+        (mh + rh - 1, mw + rw - 1)
+    }
+
+    /// The products per tile and pair of channels, `α_h · α_w`.
+    pub fn products(self) -> usize {
+        let (ah, aw) = self.patch();
+        ah * aw
     }
 
     /// Whether this tile computes a convolution of geometry `g`: one that Winograd [`applies`] to, with the
     /// tile's kernel.
     pub(crate) fn fits(self, g: &ConvGeometry) -> bool {
-        applies(g) && g.kernel == (self.kernel(), self.kernel())
+        applies(g) && g.kernel == self.kernel()
     }
 }
 
@@ -87,10 +108,17 @@ trait Transform {
     /// The input patch's side, `α = m + r - 1`.
     const A: usize;
     /// `Bᵀ d` for the first `α` values of `d`, into the first `α` of the result.
-    fn input<const FUSED: bool>(d: &[Lanes; 6]) -> [Lanes; 6];
+    fn input<const FUSED: bool>(d: &[Lanes; PATCH]) -> [Lanes; PATCH];
     /// `Aᵀ p` for the first `α` values of `p`, into the first `m` of the result.
-    fn output<const FUSED: bool>(p: &[Lanes; 6]) -> [Lanes; 4];
+    fn output<const FUSED: bool>(p: &[Lanes; PATCH]) -> [Lanes; 4];
 }
+
+/// The longest side of an input patch, `α` (F(2, 7)'s).
+const PATCH: usize = 8;
+
+/// The side of a tile along which the kernel has one tap: nothing to transform (`m = α = 1`).
+#[derive(Debug, Clone, Copy)]
+struct Identity;
 
 /// F(2×2, 3×3) with interpolation points 0, 1, -1 and ∞ (Lavin and Gray, 2016):
 ///
@@ -131,6 +159,24 @@ struct F4;
 #[derive(Debug, Clone, Copy)]
 struct F2K5;
 
+/// F(2, 7) along one side, with interpolation points 0, ±1, ±2, ±½ and ∞ (those of the common F(6, 3)):
+///
+/// ```text
+///      [1    0  -21/4     0   21/4     0   -1  0]          [  1       0      0      0      0      0     0 ]
+///      [0    1     1  -17/4  -17/4     1    1  0]          [-2/9   -2/9   -2/9   -2/9   -2/9   -2/9  -2/9 ]
+///      [0   -1     1   17/4  -17/4    -1    1  0]          [-2/9    2/9   -2/9    2/9   -2/9    2/9  -2/9 ]
+/// Bᵀ = [0  1/2   1/4   -5/2   -5/4     2    1  0]      G = [1/90   1/45   2/45   4/45   8/45  16/45 32/45 ]
+///      [0 -1/2   1/4    5/2   -5/4    -2    1  0]          [1/90  -1/45   2/45  -4/45   8/45 -16/45 32/45 ]
+///      [0    2     4   -5/2     -5   1/2    1  0]          [32/45 16/45   8/45   4/45   2/45   1/45  1/90 ]
+///      [0   -2     4    5/2     -5  -1/2    1  0]          [32/45 -16/45  8/45  -4/45   2/45  -1/45  1/90 ]
+///      [0   -1     0   21/4      0 -21/4    0  1]          [  0       0      0      0      0      0     1 ]
+///
+/// Aᵀ = [1  1  1  1  1    1    1  0]
+///      [0  1 -1  2 -2  1/2 -1/2  1]
+/// ```
+#[derive(Debug, Clone, Copy)]
+struct F2K7;
+
 /// `a + b`, lane by lane.
 #[inline(always)]
 fn add(a: &Lanes, b: &Lanes) -> Lanes {
@@ -141,6 +187,12 @@ fn add(a: &Lanes, b: &Lanes) -> Lanes {
 #[inline(always)]
 fn sub(a: &Lanes, b: &Lanes) -> Lanes {
     std::array::from_fn(|l| a[l] - b[l])
+}
+
+/// `c · a`, lane by lane.
+#[inline(always)]
+fn scaled(c: f32, a: &Lanes) -> Lanes {
+    std::array::from_fn(|l| c * a[l])
 }
 
 /// `c · a + b`, lane by lane; one rounding if `FUSED`.
@@ -160,7 +212,7 @@ impl Transform for F2 {
     const A: usize = 4;
 
     #[inline(always)]
-    fn input<const FUSED: bool>(d: &[Lanes; 6]) -> [Lanes; 6] {
+    fn input<const FUSED: bool>(d: &[Lanes; PATCH]) -> [Lanes; PATCH] {
         let zero = [0f32; LANES];
         [
             sub(&d[0], &d[2]),
@@ -169,11 +221,13 @@ impl Transform for F2 {
             sub(&d[1], &d[3]),
             zero,
             zero,
+            zero,
+            zero,
         ]
     }
 
     #[inline(always)]
-    fn output<const FUSED: bool>(p: &[Lanes; 6]) -> [Lanes; 4] {
+    fn output<const FUSED: bool>(p: &[Lanes; PATCH]) -> [Lanes; 4] {
         let zero = [0f32; LANES];
         [
             add(&add(&p[0], &p[1]), &p[2]),
@@ -189,7 +243,8 @@ impl Transform for F4 {
     const A: usize = 6;
 
     #[inline(always)]
-    fn input<const FUSED: bool>(d: &[Lanes; 6]) -> [Lanes; 6] {
+    fn input<const FUSED: bool>(d: &[Lanes; PATCH]) -> [Lanes; PATCH] {
+        let zero = [0f32; LANES];
         // Rows 1 to 4 share sums and differences of d1..d4.
         let d12 = add(&d[1], &d[2]);
         let d34 = add(&d[3], &d[4]);
@@ -204,11 +259,13 @@ impl Transform for F4 {
             mul_add::<FUSED>(2.0, &d3_1, &d4_2),
             mul_add::<FUSED>(-2.0, &d3_1, &d4_2),
             mul_add::<FUSED>(-5.0, &d[3], &mul_add::<FUSED>(4.0, &d[1], &d[5])),
+            zero,
+            zero,
         ]
     }
 
     #[inline(always)]
-    fn output<const FUSED: bool>(p: &[Lanes; 6]) -> [Lanes; 4] {
+    fn output<const FUSED: bool>(p: &[Lanes; PATCH]) -> [Lanes; 4] {
         let p12 = add(&p[1], &p[2]);
         let p34 = add(&p[3], &p[4]);
         let p1_2 = sub(&p[1], &p[2]);
@@ -227,12 +284,12 @@ impl Transform for F2K5 {
     const A: usize = 6;
 
     #[inline(always)]
-    fn input<const FUSED: bool>(d: &[Lanes; 6]) -> [Lanes; 6] {
+    fn input<const FUSED: bool>(d: &[Lanes; PATCH]) -> [Lanes; PATCH] {
         F4::input::<FUSED>(d)
     }
 
     #[inline(always)]
-    fn output<const FUSED: bool>(p: &[Lanes; 6]) -> [Lanes; 4] {
+    fn output<const FUSED: bool>(p: &[Lanes; PATCH]) -> [Lanes; 4] {
         let zero = [0f32; LANES];
         let p12 = add(&p[1], &p[2]);
         let p34 = add(&p[3], &p[4]);
@@ -244,6 +301,79 @@ impl Transform for F2K5 {
             zero,
             zero,
         ]
+    }
+}
+
+impl Transform for F2K7 {
+    const M: usize = 2;
+    const A: usize = 8;
+
+    #[inline(always)]
+    fn input<const FUSED: bool>(d: &[Lanes; PATCH]) -> [Lanes; PATCH] {
+        // Rows 1 to 6 in pairs `a ± b`, `a` from the even values, `b` from the odd.
+        let a1 = mul_add::<FUSED>(-4.25, &d[4], &add(&d[2], &d[6]));
+        let b1 = mul_add::<FUSED>(-4.25, &d[3], &add(&d[1], &d[5]));
+        let a3 = mul_add::<FUSED>(0.25, &d[2], &mul_add::<FUSED>(-1.25, &d[4], &d[6]));
+        let b3 = mul_add::<FUSED>(
+            0.5,
+            &d[1],
+            &mul_add::<FUSED>(-2.5, &d[3], &scaled(2.0, &d[5])),
+        );
+        let a5 = mul_add::<FUSED>(4.0, &d[2], &mul_add::<FUSED>(-5.0, &d[4], &d[6]));
+        let b5 = mul_add::<FUSED>(
+            2.0,
+            &d[1],
+            &mul_add::<FUSED>(-2.5, &d[3], &scaled(0.5, &d[5])),
+        );
+        [
+            mul_add::<FUSED>(5.25, &sub(&d[4], &d[2]), &sub(&d[0], &d[6])),
+            add(&a1, &b1),
+            sub(&a1, &b1),
+            add(&a3, &b3),
+            sub(&a3, &b3),
+            add(&a5, &b5),
+            sub(&a5, &b5),
+            mul_add::<FUSED>(5.25, &sub(&d[3], &d[5]), &sub(&d[7], &d[1])),
+        ]
+    }
+
+    #[inline(always)]
+    fn output<const FUSED: bool>(p: &[Lanes; PATCH]) -> [Lanes; 4] {
+        let zero = [0f32; LANES];
+        let p12 = add(&p[1], &p[2]);
+        let p34 = add(&p[3], &p[4]);
+        let p56 = add(&p[5], &p[6]);
+        let p1_2 = sub(&p[1], &p[2]);
+        let p3_4 = sub(&p[3], &p[4]);
+        let p5_6 = sub(&p[5], &p[6]);
+        [
+            add(&add(&p[0], &p12), &add(&p34, &p56)),
+            add(
+                &mul_add::<FUSED>(0.5, &p5_6, &mul_add::<FUSED>(2.0, &p3_4, &p1_2)),
+                &p[7],
+            ),
+            zero,
+            zero,
+        ]
+    }
+}
+
+impl Transform for Identity {
+    const M: usize = 1;
+    const A: usize = 1;
+
+    #[inline(always)]
+    fn input<const FUSED: bool>(d: &[Lanes; PATCH]) -> [Lanes; PATCH] {
+        let mut out = [[0f32; LANES]; PATCH];
+        out[0] = d[0];
+        out
+    }
+
+    #[inline(always)]
+    fn output<const FUSED: bool>(p: &[Lanes; PATCH]) -> [Lanes; 4] {
+        let mut out = [[0f32; LANES]; 4];
+        out[0] = p[0];
+        out
     }
 }
 
@@ -275,10 +405,65 @@ const G2K5: [[f64; 5]; 6] = [
     [0.0, 0.0, 0.0, 0.0, 1.0],
 ];
 
-/// Whether a Winograd convolution computes this geometry: a 3×3 or 5×5 kernel, stride 1, no dilation, one
-/// group (any padding, any size).
+/// `G` of F(2, 7), `α × 7`.
+const G2K7: [[f64; 7]; 8] = [
+    [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+    [-2.0 / 9.0; 7],
+    [
+        -2.0 / 9.0,
+        2.0 / 9.0,
+        -2.0 / 9.0,
+        2.0 / 9.0,
+        -2.0 / 9.0,
+        2.0 / 9.0,
+        -2.0 / 9.0,
+    ],
+    [
+        1.0 / 90.0,
+        1.0 / 45.0,
+        2.0 / 45.0,
+        4.0 / 45.0,
+        8.0 / 45.0,
+        16.0 / 45.0,
+        32.0 / 45.0,
+    ],
+    [
+        1.0 / 90.0,
+        -1.0 / 45.0,
+        2.0 / 45.0,
+        -4.0 / 45.0,
+        8.0 / 45.0,
+        -16.0 / 45.0,
+        32.0 / 45.0,
+    ],
+    [
+        32.0 / 45.0,
+        16.0 / 45.0,
+        8.0 / 45.0,
+        4.0 / 45.0,
+        2.0 / 45.0,
+        1.0 / 45.0,
+        1.0 / 90.0,
+    ],
+    [
+        32.0 / 45.0,
+        -16.0 / 45.0,
+        8.0 / 45.0,
+        -4.0 / 45.0,
+        2.0 / 45.0,
+        -1.0 / 45.0,
+        1.0 / 90.0,
+    ],
+    [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0],
+];
+
+/// `G` of a side with one tap: `[1]`.
+const G_IDENTITY: [[f64; 1]; 1] = [[1.0]];
+
+/// Whether a Winograd convolution computes this geometry: a 3×3, 5×5, 1×7 or 7×1 kernel, stride 1, no
+/// dilation, one group (any padding, any size).
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
-    matches!(g.kernel, (3, 3) | (5, 5))
+    matches!(g.kernel, (3, 3) | (5, 5) | (1, 7) | (7, 1))
         && g.stride == (1, 1)
         && g.dilation == (1, 1)
         && g.groups == 1
@@ -315,8 +500,11 @@ pub(crate) fn choose(g: &ConvGeometry) -> Option<Tile> {
     if channels < 16 || tiles(2) < 16 {
         return None;
     }
-    if g.kernel == (5, 5) {
-        return (channels >= 24).then_some(Tile::F2K5);
+    match g.kernel {
+        (5, 5) => return (channels >= 24).then_some(Tile::F2K5),
+        (1, 7) => return Some(Tile::F1x2K7),
+        (7, 1) => return Some(Tile::F2x1K7),
+        _ => {}
     }
     let f4 = channels >= 64 && tiles(4) >= 49;
     Some(if f4 { Tile::F4 } else { Tile::F2 })
@@ -341,30 +529,33 @@ pub(crate) fn transform_filters(
 
 /// The transformed filters of [`transform_filters`] before packing, `[α²][c_out][c_in]`.
 fn transform(weight: &[f32], c_out: usize, c_in: usize, tile: Tile) -> Vec<f32> {
-    // `G`, `α × r`, row by row.
-    let g: &[f64] = match tile {
-        Tile::F2 => G2.as_flattened(),
-        Tile::F4 => G4.as_flattened(),
-        Tile::F2K5 => G2K5.as_flattened(),
+    // `G` of each side, `α × r`, row by row.
+    let (g_h, g_w): (&[f64], &[f64]) = match tile {
+        Tile::F2 => (G2.as_flattened(), G2.as_flattened()),
+        Tile::F4 => (G4.as_flattened(), G4.as_flattened()),
+        Tile::F2K5 => (G2K5.as_flattened(), G2K5.as_flattened()),
+        Tile::F1x2K7 => (G_IDENTITY.as_flattened(), G2K7.as_flattened()),
+        Tile::F2x1K7 => (G2K7.as_flattened(), G_IDENTITY.as_flattened()),
     };
-    let (alpha, r) = (tile.alpha(), tile.kernel());
+    let ((_, alpha_w), (r_h, r_w)) = (tile.patch(), tile.kernel());
     let plane = c_out * c_in;
+    let taps = r_h * r_w;
     assert_eq!(
         weight.len(),
-        plane * r * r,
-        "a [c_out, c_in, {r}, {r}] weight"
+        plane * taps,
+        "a [c_out, c_in, {r_h}, {r_w}] weight"
     );
-    let mut out = vec![0f32; alpha * alpha * plane];
-    // One product's matrix per task: `U_ξ[k][c] = Σ_ij G[a][i] w[k][c][i][j] G[b][j]`.
+    let mut out = vec![0f32; tile.products() * plane];
+    // One product's matrix per task: `U_ξ[k][c] = Σ_ij G_h[a][i] w[k][c][i][j] G_w[b][j]`.
     out.par_chunks_mut(plane).enumerate().for_each(|(xi, dst)| {
-        let (a, b) = (xi / alpha, xi % alpha);
-        let mut coef = vec![0f64; r * r];
-        for i in 0..r {
-            for j in 0..r {
-                coef[i * r + j] = g[a * r + i] * g[b * r + j];
+        let (a, b) = (xi / alpha_w, xi % alpha_w);
+        let mut coef = vec![0f64; taps];
+        for i in 0..r_h {
+            for j in 0..r_w {
+                coef[i * r_w + j] = g_h[a * r_h + i] * g_w[b * r_w + j];
             }
         }
-        for (d, w) in dst.iter_mut().zip(weight.chunks_exact(r * r)) {
+        for (d, w) in dst.iter_mut().zip(weight.chunks_exact(taps)) {
             let sum: f64 = coef.iter().zip(w).map(|(&c, &v)| c * f64::from(v)).sum();
             *d = sum as f32;
         }
@@ -388,17 +579,30 @@ const SPLIT_BLOCK_VALUES: usize = 4 * BLOCK_VALUES;
 /// ran at 1.2x the direct kernel's speed instead of 1.9x.
 const MIN_BLOCK: usize = 64;
 
-/// Output channels whose products and output transform run together: their `M` block stays in cache. A
-/// multiple of every product kernel's panel height (4, 6 and 12 rows), so that blocks are whole panels of the
-/// packed filters.
+/// Output channels whose products and output transform run together, at most: their `M` block stays in cache.
+/// A multiple of every product kernel's panel height (4, 6 and 12 rows), so that blocks are whole panels of
+/// the packed filters.
 const CHANNEL_BLOCK: usize = 48;
+
+/// Values of `M` a block of output channels holds, at most (1 MiB, a core's L2 cache): with blocks of tiles
+/// sized for an image split between threads ([`SPLIT_BLOCK_VALUES`]) and few input channels, 48 channels'
+/// products took 3 MiB (F(2×2) on Inception-v3's 32 → 64 layer on 147×147, `1024 tiles · 16 · 48`), written
+/// to memory and read back: the layer took longer on two threads than on one.
+const PRODUCT_VALUES: usize = 1 << 18;
+
+/// The output channels whose products and output transform run together, for products `per_channel` values
+/// apart: [`CHANNEL_BLOCK`], or fewer (a multiple of 12, at least 12) for their `M` to fit in
+/// [`PRODUCT_VALUES`].
+fn channel_block(per_channel: usize) -> usize {
+    (PRODUCT_VALUES / per_channel.max(1) / 12 * 12).clamp(12, CHANNEL_BLOCK)
+}
 
 /// Values of one phase run of a map of `cols` tile columns: one per tile column, and [`LANES`] more for a run
 /// of tiles starting at the last column, and as many again as a tile reaches into the next tiles' phases
-/// (its columns `m..α` are those of the next `⌊(α - 1) / m⌋` tiles: one for F(2×2, 3×3) and F(4×4, 3×3),
-/// two for F(2×2, 5×5)).
+/// (its columns `m_w..α_w` are those of the next `⌊(α_w - 1) / m_w⌋` tiles: one for F(2×2, 3×3) and
+/// F(4×4, 3×3), two for F(2×2, 5×5), three for F(1×2, 1×7)).
 fn run_len(cols: usize, tile: Tile) -> usize {
-    cols + LANES + (tile.alpha() - 1) / tile.m()
+    cols + LANES + (tile.patch().1 - 1) / tile.outputs().1
 }
 
 /// How one image's output is cut into tiles, and the tiles (numbered row by row) into blocks.
@@ -428,18 +632,19 @@ impl Grid {
     /// The grid of `g` with `tile`, blocks sized for `block_values` ([`BLOCK_VALUES`] or
     /// [`SPLIT_BLOCK_VALUES`]).
     fn new(g: &ConvGeometry, tile: Tile, block_values: usize) -> Grid {
-        let (m, alpha) = (tile.m(), tile.alpha());
-        let cols = g.out.1.div_ceil(m);
-        let tiles = g.out.0.div_ceil(m) * cols;
-        let most = (block_values / (g.c_in * alpha * alpha).max(1) / 16 * 16).max(MIN_BLOCK);
+        let (m_h, m_w) = tile.outputs();
+        let cols = g.out.1.div_ceil(m_w);
+        let tiles = g.out.0.div_ceil(m_h) * cols;
+        let products = tile.products();
+        let most = (block_values / (g.c_in * products).max(1) / 16 * 16).max(MIN_BLOCK);
         // Blocks of about equal size, so the last is not a sliver.
         let blocks = tiles.div_ceil(most).max(1);
         let block = tiles.div_ceil(blocks).next_multiple_of(16).min(tiles);
         let stride = (block + LANES).next_multiple_of(16);
         let run = run_len(cols, tile);
         let mut phases = [(0, 0); 4];
-        for (p, range) in phases.iter_mut().enumerate().take(m) {
-            *range = valid_range(p, g.pad_before.1, m, g.w, run);
+        for (p, range) in phases.iter_mut().enumerate().take(m_w) {
+            *range = valid_range(p, g.pad_before.1, m_w, g.w, run);
         }
         Grid {
             tile,
@@ -447,7 +652,7 @@ impl Grid {
             tiles,
             block,
             stride,
-            per_channel: alpha * alpha * stride + 16,
+            per_channel: products * stride + 16,
             phases,
         }
     }
@@ -457,9 +662,9 @@ impl Grid {
         run_len(self.cols, self.tile)
     }
 
-    /// Values of a row in phase layout: `m` phase runs.
+    /// Values of a row in phase layout: `m_w` phase runs.
     fn row_len(&self) -> usize {
-        self.tile.m() * self.run_len()
+        self.tile.outputs().1 * self.run_len()
     }
 
     /// The tile rows that the tiles `tiles` lie in, each with the columns `lo..hi` of its tiles among them.
@@ -523,10 +728,9 @@ fn conv2d_for(
     epilogue: &Epilogue,
 ) -> Vec<f32> {
     assert!(tile.fits(g), "not a convolution {tile:?} computes: {g:?}");
-    let alpha = tile.alpha();
     assert_eq!(
         filters.values.len(),
-        alpha * alpha * gemm::packed_len(filters.isa, g.c_out, g.c_in),
+        tile.products() * gemm::packed_len(filters.isa, g.c_out, g.c_in),
         "filters transformed for another layer or tile"
     );
     let image_out = g.c_out * g.out.0 * g.out.1;
@@ -535,9 +739,13 @@ fn conv2d_for(
         return out;
     }
     let threads = rayon::current_num_threads();
-    // Fewer images than threads: each image's blocks are split between the threads.
-    let split = threads > 1 && batch < threads;
-    let block_values = if split {
+    // Fewer images than threads: each image is split between the threads.
+    let split = if threads > 1 && batch < threads {
+        Split::choose(g, tile, threads)
+    } else {
+        Split::None
+    };
+    let block_values = if split == Split::Channels {
         SPLIT_BLOCK_VALUES
     } else {
         BLOCK_VALUES
@@ -552,17 +760,110 @@ fn conv2d_for(
     };
     let image_in = g.c_in * g.h * g.w;
     let image = |n: usize| &x[n * image_stride..n * image_stride + image_in];
-    if threads > 1 && !split {
+    if threads > 1 && split == Split::None {
         // Enough images to keep every thread busy: one image per task.
         out.par_chunks_mut(image_out)
             .enumerate()
-            .for_each(|(n, dst)| layer.image(image(n), dst, false));
+            .for_each(|(n, dst)| layer.image(image(n), dst, Split::None));
     } else {
         for (n, dst) in out.chunks_mut(image_out).enumerate() {
             layer.image(image(n), dst, split);
         }
     }
     out
+}
+
+/// How the threads share one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Split {
+    /// They do not: an image per thread, or one thread.
+    None,
+    /// Each thread a band of tile rows, all of its work: no value passes between threads, but each reads all
+    /// the transformed filters.
+    Bands,
+    /// Each block of tiles by all the threads, its input transform by input channel and its products and
+    /// output transform by output channel: each thread reads its share of the filters, but every block's
+    /// transformed input passes between them.
+    Channels,
+}
+
+/// Transformed filter values up to which an image is split into bands ([`Split::Bands`]): 4 MiB, which each
+/// thread then reads for each of its blocks.
+const BAND_FILTER_VALUES: usize = 1 << 20;
+
+impl Split {
+    /// How `threads` threads share an image of geometry `g` with `tile`: in bands where each thread has blocks
+    /// of tiles enough and the filters are small (Inception-v3's and GoogLeNet's early layers; on a host whose
+    /// two cores passed a value in 370 ns, Inception-v3's 32 → 64 layer on 147×147 took 4.0 ms on two threads
+    /// split by channel, against 3.1 ms on one), otherwise by channel.
+    fn choose(g: &ConvGeometry, tile: Tile, threads: usize) -> Split {
+        let (m_h, m_w) = tile.outputs();
+        let tiles = g.out.0.div_ceil(m_h) * g.out.1.div_ceil(m_w);
+        let filters = tile.products() * g.c_out * g.c_in;
+        if tiles >= threads * MIN_BLOCK && filters <= BAND_FILTER_VALUES {
+            Split::Bands
+        } else {
+            Split::Channels
+        }
+    }
+}
+
+/// Rows `rows` of the `[oh, ow]` output planes of `channels` consecutive output channels of one image: what
+/// one task writes, whole planes or a band of rows of each.
+struct Planes<'a> {
+    ptr: *mut f32,
+    channels: usize,
+    out: (usize, usize),
+    rows: Range<usize>,
+    _dst: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+impl<'a> Planes<'a> {
+    /// The whole planes `dst` holds.
+    fn whole(dst: &'a mut [f32], (oh, ow): (usize, usize)) -> Planes<'a> {
+        Planes {
+            ptr: dst.as_mut_ptr(),
+            channels: dst.len() / (oh * ow).max(1),
+            out: (oh, ow),
+            rows: 0..oh,
+            _dst: std::marker::PhantomData,
+        }
+    }
+
+    /// Rows `rows` of the `channels` planes from `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` must point at `channels` contiguous `[oh, ow]` planes whose rows `rows` nothing else reads or
+    /// writes while the result lives.
+    unsafe fn band(
+        ptr: *mut f32,
+        channels: usize,
+        (oh, ow): (usize, usize),
+        rows: Range<usize>,
+    ) -> Planes<'a> {
+        assert!(rows.end <= oh, "rows past the plane");
+        Planes {
+            ptr,
+            channels,
+            out: (oh, ow),
+            rows,
+            _dst: std::marker::PhantomData,
+        }
+    }
+
+    /// Channel `i`'s rows, from the band's first.
+    fn channel(&mut self, i: usize) -> &mut [f32] {
+        assert!(i < self.channels, "channel past the planes");
+        let (oh, ow) = self.out;
+        // SAFETY: rows `rows` of plane `i` are inside the planes and this task's alone (`whole`, `band`);
+        // `&mut self` lends one channel's at a time.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.ptr.add(i * oh * ow + self.rows.start * ow),
+                self.rows.len() * ow,
+            )
+        }
+    }
 }
 
 /// [`transform_filters`]'s output, and the product kernels it was packed for.
@@ -591,47 +892,106 @@ struct InputScratch {
 }
 
 impl Layer<'_> {
-    /// One image `x` (`[c_in, h, w]`) into `dst` (`[c_out, oh, ow]`). `parallel` spreads each block's input
-    /// transform over the threads by channel, and its products and output transform by output channel.
-    fn image(&self, x: &[f32], dst: &mut [f32], parallel: bool) {
+    /// One image `x` (`[c_in, h, w]`) into `dst` (`[c_out, oh, ow]`), shared between the threads as `split`
+    /// says.
+    fn image(&self, x: &[f32], dst: &mut [f32], split: Split) {
+        let (g, grid) = (self.g, &self.grid);
+        match split {
+            Split::None => self.tiles(x, 0..grid.tiles, Planes::whole(dst, g.out)),
+            Split::Bands => {
+                let rows = grid.tiles / grid.cols;
+                let per_task = rows.div_ceil(rayon::current_num_threads());
+                let m_h = grid.tile.outputs().0;
+                let oh = g.out.0;
+                let out = super::OutputRows {
+                    ptr: dst.as_mut_ptr(),
+                    columns: 0,
+                };
+                assert!(dst.len() >= g.c_out * oh * g.out.1, "output too short");
+                let band = |first: usize| {
+                    // The whole of `out` (a closure would capture its pointer field alone, which is not `Sync`).
+                    let out = &out;
+                    let last = (first + per_task).min(rows);
+                    // SAFETY: `dst` holds the `c_out` planes (asserted above); the bands' output rows, those
+                    // of their tile rows, are disjoint.
+                    let planes = unsafe {
+                        Planes::band(
+                            out.ptr,
+                            g.c_out,
+                            g.out,
+                            (first * m_h).min(oh)..(last * m_h).min(oh),
+                        )
+                    };
+                    self.tiles(x, first * grid.cols..last * grid.cols, planes);
+                };
+                (0..rows)
+                    .step_by(per_task)
+                    .collect::<Vec<_>>()
+                    .into_par_iter()
+                    .for_each(band);
+            }
+            Split::Channels => self.image_by_channels(x, dst),
+        }
+    }
+
+    /// The tiles `tiles` (whole tile rows, or all) of the image `x` into `planes`, block by block, on this
+    /// thread.
+    fn tiles(&self, x: &[f32], tiles: Range<usize>, mut planes: Planes<'_>) {
+        let (g, grid) = (self.g, &self.grid);
+        let mut transformed_buffer = TRANSFORMED.take();
+        let transformed = super::scratch(&mut transformed_buffer, g.c_in * grid.per_channel);
+        let plane_in = g.h * g.w;
+        let mut scratch = InputScratch::default();
+        for start in tiles.clone().step_by(grid.block) {
+            let block = start..(start + grid.block).min(tiles.end);
+            for (c, v) in transformed.chunks_mut(grid.per_channel).enumerate() {
+                let src = &x[c * plane_in..(c + 1) * plane_in];
+                self.input_channel(src, block.clone(), &mut scratch, v);
+            }
+            self.output_channels(transformed, block, 0, &mut planes);
+        }
+        TRANSFORMED.set(transformed_buffer);
+    }
+
+    /// One image `x` into `dst` ([`Split::Channels`]): every block's input transform spread over the threads
+    /// by input channel, its products and output transform by output channel.
+    fn image_by_channels(&self, x: &[f32], dst: &mut [f32]) {
         let (g, grid) = (self.g, &self.grid);
         let per_channel = grid.per_channel;
         let mut transformed_buffer = TRANSFORMED.take();
         let transformed = super::scratch(&mut transformed_buffer, g.c_in * per_channel);
         let plane_in = g.h * g.w;
         let plane_out = g.out.0 * g.out.1;
-        let mut scratch = InputScratch::default();
+        let threads = rayon::current_num_threads();
+        // About one block of output channels per thread, a multiple of 8.
+        let block_channels = g
+            .c_out
+            .div_ceil(threads)
+            .next_multiple_of(8)
+            .clamp(1, g.c_out);
         for start in (0..grid.tiles).step_by(grid.block) {
             let tiles = start..(start + grid.block).min(grid.tiles);
             let input = |scratch: &mut InputScratch, (c, v): (usize, &mut [f32])| {
                 let src = &x[c * plane_in..(c + 1) * plane_in];
                 self.input_channel(src, tiles.clone(), scratch, v);
             };
-            let products = |v: &[f32], (block, dst): (usize, &mut [f32]), block_channels: usize| {
-                self.output_channels(v, tiles.clone(), block * block_channels, dst);
-            };
-            if parallel {
-                transformed
-                    .par_chunks_mut(per_channel)
-                    .enumerate()
-                    .for_each_init(InputScratch::default, input);
-                let threads = rayon::current_num_threads();
-                // About one block of output channels per thread, a multiple of 8.
-                let block_channels = g
-                    .c_out
-                    .div_ceil(threads)
-                    .next_multiple_of(8)
-                    .clamp(1, g.c_out);
-                dst.par_chunks_mut(block_channels * plane_out)
-                    .enumerate()
-                    .for_each(|item| products(transformed, item, block_channels));
-            } else {
-                transformed
-                    .chunks_mut(per_channel)
-                    .enumerate()
-                    .for_each(|item| input(&mut scratch, item));
-                products(transformed, (0, dst), g.c_out);
-            }
+            transformed
+                .par_chunks_mut(per_channel)
+                .enumerate()
+                .for_each_init(InputScratch::default, input);
+            let transformed = &*transformed;
+            dst.par_chunks_mut(block_channels * plane_out)
+                .enumerate()
+                .for_each(|(block, dst)| {
+                    let planes = Planes::whole(dst, g.out);
+                    let mut planes = planes;
+                    self.output_channels(
+                        transformed,
+                        tiles.clone(),
+                        block * block_channels,
+                        &mut planes,
+                    );
+                });
         }
         TRANSFORMED.set(transformed_buffer);
     }
@@ -652,37 +1012,45 @@ impl Layer<'_> {
             // slower (bench/RESULTS.md).
             return unsafe {
                 match self.grid.tile {
-                    Tile::F2 => input_tiles_avx2::<F2>(self, src, tiles, scratch, v),
-                    Tile::F4 => input_tiles_avx2::<F4>(self, src, tiles, scratch, v),
-                    Tile::F2K5 => input_tiles_avx2::<F2K5>(self, src, tiles, scratch, v),
+                    Tile::F2 => input_tiles_avx2::<F2, F2>(self, src, tiles, scratch, v),
+                    Tile::F4 => input_tiles_avx2::<F4, F4>(self, src, tiles, scratch, v),
+                    Tile::F2K5 => input_tiles_avx2::<F2K5, F2K5>(self, src, tiles, scratch, v),
+                    Tile::F1x2K7 => {
+                        input_tiles_avx2::<Identity, F2K7>(self, src, tiles, scratch, v)
+                    }
+                    Tile::F2x1K7 => {
+                        input_tiles_avx2::<F2K7, Identity>(self, src, tiles, scratch, v)
+                    }
                 }
             };
         }
         match self.grid.tile {
-            Tile::F2 => input_tiles::<F2, false>(self, src, tiles, scratch, v),
-            Tile::F4 => input_tiles::<F4, false>(self, src, tiles, scratch, v),
-            Tile::F2K5 => input_tiles::<F2K5, false>(self, src, tiles, scratch, v),
+            Tile::F2 => input_tiles::<F2, F2, false>(self, src, tiles, scratch, v),
+            Tile::F4 => input_tiles::<F4, F4, false>(self, src, tiles, scratch, v),
+            Tile::F2K5 => input_tiles::<F2K5, F2K5, false>(self, src, tiles, scratch, v),
+            Tile::F1x2K7 => input_tiles::<Identity, F2K7, false>(self, src, tiles, scratch, v),
+            Tile::F2x1K7 => input_tiles::<F2K7, Identity, false>(self, src, tiles, scratch, v),
         }
     }
 
-    /// For the output channels `first..` that `dst` holds (whole `[oh, ow]` planes), the products of the tiles
-    /// `tiles` with the block's transformed input `v`, then their output transform into `dst`.
-    fn output_channels(&self, v: &[f32], tiles: Range<usize>, first: usize, dst: &mut [f32]) {
+    /// For the output channels `first..` that `dst` holds (their planes' rows under `tiles`, at least), the
+    /// products of the tiles `tiles` with the block's transformed input `v`, then their output transform into
+    /// `dst`.
+    fn output_channels(&self, v: &[f32], tiles: Range<usize>, first: usize, dst: &mut Planes<'_>) {
         let (g, grid) = (self.g, &self.grid);
-        let alpha = grid.tile.alpha();
-        let xis = alpha * alpha;
-        let plane_out = g.out.0 * g.out.1;
+        let xis = grid.tile.products();
         let count = tiles.len();
         let per_channel = grid.per_channel;
         let mut products_buffer = PRODUCTS.take();
         // With `LANES` values of slack at the end for the output transform's reads (see `output_tiles`).
         let m = super::scratch(
             &mut products_buffer,
-            CHANNEL_BLOCK.min(g.c_out) * per_channel + LANES,
+            channel_block(per_channel).min(g.c_out) * per_channel + LANES,
         );
-        for (block, planes) in dst.chunks_mut(CHANNEL_BLOCK * plane_out).enumerate() {
-            let channels = planes.len() / plane_out;
-            let k0 = first + block * CHANNEL_BLOCK;
+        let channel_block = channel_block(per_channel);
+        for start in (0..dst.channels).step_by(channel_block) {
+            let channels = channel_block.min(dst.channels - start);
+            let k0 = first + start;
             let per_xi = gemm::packed_len(self.filters.isa, g.c_out, g.c_in);
             for xi in 0..xis {
                 let u = gemm::Packed::new(
@@ -713,10 +1081,11 @@ impl Layer<'_> {
                     );
                 }
             }
-            for (i, plane) in planes.chunks_exact_mut(plane_out).enumerate() {
-                let channel = k0 + i;
+            let first_row = dst.rows.start;
+            for i in 0..channels {
                 let products = &m[i * per_channel..(i + 1) * per_channel + LANES];
-                self.output_channel(products, tiles.clone(), channel, plane);
+                let plane = dst.channel(start + i);
+                self.output_channel(products, tiles.clone(), k0 + i, (plane, first_row));
             }
         }
         PRODUCTS.set(products_buffer);
@@ -724,7 +1093,13 @@ impl Layer<'_> {
 
     /// The output transform of one channel's products `m` (`[α²][grid.stride]`) for the tiles `tiles`, with
     /// the epilogue, into its output plane `dst` (`[oh, ow]`).
-    fn output_channel(&self, m: &[f32], tiles: Range<usize>, channel: usize, dst: &mut [f32]) {
+    fn output_channel(
+        &self,
+        m: &[f32],
+        tiles: Range<usize>,
+        channel: usize,
+        dst: (&mut [f32], usize),
+    ) {
         let finish = Finish {
             scale: self.epilogue.scale.as_ref().map_or(1.0, |s| s[channel]),
             shift: self.epilogue.shift.as_ref().map_or(0.0, |s| s[channel]),
@@ -738,16 +1113,24 @@ impl Layer<'_> {
             // SAFETY: as in `input_channel`: AVX2 and FMA are there.
             return unsafe {
                 match grid.tile {
-                    Tile::F2 => output_tiles_avx2::<F2>(grid, out, m, tiles, finish, dst),
-                    Tile::F4 => output_tiles_avx2::<F4>(grid, out, m, tiles, finish, dst),
-                    Tile::F2K5 => output_tiles_avx2::<F2K5>(grid, out, m, tiles, finish, dst),
+                    Tile::F2 => output_tiles_avx2::<F2, F2>(grid, out, m, tiles, finish, dst),
+                    Tile::F4 => output_tiles_avx2::<F4, F4>(grid, out, m, tiles, finish, dst),
+                    Tile::F2K5 => output_tiles_avx2::<F2K5, F2K5>(grid, out, m, tiles, finish, dst),
+                    Tile::F1x2K7 => {
+                        output_tiles_avx2::<Identity, F2K7>(grid, out, m, tiles, finish, dst)
+                    }
+                    Tile::F2x1K7 => {
+                        output_tiles_avx2::<F2K7, Identity>(grid, out, m, tiles, finish, dst)
+                    }
                 }
             };
         }
         match grid.tile {
-            Tile::F2 => output_tiles::<F2, false>(grid, out, m, tiles, finish, dst),
-            Tile::F4 => output_tiles::<F4, false>(grid, out, m, tiles, finish, dst),
-            Tile::F2K5 => output_tiles::<F2K5, false>(grid, out, m, tiles, finish, dst),
+            Tile::F2 => output_tiles::<F2, F2, false>(grid, out, m, tiles, finish, dst),
+            Tile::F4 => output_tiles::<F4, F4, false>(grid, out, m, tiles, finish, dst),
+            Tile::F2K5 => output_tiles::<F2K5, F2K5, false>(grid, out, m, tiles, finish, dst),
+            Tile::F1x2K7 => output_tiles::<Identity, F2K7, false>(grid, out, m, tiles, finish, dst),
+            Tile::F2x1K7 => output_tiles::<F2K7, Identity, false>(grid, out, m, tiles, finish, dst),
         }
     }
 }
@@ -772,20 +1155,20 @@ type Lanes = [f32; LANES];
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn input_tiles_avx2<T: Transform>(
+unsafe fn input_tiles_avx2<H: Transform, W: Transform>(
     layer: &Layer<'_>,
     src: &[f32],
     tiles: Range<usize>,
     scratch: &mut InputScratch,
     v: &mut [f32],
 ) {
-    input_tiles::<T, true>(layer, src, tiles, scratch, v);
+    input_tiles::<H, W, true>(layer, src, tiles, scratch, v);
 }
 
-/// The input transform `V = Bᵀ d B` of the tiles `tiles` of one channel's plane `src`, into `v`
-/// (`[α²][grid.stride]`, from tile `tiles.start`).
+/// The input transform `V = B_hᵀ d B_w` of the tiles `tiles` of one channel's plane `src` (`H` down the
+/// patch's columns, `W` across its rows), into `v` (`[α_h · α_w][grid.stride]`, from tile `tiles.start`).
 #[inline(always)]
-fn input_tiles<T: Transform, const FUSED: bool>(
+fn input_tiles<H: Transform, W: Transform, const FUSED: bool>(
     layer: &Layer<'_>,
     src: &[f32],
     tiles: Range<usize>,
@@ -793,13 +1176,13 @@ fn input_tiles<T: Transform, const FUSED: bool>(
     v: &mut [f32],
 ) {
     let (g, grid) = (layer.g, &layer.grid);
-    let (m, alpha) = (T::M, T::A);
+    let (m_h, alpha_h, m, alpha) = (H::M, H::A, W::M, W::A);
     let (run, row_len) = (grid.run_len(), grid.row_len());
     let (pt, pl) = g.pad_before;
     // The padded rows under the block's tile rows, in phase layout: padded column `m·i + p` at `p·run + i`.
     let first_row = tiles.start / grid.cols;
     let tile_rows = tiles.end.div_ceil(grid.cols) - first_row;
-    let padded_rows = m * tile_rows + alpha - m;
+    let padded_rows = m_h * tile_rows + alpha_h - m_h;
     // A phase run's values outside `lo..hi` (the padding columns and the run's slack) are zeroed when the
     // buffer is first used for this layer and never written with anything else: filling them per row and
     // phase was a `memset` call each, 2% of ResNet-50's time. Padding rows are zeroed whole, as a row may hold
@@ -810,7 +1193,7 @@ fn input_tiles<T: Transform, const FUSED: bool>(
     }
     let phased = super::scratch(&mut scratch.phased, padded_rows * row_len);
     for (r, dst) in phased.chunks_exact_mut(row_len).enumerate() {
-        let Some(iy) = (m * first_row + r).checked_sub(pt).filter(|&iy| iy < g.h) else {
+        let Some(iy) = (m_h * first_row + r).checked_sub(pt).filter(|&iy| iy < g.h) else {
             dst.fill(0.0);
             continue;
         };
@@ -832,27 +1215,27 @@ fn input_tiles<T: Transform, const FUSED: bool>(
     // is either overwritten by the next row's or lands in the slack at the end of each product's run
     // (`Grid::stride`).
     for (ty, columns) in grid.rows(&tiles) {
-        let patch_rows = &phased[(ty - first_row) * m * row_len..][..alpha * row_len];
+        let patch_rows = &phased[(ty - first_row) * m_h * row_len..][..alpha_h * row_len];
         for tx in columns.step_by(LANES) {
             // Where tile `(ty, tx)` is in the block.
             let at = ty * grid.cols + tx - tiles.start;
-            let mut d = [[[0f32; LANES]; 6]; 6];
-            for (r, d_row) in d.iter_mut().enumerate().take(alpha) {
+            let mut d = [[[0f32; LANES]; PATCH]; PATCH];
+            for (r, d_row) in d.iter_mut().enumerate().take(alpha_h) {
                 let row = &patch_rows[r * row_len..][..row_len];
                 for (j, d) in d_row.iter_mut().enumerate().take(alpha) {
                     d.copy_from_slice(&row[(j % m) * run + j / m + tx..][..LANES]);
                 }
             }
-            // Bᵀ down each column of the patch, then B across each row of the result.
-            let mut down = [[[0f32; LANES]; 6]; 6];
+            // B_hᵀ down each column of the patch, then B_w across each row of the result.
+            let mut down = [[[0f32; LANES]; PATCH]; PATCH];
             for j in 0..alpha {
-                let column = T::input::<FUSED>(&std::array::from_fn(|r| d[r][j]));
-                for (a, value) in column.iter().enumerate().take(alpha) {
+                let column = H::input::<FUSED>(&std::array::from_fn(|r| d[r][j]));
+                for (a, value) in column.iter().enumerate().take(alpha_h) {
                     down[a][j] = *value;
                 }
             }
-            for (a, down_row) in down.iter().enumerate().take(alpha) {
-                let across = T::input::<FUSED>(down_row);
+            for (a, down_row) in down.iter().enumerate().take(alpha_h) {
+                let across = W::input::<FUSED>(down_row);
                 for (b, value) in across.iter().enumerate().take(alpha) {
                     v[(a * alpha + b) * grid.stride + at..][..LANES].copy_from_slice(value);
                 }
@@ -867,30 +1250,31 @@ fn input_tiles<T: Transform, const FUSED: bool>(
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn output_tiles_avx2<T: Transform>(
+unsafe fn output_tiles_avx2<H: Transform, W: Transform>(
     grid: &Grid,
     out: (usize, usize),
     m: &[f32],
     tiles: Range<usize>,
     finish: Finish,
-    dst: &mut [f32],
+    dst: (&mut [f32], usize),
 ) {
-    output_tiles::<T, true>(grid, out, m, tiles, finish, dst);
+    output_tiles::<H, W, true>(grid, out, m, tiles, finish, dst);
 }
 
-/// The output transform `Y = Aᵀ M A` of the tiles `tiles` of one output channel, whose products `m` are laid
-/// out `[α²][grid.stride]` from tile `tiles.start`, with `finish` applied, into the channel's `[oh, ow]` plane
-/// `dst` (`out` being `(oh, ow)`); the parts of edge tiles past the output are dropped.
+/// The output transform `Y = A_hᵀ M A_w` of the tiles `tiles` of one output channel, whose products `m` are
+/// laid out `[α_h · α_w][grid.stride]` from tile `tiles.start`, with `finish` applied, into the channel's
+/// `[oh, ow]` plane (`out` being `(oh, ow)`), of which `dst` holds the rows from `dst.1` on; the parts of edge
+/// tiles past the output are dropped.
 #[inline(always)]
-fn output_tiles<T: Transform, const FUSED: bool>(
+fn output_tiles<H: Transform, W: Transform, const FUSED: bool>(
     grid: &Grid,
     (oh, ow): (usize, usize),
     m: &[f32],
     tiles: Range<usize>,
     finish: Finish,
-    dst: &mut [f32],
+    (dst, first_row): (&mut [f32], usize),
 ) {
-    let (side, alpha) = (T::M, T::A);
+    let (m_h, alpha_h, side, alpha) = (H::M, H::A, W::M, W::A);
     let Finish { scale, shift, relu } = finish;
     for (ty, columns) in grid.rows(&tiles) {
         // `LANES` tiles at a time, as in `input_tiles` (each product's run has `LANES` values of slack for the
@@ -898,28 +1282,28 @@ fn output_tiles<T: Transform, const FUSED: bool>(
         let end = columns.end;
         for tx in columns.step_by(LANES) {
             let at = ty * grid.cols + tx - tiles.start;
-            let mut products = [[[0f32; LANES]; 6]; 6];
-            for (a, row) in products.iter_mut().enumerate().take(alpha) {
+            let mut products = [[[0f32; LANES]; PATCH]; PATCH];
+            for (a, row) in products.iter_mut().enumerate().take(alpha_h) {
                 for (b, value) in row.iter_mut().enumerate().take(alpha) {
                     value.copy_from_slice(&m[(a * alpha + b) * grid.stride + at..][..LANES]);
                 }
             }
-            // Aᵀ across each row of products, then down each column of the result: `y = Aᵀ M A`.
-            let mut across = [[[0f32; LANES]; 4]; 6];
-            for (a, across_row) in across.iter_mut().enumerate().take(alpha) {
-                *across_row = T::output::<FUSED>(&products[a]);
+            // A_wᵀ across each row of products, then A_hᵀ down each column of the result: `y = A_hᵀ M A_w`.
+            let mut across = [[[0f32; LANES]; 4]; PATCH];
+            for (a, across_row) in across.iter_mut().enumerate().take(alpha_h) {
+                *across_row = W::output::<FUSED>(&products[a]);
             }
             let mut y = [[[0f32; LANES]; 4]; 4];
             for j in 0..side {
-                let column = T::output::<FUSED>(&std::array::from_fn(|a| across[a][j]));
-                for (i, value) in column.iter().enumerate().take(side) {
+                let column = H::output::<FUSED>(&std::array::from_fn(|a| across[a][j]));
+                for (i, value) in column.iter().enumerate().take(m_h) {
                     y[i][j] = *value;
                 }
             }
             // The epilogue, a vector of tiles at a time.
             for value in y
                 .iter_mut()
-                .take(side)
+                .take(m_h)
                 .flat_map(|row| row.iter_mut().take(side))
             {
                 for v in value.iter_mut() {
@@ -932,12 +1316,12 @@ fn output_tiles<T: Transform, const FUSED: bool>(
             // The output columns these tiles cover, clipped to the map.
             let x0 = tx * side;
             let width = (LANES.min(end - tx) * side).min(ow - x0);
-            for (i, y_row) in y.iter().enumerate().take(side) {
-                let oy = ty * side + i;
+            for (i, y_row) in y.iter().enumerate().take(m_h) {
+                let oy = ty * m_h + i;
                 if oy >= oh {
                     break;
                 }
-                let dst_row = &mut dst[oy * ow + x0..][..width];
+                let dst_row = &mut dst[(oy - first_row) * ow + x0..][..width];
                 let mut row = [0f32; 4 * LANES];
                 // Interleaved into output order: tile `l`'s column `j` is output column `x0 + side·l + j`.
                 #[cfg(target_arch = "x86_64")]
@@ -1021,13 +1405,13 @@ mod tests {
     use super::super::tests::{naive_conv, out_len, values};
     use super::*;
 
-    /// A stride-1 convolution with an `r × r` kernel.
+    /// A stride-1 convolution with an `r_h × r_w` kernel.
     fn geometry(
         c_in: usize,
         (h, w): (usize, usize),
         c_out: usize,
         pad: [usize; 4],
-        r: usize,
+        (r_h, r_w): (usize, usize),
     ) -> ConvGeometry {
         let [top, bottom, left, right] = pad;
         ConvGeometry {
@@ -1035,14 +1419,14 @@ mod tests {
             h,
             w,
             c_out,
-            kernel: (r, r),
+            kernel: (r_h, r_w),
             stride: (1, 1),
             pad_before: (top, left),
             dilation: (1, 1),
             groups: 1,
             out: (
-                out_len(h, r, 1, (top, bottom), 1),
-                out_len(w, r, 1, (left, right), 1),
+                out_len(h, r_h, 1, (top, bottom), 1),
+                out_len(w, r_w, 1, (left, right), 1),
             ),
         }
     }
@@ -1060,26 +1444,38 @@ mod tests {
 
     #[test]
     fn every_tile_and_instruction_set_matches_the_definition() {
-        // (kernel side, c_in, (h, w), c_out, pad [top, bottom, left, right], batch): odd sizes, maps smaller
-        // than a tile, asymmetric padding, more than one block of tiles (starting mid-row) and of output
-        // channels, with the blocks sized both for one image per thread and for an image split between
-        // threads; 3×3 and 5×5 kernels.
+        // (kernel, c_in, (h, w), c_out, pad [top, bottom, left, right], batch): odd sizes, maps smaller than a
+        // tile, asymmetric padding, more than one block of tiles (starting mid-row) and of output channels,
+        // with the blocks sized both for one image per thread and for an image split between threads; 3×3,
+        // 5×5, 1×7 and 7×1 kernels.
         let cases = [
-            (3, 1, (1, 1), 1, [1, 1, 1, 1], 1),
-            (3, 2, (5, 7), 3, [0, 0, 0, 0], 2),
-            (3, 3, (5, 7), 4, [1, 1, 1, 1], 3),
-            (3, 4, (13, 13), 5, [2, 2, 2, 2], 1),
-            (3, 3, (6, 9), 2, [0, 2, 1, 0], 2),
-            (3, 5, (3, 3), 2, [0, 0, 0, 0], 1),
-            (3, 8, (40, 37), 50, [1, 1, 1, 1], 1),
-            (3, 70, (30, 30), 9, [1, 1, 1, 1], 2),
-            (3, 130, (40, 40), 5, [1, 1, 1, 1], 1),
-            (5, 1, (1, 1), 1, [2, 2, 2, 2], 1),
-            (5, 2, (5, 7), 3, [0, 0, 0, 0], 2),
-            (5, 3, (6, 9), 4, [2, 2, 2, 2], 3),
-            (5, 4, (13, 11), 5, [1, 3, 0, 2], 1),
-            (5, 8, (35, 35), 50, [2, 2, 2, 2], 1),
-            (5, 70, (30, 31), 9, [2, 2, 2, 2], 2),
+            ((3, 3), 1, (1, 1), 1, [1, 1, 1, 1], 1),
+            ((3, 3), 2, (5, 7), 3, [0, 0, 0, 0], 2),
+            ((3, 3), 3, (5, 7), 4, [1, 1, 1, 1], 3),
+            ((3, 3), 4, (13, 13), 5, [2, 2, 2, 2], 1),
+            ((3, 3), 3, (6, 9), 2, [0, 2, 1, 0], 2),
+            ((3, 3), 5, (3, 3), 2, [0, 0, 0, 0], 1),
+            ((3, 3), 8, (40, 37), 50, [1, 1, 1, 1], 1),
+            ((3, 3), 70, (30, 30), 9, [1, 1, 1, 1], 2),
+            ((3, 3), 130, (40, 40), 5, [1, 1, 1, 1], 1),
+            ((5, 5), 1, (1, 1), 1, [2, 2, 2, 2], 1),
+            ((5, 5), 2, (5, 7), 3, [0, 0, 0, 0], 2),
+            ((5, 5), 3, (6, 9), 4, [2, 2, 2, 2], 3),
+            ((5, 5), 4, (13, 11), 5, [1, 3, 0, 2], 1),
+            ((5, 5), 8, (35, 35), 50, [2, 2, 2, 2], 1),
+            ((5, 5), 70, (30, 31), 9, [2, 2, 2, 2], 2),
+            ((1, 7), 1, (1, 1), 1, [0, 0, 3, 3], 1),
+            ((1, 7), 3, (17, 17), 4, [0, 0, 3, 3], 2),
+            ((1, 7), 2, (5, 9), 3, [1, 0, 0, 0], 3),
+            ((1, 7), 5, (6, 20), 7, [0, 2, 2, 5], 1),
+            ((1, 7), 40, (17, 17), 60, [0, 0, 3, 3], 1),
+            ((1, 7), 70, (30, 33), 9, [0, 0, 3, 3], 2),
+            ((7, 1), 1, (1, 1), 1, [3, 3, 0, 0], 1),
+            ((7, 1), 3, (17, 17), 4, [3, 3, 0, 0], 2),
+            ((7, 1), 2, (9, 5), 3, [0, 0, 1, 0], 3),
+            ((7, 1), 5, (20, 6), 7, [2, 5, 0, 2], 1),
+            ((7, 1), 40, (17, 17), 60, [3, 3, 0, 0], 1),
+            ((7, 1), 70, (33, 30), 9, [3, 3, 0, 0], 2),
         ];
         // One thread, an image per thread, and images split between threads.
         let pools: Vec<rayon::ThreadPool> = [1, 2, 3]
@@ -1091,12 +1487,14 @@ mod tests {
                     .unwrap()
             })
             .collect();
-        for (case, &(r, c_in, size, c_out, pad, batch)) in cases.iter().enumerate() {
-            let g = geometry(c_in, size, c_out, pad, r);
+        let tiles = [Tile::F2, Tile::F4, Tile::F2K5, Tile::F1x2K7, Tile::F2x1K7];
+        let mut splits = std::collections::HashSet::new();
+        for (case, &(kernel, c_in, size, c_out, pad, batch)) in cases.iter().enumerate() {
+            let g = geometry(c_in, size, c_out, pad, kernel);
             let x = values(batch * c_in * size.0 * size.1, case as u32);
-            let weight = values(c_out * c_in * r * r, 50 + case as u32);
+            let weight = values(c_out * c_in * kernel.0 * kernel.1, 50 + case as u32);
             let want = naive_conv(&x, batch, &weight, &g);
-            for tile in [Tile::F2, Tile::F4, Tile::F2K5] {
+            for tile in tiles {
                 if !tile.fits(&g) {
                     continue;
                 }
@@ -1136,14 +1534,22 @@ mod tests {
                         "case {case} {tile:?} {isa:?} {:?} {threads} threads: relative error {error}",
                         filters.isa
                     );
+                    if threads > 1 && batch < threads {
+                        splits.insert(Split::choose(&g, tile, threads));
+                    }
                 }
             }
         }
+        assert_eq!(
+            splits.len(),
+            2,
+            "both ways of splitting an image between threads, {splits:?}"
+        );
     }
 
     #[test]
     fn the_epilogue_applies_per_output_channel() {
-        let g = geometry(3, (7, 6), 4, [1, 1, 1, 1], 3);
+        let g = geometry(3, (7, 6), 4, [1, 1, 1, 1], (3, 3));
         let x = values(3 * 7 * 6, 1);
         let weight = values(4 * 3 * 9, 2);
         let want = naive_conv(&x, 1, &weight, &g);

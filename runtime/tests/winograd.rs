@@ -366,6 +366,34 @@ fn a_plan_takes_winograd_only_where_it_is_on_and_chosen() {
     };
     run(&Plan::default(), &x, &narrow_five);
     assert_eq!(narrow_five.conv.prepared(), [Prepared::Packed]);
+    // 1×7 and 7×1: F(2, 7) from 128 channels.
+    for (kernel, pad, tile) in [
+        ((1, 7), (0, 3), Tile::F1x2K7),
+        ((7, 1), (3, 0), Tile::F2x1K7),
+    ] {
+        for (channels, winograd) in [(128, true), (32, false)] {
+            let x = tensor(&mut rng, &[1, channels, 9, 9]);
+            let layer = Layer {
+                conv: conv_rect(&mut rng, kernel, channels, channels, pad, false),
+                bn: None,
+                relu: true,
+            };
+            let want = run(&direct(), &x, &layer);
+            layer.conv.forget_prepared();
+            let error = relative_error(&run(&Plan::default(), &x, &layer), &want);
+            assert!(error <= F2K7_TOLERANCE, "relative error {error}");
+            let expected = if winograd {
+                Prepared::Winograd(tile)
+            } else {
+                Prepared::Packed
+            };
+            assert_eq!(
+                layer.conv.prepared(),
+                [expected],
+                "{kernel:?}, {channels} channels"
+            );
+        }
+    }
 }
 
 #[test]

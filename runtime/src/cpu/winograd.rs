@@ -491,6 +491,9 @@ pub(crate) fn applies(g: &ConvGeometry) -> bool {
 ///   without `--optimizations all,-winograd`, 2026-11-29): Inception-v3's 48 → 64 on 35×35 1.12 → 0.73 ms,
 ///   24 → 64 and 32 → 64 on 28×28 0.31 → 0.26-0.29 and 0.41 → 0.30-0.33, 48 → 128 on 7×7 0.095 → 0.08; at
 ///   16 channels it lost (16 → 32 on 28×28 0.120 → 0.126-0.129, 16 → 48 on 14×14 0.044 → 0.047-0.049).
+/// * F(2, 7) for 1×7 and 7×1 kernels from 128 channels (the same benchmark, `C,C,17,17,1,7,1,0,3`): 192 on
+///   17×17 0.63 → 0.55 ms, 128 on 17×17 0.30 → 0.26 and on 9×9 0.10 → 0.087; 64 ran even (0.087-0.089), 32
+///   and 16 lost (0.022 → 0.028, 0.0095 → 0.015): the transforms cost per channel, the products per pair.
 pub(crate) fn choose(g: &ConvGeometry) -> Option<Tile> {
     if !applies(g) {
         return None;
@@ -502,8 +505,8 @@ pub(crate) fn choose(g: &ConvGeometry) -> Option<Tile> {
     }
     match g.kernel {
         (5, 5) => return (channels >= 24).then_some(Tile::F2K5),
-        (1, 7) => return Some(Tile::F1x2K7),
-        (7, 1) => return Some(Tile::F2x1K7),
+        (1, 7) => return (channels >= 128).then_some(Tile::F1x2K7),
+        (7, 1) => return (channels >= 128).then_some(Tile::F2x1K7),
         _ => {}
     }
     let f4 = channels >= 64 && tiles(4) >= 49;

@@ -7,8 +7,14 @@
 //! ```
 //!
 //! A layer is `in_channels,out_channels,height,width,kernel,stride,padding` (square kernel, stride and
-//! padding) or `in,out,height,width,kernel_h,kernel_w,stride,padding_h,padding_w`. Prints one JSON object per layer: the best over rounds of each round's median time in
-//! milliseconds, and the multiply-adds a second that makes. The thread count is rayon's (`RAYON_NUM_THREADS`).
+//! padding) or `in,out,height,width,kernel_h,kernel_w,stride,padding_h,padding_w`. Prints one JSON object per
+//! layer: the best over rounds of each round's median time in milliseconds, and the multiply-adds a second
+//! that makes. The thread count is rayon's (`RAYON_NUM_THREADS`).
+//!
+//! `--optimizations` takes the list `bench_zoo` does (`all,-winograd`). `--flush MIB` writes that many MiB
+//! between calls, untimed, so that the layer's weights, input and output come from memory as in a network
+//! whose other layers passed through the caches (64: more than this machine's L3 cache); `--warm-input` then
+//! reads the input back into the caches, to tell the input's share of that from the rest.
 
 use std::time::Instant;
 
@@ -39,6 +45,7 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut batch, mut iters, mut rounds, mut shapes) = (1, 20, 5, Vec::new());
     let mut flush = 0usize;
+    let mut warm_input = false;
     let mut optimizations = "all".to_string();
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
@@ -47,6 +54,7 @@ fn main() -> Result<()> {
             "--iters" => iters = value().parse().expect("--iters N"),
             "--rounds" => rounds = value().parse().expect("--rounds N"),
             "--optimizations" => optimizations = value(),
+            "--warm-input" => warm_input = true,
             "--flush" => flush = value().parse().expect("--flush MiB"),
             "--layer" => shapes.push(sizes(&value()).unwrap_or_else(|e| panic!("{e}"))),
             other => panic!("unknown argument `{other}`"),
@@ -122,6 +130,9 @@ fn main() -> Result<()> {
                 // Evict the layer's weights, input and output from the caches, as the rest of a network does.
                 junk.iter_mut().for_each(|b| *b = b.wrapping_add(it as u8));
                 std::hint::black_box(&junk);
+                if warm_input {
+                    std::hint::black_box(x.sum_all()?.to_scalar::<f32>()?);
+                }
                 let start = Instant::now();
                 let y = plan.run(&x, false, &layer)?;
                 times.push(start.elapsed().as_secs_f64() * 1e3);

@@ -477,7 +477,9 @@ pub(crate) fn applies(g: &ConvGeometry) -> bool {
 /// * Winograd at all needs 16 channels in and out (with 8, F(2×2) ran at 0.9x the direct kernel's speed,
 ///   with 16 at 1.2-1.35x: the transforms cost per channel, the products per pair of channels) and 16 tiles of
 ///   2×2 (a 7×7 map): every image reads all `α² · c_out · c_in` transformed filters, which a map of a few
-///   tiles does not pay back (512 channels: 0.6x at 4×4, 1.9x at 7×7).
+///   tiles does not pay back (512 channels: 0.6x at 4×4, 1.9x at 7×7). Below 49 such tiles (a 7×7 map), 64
+///   channels: GoogLeNet's 32 → 128 and 48 → 128 on 7×7 took 0.028 and 0.035 ms against the direct kernel's
+///   0.023 and 0.033 on one thread (`bench_conv`, 2026-11-29), its 160 → 320 0.19 against 0.24.
 /// * F(4×4, 3×3) where it beat F(2×2): 64 channels from 28×28 on (at 64, 1.8x the direct kernel against
 ///   1.7x; at 128 and 192 on 28×28, 1.2-1.3x F(2×2)'s speed on one thread and two). At 32 channels the two ran
 ///   even, and F(4×4)'s larger rounding on Inception-v3's 32 → 32 and 32 → 64 layers on 147×147 maps put its
@@ -501,7 +503,7 @@ pub(crate) fn choose(g: &ConvGeometry) -> Option<Tile> {
     }
     let channels = g.c_in.min(g.c_out);
     let tiles = |m: usize| g.out.0.div_ceil(m) * g.out.1.div_ceil(m);
-    if channels < 16 || tiles(2) < 16 {
+    if channels < 16 || tiles(2) < 16 || (tiles(2) < 49 && channels < 64) {
         return None;
     }
     match g.kernel {

@@ -19,47 +19,31 @@
 use std::time::Instant;
 
 use archc_runtime::candle_core::{Device, Result, Tensor};
-use archc_runtime::nn::{Describe, Op, Optimizations, Plan};
-use archc_runtime::{BatchNorm, Conv2d, Conv2dSpec, Pad2d};
+use archc_runtime::nn::{Optimizations, Plan};
+use archc_runtime::{Conv2dSpec, Pad2d};
 
+#[path = "support/layer.rs"]
+mod layer;
 mod support;
 
-use support::{median, sizes, values};
-
-struct Layer {
-    conv: Conv2d,
-    bn: BatchNorm,
-}
-
-impl Describe for Layer {
-    fn describe(&self) -> Op<'_> {
-        Op::Chain(vec![
-            Op::Conv(&self.conv),
-            Op::BatchNorm(&self.bn),
-            Op::Relu,
-        ])
-    }
-}
+use layer::conv_bn_relu;
+use support::{median, parse_args, sizes, values};
 
 fn main() -> Result<()> {
-    let mut args = std::env::args().skip(1);
-    let (mut batch, mut iters, mut rounds, mut shapes) = (1, 20, 5, Vec::new());
+    let mut shapes = Vec::new();
     let mut flush = 0usize;
     let mut warm_input = false;
     let mut optimizations = "all".to_string();
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
-        match arg.as_str() {
-            "--batch" => batch = value().parse().expect("--batch N"),
-            "--iters" => iters = value().parse().expect("--iters N"),
-            "--rounds" => rounds = value().parse().expect("--rounds N"),
+    let (batch, iters, rounds) = parse_args(|option, value| {
+        match option {
             "--optimizations" => optimizations = value(),
             "--warm-input" => warm_input = true,
             "--flush" => flush = value().parse().expect("--flush MiB"),
             "--layer" => shapes.push(sizes(&value()).unwrap_or_else(|e| panic!("{e}"))),
-            other => panic!("unknown argument `{other}`"),
+            _ => return false,
         }
-    }
+        true
+    });
     let optimizations: Optimizations = optimizations
         .parse()
         .unwrap_or_else(|e: String| panic!("{e}"));
@@ -77,48 +61,18 @@ fn main() -> Result<()> {
             }
             _ => panic!("a layer is in,out,height,width,kernel,stride,padding"),
         };
-        let scale = (6.0 / (kh * kw * c_in) as f32).sqrt();
-        let weight: Vec<f32> = values(c_out * c_in * kh * kw, i as u64 + 1)
-            .into_iter()
-            .map(|v| v * scale)
-            .collect();
         let pad = Pad2d {
             top: ph,
             bottom: ph,
             left: pw,
             right: pw,
         };
-        let conv = Conv2d::new(
-            Tensor::from_vec(weight, (c_out, c_in, kh, kw), &dev)?,
-            None,
-            Conv2dSpec {
-                stride: (stride, stride),
-                pad,
-                ..Conv2dSpec::default()
-            },
-        )?;
-        let v = |seed: u64, offset: f32| {
-            Tensor::from_vec(
-                values(c_out, seed)
-                    .into_iter()
-                    .map(|v| v * 0.5 + offset)
-                    .collect(),
-                c_out,
-                &dev,
-            )
+        let spec = Conv2dSpec {
+            stride: (stride, stride),
+            pad,
+            ..Conv2dSpec::default()
         };
-        let inner = archc_runtime::candle_nn::BatchNorm::new(
-            c_out,
-            v(11, 0.0)?,
-            v(12, 1.0)?,
-            v(13, 1.0)?,
-            v(14, 0.0)?,
-            1e-3,
-        )?;
-        let layer = Layer {
-            conv,
-            bn: BatchNorm::new(inner, c_out)?,
-        };
+        let layer = conv_bn_relu(c_in, c_out, (kh, kw), spec, i as u64)?;
         let x = Tensor::from_vec(values(batch * c_in * h * w, 99), (batch, c_in, h, w), &dev)?;
         let y = plan.run(&x, false, &layer)?.expect("CPU f32");
         let (oh, ow) = (y.dim(2)?, y.dim(3)?);

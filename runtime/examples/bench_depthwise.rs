@@ -22,7 +22,7 @@ use archc_runtime::{Conv2d, Conv2dSpec, Pad2d};
 
 mod support;
 
-use support::{median, sizes, values};
+use support::{median, parse_args, sizes, values};
 
 /// One convolution, described for a plan.
 struct Layer {
@@ -72,20 +72,16 @@ impl Shape {
 }
 
 fn main() -> Result<()> {
-    let mut args = std::env::args().skip(1);
-    let (mut batch, mut iters, mut rounds, mut shapes) = (1, 20, 5, Vec::new());
+    let mut shapes = Vec::new();
     let mut only: Option<String> = None;
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
-        match arg.as_str() {
-            "--batch" => batch = value().parse().expect("--batch N"),
-            "--iters" => iters = value().parse().expect("--iters N"),
-            "--rounds" => rounds = value().parse().expect("--rounds N"),
+    let (batch, iters, rounds) = parse_args(|option, value| {
+        match option {
             "--only" => only = Some(value()),
             "--layer" => shapes.push(Shape::parse(&value()).unwrap_or_else(|e| panic!("{e}"))),
-            other => panic!("unknown argument `{other}`"),
+            _ => return false,
         }
-    }
+        true
+    });
     let im2col = Optimizations {
         depthwise_kernel: false,
         ..Optimizations::ALL

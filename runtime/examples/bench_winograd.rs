@@ -20,31 +20,16 @@
 use std::time::Instant;
 
 use archc_runtime::candle_core::{Device, Result, Tensor};
-use archc_runtime::nn::{Describe, Op, Optimizations, Plan};
+use archc_runtime::nn::{Optimizations, Plan};
 use archc_runtime::winograd::{conv_bn_act_winograd, Tile};
-use archc_runtime::{BatchNorm, Conv2d, Conv2dSpec, Pad2d};
+use archc_runtime::{Conv2dSpec, Pad2d};
 
+#[path = "support/layer.rs"]
+mod layer;
 mod support;
 
-use support::{median, sizes, values};
-
-/// A convolution, its batch norm and ReLU, described for a plan.
-struct Layer {
-    conv: Conv2d,
-    bn: BatchNorm,
-    /// The batch norm's running mean and variance, weight and bias, for the `f64` reference.
-    bn_params: [Tensor; 4],
-}
-
-impl Describe for Layer {
-    fn describe(&self) -> Op<'_> {
-        Op::Chain(vec![
-            Op::Conv(&self.conv),
-            Op::BatchNorm(&self.bn),
-            Op::Relu,
-        ])
-    }
-}
+use layer::{bn_params, conv_bn_relu, ConvBnRelu as Layer};
+use support::{median, parse_args, sizes, values};
 
 #[derive(Debug, Clone, Copy)]
 struct Shape {
@@ -120,24 +105,20 @@ fn relative_error(got: &Tensor, want: &Tensor) -> Result<f32> {
 }
 
 fn main() -> Result<()> {
-    let mut args = std::env::args().skip(1);
-    let (mut batch, mut iters, mut rounds, mut shapes) = (1, 20, 5, Vec::new());
+    let mut shapes = Vec::new();
     let mut only: Option<String> = None;
     let mut cold = false;
     let mut depth = None;
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
-        match arg.as_str() {
-            "--batch" => batch = value().parse().expect("--batch N"),
-            "--iters" => iters = value().parse().expect("--iters N"),
-            "--rounds" => rounds = value().parse().expect("--rounds N"),
+    let (batch, iters, rounds) = parse_args(|option, value| {
+        match option {
             "--only" => only = Some(value()),
             "--cold" => cold = true,
             "--depth" => depth = Some(value().parse::<usize>().expect("--depth N")),
             "--layer" => shapes.push(Shape::parse(&value()).unwrap_or_else(|e| panic!("{e}"))),
-            other => panic!("unknown argument `{other}`"),
+            _ => return false,
         }
-    }
+        true
+    });
     let mut paths = vec![
         Path::Direct,
         Path::Winograd(Tile::F2),
@@ -199,39 +180,13 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// A layer of shape `s` with weights from `seed`: Kaiming-scaled uniform weights, a batch norm with means
-/// around 0, variances and weights around 1.
+/// A layer of shape `s` (3×3, padding 1) with weights from `seed` ([`conv_bn_relu`]).
 fn layer(s: &Shape, seed: u64) -> Result<Layer> {
-    let dev = Device::Cpu;
-    let weight_dims = (s.c_out, s.c_in, 3, 3);
-    let scale = (6.0 / (9 * s.c_in) as f32).sqrt();
-    let weight = Tensor::from_vec(
-        values(s.c_out * s.c_in * 9, 4 * seed + 1)
-            .into_iter()
-            .map(|v| v * scale)
-            .collect(),
-        weight_dims,
-        &dev,
-    )?;
     let spec = Conv2dSpec {
         pad: Pad2d::uniform(1),
         ..Conv2dSpec::default()
     };
-    let vec = |k: u64, offset: f32| {
-        let v = values(s.c_out, 100 * seed + k)
-            .into_iter()
-            .map(|v| v * 0.5 + offset)
-            .collect();
-        Tensor::from_vec(v, s.c_out, &dev)
-    };
-    let bn_params = [vec(11, 0.0)?, vec(12, 1.0)?, vec(13, 1.0)?, vec(14, 0.0)?];
-    let [mean, var, gamma, beta] = bn_params.clone();
-    let inner = archc_runtime::candle_nn::BatchNorm::new(s.c_out, mean, var, gamma, beta, 1e-3)?;
-    Ok(Layer {
-        conv: Conv2d::new(weight, None, spec)?,
-        bn: BatchNorm::new(inner, s.c_out)?,
-        bn_params,
-    })
+    conv_bn_relu(s.c_in, s.c_out, (3, 3), spec, seed)
 }
 
 /// `--depth`: each path's error through `depth` stacked layers of each shape, against candle in `f64`.
@@ -242,18 +197,18 @@ fn stacks(shapes: &[Shape], depth: usize, batch: usize, paths: &[Path]) -> Resul
             s.c_in, s.c_out,
             "--depth stacks layers of as many channels in as out"
         );
-        let layers = (0..depth)
-            .map(|d| layer(s, d as u64 + 1))
+        let seeds = 1..depth as u64 + 1;
+        let layers = seeds
+            .clone()
+            .map(|seed| layer(s, seed))
             .collect::<Result<Vec<_>>>()?;
         let x_dims = (batch, s.c_in, s.h, s.w);
         let x = Tensor::from_vec(values(batch * s.c_in * s.h * s.w, 99), x_dims, &Device::Cpu)?;
         // The reference: candle's ops in f64, batch norm written out.
         let mut want = x.to_dtype(DType::F64)?;
-        for layer in &layers {
+        for (layer, seed) in layers.iter().zip(seeds) {
             let w = layer.conv.weight().to_dtype(DType::F64)?;
-            let [mean, var, gamma, beta] = layer
-                .bn_params
-                .clone()
+            let [mean, var, gamma, beta] = bn_params(s.c_out, seed)?
                 .map(|t| t.to_dtype(DType::F64)?.reshape((1, s.c_out, 1, 1)));
             let y = want.conv2d(&w, 1, 1, 1, 1)?;
             let y = y

@@ -411,3 +411,89 @@ fn extra_tensors_are_listed_even_when_the_model_builds() {
     );
     assert_eq!(weights.names().count(), 364 + 2);
 }
+
+#[test]
+fn an_opened_file_gives_the_tensors_candle_reads_from_it() {
+    // `Weights::open` reads each tensor from the file when it is asked for; `from_bytes` works from the whole
+    // contents in memory. Both give what candle's own loader gives, value for value, in every float dtype.
+    let reference = reference_tensors();
+    let bytes = std::fs::read(reference_path()).unwrap();
+    let opened = Weights::open(reference_path()).unwrap();
+    let in_memory = Weights::from_bytes(reference_path(), bytes).unwrap();
+    let mut compared = 0;
+    for (name, want) in &reference {
+        if !want.dtype().is_float() {
+            continue;
+        }
+        for weights in [&opened, &in_memory] {
+            for dtype in [DType::F32, DType::F64] {
+                let got = weights
+                    .var_builder(dtype, &Device::Cpu)
+                    .get(want.shape(), name)
+                    .unwrap();
+                let want = want.to_dtype(dtype).unwrap().flatten_all().unwrap();
+                let got = got.flatten_all().unwrap();
+                assert_eq!(
+                    got.to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap(),
+                    want.to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap(),
+                    "`{name}` as {dtype:?}"
+                );
+            }
+        }
+        compared += 1;
+    }
+    assert!(compared > 300, "only {compared} tensors compared");
+}
+
+#[test]
+fn bytes_after_the_tensor_data_are_an_error() {
+    let scratch = Scratch::new("trailing");
+    let mut bytes = std::fs::read(reference_path()).unwrap();
+    bytes.extend_from_slice(b"abc");
+    let path = scratch.write("trailing.safetensors", &bytes);
+    assert_eq!(
+        open_error(&path),
+        format!(
+            "{}: not a valid safetensors file: 3 bytes follow the tensors' data",
+            path.display()
+        )
+    );
+    // The contents in memory are held to the same rule (safetensors' own message).
+    let message = match Weights::from_bytes(&path, bytes) {
+        Ok(_) => panic!("trailing bytes accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        message.starts_with(&format!(
+            "{}: not a valid safetensors file: ",
+            path.display()
+        )),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_file_cut_short_after_it_was_opened_names_the_tensor_that_cannot_be_read() {
+    // The tensors are read when the model asks for them: a file truncated in between (a download being
+    // replaced) is an error naming the file and the tensor, not a panic or garbage.
+    let scratch = Scratch::new("shrunk");
+    let path = scratch.write(
+        "shrunk.safetensors",
+        &std::fs::read(reference_path()).unwrap(),
+    );
+    let weights = Weights::open(&path).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    let Err(message) = build(&weights) else {
+        panic!("a model built from a truncated file");
+    };
+    assert!(
+        message.contains(&format!("{}: cannot read `", path.display()))
+            && message.contains("` from the weight file: "),
+        "{message}"
+    );
+}

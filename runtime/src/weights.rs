@@ -42,28 +42,33 @@
 //! [`load_tensor`]: crate::load_tensor
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use candle_core::safetensors::BufferedSafetensors;
+use candle_core::safetensors::{BufferedSafetensors, Load};
 use candle_core::{DType, Device, Result, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
+use safetensors::tensor::{Metadata, TensorView};
 
 use crate::error;
 
 /// The tensor dtypes a weight may have; it is converted to the builder's dtype when loaded.
 const FLOAT_DTYPES: &str = "F16, BF16, F32 or F64";
 
-/// A safetensors weight file, read into memory and validated, that hands out [`VarBuilder`]s and remembers
-/// which tensors they loaded.
+/// A safetensors weight file, validated, that hands out [`VarBuilder`]s and remembers which tensors they
+/// loaded. [`Weights::open`] keeps the file open and reads each tensor when a builder asks for it, so that
+/// the file's contents are never in memory beside the model's copy of them; [`Weights::from_bytes`] works from
+/// contents already in memory.
 pub struct Weights {
     inner: Arc<Inner>,
 }
 
 struct Inner {
     path: PathBuf,
-    safetensors: BufferedSafetensors,
+    data: Data,
     /// Every tensor name in the file, sorted, with its shape.
     names: BTreeMap<String, Vec<usize>>,
     /// The names a builder has asked for (and that exist).
@@ -73,8 +78,9 @@ struct Inner {
 }
 
 impl Weights {
-    /// Reads and validates the safetensors file at `path`. The tensors' dtypes are checked when they are
-    /// loaded, not here.
+    /// Opens and validates the safetensors file at `path`: its header is read and checked here, each tensor's
+    /// data when a builder loads it (so a model's weights are in memory once, not also as the file's
+    /// contents). The tensors' dtypes are checked when they are loaded, not here.
     pub fn open(path: impl AsRef<Path>) -> Result<Weights> {
         let path = path.as_ref();
         let shown = path.display();
@@ -83,9 +89,51 @@ impl Weights {
                 "{shown}: is a directory, not a safetensors weight file"
             )));
         }
-        let bytes = std::fs::read(path)
-            .map_err(|e| error(format!("{shown}: cannot read the weight file: {e}")))?;
-        Weights::from_bytes(path, bytes)
+        let cannot_read =
+            |e: std::io::Error| error(format!("{shown}: cannot read the weight file: {e}"));
+        let mut file = File::open(path).map_err(cannot_read)?;
+        let len = file.metadata().map_err(cannot_read)?.len();
+        // The 8-byte header length (or what there is of it), then the header it announces, if the file holds it.
+        let mut prefix = Vec::with_capacity(8);
+        (&mut file)
+            .take(8)
+            .read_to_end(&mut prefix)
+            .map_err(cannot_read)?;
+        let header_len = check_prefix(path, &prefix, len)?;
+        let mut header = vec![0; header_len as usize];
+        file.read_exact(&mut header).map_err(cannot_read)?;
+        check_header(path, &header, len - 8 - header_len)?;
+        let invalid = |e: &dyn std::fmt::Display| {
+            error(format!("{shown}: not a valid safetensors file: {e}"))
+        };
+        let metadata: Metadata = serde_json::from_slice(&header).map_err(|e| invalid(&e))?;
+        // safetensors' own rule, as `BufferedSafetensors` applies it: the data is exactly the tensors'.
+        let end = metadata
+            .tensors()
+            .values()
+            .map(|info| info.data_offsets.1)
+            .max()
+            .unwrap_or(0);
+        if end as u64 != len - 8 - header_len {
+            return Err(invalid(&format!(
+                "{} bytes follow the tensors' data",
+                len - 8 - header_len - end as u64
+            )));
+        }
+        let names = metadata
+            .tensors()
+            .into_iter()
+            .map(|(name, info)| (name, info.shape.clone()))
+            .collect();
+        Ok(Weights::new(
+            path.to_path_buf(),
+            Data::File {
+                file: Mutex::new(file),
+                data_start: 8 + header_len,
+                metadata,
+            },
+            names,
+        ))
     }
 
     /// Validates `bytes` as the contents of the safetensors file `path` (used in messages only).
@@ -103,15 +151,19 @@ impl Weights {
             .into_iter()
             .map(|(name, view)| (name, view.shape().to_vec()))
             .collect();
-        Ok(Weights {
+        Ok(Weights::new(path, Data::Memory(safetensors), names))
+    }
+
+    fn new(path: PathBuf, data: Data, names: BTreeMap<String, Vec<usize>>) -> Weights {
+        Weights {
             inner: Arc::new(Inner {
                 path,
-                safetensors,
+                data,
                 names,
                 used: Mutex::new(BTreeSet::new()),
                 missing: Mutex::new(BTreeMap::new()),
             }),
-        })
+        }
     }
 
     /// The file's path, as given to [`Weights::open`].
@@ -189,6 +241,18 @@ impl Weights {
         }
         Some(text)
     }
+}
+
+/// Where a [`Weights`]' tensors are read from.
+enum Data {
+    /// The file's contents, in memory ([`Weights::from_bytes`]).
+    Memory(BufferedSafetensors),
+    /// The open file ([`Weights::open`]): its validated header, and the offset of its tensor data.
+    File {
+        file: Mutex<File>,
+        data_start: u64,
+        metadata: Metadata,
+    },
 }
 
 impl Inner {
@@ -379,22 +443,35 @@ fn grouped(names: &[String]) -> Vec<String> {
 /// Checks the framing safetensors will parse, to say what is wrong in terms of the file: an 8-byte
 /// little-endian header length, that many bytes of JSON header, then the tensor data the header describes.
 fn check_layout(path: &Path, bytes: &[u8]) -> Result<()> {
+    let header_len = check_prefix(path, bytes.get(..8).unwrap_or(bytes), bytes.len() as u64)?;
+    let (header, data) = bytes[8..].split_at(header_len as usize);
+    check_header(path, header, data.len() as u64)
+}
+
+/// The header length that a file of `len` bytes starting with `prefix` (its first 8 bytes, or all of it if
+/// it is shorter) announces, if it is a safetensors file's: 8 bytes, and no longer than what follows them.
+fn check_prefix(path: &Path, prefix: &[u8], len: u64) -> Result<u64> {
     let shown = path.display();
-    let Some(prefix) = bytes.first_chunk::<8>() else {
+    let Some(prefix) = prefix.first_chunk::<8>() else {
         return Err(error(format!(
-            "{shown}: not a safetensors file: {} bytes, fewer than the 8-byte header length that starts one",
-            bytes.len()
+            "{shown}: not a safetensors file: {len} bytes, fewer than the 8-byte header length that starts one"
         )));
     };
     let header_len = u64::from_le_bytes(*prefix);
-    let after_prefix = (bytes.len() - 8) as u64;
+    let after_prefix = len - 8;
     if header_len > after_prefix {
         return Err(error(format!(
             "{shown}: truncated or not a safetensors file: the header length field says {header_len} bytes, \
              only {after_prefix} follow it"
         )));
     }
-    let (header, data) = bytes[8..].split_at(header_len as usize);
+    Ok(header_len)
+}
+
+/// Checks that `header` is a JSON object of tensors whose data fits in the `available` bytes after it.
+fn check_header(path: &Path, header: &[u8], available: u64) -> Result<()> {
+    let shown = path.display();
+    let header_len = header.len();
     let header: serde_json::Value = serde_json::from_slice(header).map_err(|e| {
         error(format!(
             "{shown}: not a safetensors file: its {header_len}-byte header is not JSON ({e})"
@@ -412,7 +489,6 @@ fn check_layout(path: &Path, bytes: &[u8]) -> Result<()> {
         .filter_map(|(_, entry)| entry.get("data_offsets")?.get(1)?.as_u64())
         .max()
         .unwrap_or(0);
-    let available = data.len() as u64;
     if available < needed {
         return Err(error(format!(
             "{shown}: truncated: the header describes {needed} bytes of tensor data, the file holds {available} \
@@ -439,16 +515,16 @@ impl TrackingBackend {
         device: &Device,
     ) -> Result<Tensor> {
         let inner = &self.inner;
-        let view = inner
-            .safetensors
-            .get(name)
-            .map_err(|_| inner.missing(name, expected))?;
+        let found = match &inner.data {
+            Data::Memory(safetensors) => safetensors.get(name).ok().map(|view| view.dtype()),
+            Data::File { metadata, .. } => metadata.info(name).map(|info| info.dtype),
+        };
+        let found = found.ok_or_else(|| inner.missing(name, expected))?;
         inner
             .used
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_string());
-        let found = view.dtype();
         let is_weight = matches!(
             DType::try_from(found),
             Ok(DType::F16 | DType::BF16 | DType::F32 | DType::F64)
@@ -460,7 +536,36 @@ impl TrackingBackend {
                 inner.path.display()
             )));
         }
-        inner.safetensors.load(name, device)?.to_dtype(dtype)
+        let tensor = match &inner.data {
+            Data::Memory(safetensors) => safetensors.load(name, device)?,
+            Data::File {
+                file,
+                data_start,
+                metadata,
+            } => {
+                let info = metadata.info(name).expect("found above");
+                let (begin, end) = info.data_offsets;
+                let mut bytes = vec![0; end - begin];
+                let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+                file.seek(SeekFrom::Start(data_start + begin as u64))
+                    .and_then(|_| file.read_exact(&mut bytes))
+                    .map_err(|e| {
+                        error(format!(
+                            "{}: cannot read `{name}` from the weight file: {e}",
+                            inner.path.display()
+                        ))
+                    })?;
+                let view =
+                    TensorView::new(info.dtype, info.shape.clone(), &bytes).map_err(|e| {
+                        error(format!(
+                            "{}: `{name}` is not a valid tensor: {e}",
+                            inner.path.display()
+                        ))
+                    })?;
+                view.load(device)?
+            }
+        };
+        tensor.to_dtype(dtype)
     }
 }
 

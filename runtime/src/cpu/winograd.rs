@@ -19,16 +19,17 @@
 //! products:
 //!
 //! 1. Input transform, per channel: the padded rows under the block are copied into *phase rows*, each row's
-//!    columns split by their position modulo `m`, so that for every tile column `tx` each of the `α` columns of
-//!    the tile is at index `tx` of some phase run. [`LANES`] consecutive tiles are then transformed at once,
-//!    one per vector lane, every value in registers, into `V` laid out `[in][α²][tiles]`.
-//! 2. For blocks of output channels: the `α²` products ([`super::gemm`], the filters packed once per layer) into
-//!    `M` `[out][α²][tiles]`, then
-//!    the output transform `Aᵀ · A`, again [`LANES`] tiles at once, with the epilogue (bias, folded batch
-//!    norm, ReLU) applied as each output row is written.
+//!    columns split by their position modulo `m_w`, so that for every tile column `tx` each of the `α_w`
+//!    columns of the tile is at index `tx` of some phase run. [`LANES`] consecutive tiles are then transformed
+//!    at once, one per vector lane, into `V` laid out `[in][α_h · α_w][tiles]`.
+//! 2. For blocks of output channels: the `α_h · α_w` products ([`super::gemm`], the filters packed once per
+//!    layer) into `M` `[out][α_h · α_w][tiles]`, then the output transform `A_hᵀ · A_w`, again [`LANES`]
+//!    tiles at once, with the epilogue (bias, folded batch norm, ReLU) applied as each output row is written.
 //!
-//! Threads take whole images when there are enough images; otherwise each block is split between them, its
-//! input transform by input channel and its products by output channel.
+//! Threads take whole images when there are enough images; otherwise an image is split between them
+//! ([`Split`]): in bands of tile rows, each thread all of its band's work, where there are tiles enough and
+//! the filters are small; else each block is, its input transform by input channel and its products by output
+//! channel.
 //!
 //! The transforms are plain Rust compiled twice, for the baseline target and with AVX2 and FMA (chosen at run
 //! time), as in [`super::depthwise`]. Which layers are worth it is decided by shape, from measurements

@@ -495,3 +495,24 @@ fn a_file_cut_short_after_it_was_opened_names_the_tensor_that_cannot_be_read() {
         "{message}"
     );
 }
+
+#[test]
+fn a_header_longer_than_safetensors_allows_is_refused_before_it_is_read() {
+    // A file whose length field claims a 200 MB header and that is long enough to hold it (sparse, so the test
+    // writes almost nothing): refused from the field, without reading 200 MB into memory.
+    let scratch = Scratch::new("huge_header");
+    let path = scratch.0.join("huge.safetensors");
+    let claimed: u64 = 200_000_000;
+    let mut file = std::fs::File::create(&path).unwrap();
+    std::io::Write::write_all(&mut file, &claimed.to_le_bytes()).unwrap();
+    file.set_len(8 + claimed + 16).unwrap();
+    drop(file);
+    assert_eq!(
+        open_error(&path),
+        format!(
+            "{}: not a safetensors file: the header length field says {claimed} bytes, more than the \
+             100000000 safetensors allows",
+            path.display()
+        )
+    );
+}

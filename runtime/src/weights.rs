@@ -55,6 +55,9 @@ use safetensors::tensor::{Metadata, TensorView};
 
 use crate::error;
 
+/// The longest header safetensors reads (its `MAX_HEADER_SIZE`, 100 MB).
+const MAX_HEADER_LEN: u64 = 100_000_000;
+
 /// The tensor dtypes a weight may have; it is converted to the builder's dtype when loaded.
 const FLOAT_DTYPES: &str = "F16, BF16, F32 or F64";
 
@@ -463,6 +466,13 @@ fn check_prefix(path: &Path, prefix: &[u8], len: u64) -> Result<u64> {
         return Err(error(format!(
             "{shown}: truncated or not a safetensors file: the header length field says {header_len} bytes, \
              only {after_prefix} follow it"
+        )));
+    }
+    // safetensors' own limit, checked before the header is read into memory.
+    if header_len > MAX_HEADER_LEN {
+        return Err(error(format!(
+            "{shown}: not a safetensors file: the header length field says {header_len} bytes, more than the \
+             {MAX_HEADER_LEN} safetensors allows"
         )));
     }
     Ok(header_len)

@@ -33,9 +33,9 @@ pub struct Optimizations {
     pub depthwise_kernel: bool,
     /// Batch norm and ReLU folded into the convolution's output pass (needs `conv_kernel`).
     pub fold_batch_norm: bool,
-    /// 3×3 stride-1 convolutions by Winograd's F(2×2, 3×3) or F(4×4, 3×3), 5×5 ones by F(2×2, 5×5), where the
-    /// layer's shape makes it faster, their filters transformed once per layer (needs `conv_kernel`; see
-    /// [`crate::winograd`]).
+    /// 3×3 stride-1 convolutions by Winograd's F(2×2, 3×3) or F(4×4, 3×3), 5×5 ones by F(2×2, 5×5), 1×7 and 7×1
+    /// ones by F(2, 7) along the long side, where the layer's shape makes it faster, their filters transformed
+    /// once per layer (needs `conv_kernel`; see [`crate::winograd`]).
     pub winograd: bool,
     /// Max and average pools in one pass, with padding and ceil mode handled by clipping windows.
     pub pool_kernels: bool,

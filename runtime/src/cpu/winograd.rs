@@ -88,6 +88,12 @@ impl Tile {
         (mh + rh - 1, mw + rw - 1)
     }
 
+    /// The tile rows and tile columns that cover an `(oh, ow)` output.
+    fn grid(self, (oh, ow): (usize, usize)) -> (usize, usize) {
+        let (m_h, m_w) = self.outputs();
+        (oh.div_ceil(m_h), ow.div_ceil(m_w))
+    }
+
     /// The products per tile and pair of channels, `α_h · α_w`.
     pub fn products(self) -> usize {
         let (ah, aw) = self.patch();
@@ -517,9 +523,10 @@ pub(crate) fn choose(g: &ConvGeometry) -> Option<Tile> {
     Some(if f4 { Tile::F4 } else { Tile::F2 })
 }
 
-/// The filters of a `[c_out, c_in, r, r]` weight transformed for `tile` (whose kernel is `r × r`) and packed
-/// for the product kernels of `isa`: `U_ξ = G g Gᵀ` for every output and input channel (computed in `f64` and rounded once), one
-/// `[c_out, c_in]` matrix per product `ξ`, each packed by [`gemm::pack`], one after the other.
+/// The filters of a `[c_out, c_in, r_h, r_w]` weight transformed for `tile` (whose kernel is `r_h × r_w`) and
+/// packed for the product kernels of `isa`: `U_ξ = G_h g G_wᵀ` for every output and input channel (computed in
+/// `f64` and rounded once), one `[c_out, c_in]` matrix per product `ξ`, each packed by [`gemm::pack`], one after
+/// the other.
 pub(crate) fn transform_filters(
     weight: &[f32],
     c_out: usize,
@@ -534,7 +541,7 @@ pub(crate) fn transform_filters(
         .collect()
 }
 
-/// The transformed filters of [`transform_filters`] before packing, `[α²][c_out][c_in]`.
+/// The transformed filters of [`transform_filters`] before packing, `[α_h · α_w][c_out][c_in]`.
 fn transform(weight: &[f32], c_out: usize, c_in: usize, tile: Tile) -> Vec<f32> {
     // `G` of each side, `α × r`, row by row.
     let (g_h, g_w): (&[f64], &[f64]) = match tile {
@@ -639,9 +646,9 @@ impl Grid {
     /// The grid of `g` with `tile`, blocks sized for `block_values` ([`BLOCK_VALUES`] or
     /// [`SPLIT_BLOCK_VALUES`]).
     fn new(g: &ConvGeometry, tile: Tile, block_values: usize) -> Grid {
-        let (m_h, m_w) = tile.outputs();
-        let cols = g.out.1.div_ceil(m_w);
-        let tiles = g.out.0.div_ceil(m_h) * cols;
+        let m_w = tile.outputs().1;
+        let (rows, cols) = tile.grid(g.out);
+        let tiles = rows * cols;
         let products = tile.products();
         let most = (block_values / (g.c_in * products).max(1) / 16 * 16).max(MIN_BLOCK);
         // Blocks of about equal size, so the last is not a sliver.
@@ -742,7 +749,7 @@ fn conv2d_for(
     );
     let image_out = g.c_out * g.out.0 * g.out.1;
     if image_out == 0 {
-        return vec![0f32; batch * image_out];
+        return Vec::new();
     }
     // Not zeroed: the tiles cover every output value of every channel (a zero-fill was 4% of GoogLeNet's
     // 64 -> 192 layer on 56×56).
@@ -809,10 +816,9 @@ impl Split {
     /// two cores passed a value in 370 ns, Inception-v3's 32 → 64 layer on 147×147 took 4.0 ms on two threads
     /// split by channel, against 3.1 ms on one), otherwise by channel.
     fn choose(g: &ConvGeometry, tile: Tile, threads: usize) -> Split {
-        let (m_h, m_w) = tile.outputs();
-        let tiles = g.out.0.div_ceil(m_h) * g.out.1.div_ceil(m_w);
+        let (rows, cols) = tile.grid(g.out);
         let filters = tile.products() * g.c_out * g.c_in;
-        if tiles >= threads * MIN_BLOCK && filters <= BAND_FILTER_VALUES {
+        if rows * cols >= threads * MIN_BLOCK && filters <= BAND_FILTER_VALUES {
             Split::Bands
         } else {
             Split::Channels
@@ -829,6 +835,10 @@ struct Planes<'a> {
     rows: Range<usize>,
     _dst: std::marker::PhantomData<&'a mut [MaybeUninit<f32>]>,
 }
+
+// SAFETY: a `Planes` is the only access to its rows of its planes (`whole` borrows them, `band`'s contract
+// says so), so it moves to another thread as the `&mut` slices it stands for would.
+unsafe impl Send for Planes<'_> {}
 
 impl<'a> Planes<'a> {
     /// The whole planes `dst` holds.
@@ -915,32 +925,29 @@ impl Layer<'_> {
                 let per_task = rows.div_ceil(rayon::current_num_threads());
                 let m_h = grid.tile.outputs().0;
                 let oh = g.out.0;
-                let out = super::OutputRows {
-                    ptr: dst.as_mut_ptr().cast::<f32>(),
-                    columns: 0,
-                };
                 assert!(dst.len() >= g.c_out * oh * g.out.1, "output too short");
-                let band = |first: usize| {
-                    // The whole of `out` (a closure would capture its pointer field alone, which is not `Sync`).
-                    let out = &out;
-                    let last = (first + per_task).min(rows);
-                    // SAFETY: `dst` holds the `c_out` planes (asserted above); the bands' output rows, those
-                    // of their tile rows, are disjoint.
-                    let planes = unsafe {
-                        Planes::band(
-                            out.ptr.cast::<MaybeUninit<f32>>(),
-                            g.c_out,
-                            g.out,
-                            (first * m_h).min(oh)..(last * m_h).min(oh),
-                        )
-                    };
-                    self.tiles(x, first * grid.cols..last * grid.cols, planes);
-                };
-                (0..rows)
+                let ptr = dst.as_mut_ptr();
+                // Each task its tile rows and the output rows under them.
+                let bands: Vec<_> = (0..rows)
                     .step_by(per_task)
-                    .collect::<Vec<_>>()
+                    .map(|first| {
+                        let last = (first + per_task).min(rows);
+                        // SAFETY: `dst` holds the `c_out` planes (asserted above) and is borrowed for the
+                        // tasks' whole run; the bands' output rows, those of their tile rows, are disjoint.
+                        let planes = unsafe {
+                            Planes::band(
+                                ptr,
+                                g.c_out,
+                                g.out,
+                                (first * m_h).min(oh)..(last * m_h).min(oh),
+                            )
+                        };
+                        (first * grid.cols..last * grid.cols, planes)
+                    })
+                    .collect();
+                bands
                     .into_par_iter()
-                    .for_each(band);
+                    .for_each(|(tiles, planes)| self.tiles(x, tiles, planes));
             }
             Split::Channels => self.image_by_channels(x, dst),
         }
@@ -995,8 +1002,7 @@ impl Layer<'_> {
             dst.par_chunks_mut(block_channels * plane_out)
                 .enumerate()
                 .for_each(|(block, dst)| {
-                    let planes = Planes::whole(dst, g.out);
-                    let mut planes = planes;
+                    let mut planes = Planes::whole(dst, g.out);
                     self.output_channels(
                         transformed,
                         tiles.clone(),
@@ -1103,8 +1109,8 @@ impl Layer<'_> {
         PRODUCTS.set(products_buffer);
     }
 
-    /// The output transform of one channel's products `m` (`[α²][grid.stride]`) for the tiles `tiles`, with
-    /// the epilogue, into its output plane `dst` (`[oh, ow]`).
+    /// The output transform of one channel's products `m` (`[α_h · α_w][grid.stride]`) for the tiles `tiles`,
+    /// with the epilogue, into its output plane (`[oh, ow]`), of which `dst.0` holds the rows from `dst.1` on.
     fn output_channel(
         &self,
         m: &[f32],

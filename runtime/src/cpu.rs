@@ -142,7 +142,8 @@ impl Epilogue {
             activation: clamp,
         };
         // SAFETY: the caller's contract.
-        unsafe { gemm::multiply(a, b, n, (dst, dst_stride), finish) };
+        let walk = gemm::Walk::for_output(a.first().map_or(0, |part| part.depth));
+        unsafe { gemm::multiply(a, b, n, (dst, dst_stride), finish, walk) };
         if rest {
             let m: usize = a.iter().map(|part| part.rows).sum();
             // Rows that follow one another are one pass.

@@ -1096,6 +1096,7 @@ impl Layer<'_> {
                         count,
                         (m.as_mut_ptr(), per_channel),
                         gemm::Finish::NONE,
+                        gemm::Walk::DownColumns,
                     );
                 }
             }

@@ -90,7 +90,8 @@ impl Clamp {
     }
 }
 
-/// Whether the activation is left to a pass over the output planes after the kernel ([`clamp`] is `None`).
+/// Whether the activation is left to a pass over the output planes after the kernel: any but the identity
+/// and the clamps ([`Clamp`]).
 pub(crate) fn after(activation: Activation) -> bool {
     !matches!(
         activation,

@@ -9,7 +9,8 @@
 //! `B`'s row `l`. `A` is stored as panels of `MR` rows, column by column (`[panel][k][MR]`, the last panel
 //! padded with zeros), so the kernel reads it as one stream, and asks for it well ahead (the weights of a
 //! layer come from memory once per pass); `B` is read where it is, `KC` rows by `NR` columns per tile, its
-//! ragged right edge under a mask (AVX-512) or copied out first. (Copying `B` into panels per call, as
+//! ragged right edge under a mask (AVX-512) or copied out first. The tiles of a block are visited down the
+//! columns or along the rows ([`Walk`]): a convolution's output goes to memory, and is written along its rows. (Copying `B` into panels per call, as
 //! GEMM libraries do, measured slower here: `B` is already row-major and its block stays in cache.) The
 //! kernels are chosen at run time ([`Isa::detect`]): AVX-512 (12 × 32 tile, 24 of the 32 vector registers,
 //! 12 × 16 for a ragged edge, and a column-vector kernel for an edge of at most 8 columns), AVX2 with FMA
@@ -157,7 +158,8 @@ impl Isa {
 }
 
 /// The rows of `B` a tile multiplies before its values are stored (and added to on the next block): a tile's
-/// `KC × NR` values of `B` (32 KiB for AVX-512) stay in the first-level cache while the kernel runs down `A`.
+/// `KC × NR` values of `B` (32 KiB for AVX-512) stay in the first-level cache while the kernel runs down `A`
+/// ([`Walk::DownColumns`]), or a row panel's `MR × KC` of `A` while it runs along `B` ([`Walk::AlongRows`]).
 const KC: usize = 256;
 
 /// The columns of `B` taken at a time: `KC × NC` values (256 KiB) stay in the second-level cache while every
@@ -165,7 +167,8 @@ const KC: usize = 256;
 const NC: usize = 256;
 
 /// The rows of `A` multiplied by one block of `B` before the next: `MC × KC` values (384 KiB) of `A` stay in
-/// the second-level cache across the block's column tiles.
+/// the second-level cache across the block's column tiles (going down the columns; along the rows, the block
+/// of `B` stays there across the row panels).
 const MC: usize = 384;
 
 /// How many steps of `k` ahead of its reads of `A` a kernel asks for `A`'s next values: without it the first

@@ -9,13 +9,13 @@
 //! `B`'s row `l`. `A` is stored as panels of `MR` rows, column by column (`[panel][k][MR]`, the last panel
 //! padded with zeros), so the kernel reads it as one stream, and asks for it well ahead (the weights of a
 //! layer come from memory once per pass); `B` is read where it is, `KC` rows by `NR` columns per tile, its
-//! ragged right edge under a mask (AVX-512) or copied out first. The tiles of a block are visited down the
-//! columns or along the rows ([`Walk`]): a convolution's output goes to memory, and is written along its rows. (Copying `B` into panels per call, as
-//! GEMM libraries do, measured slower here: `B` is already row-major and its block stays in cache.) The
-//! kernels are chosen at run time ([`Isa::detect`]): AVX-512 (12 × 32 tile, 24 of the 32 vector registers,
-//! 12 × 16 for a ragged edge, and a column-vector kernel for an edge of at most 8 columns), AVX2 with FMA
-//! (6 × 16, 12 of 16), and a portable one (4 × 16) that the compiler
-//! vectorises for the baseline target. Every one of them is tested on the machine that runs the tests,
+//! ragged right edge under a mask (AVX-512) or copied out first. (Copying `B` into panels per call, as GEMM
+//! libraries do, measured slower here: `B` is already row-major and its block stays in cache.) The tiles of a
+//! block are visited down the columns or along the rows ([`Walk`]): a shallow convolution's output, which goes
+//! to memory, is written along its rows ([`Walk::for_output`]). The kernels are chosen at run time
+//! ([`Isa::detect`]): AVX-512 (12 × 32 tile, 24 of the 32 vector registers, 12 × 16 for a ragged edge, and a
+//! column-vector kernel for an edge of at most 8 columns), AVX2 with FMA (6 × 16, 12 of 16), and a portable
+//! one (4 × 16) that the compiler vectorises for the baseline target. Every one of them is tested on the machine that runs the tests,
 //! whatever `detect` would choose there ([`Isa::available`]).
 //!
 //! Everything is single-threaded: the convolutions split the work (by images, output columns or row panels).

@@ -3,9 +3,11 @@
 //!
 //! * [`conv2d`]: a convolution as one matrix product per image and group, `W [out, k] x X [k, oh * ow]`,
 //!   whose result is already the NCHW output (no transpose afterwards). A 1×1, stride-1, unpadded convolution
-//!   multiplies the input in place; any other builds the `[k, oh * ow]` patch matrix (im2col, in blocks of
-//!   columns that stay in cache), at stride 1 from the input with the zero padding written straight into it,
-//!   strided from the input's padded phase planes ([`fill_phase_planes`]), where every tap reads whole runs.
+//!   multiplies the input in place; a strided one with enough channels multiplies the input's padded phase
+//!   planes ([`fill_phase_planes`]) in place, each tap of its window a block of the product's depth reading
+//!   one shifted run of every plane ([`product_in_place`]); any other builds the `[k, oh * ow]` patch matrix
+//!   (im2col, in blocks of columns that stay in cache), at stride 1 from the input with the zero padding
+//!   written straight into it, strided from the phase planes, where every tap reads whole runs.
 //!   The product is the runtime's own ([`gemm`]), on the weights packed once per layer ([`pack_weights`]); the
 //!   per-channel epilogue `y = act(scale * acc + shift + residual)`, which is where a following batch norm and
 //!   activation, the convolution's bias and a residual block's sum go, is applied as each value is stored.
@@ -99,6 +101,14 @@ impl ConvGeometry {
         self.out.0 * self.out.1
     }
 
+    /// Whether the patch rows (and the packed weights' columns) go tap by tap, each tap's rows the input
+    /// channels, rather than channel by channel, each channel's rows the taps: for a strided convolution,
+    /// whose patches come from phase planes where each tap's rows are the input channels of one shifted plane,
+    /// read in place ([`product_in_place`]).
+    pub(crate) fn tap_major(&self) -> bool {
+        Phased::applies(self)
+    }
+
     /// Whether the input, read as a `[c_in, h * w]` matrix, is already the patch matrix.
     pub(crate) fn is_pointwise(&self) -> bool {
         self.kernel == (1, 1)
@@ -119,8 +129,8 @@ pub(crate) struct Epilogue {
 
 impl Epilogue {
     /// `dst [m, n] = epilogue(a × b + residual)` for the channels from `first` on: [`gemm::multiply`] of the
-    /// rows of the packed matrices `a` (`m` in all) by `b` (`[k, n]`, rows `b.1` apart) into `dst` (rows `dst.1`
-    /// apart), with `residual` (laid out as `dst`) added before the activation. A clamp (ReLU, ReLU6) is applied
+    /// rows of the packed matrices `a` (`m` in all) by `b` (`[k, n]`, its rows where [`gemm::Rhs`] says) into
+    /// `dst` (rows `dst.1` apart), with `residual` (laid out as `dst`) added before the activation. A clamp (ReLU, ReLU6) is applied
     /// as the product stores each value; any other activation in a pass over the rows after it.
     ///
     /// # Safety
@@ -129,7 +139,7 @@ impl Epilogue {
         &self,
         first: usize,
         a: &[gemm::Packed<'_>],
-        b: (*const f32, usize),
+        b: gemm::Rhs<'_>,
         n: usize,
         (dst, dst_stride): (*mut f32, usize),
         residual: Option<&[f32]>,
@@ -169,13 +179,36 @@ pub(crate) struct PackedWeights<'a> {
     pub parts: &'a [(&'a [f32], usize)],
 }
 
-/// The contiguous `[c_out, c_in / groups, kh, kw]` `weight` of a convolution of geometry `g`, packed for `isa`.
+/// The contiguous `[c_out, c_in / groups, kh, kw]` `weight` of a convolution of geometry `g`, packed for `isa`,
+/// its columns in the order of the patch rows: by input channel, then tap, or for a strided convolution by tap,
+/// then input channel ([`ConvGeometry::tap_major`]).
 pub(crate) fn pack_weights(isa: Isa, weight: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let (out_g, depth) = (g.out_per_group(), g.depth());
     assert!(
         weight.len() >= g.c_out * depth,
         "convolution weight too short"
     );
+    let weight = &weight[..g.c_out * depth];
+    let tap_major;
+    let weight = if g.tap_major() {
+        // `[c_out, in_g, taps]` → `[c_out, taps, in_g]`.
+        let (in_g, taps) = (g.in_per_group(), g.kernel.0 * g.kernel.1);
+        let mut permuted = vec![0.0; weight.len()];
+        for (src, dst) in weight
+            .chunks_exact(depth)
+            .zip(permuted.chunks_exact_mut(depth))
+        {
+            for (c, channel) in src.chunks_exact(taps).enumerate() {
+                for (t, &v) in channel.iter().enumerate() {
+                    dst[t * in_g + c] = v;
+                }
+            }
+        }
+        tap_major = permuted;
+        &tap_major[..]
+    } else {
+        weight
+    };
     let mut packed = Vec::with_capacity(g.groups * gemm::packed_len(isa, out_g, depth));
     for group in 0..g.groups {
         packed.extend(gemm::pack(
@@ -429,6 +462,12 @@ fn conv_group(
     let x_g = &x[group * in_g * plane..(group + 1) * in_g * plane];
     let first_channel = group * out_g;
     let products = |source: &Patches<'_>| {
+        if let Patches::Phased(phased) = source {
+            if reads_in_place(g, dst_g.residual.is_some()) {
+                product_in_place(phased, &w_g, g, epilogue, first_channel, dst_g, parallel);
+                return;
+            }
+        }
         // Column blocks sized for the cache come first (a pointwise convolution has no patches to keep in
         // cache), handed to the threads in whole rounds ([`even_blocks`]); otherwise the threads split the
         // columns or the rows of one product.
@@ -522,6 +561,123 @@ fn with_patches<R>(
     out
 }
 
+/// The fewest input channels per group for which a strided convolution's product reads its phase planes in
+/// place ([`product_in_place`]): each tap is a block of depth of its own, and a few rows of depth a block
+/// would not pay for the block's loads and stores of the output (a 7×7 stem's 3 channels take patches).
+const MIN_TAP_DEPTH: usize = 32;
+
+/// Whether a strided convolution `g` (with a residual to add, or not) is multiplied from its phase planes in
+/// place ([`product_in_place`]): enough input channels for a tap's block of depth, few of the product's
+/// columns past the output's (at most one in ten: the 3×3 convolutions at stride 2 of ResNet-50 on 7×7 outputs,
+/// 8 columns a row for 7, and of Inception-v3 on 8×8, 9 for 8, took 4–7% longer than with patches, where
+/// ResNet-50's on 28×28 and 14×14 outputs took 5–10% less, as did Inception-v3's on 17×17), and either none or
+/// no residual (which is laid out as the output, not as the planes).
+fn reads_in_place(g: &ConvGeometry, residual: bool) -> bool {
+    let past = Phased::size(g).1 - g.out.1;
+    g.in_per_group() >= MIN_TAP_DEPTH && 9 * past <= g.out.1 && (past == 0 || !residual)
+}
+
+/// One group's product for a strided convolution read from its phase planes in place, with no patch matrix:
+/// for each tap `(i, j)`, the rows of `B` are the input channels' phase plane `(i·dh mod sh, j·dw mod sw)` from
+/// row `⌊i·dh / sh⌋`, column `⌊j·dw / sw⌋` on, read as one run per channel over `oh` rows of the plane's
+/// `cols` columns ([`tap_phase`]), and the taps are the product's segments of depth ([`gemm::Rhs`]). Its
+/// columns are the plane's, `cols` an output row: the `cols - ow` past the output's (one for a 3×3 at stride
+/// 2) are computed and dropped as the output rows are copied out of a buffer, unless there are none (a 1×1 at
+/// stride 2), when the product writes the output (and adds the residual) itself. `parallel` splits the
+/// output channels between the threads, each reading all the planes and its share of the weights.
+fn product_in_place(
+    phased: &Phased<'_>,
+    w_g: &[gemm::Packed<'_>],
+    g: &ConvGeometry,
+    epilogue: &Epilogue,
+    first_channel: usize,
+    dst_g: Dst<'_>,
+    parallel: bool,
+) {
+    let (oh, ow) = g.out;
+    let (in_g, out_g) = (g.in_per_group(), g.out_per_group());
+    let (rows, cols) = (phased.rows, phased.cols);
+    let plane = rows * cols;
+    let per_channel = g.stride.0 * g.stride.1 * plane;
+    // The product's columns: the planes' first `oh` rows (each tap's shift keeps it inside its plane).
+    let n = oh * cols;
+    let (kh, kw) = g.kernel;
+    let segments: Vec<usize> = (0..kh * kw)
+        .map(|tap| {
+            let (phase, row_shift, col_shift) = tap_phase(g, (tap / kw, tap % kw));
+            phase * plane + row_shift * cols + col_shift
+        })
+        .collect();
+    assert!(
+        in_g > 0
+            && segments
+                .iter()
+                .all(|&s| s + (in_g - 1) * per_channel + n <= phased.values.len()),
+        "phase planes too short for their taps"
+    );
+    let plane_out = oh * ow;
+    // Output rows `first..` of the group, all of `dst`'s.
+    let product = |first: usize, dst: Dst<'_>| {
+        let rhs = gemm::Rhs {
+            ptr: phased.values.as_ptr(),
+            stride: per_channel,
+            segments: &segments,
+            rows: Some(in_g),
+        };
+        let m = dst.values.len() / plane_out;
+        let w = gemm::slice_rows(w_g, first, m);
+        let channel = first_channel + first;
+        if cols == ow {
+            // SAFETY: every tap's `in_g` rows of `n` values, `per_channel` apart, are inside the planes
+            // (asserted above); `dst` is `m` rows of `n` values, borrowed mutably, with the residual (if any)
+            // laid out as it is.
+            unsafe {
+                epilogue.multiply(
+                    channel,
+                    &w,
+                    rhs,
+                    n,
+                    (dst.values.as_mut_ptr().cast::<f32>(), n),
+                    dst.residual,
+                );
+            }
+            return;
+        }
+        debug_assert!(dst.residual.is_none(), "a residual with dropped columns");
+        let mut buffer = PATCHES.take();
+        let wide = scratch(&mut buffer, m * n);
+        // SAFETY: as above, into `wide`'s `m` rows of `n`.
+        unsafe { epilogue.multiply(channel, &w, rhs, n, (wide.as_mut_ptr(), n), None) };
+        for (out, wide) in dst
+            .values
+            .chunks_exact_mut(plane_out)
+            .zip(wide.chunks_exact(n))
+        {
+            for (out, wide) in out.chunks_exact_mut(ow).zip(wide.chunks_exact(cols)) {
+                for (o, &v) in out.iter_mut().zip(wide) {
+                    o.write(v);
+                }
+            }
+        }
+        PATCHES.set(buffer);
+    };
+    if !parallel {
+        product(0, dst_g);
+        return;
+    }
+    // Blocks of a multiple of 8 output channels, about one per thread.
+    let threads = rayon::current_num_threads();
+    let block = out_g
+        .div_ceil(threads)
+        .next_multiple_of(8)
+        .min(out_g)
+        .max(1);
+    dst_g
+        .par_chunks(block * plane_out)
+        .enumerate()
+        .for_each(|(i, dst)| product(i * block, dst));
+}
+
 /// `dst [rows, columns] = w × patches [depth, columns]`, `w` being the `rows` rows of one or more packed
 /// matrices of depth `depth`, with the epilogue of the channels from `first` on.
 fn product_rows(
@@ -548,7 +704,7 @@ fn product_rows(
         epilogue.multiply(
             first,
             w,
-            (patches.as_ptr(), columns),
+            gemm::Rhs::rows(patches.as_ptr(), columns),
             columns,
             (dst.as_mut_ptr().cast::<f32>(), columns),
             residual,
@@ -662,7 +818,7 @@ fn conv_group_by_columns(
             epilogue.multiply(
                 first_channel,
                 w_g,
-                (rhs.as_ptr(), rhs_stride),
+                gemm::Rhs::rows(rhs.as_ptr(), rhs_stride),
                 width,
                 (out.ptr.add(first), columns),
                 residual.map(|r| &r[first..]),
@@ -792,6 +948,16 @@ impl<'a> Phased<'a> {
         g.stride != (1, 1)
     }
 
+    /// The rows and columns of each phase plane of a convolution `g`: the output's, and as many more as the
+    /// window reaches past an output position in the planes.
+    fn size(g: &ConvGeometry) -> (usize, usize) {
+        let ((oh, ow), (sh, sw)) = (g.out, g.stride);
+        (
+            oh + (g.kernel.0 - 1) * g.dilation.0 / sh,
+            ow + (g.kernel.1 - 1) * g.dilation.1 / sw,
+        )
+    }
+
     /// The phase planes of one group's input `x_g` in `buffer` (grown as needed), the channels shared out
     /// between the threads when `parallel`. The phases no tap reads are not written (a 1×1 stride-2
     /// convolution writes two planes of four, its row phase's).
@@ -802,9 +968,7 @@ impl<'a> Phased<'a> {
         parallel: bool,
     ) -> Phased<'a> {
         let (sh, sw) = g.stride;
-        let (oh, ow) = g.out;
-        let rows = oh + (g.kernel.0 - 1) * g.dilation.0 / sh;
-        let cols = ow + (g.kernel.1 - 1) * g.dilation.1 / sw;
+        let (rows, cols) = Phased::size(g);
         let per_channel = sh * sw * rows * cols;
         let values = scratch(buffer, g.in_per_group() * per_channel);
         let channel = |(c, planes): (usize, &mut [f32])| {
@@ -825,7 +989,8 @@ impl<'a> Phased<'a> {
         Phased { values, rows, cols }
     }
 
-    /// Patch row `row` (tap `(c, i, j)`) for the output columns `range` (numbered row by row) into `dst`.
+    /// Patch row `row` (tap `(i, j)` of channel `c`, the row `(i·kw + j)·in_g + c`: tap-major) for the output
+    /// columns `range` (numbered row by row) into `dst`.
     fn patch_row(
         &self,
         g: &ConvGeometry,
@@ -833,10 +998,11 @@ impl<'a> Phased<'a> {
         range: std::ops::Range<usize>,
         dst: &mut [f32],
     ) {
-        let (kh, kw) = g.kernel;
+        let kw = g.kernel.1;
         let ow = g.out.1;
-        let c = row / (kh * kw);
-        let (phase, row_shift, col_shift) = tap_phase(g, ((row / kw) % kh, row % kw));
+        // Tap-major ([`ConvGeometry::tap_major`]).
+        let (tap, c) = (row / g.in_per_group(), row % g.in_per_group());
+        let (phase, row_shift, col_shift) = tap_phase(g, (tap / kw, tap % kw));
         let plane_len = self.rows * self.cols;
         let plane = c * g.stride.0 * g.stride.1 + phase;
         let plane = &self.values[plane * plane_len..(plane + 1) * plane_len];
@@ -920,7 +1086,7 @@ fn input_patch_row(
 }
 
 /// Writes the `[in_g * kh * kw, oh * ow]` patch matrix of one group's input (`[in_g, h, w]`): row
-/// `(c, i, j)`, column `(oy, ox)` holds `x[c, oy * sh + i * dh - pt, ox * sw + j * dw - pl]`, or 0 outside the
+/// `(c, i, j)` (`(i, j, c)` for a strided convolution: [`ConvGeometry::tap_major`]), column `(oy, ox)` holds `x[c, oy * sh + i * dh - pt, ox * sw + j * dw - pl]`, or 0 outside the
 /// input; read from the input itself at stride 1, from its phase planes otherwise ([`Patches`]).
 fn im2col(source: &Patches<'_>, g: &ConvGeometry, patches: &mut [f32], parallel: bool) {
     let (kh, kw) = g.kernel;
@@ -1877,6 +2043,14 @@ mod tests {
             (64, 33, 35, 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, 1),
             (64, 33, 35, 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, 2),
             (128, 70, 66, 8, (3, 3), (2, 2), (1, 1, 2, 0), (2, 2), 2, 1),
+            // Strided with enough channels to read the phase planes in place ([`reads_in_place`]): a 3×3 at
+            // stride 2 (a column past each output row, dropped; with a residual, patches instead), a 1×1 at
+            // stride 2 (the output written by the product, the residual added there) on an odd map, and
+            // strides 3 down and 2 across with asymmetric padding; on one image and two, and on three threads
+            // (each a block of output channels).
+            (48, 19, 17, 20, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1, 1),
+            (40, 17, 14, 28, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1, 2),
+            (32, 10, 20, 40, (3, 3), (3, 2), (1, 1, 0, 2), (1, 1), 1, 1),
             // One image on three threads split by output columns (a partial last share): pointwise, read in
             // place; 3x3, each thread building its own columns' patches; strided and grouped.
             (16, 30, 28, 8, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, 1),
@@ -1983,6 +2157,42 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn strided_convolutions_with_enough_channels_read_their_phase_planes_in_place() {
+        let conv = |c_in, hw, kernel, pad, groups| {
+            conv_geometry(
+                (c_in, hw, hw),
+                (64, groups),
+                (kernel, kernel),
+                (2, 2),
+                (pad, pad, pad, pad),
+                (1, 1),
+            )
+            .unwrap()
+        };
+        // ResNet-50's 3×3 at stride 2 and its 1×1 downsample; the second's columns are the output's, so a
+        // residual is added in place.
+        assert!(reads_in_place(&conv(128, 56, 3, 1, 1), false));
+        assert!(reads_in_place(&conv(256, 56, 1, 0, 1), true));
+        // A column past each output row: the residual, laid out as the output, needs patches.
+        assert!(!reads_in_place(&conv(128, 56, 3, 1, 1), true));
+        // A 7×7 stem's three channels, groups of 16, and a 3×3 at stride 2 on a 7×7 or 8×8 output (8
+        // columns a row for 7, 9 for 8) take patches.
+        assert!(!reads_in_place(&conv(3, 224, 7, 3, 1), false));
+        assert!(!reads_in_place(&conv(512, 14, 3, 1, 1), false));
+        assert!(!reads_in_place(&conv(192, 17, 3, 0, 1), false));
+        // The cases of `conv_matches_the_definition_for_every_kind_of_geometry` that read in place.
+        for (c_in, (h, w), kernel, stride, pad) in [
+            (48, (19, 17), (3, 3), (2, 2), (1, 1, 1, 1)),
+            (40, (17, 14), (1, 1), (2, 2), (0, 0, 0, 0)),
+            (32, (10, 20), (3, 3), (3, 2), (1, 1, 0, 2)),
+        ] {
+            let g = conv_geometry((c_in, h, w), (8, 1), kernel, stride, pad, (1, 1)).unwrap();
+            assert!(reads_in_place(&g, kernel == (1, 1)), "{g:?}");
+        }
+        assert!(!reads_in_place(&conv(64, 56, 3, 1, 4), false));
     }
 
     #[test]

@@ -375,18 +375,71 @@ impl Tile<'_> {
     }
 }
 
+/// Where the product reads the rows of `B`: in segments of `rows` rows each (`segments.len() × rows = k`),
+/// segment `s` starting `segments[s]` values past `ptr`, its rows `stride` apart. A row-major matrix is one
+/// segment ([`Rhs::rows`]); a strided convolution reads one segment per tap of its window from the input's
+/// phase planes, each the input's channels shifted by the tap, where a patch matrix would copy them all
+/// (see `super::Phased`). The depth blocks of the product never straddle two segments.
+#[derive(Clone, Copy)]
+pub(crate) struct Rhs<'a> {
+    pub ptr: *const f32,
+    pub stride: usize,
+    pub segments: &'a [usize],
+    /// Rows of each segment; `None`: the product's whole depth, in one segment.
+    pub rows: Option<usize>,
+}
+
+impl<'a> Rhs<'a> {
+    /// A row-major `[k, n]` matrix at `ptr`, its rows `stride` apart.
+    pub(crate) fn rows(ptr: *const f32, stride: usize) -> Rhs<'static> {
+        Rhs {
+            ptr,
+            stride,
+            segments: &[0],
+            rows: None,
+        }
+    }
+
+    /// The rows of each segment of a product of depth `k`, checked against the segments' count.
+    fn segment_rows(&self, k: usize) -> usize {
+        let rows = self.rows.unwrap_or(k);
+        assert_eq!(
+            rows * self.segments.len(),
+            k,
+            "segments of B that do not make up the depth"
+        );
+        rows
+    }
+
+    /// The depth blocks of a product of depth `k`: `(first row, rows, where the block's first row starts)`,
+    /// each of at most about `KC` rows, of nearly equal sizes within a segment, inside one segment.
+    fn blocks(self, k: usize) -> impl Iterator<Item = (usize, usize, *const f32)> + 'a {
+        let rows = self.segment_rows(k);
+        let kc = rows.div_ceil(rows.div_ceil(KC).max(1)).max(1);
+        self.segments
+            .iter()
+            .enumerate()
+            .flat_map(move |(s, &offset)| {
+                (0..rows).step_by(kc).map(move |p| {
+                    let ptr = self.ptr.wrapping_add(offset + p * self.stride);
+                    (s * rows + p, kc.min(rows - p), ptr)
+                })
+            })
+    }
+}
+
 /// `dst [m, n] = a × b`, `a` being the rows of the packed matrices `a` one after the other (`m` in all, each of
-/// depth `k`, for one instruction set), `b` being `[k, n]` row-major with rows `rhs_stride` apart and `dst` rows
+/// depth `k`, for one instruction set), `b` being `[k, n]`, read where [`Rhs`] says its rows are, and `dst` rows
 /// `dst_stride` apart, `finish` applied to every value. The destination is overwritten (it may hold anything
 /// before). Several matrices make one product of sibling convolutions without a stacked copy of their weights.
 ///
 /// # Safety
-/// `b[l * rhs_stride + j]` for `l < k`, `j < n` must be readable, `dst[i * dst_stride + j]` for `i < m`,
-/// `j < n` writable and accessed by nothing else during the call, with `dst_stride >= n`; `finish`'s slices
-/// must hold `m` values.
+/// `b`'s `k` rows (row `l` of segment `s` at `b.ptr + b.segments[s] + l * b.stride`) must each have `n` readable
+/// values, `dst[i * dst_stride + j]` for `i < m`, `j < n` be writable and accessed by nothing else during the
+/// call, with `dst_stride >= n`; `finish`'s slices must hold `m` values.
 pub(crate) unsafe fn multiply(
     a: &[Packed<'_>],
-    (b, rhs_stride): (*const f32, usize),
+    b: Rhs<'_>,
     n: usize,
     (dst, dst_stride): (*mut f32, usize),
     finish: Finish<'_>,
@@ -436,7 +489,7 @@ pub(crate) unsafe fn multiply(
     let (mr, nr) = (isa.rows(), isa.columns());
     // Blocks of nearly equal size, so that a depth or width just past a multiple of the block size does not
     // leave one thin block.
-    let kc = k.div_ceil(k.div_ceil(KC));
+    b.segment_rows(k);
     let nc = n.div_ceil(n.div_ceil(NC)).next_multiple_of(nr);
     // Blocks of at most `MC` rows of one matrix each: (matrix, its first row, rows, the first row of `dst`).
     // Listed afresh where they are walked rather than collected: a `Vec` per call was an allocation for each of
@@ -466,8 +519,7 @@ pub(crate) unsafe fn multiply(
                 })
             })
         };
-        for pc in (0..k).step_by(kc) {
-            let depth = kc.min(k - pc);
+        for (pc, depth, b_rows) in b.blocks(k) {
             let last = pc + depth == k;
             // The kernels that read whole rows of `NR` values take a ragged edge from a copy, made once for
             // every row of `A`.
@@ -475,15 +527,7 @@ pub(crate) unsafe fn multiply(
             if let Some((col, columns)) = ragged {
                 edge.resize(depth * nr, 0.0);
                 // SAFETY: rows `pc..pc + depth`, columns `col..col + columns` are inside `b`.
-                unsafe {
-                    copy_edge(
-                        (b.add(pc * rhs_stride + col), rhs_stride),
-                        depth,
-                        columns,
-                        nr,
-                        &mut edge,
-                    )
-                };
+                unsafe { copy_edge((b_rows.add(col), b.stride), depth, columns, nr, &mut edge) };
             }
             for (part, first_row, block_rows, first_dst) in blocks() {
                 // Tiles of the rows of one panel each (a slice of rows may start inside a panel), as
@@ -504,7 +548,7 @@ pub(crate) unsafe fn multiply(
                         (edge.as_ptr(), nr)
                     } else {
                         // SAFETY: row `pc`, column `col` is inside `b`.
-                        (unsafe { b.add(pc * rhs_stride + col) }, rhs_stride)
+                        (unsafe { b_rows.add(col) }, b.stride)
                     };
                     let row = first_row + done;
                     let a_panel = &part.values[row / mr * mr * k + pc * mr + row % mr..]
@@ -990,7 +1034,7 @@ mod tests {
                         unsafe {
                             multiply(
                                 &[a_packed],
-                                (b.as_ptr(), n),
+                                Rhs::rows(b.as_ptr(), n),
                                 n,
                                 (got.as_mut_ptr(), stride),
                                 finish,
@@ -1049,7 +1093,7 @@ mod tests {
             unsafe {
                 multiply(
                     &sliced,
-                    (b.as_ptr(), n),
+                    Rhs::rows(b.as_ptr(), n),
                     n,
                     (got.as_mut_ptr(), n),
                     finish,
@@ -1062,6 +1106,66 @@ mod tests {
                     (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
                     "{isa:?} {i}: {g} vs {e}"
                 );
+            }
+        }
+    }
+
+    /// `B` read in segments (a strided convolution's taps over its phase planes): rows gathered from anywhere
+    /// in a buffer multiply as the row-major matrix of those rows, with depth blocks inside each segment (300
+    /// rows: two blocks) and a ragged edge of columns.
+    #[test]
+    fn segments_of_b_multiply_as_the_matrix_of_their_rows() {
+        for (isa, walk) in Isa::available()
+            .into_iter()
+            .flat_map(|isa| [(isa, Walk::DownColumns), (isa, Walk::AlongRows)])
+        {
+            for (m, rows, n) in [(13, 5, 37), (12, 300, 40), (30, 64, 9)] {
+                // Three segments, out of order and overlapping, in a buffer of rows 50 apart.
+                let stride = 50;
+                let segments = [7, 3, 120];
+                let buffer = values((rows + 3) * stride, 4);
+                let k = rows * segments.len();
+                let mut b = Vec::with_capacity(k * n);
+                for &offset in &segments {
+                    for l in 0..rows {
+                        b.extend_from_slice(&buffer[offset + l * stride..][..n]);
+                    }
+                }
+                let a = values(m * k, 5);
+                let shift = values(m, 6);
+                let finish = Finish {
+                    scale: None,
+                    shift: Some(&shift),
+                    residual: None,
+                    activation: Clamp::Relu,
+                };
+                let packed = pack(isa, &a, m, k);
+                let rhs = Rhs {
+                    ptr: buffer.as_ptr(),
+                    stride,
+                    segments: &segments,
+                    rows: Some(rows),
+                };
+                let mut got = vec![f32::NAN; m * n];
+                // SAFETY: each segment's `rows` rows of `n` values, `stride` apart, are inside `buffer`
+                // (`120 + (rows - 1) * 50 + n <= (rows + 3) * 50`); `got` is `m` rows of `n`.
+                unsafe {
+                    multiply(
+                        &[Packed::new(isa, &packed, m, k)],
+                        rhs,
+                        n,
+                        (got.as_mut_ptr(), n),
+                        finish,
+                        walk,
+                    )
+                };
+                let expected = reference(&a, &b, (m, k, n), &finish, n);
+                for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+                    assert!(
+                        (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                        "{isa:?} {walk:?} {m}x{rows}x3x{n} {i}: {g} vs {e}"
+                    );
+                }
             }
         }
     }
@@ -1104,7 +1208,7 @@ mod tests {
             unsafe {
                 multiply(
                     &[a_packed],
-                    (b.as_ptr(), 1),
+                    Rhs::rows(b.as_ptr(), 1),
                     1,
                     (got.as_mut_ptr(), 1),
                     finish,
@@ -1120,7 +1224,7 @@ mod tests {
             unsafe {
                 multiply(
                     &[a_packed],
-                    (b.as_ptr(), 1),
+                    Rhs::rows(b.as_ptr(), 1),
                     1,
                     (got.as_mut_ptr(), 1),
                     finish,

@@ -200,7 +200,7 @@ fn bands(
                 epilogue.multiply(
                     0,
                     w,
-                    (patches.as_ptr(), columns.len()),
+                    super::gemm::Rhs::rows(patches.as_ptr(), columns.len()),
                     columns.len(),
                     (band.as_mut_ptr().add(at), plane),
                     None,

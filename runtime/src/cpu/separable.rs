@@ -26,7 +26,8 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use super::{
-    depthwise, keep_overlap, scratch, ConvGeometry, Epilogue, Fresh, OutputRows, PackedWeights,
+    depthwise, gemm, keep_overlap, scratch, ConvGeometry, Epilogue, Fresh, OutputRows,
+    PackedWeights,
 };
 
 /// A layer of the block: its weights (packed for the product, or the depthwise kernel's `[c, 1, kh, kw]`),
@@ -243,7 +244,7 @@ fn bands(
                     layer.epilogue.multiply(
                         0,
                         weight,
-                        (x.as_ptr().add(new.start * w), h * w),
+                        gemm::Rhs::rows(x.as_ptr().add(new.start * w), h * w),
                         new.len() * w,
                         (expanded.as_mut_ptr().add(at), plane),
                         None,
@@ -280,7 +281,7 @@ fn bands(
             block.project.epilogue.multiply(
                 0,
                 &project,
-                (buffers.depthwise_out.as_ptr(), columns),
+                gemm::Rhs::rows(buffers.depthwise_out.as_ptr(), columns),
                 columns,
                 (out.ptr.add(at), oh * ow),
                 residual.then(|| &x[at..]),

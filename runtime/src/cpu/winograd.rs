@@ -1092,7 +1092,7 @@ impl Layer<'_> {
                 unsafe {
                     gemm::multiply(
                         &[u],
-                        (v.as_ptr(), per_channel),
+                        gemm::Rhs::rows(v.as_ptr(), per_channel),
                         count,
                         (m.as_mut_ptr(), per_channel),
                         gemm::Finish::NONE,

@@ -9,8 +9,10 @@
 //! `B`'s row `l`. `A` is stored as panels of `MR` rows, column by column (`[panel][k][MR]`, the last panel
 //! padded with zeros), so the kernel reads it as one stream, and asks for it well ahead (the weights of a
 //! layer come from memory once per pass); `B` is read where it is, `KC` rows by `NR` columns per tile, its
-//! ragged right edge under a mask (AVX-512) or copied out first. (Copying `B` into panels per call, as GEMM
-//! libraries do, measured slower here: `B` is already row-major and its block stays in cache.) The tiles of a
+//! ragged right edge under a mask (AVX-512) or copied out first, in segments of rows where it is a strided
+//! convolution's phase planes ([`Rhs`]). Copying all of `B` into panels per block, as GEMM libraries do,
+//! measured slower here (`B` is already row-major and its block stays in cache) but where its rows are a page
+//! or more apart ([`Rhs::copied_if_far_apart`]). The tiles of a
 //! block are visited down the columns or along the rows ([`Walk`]): a shallow convolution's output, which goes
 //! to memory, is written along its rows ([`Walk::for_output`]). The kernels are chosen at run time
 //! ([`Isa::detect`]): AVX-512 (12 × 32 tile, 24 of the 32 vector registers, 12 × 16 for a ragged edge, and a
@@ -156,6 +158,9 @@ impl Isa {
         }
     }
 }
+
+/// The fewest rows in a block of `B` for [`Rhs::copied`] to copy it.
+const MIN_COPIED_DEPTH: usize = 64;
 
 /// The rows of `B` a tile multiplies before its values are stored (and added to on the next block): a tile's
 /// `KC × NR` values of `B` (32 KiB for AVX-512) stay in the first-level cache while the kernel runs down `A`
@@ -305,9 +310,9 @@ impl Clamp {
 }
 
 thread_local! {
-    /// Each thread's copy of a ragged edge of `B` for the kernels that read whole rows, reused across calls
-    /// (taken and put back, as `super::PATCHES`).
-    static EDGE: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    /// Each thread's copies of tiles of `B` (a ragged edge for the kernels that read whole rows, or every
+    /// tile of a block: [`Rhs::copied`]), reused across calls (taken and put back, as `super::PATCHES`).
+    static COPIES: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// The order in which a product visits the tiles of one block (`NC` columns of `B` by up to `MC` rows of `A`).
@@ -387,6 +392,10 @@ pub(crate) struct Rhs<'a> {
     pub segments: &'a [usize],
     /// Rows of each segment; `None`: the product's whole depth, in one segment.
     pub rows: Option<usize>,
+    /// Whether the product copies each block of `B` of at least [`MIN_COPIED_DEPTH`] rows into panels, a column
+    /// tile's rows one after the other, before multiplying it, rather than reading it in place
+    /// ([`Rhs::copied_if_far_apart`]).
+    pub copied: bool,
 }
 
 impl<'a> Rhs<'a> {
@@ -397,6 +406,22 @@ impl<'a> Rhs<'a> {
             stride,
             segments: &[0],
             rows: None,
+            copied: false,
+        }
+    }
+
+    /// These rows, copied into panels block by block where they are a page (4 KiB) or more apart: read in
+    /// place, each of a tile's rows is then on a page of its own, and a block of 64 rows or more
+    /// ([`MIN_COPIED_DEPTH`]) reaches about as many pages as the first-level TLB holds (72 on Zen 4), where the
+    /// copy reads each row's run of a block once. ResNet-50's 1×1 convolutions on 56×56 maps, one thread,
+    /// inputs from memory (`bench_conv --flush 64`): 64 → 256 3% faster, 256 → 64 11%, 256 → 128 6%; on
+    /// 28×28 and smaller maps, rows 3 KiB or less apart, copying gained nothing or lost up to 3%. Not for
+    /// Winograd's products, nor MobileNet-V2's bands of rows (depth 16 to 32 at 112×112 and 56×56: 5–13%
+    /// slower copied), nor a strided convolution's taps (5% slower copied).
+    pub(crate) fn copied_if_far_apart(self) -> Rhs<'a> {
+        Rhs {
+            copied: self.stride * std::mem::size_of::<f32>() >= 4096,
+            ..self
         }
     }
 
@@ -505,7 +530,7 @@ pub(crate) unsafe fn multiply(
             })
         })
     };
-    let mut edge = EDGE.take();
+    let mut copies = COPIES.take();
     for jc in (0..n).step_by(nc) {
         let width = nc.min(n - jc);
         // The column tiles of the block, `(first column, columns)`.
@@ -521,13 +546,25 @@ pub(crate) unsafe fn multiply(
         };
         for (pc, depth, b_rows) in b.blocks(k) {
             let last = pc + depth == k;
-            // The kernels that read whole rows of `NR` values take a ragged edge from a copy, made once for
-            // every row of `A`.
-            let ragged = col_tiles().find(|&(_, columns)| columns < nr && !isa.masks_loads());
-            if let Some((col, columns)) = ragged {
-                edge.resize(depth * nr, 0.0);
+            // The tiles that read the block of `B` from a copy, made once for every row of `A`: all of them
+            // where `B` is copied ([`Rhs::copied`]), or a ragged edge for the kernels that read whole rows of
+            // `NR` values. Each copy is `depth` rows of `NR` (padded with zeros) at `copy_at(its first column)`
+            // (tiles are `NR` wide but for the last one or two).
+            let copy_all = b.copied && depth >= MIN_COPIED_DEPTH;
+            let from_copy = |columns: usize| copy_all || (columns < nr && !isa.masks_loads());
+            let copy_at = |col: usize| (col - jc).div_ceil(nr) * depth * nr;
+            copies.resize((width.div_ceil(nr) + 1) * depth * nr, 0.0);
+            for (col, columns) in col_tiles().filter(|&(_, columns)| from_copy(columns)) {
                 // SAFETY: rows `pc..pc + depth`, columns `col..col + columns` are inside `b`.
-                unsafe { copy_edge((b_rows.add(col), b.stride), depth, columns, nr, &mut edge) };
+                unsafe {
+                    copy_tile(
+                        (b_rows.add(col), b.stride),
+                        depth,
+                        columns,
+                        nr,
+                        &mut copies[copy_at(col)..],
+                    )
+                };
             }
             for (part, first_row, block_rows, first_dst) in blocks() {
                 // Tiles of the rows of one panel each (a slice of rows may start inside a panel), as
@@ -544,8 +581,8 @@ pub(crate) unsafe fn multiply(
                     })
                 };
                 let run = |(col, columns): (usize, usize), (done, rows): (usize, usize)| {
-                    let panel = if ragged.is_some_and(|(edge_col, _)| edge_col == col) {
-                        (edge.as_ptr(), nr)
+                    let panel = if from_copy(columns) {
+                        (copies[copy_at(col)..].as_ptr(), nr)
                     } else {
                         // SAFETY: row `pc`, column `col` is inside `b`.
                         (unsafe { b_rows.add(col) }, b.stride)
@@ -589,7 +626,7 @@ pub(crate) unsafe fn multiply(
             }
         }
     }
-    EDGE.set(edge);
+    COPIES.set(copies);
 }
 
 /// Rows `first..first + count` of the rows of `parts` one after the other.
@@ -621,19 +658,19 @@ fn finish_value(finish: &Finish<'_>, i: usize, v: f32) -> f32 {
     v * scale + shift
 }
 
-/// Copies `depth` rows of `columns` values of `b` (rows `b.1` apart) into `edge` as rows of `nr`, padded
+/// Copies `depth` rows of `columns` values of `b` (rows `b.1` apart) into `copy` as rows of `nr`, padded
 /// with zeros.
 ///
 /// # Safety
 /// `b.0[l * b.1 + j]` must be readable for `l < depth`, `j < columns`.
-unsafe fn copy_edge(
+unsafe fn copy_tile(
     b: (*const f32, usize),
     depth: usize,
     columns: usize,
     nr: usize,
-    edge: &mut [f32],
+    copy: &mut [f32],
 ) {
-    for (l, row) in edge.chunks_exact_mut(nr).take(depth).enumerate() {
+    for (l, row) in copy.chunks_exact_mut(nr).take(depth).enumerate() {
         // SAFETY: row `l`'s first `columns` values are inside `b`.
         let src = unsafe { std::slice::from_raw_parts(b.0.add(l * b.1), columns) };
         row[..columns].copy_from_slice(src);
@@ -1025,6 +1062,8 @@ mod tests {
                         residual: Some(&residual),
                         ..finish
                     };
+                    // Read in place, and copied into panels (every other time, to keep the test short).
+                    let copied = (case + clamp as usize) % 2 == 1;
                     for finish in [finish, with_residual, Finish::NONE] {
                         let expected = reference(&a, &b, (m, k, n), &finish, stride);
                         let packed = pack(isa, &a, m, k);
@@ -1034,7 +1073,10 @@ mod tests {
                         unsafe {
                             multiply(
                                 &[a_packed],
-                                Rhs::rows(b.as_ptr(), n),
+                                Rhs {
+                                    copied,
+                                    ..Rhs::rows(b.as_ptr(), n)
+                                },
                                 n,
                                 (got.as_mut_ptr(), stride),
                                 finish,
@@ -1054,7 +1096,7 @@ mod tests {
                                 let e = expected[i * n + j];
                                 assert!(
                                     (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                                    "{isa:?} {walk:?} {m}x{k}x{n} {clamp:?} ({i}, {j}): {g}, expected {e}"
+                                    "{isa:?} {walk:?} {m}x{k}x{n} {clamp:?} copied {copied} ({i}, {j}): {g}, expected {e}"
                                 );
                             }
                         }
@@ -1140,31 +1182,34 @@ mod tests {
                     activation: Clamp::Relu,
                 };
                 let packed = pack(isa, &a, m, k);
-                let rhs = Rhs {
-                    ptr: buffer.as_ptr(),
-                    stride,
-                    segments: &segments,
-                    rows: Some(rows),
-                };
-                let mut got = vec![f32::NAN; m * n];
-                // SAFETY: each segment's `rows` rows of `n` values, `stride` apart, are inside `buffer`
-                // (`120 + (rows - 1) * 50 + n <= (rows + 3) * 50`); `got` is `m` rows of `n`.
-                unsafe {
-                    multiply(
-                        &[Packed::new(isa, &packed, m, k)],
-                        rhs,
-                        n,
-                        (got.as_mut_ptr(), n),
-                        finish,
-                        walk,
-                    )
-                };
-                let expected = reference(&a, &b, (m, k, n), &finish, n);
-                for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
-                    assert!(
-                        (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                        "{isa:?} {walk:?} {m}x{rows}x3x{n} {i}: {g} vs {e}"
-                    );
+                for copied in [false, true] {
+                    let rhs = Rhs {
+                        ptr: buffer.as_ptr(),
+                        stride,
+                        segments: &segments,
+                        rows: Some(rows),
+                        copied,
+                    };
+                    let mut got = vec![f32::NAN; m * n];
+                    // SAFETY: each segment's `rows` rows of `n` values, `stride` apart, are inside `buffer`
+                    // (`120 + (rows - 1) * 50 + n <= (rows + 3) * 50`); `got` is `m` rows of `n`.
+                    unsafe {
+                        multiply(
+                            &[Packed::new(isa, &packed, m, k)],
+                            rhs,
+                            n,
+                            (got.as_mut_ptr(), n),
+                            finish,
+                            walk,
+                        )
+                    };
+                    let expected = reference(&a, &b, (m, k, n), &finish, n);
+                    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+                        assert!(
+                            (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                            "{isa:?} {walk:?} {m}x{rows}x3x{n} copied {copied} {i}: {g} vs {e}"
+                        );
+                    }
                 }
             }
         }

@@ -413,9 +413,10 @@ impl<'a> Rhs<'a> {
     /// These rows, copied into panels block by block where they are a page (4 KiB) or more apart: read in
     /// place, each of a tile's rows is then on a page of its own, and a block of 64 rows or more
     /// ([`MIN_COPIED_DEPTH`]) reaches about as many pages as the first-level TLB holds (72 on Zen 4), where the
-    /// copy reads each row's run of a block once. ResNet-50's 1×1 convolutions on 56×56 maps, one thread,
-    /// inputs from memory (`bench_conv --flush 64`): 64 → 256 3% faster, 256 → 64 11%, 256 → 128 6%; on
-    /// 28×28 and smaller maps, rows 3 KiB or less apart, copying gained nothing or lost up to 3%. Not for
+    /// copy reads each row's run of a block once. ResNet-50's 1×1 convolutions on 56×56 maps, in the network,
+    /// one thread: 64 → 256 with the residual 5.00 → 4.21 ms (three layers), 256 → 64 3.02 → 2.44, 256 → 128
+    /// 2.52 → 2.19; on 28×28 and smaller maps, rows 3 KiB or less apart, copying gained nothing or lost up to
+    /// 3%. Not for
     /// Winograd's products, nor MobileNet-V2's bands of rows (depth 16 to 32 at 112×112 and 56×56: 5–13%
     /// slower copied), nor a strided convolution's taps (5% slower copied).
     pub(crate) fn copied_if_far_apart(self) -> Rhs<'a> {
@@ -512,9 +513,8 @@ pub(crate) unsafe fn multiply(
         return;
     }
     let (mr, nr) = (isa.rows(), isa.columns());
-    // Blocks of nearly equal size, so that a depth or width just past a multiple of the block size does not
-    // leave one thin block.
-    b.segment_rows(k);
+    // Blocks of nearly equal size, so that a depth ([`Rhs::blocks`]) or width just past a multiple of the block
+    // size does not leave one thin block.
     let nc = n.div_ceil(n.div_ceil(NC)).next_multiple_of(nr);
     // Blocks of at most `MC` rows of one matrix each: (matrix, its first row, rows, the first row of `dst`).
     // Listed afresh where they are walked rather than collected: a `Vec` per call was an allocation for each of
@@ -553,7 +553,9 @@ pub(crate) unsafe fn multiply(
             let copy_all = b.copied && depth >= MIN_COPIED_DEPTH;
             let from_copy = |columns: usize| copy_all || (columns < nr && !isa.masks_loads());
             let copy_at = |col: usize| (col - jc).div_ceil(nr) * depth * nr;
-            copies.resize((width.div_ceil(nr) + 1) * depth * nr, 0.0);
+            if col_tiles().any(|(_, columns)| from_copy(columns)) {
+                copies.resize((width.div_ceil(nr) + 1) * depth * nr, 0.0);
+            }
             for (col, columns) in col_tiles().filter(|&(_, columns)| from_copy(columns)) {
                 // SAFETY: rows `pc..pc + depth`, columns `col..col + columns` are inside `b`.
                 unsafe {

@@ -1453,13 +1453,14 @@ unsafe fn pool_plane<R: Reduce>(src: &[f32], rows: &PoolAxis, cols: &PoolAxis, o
     // SAFETY: the caller's contract.
     unsafe {
         match (cols.stride, vectors) {
-            (1, 1) => pool_plane_avx512::<R, 1, 1>(src, rows, cols, out),
-            (1, 2) => pool_plane_avx512::<R, 2, 1>(src, rows, cols, out),
-            (1, 3 | 4) => pool_plane_avx512::<R, 4, 1>(src, rows, cols, out),
-            (1, _) => pool_plane_avx512::<R, 8, 1>(src, rows, cols, out),
-            (_, 1 | 2) => pool_plane_avx512::<R, 2, 2>(src, rows, cols, out),
-            (_, 3 | 4) => pool_plane_avx512::<R, 4, 2>(src, rows, cols, out),
-            (_, _) => pool_plane_avx512::<R, 8, 2>(src, rows, cols, out),
+            (1, 1) => pool_plane_avx512::<R, 1, 1, 3>(src, rows, cols, out),
+            (1, 2) => pool_plane_avx512::<R, 2, 1, 4>(src, rows, cols, out),
+            (1, 3 | 4) => pool_plane_avx512::<R, 4, 1, 6>(src, rows, cols, out),
+            (1, _) => pool_plane_avx512::<R, 8, 1, 10>(src, rows, cols, out),
+            (_, 1) => pool_plane_avx512::<R, 1, 2, 4>(src, rows, cols, out),
+            (_, 2) => pool_plane_avx512::<R, 2, 2, 4>(src, rows, cols, out),
+            (_, 3 | 4) => pool_plane_avx512::<R, 4, 2, 5>(src, rows, cols, out),
+            (_, _) => pool_plane_avx512::<R, 8, 2, 7>(src, rows, cols, out),
         }
     }
 }
@@ -1493,7 +1494,8 @@ fn pool_rows_fit(rows: &PoolAxis, cols: &PoolAxis) -> bool {
 /// One plane of [`pool2d_rows`], input rows of at most `N` vectors, columns at stride `S` (1 or 2), each window
 /// reduced by `R` ([`Reduce::vector`]): for each output row, the window's rows combined, its `S` phases (the
 /// columns `q, q + S, ...`), then `dst[x]` = that row's values `S·x - pad .. S·x - pad + kernel` combined (the
-/// padding `R::IDENTITY`): window column `j` is phase `(j - pad) mod S` shifted by `⌊(j - pad) / S⌋`.
+/// padding `R::IDENTITY`): window column `j` is phase `(j - pad) mod S` shifted by `⌊(j - pad) / S⌋`. Each phase
+/// is held in `P` vectors, two more than the row's output vectors (a constant, so that they are registers).
 ///
 /// # Safety
 /// The CPU must have AVX-512F; the axes must pass [`pool_rows_fit`], with input rows of at most `N` vectors and
@@ -1501,7 +1503,7 @@ fn pool_rows_fit(rows: &PoolAxis, cols: &PoolAxis) -> bool {
 /// cols.out` values that nothing else accesses during the call.
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
 #[target_feature(enable = "avx512f")]
-unsafe fn pool_plane_avx512<R: Reduce, const N: usize, const S: usize>(
+unsafe fn pool_plane_avx512<R: Reduce, const N: usize, const S: usize, const P: usize>(
     src: &[f32],
     rows: &PoolAxis,
     cols: &PoolAxis,
@@ -1525,6 +1527,10 @@ unsafe fn pool_plane_avx512<R: Reduce, const N: usize, const S: usize>(
     );
     let row_masks: [u16; N] = std::array::from_fn(|c| lanes(w.saturating_sub(16 * c)));
     let out_vectors = ow.div_ceil(16);
+    assert!(
+        N.div_ceil(S) + 2 <= P && out_vectors + 2 <= P,
+        "phase vectors too few for the row"
+    );
     let lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     // Lane `l` of a phase vector takes lane `S·l + q` of a pair of the row's vectors.
     let phase_index: [__m512i; S] = std::array::from_fn(|q| {
@@ -1555,7 +1561,7 @@ unsafe fn pool_plane_avx512<R: Reduce, const N: usize, const S: usize>(
         }
         // The phases, `-inf` past the row, with a `-inf` vector on each side: `phases[q][m + 1]` holds the
         // row's values `S·(16m + l) + q`.
-        let mut phases = [[none; 10]; S];
+        let mut phases = [[none; P]; S];
         for (q, phase) in phases.iter_mut().enumerate() {
             for m in 0..N.div_ceil(S) {
                 phase[m + 1] = if S == 1 {
@@ -1566,7 +1572,13 @@ unsafe fn pool_plane_avx512<R: Reduce, const N: usize, const S: usize>(
                 };
             }
         }
-        for c in 0..out_vectors {
+        // Bounded by the constant `P` (and left at `out_vectors`), so that the loop unrolls and the phase
+        // vectors stay in registers: with a bound known only at run time they went through the stack, and
+        // GoogLeNet's pools took 4–10× ONNX Runtime's time.
+        for c in 0..P - 2 {
+            if c >= out_vectors {
+                break;
+            }
             let mut acc = none;
             for j in 0..kernel {
                 let q = (j - pad).rem_euclid(S as isize) as usize;

@@ -501,28 +501,12 @@ fn conv_group(
                 product_rows(&w_g, patches, columns, dst_g, epilogue, first_channel);
                 return;
             }
-            // Row blocks of a multiple of 8 rows, about one per thread.
-            let threads = rayon::current_num_threads();
-            let rows = out_g
-                .div_ceil(threads)
-                .next_multiple_of(8)
-                .min(out_g)
-                .max(1);
-            dst_g
-                .par_chunks(rows * columns)
-                .enumerate()
-                .for_each(|(i, dst_rows)| {
-                    let m = dst_rows.values.len() / columns;
-                    let w_rows = gemm::slice_rows(&w_g, i * rows, m);
-                    product_rows(
-                        &w_rows,
-                        patches,
-                        columns,
-                        dst_rows,
-                        epilogue,
-                        first_channel + i * rows,
-                    );
-                });
+            in_row_blocks(dst_g, out_g, columns, |first, dst_rows| {
+                let m = dst_rows.values.len() / columns;
+                let w_rows = gemm::slice_rows(&w_g, first, m);
+                let channel = first_channel + first;
+                product_rows(&w_rows, patches, columns, dst_rows, epilogue, channel);
+            });
         };
         if g.is_pointwise() {
             // The input channels are the rows of the patch matrix already.
@@ -664,21 +648,26 @@ fn product_in_place(
         }
         PATCHES.set(buffer);
     };
-    if !parallel {
+    if parallel {
+        in_row_blocks(dst_g, out_g, plane_out, product);
+    } else {
         product(0, dst_g);
-        return;
     }
-    // Blocks of a multiple of 8 output channels, about one per thread.
+}
+
+/// `f(first, rows)` for blocks of the `rows` rows of `row_len` values of `dst` (a product's output channels),
+/// a multiple of 8 rows each and about one block per thread, on the threads.
+fn in_row_blocks(
+    dst: Dst<'_>,
+    rows: usize,
+    row_len: usize,
+    f: impl Fn(usize, Dst<'_>) + Sync + Send,
+) {
     let threads = rayon::current_num_threads();
-    let block = out_g
-        .div_ceil(threads)
-        .next_multiple_of(8)
-        .min(out_g)
-        .max(1);
-    dst_g
-        .par_chunks(block * plane_out)
+    let block = rows.div_ceil(threads).next_multiple_of(8).min(rows).max(1);
+    dst.par_chunks(block * row_len)
         .enumerate()
-        .for_each(|(i, dst)| product(i * block, dst));
+        .for_each(|(i, dst)| f(i * block, dst));
 }
 
 /// `dst [rows, columns] = w × patches [depth, columns]`, `w` being the `rows` rows of one or more packed

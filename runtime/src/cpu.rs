@@ -130,8 +130,9 @@ pub(crate) struct Epilogue {
 impl Epilogue {
     /// `dst [m, n] = epilogue(a × b + residual)` for the channels from `first` on: [`gemm::multiply`] of the
     /// rows of the packed matrices `a` (`m` in all) by `b` (`[k, n]`, its rows where [`gemm::Rhs`] says) into
-    /// `dst` (rows `dst.1` apart), with `residual` (laid out as `dst`) added before the activation. A clamp (ReLU, ReLU6) is applied
-    /// as the product stores each value; any other activation in a pass over the rows after it.
+    /// `dst` (rows `dst.1` apart), with `residual` (laid out as `dst`) added before the activation. A clamp
+    /// (ReLU, ReLU6) is applied as the product stores each value; any other activation in a pass over the rows
+    /// after it.
     ///
     /// # Safety
     /// As [`gemm::multiply`].
@@ -630,7 +631,8 @@ fn product_in_place(
             }
             return;
         }
-        debug_assert!(dst.residual.is_none(), "a residual with dropped columns");
+        // A residual is laid out as the output, not as the planes ([`reads_in_place`]).
+        assert!(dst.residual.is_none(), "a residual with dropped columns");
         let mut buffer = PATCHES.take();
         let wide = scratch(&mut buffer, m * n);
         // SAFETY: as above, into `wide`'s `m` rows of `n`.
@@ -1077,9 +1079,10 @@ fn input_patch_row(
     }
 }
 
-/// Writes the `[in_g * kh * kw, oh * ow]` patch matrix of one group's input (`[in_g, h, w]`): row
-/// `(c, i, j)` (`(i, j, c)` for a strided convolution: [`ConvGeometry::tap_major`]), column `(oy, ox)` holds `x[c, oy * sh + i * dh - pt, ox * sw + j * dw - pl]`, or 0 outside the
-/// input; read from the input itself at stride 1, from its phase planes otherwise ([`Patches`]).
+/// Writes the `[in_g * kh * kw, oh * ow]` patch matrix of one group's input (`[in_g, h, w]`): row `(c, i, j)`
+/// (`(i, j, c)` for a strided convolution: [`ConvGeometry::tap_major`]), column `(oy, ox)` holds
+/// `x[c, oy * sh + i * dh - pt, ox * sw + j * dw - pl]`, or 0 outside the input; read from the input itself at
+/// stride 1, from its phase planes otherwise ([`Patches`]).
 fn im2col(source: &Patches<'_>, g: &ConvGeometry, patches: &mut [f32], parallel: bool) {
     let (kh, kw) = g.kernel;
     let columns = g.columns();

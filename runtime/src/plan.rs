@@ -126,15 +126,15 @@ impl Plan {
     /// Runs `network` on `xs` when the plan applies (inference on a CPU `f32` input that wants no gradient);
     /// `None` otherwise, and the caller runs its own `forward_t`.
     ///
-    /// With more than one thread the network runs on one of rayon's threads, the calling thread waiting for
-    /// it, so that the kernels' parallel loops start from inside the pool. Started from another thread, each
-    /// of them (several per layer at batch 1) is a job handed to the pool, which wakes the pool's threads and
-    /// puts the caller to sleep until they are done, then wakes it again: on two cores that cost ResNet-50
-    /// about 4 ms in 28. From inside, a loop pushes its second half where the other thread steals it, and the
-    /// first half runs at once. Hence `Sync`: `network` is read from that thread (every generated model is
-    /// `Sync`). With one thread nothing is handed over, and the network runs on the calling thread: on the
-    /// pool's thread ResNet-50 ran 2-5% slower, with more page faults (its allocations come from another of
-    /// the C allocator's arenas).
+    /// The network runs on one of rayon's threads, the calling thread waiting for it, so that the kernels'
+    /// parallel loops start from inside the pool. Started from another thread, each of them (several per layer
+    /// at batch 1) is a job handed to the pool, which wakes the pool's threads and puts the caller to sleep
+    /// until they are done, then wakes it again: on two cores that cost ResNet-50 about 4 ms in 28. From
+    /// inside, a loop pushes its second half where the other thread steals it, and the first half runs at once.
+    /// Hence `Sync`: `network` is read from that thread (every generated model is `Sync`). With one thread too:
+    /// run on the calling thread, every loop was still handed to the pool's one thread (GoogLeNet 26.8 → 23.8
+    /// ms on the pool's thread; ResNet-50, measured 2-5% slower there in an earlier session for its page faults
+    /// from another of the C allocator's arenas, was within noise: 81.2 and 81.5 ms, 4% more faults).
     pub fn run(
         &self,
         xs: &Tensor,
@@ -165,9 +165,7 @@ impl Plan {
         };
         let threads = rayon::current_num_threads();
         if threads == 1 {
-            // On the pool's thread, not the caller's: called from outside the pool, each kernel's parallel
-            // loop was handed to the pool's one thread and waited for, a sleep and a wake-up per step
-            // (GoogLeNet at one thread 26.8 → 23.8 ms, median of five alternated runs).
+            // On the pool's thread too (see above; tests/one_thread.rs).
             return rayon::scope(|_| run());
         }
         if !self.options.spin_threads || runs_as_streams(self.options, xs) {

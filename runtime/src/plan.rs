@@ -164,11 +164,9 @@ impl Plan {
             self.eval_chain(&ops, xs).map(Some)
         };
         let threads = rayon::current_num_threads();
-        if threads == 1 {
-            // On the pool's thread too (see above; tests/one_thread.rs).
-            return rayon::scope(|_| run());
-        }
-        if !self.options.spin_threads || runs_as_streams(self.options, xs) {
+        // With one thread there is no other to spin, but the network still runs on the pool's thread (see
+        // above; tests/one_thread.rs).
+        if threads == 1 || !self.options.spin_threads || runs_as_streams(self.options, xs) {
             return rayon::scope(|_| run());
         }
         let done = AtomicBool::new(false);

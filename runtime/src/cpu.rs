@@ -101,6 +101,15 @@ impl ConvGeometry {
         self.out.0 * self.out.1
     }
 
+    /// How many rows and columns past an output position's the window reaches in the phase planes of
+    /// [`fill_phase_planes`]: the largest row and column shifts of [`tap_phase`].
+    pub(crate) fn phase_reach(&self) -> (usize, usize) {
+        (
+            (self.kernel.0 - 1) * self.dilation.0 / self.stride.0,
+            (self.kernel.1 - 1) * self.dilation.1 / self.stride.1,
+        )
+    }
+
     /// Whether the patch rows (and the packed weights' columns) go tap by tap, each tap's rows the input
     /// channels, rather than channel by channel, each channel's rows the taps: for a strided convolution,
     /// whose patches come from phase planes where each tap's rows are the input channels of one shifted plane,
@@ -943,13 +952,10 @@ impl<'a> Phased<'a> {
     }
 
     /// The rows and columns of each phase plane of a convolution `g`: the output's, and as many more as the
-    /// window reaches past an output position in the planes.
+    /// window reaches past an output position in the planes ([`ConvGeometry::phase_reach`]).
     fn size(g: &ConvGeometry) -> (usize, usize) {
-        let ((oh, ow), (sh, sw)) = (g.out, g.stride);
-        (
-            oh + (g.kernel.0 - 1) * g.dilation.0 / sh,
-            ow + (g.kernel.1 - 1) * g.dilation.1 / sw,
-        )
+        let ((oh, ow), (reach_rows, reach_cols)) = (g.out, g.phase_reach());
+        (oh + reach_rows, ow + reach_cols)
     }
 
     /// The phase planes of one group's input `x_g` in `buffer` (grown as needed), the channels shared out

@@ -345,7 +345,7 @@ impl PhaseLayout {
     /// 56×56 maps 16-wide rectangles compute 14% more values than 8-wide ones, at twice the width).
     fn tiling(g: &ConvGeometry, isa: Isa) -> Tiling {
         let (oh, ow) = g.out;
-        let reach_cols = (g.kernel.1 - 1) * g.dilation.1 / g.stride.1;
+        let (_, reach_cols) = g.phase_reach();
         let flat = (oh * (ow + reach_cols)).next_multiple_of(BLOCK);
         let half_width = |width: usize| {
             #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
@@ -368,8 +368,7 @@ impl PhaseLayout {
     fn new(g: &ConvGeometry, tiling: Tiling) -> PhaseLayout {
         let (sh, sw) = g.stride;
         let (oh, ow) = g.out;
-        let reach_rows = (g.kernel.0 - 1) * g.dilation.0 / sh;
-        let reach_cols = (g.kernel.1 - 1) * g.dilation.1 / sw;
+        let (reach_rows, reach_cols) = g.phase_reach();
         let (rows, cols, computed) = match tiling {
             Tiling::Flat => {
                 let cols = ow + reach_cols;

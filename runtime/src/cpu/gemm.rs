@@ -12,13 +12,13 @@
 //! ragged right edge under a mask (AVX-512) or copied out first, in segments of rows where it is a strided
 //! convolution's phase planes ([`Rhs`]). Copying all of `B` into panels per block, as GEMM libraries do,
 //! measured slower here (`B` is already row-major and its block stays in cache) but where its rows are a page
-//! or more apart ([`Rhs::copied_if_far_apart`]). The tiles of a
-//! block are visited down the columns or along the rows ([`Walk`]): a shallow convolution's output, which goes
-//! to memory, is written along its rows ([`Walk::for_output`]). The kernels are chosen at run time
-//! ([`Isa::detect`]): AVX-512 (12 × 32 tile, 24 of the 32 vector registers, 12 × 16 for a ragged edge, and a
-//! column-vector kernel for an edge of at most 8 columns), AVX2 with FMA (6 × 16, 12 of 16), and a portable
-//! one (4 × 16) that the compiler vectorises for the baseline target. Every one of them is tested on the machine that runs the tests,
-//! whatever `detect` would choose there ([`Isa::available`]).
+//! or more apart ([`Rhs::copied_if_far_apart`]). The tiles of a block are visited down the columns or along
+//! the rows ([`Walk`]): a shallow convolution's output, which goes to memory, is written along its rows
+//! ([`Walk::for_output`]). The kernels are chosen at run time ([`Isa::detect`]): AVX-512 (12 × 32 tile, 24 of
+//! the 32 vector registers, 12 × 16 for a ragged edge, and a column-vector kernel for an edge of at most 8
+//! columns), AVX2 with FMA (6 × 16, 12 of 16), and a portable one (4 × 16) that the compiler vectorises for
+//! the baseline target. Every one of them is tested on the machine that runs the tests, whatever `detect`
+//! would choose there ([`Isa::available`]).
 //!
 //! Everything is single-threaded: the convolutions split the work (by images, output columns or row panels).
 
@@ -416,9 +416,8 @@ impl<'a> Rhs<'a> {
     /// copy reads each row's run of a block once. ResNet-50's 1×1 convolutions on 56×56 maps, in the network,
     /// one thread: 64 → 256 with the residual 5.00 → 4.21 ms (three layers), 256 → 64 3.02 → 2.44, 256 → 128
     /// 2.52 → 2.19; on 28×28 and smaller maps, rows 3 KiB or less apart, copying gained nothing or lost up to
-    /// 3%. Not for
-    /// Winograd's products, nor MobileNet-V2's bands of rows (depth 16 to 32 at 112×112 and 56×56: 5–13%
-    /// slower copied), nor a strided convolution's taps (5% slower copied).
+    /// 3%. Not for Winograd's products, nor MobileNet-V2's bands of rows (depth 16 to 32 at 112×112 and 56×56:
+    /// 5–13% slower copied), nor a strided convolution's taps (5% slower copied).
     pub(crate) fn copied_if_far_apart(self) -> Rhs<'a> {
         Rhs {
             copied: self.stride * std::mem::size_of::<f32>() >= 4096,
@@ -553,8 +552,13 @@ pub(crate) unsafe fn multiply(
             let copy_all = b.copied && depth >= MIN_COPIED_DEPTH;
             let from_copy = |columns: usize| copy_all || (columns < nr && !isa.masks_loads());
             let copy_at = |col: usize| (col - jc).div_ceil(nr) * depth * nr;
-            if col_tiles().any(|(_, columns)| from_copy(columns)) {
-                copies.resize((width.div_ceil(nr) + 1) * depth * nr, 0.0);
+            let copied_len = col_tiles()
+                .filter(|&(_, columns)| from_copy(columns))
+                .map(|(col, _)| copy_at(col) + depth * nr)
+                .max();
+            // Grown only: each copy writes all of its `depth × NR` values.
+            if let Some(len) = copied_len.filter(|&len| len > copies.len()) {
+                copies.resize(len, 0.0);
             }
             for (col, columns) in col_tiles().filter(|&(_, columns)| from_copy(columns)) {
                 // SAFETY: rows `pc..pc + depth`, columns `col..col + columns` are inside `b`.

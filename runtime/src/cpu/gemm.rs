@@ -927,38 +927,53 @@ unsafe fn kernel_avx512<const R: usize, const V: usize>(
     }
     let zero = _mm512_setzero_ps();
     let six = _mm512_set1_ps(6.0);
-    for (i, acc) in acc.iter().enumerate() {
-        for (half, (&v, &mask)) in acc.iter().zip(&masks).enumerate() {
-            // SAFETY: the masked lanes are the tile's columns, inside the destination.
-            unsafe {
-                let dst = tile.c.add(i * tile.ldc + half * 16);
-                let mut v = v;
-                if tile.accumulate {
-                    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, dst));
-                }
-                if let Some(finish) = &tile.finish {
-                    let scale = finish.scale.map_or(1.0, |s| s[i]);
-                    let shift = finish.shift.map_or(0.0, |s| s[i]);
-                    v = _mm512_add_ps(
-                        _mm512_mul_ps(v, _mm512_set1_ps(scale)),
-                        _mm512_set1_ps(shift),
-                    );
-                    if let Some(r) = tile.residual {
-                        let r = _mm512_maskz_loadu_ps(mask, r.add(i * tile.ldc + half * 16));
-                        v = _mm512_add_ps(v, r);
+    // Row `i`'s vectors, finished and stored.
+    macro_rules! store_row {
+        ($i:expr) => {{
+            let i = $i;
+            for (half, (&v, &mask)) in acc[i].iter().zip(&masks).enumerate() {
+                // SAFETY: the masked lanes are the tile's columns, inside the destination.
+                unsafe {
+                    let dst = tile.c.add(i * tile.ldc + half * 16);
+                    let mut v = v;
+                    if tile.accumulate {
+                        v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, dst));
                     }
-                    // `max` and `min` return their second operand when either is NaN: ReLU's NaN becomes 0
-                    // (as with `f32::max`), ReLU6's stays NaN (as with candle's clamp).
-                    match finish.activation {
-                        Clamp::None => {}
-                        Clamp::Relu => v = _mm512_max_ps(v, zero),
-                        Clamp::Relu6 => v = _mm512_min_ps(six, _mm512_max_ps(zero, v)),
+                    if let Some(finish) = &tile.finish {
+                        let scale = finish.scale.map_or(1.0, |s| s[i]);
+                        let shift = finish.shift.map_or(0.0, |s| s[i]);
+                        v = _mm512_add_ps(
+                            _mm512_mul_ps(v, _mm512_set1_ps(scale)),
+                            _mm512_set1_ps(shift),
+                        );
+                        if let Some(r) = tile.residual {
+                            let r = _mm512_maskz_loadu_ps(mask, r.add(i * tile.ldc + half * 16));
+                            v = _mm512_add_ps(v, r);
+                        }
+                        // `max` and `min` return their second operand when either is NaN: ReLU's NaN becomes 0
+                        // (as with `f32::max`), ReLU6's stays NaN (as with candle's clamp).
+                        match finish.activation {
+                            Clamp::None => {}
+                            Clamp::Relu => v = _mm512_max_ps(v, zero),
+                            Clamp::Relu6 => v = _mm512_min_ps(six, _mm512_max_ps(zero, v)),
+                        }
                     }
+                    _mm512_mask_storeu_ps(dst, mask, v);
                 }
-                _mm512_mask_storeu_ps(dst, mask, v);
             }
-        }
+        }};
     }
+    // The rows one by one, unrolled (`R` is a constant), so that the accumulators stay in registers: a loop
+    // over them kept them in an array on the stack, zeroed by a call to `memset` for every tile (1.6% of
+    // ResNet-50's time).
+    macro_rules! store_rows {
+        ($($i:literal)*) => {$(
+            if $i < R {
+                store_row!($i);
+            }
+        )*};
+    }
+    store_rows!(0 1 2 3 4 5 6 7 8 9 10 11);
 }
 
 /// The widest ragged edge the AVX-512 narrow kernel takes: a step of `k` costs it one load of `A` and one

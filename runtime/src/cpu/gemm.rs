@@ -185,6 +185,21 @@ const MC: usize = 384;
 #[cfg(target_arch = "x86_64")]
 const PREFETCH_STEPS: usize = 128;
 
+/// Where a kernel asks for `A`'s values [`PREFETCH_STEPS`] steps after step `l` of its panel `a` of `depth`
+/// steps of `mr` values: in the panel, or, past its end, in the next tile's panel `next`. (A prefetch reads
+/// nothing: the addresses are computed with `wrapping_add`.)
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn ahead(a: *const f32, next: *const f32, l: usize, depth: usize, mr: usize) -> *const i8 {
+    let step = l + PREFETCH_STEPS;
+    let at = if step < depth {
+        a.wrapping_add(step * mr)
+    } else {
+        next.wrapping_add((step - depth) * mr)
+    };
+    at.cast()
+}
+
 /// Values in the packing of an `[m, k]` matrix for `isa`.
 pub(crate) fn packed_len(isa: Isa, m: usize, k: usize) -> usize {
     m.div_ceil(isa.rows()) * isa.rows() * k
@@ -349,6 +364,10 @@ impl Walk {
 /// whether to add the values already there, the finish to apply (`None` until the last block of `k`), and
 /// where the tile's residual values are (rows `ldc` apart, as the tile's), if any.
 struct Tile<'a> {
+    /// Where the kernel asks for the values of `A` past the end of its panel's steps: the panel of the tile
+    /// that comes next (see [`ahead`]). Only the x86-64 kernels ask for values ahead.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    a_next: *const f32,
     c: *mut f32,
     ldc: usize,
     width: usize,
@@ -582,7 +601,16 @@ pub(crate) unsafe fn multiply(
                         })
                     })
                 };
-                let run = |(col, columns): (usize, usize), (done, rows): (usize, usize)| {
+                // Where row tile `done`'s steps of `A` start (a tile may start inside a panel).
+                let a_at = |done: usize| {
+                    let row = first_row + done;
+                    part.values
+                        .as_ptr()
+                        .wrapping_add(row / mr * mr * k + pc * mr + row % mr)
+                };
+                let run = |(col, columns): (usize, usize),
+                           (done, rows): (usize, usize),
+                           next: Option<(usize, usize)>| {
                     let panel = if from_copy(columns) {
                         (copies[copy_at(col)..].as_ptr(), nr)
                     } else {
@@ -594,6 +622,9 @@ pub(crate) unsafe fn multiply(
                         [..(depth - 1) * mr + rows];
                     let i = first_dst + done;
                     let tile = Tile {
+                        // The next row tile's panel, or past this one's steps (the next block of depth).
+                        a_next: next
+                            .map_or(a_at(done).wrapping_add(depth * mr), |(next, _)| a_at(next)),
                         // SAFETY: row `i`, column `col` is inside the destination.
                         c: unsafe { dst.add(i * dst_stride + col) },
                         ldc: dst_stride,
@@ -613,15 +644,22 @@ pub(crate) unsafe fn multiply(
                     // destination.
                     unsafe { kernel(isa, rows, depth, a_panel.as_ptr(), panel, &tile) };
                 };
+                // Each kernel asks for the first steps of the next row tile's panel as it nears its own
+                // panel's end: where the weights come from memory, the start of every panel waited for them.
                 match walk {
                     Walk::DownColumns => {
                         for c in col_tiles() {
-                            row_tiles().for_each(|r| run(c, r));
+                            let mut tiles = row_tiles().peekable();
+                            while let Some(r) = tiles.next() {
+                                run(c, r, tiles.peek().copied());
+                            }
                         }
                     }
                     Walk::AlongRows => {
-                        for r in row_tiles() {
-                            col_tiles().for_each(|c| run(c, r));
+                        let mut tiles = row_tiles().peekable();
+                        while let Some(r) = tiles.next() {
+                            let next = tiles.peek().copied();
+                            col_tiles().for_each(|c| run(c, r, next));
                         }
                     }
                 }
@@ -866,7 +904,7 @@ unsafe fn kernel_avx2<const R: usize>(
     // nothing (its address, past the end of `a` near the end, is computed with `wrapping_add`).
     unsafe {
         for l in 0..depth {
-            _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add((l + PREFETCH_STEPS) * MR) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(ahead(a, tile.a_next, l, depth, MR));
             let b0 = _mm256_loadu_ps(b.add(l * ldb));
             let b1 = _mm256_loadu_ps(b.add(l * ldb + 8));
             for (r, acc) in acc.iter_mut().enumerate() {
@@ -912,7 +950,7 @@ unsafe fn kernel_avx512<const R: usize, const V: usize>(
     // is computed with `wrapping_add`).
     unsafe {
         for l in 0..depth {
-            _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add((l + PREFETCH_STEPS) * MR) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(ahead(a, tile.a_next, l, depth, MR));
             let mut bv = [_mm512_setzero_ps(); V];
             for (v, bv) in bv.iter_mut().enumerate() {
                 *bv = _mm512_maskz_loadu_ps(masks[v], b.add(l * ldb + 16 * v));
@@ -1016,7 +1054,7 @@ unsafe fn kernel_avx512_narrow<const W: usize>(
         macro_rules! step {
             ($l:expr, $sum:expr) => {{
                 let (l, sum) = ($l, $sum);
-                _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add((l + PREFETCH_STEPS) * MR) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(ahead(a, tile.a_next, l, depth, MR));
                 let av = _mm512_maskz_loadu_ps(mask, a.add(l * MR));
                 for j in 0..W {
                     let bv = _mm512_set1_ps(*b.add(l * ldb + j));

@@ -601,12 +601,11 @@ pub(crate) unsafe fn multiply(
                         })
                     })
                 };
-                // Where row tile `done`'s steps of `A` start (a tile may start inside a panel).
+                // Where row tile `done`'s steps of `A` start in the packed values (a tile may start inside a
+                // panel).
                 let a_at = |done: usize| {
                     let row = first_row + done;
-                    part.values
-                        .as_ptr()
-                        .wrapping_add(row / mr * mr * k + pc * mr + row % mr)
+                    row / mr * mr * k + pc * mr + row % mr
                 };
                 let run = |(col, columns): (usize, usize),
                            (done, rows): (usize, usize),
@@ -617,14 +616,13 @@ pub(crate) unsafe fn multiply(
                         // SAFETY: row `pc`, column `col` is inside `b`.
                         (unsafe { b_rows.add(col) }, b.stride)
                     };
-                    let row = first_row + done;
-                    let a_panel = &part.values[row / mr * mr * k + pc * mr + row % mr..]
-                        [..(depth - 1) * mr + rows];
+                    let a_panel = &part.values[a_at(done)..][..(depth - 1) * mr + rows];
                     let i = first_dst + done;
                     let tile = Tile {
                         // The next row tile's panel, or past this one's steps (the next block of depth).
-                        a_next: next
-                            .map_or(a_at(done).wrapping_add(depth * mr), |(next, _)| a_at(next)),
+                        a_next: part.values.as_ptr().wrapping_add(
+                            next.map_or(a_at(done) + depth * mr, |(next, _)| a_at(next)),
+                        ),
                         // SAFETY: row `i`, column `col` is inside the destination.
                         c: unsafe { dst.add(i * dst_stride + col) },
                         ldc: dst_stride,

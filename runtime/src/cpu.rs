@@ -2281,8 +2281,8 @@ mod tests {
             [0..208, 208..416, 416..608, 608..816, 816..1024, 1024..1225]
         );
         // Fewer columns than a block, or than the rounding: one block, never an empty one.
-        assert_eq!(blocks(10, 64), [0..10]);
-        assert_eq!(blocks(10, 5), [0..10]);
+        assert_eq!(blocks(10, 64), vec![0..10]);
+        assert_eq!(blocks(10, 5), vec![0..10]);
         assert_eq!(blocks(0, 64), Vec::<std::ops::Range<usize>>::new());
     }
 

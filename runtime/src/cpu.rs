@@ -775,10 +775,10 @@ fn column_block(g: &ConvGeometry) -> Option<usize> {
 
 /// One group of one image, in blocks of about `block` output columns ([`column_blocks`]): the patch matrix of
 /// those columns (`[depth, block]`, in cache), its product with all of `W_g` into those columns of the output
-/// rows, and the epilogue on them. Building the whole patch matrix instead writes it to memory and reads it back (115 MB for
-/// VGG-16's second layer). `parallel` hands the blocks to the threads: each builds only its own columns'
-/// patches, where splitting the output rows has every thread build and pack all of them. A pointwise
-/// convolution's blocks read their columns of the input in place.
+/// rows, and the epilogue on them. Building the whole patch matrix instead writes it to memory and reads it
+/// back (115 MB for VGG-16's second layer). `parallel` hands the blocks to the threads: each builds only its
+/// own columns' patches, where splitting the output rows has every thread build and pack all of them. A
+/// pointwise convolution's blocks read their columns of the input in place.
 #[allow(clippy::too_many_arguments)]
 fn conv_group_by_columns(
     (x_g, source): (&[f32], &Patches<'_>),

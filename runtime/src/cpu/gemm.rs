@@ -574,20 +574,17 @@ pub(crate) unsafe fn multiply(
             let copy_all = b.copied && depth >= MIN_COPIED_DEPTH;
             let from_copy = |columns: usize| copy_all || (columns < nr && !isa.masks_loads());
             let copy_at = |col: usize| (col - jc).div_ceil(nr) * depth * nr;
-            let copied_len = col_tiles()
+            // The copied tiles, `(first column, columns, where the copy starts)`.
+            let copied = col_tiles()
                 .filter(|&(_, columns)| from_copy(columns))
-                .map(|(col, _)| copy_at(col) + depth * nr)
-                .max();
+                .map(|(col, columns)| (col, columns, copy_at(col)));
             // Only where a tile is copied: the copy goes row by row over the tiles, and walking them for each
             // row to find none was 6–10% of Winograd's small products.
-            if let Some(len) = copied_len {
+            if let Some(len) = copied.clone().map(|(_, _, at)| at + depth * nr).max() {
                 // Grown only: each copy writes all of its `depth × NR` values.
                 if len > copies.len() {
                     copies.resize(len, 0.0);
                 }
-                let copied = col_tiles()
-                    .filter(|&(_, columns)| from_copy(columns))
-                    .map(|(col, columns)| (col, columns, copy_at(col)));
                 // SAFETY: rows `pc..pc + depth`, columns `col..col + columns` of each tile are inside `b`.
                 unsafe { copy_tiles((b_rows, b.stride), depth, copied, nr, &mut copies) };
             }
@@ -1013,6 +1010,8 @@ unsafe fn kernel_avx512<const R: usize, const V: usize>(
             }
         )*};
     }
+    // The rows listed are the panel's `MR`: a tile of more would leave rows unstored.
+    const { assert!(R <= MR) };
     store_rows!(0 1 2 3 4 5 6 7 8 9 10 11);
 }
 

@@ -479,7 +479,7 @@ fn conv_group(
             }
         }
         // Column blocks sized for the cache come first (a pointwise convolution has no patches to keep in
-        // cache), handed to the threads in whole rounds ([`even_blocks`]); otherwise the threads split the
+        // cache), handed to the threads in whole rounds ([`block_count`]); otherwise the threads split the
         // columns or the rows of one product.
         let cache_block = if g.is_pointwise() {
             None
@@ -487,13 +487,13 @@ fn conv_group(
             column_block(g)
         };
         let threads = rayon::current_num_threads();
-        let block = match cache_block {
-            Some(width) if parallel => Some(even_blocks(columns, width, threads)),
-            Some(width) => Some(width),
-            None if parallel => thread_columns(g, threads),
+        let blocks = match cache_block {
+            Some(width) if parallel => Some(block_count(columns, width, threads)),
+            Some(width) => Some(block_count(columns, width, 1)),
+            None if parallel => thread_columns(g, threads).map(|width| columns.div_ceil(width)),
             None => None,
         };
-        if let Some(block) = block {
+        if let Some(blocks) = blocks {
             conv_group_by_columns(
                 (x_g, source),
                 &w_g,
@@ -501,7 +501,7 @@ fn conv_group(
                 epilogue,
                 first_channel,
                 dst_g,
-                block,
+                blocks,
                 parallel,
             );
             return;
@@ -748,14 +748,13 @@ const MIN_THREAD_COLUMNS: usize = 256;
 /// [`MIN_THREAD_COLUMNS`] for a pointwise convolution, whose threads read their columns of the input in place.
 const MIN_THREAD_COLUMNS_POINTWISE: usize = 64;
 
-/// A width close to `width` (a multiple of 16, at most `width`) that cuts `columns` into a multiple of
-/// `threads` blocks, so that the threads get equal shares: Inception-v3's 5×5 convolutions on 35×35 maps had
-/// five blocks of 256 columns, three for one thread and two for the other.
-fn even_blocks(columns: usize, width: usize, threads: usize) -> usize {
-    let blocks = columns
+/// How many blocks of about `width` columns (at most, but for [`column_blocks`]' rounding to 16) `columns`
+/// takes, a multiple of `threads` so that the threads get equal shares: Inception-v3's 5×5 convolutions on
+/// 35×35 maps had five blocks of 256 columns, three for one thread and two for the other.
+pub(crate) fn block_count(columns: usize, width: usize, threads: usize) -> usize {
+    columns
         .div_ceil(width.max(1))
-        .next_multiple_of(threads.max(1));
-    columns.div_ceil(blocks).next_multiple_of(16).min(width)
+        .next_multiple_of(threads.max(1))
 }
 
 /// Patch-matrix values of one column block: 128 Ki values (512 KiB), half a level-2 cache of current x86
@@ -773,9 +772,9 @@ fn column_block(g: &ConvGeometry) -> Option<usize> {
     (g.columns() >= 4 * width && g.out_per_group() <= width).then_some(width)
 }
 
-/// One group of one image, in blocks of about `block` output columns ([`column_blocks`]): the patch matrix of
-/// those columns (`[depth, block]`, in cache), its product with all of `W_g` into those columns of the output
-/// rows, and the epilogue on them. Building the whole patch matrix instead writes it to memory and reads it
+/// One group of one image, in `blocks` blocks of output columns ([`column_blocks`]): the patch matrix of a
+/// block's columns (`[depth, width]`, in cache), its product with all of `W_g` into those columns of the
+/// output rows, and the epilogue on them. Building the whole patch matrix instead writes it to memory and reads it
 /// back (115 MB for VGG-16's second layer). `parallel` hands the blocks to the threads: each builds only its
 /// own columns' patches, where splitting the output rows has every thread build and pack all of them. A
 /// pointwise convolution's blocks read their columns of the input in place.
@@ -787,7 +786,7 @@ fn conv_group_by_columns(
     epilogue: &Epilogue,
     first_channel: usize,
     dst_g: Dst<'_>,
-    block: usize,
+    blocks: usize,
     parallel: bool,
 ) {
     let (depth, columns, out_g) = (g.depth(), g.columns(), g.out_per_group());
@@ -829,7 +828,7 @@ fn conv_group_by_columns(
         }
         PATCHES.set(patches);
     };
-    let blocks = column_blocks(columns, block);
+    let blocks = column_blocks(columns, blocks);
     if parallel {
         blocks
             .collect::<Vec<_>>()
@@ -840,12 +839,13 @@ fn conv_group_by_columns(
     }
 }
 
-/// `columns` columns in blocks of about `block` (as many as `block`-wide blocks would be), their edges at
-/// the multiples of 16 (the product's vector width) nearest to equal shares: blocks of `block` columns and a
-/// ragged last one gave the threads unequal shares (ResNet-50's 14×14 maps, 196 columns in blocks of 112 for
-/// two threads: 112 and 84).
-fn column_blocks(columns: usize, block: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
-    let count = columns.div_ceil(block.max(1));
+/// `columns` columns in `count` blocks, their edges at the multiples of 16 (the product's vector width)
+/// nearest to equal shares, empty blocks left out: blocks of a fixed width and a ragged last one gave the
+/// threads unequal shares (ResNet-50's 14×14 maps, 196 columns in blocks of 112 for two threads: 112 and 84).
+pub(crate) fn column_blocks(
+    columns: usize,
+    count: usize,
+) -> impl Iterator<Item = std::ops::Range<usize>> {
     let edge = move |i: usize| ((i * columns / count.max(1) + 8) / 16 * 16).min(columns);
     (0..count)
         .map(move |i| edge(i)..if i + 1 == count { columns } else { edge(i + 1) })
@@ -2262,28 +2262,34 @@ mod tests {
         assert_eq!(thread_columns(&geometry(2048, 7, 512, 1), 2), None);
         assert_eq!(thread_columns(&geometry(256, 56, 64, 1), 1), None);
         // Cache-sized column blocks in whole rounds for the threads: Inception-v3's 35x35 5x5, from five blocks
-        // of 256 columns to six of 208 on two threads; already even, or one thread, as they were.
-        assert_eq!(even_blocks(1225, 256, 2), 208);
-        assert_eq!(even_blocks(1024, 256, 2), 256);
-        assert_eq!(even_blocks(1225, 256, 1), 256);
+        // of 256 columns to six on two threads; already even, or one thread, as they were.
+        assert_eq!(block_count(1225, 256, 2), 6);
+        assert_eq!(block_count(1024, 256, 2), 4);
+        assert_eq!(block_count(1225, 256, 1), 5);
     }
 
     #[test]
     fn column_blocks_share_the_columns_evenly_at_multiples_of_16() {
-        let blocks = |columns, block| column_blocks(columns, block).collect::<Vec<_>>();
+        let blocks = |columns, count| column_blocks(columns, count).collect::<Vec<_>>();
         // ResNet-50's 14×14 maps on two threads: 96 + 100 columns, not 112 + 84.
-        assert_eq!(blocks(196, 112), [0..96, 96..196]);
-        assert_eq!(blocks(3136, 1568), [0..1568, 1568..3136]);
-        assert_eq!(blocks(784, 400), [0..400, 400..784]);
-        // Inception-v3's 35×35 maps in six blocks of about 208 columns.
+        assert_eq!(blocks(196, 2), [0..96, 96..196]);
+        assert_eq!(blocks(3136, 2), [0..1568, 1568..3136]);
+        assert_eq!(blocks(784, 2), [0..400, 400..784]);
+        // Inception-v3's 35×35 maps in six blocks of about 208 columns (two threads), in five of about 245
+        // (one thread), and 1024 columns in four of 256.
         assert_eq!(
-            blocks(1225, 208),
+            blocks(1225, 6),
             [0..208, 208..416, 416..608, 608..816, 816..1024, 1024..1225]
         );
+        assert_eq!(
+            blocks(1225, 5),
+            [0..240, 240..496, 496..736, 736..976, 976..1225]
+        );
+        assert_eq!(blocks(1024, 4), [0..256, 256..512, 512..768, 768..1024]);
         // Fewer columns than a block, or than the rounding: one block, never an empty one.
-        assert_eq!(blocks(10, 64), vec![0..10]);
-        assert_eq!(blocks(10, 5), vec![0..10]);
-        assert_eq!(blocks(0, 64), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(blocks(10, 1), vec![0..10]);
+        assert_eq!(blocks(10, 2), vec![0..10]);
+        assert_eq!(blocks(0, 0), Vec::<std::ops::Range<usize>>::new());
     }
 
     #[test]

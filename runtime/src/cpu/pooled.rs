@@ -22,8 +22,9 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::{
-    even_blocks, im2col_columns, keep_overlap, pool_plane, pool_rows_fit, scratch, with_patches,
-    ConvGeometry, Epilogue, Fresh, Isa, Max, OutputRows, PackedWeights, Patches, PoolAxis, PATCHES,
+    block_count, column_blocks, im2col_columns, keep_overlap, pool_plane, pool_rows_fit, scratch,
+    with_patches, ConvGeometry, Epilogue, Fresh, Isa, Max, OutputRows, PackedWeights, Patches,
+    PoolAxis, PATCHES,
 };
 
 /// Values of convolution output a band holds at most: 256 KiB, a quarter of a core's second-level cache,
@@ -182,15 +183,15 @@ fn bands(
         assert!(conv_rows.len() <= capacity, "band rows past the buffer");
         // Rows the previous band computed that this one reads too move to the top.
         let kept = keep_overlap(band, (plane, ow), &held, &conv_rows);
-        // The new rows, in even blocks of columns of at most a patch block's width, multiples of the
-        // product's 16 lanes (a ragged last block costs the product a pass over all the weights for a few
-        // columns).
+        // The new rows, in even blocks of columns of about a patch block's width, their edges at multiples of
+        // the product's 16 lanes ([`column_blocks`]: a ragged last block costs the product a pass over all the
+        // weights for a few columns).
         let new = kept.end * ow..conv_rows.end * ow;
         let widest = (super::BLOCK_VALUES / g.depth().max(1) / 16 * 16).max(16);
-        let block = even_blocks(new.len().max(1), widest, 1);
+        let blocks = column_blocks(new.len(), block_count(new.len(), widest, 1));
         let mut patches = PATCHES.take();
-        for start in new.clone().step_by(block) {
-            let columns = start..(start + block).min(new.end);
+        for block in blocks {
+            let columns = new.start + block.start..new.start + block.end;
             let patches = scratch(&mut patches, g.depth() * columns.len());
             im2col_columns(source, g, patches, columns.clone());
             let at = columns.start - conv_rows.start * ow;

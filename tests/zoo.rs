@@ -93,6 +93,14 @@ macro_rules! assert_matches_torchvision {
         assert_close(&format!("{name} eval logits"), &eval.logits, &io["eval_logits"]);
         assert_input_matters(name, &io["eval_logits"]);
         assert_input_matters(name, &eval.logits);
+        // Each image alone too: at batch 1 the CPU kernels split an image between the threads and write a
+        // concatenation's branches straight into their slices.
+        for n in 0..io["input"].dim(0).unwrap() {
+            let image = io["input"].narrow(0, n, 1).unwrap();
+            let alone = model.forward_t(&image, false).unwrap();
+            let want = io["eval_logits"].narrow(0, n, 1).unwrap();
+            assert_close(&format!("{name} eval logits, image {n} alone"), &alone.logits, &want);
+        }
         let train_config = generated::Config { $($tfield: $tvalue,)* ..config };
         let model = generated::Model::new(vb, &train_config).unwrap();
         let train = model.forward_t(&io["input"], true).unwrap();

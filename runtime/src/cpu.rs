@@ -97,7 +97,7 @@ impl ConvGeometry {
     }
 
     /// Columns of the patch matrix: one per output position.
-    fn columns(&self) -> usize {
+    pub(crate) fn columns(&self) -> usize {
         self.out.0 * self.out.1
     }
 
@@ -391,21 +391,37 @@ pub(crate) fn conv2d(
     epilogue: &Epilogue,
     residual: Option<&[f32]>,
 ) -> Vec<f32> {
+    let mut out = Fresh::new(batch * geometry.c_out * geometry.columns());
+    let images = (x, batch, image_stride);
+    conv2d_into(images, weight, geometry, epilogue, residual, out.values());
+    // SAFETY: `conv2d_into` writes every value of `out`.
+    unsafe { out.assume_written() }
+}
+
+/// [`conv2d`] into `out`, which must hold the `[batch, c_out, oh, ow]` output exactly (a buffer of the
+/// caller's: a channel slice of a concatenation, at batch 1). Every value of `out` is written.
+pub(crate) fn conv2d_into(
+    (x, batch, image_stride): (&[f32], usize, usize),
+    weight: PackedWeights<'_>,
+    geometry: &ConvGeometry,
+    epilogue: &Epilogue,
+    residual: Option<&[f32]>,
+    out: &mut [MaybeUninit<f32>],
+) {
     let g = geometry;
     let image_out = g.c_out * g.columns();
+    assert_eq!(out.len(), batch * image_out, "output of another shape");
     assert!(
         residual.iter().all(|r| r.len() == batch * image_out),
         "residual of another shape than the output"
     );
-    let mut out = Fresh::new(batch * image_out);
     if image_out == 0 {
-        // SAFETY: there is no value to write.
-        return unsafe { out.assume_written() };
+        return;
     }
     let threads = rayon::current_num_threads();
     let image = |n: usize| &x[n * image_stride..n * image_stride + g.c_in * g.h * g.w];
     let dst = Dst {
-        values: out.values(),
+        values: out,
         residual,
     };
     if batch >= threads || threads == 1 {
@@ -418,8 +434,7 @@ pub(crate) fn conv2d(
             conv_image(image(n), weight, g, epilogue, dst, true);
         }
     }
-    // SAFETY: the products write every value of every image's output (see `gemm::multiply`).
-    unsafe { out.assume_written() }
+    // Every image's products write every value of its output (see `gemm::multiply`).
 }
 
 /// One image: for each group, the product `W_g [out_g, depth] x patches_g [depth, columns]` into the group's

@@ -77,6 +77,10 @@ pub struct Optimizations {
     /// of pooled rows at a time, so that the convolution's output stays in cache for the pool
     /// (`runtime/src/cpu/pooled.rs`; AVX-512 CPUs; needs `conv_kernel`, `fold` and `pool`).
     pub pooled_bands: bool,
+    /// At batch 1, the branches of a channel concatenation that end in a convolution (by the matrix product or
+    /// Winograd) write their output straight into its slice of the concatenation, instead of into a tensor
+    /// of their own that the concatenation then copies (needs `conv_kernel`; see [`conv_bn_act_into`]).
+    pub concat_in_place: bool,
 }
 
 /// A comma-separated list read left to right from everything off: `all` and `none` switch every optimisation
@@ -116,11 +120,12 @@ impl std::str::FromStr for Optimizations {
                 "bands" => &mut o.separable_bands,
                 "shallow" => &mut o.shallow_kernel,
                 "pooled" => &mut o.pooled_bands,
+                "concat" => &mut o.concat_in_place,
                 _ => {
                     return Err(format!(
                         "unknown optimisation `{part}`; expected all, none, or one of conv, depthwise, fold, \
                          winograd, pool, siblings, micro, activations, elementwise, linear, memory, spin, bands, \
-                         shallow and pooled, each optionally after `-` to switch it off"
+                         shallow, pooled and concat, each optionally after `-` to switch it off"
                     ))
                 }
             };
@@ -156,6 +161,7 @@ impl Optimizations {
         separable_bands: true,
         shallow_kernel: true,
         pooled_bands: true,
+        concat_in_place: true,
     };
 
     /// Everything off: candle's own layers, one by one, as in training.
@@ -175,6 +181,7 @@ impl Optimizations {
         separable_bands: false,
         shallow_kernel: false,
         pooled_bands: false,
+        concat_in_place: false,
     };
 }
 
@@ -241,6 +248,54 @@ pub(crate) fn conv_bn_act_with(
         return unfused_tail(options, &y, None, activation, train);
     }
     conv_on_cpu(options, x, conv, bn, activation)
+}
+
+/// [`conv_bn_act_with`] in inference, written into `out`, which must hold the `[n, c_out, oh, ow]` output
+/// exactly (a channel slice of a concatenation, at batch 1): `Ok(true)` once every value of `out` is written,
+/// `Ok(false)` where the layer runs another way (the options or the layer's shape give it candle's operations,
+/// an activation after the output pass, or a kernel with an output of its own: depthwise, shallow) and the
+/// caller runs [`conv_bn_act_with`] and copies its output.
+pub(crate) fn conv_bn_act_into(
+    options: Optimizations,
+    x: &Tensor,
+    (conv, bn, activation): (&Conv2d, Option<&BatchNorm>, Activation),
+    out: &mut [std::mem::MaybeUninit<f32>],
+) -> Result<bool> {
+    let folded = options.fold_batch_norm || (bn.is_none() && activation == Activation::Identity);
+    if !options.conv_kernel
+        || !folded
+        || !options.folds(activation)
+        || !conv_kernels_apply(x, conv, bn)
+    {
+        return Ok(false);
+    }
+    let geometry = conv_geometry(x, conv)?;
+    let n = x.dim(0)?;
+    if out.len() != n * geometry.c_out * geometry.columns() {
+        return Err(crate::error(format!(
+            "a convolution's output of {} values written into {} (an internal error)",
+            n * geometry.c_out * geometry.columns(),
+            out.len()
+        )));
+    }
+    let epilogue = epilogue(conv, bn, activation, geometry.c_out)?;
+    match conv_path(options, &geometry, activation) {
+        ConvPath::Winograd(tile) => {
+            crate::winograd::run_into(x, (conv, &geometry, tile), &epilogue, out)?;
+        }
+        ConvPath::Product => {
+            let isa = cpu::Isa::detect();
+            let packed = packed_weights(conv, isa, &geometry)?;
+            let parts = [(&packed[..], geometry.c_out)];
+            let weight = cpu::PackedWeights { isa, parts: &parts };
+            with_images(x, |images, image_stride| {
+                let images = (images, n, image_stride);
+                cpu::conv2d_into(images, weight, &geometry, &epilogue, None, out);
+            })?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 /// `pool(activation(bn(conv(x))))` for a max pool right after the convolution, computed band by band

@@ -18,9 +18,9 @@ use candle_core::{Module, Result, Tensor};
 
 use crate::cpu::Activation;
 use crate::fused::{
-    activation_with, batch_norm_with, conv_bn_act_with, conv_bn_add_act, conv_max_pool_with,
-    cpu_kernels_apply, in_micro_batches_with, linear_with, product_with, runs_as_streams,
-    separable_with, sibling_heads_with, sum_with, FusedHead, Optimizations,
+    activation_with, batch_norm_with, conv_bn_act_into, conv_bn_act_with, conv_bn_add_act,
+    conv_max_pool_with, cpu_kernels_apply, in_micro_batches_with, linear_with, product_with,
+    runs_as_streams, separable_with, sibling_heads_with, sum_with, FusedHead, Optimizations,
 };
 use crate::{AvgPool2d, BatchNorm, Conv2d, MaxPool2d};
 
@@ -381,16 +381,118 @@ impl Plan {
         } else {
             vec![None; branches.len()]
         };
-        let outputs = flat
+        // Each branch's input and the operations left of it: the sibling product's output for the head it ran,
+        // or `x`.
+        let starts: Vec<(Tensor, &[&Op<'_>])> = flat
             .iter()
             .zip(heads)
             .zip(fused)
             .map(|((ops, head), fused)| match (fused, head) {
-                (Some(y), Some((_, len))) => self.eval_chain(&ops[len..], &y),
-                _ => self.eval_chain(ops, x),
+                (Some(y), Some((_, len))) => (y, &ops[len..]),
+                _ => (x.clone(), &ops[..]),
             })
+            .collect();
+        if self.options.concat_in_place && x.dim(0)? == 1 && cpu_kernels_apply(x) {
+            return self.concat_in_place(&starts);
+        }
+        let outputs = starts
+            .iter()
+            .map(|(y, ops)| self.eval_chain(ops, y))
             .collect::<Result<Vec<_>>>()?;
         Tensor::cat(&outputs, 1)
+    }
+
+    /// The branches of a concatenation of one image, from their inputs: each runs up to the convolution that
+    /// ends it (with its batch norm and activation), if any, and once every branch's output size is known,
+    /// those convolutions write straight into their slices of the concatenation ([`conv_bn_act_into`]); the
+    /// other branches' outputs are copied in. At batch 1 a channel slice is one contiguous run.
+    fn concat_in_place(&self, starts: &[(Tensor, &[&Op<'_>])]) -> Result<Tensor> {
+        /// A branch run up to its last convolution (its input, the convolution, and the operations from it
+        /// on), or run whole.
+        enum Part<'o, 'a> {
+            Tail(Tensor, FusedHead<'a>, &'o [&'o Op<'a>]),
+            Done(Tensor),
+        }
+        let parts = starts
+            .iter()
+            .map(
+                |&(ref y, ops)| match end_head(ops).filter(|_| !ends_separable(ops)) {
+                    Some((start, head)) => Ok(Part::Tail(
+                        self.eval_chain(&ops[..start], y)?,
+                        head,
+                        &ops[start..],
+                    )),
+                    None => Ok(Part::Done(self.eval_chain(ops, y)?)),
+                },
+            )
+            .collect::<Result<Vec<_>>>()?;
+        // Each part's `(channels, height, width)`, where it is a map of one image.
+        let shapes = parts
+            .iter()
+            .map(|part| match part {
+                Part::Tail(y, head, _) => {
+                    let g = crate::fused::conv_geometry(y, head.conv)?;
+                    Ok(Some((g.c_out, g.out.0, g.out.1)))
+                }
+                Part::Done(t) => Ok(match t.dims() {
+                    &[1, c, h, w] => Some((c, h, w)),
+                    _ => None,
+                }),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let size = shapes.first().copied().flatten().map(|(_, h, w)| (h, w));
+        let same_size = shapes
+            .iter()
+            .all(|shape| shape.map(|(_, h, w)| (h, w)) == size);
+        let Some((h, w)) = size.filter(|_| same_size) else {
+            // Maps of different sizes, or not maps: candle's concatenation says what is wrong.
+            let outputs = parts
+                .into_iter()
+                .map(|part| match part {
+                    Part::Tail(y, _, ops) => self.eval_chain(ops, &y),
+                    Part::Done(t) => Ok(t),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            return Tensor::cat(&outputs, 1);
+        };
+        let channels: usize = shapes.iter().flatten().map(|&(c, _, _)| c).sum();
+        let mut out = crate::cpu::Fresh::new(channels * h * w);
+        let mut rest = out.values();
+        for (part, shape) in parts.into_iter().zip(shapes) {
+            let c = shape.map_or(0, |(c, _, _)| c);
+            let (slice, after) = rest.split_at_mut(c * h * w);
+            rest = after;
+            let done = match part {
+                Part::Tail(y, head, ops) => {
+                    let layers = (head.conv, head.bn, head.activation);
+                    let wrote = crate::profile::step_if_run(
+                        || {
+                            conv_bn_act_into(self.options, &y, layers, &mut *slice)
+                                .map(|wrote| wrote.then_some(()))
+                        },
+                        |()| {
+                            let (names, macs) = describe_ops(ops, &y);
+                            let into = format!("{c}×{h}×{w}, into the concatenation");
+                            (format!("{names} ({} → {into})", dims(&y)), macs)
+                        },
+                    )?;
+                    match wrote {
+                        Some(()) => continue,
+                        None => self.eval_chain(ops, &y)?,
+                    }
+                }
+                Part::Done(t) => t,
+            };
+            crate::fused::with_f32(&done, |values| {
+                for (dst, &v) in slice.iter_mut().zip(values) {
+                    dst.write(v);
+                }
+            })?;
+        }
+        // SAFETY: the slices cover `out` (their channels add up to `channels`), and each was written whole: by
+        // `conv_bn_act_into` (which wrote all of it) or by a copy of a branch output of the slice's shape.
+        let out = unsafe { out.assume_written() };
+        Ok(crate::fused::cpu_tensor(out, (1, channels, h, w)))
     }
 }
 
@@ -568,6 +670,22 @@ fn flatten_chain<'o, 'a>(op: &'o Op<'a>, out: &mut Vec<&'o Op<'a>>) {
         Op::Chain(ops) => ops.iter().for_each(|op| flatten_chain(op, out)),
         other => out.push(other),
     }
+}
+
+/// A convolution that ends `ops`, with its batch norm and activation if any: where it starts and the
+/// convolution with its batch norm and activation.
+fn end_head<'a>(ops: &[&Op<'a>]) -> Option<(usize, FusedHead<'a>)> {
+    // The longest head that reaches the end: a convolution, a batch norm, an activation.
+    (ops.len().saturating_sub(3)..ops.len()).find_map(|start| match head_at(&ops[start..]) {
+        Some((head, len)) if start + len == ops.len() => Some((start, head)),
+        _ => None,
+    })
+}
+
+/// Whether `ops` end with a whole depthwise-separable block, which runs as one step ([`separable_at`]) that
+/// taking its last convolution apart would undo.
+fn ends_separable(ops: &[&Op<'_>]) -> bool {
+    (0..ops.len()).any(|i| separable_at(&ops[i..]).is_some_and(|(_, len)| i + len == ops.len()))
 }
 
 /// A convolution that ends `ops`, with the batch norm after it if any and no activation: where it starts and

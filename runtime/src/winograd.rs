@@ -28,6 +28,22 @@ pub(crate) fn run(
     epilogue: &Epilogue,
     tile: Tile,
 ) -> Result<Tensor> {
+    let n = x.dim(0)?;
+    let (oh, ow) = geometry.out;
+    let mut out = cpu::Fresh::new(n * geometry.c_out * oh * ow);
+    run_into(x, (conv, geometry, tile), epilogue, out.values())?;
+    // SAFETY: `run_into` wrote every value.
+    let out = unsafe { out.assume_written() };
+    Ok(cpu_tensor(out, (n, geometry.c_out, oh, ow)))
+}
+
+/// [`run`] into `out`, which must hold the `[n, c_out, oh, ow]` output exactly; every value is written.
+pub(crate) fn run_into(
+    x: &Tensor,
+    (conv, geometry, tile): (&Conv2d, &ConvGeometry, Tile),
+    epilogue: &Epilogue,
+    out: &mut [std::mem::MaybeUninit<f32>],
+) -> Result<()> {
     let (c_out, c_in) = (geometry.c_out, geometry.c_in);
     let isa = cpu::Isa::detect();
     let filters =
@@ -42,11 +58,10 @@ pub(crate) fn run(
         values: &filters,
     };
     let n = x.dim(0)?;
-    let out = with_images(x, |images, image_stride| {
-        cpu::winograd::conv2d(images, n, image_stride, filters, tile, geometry, epilogue)
-    })?;
-    let (oh, ow) = geometry.out;
-    Ok(cpu_tensor(out, (n, c_out, oh, ow)))
+    with_images(x, |images, image_stride| {
+        let images = (images, n, image_stride);
+        cpu::winograd::conv2d_into(images, filters, (tile, geometry), epilogue, out)
+    })
 }
 
 /// `relu(bn(conv(x)))`, the batch norm and ReLU optional, as [`crate::conv_bn_act`] computes it in inference,

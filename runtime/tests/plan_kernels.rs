@@ -51,6 +51,8 @@ struct Net {
     norms: Vec<BatchNorm>,
     pool: AdaptiveAvgPool2d,
     max_pool: MaxPool2d,
+    /// GoogLeNet's branch pool: 3×3, stride 1, padding 1 (the map keeps its size).
+    same_pool: MaxPool2d,
     chunk: archc_runtime::nn::Chunk,
     linears: Vec<Linear>,
     arrange: for<'a> fn(&'a Net) -> Op<'a>,
@@ -73,6 +75,11 @@ impl Net {
             norms,
             pool: AdaptiveAvgPool2d::new((1, 1)),
             max_pool: MaxPool2d::new((2, 2)),
+            same_pool: MaxPool2d {
+                stride: (1, 1),
+                pad: (1, 1),
+                ..MaxPool2d::new((3, 3))
+            },
             chunk: archc_runtime::nn::chunk(16, 2, 1).unwrap(),
             linears: Vec::new(),
             arrange,
@@ -127,6 +134,14 @@ fn assert_matches_candle(net: &Net, x: &Tensor, what: &str) {
             "without separable bands",
             Optimizations {
                 separable_bands: false,
+                ..Optimizations::ALL
+            },
+        ),
+        (
+            // Concatenations at batch 1 copied from each branch's own tensor.
+            "without concatenations in place",
+            Optimizations {
+                concat_in_place: false,
                 ..Optimizations::ALL
             },
         ),
@@ -433,6 +448,91 @@ fn activations_after_a_pool_and_on_a_channel_slice() {
         },
     );
     assert_matches_candle(&net, &tensor(&mut rng, &[3, 8, 9, 11]), "pool and slice");
+}
+
+#[test]
+fn concatenations_written_in_place() {
+    let mut rng = Rng::new(12);
+    // An Inception block whose branches end every way a branch can: a pointwise head of the sibling product
+    // (copied in), a 3×3 convolution that Winograd takes (16 channels on 14×14) and one the product takes
+    // (SiLU after it), a pool before a 1×1 convolution, a depthwise convolution (its kernel has an output of
+    // its own: copied in), the block's input itself; then a pointwise convolution on the concatenation.
+    let net = Net::new(
+        vec![
+            conv(&mut rng, 16, 8, 1, 1, false),
+            conv(&mut rng, 16, 16, 1, 1, false),
+            conv(&mut rng, 16, 16, 3, 1, false),
+            conv(&mut rng, 16, 6, 1, 1, false),
+            conv(&mut rng, 6, 5, 3, 1, true),
+            conv(&mut rng, 16, 7, 1, 1, true),
+            conv(&mut rng, 16, 16, 3, 16, false),
+            conv(&mut rng, 68, 9, 1, 1, false),
+        ],
+        vec![
+            batch_norm(&mut rng, 8),
+            batch_norm(&mut rng, 16),
+            batch_norm(&mut rng, 16),
+            batch_norm(&mut rng, 6),
+            batch_norm(&mut rng, 16),
+        ],
+        |n| {
+            let pool = Op::MaxPool(&n.same_pool);
+            Op::Chain(vec![
+                Op::Concat(vec![
+                    Op::Chain(vec![
+                        Op::Conv(&n.convs[0]),
+                        Op::BatchNorm(&n.norms[0]),
+                        Op::Relu,
+                    ]),
+                    Op::Chain(vec![
+                        Op::Conv(&n.convs[1]),
+                        Op::BatchNorm(&n.norms[1]),
+                        Op::Relu,
+                        Op::Conv(&n.convs[2]),
+                        Op::BatchNorm(&n.norms[2]),
+                        Op::Relu,
+                    ]),
+                    Op::Chain(vec![
+                        Op::Conv(&n.convs[3]),
+                        Op::BatchNorm(&n.norms[3]),
+                        Op::Relu,
+                        Op::Conv(&n.convs[4]),
+                        Op::Module(&Activation::Silu),
+                    ]),
+                    Op::Chain(vec![pool, Op::Conv(&n.convs[5]), Op::Relu]),
+                    Op::Chain(vec![
+                        Op::Conv(&n.convs[6]),
+                        Op::BatchNorm(&n.norms[4]),
+                        Op::Relu,
+                    ]),
+                    Op::Identity,
+                ]),
+                Op::Conv(&n.convs[7]),
+            ])
+        },
+    );
+    for batch in [1, 3] {
+        let x = tensor(&mut rng, &[batch, 16, 14, 14]);
+        assert_matches_candle(&net, &x, &format!("an Inception block, batch {batch}"));
+    }
+}
+
+#[test]
+fn a_concatenation_of_maps_of_different_sizes_is_an_error_at_batch_1() {
+    let mut rng = Rng::new(13);
+    let net = Net::new(vec![conv(&mut rng, 4, 3, 3, 1, false)], Vec::new(), |n| {
+        Op::Concat(vec![Op::Conv(&n.convs[0]), Op::MaxPool(&n.max_pool)])
+    });
+    for batch in [1, 2] {
+        let x = tensor(&mut rng, &[batch, 4, 6, 6]);
+        for options in [Optimizations::ALL, Optimizations::NONE] {
+            let error = Plan::new(options).run(&x, false, &net).unwrap_err();
+            assert!(
+                error.to_string().contains("shape mismatch"),
+                "batch {batch}, {options:?}: {error}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -167,7 +167,8 @@ fn a_classifier_runs_once_per_batch_after_the_streams() {
 }
 
 /// A concatenation whose branches start with no pointwise convolution to run as one product records no
-/// sibling step (the product declined; each branch is a step of its own).
+/// sibling step (the product declined; each branch is a step of its own, at batch 1 a convolution written into
+/// its slice of the concatenation).
 #[test]
 fn declined_sibling_products_are_not_recorded() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -195,8 +196,16 @@ fn declined_sibling_products_are_not_recorded() {
     // Each branch's 3 × 3 × 4 multiply-adds per output at 6 × 6 positions.
     let mut want = vec![
         ("concat of 2 branches (4×6×6 → 8×6×6)", 1, 0),
-        ("conv 3×3 4→3 (4×6×6 → 3×6×6)", 1, 3 * 4 * 9 * 36),
-        ("conv 3×3 4→5 (4×6×6 → 5×6×6)", 1, 5 * 4 * 9 * 36),
+        (
+            "conv 3×3 4→3 (4×6×6 → 3×6×6, into the concatenation)",
+            1,
+            3 * 4 * 9 * 36,
+        ),
+        (
+            "conv 3×3 4→5 (4×6×6 → 5×6×6, into the concatenation)",
+            1,
+            5 * 4 * 9 * 36,
+        ),
     ];
     want.sort();
     assert_eq!(sorted(&steps), want);

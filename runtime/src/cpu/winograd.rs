@@ -704,11 +704,9 @@ thread_local! {
     static PRODUCTS: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
-/// Convolves `batch` images by Winograd: `x` holds image `n` at `x[n * image_stride..]` as a contiguous
-/// `[c_in, h, w]` block, `filters` is [`transform_filters`]'s output for `tile` and the kernels of
-/// `filters.isa`. Returns the contiguous
-/// `[batch, c_out, oh, ow]` output with `epilogue` applied, as [`super::conv2d`] does. Needs [`applies`].
-pub(crate) fn conv2d(
+/// [`conv2d_into`] into a buffer of its own, returned.
+#[cfg(test)]
+fn conv2d(
     x: &[f32],
     batch: usize,
     image_stride: usize,
@@ -719,9 +717,7 @@ pub(crate) fn conv2d(
 ) -> Vec<f32> {
     conv2d_for(
         Isa::detect(),
-        x,
-        batch,
-        image_stride,
+        (x, batch, image_stride),
         filters,
         tile,
         g,
@@ -729,18 +725,48 @@ pub(crate) fn conv2d(
     )
 }
 
+/// Convolves `batch` images by Winograd into `out`: `images` is `(x, batch, image_stride)`, `x` holding image
+/// `n` at `x[n * image_stride..]` as a contiguous `[c_in, h, w]` block; `filters` is [`transform_filters`]'s
+/// output for `tile` and the kernels of `filters.isa`. `out` must hold the contiguous `[batch, c_out, oh, ow]`
+/// output exactly (a tensor's, or a channel slice of a concatenation at batch 1); every value of it is
+/// written, with `epilogue` applied, as [`super::conv2d_into`] does. Needs [`applies`].
+pub(crate) fn conv2d_into(
+    images: (&[f32], usize, usize),
+    filters: Filters<'_>,
+    (tile, g): (Tile, &ConvGeometry),
+    epilogue: &Epilogue,
+    out: &mut [MaybeUninit<f32>],
+) {
+    write_for(Isa::detect(), images, filters, (tile, g), epilogue, out);
+}
+
 /// [`conv2d`] with the transforms compiled for `isa`, which the CPU must support.
-#[allow(clippy::too_many_arguments)]
+#[cfg(test)]
 fn conv2d_for(
     isa: Isa,
-    x: &[f32],
-    batch: usize,
-    image_stride: usize,
+    images: (&[f32], usize, usize),
     filters: Filters<'_>,
     tile: Tile,
     g: &ConvGeometry,
     epilogue: &Epilogue,
 ) -> Vec<f32> {
+    // Not zeroed: the tiles cover every output value of every channel (a zero-fill was 4% of GoogLeNet's
+    // 64 -> 192 layer on 56×56).
+    let mut out = super::Fresh::new(images.1 * g.c_out * g.out.0 * g.out.1);
+    write_for(isa, images, filters, (tile, g), epilogue, out.values());
+    // SAFETY: `write_for` writes every value of `out`.
+    unsafe { out.assume_written() }
+}
+
+/// [`conv2d_into`] with the transforms compiled for `isa`, which the CPU must support.
+fn write_for(
+    isa: Isa,
+    (x, batch, image_stride): (&[f32], usize, usize),
+    filters: Filters<'_>,
+    (tile, g): (Tile, &ConvGeometry),
+    epilogue: &Epilogue,
+    out: &mut [MaybeUninit<f32>],
+) {
     assert!(tile.fits(g), "not a convolution {tile:?} computes: {g:?}");
     assert_eq!(
         filters.values.len(),
@@ -748,12 +774,10 @@ fn conv2d_for(
         "filters transformed for another layer or tile"
     );
     let image_out = g.c_out * g.out.0 * g.out.1;
+    assert_eq!(out.len(), batch * image_out, "output of another shape");
     if image_out == 0 {
-        return Vec::new();
+        return;
     }
-    // Not zeroed: the tiles cover every output value of every channel (a zero-fill was 4% of GoogLeNet's
-    // 64 -> 192 layer on 56×56).
-    let mut out = super::Fresh::new(batch * image_out);
     let threads = rayon::current_num_threads();
     // Fewer images than threads: each image is split between the threads.
     let split = if threads > 1 && batch < threads {
@@ -778,18 +802,16 @@ fn conv2d_for(
     let image = |n: usize| &x[n * image_stride..n * image_stride + image_in];
     if threads > 1 && split == Split::None {
         // Enough images to keep every thread busy: one image per task.
-        out.values()
-            .par_chunks_mut(image_out)
+        out.par_chunks_mut(image_out)
             .enumerate()
             .for_each(|(n, dst)| layer.image(image(n), dst, Split::None));
     } else {
-        for (n, dst) in out.values().chunks_mut(image_out).enumerate() {
+        for (n, dst) in out.chunks_mut(image_out).enumerate() {
             layer.image(image(n), dst, split);
         }
     }
-    // SAFETY: every image's output tiles, all its channels', were written (see `Layer::image`), and the tiles
-    // cover the output.
-    unsafe { out.assume_written() }
+    // Every image's output tiles, all its channels', are written (see `Layer::image`), and the tiles cover the
+    // output.
 }
 
 /// How the threads share one image.
@@ -1548,9 +1570,7 @@ mod tests {
                     let got = pool.install(|| {
                         conv2d_for(
                             isa,
-                            &x,
-                            batch,
-                            c_in * size.0 * size.1,
+                            (&x, batch, c_in * size.0 * size.1),
                             filters,
                             tile,
                             &g,

@@ -15,8 +15,14 @@
 //!
 //! With fewer images than threads, each image's pooled rows are split between the threads, each computing
 //! the convolution rows on its edge for itself.
+//!
+//! The other order too, a max pool and the pointwise convolution after it (the pool branch of every
+//! Inception block, a 3×3 stride-1 pool before a 1×1 convolution; [`max_pooled_pointwise_into`]): for each
+//! band of rows, the pool of every channel's rows into a buffer that stays in cache, which is the product's
+//! right-hand side, instead of a pooled map written out and read back by the convolution.
 
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use rayon::prelude::*;
@@ -235,6 +241,167 @@ fn bands(
     }
 }
 
+/// Pooled values a band of [`max_pooled_pointwise_into`] holds at most, every channel's rows of it: 256 KiB,
+/// as [`BAND_VALUES`].
+const POOLED_VALUES: usize = 64 * 1024;
+
+/// Whether [`max_pooled_pointwise_into`] computes a max pool of axes `rows` and `cols` followed by the
+/// convolution of geometry `g` over the pool's output: a pointwise convolution of one group over a map of
+/// values, and a pool the AVX-512 row kernel takes.
+pub(crate) fn pools_into_pointwise(g: &ConvGeometry, rows: &PoolAxis, cols: &PoolAxis) -> bool {
+    Isa::has_avx512()
+        && g.is_pointwise()
+        && g.groups == 1
+        && g.c_in > 0
+        && g.h * g.w > 0
+        && (rows.out, cols.out) == (g.h, g.w)
+        && pool_rows_fit(rows, cols)
+}
+
+/// The pointwise convolution `g` of the max pool of `batch` images, into `out`: `x` holds image `n` at
+/// `x[n * image_stride..]` as a contiguous `[c_in, rows.len, cols.len]` block, `weight` is the convolution's
+/// kernel as [`super::pack_weights`] packed it; `out` must hold the contiguous `[batch, c_out, rows.out,
+/// cols.out]` output exactly, every value of which is written, with `epilogue` applied. Each band of pooled
+/// rows is pooled into a buffer of [`POOLED_VALUES`] at most and multiplied from there; with fewer images than
+/// threads, an image's rows are split between the threads. Needs [`pools_into_pointwise`].
+pub(crate) fn max_pooled_pointwise_into(
+    images: (&[f32], usize, usize),
+    weight: PackedWeights<'_>,
+    layers: (&ConvGeometry, &Epilogue),
+    pool: (&PoolAxis, &PoolAxis),
+    out: &mut [MaybeUninit<f32>],
+) {
+    pooled_in_bands(images, weight, layers, pool, (out, POOLED_VALUES));
+}
+
+/// [`max_pooled_pointwise_into`] with bands of at most `band_values` pooled values (at least one row).
+fn pooled_in_bands(
+    (x, batch, image_stride): (&[f32], usize, usize),
+    weight: PackedWeights<'_>,
+    (g, epilogue): (&ConvGeometry, &Epilogue),
+    (rows, cols): (&PoolAxis, &PoolAxis),
+    (out, band_values): (&mut [MaybeUninit<f32>], usize),
+) {
+    assert!(
+        pools_into_pointwise(g, rows, cols),
+        "not a pool and pointwise convolution for the banded kernel: {g:?}, {rows:?}, {cols:?}"
+    );
+    let image_in = g.c_in * rows.len * cols.len;
+    let plane = g.h * g.w;
+    let image_out = g.c_out * plane;
+    assert_eq!(out.len(), batch * image_out, "output of another shape");
+    assert!(
+        batch == 0 || x.len() >= (batch - 1) * image_stride + image_in,
+        "input too short"
+    );
+    if image_out == 0 {
+        return;
+    }
+    let w = weight.group(0, g);
+    let output = OutputRows {
+        ptr: out.as_mut_ptr().cast::<f32>(),
+        columns: plane,
+    };
+    let threads = rayon::current_num_threads();
+    let parts = if batch >= threads {
+        1
+    } else {
+        threads.min(rows.out)
+    };
+    let image = |n: usize| {
+        let x = &x[n * image_stride..][..image_in];
+        // The whole of `output` (a closure would capture its pointer field alone, which is not `Sync`).
+        let output = &output;
+        // SAFETY: image `n`'s output lies inside `out`.
+        let image_out = OutputRows {
+            ptr: unsafe { output.ptr.add(n * image_out) },
+            columns: plane,
+        };
+        let part = |part: usize| {
+            let pooled = part * rows.out / parts..(part + 1) * rows.out / parts;
+            let mut band = BAND.take();
+            let pooled = (pooled, band_values);
+            pooled_bands(
+                x,
+                (&w, g, epilogue),
+                (rows, cols),
+                pooled,
+                &mut band,
+                &image_out,
+            );
+            BAND.set(band);
+        };
+        if parts > 1 {
+            (0..parts).into_par_iter().for_each(part);
+        } else {
+            part(0);
+        }
+    };
+    if parts == 1 && threads > 1 {
+        (0..batch).into_par_iter().for_each(image);
+    } else {
+        (0..batch).for_each(image);
+    }
+    // Every image's parts cover its rows `0..rows.out`, each band writing those rows of every channel's plane
+    // whole (the product writes every value of its destination).
+}
+
+/// Pooled rows `pooled` of one image `x` (`[c_in, rows.len, cols.len]`), in bands of about `band_values`
+/// pooled values, each pooled into `band` and multiplied by `w` into those rows of `out` (the image's
+/// `[c_out, rows.out * cols.out]` output).
+fn pooled_bands(
+    x: &[f32],
+    (w, g, epilogue): (&[super::gemm::Packed<'_>], &ConvGeometry, &Epilogue),
+    (rows, cols): (&PoolAxis, &PoolAxis),
+    (pooled, band_values): (Range<usize>, usize),
+    band: &mut Vec<f32>,
+    out: &OutputRows,
+) {
+    let (ow, plane_in) = (cols.out, rows.len * cols.len);
+    let per_band = (band_values / (g.c_in * ow).max(1)).clamp(1, pooled.len().max(1));
+    let mut first = pooled.start;
+    while first < pooled.end {
+        let band_rows = first..(first + per_band).min(pooled.end);
+        let columns = band_rows.len() * ow;
+        let buffer = scratch(band, g.c_in * columns);
+        // The input rows the band's windows reach, and the pool over them as a map of those rows (its padding
+        // above only where the band meets the map's top).
+        let reach = (band_rows.start * rows.stride).saturating_sub(rows.pad)
+            ..((band_rows.end - 1) * rows.stride + (rows.kernel - 1) * rows.dilation + 1)
+                .saturating_sub(rows.pad)
+                .min(rows.len);
+        let band_axis = PoolAxis {
+            len: reach.len(),
+            out: band_rows.len(),
+            pad: rows.pad + reach.start - band_rows.start * rows.stride,
+            ..*rows
+        };
+        assert!(
+            pool_rows_fit(&band_axis, cols),
+            "a band's pool the row kernel does not take: {band_axis:?}"
+        );
+        for (c, dst) in buffer.chunks_exact_mut(columns).enumerate() {
+            let src = &x[c * plane_in..][reach.start * cols.len..reach.end * cols.len];
+            // SAFETY: the CPU has AVX-512F and the axes fit (`pools_into_pointwise`, asserted above); `src` is
+            // the band's rows of channel `c` and `dst` its `band_rows.len() × ow` pooled values.
+            unsafe { pool_plane::<Max>(src, &band_axis, cols, dst.as_mut_ptr()) };
+        }
+        // SAFETY: `buffer` holds `c_in` rows of `columns` values; rows `band_rows` of the `c_out` planes of
+        // `out.columns` values are inside the image's output and written by this band alone.
+        unsafe {
+            epilogue.multiply(
+                0,
+                w,
+                super::gemm::Rhs::rows(buffer.as_ptr(), columns),
+                columns,
+                (out.ptr.add(band_rows.start * ow), out.columns),
+                None,
+            );
+        }
+        first = band_rows.end;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::{out_len, values};
@@ -339,6 +506,96 @@ mod tests {
                         expected.len(),
                         rows.out * cols.out
                     );
+                }
+            }
+        }
+    }
+
+    /// Against the pool and then the convolution, each on its own: GoogLeNet's branch pool (3×3, stride 1,
+    /// padding 1, ceil mode) on 14×14 and 7×7 maps, a strided pool and one on a map of odd sizes, bands of one
+    /// row to the whole map, a batch and one image, one and two threads.
+    #[test]
+    fn banded_pool_and_pointwise_convolution_match_them_one_after_the_other() {
+        if !Isa::has_avx512() {
+            eprintln!("skipped: the banded kernel needs AVX-512");
+            return;
+        }
+        let pools = [1, 2].map(|threads| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a thread pool")
+        });
+        // (c_in, h, w, c_out), the pool's (kernel, stride, pad, ceil mode).
+        let cases = [
+            ((24, 14, 14, 20), (3, 1, 1, true)),
+            ((40, 7, 7, 13), (3, 1, 1, true)),
+            ((5, 13, 18, 33), (3, 2, 1, false)),
+            ((16, 9, 11, 8), (2, 2, 0, true)),
+        ];
+        let isa = Isa::detect();
+        for (case, &((c_in, h, w, c_out), (pk, ps, pp, ceil))) in cases.iter().enumerate() {
+            let axis = |len: usize| {
+                let span = len + 2 * pp - pk;
+                let mut out = if ceil { span.div_ceil(ps) } else { span / ps } + 1;
+                if ceil && (out - 1) * ps >= len + pp {
+                    out -= 1;
+                }
+                PoolAxis {
+                    len,
+                    kernel: pk,
+                    stride: ps,
+                    pad: pp,
+                    dilation: 1,
+                    out,
+                }
+            };
+            let (rows, cols) = (axis(h), axis(w));
+            let g = ConvGeometry::pointwise(c_in, c_out, (rows.out, cols.out));
+            assert!(pools_into_pointwise(&g, &rows, &cols), "case {case}");
+            let weight = values(c_out * c_in, case as u32 + 1);
+            let packed = pack_weights(isa, &weight, &g);
+            let parts = [(&packed[..], c_out)];
+            let weight = PackedWeights { isa, parts: &parts };
+            let epilogue = Epilogue {
+                scale: Some(values(c_out, 5)),
+                shift: Some(values(c_out, 6)),
+                activation: [Activation::Relu, Activation::Identity][case % 2],
+            };
+            for batch in [1, 3] {
+                let image_stride = c_in * h * w + 2;
+                let x = values(batch * image_stride, case as u32);
+                let images: Vec<f32> = (0..batch)
+                    .flat_map(|n| x[n * image_stride..][..c_in * h * w].to_vec())
+                    .collect();
+                let pooled = max_pool2d(&images, batch * c_in, &rows, &cols);
+                let plane = rows.out * cols.out;
+                let expected = conv2d(&pooled, batch, c_in * plane, weight, &g, &epilogue, None);
+                for band_values in [1, c_in * 3 * cols.out, 1 << 20] {
+                    for pool in &pools {
+                        let mut got = Fresh::new(batch * c_out * plane);
+                        pool.install(|| {
+                            pooled_in_bands(
+                                (&x, batch, image_stride),
+                                weight,
+                                (&g, &epilogue),
+                                (&rows, &cols),
+                                (got.values(), band_values),
+                            )
+                        });
+                        // SAFETY: the kernel writes every value of its output.
+                        let got = unsafe { got.assume_written() };
+                        let wrong = got
+                            .iter()
+                            .zip(&expected)
+                            .position(|(a, e)| (a - e).abs() > 1e-5 * (1.0 + e.abs()));
+                        assert!(
+                            got.len() == expected.len() && wrong.is_none(),
+                            "case {case}, batch {batch}, bands of {band_values}, {} threads: first \
+                             difference at {wrong:?}",
+                            pool.current_num_threads(),
+                        );
+                    }
                 }
             }
         }

@@ -1,7 +1,9 @@
 //! Times single 3×3 stride-1 convolution layers (each followed by a batch norm and a ReLU, folded into the
 //! output pass), inference on the CPU in `f32`, by the direct kernel (one im2col and matrix product per image)
-//! and by Winograd F(2×2, 3×3) and F(4×4, 3×3), interleaved in one process; and what preparing the Winograd
-//! filters on every call would add ("cold": the layer's prepared filters dropped before each call).
+//! and by Winograd F(2×2, 3×3), F(3×3, 3×3) and F(4×4, 3×3), interleaved in one process; and what preparing
+//! the Winograd filters on every call would add ("cold": the layer's prepared filters dropped before each
+//! call). The filters stay in cache from one call to the next: `bench_conv --flush` times a layer as a
+//! network meets it, its weights read from memory.
 //!
 //! ```sh
 //! cargo run --release -p archc-runtime --example bench_winograd -- \
@@ -122,11 +124,12 @@ fn main() -> Result<()> {
     let mut paths = vec![
         Path::Direct,
         Path::Winograd(Tile::F2),
+        Path::Winograd(Tile::F3),
         Path::Winograd(Tile::F4),
         Path::Plan,
     ];
     if cold {
-        paths.extend([Path::Cold(Tile::F2), Path::Cold(Tile::F4)]);
+        paths.extend([Tile::F2, Tile::F3, Tile::F4].map(Path::Cold));
     }
     if let Some(only) = &only {
         paths.retain(|p| p.name() == *only || *p == Path::Direct);

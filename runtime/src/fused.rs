@@ -286,7 +286,7 @@ pub(crate) fn conv_bn_act_into(
         )));
     }
     let epilogue = epilogue(conv, bn, activation, geometry.c_out)?;
-    match conv_path(options, &geometry, activation) {
+    match conv_path(options, (&geometry, n), activation) {
         ConvPath::Winograd(tile) => {
             crate::winograd::run_into(x, (conv, &geometry, tile), &epilogue, out)?;
         }
@@ -325,7 +325,7 @@ pub(crate) fn conv_max_pool_with(
         }
         let geometry = conv_geometry(x, conv)?;
         let (rows, cols) = pool.cpu_axes(geometry.out)?;
-        if conv_path(options, &geometry, activation) != ConvPath::Product
+        if conv_path(options, (&geometry, x.dim(0)?), activation) != ConvPath::Product
             || !cpu::pooled::applies(&geometry, &rows, &cols)
         {
             return Ok(None);
@@ -406,7 +406,7 @@ pub(crate) fn max_pool_conv_geometry(
             return Ok(None);
         }
         let geometry = geometry_of(conv, (c, rows.out, cols.out))?;
-        let suits = conv_path(options, &geometry, activation) == ConvPath::Product
+        let suits = conv_path(options, (&geometry, x.dim(0)?), activation) == ConvPath::Product
             && cpu::pooled::pools_into_pointwise(&geometry, &rows, &cols);
         Ok(suits.then_some(geometry))
     }
@@ -479,7 +479,7 @@ pub(crate) fn conv_on_cpu(
 ) -> Result<Tensor> {
     let geometry = conv_geometry(x, conv)?;
     let epilogue = epilogue(conv, bn, activation, geometry.c_out)?;
-    match conv_path(options, &geometry, activation) {
+    match conv_path(options, (&geometry, x.dim(0)?), activation) {
         ConvPath::Winograd(tile) => crate::winograd::run(x, conv, &geometry, &epilogue, tile),
         ConvPath::Depthwise => run_on_weights(
             cpu::depthwise::conv2d,
@@ -511,10 +511,14 @@ enum ConvPath {
 }
 
 /// The kernel `options` take for a convolution of this geometry followed by `activation`.
-fn conv_path(options: Optimizations, geometry: &ConvGeometry, activation: Activation) -> ConvPath {
+fn conv_path(
+    options: Optimizations,
+    (geometry, images): (&ConvGeometry, usize),
+    activation: Activation,
+) -> ConvPath {
     // Winograd's output pass applies batch norm and ReLU only; other activations take the direct kernel.
     if options.winograd && matches!(activation, Activation::Identity | Activation::Relu) {
-        if let Some(tile) = crate::winograd::choose(geometry) {
+        if let Some(tile) = crate::winograd::choose(geometry, images) {
             return ConvPath::Winograd(tile);
         }
     }
@@ -569,7 +573,9 @@ pub(crate) fn conv_bn_add_act(
     let geometry = conv_geometry(x, conv)?;
     let (oh, ow) = geometry.out;
     let shape = [x.dim(0)?, geometry.c_out, oh, ow];
-    if conv_path(options, &geometry, activation) != ConvPath::Product || residual.dims() != shape {
+    if conv_path(options, (&geometry, shape[0]), activation) != ConvPath::Product
+        || residual.dims() != shape
+    {
         return Ok(None);
     }
     let epilogue = epilogue(conv, bn, activation, geometry.c_out)?;
@@ -611,7 +617,7 @@ pub(crate) fn separable_with(
     let pointwise = |g: &ConvGeometry, head: &FusedHead<'_>| {
         g.is_pointwise()
             && g.groups == 1
-            && conv_path(options, g, head.activation) == ConvPath::Product
+            && conv_path(options, (g, n), head.activation) == ConvPath::Product
     };
     let (oh, ow) = depthwise_g.out;
     let expand_usable = match (&expand, &expand_g) {
@@ -619,7 +625,7 @@ pub(crate) fn separable_with(
         _ => true,
     };
     let usable = expand_usable
-        && conv_path(options, &depthwise_g, depthwise.activation) == ConvPath::Depthwise
+        && conv_path(options, (&depthwise_g, n), depthwise.activation) == ConvPath::Depthwise
         && pointwise(&project_g, &project)
         && (!residual || (project_g.c_out, oh, ow) == (c, h, w))
         && cpu::separable::worth_it(&depthwise_g, n);

@@ -14,8 +14,8 @@ use crate::{BatchNorm, Conv2d};
 pub use crate::cpu::winograd::Tile;
 
 /// The tile a plan runs a convolution of this geometry with, `None` for the direct kernel.
-pub(crate) fn choose(geometry: &ConvGeometry) -> Option<Tile> {
-    cpu::winograd::choose(geometry)
+pub(crate) fn choose(geometry: &ConvGeometry, images: usize) -> Option<Tile> {
+    cpu::winograd::choose(geometry, cpu::winograd::split_images(images))
 }
 
 /// `conv`'s output on `x` by Winograd with `tile`, `epilogue` applied; the CPU kernels must apply

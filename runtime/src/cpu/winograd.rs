@@ -7,8 +7,8 @@
 //! done once per layer, see [`transform_filters`]). Summed over input channels, the element-wise products
 //! become `α²` independent matrix products, `M_ξ [out, tiles] = U_ξ [out, in] × V_ξ [in, tiles]`, which take
 //! `α² / m²` multiply-adds per output and input channel instead of `r²`: for 3×3, 4 with F(2×2, 3×3)
-//! ([`Tile::F2`], 2.25× fewer) and 2.25 with F(4×4, 3×3) ([`Tile::F4`], 4× fewer, with larger rounding errors:
-//! its transforms multiply by up to 8 and 5); for 5×5, 9 with F(2×2, 5×5) ([`Tile::F2K5`], 2.78× fewer), whose
+//! ([`Tile::F2`], 2.25× fewer), 2.78 with F(3×3, 3×3) ([`Tile::F3`], 3.24× fewer) and 2.25 with F(4×4, 3×3)
+//! ([`Tile::F4`], 4× fewer, with larger rounding errors: its transforms multiply by up to 8 and 5); for 5×5, 9 with F(2×2, 5×5) ([`Tile::F2K5`], 2.78× fewer), whose
 //! patches, interpolation points and so input transform are F(4×4, 3×3)'s. A kernel of one row or column
 //! (Inception-v3's 1×7 and 7×1) is transformed along its one long side only: F(2, 7) takes 4 multiply-adds per
 //! output instead of 7 ([`Tile::F1x2K7`], [`Tile::F2x1K7`]). In general a tile is `m_h × m_w` outputs from an
@@ -49,6 +49,10 @@ use super::{gemm, valid_range, ConvGeometry, Epilogue};
 pub enum Tile {
     /// F(2×2, 3×3): 4×4 input patches, 16 products, 4 multiply-adds per output and input channel (9 direct).
     F2,
+    /// F(3×3, 3×3): 5×5 input patches, 25 products, 2.78 multiply-adds per output and input channel (9
+    /// direct); for maps whose side is a multiple of 3 or just under (14×14: 5×5 tiles cover 15×15, where
+    /// F(4×4)'s 4×4 tiles cover 16×16 and F(2×2)'s do 4 multiply-adds an output).
+    F3,
     /// F(4×4, 3×3): 6×6 input patches, 36 products, 2.25 multiply-adds per output and input channel (9 direct).
     F4,
     /// F(2×2, 5×5): 6×6 input patches, 36 products, 9 multiply-adds per output and input channel (25 direct).
@@ -66,6 +70,7 @@ impl Tile {
     pub fn outputs(self) -> (usize, usize) {
         match self {
             Tile::F2 | Tile::F2K5 => (2, 2),
+            Tile::F3 => (3, 3),
             Tile::F4 => (4, 4),
             Tile::F1x2K7 => (1, 2),
             Tile::F2x1K7 => (2, 1),
@@ -75,7 +80,7 @@ impl Tile {
     /// The `(height, width)` of the kernel the tile is for, `(r_h, r_w)`.
     pub fn kernel(self) -> (usize, usize) {
         match self {
-            Tile::F2 | Tile::F4 => (3, 3),
+            Tile::F2 | Tile::F3 | Tile::F4 => (3, 3),
             Tile::F2K5 => (5, 5),
             Tile::F1x2K7 => (1, 7),
             Tile::F2x1K7 => (7, 1),
@@ -138,6 +143,18 @@ struct Identity;
 /// ```
 #[derive(Debug, Clone, Copy)]
 struct F2;
+
+/// F(3×3, 3×3) with interpolation points 0, 1, -1, 2 and ∞ (derived as Lavin's `wincnn` does):
+///
+/// ```text
+///      [2 -1 -2  1  0]         [ 1/2     0     0]
+///      [0 -2 -1  1  0]         [-1/2  -1/2  -1/2]          [1  1  1  1  0]
+/// Bᵀ = [0  2 -3  1  0]     G = [-1/6   1/6  -1/6]     Aᵀ = [0  1 -1  2  0]
+///      [0 -1  0  1  0]         [ 1/6   1/3   2/3]          [0  1  1  4  1]
+///      [0  2 -1 -2  1]         [   0     0     1]
+/// ```
+#[derive(Debug, Clone, Copy)]
+struct F3;
 
 /// F(4×4, 3×3) with interpolation points 0, ±1, ±2 and ∞ (Lavin and Gray, 2016):
 ///
@@ -241,6 +258,41 @@ impl Transform for F2 {
             add(&add(&p[0], &p[1]), &p[2]),
             sub(&sub(&p[1], &p[2]), &p[3]),
             zero,
+            zero,
+        ]
+    }
+}
+
+impl Transform for F3 {
+    const M: usize = 3;
+    const A: usize = 5;
+
+    #[inline(always)]
+    fn input<const FUSED: bool>(d: &[Lanes; PATCH]) -> [Lanes; PATCH] {
+        let zero = [0f32; LANES];
+        let d3_1 = sub(&d[3], &d[1]);
+        let d3_2 = sub(&d[3], &d[2]);
+        [
+            mul_add::<FUSED>(2.0, &sub(&d[0], &d[2]), &d3_1),
+            mul_add::<FUSED>(-2.0, &d[1], &d3_2),
+            mul_add::<FUSED>(2.0, &sub(&d[1], &d[2]), &d3_2),
+            d3_1,
+            mul_add::<FUSED>(-2.0, &d3_1, &sub(&d[4], &d[2])),
+            zero,
+            zero,
+            zero,
+        ]
+    }
+
+    #[inline(always)]
+    fn output<const FUSED: bool>(p: &[Lanes; PATCH]) -> [Lanes; 4] {
+        let zero = [0f32; LANES];
+        let p12 = add(&p[1], &p[2]);
+        let p1_2 = sub(&p[1], &p[2]);
+        [
+            add(&add(&p[0], &p12), &p[3]),
+            mul_add::<FUSED>(2.0, &p[3], &p1_2),
+            add(&mul_add::<FUSED>(4.0, &p[3], &p12), &p[4]),
             zero,
         ]
     }
@@ -393,6 +445,15 @@ const G2: [[f64; 3]; 4] = [
     [0.0, 0.0, 1.0],
 ];
 
+/// `G` of F(3×3, 3×3), `α × 3`.
+const G3: [[f64; 3]; 5] = [
+    [0.5, 0.0, 0.0],
+    [-0.5, -0.5, -0.5],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 6.0, 1.0 / 3.0, 2.0 / 3.0],
+    [0.0, 0.0, 1.0],
+];
+
 /// `G` of F(4×4, 3×3), `α × 3`.
 const G4: [[f64; 3]; 6] = [
     [1.0 / 4.0, 0.0, 0.0],
@@ -478,7 +539,8 @@ pub(crate) fn applies(g: &ConvGeometry) -> bool {
 }
 
 /// The tile a convolution of this geometry runs fastest with, or `None` where the direct kernel
-/// ([`super::conv2d`]) is faster or Winograd does not apply. The thresholds are measured: one image, one
+/// ([`super::conv2d`]) is faster or Winograd does not apply; `split` says whether each image is shared between
+/// the threads ([`split_images`]). The thresholds are measured: one image, one
 /// thread, square maps of 1 to 112 and 8 to 512 channels in and out (`bench/RESULTS.md`, *Winograd*).
 ///
 /// * Winograd at all needs 16 channels in and out (with 8, F(2×2) ran at 0.9x the direct kernel's speed,
@@ -491,20 +553,20 @@ pub(crate) fn applies(g: &ConvGeometry) -> bool {
 ///   1.7x; at 128 and 192 on 28×28, 1.2-1.3x F(2×2)'s speed on one thread and two). At 32 channels the two ran
 ///   even, and F(4×4)'s larger rounding on Inception-v3's 32 → 32 and 32 → 64 layers on 147×147 maps put its
 ///   logits 1.2-1.6e-4 from PyTorch's (relative to their largest), against 5.4e-5 with F(2×2) there: F(4×4)
-///   from 64 channels since issue 13's session 10. Not on
-///   14×14 maps (16 tiles of 4×4), where F(2×2) is faster at every width once the products run on the AVX-512
-///   kernels and the threads split them by columns: 96 to 512 channels, 8-37% faster on one thread and 7-38%
-///   on two (`bench_winograd --layer C,C,14,14`, 2026-11-29, idle machine; the first measurements, before those
-///   changes, had put F(4×4) ahead from 96 channels). Never on 7×7 maps, which are 4 tiles of 4×4 (0.8-0.9x
-///   the direct kernel's speed).
-/// * F(2×2, 5×5) for 5×5 kernels from 24 channels (one thread, `bench_conv --layer C,C',H,W,5,1,2` with and
-///   without `--optimizations all,-winograd`, 2026-11-29): Inception-v3's 48 → 64 on 35×35 1.12 → 0.73 ms,
-///   24 → 64 and 32 → 64 on 28×28 0.31 → 0.26-0.29 and 0.41 → 0.30-0.33, 48 → 128 on 7×7 0.095 → 0.08; at
-///   16 channels it lost (16 → 32 on 28×28 0.120 → 0.126-0.129, 16 → 48 on 14×14 0.044 → 0.047-0.049).
-/// * F(2, 7) for 1×7 and 7×1 kernels from 128 channels (the same benchmark, `C,C,17,17,1,7,1,0,3`): 192 on
-///   17×17 0.63 → 0.55 ms, 128 on 17×17 0.30 → 0.26 and on 9×9 0.10 → 0.087; 64 ran even (0.087-0.089), 32
-///   and 16 lost (0.022 → 0.028, 0.0095 → 0.015): the transforms cost per channel, the products per pair.
-pub(crate) fn choose(g: &ConvGeometry) -> Option<Tile> {
+///   from 64 channels since issue 13's session 10. Never on 7×7 and 8×8 maps, which are 4 tiles of 4×4
+///   (0.8-0.9x the direct kernel's speed; 448 → 384 on 8×8 0.98 ms by F(2×2), 2.10 by F(4×4)).
+/// * F(3×3, 3×3) on maps of 13 to 20 (16 to 25 tiles of 4×4) from 96 channels, where F(2×2) computes 49 to
+///   100 tiles of 16 products: always on 17×17 to 20×20 (`bench_winograd`, issue 13 session 15: 192 on 17×17
+///   1.18 → 0.87 ms on one thread, 0.65 → 0.49 on two; 128 on 20×20 0.69 → 0.55 and 0.40 → 0.35; with the
+///   filters flushed from the caches first, `bench_conv --flush 64`, 192 on 17×17 1.31 → 1.03 on one thread);
+///   on 13×13 to 16×16 only for an image split between threads (`split`): on two threads 96 → 208 on 14×14
+///   0.411 → 0.371 ms, 128 → 256 0.568 → 0.515, 160 → 320 0.791 → 0.706, and in GoogLeNet at batch 1 its
+///   five 14×14 layers 0.1 ms less in all. An image on one thread keeps F(2×2) there: F(3×3)'s 25 tiles fill
+///   a 32-column product tile to 78% and it ran even with F(2×2); F(4×4), 8–15% faster with its filters in
+///   cache, was slower in the network (GoogLeNet one thread, +0.04 to +0.07 ms on each 14×14 layer), its
+///   36 transformed matrices (2.25 times F(2×2)'s) read from memory for 16 tiles. At 64 channels on 14×14
+///   the three ran even or F(2×2) ahead (0.110, 0.109, 0.124 ms).
+pub(crate) fn choose(g: &ConvGeometry, split: bool) -> Option<Tile> {
     if !applies(g) {
         return None;
     }
@@ -519,8 +581,20 @@ pub(crate) fn choose(g: &ConvGeometry) -> Option<Tile> {
         (7, 1) => return (channels >= 128).then_some(Tile::F2x1K7),
         _ => {}
     }
-    let f4 = channels >= 64 && tiles(4) >= 49;
-    Some(if f4 { Tile::F4 } else { Tile::F2 })
+    if channels >= 64 && tiles(4) >= 49 {
+        return Some(Tile::F4);
+    }
+    if channels >= 96 && (16..=25).contains(&tiles(4)) && (split || tiles(4) > 16) {
+        return Some(Tile::F3);
+    }
+    Some(Tile::F2)
+}
+
+/// Whether a convolution of `images` images splits each between the threads of the current pool: fewer
+/// images than threads (as [`conv2d_into`] and [`super::conv2d_into`] decide).
+pub(crate) fn split_images(images: usize) -> bool {
+    let threads = rayon::current_num_threads();
+    threads > 1 && images < threads
 }
 
 /// The filters of a `[c_out, c_in, r_h, r_w]` weight transformed for `tile` (whose kernel is `r_h × r_w`) and
@@ -546,6 +620,7 @@ fn transform(weight: &[f32], c_out: usize, c_in: usize, tile: Tile) -> Vec<f32> 
     // `G` of each side, `α × r`, row by row.
     let (g_h, g_w): (&[f64], &[f64]) = match tile {
         Tile::F2 => (G2.as_flattened(), G2.as_flattened()),
+        Tile::F3 => (G3.as_flattened(), G3.as_flattened()),
         Tile::F4 => (G4.as_flattened(), G4.as_flattened()),
         Tile::F2K5 => (G2K5.as_flattened(), G2K5.as_flattened()),
         Tile::F1x2K7 => (G_IDENTITY.as_flattened(), G2K7.as_flattened()),
@@ -1053,6 +1128,7 @@ impl Layer<'_> {
             return unsafe {
                 match self.grid.tile {
                     Tile::F2 => input_tiles_avx2::<F2, F2>(self, src, tiles, scratch, v),
+                    Tile::F3 => input_tiles_avx2::<F3, F3>(self, src, tiles, scratch, v),
                     Tile::F4 => input_tiles_avx2::<F4, F4>(self, src, tiles, scratch, v),
                     Tile::F2K5 => input_tiles_avx2::<F2K5, F2K5>(self, src, tiles, scratch, v),
                     Tile::F1x2K7 => {
@@ -1066,6 +1142,7 @@ impl Layer<'_> {
         }
         match self.grid.tile {
             Tile::F2 => input_tiles::<F2, F2, false>(self, src, tiles, scratch, v),
+            Tile::F3 => input_tiles::<F3, F3, false>(self, src, tiles, scratch, v),
             Tile::F4 => input_tiles::<F4, F4, false>(self, src, tiles, scratch, v),
             Tile::F2K5 => input_tiles::<F2K5, F2K5, false>(self, src, tiles, scratch, v),
             Tile::F1x2K7 => input_tiles::<Identity, F2K7, false>(self, src, tiles, scratch, v),
@@ -1155,6 +1232,7 @@ impl Layer<'_> {
             return unsafe {
                 match grid.tile {
                     Tile::F2 => output_tiles_avx2::<F2, F2>(grid, out, m, tiles, finish, dst),
+                    Tile::F3 => output_tiles_avx2::<F3, F3>(grid, out, m, tiles, finish, dst),
                     Tile::F4 => output_tiles_avx2::<F4, F4>(grid, out, m, tiles, finish, dst),
                     Tile::F2K5 => output_tiles_avx2::<F2K5, F2K5>(grid, out, m, tiles, finish, dst),
                     Tile::F1x2K7 => {
@@ -1168,6 +1246,7 @@ impl Layer<'_> {
         }
         match grid.tile {
             Tile::F2 => output_tiles::<F2, F2, false>(grid, out, m, tiles, finish, dst),
+            Tile::F3 => output_tiles::<F3, F3, false>(grid, out, m, tiles, finish, dst),
             Tile::F4 => output_tiles::<F4, F4, false>(grid, out, m, tiles, finish, dst),
             Tile::F2K5 => output_tiles::<F2K5, F2K5, false>(grid, out, m, tiles, finish, dst),
             Tile::F1x2K7 => output_tiles::<Identity, F2K7, false>(grid, out, m, tiles, finish, dst),
@@ -1540,7 +1619,14 @@ mod tests {
                     .unwrap()
             })
             .collect();
-        let tiles = [Tile::F2, Tile::F4, Tile::F2K5, Tile::F1x2K7, Tile::F2x1K7];
+        let tiles = [
+            Tile::F2,
+            Tile::F3,
+            Tile::F4,
+            Tile::F2K5,
+            Tile::F1x2K7,
+            Tile::F2x1K7,
+        ];
         let mut splits = std::collections::HashSet::new();
         for (case, &(kernel, c_in, size, c_out, pad, batch)) in cases.iter().enumerate() {
             let g = geometry(c_in, size, c_out, pad, kernel);
@@ -1596,6 +1682,39 @@ mod tests {
             2,
             "both ways of splitting an image between threads, {splits:?}"
         );
+    }
+
+    /// The tiles `choose` gives the zoo's 3×3 stride-1 layers, per the measurements in its documentation.
+    #[test]
+    fn the_tile_follows_the_map_the_channels_and_the_split() {
+        let layer = |c: usize, side: usize| geometry(c, (side, side), 2 * c, [1; 4], (3, 3));
+        // (channels, side, tile for an image on one thread, for an image split between threads)
+        let cases = [
+            (64, 56, Some(Tile::F4), Some(Tile::F4)),
+            (96, 28, Some(Tile::F4), Some(Tile::F4)),
+            (160, 14, Some(Tile::F2), Some(Tile::F3)),
+            (96, 14, Some(Tile::F2), Some(Tile::F3)),
+            (64, 14, Some(Tile::F2), Some(Tile::F2)),
+            (192, 17, Some(Tile::F3), Some(Tile::F3)),
+            (128, 20, Some(Tile::F3), Some(Tile::F3)),
+            (192, 8, Some(Tile::F2), Some(Tile::F2)),
+            (512, 7, Some(Tile::F2), Some(Tile::F2)),
+            (32, 7, None, None),
+            (8, 56, None, None),
+        ];
+        for (c, side, whole, split) in cases {
+            let g = layer(c, side);
+            assert_eq!(
+                choose(&g, false),
+                whole,
+                "{c} channels on {side}×{side}, whole"
+            );
+            assert_eq!(
+                choose(&g, true),
+                split,
+                "{c} channels on {side}×{side}, split"
+            );
+        }
     }
 
     #[test]

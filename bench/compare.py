@@ -75,7 +75,7 @@ ARCHC_BREAKDOWN = [
     ("archc, plain candle layers", "none"),
     ("archc without one-pass pools", "all,-pool"),
     ("archc without BN/ReLU folding", "all,-fold"),
-    ("archc without the conv kernel", "all,-conv,-depthwise,-fold,-winograd,-shallow,-pooled,-concat,-poolconv"),
+    ("archc without the conv kernel", "all,-conv,-depthwise,-fold,-winograd,-shallow,-pooled,-concat"),
     ("archc without Winograd", "all,-winograd"),
     ("archc without sibling 1x1 fusion", "all,-siblings"),
     ("archc without micro-batches", "all,-micro"),
@@ -85,7 +85,6 @@ ARCHC_BREAKDOWN = [
     ("archc without the shallow kernel", "all,-shallow"),
     ("archc without pooled bands", "all,-pooled"),
     ("archc without concatenations in place", "all,-concat"),
-    ("archc without pooled pointwise convolutions", "all,-poolconv"),
     ARCHC_ALL,
 ]
 TORCH = "PyTorch eager"

@@ -81,10 +81,6 @@ pub struct Optimizations {
     /// Winograd) write their output straight into its slice of the concatenation, instead of into a tensor
     /// of their own that the concatenation then copies (needs `conv_kernel`; see [`conv_bn_act_into`]).
     pub concat_in_place: bool,
-    /// A max pool and the pointwise convolution right after it (the pool branch of an Inception block)
-    /// computed a band of rows at a time, each band's pool the product's right-hand side while it is in cache
-    /// (`runtime/src/cpu/pooled.rs`; AVX-512 CPUs; needs `conv_kernel`, `fold` and `pool`).
-    pub pooled_pointwise: bool,
 }
 
 /// A comma-separated list read left to right from everything off: `all` and `none` switch every optimisation
@@ -125,12 +121,11 @@ impl std::str::FromStr for Optimizations {
                 "shallow" => &mut o.shallow_kernel,
                 "pooled" => &mut o.pooled_bands,
                 "concat" => &mut o.concat_in_place,
-                "poolconv" => &mut o.pooled_pointwise,
                 _ => {
                     return Err(format!(
                         "unknown optimisation `{part}`; expected all, none, or one of conv, depthwise, fold, \
                          winograd, pool, siblings, micro, activations, elementwise, linear, memory, spin, bands, \
-                         shallow, pooled, concat and poolconv, each optionally after `-` to switch it off"
+                         shallow, pooled and concat, each optionally after `-` to switch it off"
                     ))
                 }
             };
@@ -167,7 +162,6 @@ impl Optimizations {
         shallow_kernel: true,
         pooled_bands: true,
         concat_in_place: true,
-        pooled_pointwise: true,
     };
 
     /// Everything off: candle's own layers, one by one, as in training.
@@ -188,7 +182,6 @@ impl Optimizations {
         shallow_kernel: false,
         pooled_bands: false,
         concat_in_place: false,
-        pooled_pointwise: false,
     };
 }
 
@@ -355,110 +348,6 @@ pub(crate) fn conv_max_pool_with(
     {
         let _ = (options, x, conv, bn, activation, pool);
         Ok(None)
-    }
-}
-
-/// `activation(bn(conv(pool(x))))` for a pointwise convolution right after a max pool, computed band by band
-/// ([`cpu::pooled::max_pooled_pointwise_into`]) when `options` allow it and the layers suit it (the
-/// convolution by the matrix product, the pool by the AVX-512 row kernel); `None` otherwise, for the caller to
-/// run them one after the other.
-pub(crate) fn max_pool_conv_with(
-    options: Optimizations,
-    x: &Tensor,
-    pool: &crate::pool::MaxPool2d,
-    layers: (&Conv2d, Option<&BatchNorm>, Activation),
-) -> Result<Option<Tensor>> {
-    let Some(geometry) = max_pool_conv_geometry(options, x, pool, layers)? else {
-        return Ok(None);
-    };
-    let n = x.dim(0)?;
-    let (oh, ow) = geometry.out;
-    let mut out = cpu::Fresh::new(n * geometry.c_out * oh * ow);
-    if !max_pool_conv_into(options, x, pool, layers, out.values())? {
-        return Ok(None);
-    }
-    // SAFETY: `max_pool_conv_into` wrote every value.
-    let out = unsafe { out.assume_written() };
-    Ok(Some(cpu_tensor(out, (n, geometry.c_out, oh, ow))))
-}
-
-/// The geometry of the convolution of [`max_pool_conv_with`] over the pool of `x`, or `None` where that does
-/// not run the two layers.
-pub(crate) fn max_pool_conv_geometry(
-    options: Optimizations,
-    x: &Tensor,
-    pool: &crate::pool::MaxPool2d,
-    (conv, bn, activation): (&Conv2d, Option<&BatchNorm>, Activation),
-) -> Result<Option<ConvGeometry>> {
-    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-    {
-        let enabled = options.pooled_pointwise
-            && options.conv_kernel
-            && options.pool_kernels
-            && options.folds(activation);
-        if !enabled || !conv_kernels_apply(x, conv, bn) {
-            return Ok(None);
-        }
-        let (_, c, h, w) = crate::expect_nchw(x, "max_pool2d")?;
-        let (rows, cols) = pool.cpu_axes((h, w))?;
-        if conv.in_channels() != c {
-            // Run one after the other, the convolution says what is wrong.
-            return Ok(None);
-        }
-        let geometry = geometry_of(conv, (c, rows.out, cols.out))?;
-        let suits = conv_path(options, (&geometry, x.dim(0)?), activation) == ConvPath::Product
-            && cpu::pooled::pools_into_pointwise(&geometry, &rows, &cols);
-        Ok(suits.then_some(geometry))
-    }
-    #[cfg(not(all(target_arch = "x86_64", feature = "avx512")))]
-    {
-        let _ = (options, x, pool, conv, bn, activation);
-        Ok(None)
-    }
-}
-
-/// [`max_pool_conv_with`] into `out`, which must hold the `[n, c_out, oh, ow]` output exactly (a channel slice
-/// of a concatenation, at batch 1): `Ok(true)` once every value of `out` is written, `Ok(false)` where the
-/// layers run one after the other instead.
-pub(crate) fn max_pool_conv_into(
-    options: Optimizations,
-    x: &Tensor,
-    pool: &crate::pool::MaxPool2d,
-    layers: (&Conv2d, Option<&BatchNorm>, Activation),
-    out: &mut [std::mem::MaybeUninit<f32>],
-) -> Result<bool> {
-    let Some(geometry) = max_pool_conv_geometry(options, x, pool, layers)? else {
-        return Ok(false);
-    };
-    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-    {
-        let (conv, bn, activation) = layers;
-        let n = x.dim(0)?;
-        if out.len() != n * geometry.c_out * geometry.columns() {
-            return Err(crate::error(format!(
-                "a convolution's output of {} values written into {} (an internal error)",
-                n * geometry.c_out * geometry.columns(),
-                out.len()
-            )));
-        }
-        let (_, _, h, w) = crate::expect_nchw(x, "max_pool2d")?;
-        let (rows, cols) = pool.cpu_axes((h, w))?;
-        let epilogue = epilogue(conv, bn, activation, geometry.c_out)?;
-        let isa = cpu::Isa::detect();
-        let packed = packed_weights(conv, isa, &geometry)?;
-        let parts = [(&packed[..], geometry.c_out)];
-        let weight = cpu::PackedWeights { isa, parts: &parts };
-        with_images(x, |images, image_stride| {
-            let images = (images, n, image_stride);
-            let layers = (&geometry, &epilogue);
-            cpu::pooled::max_pooled_pointwise_into(images, weight, layers, (&rows, &cols), out);
-        })?;
-        Ok(true)
-    }
-    #[cfg(not(all(target_arch = "x86_64", feature = "avx512")))]
-    {
-        let _ = (geometry, out);
-        unreachable!("no geometry without the AVX-512 kernels")
     }
 }
 

@@ -19,9 +19,8 @@ use candle_core::{Module, Result, Tensor};
 use crate::cpu::Activation;
 use crate::fused::{
     activation_with, batch_norm_with, conv_bn_act_into, conv_bn_act_with, conv_bn_add_act,
-    conv_max_pool_with, cpu_kernels_apply, in_micro_batches_with, linear_with,
-    max_pool_conv_geometry, max_pool_conv_into, max_pool_conv_with, product_with, runs_as_streams,
-    separable_with, sibling_heads_with, sum_with, FusedHead, Optimizations,
+    conv_max_pool_with, cpu_kernels_apply, in_micro_batches_with, linear_with, product_with,
+    runs_as_streams, separable_with, sibling_heads_with, sum_with, FusedHead, Optimizations,
 };
 use crate::{AvgPool2d, BatchNorm, Conv2d, MaxPool2d};
 
@@ -230,12 +229,6 @@ impl Plan {
             let y = conv_bn_act_with(options, x, head.conv, head.bn, head.activation, false)?;
             return Ok((y, len));
         }
-        if let (Op::MaxPool(pool), Some((head, len))) = (ops[0], head_at(&ops[1..])) {
-            let layers = (head.conv, head.bn, head.activation);
-            if let Some(y) = max_pool_conv_with(options, x, pool, layers)? {
-                return Ok((y, 1 + len));
-            }
-        }
         // The activation right after this operation, which a batch norm or a sum applies in the same pass.
         let next = ops.get(1).and_then(|op| activation_of(op));
         Ok(match ops[0] {
@@ -413,50 +406,32 @@ impl Plan {
     /// ends it (with its batch norm and activation), if any, and once every branch's output size is known,
     /// those convolutions write straight into their slices of the concatenation ([`conv_bn_act_into`]); the
     /// other branches' outputs are copied in. At batch 1 a channel slice is one contiguous run.
-    fn concat_in_place<'o, 'a>(&self, starts: &[(Tensor, &'o [&'o Op<'a>])]) -> Result<Tensor> {
-        /// A branch run up to its last convolution, or to the max pool right before it where the two run as
-        /// one ([`max_pool_conv_into`]): the input there, the pool, the convolution and the operations from the
-        /// tail on; or a branch run whole.
+    fn concat_in_place(&self, starts: &[(Tensor, &[&Op<'_>])]) -> Result<Tensor> {
+        /// A branch run up to its last convolution (its input, the convolution, and the operations from it
+        /// on), or run whole.
         enum Part<'o, 'a> {
-            Tail(
-                Tensor,
-                Option<&'a MaxPool2d>,
-                FusedHead<'a>,
-                &'o [&'o Op<'a>],
-            ),
+            Tail(Tensor, FusedHead<'a>, &'o [&'o Op<'a>]),
             Done(Tensor),
         }
-        let options = self.options;
-        let part = |(y, ops): &(Tensor, &'o [&'o Op<'a>])| -> Result<Part<'o, 'a>> {
-            let Some((start, head)) = end_head(ops).filter(|_| !ends_separable(ops)) else {
-                return Ok(Part::Done(self.eval_chain(ops, y)?));
-            };
-            let layers = (head.conv, head.bn, head.activation);
-            if let Some(&&Op::MaxPool(pool)) = start.checked_sub(1).map(|i| &ops[i]) {
-                let x = self.eval_chain(&ops[..start - 1], y)?;
-                if max_pool_conv_geometry(options, &x, pool, layers)?.is_some() {
-                    return Ok(Part::Tail(x, Some(pool), head, &ops[start - 1..]));
-                }
-                let x = self.eval_chain(&ops[start - 1..start], &x)?;
-                return Ok(Part::Tail(x, None, head, &ops[start..]));
-            }
-            let x = self.eval_chain(&ops[..start], y)?;
-            Ok(Part::Tail(x, None, head, &ops[start..]))
-        };
-        let parts = starts.iter().map(part).collect::<Result<Vec<_>>>()?;
+        let parts = starts
+            .iter()
+            .map(
+                |&(ref y, ops)| match end_head(ops).filter(|_| !ends_separable(ops)) {
+                    Some((start, head)) => Ok(Part::Tail(
+                        self.eval_chain(&ops[..start], y)?,
+                        head,
+                        &ops[start..],
+                    )),
+                    None => Ok(Part::Done(self.eval_chain(ops, y)?)),
+                },
+            )
+            .collect::<Result<Vec<_>>>()?;
         // Each part's `(channels, height, width)`, where it is a map of one image.
         let shapes = parts
             .iter()
             .map(|part| match part {
-                Part::Tail(y, pool, head, _) => {
-                    let g = match pool {
-                        Some(pool) => {
-                            let layers = (head.conv, head.bn, head.activation);
-                            max_pool_conv_geometry(options, y, pool, layers)?
-                                .expect("a pool and convolution that run as one (checked above)")
-                        }
-                        None => crate::fused::conv_geometry(y, head.conv)?,
-                    };
+                Part::Tail(y, head, _) => {
+                    let g = crate::fused::conv_geometry(y, head.conv)?;
                     Ok(Some((g.c_out, g.out.0, g.out.1)))
                 }
                 Part::Done(t) => Ok(match t.dims() {
@@ -474,7 +449,7 @@ impl Plan {
             let outputs = parts
                 .into_iter()
                 .map(|part| match part {
-                    Part::Tail(y, _, _, ops) => self.eval_chain(ops, &y),
+                    Part::Tail(y, _, ops) => self.eval_chain(ops, &y),
                     Part::Done(t) => Ok(t),
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -488,17 +463,12 @@ impl Plan {
             let (slice, after) = rest.split_at_mut(c * h * w);
             rest = after;
             let done = match part {
-                Part::Tail(y, pool, head, ops) => {
+                Part::Tail(y, head, ops) => {
                     let layers = (head.conv, head.bn, head.activation);
                     let wrote = crate::profile::step_if_run(
                         || {
-                            let wrote = match pool {
-                                Some(pool) => {
-                                    max_pool_conv_into(options, &y, pool, layers, &mut *slice)
-                                }
-                                None => conv_bn_act_into(options, &y, layers, &mut *slice),
-                            };
-                            wrote.map(|wrote| wrote.then_some(()))
+                            conv_bn_act_into(self.options, &y, layers, &mut *slice)
+                                .map(|wrote| wrote.then_some(()))
                         },
                         |()| {
                             let (names, macs) = describe_ops(ops, &y);

@@ -146,14 +146,6 @@ fn assert_matches_candle(net: &Net, x: &Tensor, what: &str) {
             },
         ),
         (
-            // Pools before pointwise convolutions on their own.
-            "without pooled pointwise convolutions",
-            Optimizations {
-                pooled_pointwise: false,
-                ..Optimizations::ALL
-            },
-        ),
-        (
             "without any of the three",
             Optimizations {
                 fuse_activations: false,
@@ -463,9 +455,8 @@ fn concatenations_written_in_place() {
     let mut rng = Rng::new(12);
     // An Inception block whose branches end every way a branch can: a pointwise head of the sibling product
     // (copied in), a 3×3 convolution that Winograd takes (16 channels on 14×14) and one the product takes
-    // (SiLU after it), a pool before a 1×1 convolution (the two as one on AVX-512), a depthwise convolution
-    // (its kernel has an output of its own: copied in), the block's input itself; then a pool and a pointwise
-    // convolution on the concatenation.
+    // (SiLU after it), a pool before a 1×1 convolution, a depthwise convolution (its kernel has an output of
+    // its own: copied in), the block's input itself; then a pointwise convolution on the concatenation.
     let net = Net::new(
         vec![
             conv(&mut rng, 16, 8, 1, 1, false),
@@ -516,8 +507,6 @@ fn concatenations_written_in_place() {
                     ]),
                     Op::Identity,
                 ]),
-                // A pool and pointwise convolution outside a concatenation.
-                Op::MaxPool(&n.same_pool),
                 Op::Conv(&n.convs[7]),
             ])
         },

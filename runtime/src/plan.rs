@@ -392,7 +392,12 @@ impl Plan {
                 _ => (x.clone(), &ops[..]),
             })
             .collect();
-        if self.options.concat_in_place && x.dim(0)? == 1 && cpu_kernels_apply(x) {
+        // On one thread the copy is worth its pass: it leaves the concatenation in cache for the next layer,
+        // which read it about 0.15 ms faster in all in GoogLeNet, as much as the copies took (with the
+        // branches written in place, GoogLeNet took 1% longer). On two, the copy ran on one thread while the
+        // other waited, and the copies took longer than on one.
+        let threads = rayon::current_num_threads();
+        if self.options.concat_in_place && threads > 1 && x.dim(0)? == 1 && cpu_kernels_apply(x) {
             return self.concat_in_place(&starts);
         }
         let outputs = starts

@@ -511,9 +511,17 @@ fn concatenations_written_in_place() {
             ])
         },
     );
-    for batch in [1, 3] {
-        let x = tensor(&mut rng, &[batch, 16, 14, 14]);
-        assert_matches_candle(&net, &x, &format!("an Inception block, batch {batch}"));
+    // Written in place at batch 1 on more than one thread; copied in on one, and at batch 3.
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for batch in [1, 3] {
+            let x = tensor(&mut rng, &[batch, 16, 14, 14]);
+            let what = format!("an Inception block, batch {batch}, {threads} threads");
+            pool.install(|| assert_matches_candle(&net, &x, &what));
+        }
     }
 }
 

@@ -167,8 +167,8 @@ fn a_classifier_runs_once_per_batch_after_the_streams() {
 }
 
 /// A concatenation whose branches start with no pointwise convolution to run as one product records no
-/// sibling step (the product declined; each branch is a step of its own, at batch 1 a convolution written into
-/// its slice of the concatenation).
+/// sibling step (the product declined; each branch is a step of its own). On two threads, at batch 1, each
+/// convolution writes into its slice of the concatenation; on one, the branches are copied in.
 #[test]
 fn declined_sibling_products_are_not_recorded() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -187,26 +187,38 @@ fn declined_sibling_products_are_not_recorded() {
         right: conv(&mut rng, 4, 5, 3, 1),
     };
     let x = tensor(&mut rng, &[1, 4, 6, 6]);
-    archc_runtime::profile::start();
-    Plan::default()
-        .run(&x, false, &net)
-        .unwrap()
-        .expect("a CPU f32 inference");
-    let steps = archc_runtime::profile::finish();
-    // Each branch's 3 × 3 × 4 multiply-adds per output at 6 × 6 positions.
-    let mut want = vec![
-        ("concat of 2 branches (4×6×6 → 8×6×6)", 1, 0),
-        (
-            "conv 3×3 4→3 (4×6×6 → 3×6×6, into the concatenation)",
-            1,
-            3 * 4 * 9 * 36,
-        ),
-        (
-            "conv 3×3 4→5 (4×6×6 → 5×6×6, into the concatenation)",
-            1,
-            5 * 4 * 9 * 36,
-        ),
-    ];
-    want.sort();
-    assert_eq!(sorted(&steps), want);
+    for (threads, into) in [(1, ""), (2, ", into the concatenation")] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let steps = pool.install(|| {
+            archc_runtime::profile::start();
+            Plan::default()
+                .run(&x, false, &net)
+                .unwrap()
+                .expect("a CPU f32 inference");
+            archc_runtime::profile::finish()
+        });
+        // Each branch's 3 × 3 × 4 multiply-adds per output at 6 × 6 positions.
+        let mut want = vec![
+            ("concat of 2 branches (4×6×6 → 8×6×6)".to_string(), 1, 0),
+            (
+                format!("conv 3×3 4→3 (4×6×6 → 3×6×6{into})"),
+                1,
+                3 * 4 * 9 * 36,
+            ),
+            (
+                format!("conv 3×3 4→5 (4×6×6 → 5×6×6{into})"),
+                1,
+                5 * 4 * 9 * 36,
+            ),
+        ];
+        want.sort();
+        let got: Vec<(String, u64, u64)> = sorted(&steps)
+            .into_iter()
+            .map(|(label, calls, macs)| (label.to_string(), calls, macs))
+            .collect();
+        assert_eq!(got, want, "{threads} threads");
+    }
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+use archc_runtime::candle_core::Tensor;
 use archc_runtime::nn::{Describe, Op, Optimizations, Plan};
 use archc_runtime::{BatchNorm, Conv2d, Conv2dSpec, MaxPool2d, Pad2d};
 use common::{tensor, Rng};
@@ -52,6 +53,26 @@ fn sorted(steps: &[archc_runtime::profile::Step]) -> Vec<(&str, u64, u64)> {
         .collect();
     got.sort();
     got
+}
+
+/// The steps of one inference of `net` on `x`, run on a pool of `threads` threads.
+fn profiled(
+    threads: usize,
+    x: &Tensor,
+    net: &(impl Describe + Sync),
+) -> Vec<archc_runtime::profile::Step> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        archc_runtime::profile::start();
+        Plan::default()
+            .run(x, false, net)
+            .unwrap()
+            .expect("a CPU f32 inference");
+        archc_runtime::profile::finish()
+    })
 }
 
 #[test]
@@ -138,18 +159,7 @@ fn a_classifier_runs_once_per_batch_after_the_streams() {
         linear: Linear::new(tensor(&mut rng, &[6, 4 * 5 * 5]), None),
     };
     let x = tensor(&mut rng, &[5, 3, 5, 5]);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .unwrap();
-    let steps = pool.install(|| {
-        archc_runtime::profile::start();
-        Plan::default()
-            .run(&x, false, &net)
-            .unwrap()
-            .expect("a CPU f32 inference");
-        archc_runtime::profile::finish()
-    });
+    let steps = profiled(2, &x, &net);
     let got = sorted(&steps);
     // Five images one at a time through the convolution (4 × 3 × 3 × 3 multiply-adds at each of 5 × 5
     // positions), then the flatten and the linear layer (6 × 100 per image) once, on all five.
@@ -188,18 +198,7 @@ fn declined_sibling_products_are_not_recorded() {
     };
     let x = tensor(&mut rng, &[1, 4, 6, 6]);
     for (threads, into) in [(1, ""), (2, ", into the concatenation")] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        let steps = pool.install(|| {
-            archc_runtime::profile::start();
-            Plan::default()
-                .run(&x, false, &net)
-                .unwrap()
-                .expect("a CPU f32 inference");
-            archc_runtime::profile::finish()
-        });
+        let steps = profiled(threads, &x, &net);
         // Each branch's 3 × 3 × 4 multiply-adds per output at 6 × 6 positions.
         let mut want = vec![
             ("concat of 2 branches (4×6×6 → 8×6×6)".to_string(), 1, 0),

@@ -489,6 +489,8 @@ impl Plan {
                 Part::Done(t) => t,
             };
             crate::fused::with_f32(&done, |values| {
+                // A map of the slice's shape (`shapes`), so as many values.
+                assert_eq!(values.len(), slice.len(), "a branch of another size");
                 for (dst, &v) in slice.iter_mut().zip(values) {
                     dst.write(v);
                 }

@@ -79,7 +79,8 @@ pub struct Optimizations {
     pub pooled_bands: bool,
     /// At batch 1, the branches of a channel concatenation that end in a convolution (by the matrix product or
     /// Winograd) write their output straight into its slice of the concatenation, instead of into a tensor
-    /// of their own that the concatenation then copies (needs `conv_kernel`; see [`conv_bn_act_into`]).
+    /// of their own that the concatenation then copies; on one thread the copy is kept, as it leaves the
+    /// concatenation in cache for the next layer (needs `conv_kernel`; see [`crate::plan`]).
     pub concat_in_place: bool,
 }
 

@@ -400,7 +400,8 @@ enum ConvPath {
     Product,
 }
 
-/// The kernel `options` take for a convolution of this geometry followed by `activation`.
+/// The kernel `options` take for a convolution of this geometry over `images` images (Winograd's tile
+/// depends on whether the threads share an image), followed by `activation`.
 fn conv_path(
     options: Optimizations,
     (geometry, images): (&ConvGeometry, usize),

@@ -7,7 +7,8 @@
 //! activation after it folded into one pass of the CPU kernels (a direct kernel for depthwise ones), a
 //! depthwise-separable block (1×1 expansion, depthwise convolution, 1×1 projection, and the residual sum of an
 //! inverted residual) band by band, the 1×1 convolutions that start sibling branches of a concatenation as one
-//! product, pools in one pass, batch norms, activations, residual sums and squeeze-and-excitation products in
+//! product (and, at batch 1 on several threads, the convolutions that end its branches writing straight into
+//! their slices of it), pools in one pass, batch norms, activations, residual sums and squeeze-and-excitation products in
 //! one element-wise pass each, and batches larger than the thread pool in micro-batches.
 //! Every combination computes the same values up to rounding; the options belong to one model instance.
 

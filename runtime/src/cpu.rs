@@ -1,7 +1,7 @@
 //! CPU inference kernels for `f32` NCHW tensors: the passes a generated model spends its time in, written so
 //! that each does the least memory traffic it can.
 //!
-//! * [`conv2d`]: a convolution as one matrix product per image and group, `W [out, k] x X [k, oh * ow]`,
+//! * [`conv2d_into`]: a convolution as one matrix product per image and group, `W [out, k] x X [k, oh * ow]`,
 //!   whose result is already the NCHW output (no transpose afterwards). A 1×1, stride-1, unpadded convolution
 //!   multiplies the input in place; a strided one with enough channels multiplies the input's padded phase
 //!   planes ([`fill_phase_planes`]) in place, each tap of its window a block of the product's depth reading
@@ -377,11 +377,8 @@ pub(crate) fn keep_overlap(
     kept
 }
 
-/// Convolves `batch` images. `x` holds image `n` at `x[n * image_stride..]` as a contiguous `[c_in, h, w]`
-/// block; `weight` is the kernel as [`pack_weights`] packed it for this geometry. Returns the contiguous
-/// `[batch, c_out, oh, ow]` output with `epilogue` applied, `residual` (laid out as the output) added before
-/// the epilogue's activation: `activation(scale * conv + shift + residual)`, a residual connection's sum and
-/// the activation after it in the convolution's own pass.
+/// [`conv2d_into`] into a buffer of its own, returned.
+#[cfg(test)]
 pub(crate) fn conv2d(
     x: &[f32],
     batch: usize,
@@ -398,8 +395,13 @@ pub(crate) fn conv2d(
     unsafe { out.assume_written() }
 }
 
-/// [`conv2d`] into `out`, which must hold the `[batch, c_out, oh, ow]` output exactly (a buffer of the
-/// caller's: a channel slice of a concatenation, at batch 1). Every value of `out` is written.
+/// Convolves `batch` images: `images` is `(x, batch, image_stride)`, `x` holding image `n` at
+/// `x[n * image_stride..]` as a contiguous `[c_in, h, w]` block; `weight` is the kernel as [`pack_weights`]
+/// packed it for this geometry. Writes every value of `out`, which must hold the contiguous
+/// `[batch, c_out, oh, ow]` output exactly (a tensor's, or a channel slice of a concatenation at batch 1),
+/// with `epilogue` applied, `residual` (laid out as the output) added before the epilogue's activation:
+/// `activation(scale * conv + shift + residual)`, a residual connection's sum and the activation after it in
+/// the convolution's own pass.
 pub(crate) fn conv2d_into(
     (x, batch, image_stride): (&[f32], usize, usize),
     weight: PackedWeights<'_>,
@@ -418,13 +420,12 @@ pub(crate) fn conv2d_into(
     if image_out == 0 {
         return;
     }
-    let threads = rayon::current_num_threads();
     let image = |n: usize| &x[n * image_stride..n * image_stride + g.c_in * g.h * g.w];
     let dst = Dst {
         values: out,
         residual,
     };
-    if batch >= threads || threads == 1 {
+    if !split_images(batch) {
         // Enough images to keep every thread busy: one image per task, each product single-threaded.
         dst.par_chunks(image_out)
             .enumerate()
@@ -435,6 +436,14 @@ pub(crate) fn conv2d_into(
         }
     }
     // Every image's products write every value of its output (see `gemm::multiply`).
+}
+
+/// Whether a convolution of `images` images shares each image between the threads of the current pool: fewer
+/// images than threads. Otherwise each thread takes whole images ([`conv2d_into`],
+/// [`winograd::conv2d_into`]); Winograd's tile choice follows the same split ([`winograd::choose`]).
+pub(crate) fn split_images(images: usize) -> bool {
+    let threads = rayon::current_num_threads();
+    threads > 1 && images < threads
 }
 
 /// One image: for each group, the product `W_g [out_g, depth] x patches_g [depth, columns]` into the group's

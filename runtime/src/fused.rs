@@ -289,10 +289,7 @@ pub(crate) fn conv_bn_act_into(
             let packed = packed_weights(conv, isa, &geometry)?;
             let parts = [(&packed[..], geometry.c_out)];
             let weight = cpu::PackedWeights { isa, parts: &parts };
-            with_images(x, |images, image_stride| {
-                let images = (images, n, image_stride);
-                cpu::conv2d_into(images, weight, &geometry, &epilogue, None, out);
-            })?;
+            run_packed_into(x, (weight, &geometry, &epilogue), None, out)?;
         }
         _ => return Ok(false),
     }
@@ -646,26 +643,51 @@ fn run_packed(
     epilogue: &Epilogue,
     residual: Option<&Tensor>,
 ) -> Result<Tensor> {
-    let n = x.dim(0)?;
     let weight = cpu::PackedWeights { isa, parts };
-    let conv = |residual: Option<&[f32]>| {
+    // SAFETY: `run_packed_into` writes every value of its output or fails.
+    unsafe {
+        conv_output(x.dim(0)?, geometry, |out| {
+            run_packed_into(x, (weight, geometry, epilogue), residual, out)
+        })
+    }
+}
+
+/// [`run_packed`] into `out`, which must hold the `[n, c_out, oh, ow]` output exactly; every value is
+/// written.
+fn run_packed_into(
+    x: &Tensor,
+    (weight, geometry, epilogue): (cpu::PackedWeights<'_>, &ConvGeometry, &Epilogue),
+    residual: Option<&Tensor>,
+    out: &mut [std::mem::MaybeUninit<f32>],
+) -> Result<()> {
+    let n = x.dim(0)?;
+    let conv = |residual: Option<&[f32]>, out: &mut [std::mem::MaybeUninit<f32>]| {
         with_images(x, |images, image_stride| {
-            cpu::conv2d(
-                images,
-                n,
-                image_stride,
-                weight,
-                geometry,
-                epilogue,
-                residual,
-            )
+            let images = (images, n, image_stride);
+            cpu::conv2d_into(images, weight, geometry, epilogue, residual, out);
         })
     };
-    let out = match residual {
-        Some(residual) => with_f32(residual, |r| conv(Some(r)))??,
-        None => conv(None)?,
-    };
+    match residual {
+        Some(residual) => with_f32(residual, |r| conv(Some(r), out))?,
+        None => conv(None, out),
+    }
+}
+
+/// The `[n, c_out, oh, ow]` output of a convolution of `geometry` over `n` images, as a tensor whose values
+/// `write` writes, into a buffer that is not zeroed first.
+///
+/// # Safety
+/// `write` must write every value of the slice it is given, or return an error.
+pub(crate) unsafe fn conv_output(
+    n: usize,
+    geometry: &ConvGeometry,
+    write: impl FnOnce(&mut [std::mem::MaybeUninit<f32>]) -> Result<()>,
+) -> Result<Tensor> {
     let (oh, ow) = geometry.out;
+    let mut out = cpu::Fresh::new(n * geometry.c_out * oh * ow);
+    write(out.values())?;
+    // SAFETY: `write` wrote every value (the caller's contract).
+    let out = unsafe { out.assume_written() };
     Ok(cpu_tensor(out, (n, geometry.c_out, oh, ow)))
 }
 

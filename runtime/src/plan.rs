@@ -8,8 +8,8 @@
 //! depthwise-separable block (1×1 expansion, depthwise convolution, 1×1 projection, and the residual sum of an
 //! inverted residual) band by band, the 1×1 convolutions that start sibling branches of a concatenation as one
 //! product (and, at batch 1 on several threads, the convolutions that end its branches writing straight into
-//! their slices of it), pools in one pass, batch norms, activations, residual sums and squeeze-and-excitation products in
-//! one element-wise pass each, and batches larger than the thread pool in micro-batches.
+//! their slices of it), pools in one pass, batch norms, activations, residual sums and squeeze-and-excitation
+//! products in one element-wise pass each, and batches larger than the thread pool in micro-batches.
 //! Every combination computes the same values up to rounding; the options belong to one model instance.
 
 use std::any::Any;
@@ -432,8 +432,8 @@ impl Plan {
                 },
             )
             .collect::<Result<Vec<_>>>()?;
-        // Each part's `(channels, height, width)`, where it is a map of one image.
-        let shapes = parts
+        // Each part's `(channels, height, width)`, if every part is a map of one image.
+        let maps = parts
             .iter()
             .map(|part| match part {
                 Part::Tail(y, head, _) => {
@@ -445,12 +445,14 @@ impl Plan {
                     _ => None,
                 }),
             })
-            .collect::<Result<Vec<_>>>()?;
-        let size = shapes.first().copied().flatten().map(|(_, h, w)| (h, w));
-        let same_size = shapes
-            .iter()
-            .all(|shape| shape.map(|(_, h, w)| (h, w)) == size);
-        let Some((h, w)) = size.filter(|_| same_size) else {
+            .collect::<Result<Option<Vec<_>>>>()?;
+        let size = maps
+            .as_ref()
+            .and_then(|maps| maps.first())
+            .map(|&(_, h, w)| (h, w));
+        let same_size =
+            |maps: &Vec<(usize, usize, usize)>| maps.iter().all(|&(_, h, w)| Some((h, w)) == size);
+        let (Some(maps), Some((h, w))) = (maps.filter(same_size), size) else {
             // Maps of different sizes, or not maps: candle's concatenation says what is wrong.
             let outputs = parts
                 .into_iter()
@@ -461,11 +463,10 @@ impl Plan {
                 .collect::<Result<Vec<_>>>()?;
             return Tensor::cat(&outputs, 1);
         };
-        let channels: usize = shapes.iter().flatten().map(|&(c, _, _)| c).sum();
+        let channels: usize = maps.iter().map(|&(c, _, _)| c).sum();
         let mut out = crate::cpu::Fresh::new(channels * h * w);
         let mut rest = out.values();
-        for (part, shape) in parts.into_iter().zip(shapes) {
-            let c = shape.map_or(0, |(c, _, _)| c);
+        for (part, (c, _, _)) in parts.into_iter().zip(maps) {
             let (slice, after) = rest.split_at_mut(c * h * w);
             rest = after;
             let done = match part {
@@ -490,7 +491,7 @@ impl Plan {
                 Part::Done(t) => t,
             };
             crate::fused::with_f32(&done, |values| {
-                // A map of the slice's shape (`shapes`), so as many values.
+                // A map of the slice's shape (`maps`), so as many values.
                 assert_eq!(values.len(), slice.len(), "a branch of another size");
                 for (dst, &v) in slice.iter_mut().zip(values) {
                     dst.write(v);

@@ -3,8 +3,8 @@
 //!
 //! As a matrix product a depthwise convolution is one `[m, k²] x [k², oh * ow]` product per channel, far too
 //! small for a GEMM to pay back its packing, which is why it is slow both through candle (one convolution per
-//! group, then a concatenation) and through [`super::conv2d`]'s im2col. Here each channel's plane is done by
-//! one task:
+//! group, then a concatenation) and through [`super::conv2d_into`]'s im2col. Here each channel's plane is
+//! done by one task:
 //!
 //! 1. The input plane is copied once into *phase planes*: zero padding added, and, for a stride `s`, rows and
 //!    columns split by their position modulo `s`. In that layout every tap `(i, j)` of the window reads, for
@@ -50,7 +50,7 @@ pub(crate) fn applies(g: &ConvGeometry) -> bool {
 /// The depthwise convolution of `batch` images: `x` holds image `n` at `x[n * image_stride..]` as a contiguous
 /// `[c_in, h, w]` block, `weight` is the contiguous `[c_out, 1, kh, kw]` kernel, output channel `c` reading
 /// input channel `c / (c_out / c_in)`. Returns the contiguous `[batch, c_out, oh, ow]` output with `epilogue`
-/// applied, as [`super::conv2d`] does. Needs [`applies`].
+/// applied, as [`super::conv2d_into`] does. Needs [`applies`].
 pub(crate) fn conv2d(
     x: &[f32],
     batch: usize,

@@ -7,9 +7,9 @@
 //! pooled rows:
 //!
 //! 1. the convolution rows its windows reach are computed into a buffer of `[c_out, rows, ow]` that stays in
-//!    cache (the patches and product of [`super::conv2d`], a block of columns at a time); the rows the previous
-//!    band computed that this one reads too (one, for a 3×3 window at stride 2) move to the buffer's top
-//!    rather than being computed again;
+//!    cache (the patches and product of [`super::conv2d_into`], a block of columns at a time); the rows the
+//!    previous band computed that this one reads too (one, for a 3×3 window at stride 2) move to the buffer's
+//!    top rather than being computed again;
 //! 2. the pool runs on that buffer as a map of those rows ([`super::pool_plane`]), its padding above only
 //!    where the band meets the map's top, writing the band's rows of the output.
 //!

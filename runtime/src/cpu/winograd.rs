@@ -8,8 +8,9 @@
 //! become `α²` independent matrix products, `M_ξ [out, tiles] = U_ξ [out, in] × V_ξ [in, tiles]`, which take
 //! `α² / m²` multiply-adds per output and input channel instead of `r²`: for 3×3, 4 with F(2×2, 3×3)
 //! ([`Tile::F2`], 2.25× fewer), 2.78 with F(3×3, 3×3) ([`Tile::F3`], 3.24× fewer) and 2.25 with F(4×4, 3×3)
-//! ([`Tile::F4`], 4× fewer, with larger rounding errors: its transforms multiply by up to 8 and 5); for 5×5, 9 with F(2×2, 5×5) ([`Tile::F2K5`], 2.78× fewer), whose
-//! patches, interpolation points and so input transform are F(4×4, 3×3)'s. A kernel of one row or column
+//! ([`Tile::F4`], 4× fewer, with larger rounding errors: its transforms multiply by up to 8 and 5); for 5×5,
+//! 9 with F(2×2, 5×5) ([`Tile::F2K5`], 2.78× fewer), whose patches, interpolation points and so input
+//! transform are F(4×4, 3×3)'s. A kernel of one row or column
 //! (Inception-v3's 1×7 and 7×1) is transformed along its one long side only: F(2, 7) takes 4 multiply-adds per
 //! output instead of 7 ([`Tile::F1x2K7`], [`Tile::F2x1K7`]). In general a tile is `m_h × m_w` outputs from an
 //! `α_h × α_w` patch, `α_h · α_w` products, each side with its own transform (the identity for a side of 1).
@@ -539,9 +540,9 @@ pub(crate) fn applies(g: &ConvGeometry) -> bool {
 }
 
 /// The tile a convolution of this geometry runs fastest with, or `None` where the direct kernel
-/// ([`super::conv2d`]) is faster or Winograd does not apply; `split` says whether each image is shared between
-/// the threads ([`split_images`]). The thresholds are measured: one image, one
-/// thread, square maps of 1 to 112 and 8 to 512 channels in and out (`bench/RESULTS.md`, *Winograd*).
+/// ([`super::conv2d_into`]) is faster or Winograd does not apply; `split` says whether each image is shared
+/// between the threads ([`super::split_images`]). The thresholds are measured: one image, one thread, square
+/// maps of 1 to 112 and 8 to 512 channels in and out (`bench/RESULTS.md`, *Winograd*).
 ///
 /// * Winograd at all needs 16 channels in and out (with 8, F(2×2) ran at 0.9x the direct kernel's speed,
 ///   with 16 at 1.2-1.35x: the transforms cost per channel, the products per pair of channels) and 16 tiles of
@@ -588,13 +589,6 @@ pub(crate) fn choose(g: &ConvGeometry, split: bool) -> Option<Tile> {
         return Some(Tile::F3);
     }
     Some(Tile::F2)
-}
-
-/// Whether a convolution of `images` images splits each between the threads of the current pool: fewer
-/// images than threads (as [`conv2d_into`] and [`super::conv2d_into`] decide).
-pub(crate) fn split_images(images: usize) -> bool {
-    let threads = rayon::current_num_threads();
-    threads > 1 && images < threads
 }
 
 /// The filters of a `[c_out, c_in, r_h, r_w]` weight transformed for `tile` (whose kernel is `r_h × r_w`) and
@@ -855,7 +849,7 @@ fn write_for(
     }
     let threads = rayon::current_num_threads();
     // Fewer images than threads: each image is split between the threads.
-    let split = if threads > 1 && batch < threads {
+    let split = if super::split_images(batch) {
         Split::choose(g, tile, threads)
     } else {
         Split::None

@@ -1299,12 +1299,18 @@ impl Layer<'_> {
             };
         }
         match grid.tile {
-            Tile::F2 => output_tiles::<F2, F2, false>(grid, out, m, tiles, finish, dst),
-            Tile::F3 => output_tiles::<F3, F3, false>(grid, out, m, tiles, finish, dst),
-            Tile::F4 => output_tiles::<F4, F4, false>(grid, out, m, tiles, finish, dst),
-            Tile::F2K5 => output_tiles::<F2K5, F2K5, false>(grid, out, m, tiles, finish, dst),
-            Tile::F1x2K7 => output_tiles::<Identity, F2K7, false>(grid, out, m, tiles, finish, dst),
-            Tile::F2x1K7 => output_tiles::<F2K7, Identity, false>(grid, out, m, tiles, finish, dst),
+            Tile::F2 => output_tiles::<Lanes, F2, F2, false>(grid, out, m, tiles, finish, dst),
+            Tile::F3 => output_tiles::<Lanes, F3, F3, false>(grid, out, m, tiles, finish, dst),
+            Tile::F4 => output_tiles::<Lanes, F4, F4, false>(grid, out, m, tiles, finish, dst),
+            Tile::F2K5 => {
+                output_tiles::<Lanes, F2K5, F2K5, false>(grid, out, m, tiles, finish, dst)
+            }
+            Tile::F1x2K7 => {
+                output_tiles::<Lanes, Identity, F2K7, false>(grid, out, m, tiles, finish, dst)
+            }
+            Tile::F2x1K7 => {
+                output_tiles::<Lanes, F2K7, Identity, false>(grid, out, m, tiles, finish, dst)
+            }
         }
     }
 }
@@ -1418,7 +1424,7 @@ fn input_tiles<H: Transform, W: Transform, const FUSED: bool>(
     }
 }
 
-/// [`output_tiles`] compiled with AVX2 and FMA.
+/// [`output_tiles`] compiled with AVX2 and FMA, eight tiles at a time.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
@@ -1432,15 +1438,37 @@ unsafe fn output_tiles_avx2<H: Transform, W: Transform>(
     finish: Finish,
     dst: (&mut [MaybeUninit<f32>], usize),
 ) {
-    output_tiles::<H, W, true>(grid, out, m, tiles, finish, dst);
+    output_tiles::<Lanes, H, W, true>(grid, out, m, tiles, finish, dst);
+}
+
+/// [`output_tiles`] compiled with AVX-512F, sixteen tiles a register: the products read under a mask, each
+/// output row put in output order in registers and stored under a mask straight into its plane. Eight tiles
+/// at a time the transform goes through arrays on the stack, zeroed for every eight tiles, and copies each
+/// row out with a `memcpy` call: that zeroing and those copies were a third of GoogLeNet's 64 → 192 layer on
+/// 56×56. The same operations in the same order, so the same values as the AVX2 version, bit for bit.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+#[target_feature(enable = "avx512f")]
+unsafe fn output_tiles_avx512<H: Transform, W: Transform>(
+    grid: &Grid,
+    out: (usize, usize),
+    m: &[f32],
+    tiles: Range<usize>,
+    finish: Finish,
+    dst: (&mut [MaybeUninit<f32>], usize),
+) {
+    output_tiles::<Zmm, H, W, true>(grid, out, m, tiles, finish, dst);
 }
 
 /// The output transform `Y = A_hᵀ M A_w` of the tiles `tiles` of one output channel, whose products `m` are
 /// laid out `[α_h · α_w][grid.stride]` from tile `tiles.start`, with `finish` applied, into the channel's
 /// `[oh, ow]` plane (`out` being `(oh, ow)`), of which `dst` holds the rows from `dst.1` on; the parts of edge
-/// tiles past the output are dropped.
+/// tiles past the output are dropped. `V::TILES` tiles at a time, one per vector lane; it must be called from
+/// a function compiled for `V`'s instructions.
 #[inline(always)]
-fn output_tiles<H: Transform, W: Transform, const FUSED: bool>(
+fn output_tiles<V: OutputVector, H: Transform, W: Transform, const FUSED: bool>(
     grid: &Grid,
     (oh, ow): (usize, usize),
     m: &[f32],
@@ -1449,89 +1477,142 @@ fn output_tiles<H: Transform, W: Transform, const FUSED: bool>(
     (dst, first_row): (&mut [MaybeUninit<f32>], usize),
 ) {
     let (m_h, alpha_h, side, alpha) = (H::M, H::A, W::M, W::A);
-    let Finish { scale, shift, relu } = finish;
     for (ty, columns) in grid.rows(&tiles) {
-        // `LANES` tiles at a time, as in `input_tiles` (each product's run has `LANES` values of slack for the
-        // last run's reads); only the row's tiles among `tiles` are written.
+        // Only the row's tiles among `tiles` are written.
         let end = columns.end;
-        for tx in columns.step_by(LANES) {
+        for tx in columns.step_by(V::TILES) {
+            let count = (end - tx).min(V::TILES);
             let at = ty * grid.cols + tx - tiles.start;
-            let mut products = [[[0f32; LANES]; PATCH]; PATCH];
-            for (a, row) in products.iter_mut().enumerate().take(alpha_h) {
-                for (b, value) in row.iter_mut().enumerate().take(alpha) {
-                    value.copy_from_slice(&m[(a * alpha + b) * grid.stride + at..][..LANES]);
-                }
-            }
+            assert!(
+                (alpha_h * alpha - 1) * grid.stride + at + V::reads(count) <= m.len(),
+                "Winograd products out of their buffer"
+            );
             // A_wᵀ across each row of products, then A_hᵀ down each column of the result: `y = A_hᵀ M A_w`.
-            let mut across = [[[0f32; LANES]; 4]; PATCH];
+            let mut across = [[V::zero(); 4]; PATCH];
             for (a, across_row) in across.iter_mut().enumerate().take(alpha_h) {
-                *across_row = W::output::<Lanes, FUSED>(&products[a]);
-            }
-            let mut y = [[[0f32; LANES]; 4]; 4];
-            for j in 0..side {
-                let column = H::output::<Lanes, FUSED>(&std::array::from_fn(|a| across[a][j]));
-                for (i, value) in column.iter().enumerate().take(m_h) {
-                    y[i][j] = *value;
+                let mut products = [V::zero(); PATCH];
+                for (b, value) in products.iter_mut().enumerate().take(alpha) {
+                    // SAFETY: the values `load` reads are inside `m` (asserted above); the callers are compiled
+                    // for `V`'s instructions.
+                    *value = unsafe {
+                        V::load(m.as_ptr().add((a * alpha + b) * grid.stride + at), count)
+                    };
                 }
+                *across_row = W::output::<V, FUSED>(&products);
             }
-            // The epilogue, a vector of tiles at a time.
-            for value in y
-                .iter_mut()
-                .take(m_h)
-                .flat_map(|row| row.iter_mut().take(side))
-            {
-                for v in value.iter_mut() {
-                    *v = *v * scale + shift;
-                    if relu {
-                        *v = v.max(0.0);
-                    }
+            let mut y = [[V::zero(); 4]; 4];
+            for j in 0..side {
+                let mut column = [V::zero(); PATCH];
+                for (a, value) in column.iter_mut().enumerate().take(alpha_h) {
+                    *value = across[a][j];
+                }
+                let column = H::output::<V, FUSED>(&column);
+                for (i, value) in column.iter().enumerate().take(m_h) {
+                    y[i][j] = value.finish(&finish);
                 }
             }
             // The output columns these tiles cover, clipped to the map.
             let x0 = tx * side;
-            let width = (LANES.min(end - tx) * side).min(ow - x0);
+            let width = (count * side).min(ow - x0);
             for (i, y_row) in y.iter().enumerate().take(m_h) {
                 let oy = ty * m_h + i;
                 if oy >= oh {
                     break;
                 }
                 let dst_row = &mut dst[(oy - first_row) * ow + x0..][..width];
-                let mut row = [0f32; 4 * LANES];
-                // Interleaved into output order: tile `l`'s column `j` is output column `x0 + side·l + j`.
-                #[cfg(target_arch = "x86_64")]
-                if FUSED {
-                    // SAFETY: `output_tiles::<_, true>` is only called from `output_tiles_avx2`, on a CPU with
-                    // AVX2 and FMA.
-                    unsafe { interleave_avx(&y_row[..side], &mut row) };
-                } else {
-                    interleave(&y_row[..side], &mut row);
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                interleave(&y_row[..side], &mut row);
-                let write = |dst: &mut [MaybeUninit<f32>], src: &[f32]| {
-                    assert!(dst.len() == src.len());
-                    // SAFETY: both hold `src.len()` values (asserted), `MaybeUninit<f32>` has `f32`'s layout,
-                    // and a local array does not overlap the output.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            src.as_ptr(),
-                            dst.as_mut_ptr().cast::<f32>(),
-                            src.len(),
-                        );
-                    }
+                // SAFETY: `width` values, `dst_row`'s (`MaybeUninit<f32>` has `f32`'s layout); the callers are
+                // compiled for `V`'s instructions.
+                unsafe {
+                    V::store_row::<FUSED>(&y_row[..side], dst_row.as_mut_ptr().cast(), width)
                 };
-                if width == side * LANES {
-                    // A copy of a size known at compile time, inlined rather than a call to `memcpy`.
-                    write(dst_row, &row[..side * LANES]);
-                } else {
-                    write(dst_row, &row[..width]);
-                }
             }
         }
     }
 }
 
-/// The AVX-512 output transform's values: sixteen tiles' values of one product in a register.
+/// What the output transform does with its vectors besides their arithmetic ([`Vector`]): read a vector of
+/// tiles' products, finish its values, and write a row of tiles out in output order.
+trait OutputVector: Vector {
+    /// Tiles in a vector.
+    const TILES: usize;
+
+    /// The values [`OutputVector::load`] reads for `count` tiles.
+    fn reads(count: usize) -> usize;
+
+    /// The products of `count` tiles (at most [`OutputVector::TILES`]) from `src`, in the first `count` lanes.
+    ///
+    /// # Safety
+    /// `Self::reads(count)` values from `src` must be readable, and the CPU must have the vector's
+    /// instructions.
+    unsafe fn load(src: *const f32, count: usize) -> Self;
+
+    /// `act(scale · v + shift)`, a product and a sum each rounded, then ReLU if `finish` asks for it. `max`
+    /// returns its second operand when either is NaN: ReLU's NaN becomes 0, as with `f32::max`.
+    fn finish(&self, finish: &Finish) -> Self;
+
+    /// The first `width` values of the output row whose tile `l`'s column `j` is lane `l` of `columns[j]`
+    /// (value `side · l + j`, `side` being `columns.len()`), written to `dst`. `FUSED`: compiled with AVX2.
+    ///
+    /// # Safety
+    /// `width` values from `dst` must be writable, at most `side · TILES`; the CPU must have the vector's
+    /// instructions.
+    unsafe fn store_row<const FUSED: bool>(columns: &[Self], dst: *mut f32, width: usize);
+}
+
+impl OutputVector for Lanes {
+    const TILES: usize = LANES;
+
+    /// All eight: each product's run has `LANES` values of slack past its tiles (`Grid::stride`).
+    fn reads(_: usize) -> usize {
+        LANES
+    }
+
+    #[inline(always)]
+    unsafe fn load(src: *const f32, _: usize) -> Lanes {
+        // SAFETY: `LANES` values are readable (the caller's contract).
+        unsafe { src.cast::<Lanes>().read_unaligned() }
+    }
+
+    #[inline(always)]
+    fn finish(&self, finish: &Finish) -> Lanes {
+        self.map(|v| {
+            let v = v * finish.scale + finish.shift;
+            if finish.relu {
+                v.max(0.0)
+            } else {
+                v
+            }
+        })
+    }
+
+    #[inline(always)]
+    unsafe fn store_row<const FUSED: bool>(columns: &[Lanes], dst: *mut f32, width: usize) {
+        let mut row = [0f32; 4 * LANES];
+        #[cfg(target_arch = "x86_64")]
+        if FUSED {
+            // SAFETY: `output_tiles::<_, true>` is only called from `output_tiles_avx2` and
+            // `output_tiles_avx512`, on a CPU with AVX.
+            unsafe { interleave_avx(columns, &mut row) };
+        } else {
+            interleave(columns, &mut row);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        interleave(columns, &mut row);
+        let whole = columns.len() * LANES;
+        // SAFETY: `width` values are writable at `dst` (the caller's contract), and a local array does not
+        // overlap them. A whole row is a copy of a size known at compile time, inlined rather than a call to
+        // `memcpy`.
+        unsafe {
+            if width == whole {
+                std::ptr::copy_nonoverlapping(row.as_ptr(), dst, whole);
+            } else {
+                std::ptr::copy_nonoverlapping(row.as_ptr(), dst, width);
+            }
+        }
+    }
+}
+
+/// Sixteen tiles' values of one product in an AVX-512 register.
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
 #[derive(Clone, Copy)]
 struct Zmm(std::arch::x86_64::__m512);
@@ -1578,12 +1659,72 @@ impl Vector for Zmm {
     }
 }
 
-/// For an output row of sixteen tiles `side` columns wide, `out[side·l + j] = y_j[l]`, the vector `o` of it
-/// (values `16·o..16·o + 16`): for each lane, its index into `y_0, y_1` (or `y_2, y_3`) for
+// SAFETY (of the intrinsics in these methods): as for `Vector for Zmm`.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+impl OutputVector for Zmm {
+    const TILES: usize = 16;
+
+    /// The `count` tiles' values alone: the others are masked off.
+    fn reads(count: usize) -> usize {
+        count
+    }
+
+    #[inline(always)]
+    unsafe fn load(src: *const f32, count: usize) -> Zmm {
+        use std::arch::x86_64::*;
+        // SAFETY: the `count` values loaded are readable (the caller's contract); the others are not read.
+        unsafe { Zmm(_mm512_maskz_loadu_ps(super::avx512::lane_mask(count), src)) }
+    }
+
+    #[inline(always)]
+    fn finish(&self, finish: &Finish) -> Zmm {
+        use std::arch::x86_64::*;
+        unsafe {
+            let v = _mm512_add_ps(
+                _mm512_mul_ps(self.0, _mm512_set1_ps(finish.scale)),
+                _mm512_set1_ps(finish.shift),
+            );
+            Zmm(if finish.relu {
+                _mm512_max_ps(v, _mm512_setzero_ps())
+            } else {
+                v
+            })
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn store_row<const FUSED: bool>(columns: &[Zmm], dst: *mut f32, width: usize) {
+        use std::arch::x86_64::*;
+        let side = columns.len();
+        let column = |j: usize| columns.get(j).map_or(Zmm::zero(), |c| *c).0;
+        for (o, (index, upper)) in interleaving(side).iter().enumerate().take(side) {
+            let lanes = width.saturating_sub(16 * o).min(16);
+            if lanes == 0 {
+                break;
+            }
+            // SAFETY: `index` holds sixteen `i32`s; the stored lanes are among the `width` values writable at
+            // `dst` (the caller's contract).
+            unsafe {
+                let index = _mm512_loadu_si512(index.as_ptr().cast());
+                let low = _mm512_permutex2var_ps(column(0), index, column(1));
+                let v = if side > 2 {
+                    let high = _mm512_permutex2var_ps(column(2), index, column(3));
+                    _mm512_mask_blend_ps(*upper, low, high)
+                } else {
+                    low
+                };
+                _mm512_mask_storeu_ps(dst.add(16 * o), super::avx512::lane_mask(lanes), v);
+            }
+        }
+    }
+}
+
+/// For an output row of sixteen tiles `side` columns wide (`out[side·l + j] = y_j[l]`), its vector `o`
+/// (values `16·o..16·o + 16`): each lane's index into `y_0, y_1` (or `y_2, y_3`) for
 /// `_mm512_permutex2var_ps` (`j mod 2` picks the register, `l` the lane), and a mask of the lanes that come
 /// from `y_2` or `y_3`.
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-const fn interleave_table(side: usize) -> [([i32; 16], u16); 4] {
+const fn interleaving_table(side: usize) -> [([i32; 16], u16); 4] {
     let mut table = [([0; 16], 0); 4];
     let mut o = 0;
     while o < 4 {
@@ -1603,111 +1744,14 @@ const fn interleave_table(side: usize) -> [([i32; 16], u16); 4] {
     table
 }
 
-/// [`output_tiles`] with AVX-512: sixteen tiles a register, the products read under a mask, each output row
-/// put in output order in registers and stored under a mask straight into its plane. The AVX2 version goes
-/// through arrays on the stack, zeroed for every eight tiles, and copies each row out with a `memcpy` call:
-/// its zeroing and copies were a third of GoogLeNet's 64 → 192 layer on 56×56. The same operations in the
-/// same order, so the same values, bit for bit.
-///
-/// # Safety
-/// The CPU must support AVX-512F.
+/// [`interleaving_table`] for a row of tiles `side` (1 to 4) columns wide, computed at compile time.
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-#[target_feature(enable = "avx512f")]
-unsafe fn output_tiles_avx512<H: Transform, W: Transform>(
-    grid: &Grid,
-    (oh, ow): (usize, usize),
-    m: &[f32],
-    tiles: Range<usize>,
-    finish: Finish,
-    (dst, first_row): (&mut [MaybeUninit<f32>], usize),
-) {
-    use super::avx512::lane_mask;
-    use std::arch::x86_64::*;
-    let (m_h, alpha_h, side, alpha) = (H::M, H::A, W::M, W::A);
-    let table = const_table(side);
-    let Finish { scale, shift, relu } = finish;
-    let (scale, shift) = (_mm512_set1_ps(scale), _mm512_set1_ps(shift));
-    let zero = Zmm::zero();
-    for (ty, columns) in grid.rows(&tiles) {
-        let end = columns.end;
-        for tx in columns.step_by(16) {
-            let count = (end - tx).min(16);
-            let mask = lane_mask(count);
-            let at = ty * grid.cols + tx - tiles.start;
-            assert!(
-                (alpha_h * alpha - 1) * grid.stride + at + count <= m.len(),
-                "Winograd products out of their buffer"
-            );
-            // A_wᵀ across each row of products, then A_hᵀ down each column of the result: `y = A_hᵀ M A_w`.
-            let mut across = [[zero; 4]; PATCH];
-            for (a, across_row) in across.iter_mut().enumerate().take(alpha_h) {
-                let mut products = [zero; PATCH];
-                for (b, value) in products.iter_mut().enumerate().take(alpha) {
-                    // SAFETY: the tiles' `count` values of product `(a, b)` are inside `m` (asserted above);
-                    // the masked lanes are not read.
-                    *value = Zmm(unsafe {
-                        _mm512_maskz_loadu_ps(
-                            mask,
-                            m.as_ptr().add((a * alpha + b) * grid.stride + at),
-                        )
-                    });
-                }
-                *across_row = W::output::<Zmm, true>(&products);
-            }
-            let mut y = [[zero; 4]; 4];
-            for j in 0..side {
-                let mut column = [zero; PATCH];
-                for (a, value) in column.iter_mut().enumerate().take(alpha_h) {
-                    *value = across[a][j];
-                }
-                let column = H::output::<Zmm, true>(&column);
-                for (i, value) in column.iter().enumerate().take(m_h) {
-                    // The epilogue, as the AVX2 version's: a product and a sum, each rounded.
-                    let v = _mm512_add_ps(_mm512_mul_ps(value.0, scale), shift);
-                    y[i][j] = Zmm(if relu { _mm512_max_ps(v, zero.0) } else { v });
-                }
-            }
-            // The output columns these tiles cover, clipped to the map.
-            let x0 = tx * side;
-            let width = (count * side).min(ow - x0);
-            for (i, y_row) in y.iter().enumerate().take(m_h) {
-                let oy = ty * m_h + i;
-                if oy >= oh {
-                    break;
-                }
-                let dst_row = &mut dst[(oy - first_row) * ow + x0..][..width];
-                let row = dst_row.as_mut_ptr().cast::<f32>();
-                for (o, (index, upper)) in table.iter().enumerate().take(side) {
-                    let lanes = width.saturating_sub(16 * o).min(16);
-                    if lanes == 0 {
-                        break;
-                    }
-                    // SAFETY: `index` holds sixteen `i32`s; the stored lanes are inside `dst_row`.
-                    unsafe {
-                        let index = _mm512_loadu_si512(index.as_ptr().cast());
-                        let low = _mm512_permutex2var_ps(y_row[0].0, index, y_row[1].0);
-                        let v = if side > 2 {
-                            let high = _mm512_permutex2var_ps(y_row[2].0, index, y_row[3].0);
-                            _mm512_mask_blend_ps(*upper, low, high)
-                        } else {
-                            low
-                        };
-                        _mm512_mask_storeu_ps(row.add(16 * o), lane_mask(lanes), v);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// [`interleave_table`] for a row of tiles `side` columns wide, computed once.
-#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-fn const_table(side: usize) -> &'static [([i32; 16], u16); 4] {
+fn interleaving(side: usize) -> &'static [([i32; 16], u16); 4] {
     const TABLES: [[([i32; 16], u16); 4]; 4] = [
-        interleave_table(1),
-        interleave_table(2),
-        interleave_table(3),
-        interleave_table(4),
+        interleaving_table(1),
+        interleaving_table(2),
+        interleaving_table(3),
+        interleaving_table(4),
     ];
     &TABLES[side - 1]
 }

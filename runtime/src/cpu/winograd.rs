@@ -115,8 +115,9 @@ impl Tile {
 }
 
 /// The input and output transforms of one tile size, applied to a vector of tiles at once ([`Vector`]): `Bᵀ`
-/// to a column of `α` values, `Aᵀ` to a column of `α` products. Written out rather than as matrix products so that no
-/// multiply by 0 or ±1 is left and common terms are shared. `FUSED` multiplies and adds with one rounding.
+/// to a column of `α` values, `Aᵀ` to a column of `α` products. Written out rather than as matrix products so
+/// that no multiply by 0 or ±1 is left and common terms are shared. `FUSED` multiplies and adds with one
+/// rounding.
 trait Transform {
     /// The output tile's side, `m`.
     const M: usize;
@@ -126,6 +127,25 @@ trait Transform {
     fn input<V: Vector, const FUSED: bool>(d: &[V; PATCH]) -> [V; PATCH];
     /// `Aᵀ p` for the first `α` values of `p`, into the first `m` of the result.
     fn output<V: Vector, const FUSED: bool>(p: &[V; PATCH]) -> [V; 4];
+}
+
+/// `$call` with `$h` and `$w` naming the transforms of `$tile` down its columns and across its rows (the
+/// identity along a side of one tap): the one place that says which transforms each tile takes.
+macro_rules! with_transforms {
+    ($tile:expr, |$h:ident, $w:ident| $call:expr) => {
+        with_transforms!(@ $tile, $h, $w, $call;
+            F2 => (F2, F2), F3 => (F3, F3), F4 => (F4, F4), F2K5 => (F2K5, F2K5),
+            F1x2K7 => (Identity, F2K7), F2x1K7 => (F2K7, Identity))
+    };
+    (@ $tile:expr, $h:ident, $w:ident, $call:expr; $($t:ident => ($down:ty, $across:ty)),*) => {
+        match $tile {
+            $(Tile::$t => {
+                type $h = $down;
+                type $w = $across;
+                $call
+            })*
+        }
+    };
 }
 
 /// The longest side of an input patch, `α` (F(2, 7)'s).
@@ -1160,28 +1180,14 @@ impl Layer<'_> {
             // it ran slower, and written for sixteen tiles a register (as the output transform is) even
             // (bench/RESULTS.md).
             return unsafe {
-                match self.grid.tile {
-                    Tile::F2 => input_tiles_avx2::<F2, F2>(self, src, tiles, scratch, v),
-                    Tile::F3 => input_tiles_avx2::<F3, F3>(self, src, tiles, scratch, v),
-                    Tile::F4 => input_tiles_avx2::<F4, F4>(self, src, tiles, scratch, v),
-                    Tile::F2K5 => input_tiles_avx2::<F2K5, F2K5>(self, src, tiles, scratch, v),
-                    Tile::F1x2K7 => {
-                        input_tiles_avx2::<Identity, F2K7>(self, src, tiles, scratch, v)
-                    }
-                    Tile::F2x1K7 => {
-                        input_tiles_avx2::<F2K7, Identity>(self, src, tiles, scratch, v)
-                    }
-                }
+                with_transforms!(self.grid.tile, |H, W| input_tiles_avx2::<H, W>(
+                    self, src, tiles, scratch, v
+                ))
             };
         }
-        match self.grid.tile {
-            Tile::F2 => input_tiles::<F2, F2, false>(self, src, tiles, scratch, v),
-            Tile::F3 => input_tiles::<F3, F3, false>(self, src, tiles, scratch, v),
-            Tile::F4 => input_tiles::<F4, F4, false>(self, src, tiles, scratch, v),
-            Tile::F2K5 => input_tiles::<F2K5, F2K5, false>(self, src, tiles, scratch, v),
-            Tile::F1x2K7 => input_tiles::<Identity, F2K7, false>(self, src, tiles, scratch, v),
-            Tile::F2x1K7 => input_tiles::<F2K7, Identity, false>(self, src, tiles, scratch, v),
-        }
+        with_transforms!(self.grid.tile, |H, W| input_tiles::<H, W, false>(
+            self, src, tiles, scratch, v
+        ))
     }
 
     /// For the output channels `first..` that `dst` holds (their planes' rows under `tiles`, at least), the
@@ -1264,54 +1270,23 @@ impl Layer<'_> {
         if self.isa == Isa::Avx512 {
             // SAFETY: `Avx512` is only chosen on a CPU that has AVX-512F.
             return unsafe {
-                match grid.tile {
-                    Tile::F2 => output_tiles_avx512::<F2, F2>(grid, out, m, tiles, finish, dst),
-                    Tile::F3 => output_tiles_avx512::<F3, F3>(grid, out, m, tiles, finish, dst),
-                    Tile::F4 => output_tiles_avx512::<F4, F4>(grid, out, m, tiles, finish, dst),
-                    Tile::F2K5 => {
-                        output_tiles_avx512::<F2K5, F2K5>(grid, out, m, tiles, finish, dst)
-                    }
-                    Tile::F1x2K7 => {
-                        output_tiles_avx512::<Identity, F2K7>(grid, out, m, tiles, finish, dst)
-                    }
-                    Tile::F2x1K7 => {
-                        output_tiles_avx512::<F2K7, Identity>(grid, out, m, tiles, finish, dst)
-                    }
-                }
+                with_transforms!(grid.tile, |H, W| output_tiles_avx512::<H, W>(
+                    grid, out, m, tiles, finish, dst
+                ))
             };
         }
         #[cfg(target_arch = "x86_64")]
         if self.isa != Isa::Portable {
             // SAFETY: as in `input_channel`: AVX2 and FMA are there.
             return unsafe {
-                match grid.tile {
-                    Tile::F2 => output_tiles_avx2::<F2, F2>(grid, out, m, tiles, finish, dst),
-                    Tile::F3 => output_tiles_avx2::<F3, F3>(grid, out, m, tiles, finish, dst),
-                    Tile::F4 => output_tiles_avx2::<F4, F4>(grid, out, m, tiles, finish, dst),
-                    Tile::F2K5 => output_tiles_avx2::<F2K5, F2K5>(grid, out, m, tiles, finish, dst),
-                    Tile::F1x2K7 => {
-                        output_tiles_avx2::<Identity, F2K7>(grid, out, m, tiles, finish, dst)
-                    }
-                    Tile::F2x1K7 => {
-                        output_tiles_avx2::<F2K7, Identity>(grid, out, m, tiles, finish, dst)
-                    }
-                }
+                with_transforms!(grid.tile, |H, W| output_tiles_avx2::<H, W>(
+                    grid, out, m, tiles, finish, dst
+                ))
             };
         }
-        match grid.tile {
-            Tile::F2 => output_tiles::<Lanes, F2, F2, false>(grid, out, m, tiles, finish, dst),
-            Tile::F3 => output_tiles::<Lanes, F3, F3, false>(grid, out, m, tiles, finish, dst),
-            Tile::F4 => output_tiles::<Lanes, F4, F4, false>(grid, out, m, tiles, finish, dst),
-            Tile::F2K5 => {
-                output_tiles::<Lanes, F2K5, F2K5, false>(grid, out, m, tiles, finish, dst)
-            }
-            Tile::F1x2K7 => {
-                output_tiles::<Lanes, Identity, F2K7, false>(grid, out, m, tiles, finish, dst)
-            }
-            Tile::F2x1K7 => {
-                output_tiles::<Lanes, F2K7, Identity, false>(grid, out, m, tiles, finish, dst)
-            }
-        }
+        with_transforms!(grid.tile, |H, W| output_tiles::<Lanes, H, W, false>(
+            grid, out, m, tiles, finish, dst
+        ))
     }
 }
 

@@ -2343,6 +2343,10 @@ mod tests {
     #[test]
     fn every_pair_split_matches_the_definition_at_every_length() {
         type Split = fn(&[f32], &mut [f32], &mut [f32]);
+        #[cfg_attr(
+            not(all(target_arch = "x86_64", feature = "avx512")),
+            allow(unused_mut)
+        )]
         let mut paths: Vec<Split> = vec![split_pairs_portable];
         #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
         if std::arch::is_x86_feature_detected!("avx512f") {

@@ -74,6 +74,7 @@ impl MaxPool2d {
 impl MaxPool2d {
     /// The windows along the rows and the columns of an `(h, w)` map, as the CPU kernels take them; an error
     /// where the pool does not fit the map.
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
     pub(crate) fn cpu_axes(
         &self,
         (h, w): (usize, usize),

@@ -972,6 +972,8 @@ mod tests {
 
     /// The planes with `tiling`, or for `None` the lanes, if `isa` has them and they take `g`.
     fn test_method(isa: Isa, tiling: Option<Tiling>, g: &ConvGeometry) -> Option<Method> {
+        #[cfg(not(all(target_arch = "x86_64", feature = "avx512")))]
+        let _ = isa;
         match tiling {
             Some(tiling) => Some(Method::Planes(PhaseLayout::new(g, tiling))),
             #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
